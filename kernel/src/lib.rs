@@ -1,1 +1,38 @@
+//! armach: a Mach kernel for 64-bit Arm.
+//!
+//! ```text
+//! kern/     boot sequence, CPUs, interrupts, traps, console, power   (generic)
+//! mm/       virtual layout, physical frames                          (generic)
+//! devtree/  the validating device-tree layer                          (generic, host-tested)
+//! drivers/  GICv2/v3, PL011, BCM2835 mini UART                        (found via the tree)
+//! arch/     aarch64: boot.s, vectors, MMU, timer, PSCI, semihosting   (the only arch)
+//! ```
+//!
+//! Generic code calls `arch::*` and never names the architecture. Modules that touch
+//! hardware are compiled for the bare-metal target only; everything else is unit-tested on
+//! the host with `cargo test`.
+
 #![cfg_attr(not(test), no_std)]
+
+pub mod arch;
+pub mod devtree;
+#[cfg(target_os = "none")]
+pub mod drivers;
+pub mod kern;
+pub mod mm;
+
+#[cfg(all(target_os = "none", not(test)))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if PANICKING.swap(true, Ordering::AcqRel) {
+        // Another CPU is already reporting; let it finish.
+        arch::cpu::halt();
+    }
+    kern::console::print_emergency(format_args!(
+        "\nkernel panic on cpu{}: {info}\n",
+        kern::percpu::current_index()
+    ));
+    kern::power::power_off(kern::power::ExitStatus::Panic)
+}

@@ -1,1 +1,242 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for building, booting, testing, linting and imaging
+//! armach. This file holds the command line (clap) and hands each command to its module;
+//! it does no work of its own beyond locating the workspace.
+//!
+//! - `run`   build the kernel, turn it into an `Image`, boot it under QEMU ([`qemu`])
+//! - `test`  host tests, then the QEMU boot matrix ([`test`])
+//! - `lint`  clippy for every crate on its own target, then rustfmt ([`lint`])
+//! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
+//! - `setup` check and install the prerequisites only ([`prereq`])
+
+mod error;
+mod image;
+mod kernel;
+mod lint;
+mod prereq;
+mod proc;
+mod qemu;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use error::{Error, Result};
+use qemu::{Board, Gic};
+
+/// The kernel's target: no FP/SIMD in the kernel.
+pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
+/// The target of user programs (libmach, tests, servers).
+pub const USER_TARGET: &str = "aarch64-unknown-none";
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot, test, lint and image armach"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the kernel and boot it under QEMU, exiting with the guest's status.
+    Run(RunArgs),
+    /// Run the host tests, then boot the kernel across the QEMU machine matrix.
+    Test,
+    /// Clippy (-D warnings) on every crate for its own target, then rustfmt --check.
+    Lint,
+    /// Write a Raspberry Pi 4 SD-card folder (kernel8.img, config.txt, cmdline.txt, README).
+    Image(ImageArgs),
+    /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
+    Setup,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Machine to boot.
+    #[arg(long, value_enum, default_value_t = Board::Virt)]
+    board: Board,
+    /// Number of CPUs (virt: default 4; rpi4: exactly 4).
+    #[arg(long)]
+    smp: Option<u32>,
+    /// GIC version (virt: default 3; rpi4: the GIC-400 is version 2).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=3))]
+    gic: Option<u8>,
+    /// Enter the kernel at EL2 (virt: adds virtualization=on).
+    #[arg(long)]
+    el2: bool,
+    /// CPU model (virt: default cortex-a72; rpi4 is always cortex-a72).
+    #[arg(long)]
+    cpu: Option<String>,
+    /// RAM size (virt: default 512M; rpi4 is always 2G).
+    #[arg(long)]
+    mem: Option<String>,
+    /// Deterministic instruction counting (-icount shift=0,align=off,sleep=off).
+    #[arg(long)]
+    icount: bool,
+    /// Extra kernel command line, after `exit=semihosting`.
+    #[arg(long)]
+    bootargs: Option<String>,
+    /// Kill QEMU after this many seconds and exit with 124 (default: no limit).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Wait for gdb on :1234 before the first instruction (-s -S).
+    #[arg(long)]
+    gdb: bool,
+    /// rpi4 only: boot the files of a folder made by `cargo xtask image` instead of building.
+    #[arg(long, value_name = "DIR")]
+    image: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// Board to make the image for (only rpi4 boots from an SD card).
+    #[arg(long, value_enum)]
+    board: Board,
+    /// Folder to write (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Kernel command line for cmdline.txt (default `loglevel=info`).
+    #[arg(long)]
+    bootargs: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Test => test::run_all(),
+        Command::Lint => lint::run(),
+        Command::Image(args) => cmd_image(args),
+        Command::Setup => cmd_setup(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The workspace root: this crate lives in `tools/xtask`.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+}
+
+/// The workspace's own `target/` directory, whatever `CARGO_TARGET_DIR` says.
+pub fn target_dir() -> PathBuf {
+    workspace_root().join("target")
+}
+
+fn cmd_run(args: RunArgs) -> Result<u8> {
+    let gic = match args.gic {
+        Some(2) => Some(Gic::V2),
+        Some(_) => Some(Gic::V3),
+        None => None,
+    };
+    let machine = qemu::Machine::resolve(
+        args.board,
+        qemu::MachineOptions {
+            smp: args.smp,
+            gic,
+            el2: args.el2,
+            cpu: args.cpu,
+            mem: args.mem,
+            icount: args.icount,
+        },
+    )?;
+    prereq::ensure_qemu()?;
+    let dtb = match machine.board {
+        Board::Rpi4 => Some(prereq::ensure_pi4_dtb(&prereq::dtb_cache_dir())?),
+        Board::Virt => None,
+    };
+    let elf = kernel::elf_path();
+    let (kernel_image, initrd, bootargs) = match &args.image {
+        Some(dir) => {
+            if machine.board != Board::Rpi4 {
+                return Err(Error::new(
+                    "--image boots an SD-card folder: use --board rpi4",
+                ));
+            }
+            let files = image::read_image_dir(dir)?;
+            let bootargs = args.bootargs.clone().unwrap_or(files.cmdline);
+            (files.kernel, files.initrd, bootargs)
+        }
+        None => {
+            prereq::ensure_rust_targets()?;
+            let image = kernel::build()?;
+            (
+                image,
+                kernel::initrd(),
+                args.bootargs.clone().unwrap_or_default(),
+            )
+        }
+    };
+    let boot = qemu::Boot {
+        kernel: kernel_image,
+        initrd,
+        dtb,
+        bootargs,
+        gdb: args.gdb,
+    };
+    let qemu_args = qemu::command_line(&machine, &boot);
+    println!("xtask: {}", proc::shell_words(qemu::QEMU, &qemu_args));
+    if args.gdb {
+        println!(
+            "xtask: QEMU waits for gdb; attach with:\n  gdb-multiarch {} -ex 'target remote :1234'",
+            proc::shell_quote(&elf.display().to_string())
+        );
+    }
+    let timeout = args.timeout.map(Duration::from_secs);
+    let outcome = qemu::run(&qemu_args, timeout, qemu::Console::Terminal)?;
+    if outcome.timed_out {
+        eprintln!(
+            "xtask: QEMU timed out after {} s and was stopped",
+            args.timeout.unwrap_or(0)
+        );
+    } else if outcome.status != 0 {
+        eprintln!(
+            "xtask: guest exited with status {} ({})",
+            outcome.status,
+            qemu::describe_status(outcome.status)
+        );
+    }
+    Ok(outcome.exit_code())
+}
+
+fn cmd_image(args: ImageArgs) -> Result<u8> {
+    if args.board != Board::Rpi4 {
+        return Err(Error::new("only --board rpi4 boots from an SD-card folder"));
+    }
+    prereq::ensure_rust_targets()?;
+    let image = kernel::build()?;
+    let bootargs = args
+        .bootargs
+        .unwrap_or_else(|| image::DEFAULT_CMDLINE.to_owned());
+    image::write_image_dir(&args.out, &image, kernel::initrd().as_deref(), &bootargs)?;
+    println!(
+        "xtask: wrote {} (see README.txt there for the firmware files and serial console)",
+        args.out.display()
+    );
+    Ok(0)
+}
+
+fn cmd_setup() -> Result<u8> {
+    prereq::ensure_rust_targets()?;
+    prereq::ensure_qemu()?;
+    let dtb = prereq::ensure_pi4_dtb(&prereq::dtb_cache_dir())?;
+    println!(
+        "xtask: prerequisites present (Pi 4 device tree: {})",
+        dtb.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,93 @@
+//! The current CPU: its identity (MPIDR), its per-CPU pointer (TPIDR_EL1), interrupt
+//! masking, and waiting. Scheduling decisions are not made here.
+
+use aarch64_cpu::asm;
+use aarch64_cpu::registers::{DAIF, MPIDR_EL1, TPIDR_EL1};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// The affinity fields of MPIDR_EL1 (Aff3 at 39:32, Aff2-Aff0 at 23:0), as the device
+/// tree's cpu `reg` gives them.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// This CPU's affinity.
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
+}
+
+/// Point TPIDR_EL1 at this CPU's per-CPU data.
+pub fn set_local(ptr: *const ()) {
+    TPIDR_EL1.set(ptr as u64);
+}
+
+/// This CPU's per-CPU data (0 before `set_local`).
+pub fn local() -> *const () {
+    TPIDR_EL1.get() as *const ()
+}
+
+/// Mask IRQs on this CPU; returns the previous mask state for `irq_restore`.
+#[inline]
+pub fn irq_save() -> u64 {
+    let daif = DAIF.get();
+    // SAFETY: masking IRQs on the local CPU is always allowed.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+    daif
+}
+
+/// Restore the mask state returned by `irq_save`.
+#[inline]
+pub fn irq_restore(saved: u64) {
+    DAIF.set(saved);
+}
+
+/// Unmask IRQs on this CPU.
+#[inline]
+pub fn irq_enable() {
+    // SAFETY: the vector table is installed before any caller enables interrupts.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+}
+
+/// Mask IRQs on this CPU.
+#[inline]
+pub fn irq_disable() {
+    // SAFETY: masking IRQs on the local CPU is always allowed.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Sleep until an interrupt arrives.
+#[inline]
+pub fn wait_for_interrupt() {
+    asm::wfi();
+}
+
+/// Sleep until an event or interrupt.
+#[inline]
+pub fn wait_for_event() {
+    asm::wfe();
+}
+
+/// Wake CPUs waiting in `wait_for_event`.
+#[inline]
+pub fn send_event() {
+    asm::barrier::dsb(asm::barrier::ISH);
+    asm::sev();
+}
+
+/// Park this CPU for good, interrupts masked.
+pub fn halt() -> ! {
+    irq_disable();
+    loop {
+        asm::wfi();
+    }
+}
+
+/// Clean the data cache lines covering `[addr, addr + len)` to the point of coherency, so
+/// that a CPU running with its MMU off sees the data (spin-table release).
+pub fn clean_dcache_to_poc(addr: u64, len: u64) {
+    let mut line = addr & !63;
+    while line < addr + len {
+        // SAFETY: cleaning a cache line does not change memory contents.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) line, options(nostack)) };
+        line += 64;
+    }
+    asm::barrier::dsb(asm::barrier::SY);
+}

@@ -1,0 +1,134 @@
+//! Exception entry: the trap frame, the vector table, and the decoding of ESR_EL1 for the
+//! reports printed when something unexpected happens. What an exception *means* (a fault
+//! to report, an interrupt to dispatch) is decided by the generic handlers it calls.
+
+use aarch64_cpu::registers::VBAR_EL1;
+use core::fmt;
+use tock_registers::interfaces::Writeable;
+
+/// Everything the vectors save, in this order (`vectors.s`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub sp_el0: u64,
+    pub elr: u64,
+    pub spsr: u64,
+    pub esr: u64,
+    pub far: u64,
+}
+
+/// Which vector was taken (the index in the table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct VectorKind(pub u64);
+
+impl VectorKind {
+    pub fn describe(self) -> &'static str {
+        const NAMES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
+        NAMES[(self.0 % 4) as usize]
+    }
+    pub fn origin(self) -> &'static str {
+        const FROM: [&str; 4] = ["EL1 on SP_EL0", "EL1", "EL0 (AArch64)", "EL0 (AArch32)"];
+        FROM[((self.0 / 4) % 4) as usize]
+    }
+}
+
+/// The exception class field of ESR_EL1 (Arm ARM D19.2.40).
+pub fn esr_class(esr: u64) -> u8 {
+    ((esr >> 26) & 0x3f) as u8
+}
+
+/// A name for an exception class.
+pub fn esr_class_name(class: u8) -> &'static str {
+    match class {
+        0x00 => "unknown reason",
+        0x01 => "WFI/WFE",
+        0x07 => "FP/SIMD access",
+        0x0e => "illegal execution state",
+        0x15 => "SVC from AArch64",
+        0x16 => "HVC from AArch64",
+        0x17 => "SMC from AArch64",
+        0x18 => "system register access",
+        0x19 => "SVE access",
+        0x20 => "instruction abort from EL0",
+        0x21 => "instruction abort from EL1",
+        0x22 => "PC alignment fault",
+        0x24 => "data abort from EL0",
+        0x25 => "data abort from EL1",
+        0x26 => "SP alignment fault",
+        0x2c => "floating-point exception",
+        0x2f => "SError",
+        0x30 | 0x31 => "breakpoint",
+        0x32 | 0x33 => "software step",
+        0x34 | 0x35 => "watchpoint",
+        0x3c => "BRK instruction",
+        _ => "other",
+    }
+}
+
+impl fmt::Display for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let class = esr_class(self.esr);
+        writeln!(
+            f,
+            "  ESR {:#018x} (class {:#04x}: {})\n  FAR {:#018x}  ELR {:#018x}  SPSR {:#018x}",
+            self.esr,
+            class,
+            esr_class_name(class),
+            self.far,
+            self.elr,
+            self.spsr
+        )?;
+        for row in 0..8 {
+            write!(f, " ")?;
+            for col in 0..4 {
+                let i = row * 4 + col;
+                if i < 31 {
+                    write!(f, " x{:<2} {:#018x}", i, self.x[i])?;
+                } else {
+                    write!(f, " sp_el0 {:#018x}", self.sp_el0)?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Install the vector table on this CPU.
+pub fn install_vectors() {
+    unsafe extern "C" {
+        static exception_vectors: u8;
+    }
+    VBAR_EL1.set(&raw const exception_vectors as u64);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+extern "C" fn el1_sync(frame: &mut TrapFrame, kind: VectorKind) {
+    crate::kern::trap::kernel_exception(frame, kind);
+}
+
+extern "C" fn el0_sync(frame: &mut TrapFrame, kind: VectorKind) {
+    crate::kern::trap::user_exception(frame, kind);
+}
+
+extern "C" fn irq(_frame: &mut TrapFrame, _kind: VectorKind) {
+    crate::kern::irq::handle();
+}
+
+extern "C" fn unexpected(frame: &mut TrapFrame, kind: VectorKind) {
+    crate::kern::trap::kernel_exception(frame, kind);
+}
+
+core::arch::global_asm!(
+    include_str!("vectors.s"),
+    FRAME_SIZE = const core::mem::size_of::<TrapFrame>(),
+    OFF_X30 = const core::mem::offset_of!(TrapFrame, x) + 30 * 8,
+    OFF_ELR = const core::mem::offset_of!(TrapFrame, elr),
+    OFF_ESR = const core::mem::offset_of!(TrapFrame, esr),
+    EL1_SYNC = sym el1_sync,
+    EL0_SYNC = sym el0_sync,
+    IRQ = sym irq,
+    UNEXPECTED = sym unexpected,
+);

@@ -1,0 +1,12 @@
+//! AArch64: boot, exception vectors, translation tables, the current CPU, the generic
+//! timer, PSCI and semihosting. Generic code reaches the hardware only through the names
+//! this module exports.
+
+pub mod boot;
+pub mod cpu;
+pub mod exception;
+pub mod mmu;
+pub mod psci;
+pub mod semihosting;
+pub mod sysreg;
+pub mod timer;

@@ -1,0 +1,207 @@
+//! The boot sequence, from the first Rust code on the boot CPU to a running machine:
+//! device tree, console, memory, interrupt controller, timer, secondary CPUs, W^X. Also the
+//! boot check (`halt-after=boot`).
+
+use crate::arch::{cpu, exception, mmu, timer};
+use crate::devtree::{self, GicInfo, MachineConfig, PhysRange};
+use crate::drivers::gic::{Gic, v2::GicV2, v3::GicV3};
+use crate::kern::bootargs::{self, BootArgs};
+use crate::kern::percpu::{self, CpuState};
+use crate::kern::power::{self, ExitStatus, power_off};
+use crate::kern::{console, irq, smp};
+use crate::mm::{PhysAddr, frame, layout::PAGE_SIZE};
+use arrayvec::ArrayVec;
+use core::sync::atomic::Ordering;
+use spin::Once;
+
+static CONFIG: Once<MachineConfig<'static>> = Once::new();
+
+/// The machine as the device tree describes it.
+pub fn config() -> &'static MachineConfig<'static> {
+    CONFIG.get().expect("device tree parsed at boot")
+}
+
+/// The boot CPU's first Rust code (boot.s `primary_high`), MMU on, at the link address.
+pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
+    mmu::init(load_pa);
+    mmu::protect_image();
+    exception::install_vectors();
+    percpu::init_this_cpu(0);
+
+    let dtb = match map_device_tree(dtb_pa) {
+        Ok(dtb) => dtb,
+        Err(_) => cpu::halt(), // No tree, no console: nothing can be said.
+    };
+    let config = match devtree::parse(dtb) {
+        Ok(config) => CONFIG.call_once(|| config),
+        Err(error) => device_tree_failure(dtb, &error),
+    };
+    let args = BootArgs::new(config.bootargs);
+    console::init(config.console);
+    console::init_log(bootargs::log_level(&args));
+    power::init(args.get("exit") == Some("semihosting"), config.psci);
+
+    // The tree lists CPUs in its own order; index 0 is the first there, which need not be us.
+    let me = config.cpu_index_of_mpidr(cpu::mpidr()).unwrap_or(0);
+    percpu::init_this_cpu(me);
+    percpu::set_cpu_count(config.cpus.len());
+    percpu::current().set_state(CpuState::Online);
+
+    log::info!(
+        "armach: {} ({} CPUs, GICv{}, console {:?}), loaded at {load_pa:#x}, tree at {dtb_pa:#x}",
+        config.model,
+        config.cpus.len(),
+        if matches!(config.gic, GicInfo::V2 { .. }) { 2 } else { 3 },
+        config.console.map(|c| c.kind),
+    );
+    log::info!("bootargs: {}", config.bootargs);
+
+    init_memory(config, load_pa, dtb_pa, dtb.len() as u64);
+    init_interrupts(config, &args);
+
+    let online = smp::start_secondaries(config, load_pa);
+    mmu::drop_identity_map();
+    log::info!("{online} of {} CPUs online", config.cpus.len());
+
+    match args.get("halt-after") {
+        Some("boot") => boot_check(config, online),
+        _ => idle_demo(config),
+    }
+}
+
+/// Map the device tree read-only: its header first, for the size, then all of it.
+fn map_device_tree(dtb_pa: u64) -> Result<&'static [u8], ()> {
+    if dtb_pa == 0 || dtb_pa % 8 != 0 {
+        return Err(());
+    }
+    let header = mmu::map_readonly(PhysAddr(dtb_pa), 64).map_err(|_| ())?;
+    // SAFETY: the mapping just made covers 64 readable bytes at `header`.
+    let head = unsafe { core::slice::from_raw_parts(header.as_ptr::<u8>(), 64) };
+    let size = devtree::total_size(head).map_err(|_| ())?;
+    let all = mmu::map_readonly(PhysAddr(dtb_pa), size as u64).map_err(|_| ())?;
+    // SAFETY: mapped read-only for `size` bytes, never unmapped or written.
+    Ok(unsafe { core::slice::from_raw_parts(all.as_ptr::<u8>(), size) })
+}
+
+/// The tree is unusable. Say so on whatever console it still names, then stop.
+fn device_tree_failure(dtb: &'static [u8], error: &devtree::DtError) -> ! {
+    let _ = dtb; // console_only: pending
+    console::init(None);
+    console::print_emergency(format_args!("armach: unusable device tree: {error}\n"));
+    cpu::halt()
+}
+
+/// Linear map of all RAM, then the frame allocator over what is not reserved.
+fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: u64) {
+    for region in &config.memory {
+        if let Err(e) = mmu::map_linear(PhysAddr(region.base), region.size) {
+            panic!("cannot map RAM {:#x}+{:#x}: {e:?}", region.base, region.size);
+        }
+    }
+    let (_, image_size) = mmu::image_phys_range();
+    let holes = [
+        PhysRange { base: load_pa, size: image_size },
+        PhysRange { base: dtb_pa, size: dtb_size },
+    ];
+    let mut usable: ArrayVec<PhysRange, 64> = ArrayVec::new();
+    if let Err(e) = config.usable_memory_excluding(&holes, &mut usable) {
+        log::warn!("memory map: {e}");
+    }
+    for r in &usable {
+        log::debug!("usable RAM {:#x}-{:#x}", r.base, r.end());
+        frame::add_region(PhysAddr(r.base), r.size);
+    }
+    mmu::use_frame_allocator();
+    let (free, total) = frame::counts();
+    log::info!("memory: {} MiB usable ({free} of {total} frames free)", total * PAGE_SIZE as u64 >> 20);
+}
+
+/// The GIC the tree names, this CPU's interface, and the timer tick.
+fn init_interrupts(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
+    let map = |r: &PhysRange| {
+        mmu::map_device(PhysAddr(r.base), r.size)
+            .unwrap_or_else(|e| panic!("cannot map GIC registers at {:#x}: {e:?}", r.base))
+            .as_u64() as usize
+    };
+    let gic = match &config.gic {
+        // SAFETY: the addresses map the GIC the device tree describes, for good.
+        GicInfo::V2 { dist, cpu } => Gic::V2(unsafe { GicV2::new(map(dist), map(cpu)) }),
+        GicInfo::V3 { dist, redist } => {
+            let regions = redist.iter().map(|r| (map(r), r.size as usize)).collect();
+            // SAFETY: as above.
+            Gic::V3(unsafe { GicV3::new(map(dist), regions) })
+        }
+    };
+    let hz = bootargs::hz(args);
+    irq::init(gic, config.timer.virt_intid, hz);
+    if !irq::init_this_cpu() {
+        panic!("no GIC interface for the boot CPU (MPIDR {:#x})", cpu::mpidr());
+    }
+    log::info!("timer: {} Hz counter, {hz} Hz tick", timer::frequency());
+    cpu::irq_enable();
+}
+
+/// `halt-after=boot`: wait until every online CPU has taken a timer interrupt and an IPI,
+/// print the result and power off (status 3 if a CPU did not start).
+fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
+    let n = config.cpus.len();
+    let deadline = timer::counter() + timer::frequency() * 10;
+    loop {
+        let pending = (0..n)
+            .map(percpu::cpu)
+            .filter(|c| c.state() == CpuState::Online)
+            .filter(|c| c.timer_ticks.load(Ordering::Relaxed) == 0 || c.ipis.load(Ordering::Relaxed) == 0)
+            .count();
+        if pending == 0 {
+            break;
+        }
+        if timer::counter() > deadline {
+            log::error!("{pending} online CPUs took no timer interrupt or no IPI in 10 s");
+            power_off(ExitStatus::TestFailed);
+        }
+        cpu::wait_for_interrupt();
+    }
+    for (i, c) in (0..n).map(|i| (i, percpu::cpu(i))) {
+        log::info!(
+            "cpu{i} MPIDR {:#x}: {:?}, {} timer interrupts, {} IPIs",
+            config.cpus[i].mpidr,
+            c.state(),
+            c.timer_ticks.load(Ordering::Relaxed),
+            c.ipis.load(Ordering::Relaxed)
+        );
+    }
+    crate::println!("boot: {online} of {n} CPUs online");
+    if online == n {
+        power_off(ExitStatus::Success)
+    } else {
+        for (i, cpu) in config.cpus.iter().enumerate() {
+            if percpu::cpu(i).state() != CpuState::Online {
+                crate::println!("boot: CPU with MPIDR {:#x} did not start", cpu.mpidr);
+            }
+        }
+        power_off(ExitStatus::CpuFailed)
+    }
+}
+
+/// Without a test to run: show the CPUs ticking for a few seconds, then power off.
+fn idle_demo(config: &MachineConfig<'_>) -> ! {
+    let freq = timer::frequency();
+    let start = timer::counter();
+    for second in 1..=3u64 {
+        while timer::counter() < start + second * freq {
+            cpu::wait_for_interrupt();
+        }
+        crate::print!("t={second}s ticks per CPU:");
+        for i in 0..config.cpus.len() {
+            crate::print!(" {}", percpu::cpu(i).timer_ticks.load(Ordering::Relaxed));
+        }
+        crate::println!();
+    }
+    crate::println!("armach: demo done (user programs arrive with the next issue)");
+    power_off(ExitStatus::Success)
+}
+
+/// A secondary CPU's first Rust code (boot.s `secondary_high`).
+pub extern "C" fn secondary_main(index: u64) -> ! {
+    smp::secondary_start(index as usize)
+}

@@ -1,0 +1,129 @@
+//! The kernel console: the UART the device tree names as `stdout-path`, `print!`-style
+//! output, and the `log` backend (levels from `loglevel=`). Output from different CPUs is
+//! serialised line by line.
+
+use crate::arch::timer;
+use crate::devtree::{UartInfo, UartKind};
+use crate::drivers::Uart;
+use crate::drivers::mini_uart::MiniUart;
+use crate::drivers::pl011::Pl011;
+use crate::kern::percpu;
+use crate::kern::sync::IrqSpinLock;
+use core::fmt::{self, Write};
+
+enum Port {
+    None,
+    Pl011(Pl011),
+    MiniUart(MiniUart),
+}
+
+impl Port {
+    fn put_byte(&self, b: u8) {
+        match self {
+            Port::None => {}
+            Port::Pl011(u) => u.put_byte(b),
+            Port::MiniUart(u) => u.put_byte(b),
+        }
+    }
+}
+
+static PORT: IrqSpinLock<Port> = IrqSpinLock::new(Port::None);
+
+/// Start the console on the UART the tree names; without one the kernel runs silent.
+pub fn init(uart: Option<UartInfo>) {
+    let Some(uart) = uart else { return };
+    let Ok(va) = crate::arch::mmu::map_device(crate::mm::PhysAddr(uart.regs.base), uart.regs.size.max(0x100))
+    else {
+        return;
+    };
+    // SAFETY: `va` maps the UART's registers for good (the device window is never unmapped).
+    let port = unsafe {
+        match uart.kind {
+            UartKind::Pl011 => Port::Pl011(Pl011::new(va.as_u64() as usize)),
+            UartKind::MiniUart => Port::MiniUart(MiniUart::new(va.as_u64() as usize)),
+        }
+    };
+    *PORT.lock() = port;
+}
+
+struct Writer<'a>(&'a Port);
+
+impl Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.put_byte(b'\r');
+            }
+            self.0.put_byte(b);
+        }
+        Ok(())
+    }
+}
+
+/// Print formatted text (used by `print!` and `println!`).
+pub fn print(args: fmt::Arguments<'_>) {
+    let port = PORT.lock();
+    let _ = Writer(&port).write_fmt(args);
+}
+
+/// Print even if another CPU holds the console (it may have died holding it): after a
+/// bounded wait the output goes out unlocked. For panics and fatal exceptions only.
+pub fn print_emergency(args: fmt::Arguments<'_>) {
+    for _ in 0..1_000_000 {
+        if let Some(port) = PORT.try_lock() {
+            let _ = Writer(&port).write_fmt(args);
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: last resort on a dying kernel: the holder is presumed stuck; interleaved
+    // bytes are acceptable, a silent death is not.
+    let port = unsafe { &*PORT.data_ptr() };
+    let _ = Writer(port).write_fmt(args);
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::kern::console::print(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::kern::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let freq = timer::frequency().max(1);
+        let now = timer::counter();
+        let micros = (now % freq) * 1_000_000 / freq;
+        print(format_args!(
+            "[{:5}.{:06}] cpu{} {:<5} {}\n",
+            now / freq,
+            micros,
+            percpu::current_index(),
+            record.level(),
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Install the `log` backend at `level`.
+pub fn init_log(level: log::LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

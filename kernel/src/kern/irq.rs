@@ -1,0 +1,123 @@
+//! Interrupt dispatch: the timer tick, inter-processor interrupts (SGIs) and the GIC that
+//! delivers them. Handlers are short; anything longer will be deferred to an AST.
+
+use crate::arch::{cpu, timer};
+use crate::drivers::gic::{Gic, SGI_COUNT, SgiTarget};
+use crate::kern::percpu::{self, CpuState};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use spin::Once;
+
+/// What an SGI asks of the CPU that takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Ipi {
+    /// Just a wake-up (and the boot check's ping).
+    Ping = 0,
+    /// Stop: the machine is going down.
+    Halt = 1,
+}
+
+static GIC: Once<Gic> = Once::new();
+static TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+static TICK_INTERVAL: AtomicU64 = AtomicU64::new(0);
+
+/// Install the interrupt controller (boot CPU, once) and set its distributor up.
+pub fn init(gic: Gic, timer_intid: u32, hz: u64) {
+    let gic = GIC.call_once(|| gic);
+    gic.init_distributor();
+    TIMER_INTID.store(timer_intid, Ordering::Relaxed);
+    TICK_INTERVAL.store((timer::frequency() / hz).max(1), Ordering::Relaxed);
+}
+
+pub fn gic() -> Option<&'static Gic> {
+    GIC.get()
+}
+
+/// Set this CPU's side of the GIC up, enable its timer and start the tick. Returns false if
+/// the GIC has no interface for this CPU.
+pub fn init_this_cpu() -> bool {
+    let Some(gic) = GIC.get() else { return false };
+    let me = percpu::current();
+    let mpidr = cpu::mpidr();
+    let Some(target) = gic.init_cpu(mpidr) else { return false };
+    me.sgi_interface_mask.store(target.interface_mask, Ordering::Relaxed);
+    gic.enable_ppi(mpidr, TIMER_INTID.load(Ordering::Relaxed));
+    for sgi in 0..SGI_COUNT {
+        gic.enable_ppi(mpidr, sgi);
+    }
+    timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
+    true
+}
+
+/// Send `ipi` to CPU `index`.
+pub fn send_ipi(index: usize, ipi: Ipi) {
+    let Some(gic) = GIC.get() else { return };
+    let target = percpu::cpu(index);
+    gic.send_sgi(
+        ipi as u32,
+        SgiTarget {
+            interface_mask: target.sgi_interface_mask.load(Ordering::Relaxed),
+            mpidr: target.mpidr.load(Ordering::Relaxed),
+        },
+    );
+}
+
+/// Ask every other online CPU to stop.
+pub fn stop_other_cpus() {
+    let me = percpu::current_index();
+    for i in 0..percpu::cpu_count() {
+        if i != me && percpu::cpu(i).state() == CpuState::Online {
+            send_ipi(i, Ipi::Halt);
+        }
+    }
+}
+
+/// The IRQ vector's handler: take every pending interrupt.
+pub fn handle() {
+    let Some(gic) = GIC.get() else { return };
+    while let Some(ack) = gic.acknowledge() {
+        let intid = ack.intid;
+        if intid == TIMER_INTID.load(Ordering::Relaxed) {
+            timer_tick();
+        } else if intid < SGI_COUNT {
+            percpu::current().ipis.fetch_add(1, Ordering::Relaxed);
+            if intid == Ipi::Halt as u32 {
+                gic.end_of_interrupt(ack);
+                cpu::halt();
+            }
+        } else {
+            log::warn!("unexpected interrupt {intid}");
+        }
+        gic.end_of_interrupt(ack);
+    }
+}
+
+fn timer_tick() {
+    timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
+    let me = percpu::current();
+    me.timer_ticks.fetch_add(1, Ordering::Relaxed);
+    boot_ring_step(me);
+}
+
+/// The boot check: each CPU sends one ping to the next online CPU in index order (the
+/// last to the first), so that every CPU both sends and takes an IPI. A CPU waits while
+/// its successor's start is undecided and skips CPUs that failed to start.
+fn boot_ring_step(me: &percpu::PerCpu) {
+    if me.ring_sent.load(Ordering::Relaxed) {
+        return;
+    }
+    let n = percpu::cpu_count();
+    let mut next = me.index();
+    for _ in 0..n {
+        next = (next + 1) % n;
+        match percpu::cpu(next).state() {
+            CpuState::Online => {
+                me.ring_sent.store(true, Ordering::Relaxed);
+                send_ipi(next, Ipi::Ping);
+                return;
+            }
+            CpuState::Failed => continue,
+            CpuState::Offline => return,
+        }
+    }
+}

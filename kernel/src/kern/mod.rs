@@ -1,0 +1,20 @@
+//! The generic kernel: boot sequence, CPUs, interrupts, traps, console, power.
+//! Scheduling, tasks and IPC join here as they arrive.
+
+pub mod bootargs;
+pub mod sync;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
+pub mod power;
+#[cfg(target_os = "none")]
+pub mod smp;
+#[cfg(target_os = "none")]
+pub mod trap;

@@ -1,0 +1,105 @@
+//! Per-CPU data, one slot per CPU of the device tree (same index), reached on the running
+//! CPU through the architecture's per-CPU pointer. Counters here are what the boot check
+//! and, later, the processor info interfaces read.
+
+use crate::arch::cpu;
+use crate::devtree::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+/// Where a CPU is in its start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CpuState {
+    /// Not started (yet).
+    Offline = 0,
+    /// Running the kernel.
+    Online = 1,
+    /// The kernel tried to start it and gave up.
+    Failed = 2,
+}
+
+pub struct PerCpu {
+    pub index: AtomicU32,
+    pub mpidr: AtomicU64,
+    state: AtomicU8,
+    /// Timer interrupts taken.
+    pub timer_ticks: AtomicU64,
+    /// Inter-processor interrupts taken.
+    pub ipis: AtomicU64,
+    /// GICv2 CPU-interface mask for SGIs to this CPU.
+    pub sgi_interface_mask: AtomicU8,
+    /// This CPU has sent its boot-check IPI to the next CPU.
+    pub ring_sent: AtomicBool,
+}
+
+impl PerCpu {
+    const fn new() -> Self {
+        PerCpu {
+            index: AtomicU32::new(0),
+            mpidr: AtomicU64::new(0),
+            state: AtomicU8::new(CpuState::Offline as u8),
+            timer_ticks: AtomicU64::new(0),
+            ipis: AtomicU64::new(0),
+            sgi_interface_mask: AtomicU8::new(0),
+            ring_sent: AtomicBool::new(false),
+        }
+    }
+
+    pub fn state(&self) -> CpuState {
+        match self.state.load(Ordering::Acquire) {
+            1 => CpuState::Online,
+            2 => CpuState::Failed,
+            _ => CpuState::Offline,
+        }
+    }
+
+    pub fn set_state(&self, state: CpuState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub fn index(&self) -> usize {
+        self.index.load(Ordering::Relaxed) as usize
+    }
+}
+
+static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
+
+/// The number of CPUs in the device tree (set once at boot).
+static CPU_COUNT: AtomicU32 = AtomicU32::new(1);
+
+pub fn set_cpu_count(n: usize) {
+    CPU_COUNT.store(n.min(MAX_CPUS) as u32, Ordering::Relaxed);
+}
+
+pub fn cpu_count() -> usize {
+    CPU_COUNT.load(Ordering::Relaxed) as usize
+}
+
+/// CPU `index`'s data.
+pub fn cpu(index: usize) -> &'static PerCpu {
+    &CPUS[index.min(MAX_CPUS - 1)]
+}
+
+/// Make slot `index` this CPU's own.
+pub fn init_this_cpu(index: usize) {
+    let slot = cpu(index);
+    slot.index.store(index as u32, Ordering::Relaxed);
+    slot.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+    cpu::set_local(slot as *const PerCpu as *const ());
+}
+
+/// The running CPU's data.
+pub fn current() -> &'static PerCpu {
+    let ptr = cpu::local() as *const PerCpu;
+    if ptr.is_null() {
+        return &CPUS[0];
+    }
+    // SAFETY: the per-CPU pointer is only ever set by `init_this_cpu` to an element of the
+    // static `CPUS`.
+    unsafe { &*ptr }
+}
+
+/// The running CPU's index.
+pub fn current_index() -> usize {
+    current().index()
+}

@@ -1,0 +1,67 @@
+//! Physical page frames: a buddy allocator (`buddy_system_allocator`'s intrusive `Heap`,
+//! which keeps its free lists inside the free frames, so it needs no heap of its own) over
+//! the RAM the device tree describes, minus everything reserved. It works on linear-map
+//! addresses; callers see physical ones. Free and total counts are kept for tests.
+
+use crate::kern::sync::IrqSpinLock;
+use crate::mm::layout::{LINEAR_BASE, PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::PhysAddr;
+use buddy_system_allocator::Heap;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Largest block: 2^(ORDER-1) frames.
+const ORDER: usize = 32;
+
+static FRAMES: IrqSpinLock<Heap<ORDER>> = IrqSpinLock::new(Heap::empty());
+static TOTAL: AtomicU64 = AtomicU64::new(0);
+static FREE: AtomicU64 = AtomicU64::new(0);
+
+fn layout(count: usize) -> Option<Layout> {
+    Layout::from_size_align(count.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+}
+
+/// Hand the frames of `[base, base + size)` (page-aligned RAM, mapped in the linear map
+/// and used by nothing else) to the allocator.
+pub fn add_region(base: PhysAddr, size: u64) {
+    let count = size >> PAGE_SHIFT;
+    if count == 0 {
+        return;
+    }
+    let start = base.to_linear().as_u64() as usize;
+    // SAFETY: the caller hands over unused RAM that the linear map covers read-write.
+    unsafe { FRAMES.lock().add_to_heap(start, start + (count << PAGE_SHIFT) as usize) };
+    TOTAL.fetch_add(count, Ordering::Relaxed);
+    FREE.fetch_add(count, Ordering::Relaxed);
+}
+
+/// `count` contiguous frames, aligned to the next power of two of `count` pages.
+pub fn alloc(count: usize) -> Option<PhysAddr> {
+    let ptr = FRAMES.lock().alloc(layout(count)?).ok()?;
+    FREE.fetch_sub(count as u64, Ordering::Relaxed);
+    Some(PhysAddr(ptr.as_ptr() as u64 - LINEAR_BASE))
+}
+
+/// As `alloc`, with the frames zeroed.
+pub fn alloc_zeroed(count: usize) -> Option<PhysAddr> {
+    let pa = alloc(count)?;
+    // SAFETY: the frames were just allocated, so nothing else refers to them, and RAM is
+    // mapped read-write in the linear map.
+    unsafe { core::ptr::write_bytes(pa.to_linear().as_mut_ptr::<u8>(), 0, count * PAGE_SIZE) };
+    Some(pa)
+}
+
+/// Give back `count` frames from `alloc` at `pa`.
+pub fn free(pa: PhysAddr, count: usize) {
+    let (Some(layout), Some(ptr)) = (layout(count), NonNull::new(pa.to_linear().as_mut_ptr::<u8>())) else {
+        return;
+    };
+    FRAMES.lock().dealloc(ptr, layout);
+    FREE.fetch_add(count as u64, Ordering::Relaxed);
+}
+
+/// (free, total) frame counts.
+pub fn counts() -> (u64, u64) {
+    (FREE.load(Ordering::Relaxed), TOTAL.load(Ordering::Relaxed))
+}

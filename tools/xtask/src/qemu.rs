@@ -1,0 +1,473 @@
+//! QEMU: which machines we boot, the exact command line for each, and running it with a
+//! deadline while the console streams to the terminal or into a log. Pure command-line
+//! construction is separate from running so the tests can check it; deciding whether a run
+//! passed belongs to [`crate::test`].
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{Error, Result};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-aarch64";
+/// Exit status reported when QEMU is stopped at its deadline (as timeout(1) does).
+pub const STATUS_TIMEOUT: i32 = 124;
+/// The Pi 4 device tree's file name.
+pub const PI4_DTB: &str = "bcm2711-rpi-4-b.dtb";
+
+/// A board the kernel boots on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Board {
+    /// QEMU's `virt` machine.
+    Virt,
+    /// Raspberry Pi 4 Model B (QEMU `raspi4b`).
+    Rpi4,
+}
+
+/// The interrupt controller's architecture version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gic {
+    /// GICv2 (the Pi 4's GIC-400; `virt` up to 8 CPUs).
+    V2,
+    /// GICv3 (`virt` up to 512 CPUs).
+    V3,
+}
+
+/// What a user asked for; unset fields take the board's default.
+#[derive(Clone, Debug, Default)]
+pub struct MachineOptions {
+    pub smp: Option<u32>,
+    pub gic: Option<Gic>,
+    pub el2: bool,
+    pub cpu: Option<String>,
+    pub mem: Option<String>,
+    pub icount: bool,
+}
+
+/// A fully decided machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    pub board: Board,
+    pub smp: u32,
+    pub gic: Gic,
+    pub el2: bool,
+    pub cpu: String,
+    pub mem: String,
+    pub icount: bool,
+}
+
+/// The Pi 4's fixed facts, as QEMU's `raspi4b` models them.
+const RPI4_CPUS: u32 = 4;
+const RPI4_CPU: &str = "cortex-a72";
+const RPI4_MEM: &str = "2G";
+
+impl Machine {
+    /// Applies the board's defaults and refuses what the board cannot do.
+    pub fn resolve(board: Board, opts: MachineOptions) -> Result<Self> {
+        match board {
+            Board::Virt => {
+                let gic = opts.gic.unwrap_or(Gic::V3);
+                let smp = opts.smp.unwrap_or(4);
+                let max = if gic == Gic::V2 { 8 } else { 512 };
+                if smp == 0 || smp > max {
+                    return Err(Error::new(format!(
+                        "virt with {gic:?} takes 1 to {max} CPUs, not {smp}"
+                    )));
+                }
+                Ok(Self {
+                    board,
+                    smp,
+                    gic,
+                    el2: opts.el2,
+                    cpu: opts.cpu.unwrap_or_else(|| "cortex-a72".to_owned()),
+                    mem: opts.mem.unwrap_or_else(|| "512M".to_owned()),
+                    icount: opts.icount,
+                })
+            }
+            Board::Rpi4 => {
+                if let Some(smp) = opts.smp.filter(|&n| n != RPI4_CPUS) {
+                    return Err(Error::new(format!(
+                        "raspi4b has exactly {RPI4_CPUS} CPUs, not {smp}"
+                    )));
+                }
+                if opts.gic == Some(Gic::V3) {
+                    return Err(Error::new(
+                        "the Pi 4's interrupt controller is a GIC-400 (GICv2)",
+                    ));
+                }
+                if opts.el2 {
+                    return Err(Error::new(
+                        "raspi4b always enters at EL2; --el2 is for virt",
+                    ));
+                }
+                if let Some(cpu) = opts.cpu.filter(|c| c != RPI4_CPU) {
+                    return Err(Error::new(format!(
+                        "raspi4b's CPU is a {RPI4_CPU}, not {cpu}"
+                    )));
+                }
+                if let Some(mem) = opts.mem.filter(|m| m != RPI4_MEM && m != "2048M") {
+                    return Err(Error::new(format!(
+                        "raspi4b has {RPI4_MEM} of RAM, not {mem}"
+                    )));
+                }
+                Ok(Self {
+                    board,
+                    smp: RPI4_CPUS,
+                    gic: Gic::V2,
+                    el2: true,
+                    cpu: RPI4_CPU.to_owned(),
+                    mem: RPI4_MEM.to_owned(),
+                    icount: opts.icount,
+                })
+            }
+        }
+    }
+}
+
+/// What to boot on the machine.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    /// The flat arm64 `Image`.
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Device tree (rpi4; `virt` makes its own).
+    pub dtb: Option<PathBuf>,
+    /// Command line after `exit=semihosting`.
+    pub bootargs: String,
+    /// Wait for gdb on :1234 (`-s -S`).
+    pub gdb: bool,
+}
+
+/// The exact QEMU arguments (without the program name).
+pub fn command_line(machine: &Machine, boot: &Boot) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |words: &[&str]| args.extend(words.iter().map(|w| (*w).to_owned()));
+    match machine.board {
+        Board::Virt => {
+            let mut m = format!(
+                "virt,gic-version={}",
+                if machine.gic == Gic::V2 { 2 } else { 3 }
+            );
+            if machine.el2 {
+                m.push_str(",virtualization=on");
+            }
+            if machine.icount {
+                m.push_str(",dtb-randomness=off");
+            }
+            let smp = machine.smp.to_string();
+            push(&[
+                "-M",
+                &m,
+                "-cpu",
+                &machine.cpu,
+                "-smp",
+                &smp,
+                "-m",
+                &machine.mem,
+                "-nographic",
+            ]);
+        }
+        Board::Rpi4 => {
+            // The tree's console (serial1) is the mini UART: QEMU's second serial port.
+            push(&[
+                "-M",
+                "raspi4b",
+                "-display",
+                "none",
+                "-serial",
+                "null",
+                "-serial",
+                "mon:stdio",
+            ]);
+            if let Some(dtb) = &boot.dtb {
+                push(&["-dtb", &dtb.display().to_string()]);
+            }
+        }
+    }
+    if machine.icount {
+        push(&["-icount", "shift=0,align=off,sleep=off"]);
+    }
+    push(&["-semihosting-config", "enable=on,target=native"]);
+    push(&["-kernel", &boot.kernel.display().to_string()]);
+    if let Some(initrd) = &boot.initrd {
+        push(&["-initrd", &initrd.display().to_string()]);
+    }
+    let append = match boot.bootargs.trim() {
+        "" => "exit=semihosting".to_owned(),
+        extra => format!("exit=semihosting {extra}"),
+    };
+    push(&["-append", &append]);
+    if boot.gdb {
+        push(&["-s", "-S"]);
+    }
+    args
+}
+
+/// A few words for a guest exit status.
+pub fn describe_status(status: i32) -> &'static str {
+    match status {
+        0 => "success",
+        1 => "QEMU error",
+        2 => "kernel panic or unexpected exception",
+        3 => "a CPU failed to start",
+        4 => "a test failed",
+        STATUS_TIMEOUT => "timed out",
+        _ => "unknown status",
+    }
+}
+
+/// Where the guest console goes.
+pub enum Console {
+    /// Straight to this terminal, keyboard included (`cargo xtask run`).
+    Terminal,
+    /// Captured (stdin null) and also written to this log file.
+    Capture { log: PathBuf },
+}
+
+/// How a QEMU run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// QEMU's exit status (the guest's semihosting status); 124 on timeout.
+    pub status: i32,
+    pub timed_out: bool,
+    /// Console text (and QEMU's stderr) when captured; empty on the terminal.
+    pub console: String,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// The status as a process exit code.
+    pub fn exit_code(&self) -> u8 {
+        u8::try_from(self.status).unwrap_or(1)
+    }
+}
+
+/// Runs QEMU with these arguments, stopping it at the deadline.
+pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Result<Outcome> {
+    let mut cmd = Command::new(QEMU);
+    cmd.args(args);
+    let captured: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let mut readers = Vec::new();
+    let log = match &console {
+        Console::Terminal => None,
+        Console::Capture { log } => {
+            if let Some(dir) = log.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format_args!("creating {}", dir.display()), e))?;
+            }
+            let file = std::fs::File::create(log)
+                .map_err(|e| Error::io(format_args!("creating {}", log.display()), e))?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            Some(Arc::new(Mutex::new(file)))
+        }
+    };
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format_args!("cannot start {QEMU}"), e))?;
+    if let Some(log) = &log {
+        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ];
+        for mut pipe in pipes.into_iter().flatten() {
+            let (log, captured) = (Arc::clone(log), Arc::clone(&captured));
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    if let Ok(mut file) = log.lock() {
+                        // A log write failure must not stop the console capture.
+                        let _ = file.write_all(&buf[..n]);
+                    }
+                    if let Ok(mut text) = captured.lock() {
+                        text.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }));
+        }
+    }
+    let deadline = timeout.map(|t| start + t);
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io("waiting for QEMU", e))?
+        {
+            break status;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            timed_out = true;
+            break stop(&mut child)?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    for reader in readers {
+        // A panicked reader only loses console text; the status still stands.
+        let _ = reader.join();
+    }
+    let console = String::from_utf8_lossy(&captured.lock().map(|c| c.clone()).unwrap_or_default())
+        .into_owned();
+    let status = if timed_out {
+        STATUS_TIMEOUT
+    } else {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    };
+    Ok(Outcome {
+        status,
+        timed_out,
+        console,
+        elapsed,
+    })
+}
+
+/// Stops QEMU: SIGTERM first (it then restores the terminal), SIGKILL if it lingers.
+fn stop(child: &mut std::process::Child) -> Result<std::process::ExitStatus> {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let grace = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < grace {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io("waiting for QEMU", e))?
+        {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Already exited between the checks is fine; wait() below reaps it either way.
+    let _ = child.kill();
+    child.wait().map_err(|e| Error::io("waiting for QEMU", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot() -> Boot {
+        Boot {
+            kernel: PathBuf::from("/w/Image"),
+            initrd: None,
+            dtb: None,
+            bootargs: String::new(),
+            gdb: false,
+        }
+    }
+
+    #[test]
+    fn virt_defaults() {
+        let m = Machine::resolve(Board::Virt, MachineOptions::default()).unwrap();
+        assert_eq!(
+            command_line(&m, &boot()).join(" "),
+            "-M virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 512M -nographic \
+             -semihosting-config enable=on,target=native -kernel /w/Image -append exit=semihosting"
+        );
+    }
+
+    #[test]
+    fn virt_el2_icount_initrd_gdb() {
+        let opts = MachineOptions {
+            smp: Some(2),
+            gic: Some(Gic::V2),
+            el2: true,
+            icount: true,
+            ..Default::default()
+        };
+        let m = Machine::resolve(Board::Virt, opts).unwrap();
+        let b = Boot {
+            initrd: Some("/w/initrd.cpio".into()),
+            bootargs: "halt-after=boot".into(),
+            gdb: true,
+            ..boot()
+        };
+        let args = command_line(&m, &b);
+        assert_eq!(
+            args[1],
+            "virt,gic-version=2,virtualization=on,dtb-randomness=off"
+        );
+        let line = args.join(" ");
+        assert!(line.contains("-icount shift=0,align=off,sleep=off"));
+        assert!(line.contains("-initrd /w/initrd.cpio"));
+        assert!(
+            line.ends_with("-append exit=semihosting halt-after=boot -s -S"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn virt_limits() {
+        let too_many = MachineOptions {
+            smp: Some(9),
+            gic: Some(Gic::V2),
+            ..Default::default()
+        };
+        assert!(Machine::resolve(Board::Virt, too_many).is_err());
+        let sixteen = MachineOptions {
+            smp: Some(16),
+            ..Default::default()
+        };
+        assert_eq!(Machine::resolve(Board::Virt, sixteen).unwrap().smp, 16);
+    }
+
+    #[test]
+    fn rpi4_command_line() {
+        let m = Machine::resolve(Board::Rpi4, MachineOptions::default()).unwrap();
+        let b = Boot {
+            dtb: Some("/c/bcm2711-rpi-4-b.dtb".into()),
+            ..boot()
+        };
+        assert_eq!(
+            command_line(&m, &b).join(" "),
+            "-M raspi4b -display none -serial null -serial mon:stdio -dtb /c/bcm2711-rpi-4-b.dtb \
+             -semihosting-config enable=on,target=native -kernel /w/Image -append exit=semihosting"
+        );
+    }
+
+    #[test]
+    fn rpi4_refuses_what_it_is_not() {
+        for opts in [
+            MachineOptions {
+                smp: Some(2),
+                ..Default::default()
+            },
+            MachineOptions {
+                gic: Some(Gic::V3),
+                ..Default::default()
+            },
+            MachineOptions {
+                el2: true,
+                ..Default::default()
+            },
+            MachineOptions {
+                cpu: Some("cortex-a53".into()),
+                ..Default::default()
+            },
+            MachineOptions {
+                mem: Some("1G".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(Machine::resolve(Board::Rpi4, opts).is_err());
+        }
+        let four = MachineOptions {
+            smp: Some(4),
+            gic: Some(Gic::V2),
+            ..Default::default()
+        };
+        assert!(Machine::resolve(Board::Rpi4, four).is_ok());
+    }
+}

@@ -1,0 +1,517 @@
+//! `cargo xtask test`: the host tests (`cargo test --workspace`), then the QEMU matrix, each
+//! run under a deadline with its console saved to `target/test-logs/<name>.log`, judged by
+//! exit status and console markers, ending with one `N passed, M failed` line. The matrix is
+//! a table of [`QemuTest`]s so the user-mode suites join as rows.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::qemu::{self, Board, Boot, Console, Gic, Machine, MachineOptions, Outcome};
+use crate::{Error, Result, kernel, prereq, proc, target_dir};
+
+/// Deadline per QEMU run unless `ARMACH_TEST_TIMEOUT` (seconds) says otherwise.
+const DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// A user-mode test program's success line (as GNU Mach's tests print it).
+pub const USER_PASS_MARKER: &str = "gnumach-test-success-and-reboot";
+/// A user-mode test program's failure line.
+pub const USER_FAIL_MARKER: &str = "gnumach-test-failure";
+/// Console lines shown after a failed run.
+const TAIL_LINES: usize = 20;
+
+/// One QEMU run of the matrix: a machine, what to tell the kernel, what the console must show.
+#[derive(Clone, Debug)]
+pub struct QemuTest {
+    pub name: String,
+    pub board: Board,
+    pub options: MachineOptions,
+    pub bootargs: String,
+    /// User programs to boot with (the user-mode suites); `None` for the bare boot runs.
+    pub initrd: Option<PathBuf>,
+    /// Lines the console must contain.
+    pub expect: Vec<String>,
+    /// Lines that fail the run wherever they appear.
+    pub fail_on: Vec<String>,
+}
+
+impl QemuTest {
+    /// A boot-only run: the kernel brings every CPU up, reports it, and exits 0.
+    fn boot(board: Board, smp: u32, gic: Gic, el2: bool) -> Self {
+        let name = match board {
+            Board::Rpi4 => format!("raspi4b-smp{smp}"),
+            Board::Virt => format!(
+                "virt-gicv{}{}-smp{smp}",
+                if gic == Gic::V2 { 2 } else { 3 },
+                if el2 { "-el2" } else { "" }
+            ),
+        };
+        Self {
+            name,
+            board,
+            options: MachineOptions {
+                smp: Some(smp),
+                gic: Some(gic),
+                el2,
+                ..MachineOptions::default()
+            },
+            bootargs: "halt-after=boot".to_owned(),
+            initrd: None,
+            expect: vec![cpus_online(smp)],
+            fail_on: vec![USER_FAIL_MARKER.to_owned()],
+        }
+    }
+}
+
+/// The line the kernel prints once every CPU has started.
+pub fn cpus_online(n: u32) -> String {
+    format!("boot: {n} of {n} CPUs online")
+}
+
+/// The boot matrix: GIC versions, CPU counts, EL1 and EL2 entry, and the Pi 4.
+pub fn boot_matrix() -> Vec<QemuTest> {
+    let mut runs = Vec::new();
+    for smp in [1, 2, 4, 8] {
+        runs.push(QemuTest::boot(Board::Virt, smp, Gic::V2, false));
+    }
+    for smp in [4, 16] {
+        runs.push(QemuTest::boot(Board::Virt, smp, Gic::V3, false));
+    }
+    runs.push(QemuTest::boot(Board::Virt, 4, Gic::V2, true));
+    runs.push(QemuTest::boot(Board::Virt, 4, Gic::V3, true));
+    runs.push(QemuTest::boot(Board::Rpi4, 4, Gic::V2, false));
+    runs
+}
+
+/// The user-mode suite: the test programs in the initrd, booted on a few machines, each
+/// passing when every program printed its success line. Empty until there is an initrd.
+pub fn user_matrix(initrd: Option<&Path>) -> Vec<QemuTest> {
+    let Some(initrd) = initrd else {
+        return Vec::new();
+    };
+    [
+        (Board::Virt, 4, Gic::V3, false),
+        (Board::Virt, 4, Gic::V2, true),
+        (Board::Rpi4, 4, Gic::V2, false),
+    ]
+    .into_iter()
+    .map(|(board, smp, gic, el2)| {
+        let boot = QemuTest::boot(board, smp, gic, el2);
+        QemuTest {
+            name: format!("user-{}", boot.name),
+            bootargs: String::new(),
+            initrd: Some(initrd.to_path_buf()),
+            expect: vec![USER_PASS_MARKER.to_owned()],
+            ..boot
+        }
+    })
+    .collect()
+}
+
+/// Totals of passed and failed tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// Sums libtest's `test result: ok. 3 passed; 1 failed; ...` lines.
+pub fn parse_test_results(output: &str) -> Totals {
+    let mut totals = Totals::default();
+    for line in output.lines() {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            continue;
+        };
+        for field in rest.split(';') {
+            let mut words = field.split_whitespace().rev();
+            let (Some(what), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match what {
+                "passed" => totals.passed += count,
+                "failed" => totals.failed += count,
+                _ => {}
+            }
+        }
+    }
+    totals
+}
+
+/// The `failures:` sections of libtest output (what failed and its captured output).
+pub fn failure_sections(output: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in output.lines() {
+        if line == "failures:" {
+            inside = true;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line.starts_with("test result: ") {
+            inside = false;
+        }
+    }
+    out
+}
+
+/// Whether a console line (escape sequences and prefixes such as a log level aside) ends
+/// with `marker`.
+pub fn console_has_line(console: &str, marker: &str) -> bool {
+    console.lines().map(strip_escapes).any(|line| {
+        let line = line.trim_end();
+        line.strip_suffix(marker)
+            .is_some_and(|before| !before.ends_with(|c: char| c.is_ascii_alphanumeric()))
+    })
+}
+
+/// The first console line mentioning `marker` anywhere.
+fn line_with<'a>(console: &'a str, marker: &str) -> Option<&'a str> {
+    console.lines().find(|l| l.contains(marker))
+}
+
+/// Drops ANSI CSI sequences (`ESC [ ... letter`) and carriage returns.
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.next() == Some('[') {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Decides a run: `Ok` when it passed, else why not.
+pub fn judge(
+    test: &QemuTest,
+    outcome: &Outcome,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    if outcome.timed_out {
+        return Err(format!("timed out after {} s", timeout.as_secs()));
+    }
+    for marker in &test.fail_on {
+        if let Some(line) = line_with(&outcome.console, marker) {
+            return Err(format!(
+                "exit status {}, console: {}",
+                outcome.status,
+                line.trim()
+            ));
+        }
+    }
+    if outcome.status != 0 {
+        return Err(format!(
+            "exit status {} ({})",
+            outcome.status,
+            qemu::describe_status(outcome.status)
+        ));
+    }
+    let missing: Vec<&str> = test
+        .expect
+        .iter()
+        .filter(|m| !console_has_line(&outcome.console, m))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("console lacks `{}`", missing.join("`, `")))
+    }
+}
+
+/// Runs the host tests and the QEMU matrix; exit code 0 only if everything passed.
+pub fn run_all() -> Result<u8> {
+    let timeout = Duration::from_secs(match std::env::var("ARMACH_TEST_TIMEOUT") {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            Error::new(format!(
+                "ARMACH_TEST_TIMEOUT must be a number of seconds, not `{v}`"
+            ))
+        })?,
+        Err(_) => DEFAULT_TIMEOUT_SECS,
+    });
+    let jobs = match std::env::var("ARMACH_TEST_JOBS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(2..) => 2,
+        _ => 1,
+    };
+    let mut totals = host_tests()?;
+    let mut matrix = boot_matrix();
+    matrix.extend(user_matrix(kernel::initrd().as_deref()));
+    let qemu_totals = qemu_matrix(&matrix, timeout, jobs);
+    totals.passed += qemu_totals.passed;
+    totals.failed += qemu_totals.failed;
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    Ok(u8::from(totals.failed > 0))
+}
+
+/// `cargo test --workspace` (the host crates), counted test by test.
+fn host_tests() -> Result<Totals> {
+    let mut cmd = proc::cargo();
+    cmd.args(["test", "--workspace"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    println!("xtask: $ {}", proc::display(&cmd));
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io("cannot start cargo test", e))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io("waiting for cargo test", e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut totals = parse_test_results(&stdout);
+    if !out.status.success() && totals.failed == 0 {
+        // It did not get as far as failing a test: a build error (shown above) or a crash.
+        totals.failed = 1;
+    }
+    if totals.failed > 0 {
+        print!("{}", failure_sections(&stdout));
+        println!(
+            "FAIL host tests: {} passed, {} failed",
+            totals.passed, totals.failed
+        );
+    } else {
+        println!("PASS host tests ({} passed)", totals.passed);
+    }
+    Ok(totals)
+}
+
+/// Builds the kernel once and runs the matrix, at most `jobs` QEMUs at a time.
+fn qemu_matrix(tests: &[QemuTest], timeout: Duration, jobs: usize) -> Totals {
+    let setup = prereq::ensure_rust_targets()
+        .and_then(|()| prereq::ensure_qemu())
+        .and_then(|()| kernel::build());
+    let image = match setup {
+        Ok(image) => image,
+        Err(e) => {
+            for t in tests {
+                println!("FAIL {}: {e}", t.name);
+            }
+            return Totals {
+                passed: 0,
+                failed: tests.len() as u64,
+            };
+        }
+    };
+    let pi4_dtb = if tests.iter().any(|t| t.board == Board::Rpi4) {
+        prereq::ensure_pi4_dtb(&prereq::dtb_cache_dir()).map_err(|e| e.to_string())
+    } else {
+        Err(String::new())
+    };
+    let next = AtomicUsize::new(0);
+    let totals = Mutex::new(Totals::default());
+    let worker = || {
+        while let Some(test) = tests.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let verdict = run_one(test, &image, &pi4_dtb, timeout);
+            let mut totals = totals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match verdict {
+                Ok(secs) => {
+                    totals.passed += 1;
+                    println!("PASS {} ({secs:.1}s)", test.name);
+                }
+                Err((reason, tail)) => {
+                    totals.failed += 1;
+                    println!("FAIL {}: {reason}", test.name);
+                    for line in tail {
+                        println!("    | {line}");
+                    }
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..jobs {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    totals
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One run: `Ok(seconds)` or `Err((reason, last console lines))`.
+fn run_one(
+    test: &QemuTest,
+    image: &Path,
+    pi4_dtb: &std::result::Result<PathBuf, String>,
+    timeout: Duration,
+) -> std::result::Result<f64, (String, Vec<String>)> {
+    let no_tail = |e: String| (e, Vec::new());
+    let machine =
+        Machine::resolve(test.board, test.options.clone()).map_err(|e| no_tail(e.to_string()))?;
+    let dtb = match test.board {
+        Board::Rpi4 => Some(
+            pi4_dtb
+                .clone()
+                .map_err(|e| no_tail(format!("no Pi 4 device tree: {e}")))?,
+        ),
+        Board::Virt => None,
+    };
+    let boot = Boot {
+        kernel: image.to_path_buf(),
+        initrd: test.initrd.clone(),
+        dtb,
+        bootargs: test.bootargs.clone(),
+        gdb: false,
+    };
+    let args = qemu::command_line(&machine, &boot);
+    let log = target_dir()
+        .join("test-logs")
+        .join(format!("{}.log", test.name));
+    let outcome = qemu::run(&args, Some(timeout), Console::Capture { log: log.clone() })
+        .map_err(|e| no_tail(e.to_string()))?;
+    judge(test, &outcome, timeout).map_err(|reason| {
+        let lines: Vec<&str> = outcome.console.lines().collect();
+        let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
+            .iter()
+            .map(|l| strip_escapes(l))
+            .collect();
+        tail.push(format!(
+            "(full log: {}; command: {})",
+            log.display(),
+            proc::shell_words(qemu::QEMU, &args)
+        ));
+        (reason, tail)
+    })?;
+    Ok(outcome.elapsed.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: i32, console: &str) -> Outcome {
+        Outcome {
+            status,
+            timed_out: false,
+            console: console.to_owned(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn sums_libtest_results() {
+        let out = "running 3 tests\n...\ntest result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+                   \nrunning 2 tests\ntest result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
+                   test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n";
+        assert_eq!(
+            parse_test_results(out),
+            Totals {
+                passed: 4,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            parse_test_results("error[E0308]: mismatched types\n"),
+            Totals::default()
+        );
+    }
+
+    #[test]
+    fn extracts_failure_sections() {
+        let out = "test a ... ok\ntest b ... FAILED\n\nfailures:\n\n---- b stdout ----\npanicked at x\n\nfailures:\n    b\n\n\
+                   test result: FAILED. 1 passed; 1 failed; 0 ignored\nrunning 1 test\ntest c ... ok\n";
+        let sections = failure_sections(out);
+        assert!(sections.contains("panicked at x"));
+        assert!(!sections.contains("test c"));
+    }
+
+    #[test]
+    fn matrix_shape() {
+        let m = boot_matrix();
+        let names: Vec<&str> = m.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "virt-gicv2-smp1",
+                "virt-gicv2-smp2",
+                "virt-gicv2-smp4",
+                "virt-gicv2-smp8",
+                "virt-gicv3-smp4",
+                "virt-gicv3-smp16",
+                "virt-gicv2-el2-smp4",
+                "virt-gicv3-el2-smp4",
+                "raspi4b-smp4",
+            ]
+        );
+        for t in &m {
+            let machine = Machine::resolve(t.board, t.options.clone()).unwrap();
+            assert_eq!(t.expect, [cpus_online(machine.smp)]);
+            assert_eq!(t.bootargs, "halt-after=boot");
+        }
+        let rpi = m.last().unwrap();
+        assert_eq!(rpi.expect, ["boot: 4 of 4 CPUs online"]);
+        assert!(user_matrix(None).is_empty());
+        let user = user_matrix(Some(Path::new("/i.cpio")));
+        assert!(
+            user.iter()
+                .all(|t| t.expect == [USER_PASS_MARKER] && t.fail_on == [USER_FAIL_MARKER])
+        );
+        assert_eq!(user[0].name, "user-virt-gicv3-smp4");
+    }
+
+    #[test]
+    fn markers_match_whole_lines_ends() {
+        let console = "\x1b[32mINFO\x1b[0m boot: 4 of 4 CPUs online\r\nbye\n";
+        assert!(console_has_line(console, "boot: 4 of 4 CPUs online"));
+        assert!(!console_has_line(
+            "boot: 4 of 14 CPUs online\n",
+            "boot: 4 of 4 CPUs online"
+        ));
+        assert!(!console_has_line(
+            "boot: 14 of 14 CPUs online\n",
+            "boot: 4 of 4 CPUs online"
+        ));
+        assert!(!console_has_line(
+            "boot: 4 of 4 CPUs online, 1 late\n",
+            "boot: 4 of 4 CPUs online"
+        ));
+    }
+
+    #[test]
+    fn judging() {
+        let t = QemuTest::boot(Board::Virt, 2, Gic::V2, false);
+        let timeout = Duration::from_secs(60);
+        assert!(judge(&t, &outcome(0, "boot: 2 of 2 CPUs online\n"), timeout).is_ok());
+        let err = judge(&t, &outcome(0, "boot: 1 of 2 CPUs online\n"), timeout).unwrap_err();
+        assert!(err.contains("lacks"), "{err}");
+        let err = judge(&t, &outcome(3, "boot: 1 of 2 CPUs online\n"), timeout).unwrap_err();
+        assert!(err.contains("a CPU failed to start"), "{err}");
+        let err = judge(
+            &t,
+            &outcome(4, "gnumach-test-failure: x == 3, saw 4\n"),
+            timeout,
+        )
+        .unwrap_err();
+        assert!(err.contains("x == 3"), "{err}");
+        let timed_out = Outcome {
+            timed_out: true,
+            ..outcome(124, "")
+        };
+        assert!(
+            judge(&t, &timed_out, timeout)
+                .unwrap_err()
+                .contains("timed out after 60 s")
+        );
+    }
+}
