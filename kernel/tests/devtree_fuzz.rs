@@ -84,13 +84,13 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        (at.clone(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
-        (at.clone(), prop::sample::select(INTERESTING))
+        (at, 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
+        (at, prop::sample::select(INTERESTING))
             .prop_map(|(at, value)| Mutation::Word { at, value }),
-        (at.clone(), any::<u32>()).prop_map(|(at, value)| Mutation::Word { at, value }),
-        (at.clone(), prop::collection::vec(any::<u8>(), 1..9))
+        (at, any::<u32>()).prop_map(|(at, value)| Mutation::Word { at, value }),
+        (at, prop::collection::vec(any::<u8>(), 1..9))
             .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        (at.clone(), 1usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (at, 1usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
         at.prop_map(|at| Mutation::Truncate { at }),
     ]
 }

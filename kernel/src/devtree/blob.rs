@@ -64,11 +64,11 @@ impl Header {
     /// Reads and checks the header at the start of `bytes` (magic, version, total size).
     pub(crate) fn read(bytes: &[u8]) -> Result<Self, DtError> {
         if bytes.len() < HEADER_LEN {
-            return Err(DtError::new(DtErrorKind::Truncated {
-                what: "the device tree header",
-                need: HEADER_LEN,
-                have: bytes.len(),
-            }));
+            return Err(DtError::truncated(
+                "the device tree header",
+                HEADER_LEN,
+                bytes.len(),
+            ));
         }
         let field = |index: usize| be_u32(bytes, index * 4).unwrap_or(0);
         let magic = field(0);
@@ -181,13 +181,13 @@ impl<'a> Blob<'a> {
     /// Checks the whole blob (see the module comment); only a checked blob is navigated.
     pub(crate) fn new(bytes: &'a [u8]) -> Result<Self, DtError> {
         let header = Header::read(bytes)?;
-        let blob = bytes
-            .get(..header.total_size)
-            .ok_or(DtError::new(DtErrorKind::Truncated {
-                what: "the blob (header totalsize)",
-                need: header.total_size,
-                have: bytes.len(),
-            }))?;
+        let blob = bytes.get(..header.total_size).ok_or_else(|| {
+            DtError::truncated(
+                "the blob (header totalsize)",
+                header.total_size,
+                bytes.len(),
+            )
+        })?;
         let block = |offset: usize, size: usize, what: &'static str| {
             offset
                 .checked_add(size)
@@ -509,4 +509,109 @@ impl<'a> Blob<'a> {
 /// Rounds a structure-block offset up to the next token boundary.
 fn align4(offset: usize) -> usize {
     offset.saturating_add(3) & !3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Well-formed QEMU trees (no FDT_NOP), where the `fdt` crate's walk is safe.
+    const FIXTURES: &[&[u8]] = &[
+        include_bytes!("../../tests/fixtures/virt-gicv2-4cpu.dtb"),
+        include_bytes!("../../tests/fixtures/virt-gicv3-16cpu-initrd.dtb"),
+    ];
+
+    /// Every node and property, depth-first, as this reader sees them.
+    type Properties<'a> = Vec<(&'a str, &'a [u8])>;
+
+    fn our_walk<'a>(blob: &Blob<'a>) -> Vec<(&'a str, Properties<'a>)> {
+        let mut nodes = Vec::new();
+        blob.walk(|chain| {
+            let node = chain.node();
+            nodes.push((node.name, blob.properties(node).collect()));
+            ControlFlow::<()>::Continue(())
+        });
+        nodes
+    }
+
+    #[test]
+    fn agrees_with_the_fdt_crate_on_well_formed_trees() {
+        for bytes in FIXTURES {
+            let blob = Blob::new(bytes).expect("fixture is valid");
+            let ours = our_walk(&blob);
+            let theirs = fdt::Fdt::new(bytes).expect("fdt crate reads it");
+            let theirs: Vec<_> = theirs
+                .all_nodes()
+                .map(|node| {
+                    let name = if node.name == "/" { "" } else { node.name };
+                    (
+                        name,
+                        node.properties()
+                            .map(|p| (p.name, p.value))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn reservations_children_paths_and_phandles() {
+        let blob = Blob::new(FIXTURES[0]).expect("valid");
+        assert_eq!(blob.reservations().count(), 0);
+        let cpus = blob.find_path("/cpus").expect("/cpus");
+        let names: Vec<_> = blob.children(cpus.node()).map(|node| node.name).collect();
+        assert_eq!(names, ["cpu-map", "cpu@0", "cpu@1", "cpu@2", "cpu@3"]);
+        let cpu2 = blob.find_path("/cpus/cpu@2").expect("cpu@2");
+        assert_eq!(cpu2.nodes().len(), 3);
+        assert_eq!(
+            blob.find_path("/cpus/cpu").map(|c| c.node().name),
+            Some("cpu@0")
+        );
+        assert!(blob.find_path("/cpus/cpu@9").is_none());
+        assert!(blob.find_path("cpus").is_none());
+        let gic = blob.find_phandle(0x8005).expect("GIC phandle");
+        assert_eq!(gic.node().name, "intc@8000000");
+    }
+
+    #[test]
+    fn nops_between_nodes_and_properties() {
+        // A root with a NOP before its property, a NOP between two children, NOPs around.
+        let strings = b"a\0";
+        let words: &[u32] = &[
+            FDT_NOP,
+            FDT_BEGIN_NODE,
+            0,
+            FDT_NOP,
+            FDT_PROP,
+            4,
+            0,
+            7,
+            FDT_NOP,
+            FDT_BEGIN_NODE,
+            u32::from_be_bytes(*b"x\0\0\0"),
+            FDT_END_NODE,
+            FDT_NOP,
+            FDT_BEGIN_NODE,
+            u32::from_be_bytes(*b"y\0\0\0"),
+            FDT_NOP,
+            FDT_END_NODE,
+            FDT_END_NODE,
+            FDT_NOP,
+            FDT_END,
+        ];
+        let structure: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+        let blob = Blob {
+            structure: &structure,
+            strings,
+            reservations: &[],
+        };
+        blob.check_structure()
+            .expect("NOPs are allowed between tokens");
+        let root = blob.root().node();
+        assert_eq!(blob.property(root, "a"), Some(&[0, 0, 0, 7][..]));
+        let names: Vec<_> = blob.children(root).map(|node| node.name).collect();
+        assert_eq!(names, ["x", "y"]);
+    }
 }

@@ -7,8 +7,9 @@
 use arrayvec::ArrayString;
 use core::fmt;
 
-/// How many bytes of a node path an error keeps.
-const PATH_CAPACITY: usize = 96;
+/// How many bytes of a node path an error keeps (sized so that `DtError` stays within
+/// clippy's 128-byte `result_large_err` budget; real paths are shorter).
+const PATH_CAPACITY: usize = 64;
 
 /// What was wrong with the device tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,8 +17,8 @@ pub enum DtErrorKind {
     /// The blob is shorter than it has to be.
     Truncated {
         what: &'static str,
-        need: usize,
-        have: usize,
+        need: u32,
+        have: u32,
     },
     /// The header does not start with 0xd00dfeed.
     BadMagic(u32),
@@ -67,6 +68,16 @@ pub struct DtError {
 }
 
 impl DtError {
+    /// The blob is too short for `what` (lengths saturate at `u32::MAX`).
+    pub(crate) fn truncated(what: &'static str, need: usize, have: usize) -> Self {
+        let clamp = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        Self::new(DtErrorKind::Truncated {
+            what,
+            need: clamp(need),
+            have: clamp(have),
+        })
+    }
+
     /// An error not tied to a node (header and structure problems).
     pub(crate) fn new(kind: DtErrorKind) -> Self {
         Self {
@@ -249,9 +260,14 @@ mod tests {
     }
 
     #[test]
+    fn error_fits_the_large_error_budget() {
+        assert!(core::mem::size_of::<DtError>() <= 128);
+    }
+
+    #[test]
     fn long_paths_are_shortened() {
         let long = "n".repeat(40);
-        let names = [long.as_str(); 5];
+        let names = [long.as_str(); 3];
         let error = DtError::at_names(DtErrorKind::MissingNode, names.into_iter());
         assert!(error.node().len() <= PATH_CAPACITY);
         assert!(error.node().ends_with("..."));

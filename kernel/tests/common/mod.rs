@@ -143,7 +143,7 @@ pub fn build(root: &Node, layout: &Layout) -> Vec<u8> {
 }
 
 fn pad4(bytes: &mut Vec<u8>) {
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(0);
     }
 }

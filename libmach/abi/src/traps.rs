@@ -1,0 +1,46 @@
+//! Trap numbers (GNU Mach `kern/syscall_sw.c`). A trap is `svc #0` with the *negated*
+//! number in `w8`, arguments in `x0`-`x7` and the result in `x0`.
+
+pub const MACH_MSG_TRAP: u32 = 25;
+pub const MACH_REPLY_PORT: u32 = 26;
+pub const MACH_THREAD_SELF: u32 = 27;
+pub const MACH_TASK_SELF: u32 = 28;
+pub const MACH_HOST_SELF: u32 = 29;
+pub const MACH_PRINT: u32 = 30;
+pub const SWTCH_PRI: u32 = 59;
+pub const SWTCH: u32 = 60;
+pub const THREAD_SWITCH: u32 = 61;
+pub const VM_ALLOCATE: u32 = 65;
+pub const VM_DEALLOCATE: u32 = 66;
+pub const TASK_TERMINATE: u32 = 69;
+pub const THREAD_SET_SELF_STATE: u32 = 77;
+
+/// Temporary traps, outside GNU Mach's table. Each goes when the IPC interface that
+/// replaces it arrives: `thread_create` + `thread_set_state` + `thread_resume`,
+/// `thread_terminate`, `thread_info` (`last_processor`) and `vm_statistics`.
+pub mod temporary {
+    /// `(entry, stack_top, arg) -> thread id or negative error`: a new thread in the
+    /// caller's task, running `entry(arg)` on `stack_top`.
+    pub const THREAD_CREATE: u32 = 1000;
+    /// Terminate the calling thread (the task ends with its last thread).
+    pub const THREAD_EXIT: u32 = 1001;
+    /// `() -> cpu index` the caller runs on.
+    pub const CURRENT_CPU: u32 = 1002;
+    /// `() -> (free in x0, total in x1)` physical frame counts.
+    pub const FRAME_COUNTS: u32 = 1003;
+    /// `() -> number of CPUs online`.
+    pub const CPU_COUNT: u32 = 1004;
+}
+
+/// Highest address a user mapping may reach (exclusive): the TTBR0 half, 48 bits.
+pub const VM_MAX_USER_ADDRESS: u64 = 1 << 48;
+/// Lowest address the kernel hands out for `vm_allocate(anywhere)`; page 0 stays unmapped.
+pub const VM_MIN_USER_ADDRESS: u64 = 0x1_0000;
+/// Page size of user mappings.
+pub const PAGE_SIZE: u64 = 4096;
+/// Longest string `mach_print` accepts, terminating NUL included.
+pub const MACH_PRINT_MAX: usize = 4096;
+/// Thread-switch options (`mach/thread_switch.h`).
+pub const SWITCH_OPTION_NONE: u64 = 0;
+pub const SWITCH_OPTION_DEPRESS: u64 = 1;
+pub const SWITCH_OPTION_WAIT: u64 = 2;
