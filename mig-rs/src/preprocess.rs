@@ -466,18 +466,22 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn single_identifier<'t>(args: &'t [Token], at: &Location, directive: &str) -> Result<&'t str> {
-    match args {
-        [t] if t.kind == TokenKind::Ident => Ok(&t.text),
-        [] => Err(Error::at(at, format!("#{directive} needs a macro name"))),
-        [t, ..] if t.kind != TokenKind::Ident => Err(Error::at(
+    let Some(t) = args.first() else {
+        return Err(Error::at(at, format!("#{directive} needs a macro name")));
+    };
+    if t.kind != TokenKind::Ident {
+        return Err(Error::at(
             &t.loc,
             format!("'{}' is not a macro name", t.text),
-        )),
-        [_, extra, ..] => Err(Error::at(
+        ));
+    }
+    if let Some(extra) = args.get(1) {
+        return Err(Error::at(
             &extra.loc,
             format!("unexpected '{}' after #{directive} NAME", extra.text),
-        )),
+        ));
     }
+    Ok(&t.text)
 }
 
 /// Integer expression evaluator for `#if`, with C's precedence; values are `i64`.
@@ -586,14 +590,14 @@ impl Eval<'_> {
     }
 
     fn unary(&mut self) -> Result<i64> {
-        let Some(t) = self.peek() else {
-            return Err(self.err_here("expected a value"));
-        };
         self.depth += 1;
         if self.depth > 200 {
             return Err(self.err_here("expression nested too deeply"));
         }
-        let value = match &t.kind {
+        let Some(t) = self.peek() else {
+            return Err(self.err_here("expected a value"));
+        };
+        let value = match &t.kind.clone() {
             TokenKind::Punct("!") => {
                 self.pos += 1;
                 i64::from(self.unary()? == 0)

@@ -193,7 +193,7 @@ pub enum Item {
 }
 
 /// Names the Rust code generator uses for itself; arguments may not take them.
-const RESERVED_ARG_NAMES: &[&str] = &["transport", "server", "request", "reply"];
+const RESERVED_ARG_NAMES: &[&str] = &["transport"];
 
 /// Analyses parsed statements; `files` are the files read, recorded in the result.
 pub fn analyse(statements: &[Statement], files: Vec<PathBuf>) -> Result<Subsystem> {
@@ -396,10 +396,9 @@ impl Analyser {
             return Err(Error::at(
                 &name.loc,
                 format!(
-                    "argument name '{}' is reserved by mig-rs (rename it; names starting with \
-                     'mig_' and {} are taken)",
-                    name.name,
-                    RESERVED_ARG_NAMES.join(", ")
+                    "argument name '{}' is reserved by mig-rs (rename it; 'transport' and names \
+                     starting with 'mig_' are taken)",
+                    name.name
                 ),
             ));
         }

@@ -27,6 +27,8 @@ pub const TYPE_INTEGER_64: u32 = 11;
 pub const TYPE_CHAR: u32 = 8;
 /// `MACH_MSG_TYPE_BYTE`.
 pub const TYPE_BYTE: u32 = 9;
+/// `MACH_MSG_TYPE_PORT_NAME`.
+pub const TYPE_PORT_NAME: u32 = 15;
 /// `MACH_MSG_TYPE_STRING` (and `STRING_C`).
 pub const TYPE_STRING: u32 = 12;
 
@@ -585,7 +587,7 @@ fn check_decl(name: &str, loc: &Location, mut t: IpcType) -> Result<IpcType> {
     t.long_form = long;
     t.dealloc = dealloc;
     if t.signed.is_none() {
-        t.signed = Some(guess_signed(name));
+        t.signed = Some(guess_signed(name) && t.in_name != TYPE_PORT_NAME);
     }
     Ok(t)
 }

@@ -73,6 +73,14 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<MachineConfig<'_>, DtError> {
     })
 }
 
+/// Only the console, for reporting why the rest of a tree is unusable: `None` when the
+/// blob is unreadable or names no usable UART.
+pub(crate) fn console_only(dtb: &[u8]) -> Option<UartInfo> {
+    let blob = Blob::new(dtb).ok()?;
+    let chosen = blob.find_path("/chosen");
+    console(&blob, chosen.as_ref()).ok().flatten()
+}
+
 /// A range from the tree: `(bus address, size)` of `chain`'s `reg`, translated.
 fn phys_range(
     blob: &Blob<'_>,

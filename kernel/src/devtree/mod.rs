@@ -200,6 +200,12 @@ pub fn total_size(header: &[u8]) -> Result<usize, DtError> {
 }
 
 /// Validates the device tree blob and extracts the machine configuration from it.
+/// The console the tree names, read without validating the rest: for reporting why
+/// `parse` failed on the console the tree meant.
+pub fn console_only(dtb: &[u8]) -> Option<UartInfo> {
+    machine::console_only(dtb)
+}
+
 pub fn parse(dtb: &[u8]) -> Result<MachineConfig<'_>, DtError> {
     machine::parse(dtb)
 }

@@ -8,10 +8,10 @@ use crate::drivers::gic::{Gic, v2::GicV2, v3::GicV3};
 use crate::kern::bootargs::{self, BootArgs};
 use crate::kern::percpu::{self, CpuState};
 use crate::kern::power::{self, ExitStatus, power_off};
-use crate::kern::{console, irq, smp};
-use crate::mm::{PhysAddr, frame, layout::PAGE_SIZE};
+use crate::kern::{console, cpio, irq, loader, sched, smp, syscall, thread};
+use crate::mm::{PhysAddr, frame, heap, layout::PAGE_SIZE};
 use arrayvec::ArrayVec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
 static CONFIG: Once<MachineConfig<'static>> = Once::new();
@@ -58,15 +58,94 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
 
     init_memory(config, load_pa, dtb_pa, dtb.len() as u64);
     init_interrupts(config, &args);
+    cpu::enable_fp();
+    let pan = cpu::enable_pan();
+    sched::init_this_cpu();
+    BOOT_CPU.store(me as u32, Ordering::Relaxed);
 
     let online = smp::start_secondaries(config, load_pa);
     mmu::drop_identity_map();
-    log::info!("{online} of {} CPUs online", config.cpus.len());
+    log::info!("{online} of {} CPUs online; PAN {}", config.cpus.len(), if pan { "on" } else { "not available" });
 
-    match args.get("halt-after") {
-        Some("boot") => boot_check(config, online),
-        _ => idle_demo(config),
+    if args.get("halt-after") == Some("boot") {
+        boot_check(config, online);
     }
+    match config.initrd {
+        Some(initrd) => start_init(initrd, &args),
+        None => idle_demo(config),
+    }
+}
+
+static BOOT_CPU: AtomicU32 = AtomicU32::new(0);
+
+/// The index of the CPU that booted the kernel.
+pub fn boot_cpu() -> usize {
+    BOOT_CPU.load(Ordering::Relaxed) as usize
+}
+
+/// Free frames when the first user task was created (the leak check's reference).
+static FRAMES_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+/// Start the bootstrap program from the RAM disk (`init=NAME`, else its first file), then
+/// become the boot CPU's idle thread. When every task has gone, check that every frame
+/// came back and power off.
+fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
+    // SAFETY: the RAM disk is RAM the frame allocator left out; it is never written.
+    let archive = unsafe {
+        core::slice::from_raw_parts(PhysAddr(initrd.base).to_linear().as_ptr::<u8>(), initrd.size as usize)
+    };
+    let wanted = args.get("init");
+    let entry = cpio::entries(archive)
+        .filter_map(|e| e.map_err(|err| log::error!("initrd: {err}")).ok())
+        .find(|e| wanted.is_none_or(|name| e.name == name));
+    let Some(entry) = entry else {
+        crate::println!("gnumach-test-failure: no program {:?} in the initial RAM disk", wanted.unwrap_or("(first)"));
+        power_off(ExitStatus::TestFailed)
+    };
+    FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
+    let argv = [
+        entry.name,
+        placeholder_decimal(syscall::placeholder_names::HOST_PRIV),
+        placeholder_decimal(syscall::placeholder_names::DEVICE),
+    ];
+    match loader::start_program(entry.name, entry.data, &argv) {
+        Ok(task) => {
+            log::info!("started {} as task {}", entry.name, task.id);
+            drop(task);
+        }
+        Err(e) => {
+            crate::println!("gnumach-test-failure: cannot start {e}");
+            power_off(ExitStatus::TestFailed)
+        }
+    }
+    sched::idle_loop(check_when_tasks_gone)
+}
+
+fn placeholder_decimal(name: u32) -> &'static str {
+    match name {
+        syscall::placeholder_names::HOST_PRIV => "3",
+        syscall::placeholder_names::DEVICE => "4",
+        _ => "0",
+    }
+}
+
+/// The boot CPU's idle hook: once every user task has gone, compare the free frames with
+/// the count before the first task and power off.
+fn check_when_tasks_gone() {
+    if percpu::current_index() != boot_cpu() || !sched::tasks_gone() {
+        return;
+    }
+    let before = FRAMES_BEFORE.load(Ordering::Relaxed);
+    let (after, total) = frame::counts();
+    crate::println!("kernel: all tasks exited; free frames {after} of {total}, {before} before the first task");
+    if after != before {
+        crate::println!(
+            "gnumach-test-failure: frames leaked: {} frames not returned",
+            before as i64 - after as i64
+        );
+        power_off(ExitStatus::TestFailed);
+    }
+    power_off(ExitStatus::Success)
 }
 
 /// Map the device tree read-only: its header first, for the size, then all of it.
@@ -85,8 +164,7 @@ fn map_device_tree(dtb_pa: u64) -> Result<&'static [u8], ()> {
 
 /// The tree is unusable. Say so on whatever console it still names, then stop.
 fn device_tree_failure(dtb: &'static [u8], error: &devtree::DtError) -> ! {
-    let _ = dtb; // console_only: pending
-    console::init(None);
+    console::init(devtree::console_only(dtb));
     console::print_emergency(format_args!("armach: unusable device tree: {error}\n"));
     cpu::halt()
 }
@@ -112,6 +190,14 @@ fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: 
         frame::add_region(PhysAddr(r.base), r.size);
     }
     mmu::use_frame_allocator();
+    let (_, total) = frame::counts();
+    let heap_bytes = (total * PAGE_SIZE as u64 / 16).clamp(4 << 20, 64 << 20);
+    if !heap::init(heap_bytes) {
+        panic!("no memory for a {} KiB kernel heap", heap_bytes >> 10);
+    }
+    if !thread::prepare_stack_window() {
+        panic!("no memory for the kernel stack tables");
+    }
     let (free, total) = frame::counts();
     log::info!("memory: {} MiB usable ({free} of {total} frames free)", total * PAGE_SIZE as u64 >> 20);
 }

@@ -66,6 +66,17 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = Writer(&port).write_fmt(args);
 }
 
+/// Print raw bytes (a user program's `mach_print`); invalid UTF-8 goes out as it is.
+pub fn print_bytes(bytes: &[u8]) {
+    let port = PORT.lock();
+    for &b in bytes {
+        if b == b'\n' {
+            port.put_byte(b'\r');
+        }
+        port.put_byte(b);
+    }
+}
+
 /// Print even if another CPU holds the console (it may have died holding it): after a
 /// bounded wait the output goes out unlocked. For panics and fatal exceptions only.
 pub fn print_emergency(args: fmt::Arguments<'_>) {

@@ -72,13 +72,14 @@ pub fn stop_other_cpus() {
     }
 }
 
-/// The IRQ vector's handler: take every pending interrupt.
-pub fn handle() {
+/// The IRQ vector's handler: take every pending interrupt. `from_user`: the interrupt
+/// came while the CPU ran user code (for time accounting).
+pub fn handle(from_user: bool) {
     let Some(gic) = GIC.get() else { return };
     while let Some(ack) = gic.acknowledge() {
         let intid = ack.intid;
         if intid == TIMER_INTID.load(Ordering::Relaxed) {
-            timer_tick();
+            timer_tick(from_user);
         } else if intid < SGI_COUNT {
             percpu::current().ipis.fetch_add(1, Ordering::Relaxed);
             if intid == Ipi::Halt as u32 {
@@ -92,11 +93,12 @@ pub fn handle() {
     }
 }
 
-fn timer_tick() {
+fn timer_tick(from_user: bool) {
     timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
     let me = percpu::current();
     me.timer_ticks.fetch_add(1, Ordering::Relaxed);
     boot_ring_step(me);
+    crate::kern::sched::tick(from_user);
 }
 
 /// The boot check: each CPU sends one ping to the next online CPU in index order (the

@@ -2,6 +2,9 @@
 //! Scheduling, tasks and IPC join here as they arrive.
 
 pub mod bootargs;
+pub mod cpio;
+pub mod elf;
+pub mod sched;
 pub mod sync;
 
 #[cfg(target_os = "none")]
@@ -18,3 +21,11 @@ pub mod power;
 pub mod smp;
 #[cfg(target_os = "none")]
 pub mod trap;
+#[cfg(target_os = "none")]
+pub mod loader;
+#[cfg(target_os = "none")]
+pub mod syscall;
+#[cfg(target_os = "none")]
+pub mod task;
+#[cfg(target_os = "none")]
+pub mod thread;

@@ -105,11 +105,12 @@ pub fn secondary_start(index: usize) -> ! {
         log::error!("cpu{index}: no GIC interface for MPIDR {:#x}", cpu::mpidr());
         cpu::halt();
     }
+    cpu::enable_fp();
+    cpu::enable_pan();
+    crate::kern::sched::init_this_cpu();
     percpu::current().set_state(CpuState::Online);
     cpu::send_event();
     log::debug!("cpu{index} online (MPIDR {:#x})", cpu::mpidr());
     cpu::irq_enable();
-    loop {
-        cpu::wait_for_interrupt();
-    }
+    crate::kern::sched::idle_loop(|| {})
 }

@@ -2,9 +2,14 @@
 //! mappings the kernel makes for itself. User address spaces come with tasks.
 
 pub mod layout;
+pub mod regions;
 
 #[cfg(target_os = "none")]
 pub mod frame;
+#[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
+pub mod vm;
 
 /// A physical address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

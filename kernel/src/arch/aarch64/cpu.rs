@@ -2,7 +2,7 @@
 //! masking, and waiting. Scheduling decisions are not made here.
 
 use aarch64_cpu::asm;
-use aarch64_cpu::registers::{DAIF, MPIDR_EL1, TPIDR_EL1};
+use aarch64_cpu::registers::{CPACR_EL1, DAIF, ID_AA64MMFR1_EL1, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
 use tock_registers::interfaces::{Readable, Writeable};
 
 /// The affinity fields of MPIDR_EL1 (Aff3 at 39:32, Aff2-Aff0 at 23:0), as the device
@@ -90,4 +90,26 @@ pub fn clean_dcache_to_poc(addr: u64, len: u64) {
         line += 64;
     }
     asm::barrier::dsb(asm::barrier::SY);
+}
+
+/// Let user mode (and the context-switch code) use FP/SIMD without trapping.
+pub fn enable_fp() {
+    CPACR_EL1.write(CPACR_EL1::FPEN::TrapNothing);
+    asm::barrier::isb(asm::barrier::SY);
+}
+
+/// Turn Privileged Access Never on where the CPU has it: the kernel never touches user
+/// memory through user addresses (it translates in software), so any such access is a bug
+/// and faults. Returns whether PAN is on.
+pub fn enable_pan() -> bool {
+    if ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::PAN) == 0 {
+        return false;
+    }
+    // SPAN = 0: PSTATE.PAN is set on every exception taken to EL1.
+    const SPAN: u64 = 1 << 23;
+    SCTLR_EL1.set(SCTLR_EL1.get() & !SPAN);
+    // SAFETY: writes PSTATE.PAN (the `PAN` special register, encoded S3_0_C4_C2_3).
+    unsafe { core::arch::asm!("msr S3_0_C4_C2_3, {}", in(reg) 1u64 << 22, options(nomem, nostack)) };
+    asm::barrier::isb(asm::barrier::SY);
+    true
 }

@@ -111,10 +111,15 @@ extern "C" fn el1_sync(frame: &mut TrapFrame, kind: VectorKind) {
 
 extern "C" fn el0_sync(frame: &mut TrapFrame, kind: VectorKind) {
     crate::kern::trap::user_exception(frame, kind);
+    crate::kern::sched::ast_check();
 }
 
-extern "C" fn irq(_frame: &mut TrapFrame, _kind: VectorKind) {
-    crate::kern::irq::handle();
+extern "C" fn irq(_frame: &mut TrapFrame, kind: VectorKind) {
+    let from_user = kind.0 >= 8;
+    crate::kern::irq::handle(from_user);
+    if from_user {
+        crate::kern::sched::ast_check();
+    }
 }
 
 extern "C" fn unexpected(frame: &mut TrapFrame, kind: VectorKind) {

@@ -204,6 +204,67 @@ fn map_one(root: u64, v: u64, p: u64, remaining: u64, attrs: u64) -> Result<u64,
     Err(MapError::Overlap)
 }
 
+/// The last-level entry for `va` in the kernel tables, creating tables on the way when
+/// `create`. `None` if a block mapping covers `va` or tables are missing (or out of memory).
+fn kernel_leaf(va: u64, create: bool) -> Option<*mut u64> {
+    let mut table = kernel_root_pa();
+    for &shift in &LEVEL_SHIFT[..3] {
+        let index = ((va >> shift) & 511) as usize;
+        let t = table_va(table);
+        // SAFETY: `t` is a live kernel table; the kernel-table lock is held by the caller.
+        let entry = unsafe { (*t)[index] };
+        if entry & desc::VALID == 0 {
+            if !create {
+                return None;
+            }
+            let new_table = alloc_table()?;
+            // SAFETY: as above.
+            unsafe { (*t)[index] = new_table | desc::TABLE };
+            table = new_table;
+        } else if entry & 0b11 == desc::TABLE {
+            table = entry & desc::ADDR_MASK;
+        } else {
+            return None;
+        }
+    }
+    let index = ((va >> 12) & 511) as usize;
+    // SAFETY: as above.
+    Some(unsafe { &mut (*table_va(table))[index] as *mut u64 })
+}
+
+/// Create the translation tables for `[va, va + size)` without mapping anything, so that
+/// later mappings there (kernel stacks) never allocate tables: a run of tasks then leaves
+/// the free-frame count exactly as it found it.
+pub fn prepare_tables(va: VirtAddr, size: u64) -> Result<(), MapError> {
+    let _guard = KERNEL_TABLES.lock();
+    let mut at = align_down(va.0, 0x20_0000);
+    while at < va.0 + size {
+        kernel_leaf(at, true).ok_or(MapError::NoTables)?;
+        at += 0x20_0000;
+    }
+    barrier_after_map();
+    Ok(())
+}
+
+/// Unmap the pages of `[va, va + size)` (mapped with pages, not blocks) on every CPU.
+pub fn unmap(va: VirtAddr, size: u64) {
+    let _guard = KERNEL_TABLES.lock();
+    let mut at = va.0;
+    while at < va.0 + size {
+        if let Some(leaf) = kernel_leaf(at, false) {
+            // SAFETY: `leaf` is a kernel last-level entry and the lock is held.
+            unsafe { leaf.write_volatile(0) };
+            // SAFETY: TLB invalidation of one kernel page on all CPUs.
+            unsafe {
+                core::arch::asm!("dsb ishst", "tlbi vaae1is, {}", "dsb ish", in(reg) (at >> 12) & ((1 << 44) - 1), options(nostack))
+            };
+        }
+        at += PAGE_SIZE as u64;
+    }
+    // SAFETY: completes the invalidations above.
+    unsafe { core::arch::asm!("isb", options(nostack)) };
+}
+
 fn barrier_after_map() {
     // SAFETY: barriers only order this CPU's table writes before later translations.
     unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };

@@ -3,6 +3,7 @@
 //! this module exports.
 
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod exception;
 pub mod mmu;
@@ -10,3 +11,4 @@ pub mod psci;
 pub mod semihosting;
 pub mod sysreg;
 pub mod timer;
+pub mod uspace;

@@ -89,5 +89,6 @@ exception_vectors:
     VECTOR {UNEXPECTED}, 14
     VECTOR {UNEXPECTED}, 15
 
+.global exception_return
 exception_return:
     RESTORE_FRAME

@@ -1,0 +1,12 @@
+//! The scheduler: per-processor run queues of 65 priority levels, placement by
+//! `policy::select_processor`, preemption at the return to user mode (an AST set by the
+//! timer or an IPI), idle processors sleeping in `wfi`. The policy parts are pure and
+//! host-tested; `scheduler` is the mechanism that locks, switches and sends IPIs.
+
+pub mod policy;
+pub mod runqueue;
+
+#[cfg(target_os = "none")]
+mod scheduler;
+#[cfg(target_os = "none")]
+pub use scheduler::*;

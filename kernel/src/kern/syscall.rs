@@ -1,0 +1,172 @@
+//! The trap table: GNU Mach's trap numbers (`svc #0`, negated number in `w8`, arguments in
+//! `x0`-`x7`, result in `x0`) and, marked as such, temporary traps numbered from 1000 that
+//! stand in for IPC interfaces not written yet. Every pointer from user space goes through
+//! `copyin`/`copyout`; a bad one is an error code, never a kernel fault.
+
+extern crate alloc;
+
+use crate::arch::exception::TrapFrame;
+use crate::kern::sched;
+use crate::kern::thread::Thread;
+use crate::kern::{percpu, trap};
+use crate::mm::frame;
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+use mach_abi::exception::{EXC_AARCH64_SVC, EXC_SOFTWARE};
+use mach_abi::thread_state::{AARCH64_THREAD_STATE, AARCH64_THREAD_STATE_COUNT, Aarch64ThreadState};
+use mach_abi::traps::{self, MACH_PRINT_MAX, VM_MAX_USER_ADDRESS, temporary};
+use mach_abi::KernReturn;
+
+/// `MACH_SEND_INTERRUPTED`: what GNU Mach's VM traps return for a name that is not a task,
+/// so that the library falls back to the RPC.
+const MACH_SEND_INTERRUPTED: u64 = 0x1000_0007;
+
+/// Port names handed out by the self traps. Placeholders until ports exist (IPC issue):
+/// every task sees the same fixed names; only `TASK_SELF` is accepted where a task is named.
+pub mod placeholder_names {
+    pub const TASK_SELF: u32 = 1;
+    pub const HOST: u32 = 2;
+    pub const HOST_PRIV: u32 = 3;
+    pub const DEVICE: u32 = 4;
+    /// Thread names are this plus the thread id.
+    pub const THREAD_BASE: u32 = 0x1000;
+}
+
+fn ret(frame: &mut TrapFrame, kr: KernReturn) {
+    frame.x[0] = kr.as_reg();
+}
+
+fn result(frame: &mut TrapFrame, r: Result<(), KernReturn>) {
+    ret(frame, r.err().unwrap_or(KernReturn::Success));
+}
+
+/// Handle an `svc` from user mode.
+pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
+    let immediate = frame.esr & 0xffff;
+    let number = (frame.x[8] as u32 as i32).wrapping_neg();
+    if immediate != 0 || number < 0 {
+        return trap::user_exception_raise(frame, thread, EXC_SOFTWARE, EXC_AARCH64_SVC as u64, immediate);
+    }
+    let a = frame.x;
+    match number as u32 {
+        traps::MACH_TASK_SELF => frame.x[0] = placeholder_names::TASK_SELF as u64,
+        traps::MACH_HOST_SELF => frame.x[0] = placeholder_names::HOST as u64,
+        traps::MACH_THREAD_SELF => frame.x[0] = (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id),
+        traps::MACH_PRINT => {
+            let r = with_map(thread, |map| map.copyin_cstr(a[0], MACH_PRINT_MAX)).map(|bytes| {
+                crate::kern::console::print_bytes(&bytes);
+            });
+            result(frame, r);
+        }
+        traps::SWTCH_PRI | traps::SWTCH => frame.x[0] = u64::from(sched::yield_now()),
+        traps::THREAD_SWITCH => {
+            if a[1] > traps::SWITCH_OPTION_WAIT {
+                return ret(frame, KernReturn::InvalidArgument);
+            }
+            sched::yield_now();
+            ret(frame, KernReturn::Success);
+        }
+        traps::VM_ALLOCATE => frame.x[0] = vm_allocate(thread, a[0], a[1], a[2], a[3] != 0),
+        traps::VM_DEALLOCATE => {
+            if a[0] != placeholder_names::TASK_SELF as u64 {
+                frame.x[0] = MACH_SEND_INTERRUPTED;
+                return;
+            }
+            result(frame, with_map(thread, |map| map.deallocate(a[1], a[2])));
+        }
+        traps::TASK_TERMINATE => {
+            if a[0] != placeholder_names::TASK_SELF as u64 {
+                frame.x[0] = MACH_SEND_INTERRUPTED;
+                return;
+            }
+            thread.task.terminate();
+            ret(frame, KernReturn::Success);
+        }
+        traps::THREAD_SET_SELF_STATE => thread_set_self_state(frame, thread, a[0], a[1], a[2]),
+        temporary::THREAD_CREATE => match thread_create(thread, a[0], a[1], a[2]) {
+            Ok(id) => {
+                frame.x[0] = KernReturn::Success.as_reg();
+                frame.x[1] = id;
+            }
+            Err(kr) => ret(frame, kr),
+        },
+        // The thread ends at the return to user mode (`sched::ast_check`), once this
+        // handler has let go of its references.
+        temporary::THREAD_EXIT => thread.request_termination(),
+        temporary::CURRENT_CPU => frame.x[0] = percpu::current_index() as u64,
+        temporary::FRAME_COUNTS => {
+            let (free, total) = frame::counts();
+            frame.x[0] = free;
+            frame.x[1] = total;
+        }
+        temporary::CPU_COUNT => {
+            frame.x[0] = (0..percpu::cpu_count()).filter(|&i| sched::processor(i).online.load(Ordering::Acquire)).count() as u64;
+        }
+        _ => trap::user_exception_raise(frame, thread, EXC_SOFTWARE, EXC_AARCH64_SVC as u64, immediate),
+    }
+}
+
+/// Run `f` on the thread's address space.
+fn with_map<T>(thread: &Thread, f: impl FnOnce(&mut crate::mm::vm::VmMap) -> Result<T, KernReturn>) -> Result<T, KernReturn> {
+    let map = thread.task.map.as_ref().ok_or(KernReturn::InvalidTask)?;
+    f(&mut map.lock())
+}
+
+/// `syscall_vm_allocate(target_task, *address, size, anywhere)`.
+fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bool) -> u64 {
+    if task != placeholder_names::TASK_SELF as u64 {
+        return MACH_SEND_INTERRUPTED;
+    }
+    let r = with_map(thread, |map| {
+        let mut word = [0u8; 8];
+        map.copyin(address, &mut word).map_err(|_| KernReturn::InvalidAddress)?;
+        let start = map.allocate(u64::from_le_bytes(word), size, anywhere)?;
+        if map.copyout(address, &start.to_le_bytes()).is_err() {
+            let _ = map.deallocate(start, size);
+            return Err(KernReturn::InvalidAddress);
+        }
+        Ok(())
+    });
+    r.err().unwrap_or(KernReturn::Success).as_reg()
+}
+
+/// Temporary: a new thread in the caller's task at `entry(arg)` on `stack_top`.
+fn thread_create(thread: &Thread, entry: u64, stack_top: u64, arg: u64) -> Result<u64, KernReturn> {
+    if entry == 0 || entry >= VM_MAX_USER_ADDRESS || entry % 4 != 0 {
+        return Err(KernReturn::InvalidArgument);
+    }
+    if stack_top == 0 || stack_top > VM_MAX_USER_ADDRESS || stack_top % 16 != 0 {
+        return Err(KernReturn::InvalidAddress);
+    }
+    let new = Thread::new_user(&thread.task, entry, stack_top, arg)?;
+    let id = new.id;
+    sched::setrun(new);
+    Ok(id)
+}
+
+/// `thread_set_self_state(flavor, state, count)`: replace the caller's registers; the trap
+/// then "returns" into the new state.
+fn thread_set_self_state(frame: &mut TrapFrame, thread: &Thread, flavor: u64, state: u64, count: u64) {
+    if flavor != AARCH64_THREAD_STATE as u64 || count < AARCH64_THREAD_STATE_COUNT as u64 {
+        return ret(frame, KernReturn::InvalidArgument);
+    }
+    let mut bytes = [0u8; core::mem::size_of::<Aarch64ThreadState>()];
+    if let Err(kr) = with_map(thread, |map| map.copyin(state, &mut bytes)) {
+        return ret(frame, kr);
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    for i in 0..31 {
+        frame.x[i] = word(i);
+    }
+    frame.sp_el0 = word(31);
+    frame.elr = word(32);
+    // SAFETY: the caller runs on this CPU; its TLS register is live in TPIDR_EL0.
+    unsafe { core::arch::asm!("msr tpidr_el0, {}", in(reg) word(33), options(nostack)) };
+    // Only the condition flags are the thread's to set; mode and masks stay EL0t.
+    frame.spsr = word(34) & 0xf000_0000;
+}
+

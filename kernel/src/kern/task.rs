@@ -1,0 +1,98 @@
+//! Tasks: an address space and the threads that run in it. The kernel's own task has no
+//! user address space; it owns the idle threads. When the last user task goes, the boot
+//! CPU is told (the run is over).
+
+extern crate alloc;
+
+use crate::kern::sync::IrqSpinLock;
+use crate::kern::thread::Thread;
+use crate::mm::vm::VmMap;
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use spin::Once;
+
+pub struct Task {
+    pub id: u64,
+    pub name: String,
+    /// The user address space (`None` for the kernel task).
+    pub map: Option<IrqSpinLock<VmMap>>,
+    /// Threads, for termination; dead ones are pruned as they exit.
+    pub threads: IrqSpinLock<Vec<Weak<Thread>>>,
+    /// Threads not yet terminated.
+    pub live_threads: AtomicUsize,
+    pub terminating: AtomicBool,
+    /// The TTBR0 value of the map (0 for the kernel task); fixed at creation.
+    pub ttbr0: u64,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// User tasks that exist (not yet dropped).
+static USER_TASKS: AtomicUsize = AtomicUsize::new(0);
+static KERNEL_TASK: Once<Arc<Task>> = Once::new();
+
+impl Task {
+    /// The kernel's task.
+    pub fn kernel() -> Arc<Task> {
+        KERNEL_TASK
+            .call_once(|| {
+                Arc::new(Task {
+                    id: 0,
+                    name: String::from("kernel"),
+                    map: None,
+                    threads: IrqSpinLock::new(Vec::new()),
+                    live_threads: AtomicUsize::new(0),
+                    terminating: AtomicBool::new(false),
+                    ttbr0: 0,
+                })
+            })
+            .clone()
+    }
+
+    /// A new user task with an empty address space.
+    pub fn new_user(name: &str) -> Option<Arc<Task>> {
+        let map = VmMap::new()?;
+        let ttbr0 = map.ttbr0();
+        USER_TASKS.fetch_add(1, Ordering::AcqRel);
+        Some(Arc::new(Task {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: String::from(name),
+            map: Some(IrqSpinLock::new(map)),
+            threads: IrqSpinLock::new(Vec::new()),
+            live_threads: AtomicUsize::new(0),
+            terminating: AtomicBool::new(false),
+            ttbr0,
+        }))
+    }
+
+    pub fn is_kernel(&self) -> bool {
+        self.map.is_none()
+    }
+
+    /// Ask every thread of the task to terminate; each does at its next return to user
+    /// mode (the caller's own thread included).
+    pub fn terminate(&self) {
+        self.terminating.store(true, Ordering::Release);
+        let threads: Vec<Arc<Thread>> = self.threads.lock().iter().filter_map(Weak::upgrade).collect();
+        for thread in threads {
+            thread.request_termination();
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        // Free the address space now, so that when the last task is reported gone its
+        // frames are back with the allocator.
+        let was_user = self.map.take().is_some();
+        if was_user && USER_TASKS.fetch_sub(1, Ordering::AcqRel) == 1 {
+            crate::kern::sched::note_tasks_gone();
+        }
+    }
+}
+
+/// User tasks alive now.
+pub fn user_task_count() -> usize {
+    USER_TASKS.load(Ordering::Acquire)
+}

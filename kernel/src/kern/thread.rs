@@ -1,0 +1,236 @@
+//! Threads: a kernel stack (16 KiB, guard gap below), the saved kernel context, the user
+//! FP/SIMD state and TLS register, scheduling attributes and statistics. A user thread
+//! starts by returning to user mode from a trap frame built at the top of its stack.
+
+extern crate alloc;
+
+use crate::arch::context::{self, Context, FpState};
+use crate::arch::exception::TrapFrame;
+use crate::arch::mmu;
+use crate::kern::sched::runqueue::BASEPRI_USER;
+use crate::kern::sync::IrqSpinLock;
+use crate::kern::task::Task;
+use crate::mm::layout::{KERNEL_STACK_SIZE, PAGE_SIZE, stack_slot};
+use crate::mm::{PhysAddr, VirtAddr, frame};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use mach_abi::KernReturn;
+
+/// Kernel stack slots below this belong to the CPUs' boot-time stacks (`kern::smp`).
+pub const FIRST_THREAD_SLOT: u32 = crate::devtree::MAX_CPUS as u32;
+/// Most threads that can exist at once.
+pub const MAX_THREADS: u32 = 4096;
+
+/// Run state, as GNU Mach's TH_STATE_* (`thread_info` reports these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RunState {
+    Running = 1,
+    Stopped = 2,
+    Waiting = 3,
+    Uninterruptible = 4,
+    Halted = 5,
+}
+
+/// Value of `last_processor` before a thread has run.
+pub const NO_PROCESSOR: u32 = u32::MAX;
+
+struct Slots {
+    next: u32,
+    free: Vec<u32>,
+}
+
+static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(Slots { next: FIRST_THREAD_SLOT, free: Vec::new() });
+
+/// Create every table the thread stack slots need, once at boot (see `mmu::prepare_tables`).
+pub fn prepare_stack_window() -> bool {
+    let (low, _) = stack_slot(FIRST_THREAD_SLOT as u64);
+    let (_, top) = stack_slot((FIRST_THREAD_SLOT + MAX_THREADS) as u64);
+    mmu::prepare_tables(VirtAddr(low), top - low).is_ok()
+}
+
+/// A thread's kernel stack, mapped in its slot.
+struct KernelStack {
+    slot: u32,
+    pa: PhysAddr,
+}
+
+const STACK_PAGES: usize = (KERNEL_STACK_SIZE / PAGE_SIZE as u64) as usize;
+
+impl KernelStack {
+    fn new() -> Result<Self, KernReturn> {
+        let slot = {
+            let mut s = SLOTS.lock();
+            match s.free.pop() {
+                Some(slot) => slot,
+                None if s.next < FIRST_THREAD_SLOT + MAX_THREADS => {
+                    s.next += 1;
+                    s.next - 1
+                }
+                None => return Err(KernReturn::ResourceShortage),
+            }
+        };
+        let release = |slot| SLOTS.lock().free.push(slot);
+        let Some(pa) = frame::alloc(STACK_PAGES) else {
+            release(slot);
+            return Err(KernReturn::ResourceShortage);
+        };
+        let (low, _) = stack_slot(slot as u64);
+        if mmu::map(VirtAddr(low), pa, KERNEL_STACK_SIZE, mmu::MemAttr::Normal, mmu::KernelPerm::ReadWrite).is_err() {
+            frame::free(pa, STACK_PAGES);
+            release(slot);
+            return Err(KernReturn::ResourceShortage);
+        }
+        Ok(KernelStack { slot, pa })
+    }
+
+    fn top(&self) -> u64 {
+        stack_slot(self.slot as u64).1
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        let (low, _) = stack_slot(self.slot as u64);
+        mmu::unmap(VirtAddr(low), KERNEL_STACK_SIZE);
+        frame::free(self.pa, STACK_PAGES);
+        SLOTS.lock().free.push(self.slot);
+    }
+}
+
+pub struct Thread {
+    pub id: u64,
+    pub task: Arc<Task>,
+    /// `None` for idle threads, which run on their CPU's boot stack.
+    kstack: Option<KernelStack>,
+    context: UnsafeCell<Context>,
+    fp: UnsafeCell<FpState>,
+    tpidr_el0: UnsafeCell<u64>,
+    /// Set while a CPU runs this thread or is still saving its context.
+    pub on_cpu: AtomicBool,
+    state: AtomicU8,
+    pub base_priority: AtomicU8,
+    pub sched_priority: AtomicU8,
+    pub last_processor: AtomicU32,
+    pub bound_processor: AtomicU32,
+    /// Timer ticks charged while in user mode and in the kernel.
+    pub user_ticks: AtomicU64,
+    pub system_ticks: AtomicU64,
+    pub quantum_left: AtomicU32,
+    terminate: AtomicBool,
+    pub is_idle: bool,
+    /// Counter value at creation.
+    pub created: u64,
+}
+
+// SAFETY: `context`, `fp` and `tpidr_el0` are only touched by the CPU that is switching the
+// thread in or out (the `on_cpu` protocol in `kern::sched` serialises that); everything
+// else is atomic or immutable.
+unsafe impl Sync for Thread {}
+// SAFETY: as above.
+unsafe impl Send for Thread {}
+
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Thread {
+    fn new(task: Arc<Task>, kstack: Option<KernelStack>, context: Context, is_idle: bool) -> Thread {
+        let priority = if is_idle { crate::kern::sched::runqueue::IDLE_PRI } else { BASEPRI_USER };
+        Thread {
+            id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+            task,
+            kstack,
+            context: UnsafeCell::new(context),
+            fp: UnsafeCell::new(FpState::default()),
+            tpidr_el0: UnsafeCell::new(0),
+            on_cpu: AtomicBool::new(is_idle),
+            state: AtomicU8::new(if is_idle { RunState::Running } else { RunState::Stopped } as u8),
+            base_priority: AtomicU8::new(priority),
+            sched_priority: AtomicU8::new(priority),
+            last_processor: AtomicU32::new(NO_PROCESSOR),
+            bound_processor: AtomicU32::new(NO_PROCESSOR),
+            user_ticks: AtomicU64::new(0),
+            system_ticks: AtomicU64::new(0),
+            quantum_left: AtomicU32::new(0),
+            terminate: AtomicBool::new(false),
+            is_idle,
+            created: crate::arch::timer::counter(),
+        }
+    }
+
+    /// The idle thread of a CPU: it is the code already running on that CPU's boot stack.
+    pub fn new_idle() -> Arc<Thread> {
+        Arc::new(Thread::new(Task::kernel(), None, Context::default(), true))
+    }
+
+    /// A user thread of `task` that will enter user mode at `pc` with `sp` and `x0 = arg`.
+    /// It is created stopped; `sched::setrun` starts it.
+    pub fn new_user(task: &Arc<Task>, pc: u64, sp: u64, arg: u64) -> Result<Arc<Thread>, KernReturn> {
+        if task.terminating.load(Ordering::Acquire) {
+            return Err(KernReturn::Terminated);
+        }
+        let kstack = KernelStack::new()?;
+        let frame = (kstack.top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+        // SAFETY: the frame lies at the top of the stack just mapped for this thread alone.
+        unsafe { frame.write(context::initial_user_frame(pc, sp, arg)) };
+        let thread = Arc::new(Thread::new(task.clone(), Some(kstack), context::new_user_context(frame), false));
+        task.live_threads.fetch_add(1, Ordering::AcqRel);
+        task.threads.lock().push(Arc::downgrade(&thread));
+        Ok(thread)
+    }
+
+    pub fn state(&self) -> RunState {
+        match self.state.load(Ordering::Acquire) {
+            1 => RunState::Running,
+            3 => RunState::Waiting,
+            4 => RunState::Uninterruptible,
+            5 => RunState::Halted,
+            _ => RunState::Stopped,
+        }
+    }
+
+    pub fn set_state(&self, state: RunState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub fn context_ptr(&self) -> *mut Context {
+        self.context.get()
+    }
+
+    pub fn fp_ptr(&self) -> *mut FpState {
+        self.fp.get()
+    }
+
+    pub fn tpidr_ptr(&self) -> *mut u64 {
+        self.tpidr_el0.get()
+    }
+
+    /// Ask the thread to terminate at its next return to user mode.
+    pub fn request_termination(&self) {
+        self.terminate.store(true, Ordering::Release);
+        let cpu = self.last_processor.load(Ordering::Relaxed);
+        if cpu != NO_PROCESSOR {
+            crate::kern::sched::kick(cpu as usize);
+        }
+    }
+
+    pub fn should_terminate(&self) -> bool {
+        self.terminate.load(Ordering::Acquire) || self.task.terminating.load(Ordering::Acquire)
+    }
+
+    /// Take the thread out of its task's accounts (it is exiting).
+    pub fn detach_from_task(self: &Arc<Self>) {
+        self.task.live_threads.fetch_sub(1, Ordering::AcqRel);
+        let me = Arc::as_ptr(self);
+        self.task.threads.lock().retain(|w| w.as_ptr() != me && w.strong_count() > 0);
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        // The stack goes first, then (with the fields) the task reference: a task's last
+        // thread frees its stack before the task frees its map.
+        self.kstack.take();
+    }
+}

@@ -1,0 +1,47 @@
+//! The kernel heap (`alloc` for kernel objects: tasks, threads, maps, queues). It is one
+//! fixed block of frames taken at boot, so the heap never moves frames in or out while
+//! tasks run and the free-frame count is an exact leak check. Allocation failure returns
+//! null; callers turn it into `KERN_RESOURCE_SHORTAGE`.
+
+use crate::kern::sync::IrqSpinLock;
+use crate::mm::frame;
+use crate::mm::layout::PAGE_SIZE;
+use buddy_system_allocator::Heap;
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+
+pub struct KernelHeap(IrqSpinLock<Heap<32>>);
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap(IrqSpinLock::new(Heap::empty()));
+
+/// Take `bytes` (rounded to pages) of frames for the heap. Once, at boot.
+pub fn init(bytes: u64) -> bool {
+    let pages = bytes.div_ceil(PAGE_SIZE as u64) as usize;
+    let Some(pa) = frame::alloc(pages) else { return false };
+    let start = pa.to_linear().as_u64() as usize;
+    // SAFETY: the frames were just allocated for the heap alone and are mapped read-write
+    // in the linear map.
+    unsafe { HEAP.0.lock().add_to_heap(start, start + pages * PAGE_SIZE) };
+    true
+}
+
+/// (bytes in use, bytes in total).
+pub fn usage() -> (usize, usize) {
+    let heap = HEAP.0.lock();
+    (heap.stats_alloc_actual(), heap.stats_total_bytes())
+}
+
+// SAFETY: the buddy heap returns blocks that fit the layout and are not otherwise in use;
+// the lock serialises every access, with interrupts masked.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0.lock().alloc(layout).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(ptr) = NonNull::new(ptr) {
+            self.0.lock().dealloc(ptr, layout);
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! A task's address space: its regions (`mm::regions`) kept in step with its page tables
+//! (`arch::uspace`). Pages are allocated zeroed on first touch. This is also where the
+//! kernel reads and writes user memory: `copyin`/`copyout` translate in software and never
+//! fault, so a bad user pointer is an error value, never a kernel exception.
+
+extern crate alloc;
+
+use crate::arch::uspace::{UserPageTable, UserPerm};
+use crate::mm::regions::{Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VmProt};
+use crate::mm::{PhysAddr, align_down, align_up, frame};
+use alloc::vec::Vec;
+use mach_abi::KernReturn;
+use mach_abi::traps::{PAGE_SIZE, VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
+
+/// What a user access wants of a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+impl Access {
+    fn needs(self) -> VmProt {
+        match self {
+            Access::Read => VM_PROT_READ,
+            Access::Write => VM_PROT_WRITE,
+            Access::Execute => VM_PROT_EXECUTE,
+        }
+    }
+}
+
+fn perm(prot: VmProt) -> UserPerm {
+    UserPerm {
+        read: prot & (VM_PROT_READ | VM_PROT_WRITE | VM_PROT_EXECUTE) != 0,
+        write: prot & VM_PROT_WRITE != 0,
+        execute: prot & VM_PROT_EXECUTE != 0,
+    }
+}
+
+/// W^X: no user mapping is writable and executable at once.
+fn writable_and_executable(prot: VmProt) -> bool {
+    prot & VM_PROT_WRITE != 0 && prot & VM_PROT_EXECUTE != 0
+}
+
+pub struct VmMap {
+    regions: Regions,
+    pt: UserPageTable,
+    /// Pages with a frame behind them.
+    resident: u64,
+}
+
+impl VmMap {
+    /// An empty address space; `None` when out of memory or ASIDs.
+    pub fn new() -> Option<Self> {
+        Some(VmMap { regions: Regions::new(), pt: UserPageTable::new()?, resident: 0 })
+    }
+
+    pub fn ttbr0(&self) -> u64 {
+        self.pt.ttbr0()
+    }
+
+    pub fn resident_pages(&self) -> u64 {
+        self.resident
+    }
+
+    /// `vm_allocate` (GNU Mach `vm/vm_user.c`): size 0 succeeds at address 0; otherwise
+    /// the range is page-rounded, found (`anywhere`) or taken as given, and recorded
+    /// read-write with every maximum access.
+    pub fn allocate(&mut self, addr: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn> {
+        if size == 0 {
+            return Ok(0);
+        }
+        let size = align_up(size, PAGE_SIZE);
+        if size == 0 || size > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::NoSpace);
+        }
+        let start = if anywhere {
+            self.regions
+                .find_space(size, VM_MIN_USER_ADDRESS, VM_MAX_USER_ADDRESS)
+                .ok_or(KernReturn::NoSpace)?
+        } else {
+            align_down(addr, PAGE_SIZE)
+        };
+        let end = start.checked_add(size).ok_or(KernReturn::InvalidAddress)?;
+        if start < VM_MIN_USER_ADDRESS || end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        self.regions.insert(start, end, VM_PROT_DEFAULT, VM_PROT_ALL)?;
+        Ok(start)
+    }
+
+    /// Record `[start, end)` with protection `prot` (program loading).
+    pub fn allocate_fixed(&mut self, start: u64, end: u64, prot: VmProt) -> Result<(), KernReturn> {
+        if writable_and_executable(prot) {
+            return Err(KernReturn::ProtectionFailure);
+        }
+        if start < VM_MIN_USER_ADDRESS || end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        self.regions.insert(start, end, prot, VM_PROT_ALL)
+    }
+
+    /// `vm_deallocate`: everything in the page-rounded range goes; nothing there is fine.
+    pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), KernReturn> {
+        if size == 0 {
+            return Ok(());
+        }
+        let start = align_down(addr, PAGE_SIZE);
+        let end = addr.checked_add(size).map(|e| align_up(e, PAGE_SIZE)).ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        let removed = self.regions.remove(start, end);
+        let mut freed = 0;
+        for (s, e) in removed {
+            self.pt.unmap_range(s, e, &mut |pa| {
+                frame::free(pa, 1);
+                freed += 1;
+            });
+        }
+        self.resident -= freed;
+        Ok(())
+    }
+
+    /// `vm_protect`. Writable-and-executable is refused (W^X).
+    pub fn protect(&mut self, addr: u64, size: u64, set_max: bool, prot: VmProt) -> Result<(), KernReturn> {
+        if prot & !VM_PROT_ALL != 0 {
+            return Err(KernReturn::InvalidArgument);
+        }
+        if !set_max && writable_and_executable(prot) {
+            return Err(KernReturn::ProtectionFailure);
+        }
+        let start = align_down(addr, PAGE_SIZE);
+        let end = addr.checked_add(size).map(|e| align_up(e, PAGE_SIZE)).ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        for (s, e, new) in self.regions.protect(start, end, prot, set_max)? {
+            self.pt.protect_range(s, e, perm(new));
+        }
+        Ok(())
+    }
+
+    /// Make page `va` present for `access`: the frame behind it, or why not
+    /// (`KERN_INVALID_ADDRESS` outside every region, `KERN_PROTECTION_FAILURE` when the
+    /// region's protection forbids the access).
+    pub fn fault(&mut self, va: u64, access: Access) -> Result<PhysAddr, KernReturn> {
+        if va >= VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
+        if region.prot & access.needs() == 0 || (access == Access::Read && region.prot == 0) {
+            return Err(KernReturn::ProtectionFailure);
+        }
+        let page = align_down(va, PAGE_SIZE);
+        if let Some((pa, _)) = self.pt.lookup(page) {
+            return Ok(pa);
+        }
+        let pa = frame::alloc_zeroed(1).ok_or(KernReturn::ResourceShortage)?;
+        if self.pt.map(page, pa, perm(region.prot)).is_err() {
+            frame::free(pa, 1);
+            return Err(KernReturn::ResourceShortage);
+        }
+        self.resident += 1;
+        Ok(pa)
+    }
+
+    /// Run `f` over the user range `[uaddr, uaddr + len)` page piece by page piece, each
+    /// piece given as (offset in the range, kernel pointer, length).
+    fn for_each_piece(
+        &mut self,
+        uaddr: u64,
+        len: usize,
+        access: Option<Access>,
+        f: &mut dyn FnMut(usize, *mut u8, usize),
+    ) -> Result<(), KernReturn> {
+        let end = uaddr.checked_add(len as u64).ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        let mut at = uaddr;
+        while at < end {
+            let page_end = align_down(at, PAGE_SIZE) + PAGE_SIZE;
+            let n = (page_end.min(end) - at) as usize;
+            let pa = match access {
+                Some(access) => self.fault(at, access)?,
+                None => self.fault_any(at)?,
+            };
+            let ptr = PhysAddr(pa.as_u64() + (at % PAGE_SIZE)).to_linear().as_mut_ptr::<u8>();
+            f((at - uaddr) as usize, ptr, n);
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Like `fault`, ignoring protection (the kernel filling a program's pages).
+    fn fault_any(&mut self, va: u64) -> Result<PhysAddr, KernReturn> {
+        let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
+        let page = align_down(va, PAGE_SIZE);
+        if let Some((pa, _)) = self.pt.lookup(page) {
+            return Ok(pa);
+        }
+        let pa = frame::alloc_zeroed(1).ok_or(KernReturn::ResourceShortage)?;
+        if self.pt.map(page, pa, perm(region.prot)).is_err() {
+            frame::free(pa, 1);
+            return Err(KernReturn::ResourceShortage);
+        }
+        self.resident += 1;
+        Ok(pa)
+    }
+
+    /// Copy from user memory into `buf`.
+    pub fn copyin(&mut self, uaddr: u64, buf: &mut [u8]) -> Result<(), KernReturn> {
+        let dst = buf.as_mut_ptr();
+        self.for_each_piece(uaddr, buf.len(), Some(Access::Read), &mut |off, src, n| {
+            // SAFETY: `src` maps `n` bytes of a frame of this map (the map is locked by
+            // our caller), `dst + off` is inside `buf`; the two never overlap.
+            unsafe { core::ptr::copy_nonoverlapping(src, dst.add(off), n) }
+        })
+    }
+
+    /// Copy `data` out to user memory.
+    pub fn copyout(&mut self, uaddr: u64, data: &[u8]) -> Result<(), KernReturn> {
+        let src = data.as_ptr();
+        self.for_each_piece(uaddr, data.len(), Some(Access::Write), &mut |off, dst, n| {
+            // SAFETY: as in `copyin`, the other way round.
+            unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst, n) }
+        })
+    }
+
+    /// Write `data` at `uaddr` whatever the protection (loading a program).
+    pub fn kernel_write(&mut self, uaddr: u64, data: &[u8]) -> Result<(), KernReturn> {
+        let src = data.as_ptr();
+        self.for_each_piece(uaddr, data.len(), None, &mut |off, dst, n| {
+            // SAFETY: as in `copyout`.
+            unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst, n) }
+        })
+    }
+
+    /// Read a NUL-terminated string of at most `max` bytes (NUL included) from `uaddr`.
+    /// `KERN_INVALID_ADDRESS` if it runs into unreadable memory first,
+    /// `KERN_INVALID_ARGUMENT` if there is no NUL within `max` bytes.
+    pub fn copyin_cstr(&mut self, uaddr: u64, max: usize) -> Result<Vec<u8>, KernReturn> {
+        let mut out = Vec::new();
+        let mut at = uaddr;
+        while out.len() < max {
+            let page_end = align_down(at, PAGE_SIZE) + PAGE_SIZE;
+            let n = ((page_end - at) as usize).min(max - out.len());
+            let mut chunk = [0u8; PAGE_SIZE as usize];
+            self.copyin(at, &mut chunk[..n])?;
+            if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            at += n as u64;
+        }
+        Err(KernReturn::InvalidArgument)
+    }
+}
+
+impl Drop for VmMap {
+    fn drop(&mut self) {
+        let _ = self.deallocate(0, VM_MAX_USER_ADDRESS);
+    }
+}

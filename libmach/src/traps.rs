@@ -1,0 +1,225 @@
+//! Mach traps: the one `svc #0` primitive ([`syscall`]) and a typed wrapper per trap the
+//! kernel offers today, including the temporary ones (`mach_abi::traps::temporary`) that go
+//! when their IPC replacements arrive. Wrappers that only hand the kernel values (or
+//! pointers it merely reads and validates) are safe; those that make the kernel write
+//! through a caller's pointer, unmap memory or start code are `unsafe`. Not for message
+//! calls (`mach_msg` comes with IPC).
+
+use core::arch::asm;
+use core::ffi::CStr;
+
+use mach_abi::traps::{self as nr, temporary};
+
+use crate::ReturnCode;
+
+/// A port name in the calling task's name space (`mach_port_t` as user code holds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortName(pub u32);
+
+impl PortName {
+    /// `MACH_PORT_NULL`.
+    pub const NULL: Self = Self(0);
+}
+
+/// Raw results of a trap: `x0`, and `x1` for the temporary traps that return two values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapResult {
+    pub x0: u64,
+    pub x1: u64,
+}
+
+/// Enters the kernel with trap `number` (negated into `w8`, as GNU Mach's AArch64 ABI has it)
+/// and `args` in `x0`-`x5`. `x0`-`x8` are treated as clobbered; every other register,
+/// FP/SIMD included, is the kernel's to preserve.
+///
+/// # Safety
+///
+/// The trap acts on the arguments as its own contract says: it may write where a pointer
+/// argument points, unmap memory, start a thread at an address or end the caller. The caller
+/// must pass arguments for which that is sound (no live Rust reference to memory that is
+/// written or unmapped, code that is fit to run), or a trap number that is no trap at all,
+/// which stops the calling thread with `EXC_SOFTWARE`.
+#[inline(always)]
+pub unsafe fn syscall(number: u32, args: [u64; 6]) -> TrapResult {
+    let x0: u64;
+    let x1: u64;
+    // Sign-extending the negated number puts `-number` in `w8`, which is what the kernel
+    // reads.
+    let x8 = (number as i64).wrapping_neg() as u64;
+    // SAFETY: the caller upholds the trap's contract (see `# Safety`). The asm only enters
+    // the kernel; it touches no stack (`nostack`) and the kernel may read or write memory
+    // (no `nomem`), which the compiler assumes.
+    unsafe {
+        asm!(
+            "svc #0",
+            inlateout("x0") args[0] => x0,
+            inlateout("x1") args[1] => x1,
+            inlateout("x2") args[2] => _,
+            inlateout("x3") args[3] => _,
+            inlateout("x4") args[4] => _,
+            inlateout("x5") args[5] => _,
+            lateout("x6") _,
+            lateout("x7") _,
+            inlateout("x8") x8 => _,
+            options(nostack),
+        );
+    }
+    TrapResult { x0, x1 }
+}
+
+/// A trap that only takes values and returns one: safe for the traps that use it.
+#[inline(always)]
+fn value_trap(number: u32, args: [u64; 6]) -> TrapResult {
+    // SAFETY: only called (below) with traps that neither write through nor unmap their
+    // arguments (the kernel validates every pointer it reads), or that end the whole task
+    // (`task_terminate`), which like `exit` is not unsound.
+    unsafe { syscall(number, args) }
+}
+
+/// `mach_thread_self`: a send right name for the calling thread (a placeholder until IPC).
+pub fn mach_thread_self() -> PortName {
+    PortName(value_trap(nr::MACH_THREAD_SELF, [0; 6]).x0 as u32)
+}
+
+/// `mach_task_self`: the name of the calling task's port (a placeholder until IPC).
+pub fn mach_task_self() -> PortName {
+    PortName(value_trap(nr::MACH_TASK_SELF, [0; 6]).x0 as u32)
+}
+
+/// `mach_host_self`: the name of the host port (a placeholder until IPC).
+pub fn mach_host_self() -> PortName {
+    PortName(value_trap(nr::MACH_HOST_SELF, [0; 6]).x0 as u32)
+}
+
+/// `mach_print`: writes a string of at most `MACH_PRINT_MAX - 1` bytes to the console.
+pub fn mach_print(s: &CStr) -> Result<(), ReturnCode> {
+    mach_print_ptr(s.as_ptr().cast()).result()
+}
+
+/// `mach_print` with any pointer: the kernel reads (never writes) it and answers
+/// `KERN_INVALID_ADDRESS` for memory it cannot read and `KERN_INVALID_ARGUMENT` when no NUL
+/// comes within `MACH_PRINT_MAX` bytes. For tests of exactly that.
+pub fn mach_print_ptr(ptr: *const u8) -> ReturnCode {
+    ReturnCode::from_reg(value_trap(nr::MACH_PRINT, [ptr as u64, 0, 0, 0, 0, 0]).x0)
+}
+
+/// `swtch`: yields the processor; `true` if other threads were ready to run.
+pub fn swtch() -> bool {
+    value_trap(nr::SWTCH, [0; 6]).x0 & 1 != 0
+}
+
+/// `swtch_pri`: yields and depresses the caller's priority for a while.
+pub fn swtch_pri(pri: i32) -> bool {
+    value_trap(nr::SWTCH_PRI, [pri as u64, 0, 0, 0, 0, 0]).x0 & 1 != 0
+}
+
+/// `thread_switch(thread, option, time)`: hands the processor on; `option` is one of
+/// `mach_abi::traps::SWITCH_OPTION_*`, `time` in milliseconds.
+pub fn thread_switch(thread: PortName, option: u64, time: u64) -> Result<(), ReturnCode> {
+    let r = value_trap(nr::THREAD_SWITCH, [thread.0 as u64, option, time, 0, 0, 0]);
+    ReturnCode::from_reg(r.x0).result()
+}
+
+/// `vm_allocate`: zero-filled memory in `task`. With `anywhere` the kernel picks the address
+/// (`address` is a hint); otherwise at `address` exactly, failing with `KERN_NO_SPACE` if
+/// anything is mapped there. Size 0 succeeds with address 0. Returns the address.
+pub fn vm_allocate(
+    task: PortName,
+    address: u64,
+    size: u64,
+    anywhere: bool,
+) -> Result<u64, ReturnCode> {
+    let mut addr = address;
+    // SAFETY: `addr` is a local the kernel may write; vm_allocate never replaces an
+    // existing mapping, so no memory Rust uses changes.
+    let code = unsafe { vm_allocate_raw(task, &mut addr, size, anywhere) };
+    code.result().map(|()| addr)
+}
+
+/// `vm_allocate` with the address pointer as given, for tests of bad pointers.
+///
+/// # Safety
+///
+/// The kernel writes a `u64` through `address` if it is mapped and writable: it must be
+/// valid for that write or not writable by the task at all.
+pub unsafe fn vm_allocate_raw(
+    task: PortName,
+    address: *mut u64,
+    size: u64,
+    anywhere: bool,
+) -> ReturnCode {
+    let args = [task.0 as u64, address as u64, size, anywhere as u64, 0, 0];
+    // SAFETY: the caller guarantees the write through `address` is sound.
+    ReturnCode::from_reg(unsafe { syscall(nr::VM_ALLOCATE, args) }.x0)
+}
+
+/// `vm_deallocate`: unmaps `[address, address + size)` (whole pages) from `task`.
+///
+/// # Safety
+///
+/// Nothing may use the range afterwards: no reference, heap block or stack may live in it.
+pub unsafe fn vm_deallocate(task: PortName, address: u64, size: u64) -> Result<(), ReturnCode> {
+    let args = [task.0 as u64, address, size, 0, 0, 0];
+    // SAFETY: the caller guarantees nothing uses the range.
+    ReturnCode::from_reg(unsafe { syscall(nr::VM_DEALLOCATE, args) }.x0).result()
+}
+
+/// `task_terminate`: ends `task`. On the caller's own task it does not return; it returns the
+/// code when the kernel refuses.
+pub fn task_terminate(task: PortName) -> ReturnCode {
+    ReturnCode::from_reg(value_trap(nr::TASK_TERMINATE, [task.0 as u64, 0, 0, 0, 0, 0]).x0)
+}
+
+/// Temporary `THREAD_CREATE`: a new thread in the caller's task running at `entry` with
+/// `x0 = arg` and `sp = stack_top`. Returns its thread id.
+///
+/// # Safety
+///
+/// `entry` must be code that runs on the stack below `stack_top` (16-byte aligned, mapped
+/// and used by nothing else) with `arg` and ends with [`thread_exit`], never returning.
+pub unsafe fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, ReturnCode> {
+    // SAFETY: the caller guarantees entry, stack and arg are fit for a new thread.
+    let r = unsafe { syscall(temporary::THREAD_CREATE, [entry, stack_top, arg, 0, 0, 0]) };
+    ReturnCode::from_reg(r.x0).result().map(|()| r.x1)
+}
+
+/// Temporary `THREAD_EXIT`: ends the calling thread (and the task with its last thread).
+///
+/// # Safety
+///
+/// Nothing may rely on the calling thread's stack or on its frames finishing: no other
+/// thread may hold a borrow into the stack, and destructors of live locals do not run.
+pub unsafe fn thread_exit() -> ! {
+    // SAFETY: the caller guarantees the stack may be abandoned.
+    unsafe { syscall(temporary::THREAD_EXIT, [0; 6]) };
+    // A kernel that returned from THREAD_EXIT is broken; stop here rather than run on.
+    loop {
+        swtch();
+    }
+}
+
+/// Temporary `CURRENT_CPU`: the index of the CPU the caller runs on.
+pub fn current_cpu() -> u32 {
+    value_trap(temporary::CURRENT_CPU, [0; 6]).x0 as u32
+}
+
+/// Physical frame counts (temporary `FRAME_COUNTS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// Temporary `FRAME_COUNTS`: free and total physical frames.
+pub fn frame_counts() -> FrameCounts {
+    let r = value_trap(temporary::FRAME_COUNTS, [0; 6]);
+    FrameCounts {
+        free: r.x0,
+        total: r.x1,
+    }
+}
+
+/// Temporary `CPU_COUNT`: CPUs online.
+pub fn cpu_count() -> u32 {
+    value_trap(temporary::CPU_COUNT, [0; 6]).x0 as u32
+}

@@ -1,0 +1,204 @@
+//! `fp`: FP/SIMD state survives preemption, migration and traps. Several threads (and the
+//! main thread) each load distinct values into all 32 SIMD registers and their own FPCR and
+//! FPSR, then spin in assembly long enough to be preempted many times, calling `swtch` and
+//! `CURRENT_CPU` as they go, and finally store everything back and compare.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use armach_tests::Checks;
+use core::arch::asm;
+use libmach::abi::traps::{SWTCH, temporary::CURRENT_CPU};
+use libmach::{Args, thread};
+
+libmach::main!(main);
+
+const THREADS: u32 = 8;
+/// Iterations of the spin loop per thread (a few instructions each).
+const ITERATIONS: u64 = 20_000_000;
+/// `swtch` every 2^20 iterations, `CURRENT_CPU` every 2^16 (masks of the low bits).
+const YIELD_MASK: u64 = (1 << 20) - 1;
+const CPU_MASK: u64 = (1 << 16) - 1;
+/// FPCR bits that hold what we set: AHP, DN, FZ, RMode.
+const FPCR_MASK: u64 = 0x07c0_0000;
+/// FPSR cumulative flags: QC, IDC, IXC, UFC, OFC, DZC, IOC.
+const FPSR_MASK: u64 = 0x0800_009f;
+
+/// What one run found.
+struct Outcome {
+    who: u32,
+    first_bad_register: Option<usize>,
+    fpcr: (u64, u64),
+    fpsr: (u64, u64),
+    cpu_changes: u64,
+}
+
+fn pattern(who: u32) -> [u8; 512] {
+    let mut buf = [0u8; 512];
+    for (i, b) in buf.iter_mut().enumerate() {
+        let (reg, byte) = (i / 16, i % 16);
+        *b = ((who as usize * 131 + reg * 17 + byte * 29) ^ 0xa5) as u8;
+    }
+    buf
+}
+
+fn fpcr_for(who: u32) -> u64 {
+    let k = who as u64;
+    ((k & 3) << 22) | (((k >> 2) & 1) << 24) | (((k >> 1) & 1) << 25) | ((k & 1) << 26)
+}
+
+fn fpsr_for(who: u32) -> u64 {
+    let k = who as u64;
+    ((k * 0x13 + 1) & 0x9f) | ((k & 1) << 27)
+}
+
+/// Loads the pattern into v0-v31 and FPCR/FPSR, spins, stores them back.
+fn run(who: u32) -> Outcome {
+    let input = pattern(who);
+    let mut output = [0u8; 512];
+    let mut fpcr = fpcr_for(who);
+    let mut fpsr = fpsr_for(who);
+    let changes: u64;
+    // SAFETY: the asm reads 512 bytes of `input` and writes 512 bytes of `output`, both
+    // local arrays; it saves and restores the caller's FPCR/FPSR; every register it changes
+    // is declared, including x0-x8 for the traps (swtch and CURRENT_CPU, which only take
+    // values) and all SIMD registers.
+    unsafe {
+        asm!(
+            "mrs x16, fpcr",
+            "mrs x17, fpsr",
+            "msr fpcr, x12",
+            "msr fpsr, x13",
+            "ld1 {{v0.16b-v3.16b}}, [x9], #64",
+            "ld1 {{v4.16b-v7.16b}}, [x9], #64",
+            "ld1 {{v8.16b-v11.16b}}, [x9], #64",
+            "ld1 {{v12.16b-v15.16b}}, [x9], #64",
+            "ld1 {{v16.16b-v19.16b}}, [x9], #64",
+            "ld1 {{v20.16b-v23.16b}}, [x9], #64",
+            "ld1 {{v24.16b-v27.16b}}, [x9], #64",
+            "ld1 {{v28.16b-v31.16b}}, [x9], #64",
+            "mov x14, #0",
+            "mov x15, #-1",
+            "1:",
+            "subs x11, x11, #1",
+            "b.eq 3f",
+            "tst x11, #{yield_mask}",
+            "b.ne 2f",
+            "mov x8, #{swtch}",
+            "svc #0",
+            "2:",
+            "tst x11, #{cpu_mask}",
+            "b.ne 1b",
+            "mov x8, #{current_cpu}",
+            "svc #0",
+            "cmp x0, x15",
+            "b.eq 1b",
+            "mov x15, x0",
+            "add x14, x14, #1",
+            "b 1b",
+            "3:",
+            "st1 {{v0.16b-v3.16b}}, [x10], #64",
+            "st1 {{v4.16b-v7.16b}}, [x10], #64",
+            "st1 {{v8.16b-v11.16b}}, [x10], #64",
+            "st1 {{v12.16b-v15.16b}}, [x10], #64",
+            "st1 {{v16.16b-v19.16b}}, [x10], #64",
+            "st1 {{v20.16b-v23.16b}}, [x10], #64",
+            "st1 {{v24.16b-v27.16b}}, [x10], #64",
+            "st1 {{v28.16b-v31.16b}}, [x10], #64",
+            "mrs x12, fpcr",
+            "mrs x13, fpsr",
+            "msr fpcr, x16",
+            "msr fpsr, x17",
+            yield_mask = const YIELD_MASK,
+            cpu_mask = const CPU_MASK,
+            swtch = const -(SWTCH as i64),
+            current_cpu = const -(CURRENT_CPU as i64),
+            inout("x9") input.as_ptr() => _,
+            inout("x10") output.as_mut_ptr() => _,
+            inout("x11") ITERATIONS => _,
+            inout("x12") fpcr,
+            inout("x13") fpsr,
+            out("x14") changes,
+            out("x15") _,
+            out("x16") _,
+            out("x17") _,
+            out("x0") _, out("x1") _, out("x2") _, out("x3") _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
+    }
+    let first_bad_register =
+        (0..32).find(|r| input[r * 16..r * 16 + 16] != output[r * 16..r * 16 + 16]);
+    Outcome {
+        who,
+        first_bad_register,
+        fpcr: (fpcr & FPCR_MASK, fpcr_for(who)),
+        fpsr: (fpsr & FPSR_MASK, fpsr_for(who)),
+        // The first sample always counts as a change (from "none").
+        cpu_changes: changes.saturating_sub(1),
+    }
+}
+
+fn main(_args: &Args) -> i32 {
+    let mut c = Checks::new("fp");
+    c.note(format_args!(
+        "{} threads + main, {} iterations each with v0-v31, FPCR and FPSR live; {} CPUs",
+        THREADS,
+        ITERATIONS,
+        libmach::cpu_count()
+    ));
+    let mut handles = Vec::new();
+    for who in 1..=THREADS {
+        match thread::spawn(move || run(who)) {
+            Ok(h) => handles.push(h),
+            Err(code) => c.note(format_args!("spawn of thread {} failed: {}", who, code)),
+        }
+    }
+    c.check_eq("threads spawned", handles.len() as u32, THREADS);
+    let mut outcomes = Vec::new();
+    outcomes.push(run(0));
+    for h in handles {
+        outcomes.push(h.join());
+    }
+    let mut changes = 0;
+    for o in &outcomes {
+        changes += o.cpu_changes;
+        let what = alloc::format!("thread {}: v0-v31 preserved", o.who);
+        c.check(
+            o.first_bad_register.is_none(),
+            &what,
+            format_args!(
+                "first differing register: {:?}",
+                o.first_bad_register.map(|r| alloc::format!("v{}", r))
+            ),
+        );
+        let what = alloc::format!("thread {}: FPCR preserved", o.who);
+        c.check(
+            o.fpcr.0 == o.fpcr.1,
+            &what,
+            format_args!("{:#x}, set {:#x}", o.fpcr.0, o.fpcr.1),
+        );
+        let what = alloc::format!("thread {}: FPSR preserved", o.who);
+        c.check(
+            o.fpsr.0 == o.fpsr.1,
+            &what,
+            format_args!("{:#x}, set {:#x}", o.fpsr.0, o.fpsr.1),
+        );
+    }
+    c.note(format_args!(
+        "{} CPU changes seen with live SIMD state",
+        changes
+    ));
+    c.finish()
+}

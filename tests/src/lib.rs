@@ -1,0 +1,98 @@
+//! Shared helpers of the user-mode test programs: a [`Checks`] record that prints each check
+//! as it runs and ends with GNU Mach's markers. Each program in `src/bin/` is one test area;
+//! none of this is used outside the tests.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+pub use libmach::{print, println};
+
+/// The line a passing test prints last (GNU Mach's marker).
+pub const SUCCESS_MARKER: &str = "gnumach-test-success-and-reboot";
+/// The start of the line a failing test prints, followed by what failed.
+pub const FAILURE_MARKER: &str = "gnumach-test-failure";
+
+/// Checks of one test program: each is printed as it is made; failures are remembered and
+/// listed after the failure marker by [`finish`](Self::finish).
+pub struct Checks {
+    program: &'static str,
+    passed: usize,
+    failures: Vec<String>,
+}
+
+impl Checks {
+    pub fn new(program: &'static str) -> Self {
+        Self {
+            program,
+            passed: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Records a check: `what` says what was checked, `seen` the values seen.
+    pub fn check(&mut self, ok: bool, what: &str, seen: core::fmt::Arguments<'_>) -> bool {
+        if ok {
+            self.passed += 1;
+            println!("{}: ok: {} ({})", self.program, what, seen);
+        } else {
+            let mut line = String::new();
+            let _ = write!(line, "{} (seen: {})", what, seen);
+            println!("{}: FAILED: {}", self.program, line);
+            self.failures.push(line);
+        }
+        ok
+    }
+
+    /// A check that a value equals the expected one.
+    pub fn check_eq<T: PartialEq + core::fmt::Debug>(
+        &mut self,
+        what: &str,
+        seen: T,
+        expected: T,
+    ) -> bool {
+        let ok = seen == expected;
+        self.check(
+            ok,
+            what,
+            format_args!("{:?}, expected {:?}", seen, expected),
+        )
+    }
+
+    /// Prints an informational line (not a check).
+    pub fn note(&self, text: core::fmt::Arguments<'_>) {
+        println!("{}: {}", self.program, text);
+    }
+
+    pub fn failed(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
+    /// Prints the summary and the marker; returns the exit status for `main`.
+    pub fn finish(self) -> i32 {
+        if self.failures.is_empty() {
+            println!("{}: all {} checks passed", self.program, self.passed);
+            println!("{}", SUCCESS_MARKER);
+            0
+        } else {
+            let mut line = String::new();
+            let _ = write!(
+                line,
+                "{}: {}: {} of {} checks failed:",
+                FAILURE_MARKER,
+                self.program,
+                self.failures.len(),
+                self.failures.len() + self.passed
+            );
+            for failure in &self.failures {
+                let _ = write!(line, " [{}]", failure);
+            }
+            println!("{}", line);
+            1
+        }
+    }
+}
