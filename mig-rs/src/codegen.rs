@@ -192,7 +192,14 @@ fn dealloc_expr(d: Dealloc, maybe: &str) -> String {
     }
 }
 
-fn desc_literal(name: &str, size: u32, number: &str, inline: bool, long: bool, dealloc: &str) -> String {
+fn desc_literal(
+    name: &str,
+    size: u32,
+    number: &str,
+    inline: bool,
+    long: bool,
+    dealloc: &str,
+) -> String {
     format!(
         "mig_rt::TypeDesc {{ name: {name}, size: {size}, number: {number}, inline: {inline}, \
          longform: {long}, deallocate: {dealloc} }}"
@@ -325,7 +332,10 @@ impl Gen<'_> {
                 max_rep = max_rep.max(reply_layout(sub, r).max_size);
             }
         }
-        let _ = writeln!(self.out, "/// Size of the largest request of the subsystem.");
+        let _ = writeln!(
+            self.out,
+            "/// Size of the largest request of the subsystem."
+        );
         let _ = writeln!(self.out, "pub const MAX_REQUEST_SIZE: usize = {max_req};");
         let _ = writeln!(
             self.out,
@@ -340,7 +350,10 @@ impl Gen<'_> {
         } else {
             format!("reply id {}", r.reply_id())
         };
-        self.line(0, &format!("/// `{}`: request id {}, {reply}.", r.name, r.id));
+        self.line(
+            0,
+            &format!("/// `{}`: request id {}, {reply}.", r.name, r.id),
+        );
         for a in &r.args {
             let mut extra = String::new();
             if let Some(f) = &a.ty.c.intran {
@@ -533,7 +546,10 @@ fn user_routine(g: &mut Gen<'_>, r: &Routine) -> Result<()> {
     } else {
         req.max_size.max(rep.max_size)
     };
-    g.line(1, &format!("let mut mig_buf = mig_rt::MsgBuf::<{buf_size}>::new();"));
+    g.line(
+        1,
+        &format!("let mut mig_buf = mig_rt::MsgBuf::<{buf_size}>::new();"),
+    );
 
     // Header ports and options.
     let request_port = r.request_port();
@@ -576,7 +592,11 @@ fn user_routine(g: &mut Gen<'_>, r: &Routine) -> Result<()> {
     };
 
     // The request.
-    g.line(1, "let mut mig_e = mig_rt::Encoder::new(&mut mig_buf.bytes);");
+    let mut_e = if r.request.is_empty() { "" } else { "mut " };
+    g.line(
+        1,
+        &format!("let {mut_e}mig_e = mig_rt::Encoder::new(&mut mig_buf.bytes);"),
+    );
     for item in &r.request {
         match *item {
             Item::RetCode => {}
@@ -649,14 +669,8 @@ fn user_routine(g: &mut Gen<'_>, r: &Routine) -> Result<()> {
                         g.line(1, &format!("mig_e.put_slice::<{}>({p});", e.rust()));
                     }
                     Shape::Ool => {
-                        let d = desc_literal(
-                            &name,
-                            size,
-                            &format!("{p}.count"),
-                            false,
-                            long,
-                            &dealloc,
-                        );
+                        let d =
+                            desc_literal(&name, size, &format!("{p}.count"), false, long, &dealloc);
                         g.line(1, &format!("mig_e.item({d});"));
                         g.line(1, &format!("mig_e.put::<u64>({p}.address);"));
                     }
@@ -695,7 +709,10 @@ fn user_routine(g: &mut Gen<'_>, r: &Routine) -> Result<()> {
         ),
     );
     if r.is_simple() {
-        g.line(1, "let mig_msg = mig_buf.bytes.get(..mig_size).unwrap_or(&[]);");
+        g.line(
+            1,
+            "let mig_msg = mig_buf.bytes.get(..mig_size).unwrap_or(&[]);",
+        );
         g.line(1, "transport.send(mig_msg, mig_options)");
         g.line(0, "}");
         g.line(0, "");
@@ -750,7 +767,9 @@ fn user_routine(g: &mut Gen<'_>, r: &Routine) -> Result<()> {
             Shape::Var(..) => {
                 g.line(
                     1,
-                    &format!("let Some(mig_dst) = {p}.get_mut(..mig_t_{b}.number as usize) else {{"),
+                    &format!(
+                        "let Some(mig_dst) = {p}.get_mut(..mig_t_{b}.number as usize) else {{"
+                    ),
                 );
                 g.line(2, "return Err(mig_rt::ReturnCode::MIG_ARRAY_TOO_LARGE);");
                 g.line(1, "};");
@@ -761,7 +780,9 @@ fn user_routine(g: &mut Gen<'_>, r: &Routine) -> Result<()> {
                 g.line(1, &format!("let mig_v_{b} = if mig_t_{b}.inline {{"));
                 g.line(
                     2,
-                    &format!("let Some(mig_dst) = {p}.get_mut(..mig_t_{b}.number as usize) else {{"),
+                    &format!(
+                        "let Some(mig_dst) = {p}.get_mut(..mig_t_{b}.number as usize) else {{"
+                    ),
                 );
                 g.line(3, "return Err(mig_rt::ReturnCode::MIG_ARRAY_TOO_LARGE);");
                 g.line(2, "};");
@@ -873,16 +894,16 @@ pub fn server_code(sub: &Subsystem, opts: &CodegenOptions) -> Result<String> {
         "/// Requests with another id are left to other subsystems (`handled` is false) with a \
          `MIG_BAD_ID` reply prepared.",
     );
-    g.line(
-        0,
-        &format!("pub fn {demux}<S: {trait_name} + ?Sized>("),
-    );
+    g.line(0, &format!("pub fn {demux}<S: {trait_name} + ?Sized>("));
     g.line(1, "server: &mut S,");
     g.line(1, "request: &[u8],");
     g.line(1, "reply: &mut [u8],");
     g.line(0, ") -> mig_rt::Served {");
     g.line(1, "let Some(mig_in) = mig_rt::Header::read(request) else {");
-    g.line(2, "return mig_rt::Served { handled: false, reply_size: 0 };");
+    g.line(
+        2,
+        "return mig_rt::Served { handled: false, reply_size: 0 };",
+    );
     g.line(1, "};");
     if sub.routines.is_empty() {
         g.line(1, "let _ = server;");
@@ -890,7 +911,10 @@ pub fn server_code(sub: &Subsystem, opts: &CodegenOptions) -> Result<String> {
         g.line(0, "}");
         return Ok(g.out);
     }
-    g.line(1, "let (mig_result, mig_oneway) = match mig_in.id.wrapping_sub(BASE) {");
+    g.line(
+        1,
+        "let (mig_result, mig_oneway) = match mig_in.id.wrapping_sub(BASE) {",
+    );
     for r in &sub.routines {
         g.line(
             2,
@@ -959,18 +983,14 @@ fn server_signature(g: &mut Gen<'_>, r: &Routine) -> Result<Method> {
                     (ArgKind::In, Shape::Fixed(e, n)) => {
                         params.push((p.clone(), format!("&[{}; {n}]", e.rust())))
                     }
-                    (ArgKind::In, Shape::Var(e, _)) => params.push((
-                        p.clone(),
-                        format!("mig_rt::ArrayRef<'_, {}>", e.rust()),
-                    )),
-                    (ArgKind::In, Shape::Indefinite(e, _)) => params.push((
-                        p.clone(),
-                        format!("mig_rt::Indefinite<'_, {}>", e.rust()),
-                    )),
-                    (ArgKind::In, Shape::Ool) => params.push((p.clone(), "mig_rt::Ool".into())),
-                    (_, Shape::Scalar(e)) => {
-                        params.push((p.clone(), format!("&mut {}", e.rust())))
+                    (ArgKind::In, Shape::Var(e, _)) => {
+                        params.push((p.clone(), format!("mig_rt::ArrayRef<'_, {}>", e.rust())))
                     }
+                    (ArgKind::In, Shape::Indefinite(e, _)) => {
+                        params.push((p.clone(), format!("mig_rt::Indefinite<'_, {}>", e.rust())))
+                    }
+                    (ArgKind::In, Shape::Ool) => params.push((p.clone(), "mig_rt::Ool".into())),
+                    (_, Shape::Scalar(e)) => params.push((p.clone(), format!("&mut {}", e.rust()))),
                     (_, Shape::Fixed(e, n)) => {
                         params.push((p.clone(), format!("&mut [{}; {n}]", e.rust())))
                     }
@@ -1082,7 +1102,13 @@ fn server_stub(g: &mut Gen<'_>, r: &Routine, m: &Method, trait_name: &str) -> Re
     let stub = format!("mig_serve_{}", bare(&snake(&r.name)));
     let shapes = r.args.iter().map(shape_of).collect::<Result<Vec<_>>>()?;
 
-    g.line(0, &format!("/// Unpacks a `{}` request, calls the server, packs the reply.", r.name));
+    g.line(
+        0,
+        &format!(
+            "/// Unpacks a `{}` request, calls the server, packs the reply.",
+            r.name
+        ),
+    );
     g.line(0, &format!("fn {stub}<S: {trait_name} + ?Sized>("));
     g.line(1, "mig_server: &mut S,");
     g.line(1, "mig_in: &mig_rt::Header,");
@@ -1129,9 +1155,10 @@ fn server_stub(g: &mut Gen<'_>, r: &Routine, m: &Method, trait_name: &str) -> Re
                 }
                 let mutbl = if a.kind == ArgKind::InOut { "mut " } else { "" };
                 match shape {
-                    Shape::Scalar(e) => {
-                        g.line(1, &format!("let {mutbl}{p} = mig_d.get::<{}>()?;", e.rust()))
-                    }
+                    Shape::Scalar(e) => g.line(
+                        1,
+                        &format!("let {mutbl}{p} = mig_d.get::<{}>()?;", e.rust()),
+                    ),
                     Shape::Fixed(e, n) => {
                         g.line(1, &format!("let mut {p} = [{}::default(); {n}];", e.rust()));
                         g.line(1, &format!("mig_d.read_into(&mut {p})?;"));
@@ -1352,14 +1379,11 @@ fn server_stub(g: &mut Gen<'_>, r: &Routine, m: &Method, trait_name: &str) -> Re
                     &dealloc,
                 );
                 g.line(1, &format!("mig_e.item({d});"));
-                g.line(
-                    1,
-                    &format!(
-                        "mig_e.put_moved({}, mig_n_{b} * {});",
-                        it.data_offset,
-                        e.bytes()
-                    ),
-                );
+                let len = match e.bytes() {
+                    1 => format!("mig_n_{b}"),
+                    n => format!("mig_n_{b} * {n}"),
+                };
+                g.line(1, &format!("mig_e.put_moved({}, {len});", it.data_offset));
             }
             Shape::Ool => {
                 let d = desc_literal(&name, size, &format!("{src}.count"), false, long, &dealloc);

@@ -220,10 +220,7 @@ impl Lexer<'_> {
             self.bump();
         }
         let text = &self.src[start..self.pos];
-        let value = if let Some(hex) = text
-            .strip_prefix("0x")
-            .or_else(|| text.strip_prefix("0X"))
-        {
+        let value = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
             u64::from_str_radix(hex, 16).ok()
         } else {
             text.parse::<u64>().ok()

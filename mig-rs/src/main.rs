@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use mig_rs::{CodegenOptions, Error, Options};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Generate Rust from a Mach interface definition (.defs) file.
@@ -41,7 +41,7 @@ struct Cli {
     layout_json: Option<PathBuf>,
 }
 
-fn write_output(path: &PathBuf, text: &str) -> Result<(), Error> {
+fn write_output(path: &Path, text: &str) -> Result<(), Error> {
     if path.as_os_str() == "-" {
         print!("{text}");
         Ok(())

@@ -85,9 +85,19 @@ const SYMBOLIC_TYPES: &[(&str, u32, u32, u32)] = &[
     ("MACH_MSG_TYPE_MAKE_SEND", 20, 17, PORT_SIZE_BITS),
     ("MACH_MSG_TYPE_MAKE_SEND_ONCE", 21, 18, PORT_SIZE_BITS),
     ("MACH_MSG_TYPE_PORT_NAME", 15, 15, PORT_NAME_SIZE_BITS),
-    ("MACH_MSG_TYPE_PORT_RECEIVE", POLYMORPHIC, 16, PORT_SIZE_BITS),
+    (
+        "MACH_MSG_TYPE_PORT_RECEIVE",
+        POLYMORPHIC,
+        16,
+        PORT_SIZE_BITS,
+    ),
     ("MACH_MSG_TYPE_PORT_SEND", POLYMORPHIC, 17, PORT_SIZE_BITS),
-    ("MACH_MSG_TYPE_PORT_SEND_ONCE", POLYMORPHIC, 18, PORT_SIZE_BITS),
+    (
+        "MACH_MSG_TYPE_PORT_SEND_ONCE",
+        POLYMORPHIC,
+        18,
+        PORT_SIZE_BITS,
+    ),
     ("MACH_MSG_TYPE_POLYMORPHIC", POLYMORPHIC, POLYMORPHIC, 0),
 ];
 
@@ -151,7 +161,10 @@ impl Parser<'_> {
     }
 
     fn error(&self, expected: &str) -> Error {
-        Error::at(&self.here(), format!("expected {expected}, {}", self.found()))
+        Error::at(
+            &self.here(),
+            format!("expected {expected}, {}", self.found()),
+        )
     }
 
     fn at_word(&self, word: &str) -> bool {
@@ -408,8 +421,7 @@ impl Parser<'_> {
 
     fn translations(&mut self) -> Result<Vec<Translation>> {
         let mut trans = Vec::new();
-        loop {
-            let Some(t) = self.peek() else { break };
+        while let Some(t) = self.peek() {
             if t.kind != TokenKind::Ident {
                 break;
             }
@@ -638,7 +650,10 @@ impl Parser<'_> {
             self.pos += 1;
             let flag = if self.at_punct("[") {
                 if flag != Flag::Dealloc {
-                    return Err(Error::at(&self.here(), "only 'Dealloc' can be followed by '[]'"));
+                    return Err(Error::at(
+                        &self.here(),
+                        "only 'Dealloc' can be followed by '[]'",
+                    ));
                 }
                 self.pos += 1;
                 self.expect_punct("]", "after 'Dealloc['")?;
@@ -793,7 +808,9 @@ mod tests {
              waittime 100; nowaittime; import <mach/std_types.h>; uimport \"u.h\"; simport <s.h>;",
         )
         .expect("parses");
-        assert!(matches!(&s[0], Statement::Subsystem { name, base: 2000, kernel_user: true, kernel_server: true } if name.name == "mach"));
+        assert!(
+            matches!(&s[0], Statement::Subsystem { name, base: 2000, kernel_user: true, kernel_server: true } if name.name == "mach")
+        );
         assert!(matches!(&s[1], Statement::UserPrefix(i) if i.name == "r_"));
         assert!(matches!(&s[2], Statement::ServerPrefix(i) if i.name == "S_"));
         assert!(matches!(&s[3], Statement::ServerDemux(i) if i.name == "my_demux"));
@@ -807,7 +824,13 @@ mod tests {
         assert!(
             matches!(&s[9], Statement::Import { kind: ImportKind::User, file } if file == "\"u.h\"")
         );
-        assert!(matches!(&s[10], Statement::Import { kind: ImportKind::Server, .. }));
+        assert!(matches!(
+            &s[10],
+            Statement::Import {
+                kind: ImportKind::Server,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -832,19 +855,51 @@ mod tests {
                 other => panic!("not a type: {other:?}"),
             })
             .collect();
-        assert!(matches!(&types[1].spec, TypeSpec::IpcSized { size: 4096, .. }));
+        assert!(matches!(
+            &types[1].spec,
+            TypeSpec::IpcSized { size: 4096, .. }
+        ));
         assert!(
             matches!(&types[2].spec, TypeSpec::IpcSized { flags, .. } if flags[0].flag == Flag::MaybeDealloc)
         );
-        assert!(matches!(&types[3].spec, TypeSpec::VarArray { max: None, .. }));
-        assert!(matches!(&types[4].spec, TypeSpec::VarArray { max: None, .. }));
-        assert!(matches!(&types[5].spec, TypeSpec::VarArray { max: Some(1024), .. }));
+        assert!(matches!(
+            &types[3].spec,
+            TypeSpec::VarArray { max: None, .. }
+        ));
+        assert!(matches!(
+            &types[4].spec,
+            TypeSpec::VarArray { max: None, .. }
+        ));
+        assert!(matches!(
+            &types[5].spec,
+            TypeSpec::VarArray {
+                max: Some(1024),
+                ..
+            }
+        ));
         assert!(matches!(&types[6].spec, TypeSpec::Array { count: 13, .. }));
         assert!(matches!(&types[7].spec, TypeSpec::Pointer(..)));
-        assert!(matches!(&types[8].spec, TypeSpec::StructArray { count: 2, .. }));
+        assert!(matches!(
+            &types[8].spec,
+            TypeSpec::StructArray { count: 2, .. }
+        ));
         assert!(matches!(&types[9].spec, TypeSpec::Struct { fields, .. } if fields.len() == 2));
-        assert!(matches!(&types[10].spec, TypeSpec::CString { max: 512, varying: false, .. }));
-        assert!(matches!(&types[11].spec, TypeSpec::CString { max: 64, varying: true, .. }));
+        assert!(matches!(
+            &types[10].spec,
+            TypeSpec::CString {
+                max: 512,
+                varying: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &types[11].spec,
+            TypeSpec::CString {
+                max: 64,
+                varying: true,
+                ..
+            }
+        ));
         assert!(
             matches!(&types[12].spec, TypeSpec::Ipc(IpcTypeExpr { send, recv: Some(r), .. }) if send.send_name == 21 && r.recv_name == POLYMORPHIC)
         );
@@ -894,7 +949,13 @@ mod tests {
                 Flag::RetCode
             ]
         );
-        assert!(matches!(&s[1], Statement::Routine(RoutineDecl { kind: RoutineKind::SimpleRoutine, .. })));
+        assert!(matches!(
+            &s[1],
+            Statement::Routine(RoutineDecl {
+                kind: RoutineKind::SimpleRoutine,
+                ..
+            })
+        ));
         assert!(matches!(&s[2], Statement::Skip(1, _)));
         assert!(matches!(&s[3], Statement::Skip(3, _)));
     }

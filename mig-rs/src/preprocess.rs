@@ -662,7 +662,8 @@ mod tests {
 
     #[test]
     fn conditionals() {
-        let src = "#if A && !defined(B)\none\n#elif C > 2 || defined D\ntwo\n#else\nthree\n#endif\n";
+        let src =
+            "#if A && !defined(B)\none\n#elif C > 2 || defined D\ntwo\n#else\nthree\n#endif\n";
         assert_eq!(run(src, &[("A", "1")]).expect("ok"), "one");
         assert_eq!(run(src, &[("A", "1"), ("B", "")]).expect("ok"), "three");
         assert_eq!(run(src, &[("C", "3")]).expect("ok"), "two");
@@ -681,10 +682,7 @@ mod tests {
     #[test]
     fn macros_are_substituted_and_undefined() {
         let src = "#define P r_\n#define Q P P\nuserprefix Q;\n#undef P\nP;\n";
-        assert_eq!(
-            run(src, &[]).expect("ok"),
-            "userprefix r_ r_ ; P ;"
-        );
+        assert_eq!(run(src, &[]).expect("ok"), "userprefix r_ r_ ; P ;");
         // A self-referencing macro does not loop.
         assert_eq!(run("#define S S x\nS\n", &[]).expect("ok"), "S x");
     }
@@ -696,19 +694,34 @@ mod tests {
         let e = run("#endif\n", &[]).expect_err("stray");
         assert_eq!(e.to_string(), "t.defs:1:1: #endif without #if");
         let e = run("#define F(x) x\n", &[]).expect_err("function-like");
-        assert!(e.to_string().starts_with("t.defs:1:10: function-like macro 'F('"));
+        assert!(
+            e.to_string()
+                .starts_with("t.defs:1:10: function-like macro 'F('")
+        );
         let e = run("#if 1 / 0\n#endif\n", &[]).expect_err("div");
-        assert_eq!(e.to_string(), "t.defs:1:7: division by zero in #if expression");
+        assert_eq!(
+            e.to_string(),
+            "t.defs:1:7: division by zero in #if expression"
+        );
         let e = run("#bogus\n", &[]).expect_err("unknown");
-        assert_eq!(e.to_string(), "t.defs:1:2: unknown preprocessor directive '#bogus'");
+        assert_eq!(
+            e.to_string(),
+            "t.defs:1:2: unknown preprocessor directive '#bogus'"
+        );
         let e = run("#include <nowhere.defs>\n", &[]).expect_err("missing");
-        assert!(e.to_string().starts_with("t.defs:1:10: #include file 'nowhere.defs' not found"));
+        assert!(
+            e.to_string()
+                .starts_with("t.defs:1:10: #include file 'nowhere.defs' not found")
+        );
         let e = run("#error stop here\n", &[]).expect_err("error");
         assert_eq!(e.to_string(), "t.defs:1:1: #error stop here");
     }
 
     #[test]
     fn skipped_groups_ignore_junk() {
-        assert_eq!(run("#if 0\ndon't #bogus\n#endif\nok\n", &[]).expect("ok"), "ok");
+        assert_eq!(
+            run("#if 0\ndon't #bogus\n#endif\nok\n", &[]).expect("ok"),
+            "ok"
+        );
     }
 }

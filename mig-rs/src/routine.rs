@@ -12,8 +12,7 @@ use crate::ast::{
 use crate::error::{Error, Location, Result};
 use crate::parser::POLYMORPHIC;
 use crate::types::{
-    Dealloc, IpcType, TypeTable, apply_flags, count_type, is_natural, is_single_port,
-    ret_code_type,
+    Dealloc, IpcType, TypeTable, apply_flags, count_type, is_natural, is_single_port, ret_code_type,
 };
 use std::path::PathBuf;
 
@@ -314,7 +313,10 @@ impl Analyser {
         self.index = self
             .index
             .checked_add(n)
-            .filter(|i| base.checked_add(*i + 100).is_some_and(|id| i32::try_from(id).is_ok()))
+            .filter(|i| {
+                base.checked_add(*i + 100)
+                    .is_some_and(|id| i32::try_from(id).is_ok())
+            })
             .ok_or_else(|| Error::at(loc, "message ids overflow"))?;
         Ok(())
     }
@@ -435,11 +437,9 @@ impl Analyser {
         let clash = |k: &[ArgKind]| prev.iter().find(|a| k.contains(&a.kind));
         let special: Option<&[ArgKind]> = match kind {
             ArgKind::RequestPort => Some(&[ArgKind::RequestPort]),
-            ArgKind::ReplyPort => Some(&[
-                ArgKind::ReplyPort,
-                ArgKind::SReplyPort,
-                ArgKind::UReplyPort,
-            ]),
+            ArgKind::ReplyPort => {
+                Some(&[ArgKind::ReplyPort, ArgKind::SReplyPort, ArgKind::UReplyPort])
+            }
             ArgKind::SReplyPort => Some(&[ArgKind::ReplyPort, ArgKind::SReplyPort]),
             ArgKind::UReplyPort => Some(&[ArgKind::ReplyPort, ArgKind::UReplyPort]),
             ArgKind::WaitTime => Some(&[ArgKind::WaitTime]),
@@ -551,7 +551,10 @@ pub fn item_type(routine: &Routine, item: Item) -> (IpcType, bool, Dealloc) {
 pub fn item_name(routine: &Routine, item: Item) -> String {
     match item {
         Item::RetCode => "RetCode".to_string(),
-        Item::Arg(i) => routine.args.get(i).map_or_else(String::new, |a| a.name.clone()),
+        Item::Arg(i) => routine
+            .args
+            .get(i)
+            .map_or_else(String::new, |a| a.name.clone()),
         Item::CountInOut(i) => routine
             .args
             .get(i)

@@ -740,9 +740,9 @@ pub fn check_reply(
     let code: i32 = d.get()?;
     d.end_item()?;
     let is_complex = h.bits & MACH_MSGH_BITS_COMPLEX != 0;
-    let shape_ok =
-        (min_size..=max_size).contains(&size) && complex.is_none_or(|c| c == is_complex);
-    if !shape_ok && !(size == ERROR_REPLY_SIZE && !is_complex && code != 0) {
+    let shape_ok = (min_size..=max_size).contains(&size) && complex.is_none_or(|c| c == is_complex);
+    let error_reply = size == ERROR_REPLY_SIZE && !is_complex && code != 0;
+    if !(shape_ok || error_reply) {
         return Err(ReturnCode::MIG_TYPE_ERROR);
     }
     if code != 0 {
@@ -962,7 +962,10 @@ mod tests {
     #[test]
     fn descriptor_words_match_gnu_mach() {
         let d = INT32_DESC;
-        assert_eq!(u64::from(d.word()) | u64::from(d.number) << 32, 0x0000_0001_2000_2002);
+        assert_eq!(
+            u64::from(d.word()) | u64::from(d.number) << 32,
+            0x0000_0001_2000_2002
+        );
         assert_eq!(TypeDesc::from_words(d.word(), 1), d);
         let ool_ports = TypeDesc {
             name: MACH_MSG_TYPE_COPY_SEND,
@@ -1016,9 +1019,7 @@ mod tests {
         let a = d.array::<u8>(t.number as usize).expect("array");
         assert_eq!(a.as_bytes(), &[1, 2, 3]);
         assert_eq!(d.finish(), Ok(()));
-        let found: Vec<usize> = items(&buf)
-            .map(|i| i.expect("item").desc_offset)
-            .collect();
+        let found: Vec<usize> = items(&buf).map(|i| i.expect("item").desc_offset).collect();
         assert_eq!(found, [32, 48]);
     }
 
@@ -1037,10 +1038,14 @@ mod tests {
         let mut out = [0u8; 16];
         let mut w = ArrayOut::<u32>::new(&mut out, 10);
         assert_eq!(w.capacity(), 4);
-        assert_eq!(w.extend_from_slice(&[1, 2, 3, 4, 5]), Err(ReturnCode::MIG_ARRAY_TOO_LARGE));
+        assert_eq!(
+            w.extend_from_slice(&[1, 2, 3, 4, 5]),
+            Err(ReturnCode::MIG_ARRAY_TOO_LARGE)
+        );
         assert_eq!(w.extend_from_slice(&[1, 2, 3, 4]), Ok(()));
         assert_eq!(w.push(9), Err(ReturnCode::MIG_ARRAY_TOO_LARGE));
-        let [a, b] = split_regions(&mut [0u8; 32], [(4, 4), (16, 8)]).expect("split");
+        let mut region_buf = [0u8; 32];
+        let [a, b] = split_regions(&mut region_buf, [(4, 4), (16, 8)]).expect("split");
         assert_eq!((a.len(), b.len()), (4, 8));
         assert!(split_regions(&mut [0u8; 8], [(4, 8)]).is_none());
     }

@@ -7,7 +7,7 @@
 
 use crate::ast::{Flag, FlagUse, IpcTypeExpr, PrimIpcType, Translation, TypeSpec};
 use crate::error::{Error, Location, Result};
-use crate::parser::{PORT_NAME_SIZE_BITS, PORT_SIZE_BITS, POLYMORPHIC};
+use crate::parser::{POLYMORPHIC, PORT_NAME_SIZE_BITS, PORT_SIZE_BITS};
 use std::collections::HashMap;
 
 /// Alignment of every item in an LP64 typed message.
@@ -183,26 +183,26 @@ impl IpcType {
 /// How badly a type needs the long form (GNU MIG's `itUseLong`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum UseLong {
-    NotLong,
-    CanBeLong,
-    ShouldBeLong,
-    MustBeLong,
-    TooLong,
+    Short,
+    MayBeLong,
+    Preferred,
+    Required,
+    Impossible,
 }
 
 fn use_long(t: &IpcType) -> UseLong {
-    let mut u = UseLong::NotLong;
+    let mut u = UseLong::Short;
     if t.in_name == POLYMORPHIC || t.out_name == POLYMORPHIC || t.var_array {
-        u = UseLong::CanBeLong;
+        u = UseLong::MayBeLong;
     }
     if (t.var_array && !t.inline) || t.indefinite {
-        u = UseLong::ShouldBeLong;
+        u = UseLong::Preferred;
     }
     if t.size >= 1 << 8 || t.number >= 1 << 12 {
-        u = UseLong::MustBeLong;
+        u = UseLong::Required;
     }
     if t.size >= 1 << 16 {
-        u = UseLong::TooLong;
+        u = UseLong::Impossible;
     }
     u
 }
@@ -225,7 +225,12 @@ pub fn apply_flags(
     }
     let deallocs: Vec<&FlagUse> = flags
         .iter()
-        .filter(|u| matches!(u.flag, Flag::Dealloc | Flag::NotDealloc | Flag::MaybeDealloc))
+        .filter(|u| {
+            matches!(
+                u.flag,
+                Flag::Dealloc | Flag::NotDealloc | Flag::MaybeDealloc
+            )
+        })
         .collect();
     if let [_, second, ..] = deallocs.as_slice()
         && deallocs.iter().any(|u| u.flag != deallocs[0].flag)
@@ -240,11 +245,8 @@ pub fn apply_flags(
         long = true;
     }
     if let Some(u) = has(Flag::NotLong) {
-        if use_long(t) >= UseLong::MustBeLong {
-            return Err(Error::at(
-                &u.loc,
-                format!("{what}: too big for IsNotLong"),
-            ));
+        if use_long(t) >= UseLong::Required {
+            return Err(Error::at(&u.loc, format!("{what}: too big for IsNotLong")));
         }
         long = false;
     }
@@ -303,10 +305,7 @@ impl TypeTable {
     /// Declares `name`; redefinition is an error.
     pub fn insert(&mut self, name: &str, loc: &Location, t: IpcType) -> Result<()> {
         if self.types.contains_key(name) {
-            return Err(Error::at(
-                loc,
-                format!("type '{name}' is already defined"),
-            ));
+            return Err(Error::at(loc, format!("type '{name}' is already defined")));
         }
         self.types.insert(name.to_string(), t);
         Ok(())
@@ -509,7 +508,11 @@ fn ipc_names(ipc: &IpcTypeExpr) -> Result<(u32, u32, u32)> {
     };
     check(&ipc.send)?;
     match &ipc.recv {
-        None => Ok((ipc.send.send_name, ipc.send.recv_name, ipc.send.default_size)),
+        None => Ok((
+            ipc.send.send_name,
+            ipc.send.recv_name,
+            ipc.send.default_size,
+        )),
         Some(recv) => {
             check(recv)?;
             let (a, b) = (ipc.send.default_size, recv.default_size);
@@ -576,14 +579,14 @@ fn check_decl(name: &str, loc: &Location, mut t: IpcType) -> Result<IpcType> {
         ));
     }
     let u = use_long(&t);
-    if u == UseLong::TooLong {
+    if u == UseLong::Impossible {
         return Err(Error::at(
             loc,
             format!("{name}: too big for a type descriptor"),
         ));
     }
     let flags = t.flags.clone();
-    let (long, dealloc) = apply_flags(&t, &flags, u >= UseLong::ShouldBeLong, Dealloc::No, name)?;
+    let (long, dealloc) = apply_flags(&t, &flags, u >= UseLong::Preferred, Dealloc::No, name)?;
     t.long_form = long;
     t.dealloc = dealloc;
     if t.signed.is_none() {
@@ -653,7 +656,7 @@ mod tests {
         let t = table(&format!(
             "{BASE} type info = array[*:1024] of integer_t; type big = array[*:4096] of integer_t;\n\
              type ool = ^array[] of mach_port_t; type indef = array[] of integer_t;\n\
-             type ver = (MACH_MSG_TYPE_STRING, 512*8); type notlong = array[*:8] of integer_t, IsLong;"
+             type ver = (MACH_MSG_TYPE_STRING, 512*8);"
         ))
         .expect("types");
         let get = |n: &str| t.get(n).expect("declared").clone();
@@ -693,11 +696,16 @@ mod tests {
         assert_eq!(e.to_string(), "t.defs:1:10: type 'nothing' is not defined");
         let e = table("type a = MACH_MSG_TYPE_STRING;").expect_err("no size");
         assert!(e.to_string().contains("has no default size"));
-        let e = table(&format!("{BASE} type a = array[*:4] of array[*:4] of integer_t;"))
-            .expect_err("nested");
+        let e = table(&format!(
+            "{BASE} type a = array[*:4] of array[*:4] of integer_t;"
+        ))
+        .expect_err("nested");
         assert!(e.to_string().contains("too complicated"));
         let e = table(&format!("{BASE} type integer_t = int;")).expect_err("dup");
-        assert!(e.to_string().ends_with("type 'integer_t' is already defined"));
+        assert!(
+            e.to_string()
+                .ends_with("type 'integer_t' is already defined")
+        );
         let e = table("type a = (MACH_MSG_TYPE_INTEGER_32, 32, islong, isnotlong);")
             .expect_err("contradiction");
         assert!(e.to_string().contains("contradict"));

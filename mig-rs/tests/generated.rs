@@ -87,8 +87,10 @@ fn deliver(mem: &Shared, msg: &[u8], seqno: u32) -> Result<Vec<u8>, ReturnCode> 
     let local = mig_rt::msgh_bits_local(h.bits);
     let complex = h.bits & mig_rt::MACH_MSGH_BITS_COMPLEX;
     let received = Header {
-        bits: mig_rt::msgh_bits(mig_rt::received_right(local), mig_rt::received_right(remote))
-            | complex,
+        bits: mig_rt::msgh_bits(
+            mig_rt::received_right(local),
+            mig_rt::received_right(remote),
+        ) | complex,
         size: h.size,
         remote_port: h.local_port,
         local_port: h.remote_port,
@@ -104,7 +106,10 @@ fn deliver(mem: &Shared, msg: &[u8], seqno: u32) -> Result<Vec<u8>, ReturnCode> 
             d.name = mig_rt::received_right(d.name);
         }
         if !d.inline {
-            assert!(complex != 0, "out-of-line data in a message not marked complex");
+            assert!(
+                complex != 0,
+                "out-of-line data in a message not marked complex"
+            );
             let off = it.data_offset;
             let addr = u64::from_le_bytes(m[off..off + 8].try_into().expect("8 bytes"));
             let len = d.number as usize * d.size as usize / 8;
@@ -163,7 +168,10 @@ impl<S: server::RoundtripServer> Transport for Fake<S> {
     ) -> Result<(), ReturnCode> {
         self.options.push(options);
         self.reply_ports.push(reply_port);
-        let request = msg.get(..send_size).ok_or(ReturnCode::MIG_TYPE_ERROR)?.to_vec();
+        let request = msg
+            .get(..send_size)
+            .ok_or(ReturnCode::MIG_TYPE_ERROR)?
+            .to_vec();
         let reply = self.serve(&request)?;
         if reply.is_empty() {
             return Err(MACH_RCV_TIMED_OUT);
@@ -259,7 +267,7 @@ impl server::RoundtripServer for Impl {
     ) -> Result<server::StringsOut, ReturnCode> {
         vupper.extend_from_slice(&vname.as_bytes().to_ascii_uppercase())?;
         Ok(server::StringsOut {
-            upper: name.to_ascii_uppercase(),
+            upper: name.map(|c| c.to_ascii_uppercase()),
         })
     }
 
@@ -289,7 +297,10 @@ impl server::RoundtripServer for Impl {
         p: PortName,
         name: u32,
     ) -> Result<server::PortsOut, ReturnCode> {
-        let names: Vec<u8> = [p.0, name, 3].iter().flat_map(|n| n.to_le_bytes()).collect();
+        let names: Vec<u8> = [p.0, name, 3]
+            .iter()
+            .flat_map(|n| n.to_le_bytes())
+            .collect();
         let address = self.mem.borrow_mut().alloc(names);
         Ok(server::PortsOut {
             q: PortName(p.0 + 1),
@@ -372,10 +383,7 @@ impl server::RoundtripServer for Impl {
             first.push(i + 1)?;
         }
         second.extend_from_slice(&[7, 8, 9])?;
-        Ok(server::TwoArraysOut {
-            mid: tag,
-            last: -1,
-        })
+        Ok(server::TwoArraysOut { mid: tag, last: -1 })
     }
 
     fn inline_type(&mut self, _: PortName, flag: i32) -> Result<server::InlineTypeOut, ReturnCode> {
@@ -502,7 +510,14 @@ fn out_of_line_data_moves_between_spaces() {
 
     // An address that is not mapped is the kernel's error, passed through.
     assert_eq!(
-        user::ool_data(&mut t, SERVER_PORT, Ool { address: 1, count: 1 }),
+        user::ool_data(
+            &mut t,
+            SERVER_PORT,
+            Ool {
+                address: 1,
+                count: 1
+            }
+        ),
         Err(MACH_SEND_INVALID_MEMORY)
     );
 }
@@ -514,12 +529,24 @@ fn port_rights_inline_and_out_of_line() {
     assert_eq!(out.q, PortName(0x11));
     assert_eq!(out.list.count, 3);
     let names = t.mem.borrow().bytes(out.list, 4);
-    assert_eq!(names, [0x10u32, 0x20, 3].iter().flat_map(|n| n.to_le_bytes()).collect::<Vec<_>>());
+    assert_eq!(
+        names,
+        [0x10u32, 0x20, 3]
+            .iter()
+            .flat_map(|n| n.to_le_bytes())
+            .collect::<Vec<_>>()
+    );
     // The request carried a MAKE_SEND right in an 8-byte slot; the server saw PORT_SEND.
     let req = &t.requests[0];
     let d = TypeDesc::read(req, 32).expect("desc");
-    assert_eq!((d.name, d.size, d.number), (mig_rt::MACH_MSG_TYPE_MOVE_SEND, 64, 1));
-    assert_ne!(Header::read(req).expect("header").bits & mig_rt::MACH_MSGH_BITS_COMPLEX, 0);
+    assert_eq!(
+        (d.name, d.size, d.number),
+        (mig_rt::MACH_MSG_TYPE_MOVE_SEND, 64, 1)
+    );
+    assert_ne!(
+        Header::read(req).expect("header").bits & mig_rt::MACH_MSGH_BITS_COMPLEX,
+        0
+    );
 }
 
 #[test]
@@ -532,12 +559,20 @@ fn polymorphic_rights() {
         mig_rt::MACH_MSG_TYPE_COPY_SEND,
     )
     .expect("rpc");
-    assert_eq!(t.server.seen_ports, [(PortName(9), mig_rt::MACH_MSG_TYPE_MOVE_SEND)]);
+    assert_eq!(
+        t.server.seen_ports,
+        [(PortName(9), mig_rt::MACH_MSG_TYPE_MOVE_SEND)]
+    );
     assert_eq!(out.q, PortName(9));
     assert_eq!(out.q_poly, mig_rt::MACH_MSG_TYPE_MOVE_SEND_ONCE);
     // A non-port poly value makes a simple message.
-    user::poly_ports(&mut t, SERVER_PORT, PortName(3), mig_rt::MACH_MSG_TYPE_PORT_NAME)
-        .expect("rpc");
+    user::poly_ports(
+        &mut t,
+        SERVER_PORT,
+        PortName(3),
+        mig_rt::MACH_MSG_TYPE_PORT_NAME,
+    )
+    .expect("rpc");
     let h = Header::read(&t.requests[1]).expect("header");
     assert_eq!(h.bits & mig_rt::MACH_MSGH_BITS_COMPLEX, 0);
 }
@@ -586,7 +621,10 @@ fn header_arguments_and_options() {
 fn errors_come_back_as_short_replies() {
     let mut t = fake();
     assert_eq!(user::fails(&mut t, SERVER_PORT, 0).map(|o| o.never), Ok(1));
-    assert_eq!(user::fails(&mut t, SERVER_PORT, 4), Err(KERN_INVALID_ARGUMENT));
+    assert_eq!(
+        user::fails(&mut t, SERVER_PORT, 4),
+        Err(KERN_INVALID_ARGUMENT)
+    );
     // MIG_NO_REPLY from the server: nothing is sent back.
     assert_eq!(
         user::fails(&mut t, SERVER_PORT, ReturnCode::MIG_NO_REPLY.0),
@@ -600,7 +638,10 @@ fn arrays_before_and_after_other_items() {
     let mut first = [0i32; 16];
     let mut second = [0i16; 5];
     let out = user::two_arrays(&mut t, SERVER_PORT, 3, &mut first, 77, &mut second).expect("rpc");
-    assert_eq!((out.first_count, out.mid, out.second_count, out.last), (3, 77, 3, -1));
+    assert_eq!(
+        (out.first_count, out.mid, out.second_count, out.last),
+        (3, 77, 3, -1)
+    );
     assert_eq!(&first[..3], &[1, 2, 3]);
     assert_eq!(&second[..3], &[7, 8, 9]);
 }
@@ -753,12 +794,18 @@ fn host_info_reply_bytes_match_gnu_mach() {
     let h = Header::read(&reply).expect("header");
     assert_eq!((h.id, h.size, h.remote_port, h.bits), (2738, 80, 0x77, 18));
     let d = TypeDesc::read(&reply, 48).expect("desc");
-    assert_eq!((d.name, d.size, d.number, d.inline, d.longform), (2, 32, 6, true, false));
+    assert_eq!(
+        (d.name, d.size, d.number, d.inline, d.longform),
+        (2, 32, 6, true, false)
+    );
     assert_eq!(&reply[56..60], &4i32.to_le_bytes());
     // A count too small for what the server writes: its error, in a 48-byte reply.
     let served = mach_host_server::mach_host_server(&mut Host, &host_info_request(2), &mut reply);
     assert_eq!(served.reply_size, 48);
-    assert_eq!(&reply[40..44], &ReturnCode::MIG_ARRAY_TOO_LARGE.0.to_le_bytes());
+    assert_eq!(
+        &reply[40..44],
+        &ReturnCode::MIG_ARRAY_TOO_LARGE.0.to_le_bytes()
+    );
 }
 
 #[test]
@@ -792,7 +839,10 @@ fn demux_rejects_bad_requests() {
     let mut bad = host_info_request(6);
     bad[4..8].copy_from_slice(&56u32.to_le_bytes());
     let served = mach_host_server::mach_host_server(&mut Host, &bad, &mut reply);
-    assert_eq!((served.handled, code_of(&reply)), (true, ReturnCode::MIG_BAD_ARGUMENTS.0));
+    assert_eq!(
+        (served.handled, code_of(&reply)),
+        (true, ReturnCode::MIG_BAD_ARGUMENTS.0)
+    );
     let mut bad = host_info_request(6);
     bad[32] = 11;
     mach_host_server::mach_host_server(&mut Host, &bad, &mut reply);
@@ -821,8 +871,12 @@ fn any_request() -> impl Strategy<Value = Vec<u8>> {
         5000i32..5025,
         any::<i32>()
     ];
-    (ids, proptest::collection::vec(any::<u8>(), 0..600), any::<u32>()).prop_map(
-        |(id, body, size)| {
+    (
+        ids,
+        proptest::collection::vec(any::<u8>(), 0..600),
+        any::<u32>(),
+    )
+        .prop_map(|(id, body, size)| {
             let mut m = vec![0u8; 32];
             let len = (32 + body.len()) as u32;
             let size = if size % 4 == 0 { len } else { size % 700 };
@@ -830,8 +884,7 @@ fn any_request() -> impl Strategy<Value = Vec<u8>> {
             m[28..32].copy_from_slice(&id.to_le_bytes());
             m.extend(body);
             m
-        },
-    )
+        })
 }
 
 proptest! {

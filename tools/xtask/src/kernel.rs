@@ -37,10 +37,13 @@ fn release_dir() -> PathBuf {
     target_dir().join(KERNEL_TARGET).join("release")
 }
 
-/// The initial RAM disk (cpio `newc`) holding the user programs, when there is one.
-/// None yet: user programs come later; QEMU and the SD-card folder already take one.
-pub fn initrd() -> Option<PathBuf> {
-    None
+/// Builds the user programs and the initial RAM disk (cpio `newc`) that holds them; returns
+/// its path. `hello` comes first: the kernel starts the first program unless `init=` names
+/// another.
+pub fn initrd() -> Result<PathBuf> {
+    let out = target_dir().join("initrd.cpio");
+    crate::userland::build_initrd(&crate::workspace_root(), &out).map_err(Error::new)?;
+    Ok(out)
 }
 
 /// Builds the kernel (unless `ARMACH_KERNEL_ELF` names one) and writes the `Image`.

@@ -2,25 +2,23 @@
 //! cross-compiled crate for its own target, then `cargo fmt --check`. The cross crates are a
 //! table so user-side crates join by adding a row.
 
-use crate::{Error, KERNEL_TARGET, Result, prereq, proc};
+use crate::{Error, KERNEL_TARGET, Result, USER_TARGET, prereq, proc};
 
 /// Cross-compiled crates and the target each is linted for.
-/// Later: libmach, the user tests and servers, for `USER_TARGET`.
-pub const CROSS_CRATES: &[(&str, &str)] = &[("armach-kernel", KERNEL_TARGET)];
+pub const CROSS_CRATES: &[(&str, &str)] = &[
+    ("armach-kernel", KERNEL_TARGET),
+    ("libmach", USER_TARGET),
+    ("armach-tests", USER_TARGET),
+];
 
 /// Runs every check (all of them, even after a failure) and reports which failed.
 pub fn run() -> Result<u8> {
     prereq::ensure_rust_targets()?;
     let mut checks: Vec<(String, Vec<String>)> = vec![(
         "clippy (host crates)".to_owned(),
-        words(&[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        // The default members are the host crates; `--workspace` would take the
+        // user-mode crates too, which only build for their own target.
+        words(&["clippy", "--all-targets", "--", "-D", "warnings"]),
     )];
     for (krate, target) in CROSS_CRATES {
         checks.push((

@@ -16,6 +16,7 @@ mod prereq;
 mod proc;
 mod qemu;
 mod test;
+mod userland;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -176,7 +177,7 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
             let image = kernel::build()?;
             (
                 image,
-                kernel::initrd(),
+                Some(kernel::initrd()?),
                 args.bootargs.clone().unwrap_or_default(),
             )
         }
@@ -222,7 +223,8 @@ fn cmd_image(args: ImageArgs) -> Result<u8> {
     let bootargs = args
         .bootargs
         .unwrap_or_else(|| image::DEFAULT_CMDLINE.to_owned());
-    image::write_image_dir(&args.out, &image, kernel::initrd().as_deref(), &bootargs)?;
+    let initrd = kernel::initrd()?;
+    image::write_image_dir(&args.out, &image, Some(&initrd), &bootargs)?;
     println!(
         "xtask: wrote {} (see README.txt there for the firmware files and serial console)",
         args.out.display()

@@ -32,6 +32,8 @@ pub struct QemuTest {
     pub initrd: Option<PathBuf>,
     /// Lines the console must contain.
     pub expect: Vec<String>,
+    /// Text the console must contain somewhere.
+    pub expect_text: Vec<String>,
     /// Lines that fail the run wherever they appear.
     pub fail_on: Vec<String>,
 }
@@ -59,6 +61,7 @@ impl QemuTest {
             bootargs: "halt-after=boot".to_owned(),
             initrd: None,
             expect: vec![cpus_online(smp)],
+            expect_text: Vec::new(),
             fail_on: vec![USER_FAIL_MARKER.to_owned()],
         }
     }
@@ -84,29 +87,53 @@ pub fn boot_matrix() -> Vec<QemuTest> {
     runs
 }
 
-/// The user-mode suite: the test programs in the initrd, booted on a few machines, each
-/// passing when every program printed its success line. Empty until there is an initrd.
-pub fn user_matrix(initrd: Option<&Path>) -> Vec<QemuTest> {
-    let Some(initrd) = initrd else {
-        return Vec::new();
-    };
-    [
-        (Board::Virt, 4, Gic::V3, false),
-        (Board::Virt, 4, Gic::V2, true),
-        (Board::Rpi4, 4, Gic::V2, false),
-    ]
-    .into_iter()
-    .map(|(board, smp, gic, el2)| {
-        let boot = QemuTest::boot(board, smp, gic, el2);
-        QemuTest {
-            name: format!("user-{}", boot.name),
-            bootargs: String::new(),
-            initrd: Some(initrd.to_path_buf()),
-            expect: vec![USER_PASS_MARKER.to_owned()],
-            ..boot
+/// Machines the user-mode suite runs on: 1, 2 and 4 CPUs on both GIC versions, and the Pi 4.
+const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
+    (Board::Virt, 1, Gic::V2, false),
+    (Board::Virt, 2, Gic::V3, false),
+    (Board::Virt, 4, Gic::V2, false),
+    (Board::Virt, 4, Gic::V3, true),
+    (Board::Rpi4, 4, Gic::V2, false),
+];
+
+/// Console text a program's run must show besides its success line: the kernel's reports
+/// of the faults `faults` causes on purpose.
+fn expected_reports(program: &str) -> Vec<String> {
+    match program {
+        "faults" => [
+            "EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x8",
+            "EXC_BAD_ACCESS code 2 (KERN_PROTECTION_FAILURE)",
+            "instruction abort from EL0",
+            "EXC_SOFTWARE code 1 subcode 0x0",
+            "EXC_BAD_INSTRUCTION code 1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The user-mode suite: each test program of the RAM disk booted as the first task
+/// (`init=NAME`) on each machine. A run passes when the program printed its success line,
+/// the kernel found every frame back once all tasks had exited (else it prints the failure
+/// marker and exits 4) and powered off with status 0.
+pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
+    let mut runs = Vec::new();
+    for &(board, smp, gic, el2) in USER_MACHINES {
+        for program in programs {
+            let boot = QemuTest::boot(board, smp, gic, el2);
+            runs.push(QemuTest {
+                name: format!("{program}-{}", boot.name),
+                bootargs: format!("init={program}"),
+                initrd: Some(initrd.to_path_buf()),
+                expect: vec![USER_PASS_MARKER.to_owned()],
+                expect_text: expected_reports(program),
+                ..boot
+            });
         }
-    })
-    .collect()
+    }
+    runs
 }
 
 /// Totals of passed and failed tests.
@@ -226,6 +253,7 @@ pub fn judge(
         .expect
         .iter()
         .filter(|m| !console_has_line(&outcome.console, m))
+        .chain(test.expect_text.iter().filter(|t| !outcome.console.contains(t.as_str())))
         .map(String::as_str)
         .collect();
     if missing.is_empty() {
@@ -254,7 +282,16 @@ pub fn run_all() -> Result<u8> {
     };
     let mut totals = host_tests()?;
     let mut matrix = boot_matrix();
-    matrix.extend(user_matrix(kernel::initrd().as_deref()));
+    match kernel::initrd().and_then(|initrd| {
+        let programs = crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
+        Ok(user_matrix(&initrd, &programs))
+    }) {
+        Ok(runs) => matrix.extend(runs),
+        Err(e) => {
+            println!("FAIL user programs: {e}");
+            totals.failed += 1;
+        }
+    }
     let qemu_totals = qemu_matrix(&matrix, timeout, jobs);
     totals.passed += qemu_totals.passed;
     totals.failed += qemu_totals.failed;
@@ -262,10 +299,10 @@ pub fn run_all() -> Result<u8> {
     Ok(u8::from(totals.failed > 0))
 }
 
-/// `cargo test --workspace` (the host crates), counted test by test.
+/// `cargo test` on the default members (the host crates), counted test by test.
 fn host_tests() -> Result<Totals> {
     let mut cmd = proc::cargo();
-    cmd.args(["test", "--workspace"])
+    cmd.args(["test"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     println!("xtask: $ {}", proc::display(&cmd));
@@ -461,13 +498,18 @@ mod tests {
         }
         let rpi = m.last().unwrap();
         assert_eq!(rpi.expect, ["boot: 4 of 4 CPUs online"]);
-        assert!(user_matrix(None).is_empty());
-        let user = user_matrix(Some(Path::new("/i.cpio")));
+        let programs = ["hello".to_owned(), "faults".to_owned()];
+        assert!(user_matrix(Path::new("/i.cpio"), &[]).is_empty());
+        let user = user_matrix(Path::new("/i.cpio"), &programs);
+        assert_eq!(user.len(), 2 * USER_MACHINES.len());
         assert!(
             user.iter()
                 .all(|t| t.expect == [USER_PASS_MARKER] && t.fail_on == [USER_FAIL_MARKER])
         );
-        assert_eq!(user[0].name, "user-virt-gicv3-smp4");
+        assert_eq!(user[0].name, "hello-virt-gicv2-smp1");
+        assert_eq!(user[0].bootargs, "init=hello");
+        assert!(user[0].expect_text.is_empty());
+        assert!(user[1].expect_text.iter().any(|t| t.contains("EXC_SOFTWARE")));
     }
 
     #[test]

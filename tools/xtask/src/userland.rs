@@ -24,6 +24,8 @@ use std::process::{Command, Stdio};
 
 /// The target user programs are built for (FP/SIMD allowed at EL0).
 const TARGET: &str = "aarch64-unknown-none";
+/// The program the archive starts with (what `cargo xtask run` shows).
+pub const FIRST_PROGRAM: &str = "hello";
 /// The package holding the test programs, one binary per file in `tests/src/bin/`.
 const TESTS_PACKAGE: &str = "armach-tests";
 
@@ -97,7 +99,9 @@ pub fn build_user_programs(root: &Path) -> Result<Vec<(String, PathBuf)>, String
 
 /// Builds the test programs and writes them as a cpio `newc` archive to `out`.
 pub fn build_initrd(root: &Path, out: &Path) -> Result<Vec<String>, String> {
-    let programs = build_user_programs(root)?;
+    let mut programs = build_user_programs(root)?;
+    // The kernel starts the archive's first program by default: make that the demo.
+    programs.sort_by_key(|(name, _)| name != FIRST_PROGRAM);
     let mut entries = Vec::new();
     for (name, path) in &programs {
         let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
