@@ -37,7 +37,9 @@ impl MiniUart {
     /// # Safety
     /// `base` must map the mini UART's I/O register block for the kernel's lifetime.
     pub unsafe fn new(base: usize) -> Self {
-        MiniUart { regs: base as *const Registers }
+        MiniUart {
+            regs: base as *const Registers,
+        }
     }
 
     fn regs(&self) -> &Registers {

@@ -45,8 +45,12 @@ impl Pl011 {
     /// # Safety
     /// `base` must map a PL011's registers for the rest of the kernel's life.
     pub unsafe fn new(base: usize) -> Self {
-        let uart = Pl011 { regs: base as *const Registers };
-        uart.regs().CR.modify(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        let uart = Pl011 {
+            regs: base as *const Registers,
+        };
+        uart.regs()
+            .CR
+            .modify(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
         uart
     }
 

@@ -51,7 +51,11 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
         "armach: {} ({} CPUs, GICv{}, console {:?}), loaded at {load_pa:#x}, tree at {dtb_pa:#x}",
         config.model,
         config.cpus.len(),
-        if matches!(config.gic, GicInfo::V2 { .. }) { 2 } else { 3 },
+        if matches!(config.gic, GicInfo::V2 { .. }) {
+            2
+        } else {
+            3
+        },
         config.console.map(|c| c.kind),
     );
     log::info!("bootargs: {}", config.bootargs);
@@ -65,7 +69,11 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
 
     let online = smp::start_secondaries(config, load_pa);
     mmu::drop_identity_map();
-    log::info!("{online} of {} CPUs online; PAN {}", config.cpus.len(), if pan { "on" } else { "not available" });
+    log::info!(
+        "{online} of {} CPUs online; PAN {}",
+        config.cpus.len(),
+        if pan { "on" } else { "not available" }
+    );
 
     if args.get("halt-after") == Some("boot") {
         boot_check(config, online);
@@ -92,14 +100,20 @@ static FRAMES_BEFORE: AtomicU64 = AtomicU64::new(0);
 fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
     // SAFETY: the RAM disk is RAM the frame allocator left out; it is never written.
     let archive = unsafe {
-        core::slice::from_raw_parts(PhysAddr(initrd.base).to_linear().as_ptr::<u8>(), initrd.size as usize)
+        core::slice::from_raw_parts(
+            PhysAddr(initrd.base).to_linear().as_ptr::<u8>(),
+            initrd.size as usize,
+        )
     };
     let wanted = args.get("init");
     let entry = cpio::entries(archive)
         .filter_map(|e| e.map_err(|err| log::error!("initrd: {err}")).ok())
         .find(|e| wanted.is_none_or(|name| e.name == name));
     let Some(entry) = entry else {
-        crate::println!("gnumach-test-failure: no program {:?} in the initial RAM disk", wanted.unwrap_or("(first)"));
+        crate::println!(
+            "gnumach-test-failure: no program {:?} in the initial RAM disk",
+            wanted.unwrap_or("(first)")
+        );
         power_off(ExitStatus::TestFailed)
     };
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
@@ -137,7 +151,9 @@ fn check_when_tasks_gone() {
     }
     let before = FRAMES_BEFORE.load(Ordering::Relaxed);
     let (after, total) = frame::counts();
-    crate::println!("kernel: all tasks exited; free frames {after} of {total}, {before} before the first task");
+    crate::println!(
+        "kernel: all tasks exited; free frames {after} of {total}, {before} before the first task"
+    );
     if after != before {
         crate::println!(
             "gnumach-test-failure: frames leaked: {} frames not returned",
@@ -173,13 +189,22 @@ fn device_tree_failure(dtb: &'static [u8], error: &devtree::DtError) -> ! {
 fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: u64) {
     for region in &config.memory {
         if let Err(e) = mmu::map_linear(PhysAddr(region.base), region.size) {
-            panic!("cannot map RAM {:#x}+{:#x}: {e:?}", region.base, region.size);
+            panic!(
+                "cannot map RAM {:#x}+{:#x}: {e:?}",
+                region.base, region.size
+            );
         }
     }
     let (_, image_size) = mmu::image_phys_range();
     let holes = [
-        PhysRange { base: load_pa, size: image_size },
-        PhysRange { base: dtb_pa, size: dtb_size },
+        PhysRange {
+            base: load_pa,
+            size: image_size,
+        },
+        PhysRange {
+            base: dtb_pa,
+            size: dtb_size,
+        },
     ];
     let mut usable: ArrayVec<PhysRange, 64> = ArrayVec::new();
     if let Err(e) = config.usable_memory_excluding(&holes, &mut usable) {
@@ -199,7 +224,10 @@ fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: 
         panic!("no memory for the kernel stack tables");
     }
     let (free, total) = frame::counts();
-    log::info!("memory: {} MiB usable ({free} of {total} frames free)", total * PAGE_SIZE as u64 >> 20);
+    log::info!(
+        "memory: {} MiB usable ({free} of {total} frames free)",
+        total * PAGE_SIZE as u64 >> 20
+    );
 }
 
 /// The GIC the tree names, this CPU's interface, and the timer tick.
@@ -221,7 +249,10 @@ fn init_interrupts(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
     let hz = bootargs::hz(args);
     irq::init(gic, config.timer.virt_intid, hz);
     if !irq::init_this_cpu() {
-        panic!("no GIC interface for the boot CPU (MPIDR {:#x})", cpu::mpidr());
+        panic!(
+            "no GIC interface for the boot CPU (MPIDR {:#x})",
+            cpu::mpidr()
+        );
     }
     log::info!("timer: {} Hz counter, {hz} Hz tick", timer::frequency());
     cpu::irq_enable();
@@ -236,7 +267,9 @@ fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
         let pending = (0..n)
             .map(percpu::cpu)
             .filter(|c| c.state() == CpuState::Online)
-            .filter(|c| c.timer_ticks.load(Ordering::Relaxed) == 0 || c.ipis.load(Ordering::Relaxed) == 0)
+            .filter(|c| {
+                c.timer_ticks.load(Ordering::Relaxed) == 0 || c.ipis.load(Ordering::Relaxed) == 0
+            })
             .count();
         if pending == 0 {
             break;

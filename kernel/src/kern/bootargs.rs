@@ -91,6 +91,9 @@ mod tests {
         assert_eq!(hz(&a), 100);
         assert_eq!(hz(&BootArgs::new("hz=1")), 10);
         assert_eq!(hz(&BootArgs::new("hz=100000")), 1000);
-        assert_eq!(log_level(&BootArgs::new("loglevel=nonsense")), log::LevelFilter::Info);
+        assert_eq!(
+            log_level(&BootArgs::new("loglevel=nonsense")),
+            log::LevelFilter::Info
+        );
     }
 }

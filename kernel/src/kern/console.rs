@@ -32,8 +32,10 @@ static PORT: IrqSpinLock<Port> = IrqSpinLock::new(Port::None);
 /// Start the console on the UART the tree names; without one the kernel runs silent.
 pub fn init(uart: Option<UartInfo>) {
     let Some(uart) = uart else { return };
-    let Ok(va) = crate::arch::mmu::map_device(crate::mm::PhysAddr(uart.regs.base), uart.regs.size.max(0x100))
-    else {
+    let Ok(va) = crate::arch::mmu::map_device(
+        crate::mm::PhysAddr(uart.regs.base),
+        uart.regs.size.max(0x100),
+    ) else {
         return;
     };
     // SAFETY: `va` maps the UART's registers for good (the device window is never unmapped).

@@ -46,10 +46,14 @@ impl core::fmt::Display for ElfError {
 }
 
 fn u16_at(b: &[u8], o: usize) -> Result<u16, ElfError> {
-    b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or(ElfError::Truncated)
+    b.get(o..o + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .ok_or(ElfError::Truncated)
 }
 fn u32_at(b: &[u8], o: usize) -> Result<u32, ElfError> {
-    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or(ElfError::Truncated)
+    b.get(o..o + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or(ElfError::Truncated)
 }
 fn u64_at(b: &[u8], o: usize) -> Result<u64, ElfError> {
     let s = b.get(o..o + 8).ok_or(ElfError::Truncated)?;
@@ -68,7 +72,10 @@ pub struct Elf<'a> {
 
 impl<'a> Elf<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ElfError> {
-        if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+        if bytes.get(..4) != Some(b"\x7fELF")
+            || bytes.get(4) != Some(&2)
+            || bytes.get(5) != Some(&1)
+        {
             return Err(ElfError::NotElf);
         }
         if u16_at(bytes, 16)? != ET_EXEC || u16_at(bytes, 18)? != EM_AARCH64 {
@@ -101,7 +108,10 @@ impl<'a> Elf<'a> {
     /// The loadable segments, each checked.
     pub fn segments(&self) -> impl Iterator<Item = Result<Segment, ElfError>> + '_ {
         (0..self.phnum).filter_map(move |i| {
-            match i.checked_mul(self.phentsize).and_then(|x| x.checked_add(self.phoff)) {
+            match i
+                .checked_mul(self.phentsize)
+                .and_then(|x| x.checked_add(self.phoff))
+            {
                 Some(o) => self.segment_at(o).transpose(),
                 None => Some(Err(ElfError::Truncated)),
             }
@@ -169,7 +179,10 @@ mod tests {
 
     #[test]
     fn reads_entry_and_segments() {
-        let file = build(&[(0x40_0000, PF_R | PF_X, b"code", 4), (0x40_1010, PF_R | PF_W, b"da", 0x2000)]);
+        let file = build(&[
+            (0x40_0000, PF_R | PF_X, b"code", 4),
+            (0x40_1010, PF_R | PF_W, b"da", 0x2000),
+        ]);
         let elf = Elf::parse(&file).unwrap();
         assert_eq!(elf.entry, 0x40_0000);
         let segs: Vec<_> = elf.segments().map(Result::unwrap).collect();

@@ -39,8 +39,11 @@ pub fn init_this_cpu() -> bool {
     let Some(gic) = GIC.get() else { return false };
     let me = percpu::current();
     let mpidr = cpu::mpidr();
-    let Some(target) = gic.init_cpu(mpidr) else { return false };
-    me.sgi_interface_mask.store(target.interface_mask, Ordering::Relaxed);
+    let Some(target) = gic.init_cpu(mpidr) else {
+        return false;
+    };
+    me.sgi_interface_mask
+        .store(target.interface_mask, Ordering::Relaxed);
     gic.enable_ppi(mpidr, TIMER_INTID.load(Ordering::Relaxed));
     for sgi in 0..SGI_COUNT {
         gic.enable_ppi(mpidr, sgi);

@@ -8,9 +8,9 @@ extern crate alloc;
 use crate::kern::elf::{Elf, PF_R, PF_W, PF_X};
 use crate::kern::task::Task;
 use crate::kern::thread::Thread;
+use crate::mm::align_down;
 use crate::mm::regions::{VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VmProt};
 use crate::mm::vm::VmMap;
-use crate::mm::align_down;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -56,7 +56,9 @@ fn load_segments(map: &mut VmMap, elf: &Elf<'_>) -> Result<u64, String> {
     let mut runs = Vec::new();
     for (&page, &prot) in &pages {
         match run {
-            Some((start, end, p)) if end == page && p == prot => run = Some((start, end + PAGE_SIZE, p)),
+            Some((start, end, p)) if end == page && p == prot => {
+                run = Some((start, end + PAGE_SIZE, p))
+            }
             _ => {
                 runs.extend(run);
                 run = Some((page, page + PAGE_SIZE, prot));
@@ -69,7 +71,8 @@ fn load_segments(map: &mut VmMap, elf: &Elf<'_>) -> Result<u64, String> {
             .map_err(|kr| format!("cannot map {start:#x}-{end:#x} (protection {prot}): {kr:?}"))?;
     }
     for seg in elf.segments().flatten() {
-        map.kernel_write(seg.vaddr, elf.data(&seg)).map_err(|kr| format!("cannot fill segment: {kr:?}"))?;
+        map.kernel_write(seg.vaddr, elf.data(&seg))
+            .map_err(|kr| format!("cannot fill segment: {kr:?}"))?;
     }
     Ok(elf.entry)
 }
@@ -97,7 +100,10 @@ fn build_stack(map: &mut VmMap, argv: &[&str]) -> Result<u64, String> {
     }
     block.extend_from_slice(&0u64.to_le_bytes());
     block.extend_from_slice(&0u64.to_le_bytes());
-    let write = |map: &mut VmMap, at: u64, data: &[u8]| map.kernel_write(at, data).map_err(|kr| format!("stack: {kr:?}"));
+    let write = |map: &mut VmMap, at: u64, data: &[u8]| {
+        map.kernel_write(at, data)
+            .map_err(|kr| format!("stack: {kr:?}"))
+    };
     write(map, strings_at, &strings)?;
     write(map, sp, &block)?;
     Ok(sp)
@@ -113,7 +119,8 @@ pub fn start_program(name: &str, image: &[u8], argv: &[&str]) -> Result<Arc<Task
         let sp = build_stack(&mut map, argv).map_err(|e| format!("{name}: {e}"))?;
         (entry, sp)
     };
-    let thread = Thread::new_user(&task, entry, sp, 0).map_err(|kr| format!("{name}: no thread: {kr:?}"))?;
+    let thread =
+        Thread::new_user(&task, entry, sp, 0).map_err(|kr| format!("{name}: no thread: {kr:?}"))?;
     crate::kern::sched::setrun(thread);
     Ok(task)
 }

@@ -18,7 +18,15 @@ pub fn alloc_kernel_stack(slot: usize) -> Option<VirtAddr> {
     let frames = (KERNEL_STACK_SIZE / PAGE_SIZE as u64) as usize;
     let pa = frame::alloc(frames)?;
     let (low, top) = stack_slot(slot as u64);
-    if mmu::map(VirtAddr(low), pa, KERNEL_STACK_SIZE, mmu::MemAttr::Normal, mmu::KernelPerm::ReadWrite).is_err() {
+    if mmu::map(
+        VirtAddr(low),
+        pa,
+        KERNEL_STACK_SIZE,
+        mmu::MemAttr::Normal,
+        mmu::KernelPerm::ReadWrite,
+    )
+    .is_err()
+    {
         frame::free(pa, frames);
         return None;
     }
@@ -39,14 +47,22 @@ pub fn start_secondaries(config: &MachineConfig<'_>, load_pa: u64) -> usize {
             Ok(()) => online += 1,
             Err(why) => {
                 percpu::cpu(index).set_state(CpuState::Failed);
-                log::error!("cpu{index} (MPIDR {:#x}) failed to start: {why}", info.mpidr);
+                log::error!(
+                    "cpu{index} (MPIDR {:#x}) failed to start: {why}",
+                    info.mpidr
+                );
             }
         }
     }
     online
 }
 
-fn start_one(config: &MachineConfig<'_>, index: usize, info: &CpuInfo, entry: u64) -> Result<(), &'static str> {
+fn start_one(
+    config: &MachineConfig<'_>,
+    index: usize,
+    info: &CpuInfo,
+    entry: u64,
+) -> Result<(), &'static str> {
     let top = alloc_kernel_stack(index).ok_or("no memory for its kernel stack")?;
     START_SLOT.fill(info.mpidr, top.as_u64(), index);
     match info.enable {
@@ -58,7 +74,9 @@ fn start_one(config: &MachineConfig<'_>, index: usize, info: &CpuInfo, entry: u6
                 return Err("PSCI CPU_ON refused");
             }
         }
-        EnableMethod::SpinTable { release_addr } => release_from_spin_table(config, release_addr, entry)?,
+        EnableMethod::SpinTable { release_addr } => {
+            release_from_spin_table(config, release_addr, entry)?
+        }
         EnableMethod::Unspecified => return Err("no enable-method"),
     }
     let deadline = timer::counter() + timer::frequency() * START_TIMEOUT_MS / 1000;
@@ -74,7 +92,11 @@ fn start_one(config: &MachineConfig<'_>, index: usize, info: &CpuInfo, entry: u6
 
 /// Write the entry point to the CPU's release address, clean it to the point of coherency
 /// (the waiting CPU reads with its MMU and caches off) and wake it.
-fn release_from_spin_table(config: &MachineConfig<'_>, release_addr: u64, entry: u64) -> Result<(), &'static str> {
+fn release_from_spin_table(
+    config: &MachineConfig<'_>,
+    release_addr: u64,
+    entry: u64,
+) -> Result<(), &'static str> {
     if release_addr % 8 != 0 {
         return Err("misaligned cpu-release-addr");
     }

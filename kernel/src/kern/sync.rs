@@ -27,12 +27,17 @@ pub struct IrqSpinLockGuard<'a, T> {
 
 impl<T> IrqSpinLock<T> {
     pub const fn new(value: T) -> Self {
-        IrqSpinLock { inner: spin::mutex::SpinMutex::new(value) }
+        IrqSpinLock {
+            inner: spin::mutex::SpinMutex::new(value),
+        }
     }
 
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = irq_save();
-        IrqSpinLockGuard { guard: ManuallyDrop::new(self.inner.lock()), saved }
+        IrqSpinLockGuard {
+            guard: ManuallyDrop::new(self.inner.lock()),
+            saved,
+        }
     }
 
     /// The protected data, bypassing the lock.
@@ -48,7 +53,10 @@ impl<T> IrqSpinLock<T> {
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = irq_save();
         match self.inner.try_lock() {
-            Some(guard) => Some(IrqSpinLockGuard { guard: ManuallyDrop::new(guard), saved }),
+            Some(guard) => Some(IrqSpinLockGuard {
+                guard: ManuallyDrop::new(guard),
+                saved,
+            }),
             None => {
                 irq_restore(saved);
                 None

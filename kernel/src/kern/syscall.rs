@@ -12,10 +12,12 @@ use crate::kern::{percpu, trap};
 use crate::mm::frame;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
-use mach_abi::exception::{EXC_AARCH64_SVC, EXC_SOFTWARE};
-use mach_abi::thread_state::{AARCH64_THREAD_STATE, AARCH64_THREAD_STATE_COUNT, Aarch64ThreadState};
-use mach_abi::traps::{self, MACH_PRINT_MAX, VM_MAX_USER_ADDRESS, temporary};
 use mach_abi::KernReturn;
+use mach_abi::exception::{EXC_AARCH64_SVC, EXC_SOFTWARE};
+use mach_abi::thread_state::{
+    AARCH64_THREAD_STATE, AARCH64_THREAD_STATE_COUNT, Aarch64ThreadState,
+};
+use mach_abi::traps::{self, MACH_PRINT_MAX, VM_MAX_USER_ADDRESS, temporary};
 
 /// `MACH_SEND_INTERRUPTED`: what GNU Mach's VM traps return for a name that is not a task,
 /// so that the library falls back to the RPC.
@@ -45,13 +47,21 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
     let immediate = frame.esr & 0xffff;
     let number = (frame.x[8] as u32 as i32).wrapping_neg();
     if immediate != 0 || number < 0 {
-        return trap::user_exception_raise(frame, thread, EXC_SOFTWARE, EXC_AARCH64_SVC as u64, immediate);
+        return trap::user_exception_raise(
+            frame,
+            thread,
+            EXC_SOFTWARE,
+            EXC_AARCH64_SVC as u64,
+            immediate,
+        );
     }
     let a = frame.x;
     match number as u32 {
         traps::MACH_TASK_SELF => frame.x[0] = placeholder_names::TASK_SELF as u64,
         traps::MACH_HOST_SELF => frame.x[0] = placeholder_names::HOST as u64,
-        traps::MACH_THREAD_SELF => frame.x[0] = (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id),
+        traps::MACH_THREAD_SELF => {
+            frame.x[0] = (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id)
+        }
         traps::MACH_PRINT => {
             let r = with_map(thread, |map| map.copyin_cstr(a[0], MACH_PRINT_MAX)).map(|bytes| {
                 crate::kern::console::print_bytes(&bytes);
@@ -100,14 +110,25 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             frame.x[1] = total;
         }
         temporary::CPU_COUNT => {
-            frame.x[0] = (0..percpu::cpu_count()).filter(|&i| sched::processor(i).online.load(Ordering::Acquire)).count() as u64;
+            frame.x[0] = (0..percpu::cpu_count())
+                .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))
+                .count() as u64;
         }
-        _ => trap::user_exception_raise(frame, thread, EXC_SOFTWARE, EXC_AARCH64_SVC as u64, immediate),
+        _ => trap::user_exception_raise(
+            frame,
+            thread,
+            EXC_SOFTWARE,
+            EXC_AARCH64_SVC as u64,
+            immediate,
+        ),
     }
 }
 
 /// Run `f` on the thread's address space.
-fn with_map<T>(thread: &Thread, f: impl FnOnce(&mut crate::mm::vm::VmMap) -> Result<T, KernReturn>) -> Result<T, KernReturn> {
+fn with_map<T>(
+    thread: &Thread,
+    f: impl FnOnce(&mut crate::mm::vm::VmMap) -> Result<T, KernReturn>,
+) -> Result<T, KernReturn> {
     let map = thread.task.map.as_ref().ok_or(KernReturn::InvalidTask)?;
     f(&mut map.lock())
 }
@@ -119,7 +140,8 @@ fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bo
     }
     let r = with_map(thread, |map| {
         let mut word = [0u8; 8];
-        map.copyin(address, &mut word).map_err(|_| KernReturn::InvalidAddress)?;
+        map.copyin(address, &mut word)
+            .map_err(|_| KernReturn::InvalidAddress)?;
         let start = map.allocate(u64::from_le_bytes(word), size, anywhere)?;
         if map.copyout(address, &start.to_le_bytes()).is_err() {
             let _ = map.deallocate(start, size);
@@ -146,7 +168,13 @@ fn thread_create(thread: &Thread, entry: u64, stack_top: u64, arg: u64) -> Resul
 
 /// `thread_set_self_state(flavor, state, count)`: replace the caller's registers; the trap
 /// then "returns" into the new state.
-fn thread_set_self_state(frame: &mut TrapFrame, thread: &Thread, flavor: u64, state: u64, count: u64) {
+fn thread_set_self_state(
+    frame: &mut TrapFrame,
+    thread: &Thread,
+    flavor: u64,
+    state: u64,
+    count: u64,
+) {
     if flavor != AARCH64_THREAD_STATE as u64 || count < AARCH64_THREAD_STATE_COUNT as u64 {
         return ret(frame, KernReturn::InvalidArgument);
     }
@@ -169,4 +197,3 @@ fn thread_set_self_state(frame: &mut TrapFrame, thread: &Thread, flavor: u64, st
     // Only the condition flags are the thread's to set; mode and masks stay EL0t.
     frame.spsr = word(34) & 0xf000_0000;
 }
-

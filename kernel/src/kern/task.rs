@@ -74,7 +74,12 @@ impl Task {
     /// mode (the caller's own thread included).
     pub fn terminate(&self) {
         self.terminating.store(true, Ordering::Release);
-        let threads: Vec<Arc<Thread>> = self.threads.lock().iter().filter_map(Weak::upgrade).collect();
+        let threads: Vec<Arc<Thread>> = self
+            .threads
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         for thread in threads {
             thread.request_termination();
         }

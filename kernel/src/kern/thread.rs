@@ -42,7 +42,10 @@ struct Slots {
     free: Vec<u32>,
 }
 
-static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(Slots { next: FIRST_THREAD_SLOT, free: Vec::new() });
+static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(Slots {
+    next: FIRST_THREAD_SLOT,
+    free: Vec::new(),
+});
 
 /// Create every table the thread stack slots need, once at boot (see `mmu::prepare_tables`).
 pub fn prepare_stack_window() -> bool {
@@ -78,7 +81,15 @@ impl KernelStack {
             return Err(KernReturn::ResourceShortage);
         };
         let (low, _) = stack_slot(slot as u64);
-        if mmu::map(VirtAddr(low), pa, KERNEL_STACK_SIZE, mmu::MemAttr::Normal, mmu::KernelPerm::ReadWrite).is_err() {
+        if mmu::map(
+            VirtAddr(low),
+            pa,
+            KERNEL_STACK_SIZE,
+            mmu::MemAttr::Normal,
+            mmu::KernelPerm::ReadWrite,
+        )
+        .is_err()
+        {
             frame::free(pa, STACK_PAGES);
             release(slot);
             return Err(KernReturn::ResourceShortage);
@@ -135,8 +146,17 @@ unsafe impl Send for Thread {}
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Thread {
-    fn new(task: Arc<Task>, kstack: Option<KernelStack>, context: Context, is_idle: bool) -> Thread {
-        let priority = if is_idle { crate::kern::sched::runqueue::IDLE_PRI } else { BASEPRI_USER };
+    fn new(
+        task: Arc<Task>,
+        kstack: Option<KernelStack>,
+        context: Context,
+        is_idle: bool,
+    ) -> Thread {
+        let priority = if is_idle {
+            crate::kern::sched::runqueue::IDLE_PRI
+        } else {
+            BASEPRI_USER
+        };
         Thread {
             id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
             task,
@@ -145,7 +165,11 @@ impl Thread {
             fp: UnsafeCell::new(FpState::default()),
             tpidr_el0: UnsafeCell::new(0),
             on_cpu: AtomicBool::new(is_idle),
-            state: AtomicU8::new(if is_idle { RunState::Running } else { RunState::Stopped } as u8),
+            state: AtomicU8::new(if is_idle {
+                RunState::Running
+            } else {
+                RunState::Stopped
+            } as u8),
             base_priority: AtomicU8::new(priority),
             sched_priority: AtomicU8::new(priority),
             last_processor: AtomicU32::new(NO_PROCESSOR),
@@ -166,7 +190,12 @@ impl Thread {
 
     /// A user thread of `task` that will enter user mode at `pc` with `sp` and `x0 = arg`.
     /// It is created stopped; `sched::setrun` starts it.
-    pub fn new_user(task: &Arc<Task>, pc: u64, sp: u64, arg: u64) -> Result<Arc<Thread>, KernReturn> {
+    pub fn new_user(
+        task: &Arc<Task>,
+        pc: u64,
+        sp: u64,
+        arg: u64,
+    ) -> Result<Arc<Thread>, KernReturn> {
         if task.terminating.load(Ordering::Acquire) {
             return Err(KernReturn::Terminated);
         }
@@ -174,7 +203,12 @@ impl Thread {
         let frame = (kstack.top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
         // SAFETY: the frame lies at the top of the stack just mapped for this thread alone.
         unsafe { frame.write(context::initial_user_frame(pc, sp, arg)) };
-        let thread = Arc::new(Thread::new(task.clone(), Some(kstack), context::new_user_context(frame), false));
+        let thread = Arc::new(Thread::new(
+            task.clone(),
+            Some(kstack),
+            context::new_user_context(frame),
+            false,
+        ));
         task.live_threads.fetch_add(1, Ordering::AcqRel);
         task.threads.lock().push(Arc::downgrade(&thread));
         Ok(thread)
@@ -223,7 +257,10 @@ impl Thread {
     pub fn detach_from_task(self: &Arc<Self>) {
         self.task.live_threads.fetch_sub(1, Ordering::AcqRel);
         let me = Arc::as_ptr(self);
-        self.task.threads.lock().retain(|w| w.as_ptr() != me && w.strong_count() > 0);
+        self.task
+            .threads
+            .lock()
+            .retain(|w| w.as_ptr() != me && w.strong_count() > 0);
     }
 }
 

@@ -14,8 +14,8 @@ use crate::kern::thread::Thread;
 use crate::kern::{percpu, syscall};
 use crate::mm::vm::Access;
 use alloc::sync::Arc;
-use mach_abi::exception::*;
 use mach_abi::KernReturn;
+use mach_abi::exception::*;
 
 /// An exception the kernel did not expect, taken at EL1 (or an FIQ/SError anywhere).
 pub fn kernel_exception(frame: &mut TrapFrame, kind: VectorKind) -> ! {
@@ -65,10 +65,22 @@ pub fn user_exception(frame: &mut TrapFrame, _kind: VectorKind) {
                 Access::Read
             };
             if iss & 0x3f == FSC_ALIGNMENT {
-                return user_exception_raise(frame, &thread, EXC_BAD_ACCESS, EXC_AARCH64_AL as u64, frame.far);
+                return user_exception_raise(
+                    frame,
+                    &thread,
+                    EXC_BAD_ACCESS,
+                    EXC_AARCH64_AL as u64,
+                    frame.far,
+                );
             }
             if !is_translation_or_permission(iss) {
-                return user_exception_raise(frame, &thread, EXC_BAD_ACCESS, KernReturn::MemoryError.code() as u64, frame.far);
+                return user_exception_raise(
+                    frame,
+                    &thread,
+                    EXC_BAD_ACCESS,
+                    KernReturn::MemoryError.code() as u64,
+                    frame.far,
+                );
             }
             let resolved = match thread.task.map.as_ref() {
                 Some(map) => map.lock().fault(frame.far, access).map(|_| ()),
@@ -78,12 +90,42 @@ pub fn user_exception(frame: &mut TrapFrame, _kind: VectorKind) {
                 user_exception_raise(frame, &thread, EXC_BAD_ACCESS, kr.code() as u64, frame.far);
             }
         }
-        EC_PC_ALIGN => user_exception_raise(frame, &thread, EXC_BAD_ACCESS, EXC_AARCH64_AL_PC as u64, frame.far),
-        EC_SP_ALIGN => user_exception_raise(frame, &thread, EXC_BAD_ACCESS, EXC_AARCH64_AL_SP as u64, frame.sp_el0),
-        EC_UNKNOWN | EC_SYSREG => user_exception_raise(frame, &thread, EXC_BAD_INSTRUCTION, EXC_AARCH64_UNK as u64, 0),
-        EC_ILLEGAL_STATE => user_exception_raise(frame, &thread, EXC_BAD_INSTRUCTION, EXC_AARCH64_IL as u64, 0),
+        EC_PC_ALIGN => user_exception_raise(
+            frame,
+            &thread,
+            EXC_BAD_ACCESS,
+            EXC_AARCH64_AL_PC as u64,
+            frame.far,
+        ),
+        EC_SP_ALIGN => user_exception_raise(
+            frame,
+            &thread,
+            EXC_BAD_ACCESS,
+            EXC_AARCH64_AL_SP as u64,
+            frame.sp_el0,
+        ),
+        EC_UNKNOWN | EC_SYSREG => user_exception_raise(
+            frame,
+            &thread,
+            EXC_BAD_INSTRUCTION,
+            EXC_AARCH64_UNK as u64,
+            0,
+        ),
+        EC_ILLEGAL_STATE => user_exception_raise(
+            frame,
+            &thread,
+            EXC_BAD_INSTRUCTION,
+            EXC_AARCH64_IL as u64,
+            0,
+        ),
         EC_FP_EXC64 => user_exception_raise(frame, &thread, EXC_ARITHMETIC, iss & 0xff, 0),
-        EC_BRK64 => user_exception_raise(frame, &thread, EXC_BREAKPOINT, EXC_AARCH64_BRK as u64, iss & 0xffff),
+        EC_BRK64 => user_exception_raise(
+            frame,
+            &thread,
+            EXC_BREAKPOINT,
+            EXC_AARCH64_BRK as u64,
+            iss & 0xffff,
+        ),
         _ => user_exception_raise(frame, &thread, EXC_BAD_INSTRUCTION, 0, 0),
     }
 }
@@ -91,7 +133,13 @@ pub fn user_exception(frame: &mut TrapFrame, _kind: VectorKind) {
 /// Raise Mach exception `exception` (`code`, `subcode`) for the running user thread.
 /// Exception ports come with IPC; until then the exception is reported here and the thread
 /// stops at the return to user mode (`sched::ast_check`), which never comes back to it.
-pub fn user_exception_raise(frame: &mut TrapFrame, thread: &Arc<Thread>, exception: u32, code: u64, subcode: u64) {
+pub fn user_exception_raise(
+    frame: &mut TrapFrame,
+    thread: &Arc<Thread>,
+    exception: u32,
+    code: u64,
+    subcode: u64,
+) {
     let code_name = KernReturn::from_code(code as i32)
         .filter(|_| exception == EXC_BAD_ACCESS && code < 100)
         .map(|k| k_name(k))

@@ -4,8 +4,8 @@
 //! addresses; callers see physical ones. Free and total counts are kept for tests.
 
 use crate::kern::sync::IrqSpinLock;
-use crate::mm::layout::{LINEAR_BASE, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::PhysAddr;
+use crate::mm::layout::{LINEAR_BASE, PAGE_SHIFT, PAGE_SIZE};
 use buddy_system_allocator::Heap;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -31,7 +31,11 @@ pub fn add_region(base: PhysAddr, size: u64) {
     }
     let start = base.to_linear().as_u64() as usize;
     // SAFETY: the caller hands over unused RAM that the linear map covers read-write.
-    unsafe { FRAMES.lock().add_to_heap(start, start + (count << PAGE_SHIFT) as usize) };
+    unsafe {
+        FRAMES
+            .lock()
+            .add_to_heap(start, start + (count << PAGE_SHIFT) as usize)
+    };
     TOTAL.fetch_add(count, Ordering::Relaxed);
     FREE.fetch_add(count, Ordering::Relaxed);
 }
@@ -54,7 +58,10 @@ pub fn alloc_zeroed(count: usize) -> Option<PhysAddr> {
 
 /// Give back `count` frames from `alloc` at `pa`.
 pub fn free(pa: PhysAddr, count: usize) {
-    let (Some(layout), Some(ptr)) = (layout(count), NonNull::new(pa.to_linear().as_mut_ptr::<u8>())) else {
+    let (Some(layout), Some(ptr)) = (
+        layout(count),
+        NonNull::new(pa.to_linear().as_mut_ptr::<u8>()),
+    ) else {
         return;
     };
     FRAMES.lock().dealloc(ptr, layout);

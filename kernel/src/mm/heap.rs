@@ -18,7 +18,9 @@ static HEAP: KernelHeap = KernelHeap(IrqSpinLock::new(Heap::empty()));
 /// Take `bytes` (rounded to pages) of frames for the heap. Once, at boot.
 pub fn init(bytes: u64) -> bool {
     let pages = bytes.div_ceil(PAGE_SIZE as u64) as usize;
-    let Some(pa) = frame::alloc(pages) else { return false };
+    let Some(pa) = frame::alloc(pages) else {
+        return false;
+    };
     let start = pa.to_linear().as_u64() as usize;
     // SAFETY: the frames were just allocated for the heap alone and are mapped read-write
     // in the linear map.
@@ -36,7 +38,10 @@ pub fn usage() -> (usize, usize) {
 // the lock serialises every access, with interrupts masked.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0.lock().alloc(layout).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        self.0
+            .lock()
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -31,7 +31,9 @@ pub struct Regions {
 
 impl Regions {
     pub fn new() -> Self {
-        Regions { map: BTreeMap::new() }
+        Regions {
+            map: BTreeMap::new(),
+        }
     }
 
     /// The region containing `addr`, as (start, region).
@@ -50,14 +52,27 @@ impl Regions {
     }
 
     /// Record `[start, end)`; `KERN_NO_SPACE` if any of it is taken.
-    pub fn insert(&mut self, start: u64, end: u64, prot: VmProt, max_prot: VmProt) -> Result<(), KernReturn> {
+    pub fn insert(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: VmProt,
+        max_prot: VmProt,
+    ) -> Result<(), KernReturn> {
         if start >= end {
             return Err(KernReturn::InvalidArgument);
         }
         if self.overlaps(start, end) {
             return Err(KernReturn::NoSpace);
         }
-        self.map.insert(start, Region { end, prot, max_prot });
+        self.map.insert(
+            start,
+            Region {
+                end,
+                prot,
+                max_prot,
+            },
+        );
         Ok(())
     }
 
@@ -112,7 +127,13 @@ impl Regions {
     /// protection above the maximum is `KERN_PROTECTION_FAILURE`; lowering the maximum
     /// lowers the current protection with it (GNU Mach `vm_map_protect`). Returns the
     /// ranges changed with their new protection.
-    pub fn protect(&mut self, start: u64, end: u64, prot: VmProt, set_max: bool) -> Result<Vec<(u64, u64, VmProt)>, KernReturn> {
+    pub fn protect(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: VmProt,
+        set_max: bool,
+    ) -> Result<Vec<(u64, u64, VmProt)>, KernReturn> {
         // Check everything first, so that a failure changes nothing.
         let mut at = start;
         while at < end {
@@ -154,7 +175,8 @@ mod tests {
     #[test]
     fn insert_refuses_overlap_and_lookup_finds() {
         let mut r = Regions::new();
-        r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_ALL).unwrap();
+        r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+            .unwrap();
         assert_eq!(r.insert(0x1f * P, 0x30 * P, 1, 7), Err(KernReturn::NoSpace));
         assert_eq!(r.insert(0x0 * P, 0x11 * P, 1, 7), Err(KernReturn::NoSpace));
         assert_eq!(r.insert(0x12 * P, 0x13 * P, 1, 7), Err(KernReturn::NoSpace));
@@ -183,8 +205,14 @@ mod tests {
         r.insert(0x30 * P, 0x40 * P, 3, 7).unwrap();
         let removed = r.remove(0x18 * P, 0x38 * P);
         assert_eq!(removed, vec![(0x18 * P, 0x20 * P), (0x30 * P, 0x38 * P)]);
-        assert_eq!(r.lookup(0x17 * P).map(|(s, x)| (s, x.end)), Some((0x10 * P, 0x18 * P)));
-        assert_eq!(r.lookup(0x38 * P).map(|(s, x)| (s, x.end)), Some((0x38 * P, 0x40 * P)));
+        assert_eq!(
+            r.lookup(0x17 * P).map(|(s, x)| (s, x.end)),
+            Some((0x10 * P, 0x18 * P))
+        );
+        assert_eq!(
+            r.lookup(0x38 * P).map(|(s, x)| (s, x.end)),
+            Some((0x38 * P, 0x40 * P))
+        );
         assert_eq!(r.lookup(0x19 * P), None);
         assert!(r.remove(0x50 * P, 0x60 * P).is_empty());
     }
@@ -192,15 +220,25 @@ mod tests {
     #[test]
     fn protect_checks_coverage_and_maximum() {
         let mut r = Regions::new();
-        r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_DEFAULT).unwrap();
-        assert_eq!(r.protect(0x10 * P, 0x21 * P, VM_PROT_READ, false), Err(KernReturn::InvalidAddress));
-        assert_eq!(r.protect(0x10 * P, 0x11 * P, VM_PROT_ALL, false), Err(KernReturn::ProtectionFailure));
+        r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_DEFAULT)
+            .unwrap();
+        assert_eq!(
+            r.protect(0x10 * P, 0x21 * P, VM_PROT_READ, false),
+            Err(KernReturn::InvalidAddress)
+        );
+        assert_eq!(
+            r.protect(0x10 * P, 0x11 * P, VM_PROT_ALL, false),
+            Err(KernReturn::ProtectionFailure)
+        );
         let changed = r.protect(0x12 * P, 0x14 * P, VM_PROT_READ, false).unwrap();
         assert_eq!(changed, vec![(0x12 * P, 0x14 * P, VM_PROT_READ)]);
         assert_eq!(r.lookup(0x11 * P).unwrap().1.prot, VM_PROT_DEFAULT);
         assert_eq!(r.lookup(0x13 * P).unwrap().1.prot, VM_PROT_READ);
         r.protect(0x10 * P, 0x20 * P, VM_PROT_READ, true).unwrap();
         assert_eq!(r.lookup(0x11 * P).unwrap().1.prot, VM_PROT_READ);
-        assert_eq!(r.protect(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, false), Err(KernReturn::ProtectionFailure));
+        assert_eq!(
+            r.protect(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, false),
+            Err(KernReturn::ProtectionFailure)
+        );
     }
 }

@@ -6,7 +6,9 @@
 extern crate alloc;
 
 use crate::arch::uspace::{UserPageTable, UserPerm};
-use crate::mm::regions::{Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VmProt};
+use crate::mm::regions::{
+    Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VmProt,
+};
 use crate::mm::{PhysAddr, align_down, align_up, frame};
 use alloc::vec::Vec;
 use mach_abi::KernReturn;
@@ -53,7 +55,11 @@ pub struct VmMap {
 impl VmMap {
     /// An empty address space; `None` when out of memory or ASIDs.
     pub fn new() -> Option<Self> {
-        Some(VmMap { regions: Regions::new(), pt: UserPageTable::new()?, resident: 0 })
+        Some(VmMap {
+            regions: Regions::new(),
+            pt: UserPageTable::new()?,
+            resident: 0,
+        })
     }
 
     pub fn ttbr0(&self) -> u64 {
@@ -86,7 +92,8 @@ impl VmMap {
         if start < VM_MIN_USER_ADDRESS || end > VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
         }
-        self.regions.insert(start, end, VM_PROT_DEFAULT, VM_PROT_ALL)?;
+        self.regions
+            .insert(start, end, VM_PROT_DEFAULT, VM_PROT_ALL)?;
         Ok(start)
     }
 
@@ -107,7 +114,10 @@ impl VmMap {
             return Ok(());
         }
         let start = align_down(addr, PAGE_SIZE);
-        let end = addr.checked_add(size).map(|e| align_up(e, PAGE_SIZE)).ok_or(KernReturn::InvalidAddress)?;
+        let end = addr
+            .checked_add(size)
+            .map(|e| align_up(e, PAGE_SIZE))
+            .ok_or(KernReturn::InvalidAddress)?;
         if end > VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
         }
@@ -124,7 +134,13 @@ impl VmMap {
     }
 
     /// `vm_protect`. Writable-and-executable is refused (W^X).
-    pub fn protect(&mut self, addr: u64, size: u64, set_max: bool, prot: VmProt) -> Result<(), KernReturn> {
+    pub fn protect(
+        &mut self,
+        addr: u64,
+        size: u64,
+        set_max: bool,
+        prot: VmProt,
+    ) -> Result<(), KernReturn> {
         if prot & !VM_PROT_ALL != 0 {
             return Err(KernReturn::InvalidArgument);
         }
@@ -132,7 +148,10 @@ impl VmMap {
             return Err(KernReturn::ProtectionFailure);
         }
         let start = align_down(addr, PAGE_SIZE);
-        let end = addr.checked_add(size).map(|e| align_up(e, PAGE_SIZE)).ok_or(KernReturn::InvalidAddress)?;
+        let end = addr
+            .checked_add(size)
+            .map(|e| align_up(e, PAGE_SIZE))
+            .ok_or(KernReturn::InvalidAddress)?;
         if end > VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
         }
@@ -175,7 +194,9 @@ impl VmMap {
         access: Option<Access>,
         f: &mut dyn FnMut(usize, *mut u8, usize),
     ) -> Result<(), KernReturn> {
-        let end = uaddr.checked_add(len as u64).ok_or(KernReturn::InvalidAddress)?;
+        let end = uaddr
+            .checked_add(len as u64)
+            .ok_or(KernReturn::InvalidAddress)?;
         if end > VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
         }
@@ -187,7 +208,9 @@ impl VmMap {
                 Some(access) => self.fault(at, access)?,
                 None => self.fault_any(at)?,
             };
-            let ptr = PhysAddr(pa.as_u64() + (at % PAGE_SIZE)).to_linear().as_mut_ptr::<u8>();
+            let ptr = PhysAddr(pa.as_u64() + (at % PAGE_SIZE))
+                .to_linear()
+                .as_mut_ptr::<u8>();
             f((at - uaddr) as usize, ptr, n);
             at += n as u64;
         }
@@ -223,10 +246,15 @@ impl VmMap {
     /// Copy `data` out to user memory.
     pub fn copyout(&mut self, uaddr: u64, data: &[u8]) -> Result<(), KernReturn> {
         let src = data.as_ptr();
-        self.for_each_piece(uaddr, data.len(), Some(Access::Write), &mut |off, dst, n| {
-            // SAFETY: as in `copyin`, the other way round.
-            unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst, n) }
-        })
+        self.for_each_piece(
+            uaddr,
+            data.len(),
+            Some(Access::Write),
+            &mut |off, dst, n| {
+                // SAFETY: as in `copyin`, the other way round.
+                unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst, n) }
+            },
+        )
     }
 
     /// Write `data` at `uaddr` whatever the protection (loading a program).

@@ -48,11 +48,33 @@ impl KernReturn {
     pub fn from_code(code: i32) -> Option<Self> {
         use KernReturn::*;
         const ALL: [KernReturn; 27] = [
-            Success, InvalidAddress, ProtectionFailure, NoSpace, InvalidArgument, Failure,
-            ResourceShortage, NotReceiver, NoAccess, MemoryFailure, MemoryError, NotInSet,
-            NameExists, Aborted, InvalidName, InvalidTask, InvalidRight, InvalidValue,
-            UrefsOverflow, InvalidCapability, RightExists, InvalidHost, MemoryPresent,
-            WriteProtectionFailure, Terminated, TimedOut, Interrupted,
+            Success,
+            InvalidAddress,
+            ProtectionFailure,
+            NoSpace,
+            InvalidArgument,
+            Failure,
+            ResourceShortage,
+            NotReceiver,
+            NoAccess,
+            MemoryFailure,
+            MemoryError,
+            NotInSet,
+            NameExists,
+            Aborted,
+            InvalidName,
+            InvalidTask,
+            InvalidRight,
+            InvalidValue,
+            UrefsOverflow,
+            InvalidCapability,
+            RightExists,
+            InvalidHost,
+            MemoryPresent,
+            WriteProtectionFailure,
+            Terminated,
+            TimedOut,
+            Interrupted,
         ];
         ALL.into_iter().find(|k| k.code() == code)
     }

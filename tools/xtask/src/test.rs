@@ -253,7 +253,11 @@ pub fn judge(
         .expect
         .iter()
         .filter(|m| !console_has_line(&outcome.console, m))
-        .chain(test.expect_text.iter().filter(|t| !outcome.console.contains(t.as_str())))
+        .chain(
+            test.expect_text
+                .iter()
+                .filter(|t| !outcome.console.contains(t.as_str())),
+        )
         .map(String::as_str)
         .collect();
     if missing.is_empty() {
@@ -283,7 +287,8 @@ pub fn run_all() -> Result<u8> {
     let mut totals = host_tests()?;
     let mut matrix = boot_matrix();
     match kernel::initrd().and_then(|initrd| {
-        let programs = crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
+        let programs =
+            crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
         Ok(user_matrix(&initrd, &programs))
     }) {
         Ok(runs) => matrix.extend(runs),
@@ -509,7 +514,12 @@ mod tests {
         assert_eq!(user[0].name, "hello-virt-gicv2-smp1");
         assert_eq!(user[0].bootargs, "init=hello");
         assert!(user[0].expect_text.is_empty());
-        assert!(user[1].expect_text.iter().any(|t| t.contains("EXC_SOFTWARE")));
+        assert!(
+            user[1]
+                .expect_text
+                .iter()
+                .any(|t| t.contains("EXC_SOFTWARE"))
+        );
     }
 
     #[test]

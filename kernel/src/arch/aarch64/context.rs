@@ -26,7 +26,11 @@ pub struct FpState {
 
 impl Default for FpState {
     fn default() -> Self {
-        FpState { v: [0; 32], fpsr: 0, fpcr: 0 }
+        FpState {
+            v: [0; 32],
+            fpsr: 0,
+            fpcr: 0,
+        }
     }
 }
 
@@ -70,12 +74,21 @@ pub unsafe fn restore_fp(state: *const FpState) {
 /// A context that, when switched to, finishes the switch and enters user mode from the
 /// trap frame at `frame` (on the new thread's kernel stack).
 pub fn new_user_context(frame: *mut TrapFrame) -> Context {
-    Context { x19_x29: [0; 11], lr: user_thread_start as *const () as u64, sp: frame as u64 }
+    Context {
+        x19_x29: [0; 11],
+        lr: user_thread_start as *const () as u64,
+        sp: frame as u64,
+    }
 }
 
 /// The trap frame for a thread's first entry to user mode at `pc`, stack `sp`, `x0 = arg`.
 pub fn initial_user_frame(pc: u64, sp: u64, arg: u64) -> TrapFrame {
-    let mut frame = TrapFrame { elr: pc, sp_el0: sp, spsr: SPSR_EL0T, ..TrapFrame::default() };
+    let mut frame = TrapFrame {
+        elr: pc,
+        sp_el0: sp,
+        spsr: SPSR_EL0T,
+        ..TrapFrame::default()
+    };
     frame.x[0] = arg;
     frame
 }

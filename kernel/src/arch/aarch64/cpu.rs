@@ -109,7 +109,9 @@ pub fn enable_pan() -> bool {
     const SPAN: u64 = 1 << 23;
     SCTLR_EL1.set(SCTLR_EL1.get() & !SPAN);
     // SAFETY: writes PSTATE.PAN (the `PAN` special register, encoded S3_0_C4_C2_3).
-    unsafe { core::arch::asm!("msr S3_0_C4_C2_3, {}", in(reg) 1u64 << 22, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("msr S3_0_C4_C2_3, {}", in(reg) 1u64 << 22, options(nomem, nostack))
+    };
     asm::barrier::isb(asm::barrier::SY);
     true
 }

@@ -152,13 +152,23 @@ const LEVEL_SHIFT: [u32; 4] = [39, 30, 21, 12];
 /// Map `[va, va + size)` to `[pa, pa + size)` in the kernel tables with the largest blocks
 /// that fit. All three must be page-aligned. Mapping a page that is already mapped to the
 /// same frame with the same attributes is allowed; anything else is `Overlap`.
-pub fn map(va: VirtAddr, pa: PhysAddr, size: u64, attr: MemAttr, perm: KernelPerm) -> Result<(), MapError> {
+pub fn map(
+    va: VirtAddr,
+    pa: PhysAddr,
+    size: u64,
+    attr: MemAttr,
+    perm: KernelPerm,
+) -> Result<(), MapError> {
     let _guard = KERNEL_TABLES.lock();
     let attrs = ((attr as u64) << desc::ATTR_INDEX_SHIFT)
         | perm.bits()
         | desc::AF
         | desc::UXN
-        | if attr == MemAttr::Device { 0 } else { desc::SH_INNER };
+        | if attr == MemAttr::Device {
+            0
+        } else {
+            desc::SH_INNER
+        };
     let mut off = 0;
     while off < size {
         let (v, p) = (va.0 + off, pa.0 + off);
@@ -273,7 +283,15 @@ fn barrier_after_map() {
 /// Invalidate all kernel TLB entries on every CPU of the inner-shareable domain.
 fn flush_tlb_all() {
     // SAFETY: TLB invalidation has no effect beyond dropping cached translations.
-    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) };
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
 }
 
 /// Map `size` bytes of MMIO at `pa` into the device window; returns the address of `pa`.
@@ -287,12 +305,21 @@ pub fn map_readonly(pa: PhysAddr, size: u64) -> Result<VirtAddr, MapError> {
     map_window(pa, size, MemAttr::Normal, KernelPerm::ReadOnly)
 }
 
-fn map_window(pa: PhysAddr, size: u64, attr: MemAttr, perm: KernelPerm) -> Result<VirtAddr, MapError> {
+fn map_window(
+    pa: PhysAddr,
+    size: u64,
+    attr: MemAttr,
+    perm: KernelPerm,
+) -> Result<VirtAddr, MapError> {
     let base = align_down(pa.0, PAGE_SIZE as u64);
     let end = align_up(pa.0 + size, PAGE_SIZE as u64);
     let len = end - base;
     // Keep blocks usable: align the window address like the physical one, up to 2 MiB.
-    let align = if len >= 0x20_0000 && base % 0x20_0000 == 0 { 0x20_0000 } else { PAGE_SIZE as u64 };
+    let align = if len >= 0x20_0000 && base % 0x20_0000 == 0 {
+        0x20_0000
+    } else {
+        PAGE_SIZE as u64
+    };
     let mut va = 0;
     DEVICE_NEXT
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
@@ -307,7 +334,13 @@ fn map_window(pa: PhysAddr, size: u64, attr: MemAttr, perm: KernelPerm) -> Resul
 
 /// Map a RAM region into the linear map (read-write, never executable).
 pub fn map_linear(pa: PhysAddr, size: u64) -> Result<(), MapError> {
-    map(pa.to_linear(), pa, size, MemAttr::Normal, KernelPerm::ReadWrite)
+    map(
+        pa.to_linear(),
+        pa,
+        size,
+        MemAttr::Normal,
+        KernelPerm::ReadWrite,
+    )
 }
 
 /// Give the image its final permissions: text read-execute, rodata read-only, data and bss

@@ -4,8 +4,8 @@
 
 extern crate alloc;
 
-use super::mmu::desc;
 use super::mmu::MemAttr;
+use super::mmu::desc;
 use crate::kern::sync::IrqSpinLock;
 use crate::mm::{PhysAddr, frame};
 use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
@@ -26,8 +26,19 @@ const NG: u64 = 1 << 11;
 
 fn leaf_bits(perm: UserPerm) -> u64 {
     let ap = if perm.write { AP_USER_RW } else { AP_USER_RO };
-    let uxn = if perm.execute && !perm.write { 0 } else { desc::UXN };
-    desc::PAGE | ((MemAttr::Normal as u64) << desc::ATTR_INDEX_SHIFT) | desc::SH_INNER | desc::AF | NG | desc::PXN | uxn | ap
+    let uxn = if perm.execute && !perm.write {
+        0
+    } else {
+        desc::UXN
+    };
+    desc::PAGE
+        | ((MemAttr::Normal as u64) << desc::ATTR_INDEX_SHIFT)
+        | desc::SH_INNER
+        | desc::AF
+        | NG
+        | desc::PXN
+        | uxn
+        | ap
 }
 
 fn perm_of(entry: u64) -> UserPerm {
@@ -123,7 +134,9 @@ impl UserPageTable {
 
     /// Change the access of page `va` if it is mapped.
     pub fn protect(&mut self, va: u64, perm: UserPerm) {
-        let Some(leaf) = self.leaf(va, false) else { return };
+        let Some(leaf) = self.leaf(va, false) else {
+            return;
+        };
         // SAFETY: as in `map`.
         let entry = unsafe { leaf.read_volatile() };
         if entry & desc::VALID == 0 {
@@ -190,7 +203,9 @@ impl UserPageTable {
     fn flush_page(&self, va: u64) {
         let operand = (self.asid as u64) << 48 | (va >> 12) & ((1 << 44) - 1);
         // SAFETY: TLB invalidation by VA and ASID only drops cached translations.
-        unsafe { core::arch::asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) operand, options(nostack)) };
+        unsafe {
+            core::arch::asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) operand, options(nostack))
+        };
     }
 }
 
@@ -271,12 +286,20 @@ struct Asids {
     next: u32,
 }
 
-static ASIDS: IrqSpinLock<Asids> = IrqSpinLock::new(Asids { bits: [0; 1024], limit: 0, next: 1 });
+static ASIDS: IrqSpinLock<Asids> = IrqSpinLock::new(Asids {
+    bits: [0; 1024],
+    limit: 0,
+    next: 1,
+});
 
 fn alloc_asid() -> Option<u16> {
     let mut a = ASIDS.lock();
     if a.limit == 0 {
-        a.limit = if ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::ASIDBits) == 0b0010 { 1 << 16 } else { 1 << 8 };
+        a.limit = if ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::ASIDBits) == 0b0010 {
+            1 << 16
+        } else {
+            1 << 8
+        };
     }
     for _ in 1..a.limit {
         let n = a.next;

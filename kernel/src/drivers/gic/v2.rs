@@ -80,7 +80,10 @@ impl GicV2 {
     /// # Safety
     /// `gicd` and `gicc` must map the distributor and CPU interface for the kernel's life.
     pub unsafe fn new(gicd: usize, gicc: usize) -> Self {
-        GicV2 { gicd: gicd as *const _, gicc: gicc as *const _ }
+        GicV2 {
+            gicd: gicd as *const _,
+            gicc: gicc as *const _,
+        }
     }
 
     fn gicd(&self) -> &DistributorRegs {
@@ -135,7 +138,10 @@ impl GicV2 {
         c.CTLR.set(ENABLE);
         // ITARGETSR0-7 read back this CPU's own interface bit (IHI 0048B 4.3.12).
         let mask = (d.ITARGETSR[0].get() & 0xff) as u8;
-        SgiTarget { interface_mask: mask, mpidr }
+        SgiTarget {
+            interface_mask: mask,
+            mpidr,
+        }
     }
 
     pub fn enable_private(&self, intid: u32) {
@@ -159,7 +165,9 @@ impl GicV2 {
             GICD_SGIR::TARGET_LIST_FILTER::List
         };
         self.gicd().SGIR.write(
-            filter + GICD_SGIR::CPU_TARGET_LIST.val(interface_mask as u32) + GICD_SGIR::SGI_INTID.val(sgi),
+            filter
+                + GICD_SGIR::CPU_TARGET_LIST.val(interface_mask as u32)
+                + GICD_SGIR::SGI_INTID.val(sgi),
         );
     }
 }

@@ -103,7 +103,10 @@ impl GicV3 {
     /// # Safety
     /// `gicd` and every region in `redist` must map GIC registers for the kernel's life.
     pub unsafe fn new(gicd: usize, redist: ArrayVec<(usize, usize), MAX_REDIST_REGIONS>) -> Self {
-        GicV3 { gicd: gicd as *const _, redist }
+        GicV3 {
+            gicd: gicd as *const _,
+            redist,
+        }
     }
 
     fn gicd(&self) -> &DistributorRegs {
@@ -121,7 +124,8 @@ impl GicV3 {
         let d = self.gicd();
         d.CTLR.set(0);
         self.wait_for_rwp();
-        let words = (((d.TYPER.read(GICD_TYPER::IT_LINES_NUMBER) as usize) + 1) * 32).min(1020) / 32;
+        let words =
+            (((d.TYPER.read(GICD_TYPER::IT_LINES_NUMBER) as usize) + 1) * 32).min(1020) / 32;
         let priority = u32::from_ne_bytes([DEFAULT_PRIORITY; 4]);
         for i in 1..words {
             d.ICENABLER[i].set(u32::MAX);
@@ -131,7 +135,8 @@ impl GicV3 {
             d.IPRIORITYR[i].set(priority);
         }
         self.wait_for_rwp();
-        d.CTLR.write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
+        d.CTLR
+            .write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
         self.wait_for_rwp();
     }
 
@@ -152,7 +157,11 @@ impl GicV3 {
                 if typer.is_set(GICR_TYPER::LAST) {
                     break;
                 }
-                offset += if typer.is_set(GICR_TYPER::VLPIS) { 4 * FRAME } else { 2 * FRAME };
+                offset += if typer.is_set(GICR_TYPER::VLPIS) {
+                    4 * FRAME
+                } else {
+                    2 * FRAME
+                };
             }
         }
         None
@@ -176,7 +185,10 @@ impl GicV3 {
         IccBpr1El1.set(0);
         IccIgrpen1El1.write(ICC_IGRPEN1_EL1::ENABLE::SET);
         aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-        Some(SgiTarget { interface_mask: 0, mpidr })
+        Some(SgiTarget {
+            interface_mask: 0,
+            mpidr,
+        })
     }
 
     pub fn enable_private(&self, mpidr: u64, intid: u32) {

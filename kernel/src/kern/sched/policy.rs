@@ -37,7 +37,9 @@ pub fn select_processor(cpus: &[ProcessorLoad], thread: ThreadHints) -> Option<u
     if let Some(bound) = thread.bound {
         return cpus.get(bound).filter(|p| p.eligible).map(|_| bound);
     }
-    let last = thread.last_processor.filter(|&i| cpus.get(i).is_some_and(|p| p.eligible));
+    let last = thread
+        .last_processor
+        .filter(|&i| cpus.get(i).is_some_and(|p| p.eligible));
     if let Some(i) = last {
         if cpus[i].idle {
             return Some(i);
@@ -53,7 +55,11 @@ pub fn select_processor(cpus: &[ProcessorLoad], thread: ThreadHints) -> Option<u
         .map(|(i, p)| (i, p.load))
         .min_by_key(|&(_, load)| load)?;
     if let Some(i) = last {
-        let tolerance = if thread.cache_warmth >= WARM_THRESHOLD { WARM_TOLERANCE } else { 0 };
+        let tolerance = if thread.cache_warmth >= WARM_THRESHOLD {
+            WARM_TOLERANCE
+        } else {
+            0
+        };
         if cpus[i].load <= min_load + tolerance {
             return Some(i);
         }
@@ -66,17 +72,35 @@ mod tests {
     use super::*;
 
     fn busy(load: usize) -> ProcessorLoad {
-        ProcessorLoad { eligible: true, idle: false, load }
+        ProcessorLoad {
+            eligible: true,
+            idle: false,
+            load,
+        }
     }
-    const IDLE: ProcessorLoad = ProcessorLoad { eligible: true, idle: true, load: 0 };
-    const OFF: ProcessorLoad = ProcessorLoad { eligible: false, idle: true, load: 0 };
+    const IDLE: ProcessorLoad = ProcessorLoad {
+        eligible: true,
+        idle: true,
+        load: 0,
+    };
+    const OFF: ProcessorLoad = ProcessorLoad {
+        eligible: false,
+        idle: true,
+        load: 0,
+    };
 
     #[test]
     fn bound_threads_go_to_their_processor_only() {
         let cpus = [IDLE, busy(5), OFF];
-        let hints = ThreadHints { bound: Some(1), ..Default::default() };
+        let hints = ThreadHints {
+            bound: Some(1),
+            ..Default::default()
+        };
         assert_eq!(select_processor(&cpus, hints), Some(1));
-        let hints = ThreadHints { bound: Some(2), ..Default::default() };
+        let hints = ThreadHints {
+            bound: Some(2),
+            ..Default::default()
+        };
         assert_eq!(select_processor(&cpus, hints), None);
     }
 
@@ -84,25 +108,42 @@ mod tests {
     fn idle_first_preferring_the_last_processor() {
         let cpus = [busy(1), IDLE, IDLE];
         assert_eq!(select_processor(&cpus, ThreadHints::default()), Some(1));
-        let hints = ThreadHints { last_processor: Some(2), ..Default::default() };
+        let hints = ThreadHints {
+            last_processor: Some(2),
+            ..Default::default()
+        };
         assert_eq!(select_processor(&cpus, hints), Some(2));
     }
 
     #[test]
     fn least_loaded_unless_warm_and_close() {
         let cpus = [busy(3), busy(1), busy(4)];
-        let cold = ThreadHints { last_processor: Some(0), cache_warmth: 0, bound: None };
+        let cold = ThreadHints {
+            last_processor: Some(0),
+            cache_warmth: 0,
+            bound: None,
+        };
         assert_eq!(select_processor(&cpus, cold), Some(1));
-        let warm = ThreadHints { cache_warmth: 200, ..cold };
+        let warm = ThreadHints {
+            cache_warmth: 200,
+            ..cold
+        };
         assert_eq!(select_processor(&cpus, warm), Some(0));
-        let too_far = ThreadHints { last_processor: Some(2), ..warm };
+        let too_far = ThreadHints {
+            last_processor: Some(2),
+            ..warm
+        };
         assert_eq!(select_processor(&cpus, too_far), Some(1));
     }
 
     #[test]
     fn ineligible_processors_are_never_chosen() {
         let cpus = [OFF, busy(9), OFF];
-        let hints = ThreadHints { last_processor: Some(0), cache_warmth: 255, bound: None };
+        let hints = ThreadHints {
+            last_processor: Some(0),
+            cache_warmth: 255,
+            bound: None,
+        };
         assert_eq!(select_processor(&cpus, hints), Some(1));
         assert_eq!(select_processor(&[OFF, OFF], ThreadHints::default()), None);
         assert_eq!(select_processor(&[], ThreadHints::default()), None);

@@ -29,7 +29,11 @@ impl<T> Default for RunQueue<T> {
 
 impl<T> RunQueue<T> {
     pub const fn new() -> Self {
-        RunQueue { levels: [const { VecDeque::new() }; NRQS], bitmap: 0, count: 0 }
+        RunQueue {
+            levels: [const { VecDeque::new() }; NRQS],
+            bitmap: 0,
+            count: 0,
+        }
     }
 
     /// Runnable items queued.
@@ -79,7 +83,10 @@ impl<T> RunQueue<T> {
 
     /// Items from least to most urgent (the order a balancer looks for one to move).
     pub fn iter_least_urgent(&self) -> impl Iterator<Item = &T> {
-        self.levels.iter().rev().flat_map(|level| level.iter().rev())
+        self.levels
+            .iter()
+            .rev()
+            .flat_map(|level| level.iter().rev())
     }
 
     fn note_removed(&mut self, pri: usize) {

@@ -84,7 +84,8 @@ pub fn init_this_cpu() {
     let saved = cpu::irq_save();
     let me = this_processor();
     let idle = Thread::new_idle();
-    idle.last_processor.store(percpu::current_index() as u32, Ordering::Relaxed);
+    idle.last_processor
+        .store(percpu::current_index() as u32, Ordering::Relaxed);
     // SAFETY: our own processor, interrupts masked.
     unsafe {
         *me.idle.get() = Some(idle.clone());
@@ -116,7 +117,11 @@ pub fn kick(index: usize) {
 /// Make `thread` runnable on the processor the placement policy picks.
 pub fn setrun(thread: Arc<Thread>) {
     let n = percpu::cpu_count();
-    let mut loads = [ProcessorLoad { eligible: false, idle: false, load: 0 }; MAX_CPUS];
+    let mut loads = [ProcessorLoad {
+        eligible: false,
+        idle: false,
+        load: 0,
+    }; MAX_CPUS];
     for (i, load) in loads.iter_mut().enumerate().take(n) {
         let p = processor(i);
         let queued = p.runq.lock().len();
@@ -139,7 +144,9 @@ pub fn setrun(thread: Arc<Thread>) {
     thread.set_state(RunState::Running);
     processor(target).runq.lock().enqueue(thread, priority);
     let p = processor(target);
-    if p.running_idle.load(Ordering::Acquire) || priority < p.current_priority.load(Ordering::Acquire) {
+    if p.running_idle.load(Ordering::Acquire)
+        || priority < p.current_priority.load(Ordering::Acquire)
+    {
         kick(target);
     }
 }
@@ -183,10 +190,14 @@ pub fn schedule(how: Switch) {
     }
     next.on_cpu.store(true, Ordering::Relaxed);
     next.set_state(RunState::Running);
-    next.last_processor.store(percpu::current_index() as u32, Ordering::Relaxed);
+    next.last_processor
+        .store(percpu::current_index() as u32, Ordering::Relaxed);
     next.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
     me.running_idle.store(next.is_idle, Ordering::Release);
-    me.current_priority.store(next.sched_priority.load(Ordering::Relaxed), Ordering::Release);
+    me.current_priority.store(
+        next.sched_priority.load(Ordering::Relaxed),
+        Ordering::Release,
+    );
     me.context_switches.fetch_add(1, Ordering::Relaxed);
 
     if !prev.is_idle {
@@ -268,7 +279,9 @@ pub fn yield_now() -> bool {
 pub fn tick(from_user: bool) {
     let me = this_processor();
     // SAFETY: our own processor; called from the interrupt handler (interrupts masked).
-    let Some(current) = (unsafe { me.current.get().as_ref() }) else { return };
+    let Some(current) = (unsafe { me.current.get().as_ref() }) else {
+        return;
+    };
     if current.is_idle {
         me.idle_ticks.fetch_add(1, Ordering::Relaxed);
         if !me.runq.lock().is_empty() {
@@ -296,7 +309,8 @@ pub fn tick(from_user: bool) {
 pub fn ast_check() {
     let me = this_processor();
     // SAFETY: our own processor; called with interrupts masked on the way out of a trap.
-    let terminate = unsafe { me.current.get().as_ref() }.is_some_and(|t| !t.is_idle && t.should_terminate());
+    let terminate =
+        unsafe { me.current.get().as_ref() }.is_some_and(|t| !t.is_idle && t.should_terminate());
     if terminate {
         thread_exit();
     }
