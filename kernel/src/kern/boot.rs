@@ -166,7 +166,7 @@ fn check_when_tasks_gone() {
 
 /// Map the device tree read-only: its header first, for the size, then all of it.
 fn map_device_tree(dtb_pa: u64) -> Result<&'static [u8], ()> {
-    if dtb_pa == 0 || dtb_pa % 8 != 0 {
+    if dtb_pa == 0 || !dtb_pa.is_multiple_of(8) {
         return Err(());
     }
     let header = mmu::map_readonly(PhysAddr(dtb_pa), 64).map_err(|_| ())?;
@@ -226,7 +226,7 @@ fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: 
     let (free, total) = frame::counts();
     log::info!(
         "memory: {} MiB usable ({free} of {total} frames free)",
-        total * PAGE_SIZE as u64 >> 20
+        (total * PAGE_SIZE as u64) >> 20
     );
 }
 

@@ -17,7 +17,7 @@ impl<'a> BootArgs<'a> {
             .filter_map(|word| word.split_once('='))
             .filter(|(k, _)| *k == key)
             .map(|(_, v)| v)
-            .last()
+            .next_back()
     }
 
     /// Whether the bare word `flag` (or `flag=…`) appears.

@@ -97,7 +97,7 @@ fn release_from_spin_table(
     release_addr: u64,
     entry: u64,
 ) -> Result<(), &'static str> {
-    if release_addr % 8 != 0 {
+    if !release_addr.is_multiple_of(8) {
         return Err("misaligned cpu-release-addr");
     }
     // In RAM (as on the Pi 4) the word is reached through the linear map, so it is never

@@ -154,10 +154,10 @@ fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bo
 
 /// Temporary: a new thread in the caller's task at `entry(arg)` on `stack_top`.
 fn thread_create(thread: &Thread, entry: u64, stack_top: u64, arg: u64) -> Result<u64, KernReturn> {
-    if entry == 0 || entry >= VM_MAX_USER_ADDRESS || entry % 4 != 0 {
+    if entry == 0 || entry >= VM_MAX_USER_ADDRESS || !entry.is_multiple_of(4) {
         return Err(KernReturn::InvalidArgument);
     }
-    if stack_top == 0 || stack_top > VM_MAX_USER_ADDRESS || stack_top % 16 != 0 {
+    if stack_top == 0 || stack_top > VM_MAX_USER_ADDRESS || !stack_top.is_multiple_of(16) {
         return Err(KernReturn::InvalidAddress);
     }
     let new = Thread::new_user(&thread.task, entry, stack_top, arg)?;

@@ -45,7 +45,7 @@ const EC_BRK64: u8 = 0x3c;
 
 /// Fault status codes (ISS bits 5:0) of aborts: the kind is in bits 5:2.
 fn is_translation_or_permission(iss: u64) -> bool {
-    matches!((iss & 0x3f) >> 2, 0b0001 | 0b0010 | 0b0011)
+    matches!((iss & 0x3f) >> 2, 0b0001..=0b0011)
 }
 const FSC_ALIGNMENT: u64 = 0b10_0001;
 

@@ -43,11 +43,10 @@ impl Regions {
     }
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
-        if let Some((_, r)) = self.map.range(..start).next_back() {
-            if r.end > start {
+        if let Some((_, r)) = self.map.range(..start).next_back()
+            && r.end > start {
                 return true;
             }
-        }
         self.map.range(start..end).next().is_some()
     }
 
@@ -94,12 +93,11 @@ impl Regions {
 
     /// Split the region containing `addr` (strictly inside it) in two at `addr`.
     fn split_at(&mut self, addr: u64) {
-        if let Some((start, r)) = self.lookup(addr) {
-            if start < addr {
+        if let Some((start, r)) = self.lookup(addr)
+            && start < addr {
                 self.map.insert(start, Region { end: addr, ..r });
                 self.map.insert(addr, r);
             }
-        }
     }
 
     fn starts_in(&self, start: u64, end: u64) -> Vec<u64> {

@@ -18,7 +18,7 @@ libmach::main!(main);
 
 const THREADS: u32 = 8;
 /// Iterations of the spin loop per thread (a few instructions each).
-const ITERATIONS: u64 = 20_000_000;
+const ITERATIONS: u64 = 60_000_000;
 /// `swtch` every 2^20 iterations, `CURRENT_CPU` every 2^16 (masks of the low bits).
 const YIELD_MASK: u64 = (1 << 20) - 1;
 const CPU_MASK: u64 = (1 << 16) - 1;

@@ -185,7 +185,7 @@ fn map_one(root: u64, v: u64, p: u64, remaining: u64, attrs: u64) -> Result<u64,
     for (level, &shift) in LEVEL_SHIFT.iter().enumerate() {
         let index = ((v >> shift) & 511) as usize;
         let block = 1u64 << shift;
-        let can_block = level >= 1 && v % block == 0 && p % block == 0 && remaining >= block;
+        let can_block = level >= 1 && v.is_multiple_of(block) && p.is_multiple_of(block) && remaining >= block;
         let t = table_va(table);
         // SAFETY: `t` is a live translation table of the kernel (root or reached from it)
         // and the kernel-table lock is held.
@@ -315,7 +315,7 @@ fn map_window(
     let end = align_up(pa.0 + size, PAGE_SIZE as u64);
     let len = end - base;
     // Keep blocks usable: align the window address like the physical one, up to 2 MiB.
-    let align = if len >= 0x20_0000 && base % 0x20_0000 == 0 {
+    let align = if len >= 0x20_0000 && base.is_multiple_of(0x20_0000) {
         0x20_0000
     } else {
         PAGE_SIZE as u64

@@ -9,6 +9,7 @@ use super::mmu::desc;
 use crate::kern::sync::IrqSpinLock;
 use crate::mm::{PhysAddr, frame};
 use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
+use mach_abi::KernReturn;
 use tock_registers::interfaces::Readable;
 
 /// Access a user page allows.
@@ -101,9 +102,10 @@ impl UserPageTable {
         Some(unsafe { &mut (*table(t))[index] as *mut u64 })
     }
 
-    /// Map page `va` to frame `pa`. Fails if out of memory for a table.
-    pub fn map(&mut self, va: u64, pa: PhysAddr, perm: UserPerm) -> Result<(), ()> {
-        let leaf = self.leaf(va, true).ok_or(())?;
+    /// Map page `va` to frame `pa`. Fails with `KERN_RESOURCE_SHORTAGE` if out of memory for
+    /// a table.
+    pub fn map(&mut self, va: u64, pa: PhysAddr, perm: UserPerm) -> Result<(), KernReturn> {
+        let leaf = self.leaf(va, true).ok_or(KernReturn::ResourceShortage)?;
         // SAFETY: `leaf` points into this map's last-level table (see `leaf`).
         unsafe { leaf.write_volatile(pa.as_u64() | leaf_bits(perm)) };
         barrier();

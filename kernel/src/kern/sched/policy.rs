@@ -40,11 +40,10 @@ pub fn select_processor(cpus: &[ProcessorLoad], thread: ThreadHints) -> Option<u
     let last = thread
         .last_processor
         .filter(|&i| cpus.get(i).is_some_and(|p| p.eligible));
-    if let Some(i) = last {
-        if cpus[i].idle {
+    if let Some(i) = last
+        && cpus[i].idle {
             return Some(i);
         }
-    }
     if let Some(i) = cpus.iter().position(|p| p.eligible && p.idle) {
         return Some(i);
     }
