@@ -63,6 +63,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     init_memory(config, load_pa, dtb_pa, dtb.len() as u64);
     init_interrupts(config, &args);
     cpu::enable_fp();
+    crate::arch::timer::allow_user_counter();
     let pan = cpu::enable_pan();
     sched::init_this_cpu();
     BOOT_CPU.store(me as u32, Ordering::Relaxed);

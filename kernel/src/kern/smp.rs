@@ -128,6 +128,7 @@ pub fn secondary_start(index: usize) -> ! {
         cpu::halt();
     }
     cpu::enable_fp();
+    crate::arch::timer::allow_user_counter();
     cpu::enable_pan();
     crate::kern::sched::init_this_cpu();
     percpu::current().set_state(CpuState::Online);

@@ -70,10 +70,16 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         }
         traps::SWTCH_PRI | traps::SWTCH => frame.x[0] = u64::from(sched::yield_now()),
         traps::THREAD_SWITCH => {
-            if a[1] > traps::SWITCH_OPTION_WAIT {
-                return ret(frame, KernReturn::InvalidArgument);
+            // GNU Mach `thread_switch(thread, option, time)`: WAIT sleeps for `time` ms
+            // (or until woken); NONE and DEPRESS yield. The thread hint and priority
+            // depression are not implemented.
+            match a[1] {
+                traps::SWITCH_OPTION_NONE | traps::SWITCH_OPTION_DEPRESS => {
+                    sched::yield_now();
+                }
+                traps::SWITCH_OPTION_WAIT => sched::sleep_ms(a[2] & 0xffff_ffff),
+                _ => return ret(frame, KernReturn::InvalidArgument),
             }
-            sched::yield_now();
             ret(frame, KernReturn::Success);
         }
         traps::VM_ALLOCATE => frame.x[0] = vm_allocate(thread, a[0], a[1], a[2], a[3] != 0),

@@ -243,6 +243,7 @@ impl Thread {
     /// Ask the thread to terminate at its next return to user mode.
     pub fn request_termination(&self) {
         self.terminate.store(true, Ordering::Release);
+        crate::kern::sched::wake_sleeper(self);
         let cpu = self.last_processor.load(Ordering::Relaxed);
         if cpu != NO_PROCESSOR {
             crate::kern::sched::kick(cpu as usize);

@@ -44,9 +44,10 @@ impl Regions {
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
         if let Some((_, r)) = self.map.range(..start).next_back()
-            && r.end > start {
-                return true;
-            }
+            && r.end > start
+        {
+            return true;
+        }
         self.map.range(start..end).next().is_some()
     }
 
@@ -94,10 +95,11 @@ impl Regions {
     /// Split the region containing `addr` (strictly inside it) in two at `addr`.
     fn split_at(&mut self, addr: u64) {
         if let Some((start, r)) = self.lookup(addr)
-            && start < addr {
-                self.map.insert(start, Region { end: addr, ..r });
-                self.map.insert(addr, r);
-            }
+            && start < addr
+        {
+            self.map.insert(start, Region { end: addr, ..r });
+            self.map.insert(addr, r);
+        }
     }
 
     fn starts_in(&self, start: u64, end: u64) -> Vec<u64> {
@@ -176,7 +178,7 @@ mod tests {
         r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
             .unwrap();
         assert_eq!(r.insert(0x1f * P, 0x30 * P, 1, 7), Err(KernReturn::NoSpace));
-        assert_eq!(r.insert(0x0 * P, 0x11 * P, 1, 7), Err(KernReturn::NoSpace));
+        assert_eq!(r.insert(0, 0x11 * P, 1, 7), Err(KernReturn::NoSpace));
         assert_eq!(r.insert(0x12 * P, 0x13 * P, 1, 7), Err(KernReturn::NoSpace));
         r.insert(0x20 * P, 0x21 * P, 1, 7).unwrap();
         assert_eq!(r.lookup(0x1f * P + 5).map(|(s, _)| s), Some(0x10 * P));

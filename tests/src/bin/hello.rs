@@ -57,10 +57,11 @@ fn main(args: &Args) -> i32 {
         libmach::mach_host_self()
     ));
 
-    c.check_eq(
+    let word = DATA_WORD.load(Ordering::Relaxed);
+    c.check(
+        word == 0x1234_5678_9abc_def0,
         "initialised .data word",
-        DATA_WORD.load(Ordering::Relaxed),
-        0x1234_5678_9abc_def0,
+        format_args!("{:#x}, expected 0x123456789abcdef0", word),
     );
     let bss_nonzero = BSS_WORDS
         .iter()

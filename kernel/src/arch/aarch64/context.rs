@@ -17,14 +17,12 @@ pub struct Context {
 
 /// User FP/SIMD state: v0-v31, FPSR, FPCR (AARCH64_FLOAT_STATE's first fields).
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug)]
-#[derive(Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FpState {
     pub v: [u128; 32],
     pub fpsr: u64,
     pub fpcr: u64,
 }
-
 
 unsafe extern "C" {
     /// Save the running context into `prev`, mark `prev` off-CPU by clearing `*prev_on_cpu`

@@ -185,7 +185,8 @@ fn map_one(root: u64, v: u64, p: u64, remaining: u64, attrs: u64) -> Result<u64,
     for (level, &shift) in LEVEL_SHIFT.iter().enumerate() {
         let index = ((v >> shift) & 511) as usize;
         let block = 1u64 << shift;
-        let can_block = level >= 1 && v.is_multiple_of(block) && p.is_multiple_of(block) && remaining >= block;
+        let can_block =
+            level >= 1 && v.is_multiple_of(block) && p.is_multiple_of(block) && remaining >= block;
         let t = table_va(table);
         // SAFETY: `t` is a live translation table of the kernel (root or reached from it)
         // and the kernel-table lock is held.

@@ -18,3 +18,10 @@ pub fn arm(ticks: u64) {
     CNTV_TVAL_EL0.set(ticks.min(u32::MAX as u64));
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
+
+/// Let user mode read the virtual counter (`CNTVCT_EL0`) and its frequency, as Linux does:
+/// programs measure time without a trap. The timers themselves stay the kernel's.
+pub fn allow_user_counter() {
+    use aarch64_cpu::registers::CNTKCTL_EL1;
+    CNTKCTL_EL1.write(CNTKCTL_EL1::EL0VCTEN::SET);
+}

@@ -41,9 +41,10 @@ pub fn select_processor(cpus: &[ProcessorLoad], thread: ThreadHints) -> Option<u
         .last_processor
         .filter(|&i| cpus.get(i).is_some_and(|p| p.eligible));
     if let Some(i) = last
-        && cpus[i].idle {
-            return Some(i);
-        }
+        && cpus[i].idle
+    {
+        return Some(i);
+    }
     if let Some(i) = cpus.iter().position(|p| p.eligible && p.idle) {
         return Some(i);
     }

@@ -226,8 +226,8 @@ pub fn schedule(how: Switch) {
             // SAFETY: as above. The zombie keeps `prev` alive until the switch is over.
             unsafe { *me.zombie.get() = Some(prev) };
         }
-        Switch::Block => prev.set_state(RunState::Waiting),
-        Switch::Yield => drop(prev),
+        // The caller set Waiting before it let anyone wake the thread.
+        Switch::Block | Switch::Yield => drop(prev),
     }
     // SAFETY: as above. `current` keeps `next` alive.
     unsafe { *me.current.get() = Some(next) };
@@ -275,8 +275,12 @@ pub fn yield_now() -> bool {
     others
 }
 
-/// The timer tick's share of scheduling: charge the tick and count down the quantum.
+/// The timer tick's share of scheduling: wake expired sleepers, charge the tick and count
+/// down the quantum.
 pub fn tick(from_user: bool) {
+    if percpu::current_index() == crate::kern::boot::boot_cpu() {
+        wake_expired_sleepers();
+    }
     let me = this_processor();
     // SAFETY: our own processor; called from the interrupt handler (interrupts masked).
     let Some(current) = (unsafe { me.current.get().as_ref() }) else {
@@ -348,4 +352,114 @@ pub fn note_tasks_gone() {
 /// Whether every user task has gone (and been freed).
 pub fn tasks_gone() -> bool {
     TASKS_GONE.load(Ordering::Acquire)
+}
+
+/// Threads waiting for a deadline (counter value), woken by the timer tick.
+static SLEEPERS: IrqSpinLock<alloc::vec::Vec<(u64, Arc<Thread>)>> =
+    IrqSpinLock::new(alloc::vec::Vec::new());
+
+/// Block the running thread until the counter reaches `deadline` (or it is woken early
+/// because it must terminate).
+pub fn sleep_until(deadline: u64) {
+    let saved = cpu::irq_save();
+    {
+        let me = current_thread();
+        me.set_state(RunState::Waiting);
+        SLEEPERS.lock().push((deadline, me));
+    }
+    schedule(Switch::Block);
+    cpu::irq_restore(saved);
+}
+
+/// Block the running thread for `ms` milliseconds.
+pub fn sleep_ms(ms: u64) {
+    let freq = crate::arch::timer::frequency();
+    let ticks = ms.saturating_mul(freq) / 1000;
+    sleep_until(crate::arch::timer::counter().saturating_add(ticks));
+}
+
+/// Wake the sleepers whose deadline has passed (from the timer tick).
+fn wake_expired_sleepers() {
+    let now = crate::arch::timer::counter();
+    let mut woken = alloc::vec::Vec::new();
+    {
+        let mut sleepers = SLEEPERS.lock();
+        let mut i = 0;
+        while i < sleepers.len() {
+            if sleepers[i].0 <= now {
+                woken.push(sleepers.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    for thread in woken {
+        setrun(thread);
+    }
+}
+
+/// Wake `thread` now if it sleeps (it has been asked to terminate).
+pub fn wake_sleeper(thread: &Thread) {
+    let found = {
+        let mut sleepers = SLEEPERS.lock();
+        sleepers
+            .iter()
+            .position(|(_, t)| core::ptr::eq(Arc::as_ptr(t), thread))
+            .map(|i| sleepers.swap_remove(i).1)
+    };
+    if let Some(t) = found {
+        setrun(t);
+    }
+}
+
+/// Threads blocked until another thread wakes them (the kernel's wait queues).
+pub struct WaitQueue {
+    waiters: IrqSpinLock<alloc::collections::VecDeque<Arc<Thread>>>,
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WaitQueue {
+    pub const fn new() -> Self {
+        WaitQueue {
+            waiters: IrqSpinLock::new(alloc::collections::VecDeque::new()),
+        }
+    }
+
+    /// Block the running thread until `wake_one` or `wake_all`. `still_needed` is checked
+    /// under the queue's lock: if it returns false the thread does not sleep (the event it
+    /// waits for already happened), so no wake-up is lost.
+    pub fn wait(&self, still_needed: impl FnOnce() -> bool) {
+        let saved = cpu::irq_save();
+        {
+            let mut waiters = self.waiters.lock();
+            if !still_needed() {
+                cpu::irq_restore(saved);
+                return;
+            }
+            let me = current_thread();
+            me.set_state(RunState::Waiting);
+            waiters.push_back(me);
+        }
+        schedule(Switch::Block);
+        cpu::irq_restore(saved);
+    }
+
+    /// Make the longest waiter runnable; false if none waited.
+    pub fn wake_one(&self) -> bool {
+        let thread = self.waiters.lock().pop_front();
+        thread.map(setrun).is_some()
+    }
+
+    /// Make every waiter runnable; returns how many.
+    pub fn wake_all(&self) -> usize {
+        let all: alloc::vec::Vec<_> = self.waiters.lock().drain(..).collect();
+        let n = all.len();
+        all.into_iter().for_each(setrun);
+        n
+    }
 }
