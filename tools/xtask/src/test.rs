@@ -284,6 +284,15 @@ pub fn run_all() -> Result<u8> {
         Some(2..) => 2,
         _ => 1,
     };
+    // Prerequisites first: the host tests read the Pi 4 device tree from the cache (and
+    // QEMU dumps its own version of it), so fetch it before they run. A failure here is
+    // reported again by the QEMU runs that need it.
+    if let Err(e) = prereq::ensure_rust_targets()
+        .and_then(|()| prereq::ensure_qemu())
+        .and_then(|()| prereq::ensure_pi4_dtb(&prereq::dtb_cache_dir()).map(drop))
+    {
+        println!("xtask: prerequisites: {e}");
+    }
     let mut totals = host_tests()?;
     let mut matrix = boot_matrix();
     match kernel::initrd().and_then(|initrd| {
