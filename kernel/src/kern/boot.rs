@@ -26,7 +26,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     mmu::init(load_pa);
     mmu::protect_image();
     exception::install_vectors();
-    percpu::init_this_cpu(0);
+    percpu::init_this_cpu(0, None);
 
     let dtb = match map_device_tree(dtb_pa) {
         Ok(dtb) => dtb,
@@ -43,7 +43,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
 
     // The tree lists CPUs in its own order; index 0 is the first there, which need not be us.
     let me = config.cpu_index_of_mpidr(cpu::mpidr()).unwrap_or(0);
-    percpu::init_this_cpu(me);
+    percpu::init_this_cpu(me, None);
     percpu::set_cpu_count(config.cpus.len());
     percpu::current().set_state(CpuState::Online);
 
@@ -78,6 +78,9 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
 
     if args.get("halt-after") == Some("boot") {
         boot_check(config, online);
+    }
+    if let Some(how) = args.get("crash") {
+        crash(how);
     }
     match config.initrd {
         Some(initrd) => start_init(initrd, &args),
@@ -257,6 +260,35 @@ fn init_interrupts(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
     }
     log::info!("timer: {} Hz counter, {hz} Hz tick", timer::frequency());
     cpu::irq_enable();
+}
+
+/// `crash=panic|stack-overflow|null`: fail on purpose, to show (and let the test matrix
+/// check) how the kernel reports its own failures: exit status 2 with a report.
+fn crash(how: &str) {
+    #[inline(never)]
+    fn recurse(depth: u64) -> u64 {
+        let mut frame = [depth; 64];
+        core::hint::black_box(&mut frame);
+        if core::hint::black_box(depth) == u64::MAX {
+            return 0;
+        }
+        recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+    }
+    log::warn!("crash={how} requested");
+    match how {
+        "panic" => panic!("crash=panic requested on the command line"),
+        "stack-overflow" => {
+            core::hint::black_box(recurse(0));
+        }
+        "null" => {
+            // SAFETY: deliberately unsound: reading address 0 must fault (page 0 is never
+            // mapped) and be reported as a kernel exception.
+            let v =
+                unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) };
+            core::hint::black_box(v);
+        }
+        other => log::error!("crash={other}: unknown; expected panic, stack-overflow or null"),
+    }
 }
 
 /// `halt-after=boot`: wait until every online CPU has taken a timer interrupt and an IPI,

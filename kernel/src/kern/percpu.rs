@@ -18,7 +18,12 @@ pub enum CpuState {
     Failed = 2,
 }
 
+/// Kept `repr(C)` with `emergency_sp` first: the exception vectors read it (`vectors.s`).
+#[repr(C)]
 pub struct PerCpu {
+    /// Top of a small stack for reporting a fatal kernel exception, which may be a kernel
+    /// stack overflow: then the faulting stack cannot take the trap frame.
+    pub emergency_sp: AtomicU64,
     pub index: AtomicU32,
     pub mpidr: AtomicU64,
     state: AtomicU8,
@@ -35,6 +40,7 @@ pub struct PerCpu {
 impl PerCpu {
     const fn new() -> Self {
         PerCpu {
+            emergency_sp: AtomicU64::new(0),
             index: AtomicU32::new(0),
             mpidr: AtomicU64::new(0),
             state: AtomicU8::new(CpuState::Offline as u8),
@@ -80,9 +86,22 @@ pub fn cpu(index: usize) -> &'static PerCpu {
     &CPUS[index.min(MAX_CPUS - 1)]
 }
 
-/// Make slot `index` this CPU's own.
-pub fn init_this_cpu(index: usize) {
+/// Bytes of each CPU's emergency stack.
+pub const EMERGENCY_STACK_SIZE: usize = 8192;
+
+#[repr(C, align(16))]
+struct EmergencyStack([u8; EMERGENCY_STACK_SIZE]);
+
+/// The boot CPU's emergency stack (the others get theirs from `kern::smp`).
+static mut BOOT_EMERGENCY_STACK: EmergencyStack = EmergencyStack([0; EMERGENCY_STACK_SIZE]);
+
+/// Make slot `index` this CPU's own. `emergency_top`: its emergency stack, or `None` for
+/// the boot CPU's static one.
+pub fn init_this_cpu(index: usize, emergency_top: Option<u64>) {
     let slot = cpu(index);
+    let boot_top = (&raw const BOOT_EMERGENCY_STACK) as u64 + EMERGENCY_STACK_SIZE as u64;
+    slot.emergency_sp
+        .store(emergency_top.unwrap_or(boot_top), Ordering::Relaxed);
     slot.index.store(index as u32, Ordering::Relaxed);
     slot.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     cpu::set_local(slot as *const PerCpu as *const ());

@@ -64,6 +64,12 @@ fn start_one(
     entry: u64,
 ) -> Result<(), &'static str> {
     let top = alloc_kernel_stack(index).ok_or("no memory for its kernel stack")?;
+    let emergency = frame::alloc(percpu::EMERGENCY_STACK_SIZE / PAGE_SIZE)
+        .ok_or("no memory for its emergency stack")?;
+    EMERGENCY_TOPS[index.min(crate::devtree::MAX_CPUS - 1)].store(
+        emergency.to_linear().as_u64() + percpu::EMERGENCY_STACK_SIZE as u64,
+        core::sync::atomic::Ordering::Relaxed,
+    );
     START_SLOT.fill(info.mpidr, top.as_u64(), index);
     match info.enable {
         EnableMethod::Psci => {
@@ -119,10 +125,15 @@ fn release_from_spin_table(
     Ok(())
 }
 
+/// Each secondary CPU's emergency stack, allocated by the boot CPU before starting it.
+static EMERGENCY_TOPS: [core::sync::atomic::AtomicU64; crate::devtree::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; crate::devtree::MAX_CPUS];
+
 /// A secondary CPU's first Rust code (boot.s `secondary_high`).
 pub fn secondary_start(index: usize) -> ! {
+    let emergency = EMERGENCY_TOPS[index].load(core::sync::atomic::Ordering::Relaxed);
+    percpu::init_this_cpu(index, Some(emergency));
     exception::install_vectors();
-    percpu::init_this_cpu(index);
     if !irq::init_this_cpu() {
         log::error!("cpu{index}: no GIC interface for MPIDR {:#x}", cpu::mpidr());
         cpu::halt();

@@ -31,6 +31,29 @@ pub fn kernel_exception(frame: &mut TrapFrame, kind: VectorKind) -> ! {
     power_off(ExitStatus::Panic)
 }
 
+/// A synchronous exception taken at EL1 (reported from the emergency stack): always a bug.
+/// A data abort whose address is just below the stack pointer of the time is named as a
+/// kernel stack overflow.
+pub fn kernel_sync_exception(frame: &mut TrapFrame, old_sp: u64) -> ! {
+    let class = esr_class(frame.esr);
+    // Within 64 KiB below to 4 KiB above the stack pointer: a push into the guard page.
+    let overflow =
+        class == 0x25 && frame.far.wrapping_sub(old_sp).wrapping_add(64 * 1024) < 68 * 1024;
+    print_emergency(format_args!(
+        "\nkernel: {} on cpu{}: {} (sp {:#x})\n{}",
+        if overflow {
+            "kernel stack overflow"
+        } else {
+            "unexpected synchronous exception"
+        },
+        percpu::current_index(),
+        esr_class_name(class),
+        old_sp,
+        frame
+    ));
+    power_off(ExitStatus::Panic)
+}
+
 // ESR_EL1 exception classes (Arm ARM D19.2.40) that user mode can cause.
 const EC_UNKNOWN: u8 = 0x00;
 const EC_ILLEGAL_STATE: u8 = 0x0e;

@@ -45,7 +45,6 @@ fn main(_args: &Args) -> i32 {
     let errors = alloc_counter();
     let mut handles = alloc::vec::Vec::new();
     for _ in 0..SLEEPERS {
-        let errors = errors;
         handles.push(thread::spawn(move || {
             let mut shortest = u64::MAX;
             for _ in 0..ROUNDS {

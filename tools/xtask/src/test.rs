@@ -36,6 +36,8 @@ pub struct QemuTest {
     pub expect_text: Vec<String>,
     /// Lines that fail the run wherever they appear.
     pub fail_on: Vec<String>,
+    /// The exit status the run must end with (0, or 2 for the kernel's own failure reports).
+    pub status: i32,
 }
 
 impl QemuTest {
@@ -63,6 +65,7 @@ impl QemuTest {
             expect: vec![cpus_online(smp)],
             expect_text: Vec::new(),
             fail_on: vec![USER_FAIL_MARKER.to_owned()],
+            status: 0,
         }
     }
 }
@@ -85,6 +88,31 @@ pub fn boot_matrix() -> Vec<QemuTest> {
     runs.push(QemuTest::boot(Board::Virt, 4, Gic::V3, true));
     runs.push(QemuTest::boot(Board::Rpi4, 4, Gic::V2, false));
     runs
+}
+
+/// The kernel failing on purpose (`crash=`): each must be reported, and end with status 2.
+pub fn crash_matrix() -> Vec<QemuTest> {
+    [
+        ("panic", "kernel panic on cpu0: panicked at"),
+        ("stack-overflow", "kernel: kernel stack overflow on cpu0"),
+        (
+            "null",
+            "kernel: unexpected synchronous exception on cpu0: data abort from EL1",
+        ),
+    ]
+    .into_iter()
+    .map(|(how, report)| {
+        let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+        QemuTest {
+            name: format!("crash-{how}-{}", boot.name),
+            bootargs: format!("crash={how}"),
+            expect: Vec::new(),
+            expect_text: vec![report.to_owned()],
+            status: 2,
+            ..boot
+        }
+    })
+    .collect()
 }
 
 /// Machines the user-mode suite runs on: 1, 2 and 4 CPUs on both GIC versions, and the Pi 4.
@@ -242,11 +270,12 @@ pub fn judge(
             ));
         }
     }
-    if outcome.status != 0 {
+    if outcome.status != test.status {
         return Err(format!(
-            "exit status {} ({})",
+            "exit status {} ({}), expected {}",
             outcome.status,
-            qemu::describe_status(outcome.status)
+            qemu::describe_status(outcome.status),
+            test.status
         ));
     }
     let missing: Vec<&str> = test
@@ -295,6 +324,7 @@ pub fn run_all() -> Result<u8> {
     }
     let mut totals = host_tests()?;
     let mut matrix = boot_matrix();
+    matrix.extend(crash_matrix());
     match kernel::initrd().and_then(|initrd| {
         let programs =
             crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;

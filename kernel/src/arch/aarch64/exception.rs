@@ -105,8 +105,10 @@ pub fn install_vectors() {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
-extern "C" fn el1_sync(frame: &mut TrapFrame, kind: VectorKind) {
-    crate::kern::trap::kernel_exception(frame, kind);
+/// A synchronous exception at EL1, on the emergency stack; `old_sp` is the stack pointer
+/// when it happened.
+extern "C" fn el1_sync(frame: &mut TrapFrame, old_sp: u64) {
+    crate::kern::trap::kernel_sync_exception(frame, old_sp);
 }
 
 extern "C" fn el0_sync(frame: &mut TrapFrame, kind: VectorKind) {
@@ -136,4 +138,5 @@ core::arch::global_asm!(
     EL0_SYNC = sym el0_sync,
     IRQ = sym irq,
     UNEXPECTED = sym unexpected,
+    PERCPU_EMERGENCY_SP = const core::mem::offset_of!(crate::kern::percpu::PerCpu, emergency_sp),
 );

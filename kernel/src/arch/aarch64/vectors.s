@@ -74,7 +74,8 @@ exception_vectors:
     VECTOR {UNEXPECTED}, 2
     VECTOR {UNEXPECTED}, 3
     // Current EL with SP_EL1: the kernel.
-    VECTOR {EL1_SYNC}, 4
+.balign 0x80
+    b       el1_sync_on_emergency_stack
     VECTOR {IRQ}, 5
     VECTOR {UNEXPECTED}, 6
     VECTOR {UNEXPECTED}, 7
@@ -92,3 +93,22 @@ exception_vectors:
 .global exception_return
 exception_return:
     RESTORE_FRAME
+
+// A synchronous exception in the kernel is always fatal (the kernel never faults on
+// purpose: user memory is reached by software translation). It may be a kernel stack
+// overflow into a guard page, so the report runs on this CPU's emergency stack
+// (PerCpu.emergency_sp, through TPIDR_EL1). TPIDRRO_EL0 and TPIDR_EL0 serve as scratch for
+// x0 and the old sp: their user values do not matter any more.
+el1_sync_on_emergency_stack:
+    msr     tpidrro_el0, x0
+    mov     x0, sp
+    msr     tpidr_el0, x0
+    mrs     x0, tpidr_el1
+    ldr     x0, [x0, #{PERCPU_EMERGENCY_SP}]
+    mov     sp, x0
+    mrs     x0, tpidrro_el0
+    SAVE_FRAME
+    mov     x0, sp
+    mrs     x1, tpidr_el0
+    bl      {EL1_SYNC}
+    b       exception_return
