@@ -2,6 +2,8 @@
 //! device tree, console, memory, interrupt controller, timer, secondary CPUs, W^X. Also the
 //! boot check (`halt-after=boot`).
 
+extern crate alloc;
+
 use crate::arch::{cpu, exception, mmu, timer};
 use crate::devtree::{self, GicInfo, MachineConfig, PhysRange};
 use crate::drivers::gic::{Gic, v2::GicV2, v3::GicV3};
@@ -121,11 +123,9 @@ fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
         power_off(ExitStatus::TestFailed)
     };
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
-    let argv = [
-        entry.name,
-        placeholder_decimal(syscall::placeholder_names::HOST_PRIV),
-        placeholder_decimal(syscall::placeholder_names::DEVICE),
-    ];
+    let host_priv = alloc::format!("{}", syscall::placeholder_names::HOST_PRIV);
+    let device = alloc::format!("{}", syscall::placeholder_names::DEVICE);
+    let argv = [entry.name, host_priv.as_str(), device.as_str()];
     match loader::start_program(entry.name, entry.data, &argv) {
         Ok(task) => {
             log::info!("started {} as task {}", entry.name, task.id);
@@ -137,14 +137,6 @@ fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
         }
     }
     sched::idle_loop(check_when_tasks_gone)
-}
-
-fn placeholder_decimal(name: u32) -> &'static str {
-    match name {
-        syscall::placeholder_names::HOST_PRIV => "3",
-        syscall::placeholder_names::DEVICE => "4",
-        _ => "0",
-    }
 }
 
 /// The boot CPU's idle hook: once every user task has gone, compare the free frames with

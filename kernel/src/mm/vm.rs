@@ -169,7 +169,7 @@ impl VmMap {
             return Err(KernReturn::InvalidAddress);
         }
         let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
-        if region.prot & access.needs() == 0 || (access == Access::Read && region.prot == 0) {
+        if region.prot & access.needs() == 0 {
             return Err(KernReturn::ProtectionFailure);
         }
         let page = align_down(va, PAGE_SIZE);
