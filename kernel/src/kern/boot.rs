@@ -146,6 +146,7 @@ fn check_when_tasks_gone() {
         return;
     }
     let before = FRAMES_BEFORE.load(Ordering::Relaxed);
+    thread::purge_dead_stacks();
     let (after, total) = frame::counts();
     crate::println!(
         "kernel: all tasks exited; free frames {after} of {total}, {before} before the first task"

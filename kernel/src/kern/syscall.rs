@@ -111,6 +111,7 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         temporary::THREAD_EXIT => thread.request_termination(),
         temporary::CURRENT_CPU => frame.x[0] = percpu::current_index() as u64,
         temporary::FRAME_COUNTS => {
+            crate::kern::thread::purge_dead_stacks();
             let (free, total) = frame::counts();
             frame.x[0] = free;
             frame.x[1] = total;

@@ -7,6 +7,7 @@ extern crate alloc;
 use crate::kern::sync::IrqSpinLock;
 use crate::kern::thread::Thread;
 use crate::mm::vm::VmMap;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -18,8 +19,8 @@ pub struct Task {
     pub name: String,
     /// The user address space (`None` for the kernel task).
     pub map: Option<IrqSpinLock<VmMap>>,
-    /// Threads, for termination; dead ones are pruned as they exit.
-    pub threads: IrqSpinLock<Vec<Weak<Thread>>>,
+    /// Threads by id, for termination; each removes itself as it exits.
+    pub threads: IrqSpinLock<BTreeMap<u64, Weak<Thread>>>,
     /// Threads not yet terminated.
     pub live_threads: AtomicUsize,
     pub terminating: AtomicBool,
@@ -41,7 +42,7 @@ impl Task {
                     id: 0,
                     name: String::from("kernel"),
                     map: None,
-                    threads: IrqSpinLock::new(Vec::new()),
+                    threads: IrqSpinLock::new(BTreeMap::new()),
                     live_threads: AtomicUsize::new(0),
                     terminating: AtomicBool::new(false),
                     ttbr0: 0,
@@ -59,7 +60,7 @@ impl Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: String::from(name),
             map: Some(IrqSpinLock::new(map)),
-            threads: IrqSpinLock::new(Vec::new()),
+            threads: IrqSpinLock::new(BTreeMap::new()),
             live_threads: AtomicUsize::new(0),
             terminating: AtomicBool::new(false),
             ttbr0,
@@ -77,7 +78,7 @@ impl Task {
         let threads: Vec<Arc<Thread>> = self
             .threads
             .lock()
-            .iter()
+            .values()
             .filter_map(Weak::upgrade)
             .collect();
         for thread in threads {

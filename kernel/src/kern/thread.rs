@@ -64,6 +64,13 @@ const STACK_PAGES: usize = (KERNEL_STACK_SIZE / PAGE_SIZE as u64) as usize;
 
 impl KernelStack {
     fn new() -> Result<Self, KernReturn> {
+        Self::try_new().or_else(|_| {
+            purge_dead_stacks();
+            Self::try_new()
+        })
+    }
+
+    fn try_new() -> Result<Self, KernReturn> {
         let slot = {
             let mut s = SLOTS.lock();
             match s.free.pop() {
@@ -102,12 +109,41 @@ impl KernelStack {
     }
 }
 
+/// Stacks of dead threads, still mapped: they are unmapped in batches with one broadcast
+/// TLB invalidation per batch (a flush per page would stop every CPU four times per thread
+/// exit), and only then are their frames and slots reused.
+static DEAD_STACKS: IrqSpinLock<Vec<(u32, PhysAddr)>> = IrqSpinLock::new(Vec::new());
+const DEAD_STACK_BATCH: usize = 32;
+
+/// Unmap the dead threads' stacks and give their frames and slots back. Run before frames
+/// are counted, and whenever a batch is full or memory for a new stack is short.
+pub fn purge_dead_stacks() {
+    let dead = core::mem::take(&mut *DEAD_STACKS.lock());
+    if dead.is_empty() {
+        return;
+    }
+    for &(slot, _) in &dead {
+        let (low, _) = stack_slot(slot as u64);
+        mmu::unmap_deferred(VirtAddr(low), KERNEL_STACK_SIZE);
+    }
+    mmu::flush_kernel_tlb();
+    let mut slots = SLOTS.lock();
+    for (slot, pa) in dead {
+        frame::free(pa, STACK_PAGES);
+        slots.free.push(slot);
+    }
+}
+
 impl Drop for KernelStack {
     fn drop(&mut self) {
-        let (low, _) = stack_slot(self.slot as u64);
-        mmu::unmap(VirtAddr(low), KERNEL_STACK_SIZE);
-        frame::free(self.pa, STACK_PAGES);
-        SLOTS.lock().free.push(self.slot);
+        let full = {
+            let mut dead = DEAD_STACKS.lock();
+            dead.push((self.slot, self.pa));
+            dead.len() >= DEAD_STACK_BATCH
+        };
+        if full {
+            purge_dead_stacks();
+        }
     }
 }
 
@@ -210,7 +246,9 @@ impl Thread {
             false,
         ));
         task.live_threads.fetch_add(1, Ordering::AcqRel);
-        task.threads.lock().push(Arc::downgrade(&thread));
+        task.threads
+            .lock()
+            .insert(thread.id, Arc::downgrade(&thread));
         Ok(thread)
     }
 
@@ -257,11 +295,7 @@ impl Thread {
     /// Take the thread out of its task's accounts (it is exiting).
     pub fn detach_from_task(self: &Arc<Self>) {
         self.task.live_threads.fetch_sub(1, Ordering::AcqRel);
-        let me = Arc::as_ptr(self);
-        self.task
-            .threads
-            .lock()
-            .retain(|w| w.as_ptr() != me && w.strong_count() > 0);
+        self.task.threads.lock().remove(&self.id);
     }
 }
 

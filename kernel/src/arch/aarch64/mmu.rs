@@ -257,23 +257,24 @@ pub fn prepare_tables(va: VirtAddr, size: u64) -> Result<(), MapError> {
     Ok(())
 }
 
-/// Unmap the pages of `[va, va + size)` (mapped with pages, not blocks) on every CPU.
-pub fn unmap(va: VirtAddr, size: u64) {
+/// Unmap the pages of `[va, va + size)` (mapped with pages, not blocks) without flushing
+/// the TLBs: the caller must `flush_kernel_tlb` before the frames or the range are reused.
+/// Lets a batch of unmappings share one broadcast invalidation.
+pub fn unmap_deferred(va: VirtAddr, size: u64) {
     let _guard = KERNEL_TABLES.lock();
     let mut at = va.0;
     while at < va.0 + size {
         if let Some(leaf) = kernel_leaf(at, false) {
             // SAFETY: `leaf` is a kernel last-level entry and the lock is held.
             unsafe { leaf.write_volatile(0) };
-            // SAFETY: TLB invalidation of one kernel page on all CPUs.
-            unsafe {
-                core::arch::asm!("dsb ishst", "tlbi vaae1is, {}", "dsb ish", in(reg) (at >> 12) & ((1 << 44) - 1), options(nostack))
-            };
         }
         at += PAGE_SIZE as u64;
     }
-    // SAFETY: completes the invalidations above.
-    unsafe { core::arch::asm!("isb", options(nostack)) };
+}
+
+/// Invalidate every kernel translation on every CPU (completes `unmap_deferred`).
+pub fn flush_kernel_tlb() {
+    flush_tlb_all();
 }
 
 fn barrier_after_map() {
