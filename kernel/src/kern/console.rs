@@ -68,14 +68,21 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = Writer(&port).write_fmt(args);
 }
 
-/// Print raw bytes (a user program's `mach_print`); invalid UTF-8 goes out as it is.
+/// Print raw bytes (a user program's `mach_print`); invalid UTF-8 goes out as it is. The
+/// console is taken a line (at most 128 bytes) at a time, so that a long string on a slow
+/// UART does not keep interrupts masked and other CPUs waiting for all of its length.
 pub fn print_bytes(bytes: &[u8]) {
-    let port = PORT.lock();
-    for &b in bytes {
-        if b == b'\n' {
-            port.put_byte(b'\r');
+    for piece in bytes
+        .split_inclusive(|&b| b == b'\n')
+        .flat_map(|line| line.chunks(128))
+    {
+        let port = PORT.lock();
+        for &b in piece {
+            if b == b'\n' {
+                port.put_byte(b'\r');
+            }
+            port.put_byte(b);
         }
-        port.put_byte(b);
     }
 }
 

@@ -7,31 +7,11 @@ use crate::arch::{cpu, exception, mmu, psci, timer};
 use crate::devtree::{CpuInfo, EnableMethod, MachineConfig};
 use crate::kern::percpu::{self, CpuState};
 use crate::kern::{irq, power};
-use crate::mm::layout::{KERNEL_STACK_SIZE, PAGE_SIZE, stack_slot};
-use crate::mm::{PhysAddr, VirtAddr, frame};
+use crate::mm::layout::PAGE_SIZE;
+use crate::mm::{PhysAddr, frame};
 
 /// How long a CPU gets to come online.
 const START_TIMEOUT_MS: u64 = 2000;
-
-/// Map a fresh kernel stack in slot `slot`; returns its top.
-pub fn alloc_kernel_stack(slot: usize) -> Option<VirtAddr> {
-    let frames = (KERNEL_STACK_SIZE / PAGE_SIZE as u64) as usize;
-    let pa = frame::alloc(frames)?;
-    let (low, top) = stack_slot(slot as u64);
-    if mmu::map(
-        VirtAddr(low),
-        pa,
-        KERNEL_STACK_SIZE,
-        mmu::MemAttr::Normal,
-        mmu::KernelPerm::ReadWrite,
-    )
-    .is_err()
-    {
-        frame::free(pa, frames);
-        return None;
-    }
-    Some(VirtAddr(top))
-}
 
 /// Start every CPU of the tree except the running one. Returns how many are online, this
 /// one included.
@@ -63,14 +43,16 @@ fn start_one(
     info: &CpuInfo,
     entry: u64,
 ) -> Result<(), &'static str> {
-    let top = alloc_kernel_stack(index).ok_or("no memory for its kernel stack")?;
+    let top = crate::kern::thread::map_stack_slot(index as u32)
+        .map(|(_, top)| top)
+        .ok_or("no memory for its kernel stack")?;
     let emergency = frame::alloc(percpu::EMERGENCY_STACK_SIZE / PAGE_SIZE)
         .ok_or("no memory for its emergency stack")?;
     EMERGENCY_TOPS[index.min(crate::devtree::MAX_CPUS - 1)].store(
         emergency.to_linear().as_u64() + percpu::EMERGENCY_STACK_SIZE as u64,
         core::sync::atomic::Ordering::Relaxed,
     );
-    START_SLOT.fill(info.mpidr, top.as_u64(), index);
+    START_SLOT.fill(info.mpidr, top, index);
     match info.enable {
         EnableMethod::Psci => {
             let conduit = power::psci_conduit().ok_or("enable-method psci but no /psci node")?;

@@ -54,6 +54,25 @@ pub fn prepare_stack_window() -> bool {
     mmu::prepare_tables(VirtAddr(low), top - low).is_ok()
 }
 
+/// Back kernel stack slot `slot` with fresh frames; returns (frames, stack top). The
+/// unmapped rest of the slot below the stack is its guard.
+pub fn map_stack_slot(slot: u32) -> Option<(PhysAddr, u64)> {
+    let pa = frame::alloc(STACK_PAGES)?;
+    let (low, top) = stack_slot(slot as u64);
+    let mapped = mmu::map(
+        VirtAddr(low),
+        pa,
+        KERNEL_STACK_SIZE,
+        mmu::MemAttr::Normal,
+        mmu::KernelPerm::ReadWrite,
+    );
+    if mapped.is_err() {
+        frame::free(pa, STACK_PAGES);
+        return None;
+    }
+    Some((pa, top))
+}
+
 /// A thread's kernel stack, mapped in its slot.
 struct KernelStack {
     slot: u32,
@@ -82,26 +101,13 @@ impl KernelStack {
                 None => return Err(KernReturn::ResourceShortage),
             }
         };
-        let release = |slot| SLOTS.lock().free.push(slot);
-        let Some(pa) = frame::alloc(STACK_PAGES) else {
-            release(slot);
-            return Err(KernReturn::ResourceShortage);
-        };
-        let (low, _) = stack_slot(slot as u64);
-        if mmu::map(
-            VirtAddr(low),
-            pa,
-            KERNEL_STACK_SIZE,
-            mmu::MemAttr::Normal,
-            mmu::KernelPerm::ReadWrite,
-        )
-        .is_err()
-        {
-            frame::free(pa, STACK_PAGES);
-            release(slot);
-            return Err(KernReturn::ResourceShortage);
+        match map_stack_slot(slot) {
+            Some((pa, _)) => Ok(KernelStack { slot, pa }),
+            None => {
+                SLOTS.lock().free.push(slot);
+                Err(KernReturn::ResourceShortage)
+            }
         }
-        Ok(KernelStack { slot, pa })
     }
 
     fn top(&self) -> u64 {

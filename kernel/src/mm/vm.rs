@@ -172,14 +172,20 @@ impl VmMap {
         if region.prot & access.needs() == 0 {
             return Err(KernReturn::ProtectionFailure);
         }
+        self.present(va, region.prot)
+    }
+
+    /// The frame behind page `va` of a region with protection `prot`, a zeroed one mapped
+    /// now if there was none.
+    fn present(&mut self, va: u64, prot: VmProt) -> Result<PhysAddr, KernReturn> {
         let page = align_down(va, PAGE_SIZE);
         if let Some((pa, _)) = self.pt.lookup(page) {
             return Ok(pa);
         }
         let pa = frame::alloc_zeroed(1).ok_or(KernReturn::ResourceShortage)?;
-        if self.pt.map(page, pa, perm(region.prot)).is_err() {
+        if let Err(kr) = self.pt.map(page, pa, perm(prot)) {
             frame::free(pa, 1);
-            return Err(KernReturn::ResourceShortage);
+            return Err(kr);
         }
         self.resident += 1;
         Ok(pa)
@@ -220,17 +226,7 @@ impl VmMap {
     /// Like `fault`, ignoring protection (the kernel filling a program's pages).
     fn fault_any(&mut self, va: u64) -> Result<PhysAddr, KernReturn> {
         let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
-        let page = align_down(va, PAGE_SIZE);
-        if let Some((pa, _)) = self.pt.lookup(page) {
-            return Ok(pa);
-        }
-        let pa = frame::alloc_zeroed(1).ok_or(KernReturn::ResourceShortage)?;
-        if self.pt.map(page, pa, perm(region.prot)).is_err() {
-            frame::free(pa, 1);
-            return Err(KernReturn::ResourceShortage);
-        }
-        self.resident += 1;
-        Ok(pa)
+        self.present(va, region.prot)
     }
 
     /// Copy from user memory into `buf`.
