@@ -118,8 +118,11 @@ pub fn crash_matrix() -> Vec<QemuTest> {
 /// Machines the user-mode suite runs on: 1, 2 and 4 CPUs on both GIC versions, and the Pi 4.
 const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
     (Board::Virt, 1, Gic::V2, false),
+    (Board::Virt, 1, Gic::V3, false),
+    (Board::Virt, 2, Gic::V2, false),
     (Board::Virt, 2, Gic::V3, false),
     (Board::Virt, 4, Gic::V2, false),
+    (Board::Virt, 4, Gic::V3, false),
     (Board::Virt, 4, Gic::V3, true),
     (Board::Rpi4, 4, Gic::V2, false),
 ];
