@@ -8,6 +8,7 @@
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
 //! - `setup` check and install the prerequisites only ([`prereq`])
 
+mod bench;
 mod error;
 mod image;
 mod kernel;
@@ -50,6 +51,8 @@ enum Command {
     Test,
     /// Clippy (-D warnings) on every crate for its own target, then rustfmt --check.
     Lint,
+    /// Measure kernel operations in guest instructions (QEMU -icount), and the host wall-clock.
+    Bench,
     /// Write a Raspberry Pi 4 SD-card folder (kernel8.img, config.txt, cmdline.txt, README).
     Image(ImageArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::Test => test::run_all(),
         Command::Lint => lint::run(),
+        Command::Bench => bench::run(),
         Command::Image(args) => cmd_image(args),
         Command::Setup => cmd_setup(),
     };

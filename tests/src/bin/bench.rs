@@ -1,0 +1,145 @@
+//! `bench`: what common kernel operations cost, in guest instructions. Not a test (it checks
+//! nothing and is not in the test matrix); `cargo xtask bench` runs it under QEMU's
+//! `-icount shift=0`, where the virtual counter advances by one nanosecond per instruction
+//! executed, so counter ticks convert to instruction counts, deterministically. Each line
+//! reads `bench: NAME: N instructions per OP (ITERATIONS iterations)`.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use libmach::traps;
+use libmach::{Args, println, thread};
+
+libmach::main!(main);
+
+fn counter() -> u64 {
+    let value: u64;
+    // SAFETY: reading the virtual counter has no side effect; the kernel allows it at EL0.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack))
+    };
+    value
+}
+
+fn frequency() -> u64 {
+    let value: u64;
+    // SAFETY: reading the counter frequency has no side effect.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Nanoseconds of virtual time (instructions under `-icount shift=0`) per iteration.
+fn per_op(ticks: u64, iterations: u64) -> u64 {
+    let ns = ticks as u128 * 1_000_000_000 / frequency().max(1) as u128;
+    (ns / iterations as u128) as u64
+}
+
+fn report(name: &str, op: &str, iterations: u64, f: impl FnOnce()) {
+    let start = counter();
+    f();
+    let ticks = counter() - start;
+    println!(
+        "bench: {name}: {} instructions per {op} ({iterations} iterations)",
+        per_op(ticks, iterations)
+    );
+}
+
+fn main(_args: &Args) -> i32 {
+    println!(
+        "bench: start: {} instructions from reset to main",
+        per_op(counter(), 1)
+    );
+    let task = traps::mach_task_self();
+
+    const TRAPS: u64 = 20_000;
+    report("null-trap", "mach_task_self", TRAPS, || {
+        for _ in 0..TRAPS {
+            core::hint::black_box(traps::mach_task_self());
+        }
+    });
+
+    report(
+        "yield-alone",
+        "swtch with nothing else to run",
+        TRAPS,
+        || {
+            for _ in 0..TRAPS {
+                core::hint::black_box(traps::swtch());
+            }
+        },
+    );
+
+    // Two threads taking turns on one CPU: every swtch is a switch to the other thread.
+    const SWITCHES: u64 = 5_000;
+    report(
+        "context-switch",
+        "switch (half a swtch round trip)",
+        2 * SWITCHES,
+        || {
+            let other = thread::spawn(|| {
+                for _ in 0..SWITCHES {
+                    traps::swtch();
+                }
+            });
+            for _ in 0..SWITCHES {
+                traps::swtch();
+            }
+            if let Ok(h) = other {
+                h.join();
+            }
+        },
+    );
+
+    const PAGES: u64 = 1024;
+    let mut region = 0;
+    report(
+        "page-fault",
+        "first touch of a page (zero fill)",
+        PAGES,
+        || {
+            if let Ok(addr) = traps::vm_allocate(task, 0, PAGES * 4096, true) {
+                region = addr;
+                for i in 0..PAGES {
+                    // SAFETY: the page was just allocated for this loop.
+                    unsafe { core::ptr::write_volatile((addr + i * 4096) as *mut u8, 1) };
+                }
+            }
+        },
+    );
+    // SAFETY: the region was allocated above and nothing refers to it any more.
+    let _ = unsafe { traps::vm_deallocate(task, region, PAGES * 4096) };
+
+    const ALLOCS: u64 = 2_000;
+    report(
+        "vm-allocate-deallocate",
+        "pair of one page, untouched",
+        ALLOCS,
+        || {
+            for _ in 0..ALLOCS {
+                if let Ok(addr) = traps::vm_allocate(task, 0, 4096, true) {
+                    // SAFETY: the page was just allocated and is not used.
+                    let _ = unsafe { traps::vm_deallocate(task, addr, 4096) };
+                }
+            }
+        },
+    );
+
+    const THREADS: u64 = 200;
+    report(
+        "thread-create-join",
+        "spawn, run an empty closure, join",
+        THREADS,
+        || {
+            for _ in 0..THREADS {
+                if let Ok(h) = thread::spawn(|| {}) {
+                    h.join();
+                }
+            }
+        },
+    );
+
+    println!("bench: done");
+    0
+}
