@@ -41,24 +41,22 @@ register_bitfields! {u64,
 
 /// Defines a unit struct for a system register with `Readable` and/or `Writeable`.
 macro_rules! sysreg {
-    ($name:ident, $reg:literal, $fields:ident, read) => {
-        pub struct $name;
+    (@read $name:ident, $reg:literal, $fields:ident) => {
         impl Readable for $name {
             type T = u64;
             type R = $fields::Register;
             #[inline]
             fn get(&self) -> u64 {
                 let value;
-                // SAFETY: reading this register has no side effect beyond the GIC's
-                // documented behaviour for it (acknowledging reads are only called by
-                // the interrupt handler).
+                // SAFETY: reading a GIC CPU-interface register has no side effect beyond the
+                // GIC's documented one (acknowledging reads are made only by the interrupt
+                // handler).
                 unsafe { core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack)) };
                 value
             }
         }
     };
-    ($name:ident, $reg:literal, $fields:ident, write) => {
-        pub struct $name;
+    (@write $name:ident, $reg:literal, $fields:ident) => {
         impl Writeable for $name {
             type T = u64;
             type R = $fields::Register;
@@ -70,35 +68,16 @@ macro_rules! sysreg {
             }
         }
     };
-    ($name:ident, $reg:literal, $fields:ident, read_write) => {
+    ($name:ident, $reg:literal, $fields:ident, $($access:ident),+) => {
         pub struct $name;
-        impl Readable for $name {
-            type T = u64;
-            type R = $fields::Register;
-            #[inline]
-            fn get(&self) -> u64 {
-                let value;
-                // SAFETY: reading a GIC CPU-interface control register has no side effect.
-                unsafe { core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack)) };
-                value
-            }
-        }
-        impl Writeable for $name {
-            type T = u64;
-            type R = $fields::Register;
-            #[inline]
-            fn set(&self, value: u64) {
-                // SAFETY: as above; the callers write only documented values.
-                unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) value, options(nomem, nostack)) };
-            }
-        }
+        $(sysreg!(@$access $name, $reg, $fields);)+
     };
 }
 
 sysreg!(IccIar1El1, "icc_iar1_el1", ICC_INTID, read);
 sysreg!(IccEoir1El1, "icc_eoir1_el1", ICC_INTID, write);
 sysreg!(IccSgi1rEl1, "icc_sgi1r_el1", ICC_SGI1R_EL1, write);
-sysreg!(IccSreEl1, "icc_sre_el1", ICC_SRE_EL1, read_write);
+sysreg!(IccSreEl1, "icc_sre_el1", ICC_SRE_EL1, read, write);
 sysreg!(IccPmrEl1, "icc_pmr_el1", ICC_PMR_EL1, write);
 sysreg!(IccIgrpen1El1, "icc_igrpen1_el1", ICC_IGRPEN1_EL1, write);
 sysreg!(IccBpr1El1, "icc_bpr1_el1", ICC_BPR1_EL1, write);
