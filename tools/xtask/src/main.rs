@@ -9,6 +9,7 @@
 //! - `setup` check and install the prerequisites only ([`prereq`])
 
 mod bench;
+mod dtbpatch;
 mod error;
 mod image;
 mod kernel;

@@ -169,6 +169,9 @@ pub fn command_line(machine: &Machine, boot: &Boot) -> Vec<String> {
                 &machine.mem,
                 "-nographic",
             ]);
+            if let Some(dtb) = &boot.dtb {
+                push(&["-dtb", &dtb.display().to_string()]);
+            }
         }
         Board::Rpi4 => {
             // The tree's console (serial1) is the mini UART: QEMU's second serial port.

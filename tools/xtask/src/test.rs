@@ -38,6 +38,8 @@ pub struct QemuTest {
     pub fail_on: Vec<String>,
     /// The exit status the run must end with (0, or 2 for the kernel's own failure reports).
     pub status: i32,
+    /// virt: a device tree to boot with instead of QEMU's own.
+    pub dtb: Option<PathBuf>,
 }
 
 impl QemuTest {
@@ -66,6 +68,7 @@ impl QemuTest {
             expect_text: Vec::new(),
             fail_on: vec![USER_FAIL_MARKER.to_owned()],
             status: 0,
+            dtb: None,
         }
     }
 }
@@ -113,6 +116,53 @@ pub fn crash_matrix() -> Vec<QemuTest> {
         }
     })
     .collect()
+}
+
+/// A CPU that cannot start: QEMU's virt tree for 2 CPUs with the second CPU's MPIDR changed
+/// to 0x7, which no CPU has, so PSCI `CPU_ON` refuses it. The kernel must name it and end
+/// with status 3.
+pub fn failed_cpu_test() -> Result<QemuTest> {
+    let dir = target_dir().join("test-dtb");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format_args!("creating {}", dir.display()), e))?;
+    let path = dir.join("virt-gicv3-smp2-bad-cpu1.dtb");
+    let dump = std::process::Command::new(qemu::QEMU)
+        .args([
+            "-M",
+            &format!("virt,gic-version=3,dumpdtb={}", path.display()),
+        ])
+        .args([
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            "2",
+            "-m",
+            "512M",
+            "-nographic",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io("running QEMU to dump its device tree", e))?;
+    let mut dtb = std::fs::read(&path).map_err(|e| {
+        Error::new(format!(
+            "QEMU wrote no device tree ({e}): {}",
+            String::from_utf8_lossy(&dump.stderr)
+        ))
+    })?;
+    crate::dtbpatch::set_u32_property(&mut dtb, "cpu@1", "reg", 7).map_err(Error::new)?;
+    std::fs::write(&path, &dtb)
+        .map_err(|e| Error::io(format_args!("writing {}", path.display()), e))?;
+    let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+    Ok(QemuTest {
+        name: "cpu-fails-virt-gicv3-smp2".to_owned(),
+        expect: vec![
+            "boot: 1 of 2 CPUs online".to_owned(),
+            "boot: CPU with MPIDR 0x7 did not start".to_owned(),
+        ],
+        status: 3,
+        dtb: Some(path),
+        ..boot
+    })
 }
 
 /// Machines the user-mode suite runs on: 1, 2 and 4 CPUs on both GIC versions, and the Pi 4.
@@ -328,6 +378,13 @@ pub fn run_all() -> Result<u8> {
     let mut totals = host_tests()?;
     let mut matrix = boot_matrix();
     matrix.extend(crash_matrix());
+    match failed_cpu_test() {
+        Ok(test) => matrix.push(test),
+        Err(e) => {
+            println!("FAIL cpu-fails: cannot prepare its device tree: {e}");
+            totals.failed += 1;
+        }
+    }
     match kernel::initrd().and_then(|initrd| {
         let mut programs =
             crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
@@ -451,7 +508,7 @@ fn run_one(
                 .clone()
                 .map_err(|e| no_tail(format!("no Pi 4 device tree: {e}")))?,
         ),
-        Board::Virt => None,
+        Board::Virt => test.dtb.clone(),
     };
     let boot = Boot {
         kernel: image.to_path_buf(),
