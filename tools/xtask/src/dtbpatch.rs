@@ -71,11 +71,11 @@ mod tests {
     /// A tree with root { cpus { cpu@1 { reg = <1>; } } }.
     fn tree() -> Vec<u8> {
         let mut s = Vec::new();
-        let mut node = |s: &mut Vec<u8>, name: &str| {
+        let node = |s: &mut Vec<u8>, name: &str| {
             s.extend_from_slice(&FDT_BEGIN_NODE.to_be_bytes());
             s.extend_from_slice(name.as_bytes());
             s.push(0);
-            while s.len() % 4 != 0 {
+            while !s.len().is_multiple_of(4) {
                 s.push(0);
             }
         };
