@@ -9,8 +9,10 @@
 
 extern crate alloc;
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use armach_tests::Checks;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use libmach::{Args, KernReturn, PortName, thread};
 use mach_abi::traps::SWITCH_OPTION_WAIT;
 
@@ -22,11 +24,15 @@ const ATTEMPTS: usize = 5000;
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("exhaust");
     let before = libmach::frame_counts();
+    // Each thread counts itself just before it goes to sleep, so that the frame counts
+    // below are taken once every thread has touched all the memory it will.
+    let asleep: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let mut handles = Vec::new();
     let mut refusal = None;
     for _ in 0..ATTEMPTS {
         // A small stack: the point is kernel resources, not user memory.
-        match thread::Builder::new().stack_size(8192).spawn(|| {
+        match thread::Builder::new().stack_size(8192).spawn(move || {
+            asleep.fetch_add(1, Ordering::SeqCst);
             // Sleeps for a minute; the task's end wakes it early.
             let _ = libmach::traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, 60_000);
         }) {
