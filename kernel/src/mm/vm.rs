@@ -253,12 +253,20 @@ impl VmMap {
         )
     }
 
-    /// Write `data` at `uaddr` whatever the protection (loading a program).
+    /// Write `data` at `uaddr` whatever the protection (loading a program). Code written
+    /// into an executable region is made visible to instruction fetch.
     pub fn kernel_write(&mut self, uaddr: u64, data: &[u8]) -> Result<(), KernReturn> {
         let src = data.as_ptr();
+        let executable = self
+            .regions
+            .lookup(uaddr)
+            .is_some_and(|(_, r)| r.prot & VM_PROT_EXECUTE != 0);
         self.for_each_piece(uaddr, data.len(), None, &mut |off, dst, n| {
             // SAFETY: as in `copyout`.
-            unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst, n) }
+            unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst, n) };
+            if executable {
+                crate::arch::cpu::sync_icache(dst as u64, n as u64);
+            }
         })
     }
 

@@ -115,3 +115,23 @@ pub fn enable_pan() -> bool {
     asm::barrier::isb(asm::barrier::SY);
     true
 }
+
+/// Make code written through the data side at `[addr, addr + len)` visible to instruction
+/// fetch on every CPU (Arm ARM B2.4.4): clean the data cache to the point of unification,
+/// then invalidate all instruction caches of the inner-shareable domain.
+pub fn sync_icache(addr: u64, len: u64) {
+    // CTR_EL0.DminLine (bits 19:16): log2 of the smallest data cache line in words.
+    // `aarch64-cpu` does not define CTR_EL0.
+    let ctr: u64;
+    // SAFETY: reading the cache type register has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut at = addr & !(line - 1);
+    while at < addr + len {
+        // SAFETY: cleaning a cache line does not change memory contents.
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) at, options(nostack)) };
+        at += line;
+    }
+    // SAFETY: barriers and an instruction-cache invalidation have no other effect.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack)) };
+}

@@ -184,6 +184,16 @@ impl UserPageTable {
         });
         if any {
             self.flush_all();
+            if perm.execute {
+                // Code the task wrote while the pages were writable must reach the
+                // instruction side before it may run.
+                for &(_, pa) in &pages {
+                    super::cpu::sync_icache(
+                        PhysAddr(pa).to_linear().as_u64(),
+                        crate::mm::layout::PAGE_SIZE as u64,
+                    );
+                }
+            }
             for (va, pa) in pages {
                 if let Some(leaf) = self.leaf(va, false) {
                     // SAFETY: as in `map`.
