@@ -30,6 +30,12 @@ impl Options {
 pub fn load(path: &Path, options: &Options) -> Result<Subsystem> {
     let out = preprocess::preprocess_file(path, &options.preprocess_config())?;
     let file: Arc<str> = Arc::from(path.display().to_string());
+    analyse(out, file)
+}
+
+/// Parses and checks preprocessed `out` of `file`; an error without a place is put at the
+/// start of the file.
+fn analyse(out: preprocess::Output, file: Arc<str>) -> Result<Subsystem> {
     let statements = parser::parse(&out.tokens, &file)?;
     routine::analyse(&statements, out.files).map_err(|e| match e.location {
         Some(_) => e,
@@ -48,18 +54,7 @@ pub fn load(path: &Path, options: &Options) -> Result<Subsystem> {
 pub fn load_source(name: &str, source: &str, options: &Options) -> Result<Subsystem> {
     let out = preprocess::preprocess_source(name, source, &options.preprocess_config())?;
     let file: Arc<str> = Arc::from(name);
-    let statements = parser::parse(&out.tokens, &file)?;
-    routine::analyse(&statements, out.files).map_err(|e| match e.location {
-        Some(_) => e,
-        None => Error::at(
-            &Location {
-                file,
-                line: 1,
-                col: 1,
-            },
-            e.message,
-        ),
-    })
+    analyse(out, file)
 }
 
 /// The user-side (client stub) Rust code of `sub`.
