@@ -8,7 +8,7 @@ use crate::drivers::Uart;
 use crate::drivers::mini_uart::MiniUart;
 use crate::drivers::pl011::Pl011;
 use crate::kern::percpu;
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use core::fmt::{self, Write};
 
 enum Port {
@@ -27,7 +27,7 @@ impl Port {
     }
 }
 
-static PORT: IrqSpinLock<Port> = IrqSpinLock::new(Port::None);
+static PORT: IrqSpinLock<Port> = IrqSpinLock::new(LockLevel::Console, Port::None);
 
 /// Start the console on the UART the tree names; without one the kernel runs silent.
 pub fn init(uart: Option<UartInfo>) {

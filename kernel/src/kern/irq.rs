@@ -75,14 +75,13 @@ pub fn stop_other_cpus() {
     }
 }
 
-/// The IRQ vector's handler: take every pending interrupt. `from_user`: the interrupt
-/// came while the CPU ran user code (for time accounting).
-pub fn handle(from_user: bool) {
+/// The IRQ vector's handler: take every pending interrupt.
+pub fn handle() {
     let Some(gic) = GIC.get() else { return };
     while let Some(ack) = gic.acknowledge() {
         let intid = ack.intid;
         if intid == TIMER_INTID.load(Ordering::Relaxed) {
-            timer_tick(from_user);
+            timer_tick();
         } else if intid < SGI_COUNT {
             percpu::current().ipis.fetch_add(1, Ordering::Relaxed);
             if intid == Ipi::Halt as u32 {
@@ -96,12 +95,12 @@ pub fn handle(from_user: bool) {
     }
 }
 
-fn timer_tick(from_user: bool) {
+fn timer_tick() {
     timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
     let me = percpu::current();
     me.timer_ticks.fetch_add(1, Ordering::Relaxed);
     boot_ring_step(me);
-    crate::kern::sched::tick(from_user);
+    crate::kern::sched::tick();
 }
 
 /// The boot check: each CPU sends one ping to the next online CPU in index order (the

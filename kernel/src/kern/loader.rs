@@ -121,6 +121,6 @@ pub fn start_program(name: &str, image: &[u8], argv: &[&str]) -> Result<Arc<Task
     };
     let thread =
         Thread::new_user(&task, entry, sp, 0).map_err(|kr| format!("{name}: no thread: {kr:?}"))?;
-    crate::kern::sched::setrun(thread);
+    crate::kern::sched::thread_start(thread);
     Ok(task)
 }

@@ -35,6 +35,8 @@ pub struct PerCpu {
     pub sgi_interface_mask: AtomicU8,
     /// This CPU has sent its boot-check IPI to the next CPU.
     pub ring_sent: AtomicBool,
+    /// Lock levels this CPU holds (`kern::sync`, with the `lockcheck` feature).
+    pub lock_levels: AtomicU32,
 }
 
 impl PerCpu {
@@ -48,6 +50,7 @@ impl PerCpu {
             ipis: AtomicU64::new(0),
             sgi_interface_mask: AtomicU8::new(0),
             ring_sent: AtomicBool::new(false),
+            lock_levels: AtomicU32::new(0),
         }
     }
 

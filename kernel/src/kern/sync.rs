@@ -1,5 +1,11 @@
 //! Spinlocks that mask interrupts on the local CPU while held, for state that interrupt
-//! handlers also touch (DESIGN.md 5). Lock order is written where the locks are declared.
+//! handlers also touch (DESIGN.md 5), and the kernel's lock order.
+//!
+//! Every lock has a [`LockLevel`]; a CPU may only take a lock whose level is above every
+//! level it already holds (two locks of the same level only where the level says so: run
+//! queues, lower CPU index first). No lock is held across a context switch. With the
+//! `lockcheck` feature (built by `cargo xtask test`) every acquisition checks this and a
+//! violation stops the kernel with both levels named.
 
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
@@ -15,28 +21,156 @@ fn irq_save() -> u64 {
 #[cfg(not(target_os = "none"))]
 fn irq_restore(_: u64) {}
 
+/// The lock order, outermost first: while holding a lock, take only locks further down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum LockLevel {
+    /// A task's thread table (`Task::threads`).
+    TaskThreads = 0,
+    /// A task's address space (`Task::map`): regions and page tables.
+    VmMap = 1,
+    /// A bucket of the event wait queues (`sched::waitq`).
+    WaitBucket = 2,
+    /// A thread's wait/run state (GNU Mach's thread lock).
+    ThreadState = 3,
+    /// A processor's timeout queue.
+    TimerQueue = 4,
+    /// A processor's run queue. Two may be held together, the lower CPU index first.
+    RunQueue = 5,
+    /// Kernel stack slots and the dead-stack batch.
+    StackSlots = 6,
+    /// The kernel translation tables.
+    KernelTables = 7,
+    /// The ASID allocator.
+    Asids = 8,
+    /// The physical frame allocator.
+    Frames = 9,
+    /// The console.
+    Console = 10,
+    /// The kernel heap: innermost, since any code may allocate.
+    Heap = 11,
+}
+
+impl LockLevel {
+    /// Whether two locks of this level may be held at once.
+    fn nests_with_itself(self) -> bool {
+        self == LockLevel::RunQueue
+    }
+}
+
+/// Which levels this CPU holds, one bit per level.
+mod held {
+    #[cfg(target_os = "none")]
+    pub fn get() -> u32 {
+        crate::kern::percpu::current()
+            .lock_levels
+            .load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(target_os = "none")]
+    pub fn set(mask: u32) {
+        crate::kern::percpu::current()
+            .lock_levels
+            .store(mask, core::sync::atomic::Ordering::Relaxed)
+    }
+
+    // Host unit tests: one mask per test thread.
+    #[cfg(test)]
+    std::thread_local!(static HELD: core::cell::Cell<u32> = const { core::cell::Cell::new(0) });
+    #[cfg(test)]
+    pub fn get() -> u32 {
+        HELD.with(|h| h.get())
+    }
+    #[cfg(test)]
+    pub fn set(mask: u32) {
+        HELD.with(|h| h.set(mask))
+    }
+
+    // The host library outside tests never takes a lock in earnest.
+    #[cfg(not(any(test, target_os = "none")))]
+    pub fn get() -> u32 {
+        0
+    }
+    #[cfg(not(any(test, target_os = "none")))]
+    pub fn set(_: u32) {}
+}
+
+/// Whether taking a lock of `level` while holding the levels in `held_mask` keeps the
+/// order. Pure, for the host tests.
+pub fn order_allows(held_mask: u32, level: LockLevel) -> bool {
+    let bit = 1u32 << level as u32;
+    let above_or_same = held_mask & !(bit - 1);
+    above_or_same == 0 || (above_or_same == bit && level.nests_with_itself())
+}
+
+/// Levels this CPU holds now (0 when the check is compiled out).
+pub fn held_levels() -> u32 {
+    if cfg!(any(test, feature = "lockcheck")) {
+        held::get()
+    } else {
+        0
+    }
+}
+
+/// Note the acquisition of a lock of `level`; returns whether this acquisition set the
+/// level's bit (so its release clears it).
+#[inline]
+fn note_acquire(level: LockLevel) -> bool {
+    if !cfg!(any(test, feature = "lockcheck")) {
+        return false;
+    }
+    let mask = held::get();
+    if !order_allows(mask, level) {
+        lock_order_violation(mask, level);
+    }
+    let bit = 1u32 << level as u32;
+    held::set(mask | bit);
+    mask & bit == 0
+}
+
+#[inline]
+fn note_release(level: LockLevel, set_bit: bool) {
+    if cfg!(any(test, feature = "lockcheck")) && set_bit {
+        held::set(held::get() & !(1u32 << level as u32));
+    }
+}
+
+#[cold]
+fn lock_order_violation(mask: u32, level: LockLevel) -> ! {
+    let highest = 31 - mask.leading_zeros();
+    panic!(
+        "lock order violated: taking {level:?} while holding level {highest} (held mask {mask:#x})"
+    );
+}
+
 /// A spinlock that masks IRQs on this CPU from `lock` until the guard drops.
 pub struct IrqSpinLock<T> {
     inner: spin::mutex::SpinMutex<T>,
+    level: LockLevel,
 }
 
 pub struct IrqSpinLockGuard<'a, T> {
     guard: ManuallyDrop<spin::mutex::SpinMutexGuard<'a, T>>,
     saved: u64,
+    level: LockLevel,
+    set_bit: bool,
 }
 
 impl<T> IrqSpinLock<T> {
-    pub const fn new(value: T) -> Self {
+    pub const fn new(level: LockLevel, value: T) -> Self {
         IrqSpinLock {
             inner: spin::mutex::SpinMutex::new(value),
+            level,
         }
     }
 
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = irq_save();
+        let set_bit = note_acquire(self.level);
         IrqSpinLockGuard {
             guard: ManuallyDrop::new(self.inner.lock()),
             saved,
+            level: self.level,
+            set_bit,
         }
     }
 
@@ -49,13 +183,16 @@ impl<T> IrqSpinLock<T> {
         self.inner.as_mut_ptr()
     }
 
-    /// Take the lock if it is free; for paths that must not wait (panic reports).
+    /// Take the lock if it is free; for paths that must not wait (panic reports). Not
+    /// checked against the order: a failed attempt cannot deadlock.
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = irq_save();
         match self.inner.try_lock() {
             Some(guard) => Some(IrqSpinLockGuard {
                 guard: ManuallyDrop::new(guard),
                 saved,
+                level: self.level,
+                set_bit: false,
             }),
             None => {
                 irq_restore(saved);
@@ -84,6 +221,7 @@ impl<T> Drop for IrqSpinLockGuard<'_, T> {
         // cannot find it held by the code it interrupted.
         // SAFETY: `guard` is not used again; `self` is being dropped.
         unsafe { ManuallyDrop::drop(&mut self.guard) };
+        note_release(self.level, self.set_bit);
         irq_restore(self.saved);
     }
 }
@@ -94,12 +232,53 @@ mod tests {
 
     #[test]
     fn lock_and_try_lock() {
-        let l = IrqSpinLock::new(5);
+        let l = IrqSpinLock::new(LockLevel::Heap, 5);
         {
             let mut g = l.lock();
             *g += 1;
             assert!(l.try_lock().is_none());
         }
         assert_eq!(*l.try_lock().expect("free again"), 6);
+        assert_eq!(held_levels(), 0);
+    }
+
+    #[test]
+    fn order_rules() {
+        use LockLevel::*;
+        let bit = |l: LockLevel| 1u32 << l as u32;
+        assert!(order_allows(0, Heap));
+        assert!(order_allows(bit(WaitBucket), ThreadState));
+        assert!(order_allows(bit(WaitBucket) | bit(ThreadState), TimerQueue));
+        assert!(!order_allows(bit(ThreadState), WaitBucket));
+        assert!(!order_allows(bit(Heap), Frames));
+        assert!(order_allows(bit(RunQueue), RunQueue));
+        assert!(!order_allows(bit(ThreadState), ThreadState));
+        assert!(!order_allows(bit(RunQueue) | bit(Frames), RunQueue));
+    }
+
+    #[test]
+    fn nested_locks_in_order_are_tracked_and_released() {
+        let outer = IrqSpinLock::new(LockLevel::RunQueue, ());
+        let other = IrqSpinLock::new(LockLevel::RunQueue, ());
+        let inner = IrqSpinLock::new(LockLevel::Frames, ());
+        {
+            let _a = outer.lock();
+            let _b = other.lock();
+            let _c = inner.lock();
+            assert_eq!(
+                held_levels(),
+                1 << LockLevel::RunQueue as u32 | 1 << LockLevel::Frames as u32
+            );
+        }
+        assert_eq!(held_levels(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "lock order violated")]
+    fn out_of_order_acquisition_is_caught() {
+        let inner = IrqSpinLock::new(LockLevel::Frames, ());
+        let outer = IrqSpinLock::new(LockLevel::VmMap, ());
+        let _c = inner.lock();
+        let _a = outer.lock();
     }
 }

@@ -7,10 +7,11 @@ extern crate alloc;
 
 use crate::arch::exception::TrapFrame;
 use crate::kern::sched;
+use crate::kern::sched::waitq::Event;
 use crate::kern::thread::Thread;
 use crate::kern::{percpu, trap};
 use crate::mm::frame;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use core::sync::atomic::Ordering;
 use mach_abi::KernReturn;
 use mach_abi::exception::{EXC_AARCH64_SVC, EXC_SOFTWARE};
@@ -70,17 +71,8 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         }
         traps::SWTCH_PRI | traps::SWTCH => frame.x[0] = u64::from(sched::yield_now()),
         traps::THREAD_SWITCH => {
-            // GNU Mach `thread_switch(thread, option, time)`: WAIT sleeps for `time` ms
-            // (or until woken); NONE and DEPRESS yield. The thread hint and priority
-            // depression are not implemented.
-            match a[1] {
-                traps::SWITCH_OPTION_NONE | traps::SWITCH_OPTION_DEPRESS => {
-                    sched::yield_now();
-                }
-                traps::SWITCH_OPTION_WAIT => sched::sleep_ms(a[2] & 0xffff_ffff),
-                _ => return ret(frame, KernReturn::InvalidArgument),
-            }
-            ret(frame, KernReturn::Success);
+            let r = thread_switch(thread, a[0] as u32, a[1], a[2] & 0xffff_ffff);
+            result(frame, r);
         }
         traps::VM_ALLOCATE => frame.x[0] = vm_allocate(thread, a[0], a[1], a[2], a[3] != 0),
         traps::VM_DEALLOCATE => {
@@ -116,6 +108,19 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             frame.x[0] = free;
             frame.x[1] = total;
         }
+        temporary::EVENT_WAIT => {
+            let event = user_event(thread, a[0]);
+            let timeout = (a[1] != 0).then_some(a[1]);
+            frame.x[0] = sched::wait_event(event, timeout) as u64;
+        }
+        temporary::EVENT_WAKE => {
+            frame.x[0] = sched::thread_wakeup(user_event(thread, a[0]), a[1] != 0) as u64;
+        }
+        temporary::THREAD_TIMES => {
+            // The stretch since entering the kernel is not charged yet: it is this trap's.
+            frame.x[0] = sched::ticks_to_ns(thread.user_time.load(Ordering::Relaxed));
+            frame.x[1] = sched::ticks_to_ns(thread.system_time.load(Ordering::Relaxed));
+        }
         temporary::CPU_COUNT => {
             frame.x[0] = (0..percpu::cpu_count())
                 .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))
@@ -129,6 +134,69 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             immediate,
         ),
     }
+}
+
+/// The event a user address names within the caller's task.
+fn user_event(thread: &Thread, address: u64) -> Event {
+    Event {
+        object: Arc::as_ptr(&thread.task) as u64,
+        key: address,
+    }
+}
+
+/// GNU Mach `thread_switch(thread, option, time)`: hand the CPU to the hinted thread of
+/// the caller's task if it waits on a run queue, else yield; `SWITCH_OPTION_DEPRESS`
+/// first depresses the caller's priority (for `time` ms at most; it ends when the caller
+/// runs again), `SWITCH_OPTION_WAIT` first starts a wait of `time` ms.
+fn thread_switch(
+    thread: &Arc<Thread>,
+    hint: u32,
+    option: u64,
+    time_ms: u64,
+) -> Result<(), KernReturn> {
+    if !matches!(
+        option,
+        traps::SWITCH_OPTION_NONE | traps::SWITCH_OPTION_DEPRESS | traps::SWITCH_OPTION_WAIT
+    ) {
+        return Err(KernReturn::InvalidArgument);
+    }
+    let deadline = crate::arch::timer::counter().saturating_add(sched::ms_to_ticks(time_ms));
+    let target = hint
+        .checked_sub(placeholder_names::THREAD_BASE)
+        .and_then(|id| {
+            thread
+                .task
+                .threads
+                .lock()
+                .get(&u64::from(id))
+                .and_then(Weak::upgrade)
+        })
+        .filter(|t| !Arc::ptr_eq(t, thread));
+    match option {
+        traps::SWITCH_OPTION_WAIT => {
+            if sched::assert_wait(None, Some(deadline), true).is_err() {
+                return Err(KernReturn::Failure);
+            }
+            // With a hint, the caller blocks and the hinted thread gets the CPU.
+            let handed = target.is_some_and(|t| sched::switch_to_thread(&t, sched::Switch::Block));
+            if !handed {
+                sched::thread_block();
+            }
+        }
+        _ => {
+            if option == traps::SWITCH_OPTION_DEPRESS {
+                sched::depress_begin(deadline);
+            }
+            let handed = target.is_some_and(|t| sched::switch_to_thread(&t, sched::Switch::Yield));
+            if !handed {
+                sched::yield_now();
+            }
+            if option == traps::SWITCH_OPTION_DEPRESS {
+                sched::depress_abort(thread);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run `f` on the thread's address space.
@@ -169,7 +237,7 @@ fn thread_create(thread: &Thread, entry: u64, stack_top: u64, arg: u64) -> Resul
     }
     let new = Thread::new_user(&thread.task, entry, stack_top, arg)?;
     let id = new.id;
-    sched::setrun(new);
+    sched::thread_start(new);
     Ok(id)
 }
 
@@ -199,8 +267,8 @@ fn thread_set_self_state(
     }
     frame.sp_el0 = word(31);
     frame.elr = word(32);
-    // SAFETY: the caller runs on this CPU; its TLS register is live in TPIDR_EL0.
-    unsafe { core::arch::asm!("msr tpidr_el0, {}", in(reg) word(33), options(nostack)) };
+    // The caller runs on this CPU: its TLS register is live in TPIDR_EL0.
+    crate::arch::cpu::set_user_tls(word(33));
     // Only the condition flags are the thread's to set; mode and masks stay EL0t.
     frame.spsr = word(34) & 0xf000_0000;
 }

@@ -4,7 +4,7 @@
 
 extern crate alloc;
 
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::thread::Thread;
 use crate::mm::vm::VmMap;
 use alloc::collections::BTreeMap;
@@ -42,7 +42,7 @@ impl Task {
                     id: 0,
                     name: String::from("kernel"),
                     map: None,
-                    threads: IrqSpinLock::new(BTreeMap::new()),
+                    threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
                     live_threads: AtomicUsize::new(0),
                     terminating: AtomicBool::new(false),
                     ttbr0: 0,
@@ -59,8 +59,8 @@ impl Task {
         Some(Arc::new(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: String::from(name),
-            map: Some(IrqSpinLock::new(map)),
-            threads: IrqSpinLock::new(BTreeMap::new()),
+            map: Some(IrqSpinLock::new(LockLevel::VmMap, map)),
+            threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
             live_threads: AtomicUsize::new(0),
             terminating: AtomicBool::new(false),
             ttbr0,

@@ -8,7 +8,9 @@ use crate::arch::context::{self, Context, FpState};
 use crate::arch::exception::TrapFrame;
 use crate::arch::mmu;
 use crate::kern::sched::runqueue::BASEPRI_USER;
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sched::wait::{WaitResult, WaitState};
+use crate::kern::sched::waitq::{Event, TimerKind, TimerNode, WaitLinks};
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::task::Task;
 use crate::mm::layout::{KERNEL_STACK_SIZE, PAGE_SIZE, stack_slot};
 use crate::mm::{PhysAddr, VirtAddr, frame};
@@ -42,10 +44,13 @@ struct Slots {
     free: Vec<u32>,
 }
 
-static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(Slots {
-    next: FIRST_THREAD_SLOT,
-    free: Vec::new(),
-});
+static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(
+    LockLevel::StackSlots,
+    Slots {
+        next: FIRST_THREAD_SLOT,
+        free: Vec::new(),
+    },
+);
 
 /// Create every table the thread stack slots need, once at boot (see `mmu::prepare_tables`).
 pub fn prepare_stack_window() -> bool {
@@ -118,7 +123,8 @@ impl KernelStack {
 /// Stacks of dead threads, still mapped: they are unmapped in batches with one broadcast
 /// TLB invalidation per batch (a flush per page would stop every CPU four times per thread
 /// exit), and only then are their frames and slots reused.
-static DEAD_STACKS: IrqSpinLock<Vec<(u32, PhysAddr)>> = IrqSpinLock::new(Vec::new());
+static DEAD_STACKS: IrqSpinLock<Vec<(u32, PhysAddr)>> =
+    IrqSpinLock::new(LockLevel::StackSlots, Vec::new());
 const DEAD_STACK_BATCH: usize = 32;
 
 /// Unmap the dead threads' stacks and give their frames and slots back. Run before frames
@@ -168,10 +174,25 @@ pub struct Thread {
     pub sched_priority: AtomicU8,
     pub last_processor: AtomicU32,
     pub bound_processor: AtomicU32,
-    /// Timer ticks charged while in user mode and in the kernel.
-    pub user_ticks: AtomicU64,
-    pub system_ticks: AtomicU64,
+    /// Time in user mode and in the kernel, in counter ticks, and the counter value
+    /// from which the running thread's current stretch is counted. Only the CPU running
+    /// the thread writes them (DESIGN.md 5: charged at every kernel entry, exit and switch).
+    pub user_time: AtomicU64,
+    pub system_time: AtomicU64,
+    pub time_stamp: AtomicU64,
     pub quantum_left: AtomicU32,
+    /// Mach's thread lock: the wait/run state (`sched::wait`).
+    pub wait: IrqSpinLock<WaitState<Event>>,
+    /// Links in an event wait queue, under that bucket's lock (`sched::waitq`).
+    pub wait_links: UnsafeCell<WaitLinks>,
+    /// The wait timeout and the end of a priority depression, each on at most one
+    /// processor's timer queue.
+    pub timers: [TimerNode; 2],
+    /// The processor whose run queue holds the thread (`NO_PROCESSOR` if none); written
+    /// under that run queue's lock.
+    pub queued_on: AtomicU32,
+    /// Priority depressed by `thread_switch(SWITCH_OPTION_DEPRESS)` until its timer ends.
+    pub depressed: AtomicBool,
     terminate: AtomicBool,
     pub is_idle: bool,
     /// Counter value at creation.
@@ -179,8 +200,10 @@ pub struct Thread {
 }
 
 // SAFETY: `context`, `fp` and `tpidr_el0` are only touched by the CPU that is switching the
-// thread in or out (the `on_cpu` protocol in `kern::sched` serialises that); everything
-// else is atomic or immutable.
+// thread in or out (the `on_cpu` protocol in `kern::sched` serialises that); `wait_links`
+// only under the lock of the wait bucket that holds the thread, the timer nodes only under
+// their processor's timer-queue lock (`sched::waitq`); everything else is atomic, locked
+// or immutable.
 unsafe impl Sync for Thread {}
 // SAFETY: as above.
 unsafe impl Send for Thread {}
@@ -216,9 +239,25 @@ impl Thread {
             sched_priority: AtomicU8::new(priority),
             last_processor: AtomicU32::new(NO_PROCESSOR),
             bound_processor: AtomicU32::new(NO_PROCESSOR),
-            user_ticks: AtomicU64::new(0),
-            system_ticks: AtomicU64::new(0),
+            user_time: AtomicU64::new(0),
+            system_time: AtomicU64::new(0),
+            time_stamp: AtomicU64::new(crate::arch::timer::counter()),
             quantum_left: AtomicU32::new(0),
+            wait: IrqSpinLock::new(
+                LockLevel::ThreadState,
+                if is_idle {
+                    WaitState::new_running()
+                } else {
+                    WaitState::new_stopped()
+                },
+            ),
+            wait_links: UnsafeCell::new(WaitLinks::new()),
+            timers: [
+                TimerNode::new(TimerKind::Wait),
+                TimerNode::new(TimerKind::Depress),
+            ],
+            queued_on: AtomicU32::new(NO_PROCESSOR),
+            depressed: AtomicBool::new(false),
             terminate: AtomicBool::new(false),
             is_idle,
             created: crate::arch::timer::counter(),
@@ -231,7 +270,7 @@ impl Thread {
     }
 
     /// A user thread of `task` that will enter user mode at `pc` with `sp` and `x0 = arg`.
-    /// It is created stopped; `sched::setrun` starts it.
+    /// It is created stopped; `sched::thread_start` starts it.
     pub fn new_user(
         task: &Arc<Task>,
         pc: u64,
@@ -284,10 +323,11 @@ impl Thread {
         self.tpidr_el0.get()
     }
 
-    /// Ask the thread to terminate at its next return to user mode.
-    pub fn request_termination(&self) {
+    /// Ask the thread to terminate at its next return to user mode; a wait it is in ends
+    /// with `THREAD_INTERRUPTED`.
+    pub fn request_termination(self: &Arc<Self>) {
         self.terminate.store(true, Ordering::Release);
-        crate::kern::sched::wake_sleeper(self);
+        crate::kern::sched::clear_wait(self, None, WaitResult::Interrupted);
         let cpu = self.last_processor.load(Ordering::Relaxed);
         if cpu != NO_PROCESSOR {
             crate::kern::sched::kick(cpu as usize);

@@ -3,7 +3,7 @@
 //! the RAM the device tree describes, minus everything reserved. It works on linear-map
 //! addresses; callers see physical ones. Free and total counts are kept for tests.
 
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::PhysAddr;
 use crate::mm::layout::{LINEAR_BASE, PAGE_SHIFT, PAGE_SIZE};
 use buddy_system_allocator::Heap;
@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// Largest block: 2^(ORDER-1) frames.
 const ORDER: usize = 32;
 
-static FRAMES: IrqSpinLock<Heap<ORDER>> = IrqSpinLock::new(Heap::empty());
+static FRAMES: IrqSpinLock<Heap<ORDER>> = IrqSpinLock::new(LockLevel::Frames, Heap::empty());
 static TOTAL: AtomicU64 = AtomicU64::new(0);
 static FREE: AtomicU64 = AtomicU64::new(0);
 

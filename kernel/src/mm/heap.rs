@@ -3,7 +3,7 @@
 //! tasks run and the free-frame count is an exact leak check. Allocation failure returns
 //! null; callers turn it into `KERN_RESOURCE_SHORTAGE`.
 
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::frame;
 use crate::mm::layout::PAGE_SIZE;
 use buddy_system_allocator::Heap;
@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 pub struct KernelHeap(IrqSpinLock<Heap<32>>);
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(IrqSpinLock::new(Heap::empty()));
+static HEAP: KernelHeap = KernelHeap(IrqSpinLock::new(LockLevel::Heap, Heap::empty()));
 
 /// Take `bytes` (rounded to pages) of frames for the heap. Once, at boot.
 pub fn init(bytes: u64) -> bool {

@@ -17,7 +17,8 @@ pub const THREAD_SET_SELF_STATE: u32 = 77;
 
 /// Temporary traps, outside GNU Mach's table. Each goes when the IPC interface that
 /// replaces it arrives: `thread_create` + `thread_set_state` + `thread_resume`,
-/// `thread_terminate`, `thread_info` (`last_processor`) and `vm_statistics`.
+/// `thread_terminate`, `thread_info` (`last_processor`, times), `vm_statistics` and
+/// `gsync`.
 pub mod temporary {
     /// `(entry, stack_top, arg) -> thread id or negative error`: a new thread in the
     /// caller's task, running `entry(arg)` on `stack_top`.
@@ -30,6 +31,16 @@ pub mod temporary {
     pub const FRAME_COUNTS: u32 = 1003;
     /// `() -> number of CPUs online`.
     pub const CPU_COUNT: u32 = 1004;
+    /// `(address, timeout_ms) -> wait result`: wait on the event named by `address` in the
+    /// caller's task (no timeout if `timeout_ms` is 0). Results: 0 awakened, 1 timed out,
+    /// 2 interrupted (GNU Mach's `THREAD_*` wait results). Stands in for `gsync_wait`.
+    pub const EVENT_WAIT: u32 = 1005;
+    /// `(address, all) -> waits ended`: wake the longest waiter on `address` (or all of
+    /// them if `all` is non-zero). Stands in for `gsync_wake`.
+    pub const EVENT_WAKE: u32 = 1006;
+    /// `() -> (user ns in x0, system ns in x1)` of the calling thread. Stands in for
+    /// `thread_info(THREAD_BASIC_INFO)`.
+    pub const THREAD_TIMES: u32 = 1007;
 }
 
 /// Highest address a user mapping may reach (exclusive): the TTBR0 half, 48 bits.

@@ -165,7 +165,7 @@ fp_restore:
     msr     fpcr, x10
     ret
 "#,
-    FINISH_SWITCH = sym crate::kern::sched::finish_switch,
+    FINISH_SWITCH = sym crate::kern::sched::thread_first_run,
 );
 
 const _: () = assert!(core::mem::offset_of!(FpState, fpsr) == 512);

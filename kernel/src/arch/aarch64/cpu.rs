@@ -2,7 +2,9 @@
 //! masking, and waiting. Scheduling decisions are not made here.
 
 use aarch64_cpu::asm;
-use aarch64_cpu::registers::{CPACR_EL1, DAIF, ID_AA64MMFR1_EL1, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
+use aarch64_cpu::registers::{
+    CPACR_EL1, ID_AA64MMFR1_EL1, MPIDR_EL1, SCTLR_EL1, TPIDR_EL0, TPIDR_EL1,
+};
 use tock_registers::interfaces::{Readable, Writeable};
 
 /// The affinity fields of MPIDR_EL1 (Aff3 at 39:32, Aff2-Aff0 at 23:0), as the device
@@ -24,33 +26,50 @@ pub fn local() -> *const () {
     TPIDR_EL1.get() as *const ()
 }
 
+// The four interrupt-mask calls below are compiler barriers (their `asm!` may touch
+// memory): the compiler must not move loads or stores of data a lock protects out of the
+// interrupt-masked stretch that a spinlock (`kern::sync`) opens and closes with them.
+
 /// Mask IRQs on this CPU; returns the previous mask state for `irq_restore`.
 #[inline]
 pub fn irq_save() -> u64 {
-    let daif = DAIF.get();
-    // SAFETY: masking IRQs on the local CPU is always allowed.
-    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+    let daif: u64;
+    // SAFETY: reading DAIF and masking IRQs on the local CPU is always allowed.
+    unsafe { core::arch::asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack)) };
     daif
 }
 
 /// Restore the mask state returned by `irq_save`.
 #[inline]
 pub fn irq_restore(saved: u64) {
-    DAIF.set(saved);
+    // SAFETY: restores a mask state this CPU had before.
+    unsafe { core::arch::asm!("msr daif, {}", in(reg) saved, options(nostack)) };
 }
 
 /// Unmask IRQs on this CPU.
 #[inline]
 pub fn irq_enable() {
     // SAFETY: the vector table is installed before any caller enables interrupts.
-    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack)) };
 }
 
 /// Mask IRQs on this CPU.
 #[inline]
 pub fn irq_disable() {
     // SAFETY: masking IRQs on the local CPU is always allowed.
-    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+    unsafe { core::arch::asm!("msr daifset, #2", options(nostack)) };
+}
+
+/// The running thread's user TLS register (TPIDR_EL0).
+#[inline]
+pub fn user_tls() -> u64 {
+    TPIDR_EL0.get()
+}
+
+/// Load the user TLS register of the thread about to run.
+#[inline]
+pub fn set_user_tls(value: u64) {
+    TPIDR_EL0.set(value);
 }
 
 /// Sleep until an interrupt arrives.

@@ -112,15 +112,19 @@ extern "C" fn el1_sync(frame: &mut TrapFrame, old_sp: u64) {
 }
 
 extern "C" fn el0_sync(frame: &mut TrapFrame, kind: VectorKind) {
+    crate::kern::sched::enter_from_user();
     crate::kern::trap::user_exception(frame, kind);
-    crate::kern::sched::ast_check();
+    crate::kern::sched::return_to_user();
 }
 
 extern "C" fn irq(_frame: &mut TrapFrame, kind: VectorKind) {
     let from_user = kind.0 >= 8;
-    crate::kern::irq::handle(from_user);
     if from_user {
-        crate::kern::sched::ast_check();
+        crate::kern::sched::enter_from_user();
+    }
+    crate::kern::irq::handle();
+    if from_user {
+        crate::kern::sched::return_to_user();
     }
 }
 

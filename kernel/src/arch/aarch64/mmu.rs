@@ -5,7 +5,7 @@
 //! Descriptor formats: Arm ARM D8.3 (VMSAv8-64 translation table descriptors).
 
 use super::boot::{BOOT_STACK, BOOT_TABLES};
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::layout::{self, KIMAGE_VA, PAGE_SIZE};
 use crate::mm::{PhysAddr, VirtAddr, align_down, align_up};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -84,7 +84,7 @@ static EARLY_USED: AtomicU64 = AtomicU64::new(0);
 static TABLE_SOURCE: AtomicU64 = AtomicU64::new(0);
 
 /// Serialises changes to the kernel tables.
-static KERNEL_TABLES: IrqSpinLock<()> = IrqSpinLock::new(());
+static KERNEL_TABLES: IrqSpinLock<()> = IrqSpinLock::new(LockLevel::KernelTables, ());
 
 /// Next free address in the device window.
 static DEVICE_NEXT: AtomicU64 = AtomicU64::new(layout::DEVICE_BASE);

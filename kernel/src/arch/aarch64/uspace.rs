@@ -6,7 +6,7 @@ extern crate alloc;
 
 use super::mmu::MemAttr;
 use super::mmu::desc;
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::{PhysAddr, frame};
 use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
 use mach_abi::KernReturn;
@@ -298,11 +298,14 @@ struct Asids {
     next: u32,
 }
 
-static ASIDS: IrqSpinLock<Asids> = IrqSpinLock::new(Asids {
-    bits: [0; 1024],
-    limit: 0,
-    next: 1,
-});
+static ASIDS: IrqSpinLock<Asids> = IrqSpinLock::new(
+    LockLevel::Asids,
+    Asids {
+        bits: [0; 1024],
+        limit: 0,
+        next: 1,
+    },
+);
 
 fn alloc_asid() -> Option<u16> {
     let mut a = ASIDS.lock();

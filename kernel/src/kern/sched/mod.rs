@@ -5,6 +5,9 @@
 
 pub mod policy;
 pub mod runqueue;
+pub mod wait;
+#[cfg(target_os = "none")]
+pub mod waitq;
 
 #[cfg(target_os = "none")]
 mod scheduler;

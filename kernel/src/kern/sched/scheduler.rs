@@ -1,24 +1,34 @@
-//! Scheduling mechanism (see `mod.rs`). Lock order: a processor's run-queue lock is the
-//! innermost lock; two run queues are never held together (no balancing yet). A thread
-//! being switched out is protected by its `on_cpu` flag: no CPU switches to a thread until
-//! the CPU leaving it has saved its context.
+//! Scheduling mechanism (see `mod.rs`): processors, their run queues, the switch, the
+//! tick, time accounting. Locks follow `kern::sync::LockLevel`; none is held across a
+//! switch. A thread being switched out is protected by its `on_cpu` flag, and a thread is
+//! put on a run queue (or handed the CPU) only once that flag is clear: a waker waits for
+//! it (`waitq`), a yielding thread is queued again by the next thread on its CPU after the
+//! switch (`finish_switch`). So a CPU never waits for another in the middle of a switch.
 
 extern crate alloc;
 
 use super::policy::{ProcessorLoad, ThreadHints, select_processor};
-use super::runqueue::RunQueue;
+use super::runqueue::{IDLE_PRI, RunQueue};
+use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
 use crate::devtree::MAX_CPUS;
 use crate::kern::irq::{self, Ipi};
 use crate::kern::percpu;
-use crate::kern::sync::IrqSpinLock;
+use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::thread::{NO_PROCESSOR, RunState, Thread};
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+pub use super::wait::WaitResult;
+pub use super::waitq::{assert_wait, clear_wait, thread_block, thread_wakeup};
 
 /// Timer ticks a thread runs before others of its priority get a turn.
 pub const QUANTUM_TICKS: u32 = 2;
+
+/// The run-queue level of a depressed thread: below every other, above idle (GNU Mach's
+/// `DEPRESSPRI` is its lowest level).
+pub const DEPRESS_PRI: u8 = IDLE_PRI - 1;
 
 /// Data only its own CPU touches, with interrupts masked.
 struct CpuLocal<T>(UnsafeCell<T>);
@@ -39,33 +49,57 @@ impl<T> CpuLocal<T> {
 
 pub struct Processor {
     pub runq: IrqSpinLock<RunQueue<Arc<Thread>>>,
+    /// Timeouts of threads that started waiting here (`waitq`).
+    pub timers: IrqSpinLock<TimerQueue>,
     current: CpuLocal<Option<Arc<Thread>>>,
     idle: CpuLocal<Option<Arc<Thread>>>,
     /// A thread that exited on this CPU, freed by the next thread to run here.
     zombie: CpuLocal<Option<Arc<Thread>>>,
+    /// A thread that yielded or was preempted here, put back on the run queue by the next
+    /// thread to run here once its context is saved (a queued thread is never on a CPU).
+    requeue: CpuLocal<Option<Arc<Thread>>>,
     pub online: AtomicBool,
     pub running_idle: AtomicBool,
     pub current_priority: AtomicU8,
+    /// Threads on the run queue, mirrored from it under its lock so that placement reads
+    /// every processor's load without taking any lock.
+    pub nr_queued: AtomicU32,
     /// The AST: reschedule at the next return to user mode (or in the idle loop).
     pub need_resched: AtomicBool,
     pub context_switches: AtomicU64,
     pub idle_ticks: AtomicU64,
+    /// Counter ticks spent in the idle thread.
+    pub idle_time: AtomicU64,
 }
 
 impl Processor {
     const fn new() -> Self {
         Processor {
-            runq: IrqSpinLock::new(RunQueue::new()),
+            runq: IrqSpinLock::new(LockLevel::RunQueue, RunQueue::new()),
+            timers: IrqSpinLock::new(LockLevel::TimerQueue, TimerQueue::new()),
             current: CpuLocal(UnsafeCell::new(None)),
             idle: CpuLocal(UnsafeCell::new(None)),
             zombie: CpuLocal(UnsafeCell::new(None)),
+            requeue: CpuLocal(UnsafeCell::new(None)),
             online: AtomicBool::new(false),
             running_idle: AtomicBool::new(true),
-            current_priority: AtomicU8::new(super::runqueue::IDLE_PRI),
+            current_priority: AtomicU8::new(IDLE_PRI),
+            nr_queued: AtomicU32::new(0),
             need_resched: AtomicBool::new(false),
             context_switches: AtomicU64::new(0),
             idle_ticks: AtomicU64::new(0),
+            idle_time: AtomicU64::new(0),
         }
+    }
+
+    /// Queue `thread` on processor `index` (this one): its context is saved (`on_cpu`
+    /// clear) and it is committed to run.
+    fn enqueue(&self, index: usize, thread: Arc<Thread>) {
+        let priority = thread.sched_priority.load(Ordering::Relaxed);
+        let mut rq = self.runq.lock();
+        thread.queued_on.store(index as u32, Ordering::Relaxed);
+        rq.enqueue(thread, priority);
+        self.nr_queued.store(rq.len() as u32, Ordering::Relaxed);
     }
 }
 
@@ -114,7 +148,18 @@ pub fn kick(index: usize) {
     }
 }
 
-/// Make `thread` runnable on the processor the placement policy picks.
+/// Start a thread created stopped (`Thread::new_user`).
+pub fn thread_start(thread: Arc<Thread>) {
+    let start = thread.wait.lock().start();
+    if start {
+        setrun(thread);
+    }
+}
+
+/// Make `thread` runnable on the processor the placement policy picks. The thread is
+/// committed to run (`TH_RUN`), on no run queue, and no CPU is still saving it. Loads are
+/// read from per-processor atomics: no lock but the target's run queue is taken, so a
+/// wake-up costs the same whatever the number of CPUs (but for the scan of their loads).
 pub fn setrun(thread: Arc<Thread>) {
     let n = percpu::cpu_count();
     let mut loads = [ProcessorLoad {
@@ -124,7 +169,7 @@ pub fn setrun(thread: Arc<Thread>) {
     }; MAX_CPUS];
     for (i, load) in loads.iter_mut().enumerate().take(n) {
         let p = processor(i);
-        let queued = p.runq.lock().len();
+        let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
         let idle = p.running_idle.load(Ordering::Acquire);
         *load = ProcessorLoad {
             eligible: p.online.load(Ordering::Acquire),
@@ -142,8 +187,8 @@ pub fn setrun(thread: Arc<Thread>) {
     let target = select_processor(&loads[..n], hints).unwrap_or_else(percpu::current_index);
     let priority = thread.sched_priority.load(Ordering::Relaxed);
     thread.set_state(RunState::Running);
-    processor(target).runq.lock().enqueue(thread, priority);
     let p = processor(target);
+    p.enqueue(target, thread);
     if p.running_idle.load(Ordering::Acquire)
         || priority < p.current_priority.load(Ordering::Acquire)
     {
@@ -156,37 +201,98 @@ pub fn setrun(thread: Arc<Thread>) {
 pub enum Switch {
     /// Still runnable: back to the tail of its queue.
     Yield,
-    /// Waiting; whoever wakes it calls `setrun`.
+    /// Waiting (after `assert_wait`); whoever ends the wait makes it runnable.
     Block,
     /// Gone; its resources are freed once this CPU has left it.
     Exit,
 }
 
-/// Give up the CPU. Returns when the thread is chosen again (never for `Exit`).
+/// Give up the CPU. Returns when the thread is chosen again (never for `Exit`), or at
+/// once if it need not give it up: a `Yield` with nothing as urgent queued, a `Block`
+/// whose wait already ended.
 pub fn schedule(how: Switch) {
     let saved = cpu::irq_save();
     let me = this_processor();
     me.need_resched.store(false, Ordering::Relaxed);
     // SAFETY: our own processor, interrupts masked.
-    let prev = unsafe { me.current.get().take() }.expect("a current thread");
-    let next = {
-        let mut rq = me.runq.lock();
-        if how == Switch::Yield && !prev.is_idle {
-            rq.enqueue(prev.clone(), prev.sched_priority.load(Ordering::Relaxed));
-        }
-        rq.dequeue()
-    };
-    // SAFETY: as above.
-    let next = next.unwrap_or_else(|| unsafe { me.idle.get().clone() }.expect("an idle thread"));
-    if Arc::ptr_eq(&prev, &next) {
-        // SAFETY: as above.
-        unsafe { *me.current.get() = Some(prev) };
+    let prev = unsafe { me.current.get().as_ref() }.expect("a current thread");
+    if how == Switch::Block && !commit_block(prev) {
         cpu::irq_restore(saved);
         return;
     }
-    // The CPU that last ran `next` may still be saving it.
-    while next.on_cpu.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+    let next = {
+        let mut rq = me.runq.lock();
+        let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
+        // A yielding thread gives way to queued threads at least as urgent; the idle
+        // thread to any.
+        let keep =
+            how == Switch::Yield && !prev.is_idle && rq.highest().is_none_or(|p| p > prev_priority);
+        let next = if keep { None } else { rq.dequeue() };
+        if let Some(next) = &next {
+            next.queued_on.store(NO_PROCESSOR, Ordering::Relaxed);
+            me.nr_queued.store(rq.len() as u32, Ordering::Relaxed);
+        }
+        next
+    };
+    let next = match next {
+        Some(next) => next,
+        None if how == Switch::Yield => {
+            cpu::irq_restore(saved);
+            return;
+        }
+        // SAFETY: as above.
+        None => unsafe { me.idle.get().clone() }.expect("an idle thread"),
+    };
+    switch_to(me, how, next);
+    cpu::irq_restore(saved);
+}
+
+/// The running thread is about to block: whether it really does (its wait is still on).
+fn commit_block(prev: &Thread) -> bool {
+    let mut st = prev.wait.lock();
+    if !st.commit_block() {
+        return false;
+    }
+    prev.set_state(RunState::Waiting);
+    true
+}
+
+/// Hand the CPU to `next`, a thread the caller chose (Mach's `thread_invoke`): for IPC
+/// handoff and `thread_switch` with a hint. `next` must be committed to run, on no run
+/// queue and off every CPU. The running thread is dealt with as `how` says (`Block` after
+/// `assert_wait`: if the wait already ended, `next` is queued instead and the caller goes
+/// on). Returns when the running thread runs again.
+pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
+    let saved = cpu::irq_save();
+    let me = this_processor();
+    // SAFETY: our own processor, interrupts masked.
+    let prev = unsafe { me.current.get().as_ref() }.expect("a current thread");
+    if how == Switch::Block && !commit_block(prev) {
+        cpu::irq_restore(saved);
+        setrun(next);
+        return;
+    }
+    switch_to(me, how, next);
+    cpu::irq_restore(saved);
+}
+
+/// The switch itself: interrupts masked, no lock held.
+fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>) {
+    let held = crate::kern::sync::held_levels();
+    if held != 0 {
+        panic!("a context switch with locks held (levels {held:#x})");
+    }
+    // SAFETY: our own processor, interrupts masked.
+    let prev = unsafe { me.current.get().take() }.expect("a current thread");
+    if Arc::ptr_eq(&prev, &next) {
+        // SAFETY: as above.
+        unsafe { *me.current.get() = Some(prev) };
+        return;
+    }
+    // A thread reaches a run queue (or a handoff) only once its context is saved, so no
+    // CPU ever waits here for another.
+    if next.on_cpu.load(Ordering::Acquire) {
+        panic!("thread {} chosen to run while still on a CPU", next.id);
     }
     next.on_cpu.store(true, Ordering::Relaxed);
     next.set_state(RunState::Running);
@@ -198,13 +304,24 @@ pub fn schedule(how: Switch) {
         next.sched_priority.load(Ordering::Relaxed),
         Ordering::Release,
     );
-    me.context_switches.fetch_add(1, Ordering::Relaxed);
+    add(&me.context_switches, 1);
+
+    // Time: the stretch since the last entry, exit or switch was kernel time for `prev`
+    // (or idle time), and `next`'s stretch starts now.
+    let now = crate::arch::timer::counter();
+    let since = now.saturating_sub(prev.time_stamp.load(Ordering::Relaxed));
+    if prev.is_idle {
+        add(&me.idle_time, since);
+    } else {
+        add(&prev.system_time, since);
+    }
+    next.time_stamp.store(now, Ordering::Relaxed);
 
     if !prev.is_idle {
         // SAFETY: `prev` runs here (on_cpu), so its saved state is ours to write.
         unsafe {
             context::save_fp(prev.fp_ptr());
-            *prev.tpidr_ptr() = read_tpidr_el0();
+            *prev.tpidr_ptr() = cpu::user_tls();
         }
     }
     if next.task.ttbr0 != prev.task.ttbr0 || prev.is_idle != next.is_idle {
@@ -214,7 +331,7 @@ pub fn schedule(how: Switch) {
         // SAFETY: `next` is claimed by this CPU (on_cpu), its saved state is stable.
         unsafe {
             context::restore_fp(next.fp_ptr());
-            write_tpidr_el0(*next.tpidr_ptr());
+            cpu::set_user_tls(*next.tpidr_ptr());
         }
     }
     let prev_context = prev.context_ptr();
@@ -226,43 +343,86 @@ pub fn schedule(how: Switch) {
             // SAFETY: as above. The zombie keeps `prev` alive until the switch is over.
             unsafe { *me.zombie.get() = Some(prev) };
         }
-        // The caller set Waiting before it let anyone wake the thread.
+        Switch::Yield if !prev.is_idle => {
+            // SAFETY: as above; taken back by `finish_switch` once `prev` is saved.
+            unsafe { *me.requeue.get() = Some(prev) };
+        }
+        // A blocked thread is kept alive by whatever will end its wait (an event queue or
+        // a timer queue holds a reference); an idle thread by its processor.
         Switch::Block | Switch::Yield => drop(prev),
     }
     // SAFETY: as above. `current` keeps `next` alive.
     unsafe { *me.current.get() = Some(next) };
-    // SAFETY: `prev_context` is the running thread's (kept alive by its queue, its waiter
-    // or the zombie slot), `next_context` belongs to a thread no other CPU runs (on_cpu),
-    // and interrupts are masked.
+    // SAFETY: `prev_context` is the running thread's (kept alive by a wait queue, the
+    // requeue slot, the zombie slot or its processor), `next_context` belongs to a thread
+    // no other CPU runs (on_cpu), and interrupts are masked.
     unsafe { context::switch(prev_context, next_context, &*prev_on_cpu) };
     finish_switch();
-    cpu::irq_restore(saved);
 }
 
-/// Run by the thread switched to, first thing: free what the previous thread left.
+/// Add to a counter only this CPU writes (a plain load and store: no atomic read-modify-
+/// write on the hot path).
+fn add(counter: &AtomicU64, amount: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(amount),
+        Ordering::Relaxed,
+    );
+}
+
+/// Run by the thread switched to, first thing: free what the previous thread left, and
+/// queue again the one that yielded (its context is saved now).
 pub extern "C" fn finish_switch() {
     let me = this_processor();
-    // SAFETY: our own processor, interrupts are still masked from `schedule`.
-    let zombie = unsafe { me.zombie.get().take() };
+    // SAFETY: our own processor, interrupts are still masked from the switch.
+    let (zombie, requeue) = unsafe { (me.zombie.get().take(), me.requeue.get().take()) };
+    if let Some(thread) = requeue {
+        me.enqueue(percpu::current_index(), thread);
+    }
     drop(zombie);
 }
 
-fn read_tpidr_el0() -> u64 {
-    use aarch64_cpu::registers::TPIDR_EL0;
-    use tock_registers::interfaces::Readable;
-    TPIDR_EL0.get()
+/// A new user thread's first code on its own stack, on the way to user mode.
+pub extern "C" fn thread_first_run() {
+    finish_switch();
+    return_to_user();
 }
 
-fn write_tpidr_el0(value: u64) {
-    use aarch64_cpu::registers::TPIDR_EL0;
-    use tock_registers::interfaces::Writeable;
-    TPIDR_EL0.set(value);
+/// Charge the time since the last stamp to the running thread as user time: at every
+/// entry to the kernel from user mode.
+pub fn enter_from_user() {
+    let me = this_processor();
+    // SAFETY: our own processor; called from an exception handler (interrupts masked).
+    if let Some(t) = unsafe { me.current.get().as_ref() } {
+        let now = crate::arch::timer::counter();
+        add(
+            &t.user_time,
+            now.saturating_sub(t.time_stamp.load(Ordering::Relaxed)),
+        );
+        t.time_stamp.store(now, Ordering::Relaxed);
+    }
+}
+
+/// At every return to user mode: act on the AST, then charge the kernel time.
+pub fn return_to_user() {
+    ast_check();
+    let me = this_processor();
+    // SAFETY: our own processor; interrupts masked on the way out.
+    if let Some(t) = unsafe { me.current.get().as_ref() } {
+        let now = crate::arch::timer::counter();
+        add(
+            &t.system_time,
+            now.saturating_sub(t.time_stamp.load(Ordering::Relaxed)),
+        );
+        t.time_stamp.store(now, Ordering::Relaxed);
+    }
 }
 
 /// End the running thread (it must not be an idle thread).
 pub fn thread_exit() -> ! {
     let me = current_thread();
     me.detach_from_task();
+    me.wait.lock().exit();
+    waitq::cancel_depress(&me);
     drop(me);
     schedule(Switch::Exit);
     unreachable!("an exited thread was scheduled again");
@@ -270,38 +430,107 @@ pub fn thread_exit() -> ! {
 
 /// Yield to threads of equal or higher priority. Returns whether any were waiting.
 pub fn yield_now() -> bool {
-    let others = !this_processor().runq.lock().is_empty();
+    let others = this_processor().nr_queued.load(Ordering::Relaxed) != 0;
     schedule(Switch::Yield);
     others
 }
 
-/// The timer tick's share of scheduling: wake expired sleepers, charge the tick and count
-/// down the quantum.
-pub fn tick(from_user: bool) {
-    if percpu::current_index() == crate::kern::boot::boot_cpu() {
-        wake_expired_sleepers();
+/// `thread_switch` with a hint: run `target` (a thread of the caller's choosing) now if it
+/// is waiting on a run queue, handing it this CPU directly; the caller yields (`Yield`) or
+/// blocks in the wait it asserted (`Block`). Returns whether it did.
+pub fn switch_to_thread(target: &Arc<Thread>, how: Switch) -> bool {
+    let cpu_index = target.queued_on.load(Ordering::Relaxed);
+    if cpu_index == NO_PROCESSOR {
+        return false;
     }
+    let p = processor(cpu_index as usize);
+    let taken = {
+        let mut rq = p.runq.lock();
+        let taken = rq.remove_first(|t| Arc::ptr_eq(t, target));
+        if taken.is_some() {
+            target.queued_on.store(NO_PROCESSOR, Ordering::Relaxed);
+            p.nr_queued.store(rq.len() as u32, Ordering::Relaxed);
+        }
+        taken
+    };
+    match taken {
+        Some(next) => {
+            thread_invoke(how, next);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Depress the running thread's priority below every other thread's until `deadline`
+/// (or `depress_abort`), for `thread_switch(SWITCH_OPTION_DEPRESS)`.
+pub fn depress_begin(deadline: u64) {
+    let me = current_thread();
+    me.depressed.store(true, Ordering::Relaxed);
+    me.sched_priority.store(DEPRESS_PRI, Ordering::Relaxed);
+    this_processor()
+        .current_priority
+        .store(DEPRESS_PRI, Ordering::Relaxed);
+    waitq::arm_depress(&me, deadline);
+}
+
+/// End `thread`'s priority depression now (its timer ran out, or it is aborted).
+pub fn depress_end(thread: &Arc<Thread>) {
+    if !thread.depressed.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let base = thread.base_priority.load(Ordering::Relaxed);
+    thread.sched_priority.store(base, Ordering::Relaxed);
+    // A queued thread moves to the level of its restored priority.
+    let cpu_index = thread.queued_on.load(Ordering::Relaxed);
+    if cpu_index != NO_PROCESSOR {
+        let p = processor(cpu_index as usize);
+        let mut rq = p.runq.lock();
+        if let Some(t) = rq.remove_first(|t| Arc::ptr_eq(t, thread)) {
+            rq.enqueue(t, base);
+            let preempts = base < p.current_priority.load(Ordering::Relaxed);
+            drop(rq);
+            if preempts {
+                kick(cpu_index as usize);
+            }
+        }
+    } else if thread.last_processor.load(Ordering::Relaxed) as usize == percpu::current_index()
+        && thread.on_cpu.load(Ordering::Relaxed)
+    {
+        this_processor()
+            .current_priority
+            .store(base, Ordering::Relaxed);
+    }
+}
+
+/// `thread_depress_abort`: end the depression of `thread` now.
+pub fn depress_abort(thread: &Arc<Thread>) {
+    waitq::cancel_depress(thread);
+    depress_end(thread);
+}
+
+/// The timer tick's share of scheduling: run this processor's expired timeouts and count
+/// down the quantum. Time is not charged here (see `enter_from_user`).
+pub fn tick() {
+    let index = percpu::current_index();
+    waitq::expire_timers(index, crate::arch::timer::counter());
     let me = this_processor();
     // SAFETY: our own processor; called from the interrupt handler (interrupts masked).
     let Some(current) = (unsafe { me.current.get().as_ref() }) else {
         return;
     };
+    let queued = me.nr_queued.load(Ordering::Relaxed) != 0;
     if current.is_idle {
-        me.idle_ticks.fetch_add(1, Ordering::Relaxed);
-        if !me.runq.lock().is_empty() {
+        add(&me.idle_ticks, 1);
+        if queued {
             me.need_resched.store(true, Ordering::Release);
         }
         return;
     }
-    if from_user {
-        current.user_ticks.fetch_add(1, Ordering::Relaxed);
-    } else {
-        current.system_ticks.fetch_add(1, Ordering::Relaxed);
-    }
     let left = current.quantum_left.load(Ordering::Relaxed);
     if left <= 1 {
         current.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
-        if !me.runq.lock().is_empty() {
+        if queued {
             me.need_resched.store(true, Ordering::Release);
         }
     } else {
@@ -309,7 +538,7 @@ pub fn tick(from_user: bool) {
     }
 }
 
-/// At every return to user mode: terminate or reschedule if asked to.
+/// Terminate or reschedule the running thread if asked to (on the way to user mode).
 pub fn ast_check() {
     let me = this_processor();
     // SAFETY: our own processor; called with interrupts masked on the way out of a trap.
@@ -329,13 +558,14 @@ pub fn idle_loop(on_idle: fn()) -> ! {
     let me = this_processor();
     loop {
         cpu::irq_disable();
-        if !me.runq.lock().is_empty() {
+        if me.nr_queued.load(Ordering::Acquire) != 0 {
             schedule(Switch::Yield);
             continue;
         }
         on_idle();
         // With interrupts masked, `wfi` still wakes on a pending one, which is taken as
-        // soon as they are unmasked: no wake-up is lost between the check and the sleep.
+        // soon as they are unmasked: no wake-up is lost between the check and the sleep
+        // (an enqueue on this processor is followed by an IPI).
         cpu::wait_for_interrupt();
         cpu::irq_enable();
     }
@@ -354,60 +584,39 @@ pub fn tasks_gone() -> bool {
     TASKS_GONE.load(Ordering::Acquire)
 }
 
-/// Threads waiting for a deadline (counter value), woken by the timer tick.
-static SLEEPERS: IrqSpinLock<alloc::vec::Vec<(u64, Arc<Thread>)>> =
-    IrqSpinLock::new(alloc::vec::Vec::new());
-
-/// Block the running thread until the counter reaches `deadline` (or it is woken early
-/// because it must terminate).
-pub fn sleep_until(deadline: u64) {
-    let saved = cpu::irq_save();
-    {
-        let me = current_thread();
-        me.set_state(RunState::Waiting);
-        SLEEPERS.lock().push((deadline, me));
+/// Block the running thread until the counter reaches `deadline`, or it is interrupted
+/// (it must terminate). Returns how the wait ended.
+pub fn sleep_until(deadline: u64) -> WaitResult {
+    match assert_wait(None, Some(deadline), true) {
+        Ok(_) => thread_block(),
+        Err(_) => WaitResult::Interrupted,
     }
-    schedule(Switch::Block);
-    cpu::irq_restore(saved);
+}
+
+/// Counter ticks in `ms` milliseconds.
+pub fn ms_to_ticks(ms: u64) -> u64 {
+    let freq = crate::arch::timer::frequency();
+    ((ms as u128 * freq as u128) / 1000).min(u64::MAX as u128) as u64
+}
+
+/// Counter ticks as nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    let freq = crate::arch::timer::frequency().max(1);
+    ((ticks as u128 * 1_000_000_000) / freq as u128).min(u64::MAX as u128) as u64
 }
 
 /// Block the running thread for `ms` milliseconds.
-pub fn sleep_ms(ms: u64) {
-    let freq = crate::arch::timer::frequency();
-    let ticks = ms.saturating_mul(freq) / 1000;
-    sleep_until(crate::arch::timer::counter().saturating_add(ticks));
+pub fn sleep_ms(ms: u64) -> WaitResult {
+    sleep_until(crate::arch::timer::counter().saturating_add(ms_to_ticks(ms)))
 }
 
-/// Wake the sleepers whose deadline has passed (from the timer tick).
-fn wake_expired_sleepers() {
-    let now = crate::arch::timer::counter();
-    let mut woken = alloc::vec::Vec::new();
-    {
-        let mut sleepers = SLEEPERS.lock();
-        let mut i = 0;
-        while i < sleepers.len() {
-            if sleepers[i].0 <= now {
-                woken.push(sleepers.swap_remove(i).1);
-            } else {
-                i += 1;
-            }
-        }
-    }
-    for thread in woken {
-        setrun(thread);
-    }
-}
-
-/// Wake `thread` now if it sleeps (it has been asked to terminate).
-pub fn wake_sleeper(thread: &Thread) {
-    let found = {
-        let mut sleepers = SLEEPERS.lock();
-        sleepers
-            .iter()
-            .position(|(_, t)| core::ptr::eq(Arc::as_ptr(t), thread))
-            .map(|i| sleepers.swap_remove(i).1)
-    };
-    if let Some(t) = found {
-        setrun(t);
+/// Wait on `event` with an optional timeout in milliseconds (the temporary event traps
+/// stand in for gsync with it).
+pub fn wait_event(event: Event, timeout_ms: Option<u64>) -> WaitResult {
+    let deadline =
+        timeout_ms.map(|ms| crate::arch::timer::counter().saturating_add(ms_to_ticks(ms)));
+    match assert_wait(Some(event), deadline, true) {
+        Ok(_) => thread_block(),
+        Err(_) => WaitResult::Interrupted,
     }
 }
