@@ -223,3 +223,46 @@ pub fn frame_counts() -> FrameCounts {
 pub fn cpu_count() -> u32 {
     value_trap(temporary::CPU_COUNT, [0; 6]).x0 as u32
 }
+
+/// How a temporary `EVENT_WAIT` ended (GNU Mach's wait results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitResult {
+    Awakened,
+    TimedOut,
+    Interrupted,
+    /// A value the kernel should never return.
+    Other(u64),
+}
+
+/// Temporary `EVENT_WAIT`: wait until another thread of the task wakes `address` with
+/// [`event_wake`], or `timeout_ms` passes (0: no timeout). The kernel neither reads nor
+/// writes `address`: it only names the event.
+pub fn event_wait(address: usize, timeout_ms: u64) -> WaitResult {
+    match value_trap(
+        temporary::EVENT_WAIT,
+        [address as u64, timeout_ms, 0, 0, 0, 0],
+    )
+    .x0
+    {
+        0 => WaitResult::Awakened,
+        1 => WaitResult::TimedOut,
+        2 => WaitResult::Interrupted,
+        other => WaitResult::Other(other),
+    }
+}
+
+/// Temporary `EVENT_WAKE`: end the wait of the longest waiter on `address` (of every
+/// waiter if `all`); returns how many waits it ended.
+pub fn event_wake(address: usize, all: bool) -> u64 {
+    value_trap(
+        temporary::EVENT_WAKE,
+        [address as u64, all as u64, 0, 0, 0, 0],
+    )
+    .x0
+}
+
+/// Temporary `THREAD_TIMES`: the calling thread's (user, system) time in nanoseconds.
+pub fn thread_times() -> (u64, u64) {
+    let r = value_trap(temporary::THREAD_TIMES, [0; 6]);
+    (r.x0, r.x1)
+}

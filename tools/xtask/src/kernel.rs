@@ -48,6 +48,12 @@ pub fn initrd() -> Result<PathBuf> {
 
 /// Builds the kernel (unless `ARMACH_KERNEL_ELF` names one) and writes the `Image`.
 pub fn build() -> Result<PathBuf> {
+    build_with(&[])
+}
+
+/// As [`build`], with kernel cargo features (`lockcheck`: the lock-order check that
+/// `cargo xtask test` builds in).
+pub fn build_with(features: &[&str]) -> Result<PathBuf> {
     if std::env::var_os("ARMACH_KERNEL_ELF").is_none() {
         let mut cmd = proc::cargo();
         cmd.args([
@@ -58,6 +64,9 @@ pub fn build() -> Result<PathBuf> {
             "--target",
             KERNEL_TARGET,
         ]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
         if !proc::run_status(&mut cmd)? {
             return Err(Error::new(
                 "the kernel did not build (see cargo's messages above)",

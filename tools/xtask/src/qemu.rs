@@ -168,6 +168,11 @@ pub fn command_line(machine: &Machine, boot: &Boot) -> Vec<String> {
                 "-m",
                 &machine.mem,
                 "-nographic",
+                // No network: the kernel has no driver for one, and virt's default
+                // virtio NIC needs a boot ROM that a QEMU installed without
+                // recommended packages does not have.
+                "-nic",
+                "none",
             ]);
             if let Some(dtb) = &boot.dtb {
                 push(&["-dtb", &dtb.display().to_string()]);
@@ -376,7 +381,7 @@ mod tests {
         let m = Machine::resolve(Board::Virt, MachineOptions::default()).unwrap();
         assert_eq!(
             command_line(&m, &boot()).join(" "),
-            "-M virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 512M -nographic \
+            "-M virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 512M -nographic -nic none \
              -semihosting-config enable=on,target=native -kernel /w/Image -append exit=semihosting"
         );
     }

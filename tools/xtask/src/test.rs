@@ -177,6 +177,13 @@ const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
     (Board::Rpi4, 4, Gic::V2, false),
 ];
 
+/// More CPUs, for the programs in `MANY_CPU_PROGRAMS` only (the whole suite there would
+/// double the run time on a 2-core host).
+const EXTRA_MACHINES: &[(Board, u32, Gic, bool)] = &[(Board::Virt, 8, Gic::V2, false)];
+
+/// Programs whose point is concurrency, run on `EXTRA_MACHINES` too.
+const MANY_CPU_PROGRAMS: &[&str] = &["waitstress"];
+
 /// Console text a program's run must show besides its success line: the kernel's reports
 /// of the faults `faults` causes on purpose.
 fn expected_reports(program: &str) -> Vec<String> {
@@ -201,8 +208,11 @@ fn expected_reports(program: &str) -> Vec<String> {
 /// marker and exits 4) and powered off with status 0.
 pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     let mut runs = Vec::new();
-    for &(board, smp, gic, el2) in USER_MACHINES {
+    for &(board, smp, gic, el2) in USER_MACHINES.iter().chain(EXTRA_MACHINES) {
         for program in programs {
+            if smp > 4 && !MANY_CPU_PROGRAMS.contains(&program.as_str()) {
+                continue;
+            }
             let boot = QemuTest::boot(board, smp, gic, el2);
             runs.push(QemuTest {
                 name: format!("{program}-{}", boot.name),
@@ -440,7 +450,7 @@ fn host_tests() -> Result<Totals> {
 fn qemu_matrix(tests: &[QemuTest], timeout: Duration, jobs: usize) -> Totals {
     let setup = prereq::ensure_rust_targets()
         .and_then(|()| prereq::ensure_qemu())
-        .and_then(|()| kernel::build());
+        .and_then(|()| kernel::build_with(&["lockcheck"]));
     let image = match setup {
         Ok(image) => image,
         Err(e) => {

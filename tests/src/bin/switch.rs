@@ -1,0 +1,140 @@
+//! `switch`: `thread_switch` honours its thread hint and its priority depression. On one
+//! CPU the order in which threads run is determined, so the checks are exact there: a
+//! hinted thread runs before an older queued one; a thread that depresses its priority
+//! does not run again until the other CPU-bound thread is done (a plain yield would be
+//! back after one quantum); a depression that times out lets the thread back while the
+//! other still runs. With more CPUs the threads run in parallel and only the calls'
+//! results are checked.
+
+#![no_std]
+#![no_main]
+
+use armach_tests::Checks;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use libmach::traps::{cpu_count, thread_switch};
+use libmach::{Args, PortName, thread};
+use mach_abi::traps::{SWITCH_OPTION_DEPRESS, SWITCH_OPTION_NONE};
+
+libmach::main!(main);
+
+fn counter() -> u64 {
+    let value: u64;
+    // SAFETY: reading the virtual counter has no side effect; the kernel allows it at EL0.
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn frequency() -> u64 {
+    let value: u64;
+    // SAFETY: reading the counter frequency has no side effect.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Spin in user mode for `ms` milliseconds of counter time.
+fn spin_ms(ms: u64) {
+    let end = counter() + ms * frequency() / 1000;
+    while counter() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// The name `thread_switch` takes for a thread: the placeholder `mach_thread_self` gives
+/// (`THREAD_BASE` + thread id) until thread ports exist.
+fn thread_name(id: u64) -> PortName {
+    PortName(0x1000 + id as u32)
+}
+
+static ORDER: AtomicU64 = AtomicU64::new(0);
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn record(tag: u64) {
+    let slot = NEXT.fetch_add(1, Ordering::AcqRel);
+    ORDER.fetch_or(tag << (8 * slot), Ordering::AcqRel);
+}
+
+fn main(_args: &Args) -> i32 {
+    let mut c = Checks::new("switch");
+    let one_cpu = cpu_count() == 1;
+    if !one_cpu {
+        c.note(format_args!(
+            "{} CPUs: run order is not determined, only results are checked",
+            cpu_count()
+        ));
+    }
+
+    // The hint: B is queued first, then C; a switch hinted at C runs C first.
+    let b = thread::spawn(|| record(0xb));
+    let cc = thread::spawn(|| record(0xc));
+    let (Ok(b), Ok(cc)) = (b, cc) else {
+        c.check(false, "threads start", format_args!("spawn failed"));
+        return c.finish();
+    };
+    let r = thread_switch(thread_name(cc.id()), SWITCH_OPTION_NONE, 0);
+    c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
+    b.join();
+    cc.join();
+    let order = ORDER.load(Ordering::Acquire);
+    if one_cpu {
+        c.check_eq("run order after the hint (C then B)", order, 0xb0c);
+    }
+
+    // Depression: the main thread depresses itself for up to 2 s while D computes for
+    // 150 ms; on one CPU it runs again only once D is done.
+    static D_DONE: AtomicU32 = AtomicU32::new(0);
+    let d = thread::spawn(|| {
+        spin_ms(150);
+        D_DONE.store(1, Ordering::Release);
+    });
+    let start = counter();
+    let r = thread_switch(PortName::NULL, SWITCH_OPTION_DEPRESS, 2000);
+    let back_ms = (counter() - start) * 1000 / frequency();
+    c.check_eq("thread_switch(DEPRESS, 2000 ms)", r, Ok(()));
+    if one_cpu {
+        c.check_eq(
+            "the depressed thread ran again only after the other finished",
+            D_DONE.load(Ordering::Acquire),
+            1,
+        );
+        c.check(
+            back_ms < 1500,
+            "the depression ended when the thread ran again, not at its timeout",
+            format_args!("back after {back_ms} ms"),
+        );
+    }
+    if let Ok(d) = d {
+        d.join();
+    }
+
+    // A depression that times out: E computes for 400 ms; the main thread is back after
+    // its 40 ms depression plus at most a quantum or two, while E still runs.
+    static E_DONE: AtomicU32 = AtomicU32::new(0);
+    let e = thread::spawn(|| {
+        spin_ms(400);
+        E_DONE.store(1, Ordering::Release);
+    });
+    let start = counter();
+    let r = thread_switch(PortName::NULL, SWITCH_OPTION_DEPRESS, 40);
+    let back_ms = (counter() - start) * 1000 / frequency();
+    c.check_eq("thread_switch(DEPRESS, 40 ms)", r, Ok(()));
+    if one_cpu {
+        c.check(
+            back_ms >= 40 && E_DONE.load(Ordering::Acquire) == 0,
+            "after a 40 ms depression the thread is back while the other still runs",
+            format_args!(
+                "back after {back_ms} ms, other done: {}",
+                E_DONE.load(Ordering::Acquire)
+            ),
+        );
+    }
+    if let Ok(e) = e {
+        e.join();
+    }
+    let r = thread_switch(PortName::NULL, 7, 0);
+    c.check(
+        r.is_err(),
+        "an unknown option is refused",
+        format_args!("{r:?}"),
+    );
+    c.finish()
+}
