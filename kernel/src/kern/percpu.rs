@@ -4,7 +4,7 @@
 
 use crate::arch::cpu;
 use crate::devtree::MAX_CPUS;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Where a CPU is in its start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub struct PerCpu {
     pub ring_sent: AtomicBool,
     /// Lock levels this CPU holds (`kern::sync`, with the `lockcheck` feature).
     pub lock_levels: AtomicU32,
+    /// This CPU's scheduler processor (`kern::sched`), once it has one: one load away
+    /// on the trap path instead of an index computation.
+    pub processor: AtomicUsize,
 }
 
 impl PerCpu {
@@ -51,6 +54,7 @@ impl PerCpu {
             sgi_interface_mask: AtomicU8::new(0),
             ring_sent: AtomicBool::new(false),
             lock_levels: AtomicU32::new(0),
+            processor: AtomicUsize::new(0),
         }
     }
 

@@ -59,6 +59,7 @@ impl LockLevel {
 }
 
 /// Which levels this CPU holds, one bit per level.
+#[cfg(any(test, feature = "lockcheck"))]
 mod held {
     #[cfg(target_os = "none")]
     pub fn get() -> u32 {
@@ -104,37 +105,71 @@ pub fn order_allows(held_mask: u32, level: LockLevel) -> bool {
 
 /// Levels this CPU holds now (0 when the check is compiled out).
 pub fn held_levels() -> u32 {
-    if cfg!(any(test, feature = "lockcheck")) {
-        held::get()
-    } else {
-        0
-    }
+    #[cfg(any(test, feature = "lockcheck"))]
+    return held::get();
+    #[cfg(not(any(test, feature = "lockcheck")))]
+    0
 }
 
-/// Note the acquisition of a lock of `level`; returns whether this acquisition set the
-/// level's bit (so its release clears it).
+/// What a guard remembers for the check: the level it holds, and whether its
+/// acquisition set the level's bit (so its release clears it). Empty without the check.
+#[cfg(any(test, feature = "lockcheck"))]
+#[derive(Clone, Copy)]
+struct Held {
+    level: LockLevel,
+    set_bit: bool,
+}
+#[cfg(not(any(test, feature = "lockcheck")))]
+#[derive(Clone, Copy)]
+struct Held;
+
+/// Note the acquisition of a lock of `level`.
 #[inline]
-fn note_acquire(level: LockLevel) -> bool {
-    if !cfg!(any(test, feature = "lockcheck")) {
-        return false;
-    }
+#[cfg(any(test, feature = "lockcheck"))]
+fn note_acquire(level: LockLevel) -> Held {
     let mask = held::get();
     if !order_allows(mask, level) {
         lock_order_violation(mask, level);
     }
     let bit = 1u32 << level as u32;
     held::set(mask | bit);
-    mask & bit == 0
+    Held {
+        level,
+        set_bit: mask & bit == 0,
+    }
+}
+#[inline]
+#[cfg(not(any(test, feature = "lockcheck")))]
+fn note_acquire(_: LockLevel) -> Held {
+    Held
 }
 
 #[inline]
-fn note_release(level: LockLevel, set_bit: bool) {
-    if cfg!(any(test, feature = "lockcheck")) && set_bit {
-        held::set(held::get() & !(1u32 << level as u32));
+#[cfg(any(test, feature = "lockcheck"))]
+fn note_release(held: Held) {
+    if held.set_bit {
+        held::set(held::get() & !(1u32 << held.level as u32));
     }
+}
+#[inline]
+#[cfg(not(any(test, feature = "lockcheck")))]
+fn note_release(_: Held) {}
+
+/// An acquisition that the check does not track (`try_lock`).
+#[cfg(any(test, feature = "lockcheck"))]
+fn untracked(level: LockLevel) -> Held {
+    Held {
+        level,
+        set_bit: false,
+    }
+}
+#[cfg(not(any(test, feature = "lockcheck")))]
+fn untracked(_: LockLevel) -> Held {
+    Held
 }
 
 #[cold]
+#[cfg(any(test, feature = "lockcheck"))]
 fn lock_order_violation(mask: u32, level: LockLevel) -> ! {
     let highest = 31 - mask.leading_zeros();
     panic!(
@@ -151,8 +186,7 @@ pub struct IrqSpinLock<T> {
 pub struct IrqSpinLockGuard<'a, T> {
     guard: ManuallyDrop<spin::mutex::SpinMutexGuard<'a, T>>,
     saved: u64,
-    level: LockLevel,
-    set_bit: bool,
+    held: Held,
 }
 
 impl<T> IrqSpinLock<T> {
@@ -165,12 +199,11 @@ impl<T> IrqSpinLock<T> {
 
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = irq_save();
-        let set_bit = note_acquire(self.level);
+        let held = note_acquire(self.level);
         IrqSpinLockGuard {
             guard: ManuallyDrop::new(self.inner.lock()),
             saved,
-            level: self.level,
-            set_bit,
+            held,
         }
     }
 
@@ -191,8 +224,7 @@ impl<T> IrqSpinLock<T> {
             Some(guard) => Some(IrqSpinLockGuard {
                 guard: ManuallyDrop::new(guard),
                 saved,
-                level: self.level,
-                set_bit: false,
+                held: untracked(self.level),
             }),
             None => {
                 irq_restore(saved);
@@ -221,7 +253,7 @@ impl<T> Drop for IrqSpinLockGuard<'_, T> {
         // cannot find it held by the code it interrupted.
         // SAFETY: `guard` is not used again; `self` is being dropped.
         unsafe { ManuallyDrop::drop(&mut self.guard) };
-        note_release(self.level, self.set_bit);
+        note_release(self.held);
         irq_restore(self.saved);
     }
 }

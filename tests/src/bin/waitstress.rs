@@ -74,7 +74,7 @@ fn waiter(index: usize, min_ticks: u64) -> Seen {
     let mut seen = Seen::default();
     for round in 0..ROUNDS {
         let n = index as u64 * 7 + round;
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             seen.silent_waits += 1;
             let before = counter();
             let r = event_wait(event(SILENT), TIMEOUT_MS);
@@ -87,7 +87,7 @@ fn waiter(index: usize, min_ticks: u64) -> Seen {
             count(&mut seen, r);
             continue;
         }
-        let timed = n % 2 == 0;
+        let timed = n.is_multiple_of(2);
         let r = event_wait(
             event(n as usize % EVENTS),
             if timed { TIMEOUT_MS } else { 0 },
@@ -114,12 +114,12 @@ fn waker(index: usize) -> u64 {
     let mut calls = 0u64;
     let mut i = index;
     while WAITERS_DONE.load(Ordering::Acquire) < WAITERS as u64 {
-        let all = i % 3 == 0;
+        let all = i.is_multiple_of(3);
         let woken = event_wake(event(i % EVENTS), all);
         WOKEN_BY_WAKERS.fetch_add(woken, Ordering::AcqRel);
         calls += 1;
         i += 1;
-        if i % 8 == 0 {
+        if i.is_multiple_of(8) {
             libmach::traps::swtch();
         }
     }

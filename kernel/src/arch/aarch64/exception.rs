@@ -112,19 +112,18 @@ extern "C" fn el1_sync(frame: &mut TrapFrame, old_sp: u64) {
 }
 
 extern "C" fn el0_sync(frame: &mut TrapFrame, kind: VectorKind) {
-    crate::kern::sched::enter_from_user();
-    crate::kern::trap::user_exception(frame, kind);
-    crate::kern::sched::return_to_user();
+    let thread = crate::kern::sched::enter_from_user();
+    crate::kern::trap::user_exception(frame, kind, &thread);
+    crate::kern::sched::return_to_user(&thread);
 }
 
 extern "C" fn irq(_frame: &mut TrapFrame, kind: VectorKind) {
-    let from_user = kind.0 >= 8;
-    if from_user {
-        crate::kern::sched::enter_from_user();
-    }
-    crate::kern::irq::handle();
-    if from_user {
-        crate::kern::sched::return_to_user();
+    if kind.0 >= 8 {
+        let thread = crate::kern::sched::enter_from_user();
+        crate::kern::irq::handle();
+        crate::kern::sched::return_to_user(&thread);
+    } else {
+        crate::kern::irq::handle();
     }
 }
 

@@ -66,6 +66,17 @@ impl<T> RunQueue<T> {
         item
     }
 
+    /// Take the head of the most urgent level if that level is `limit` or more urgent.
+    pub fn dequeue_at_or_above(&mut self, limit: u8) -> Option<T> {
+        let pri = self.highest()?;
+        if pri > limit {
+            return None;
+        }
+        let item = self.levels[pri as usize].pop_front();
+        self.note_removed(pri as usize);
+        item
+    }
+
     /// Remove and return the first item (most urgent first) that `pick` accepts.
     pub fn remove_first(&mut self, mut pick: impl FnMut(&T) -> bool) -> Option<T> {
         for pri in 0..NRQS {

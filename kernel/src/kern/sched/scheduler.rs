@@ -48,6 +48,8 @@ impl<T> CpuLocal<T> {
 }
 
 pub struct Processor {
+    /// The CPU index (set when the CPU comes online).
+    index: AtomicU32,
     pub runq: IrqSpinLock<RunQueue<Arc<Thread>>>,
     /// Timeouts of threads that started waiting here (`waitq`).
     pub timers: IrqSpinLock<TimerQueue>,
@@ -75,6 +77,7 @@ pub struct Processor {
 impl Processor {
     const fn new() -> Self {
         Processor {
+            index: AtomicU32::new(0),
             runq: IrqSpinLock::new(LockLevel::RunQueue, RunQueue::new()),
             timers: IrqSpinLock::new(LockLevel::TimerQueue, TimerQueue::new()),
             current: CpuLocal(UnsafeCell::new(None)),
@@ -110,7 +113,12 @@ pub fn processor(index: usize) -> &'static Processor {
 }
 
 fn this_processor() -> &'static Processor {
-    processor(percpu::current_index())
+    let p = percpu::current().processor.load(Ordering::Relaxed);
+    if p == 0 {
+        return processor(percpu::current_index());
+    }
+    // SAFETY: only `init_this_cpu` sets the field, to this CPU's element of `PROCESSORS`.
+    unsafe { &*(p as *const Processor) }
 }
 
 /// Make the code running on this CPU its idle thread and the processor schedulable.
@@ -125,6 +133,11 @@ pub fn init_this_cpu() {
         *me.idle.get() = Some(idle.clone());
         *me.current.get() = Some(idle);
     }
+    me.index
+        .store(percpu::current_index() as u32, Ordering::Relaxed);
+    percpu::current()
+        .processor
+        .store(me as *const Processor as usize, Ordering::Relaxed);
     me.online.store(true, Ordering::Release);
     cpu::irq_restore(saved);
 }
@@ -136,6 +149,34 @@ pub fn current_thread() -> Arc<Thread> {
     let t = unsafe { this_processor().current.get().clone() };
     cpu::irq_restore(saved);
     t.expect("every online CPU has a current thread")
+}
+
+/// The running thread, borrowed without touching its reference count (the trap path's
+/// way to it: an `Arc` clone costs two atomic read-modify-writes per trap).
+///
+/// The thread cannot be freed while its own kernel code runs: until it exits (and an
+/// exiting thread never returns to its caller), something holds a reference to it: the
+/// processor's `current` slot while it runs, a run queue or a wait list while it does not.
+pub struct CurrentThread(core::mem::ManuallyDrop<Arc<Thread>>);
+
+impl core::ops::Deref for CurrentThread {
+    type Target = Arc<Thread>;
+    fn deref(&self) -> &Arc<Thread> {
+        &self.0
+    }
+}
+
+/// The running thread, borrowed (see [`CurrentThread`]). Interrupts must be masked (as
+/// in every exception handler), so that the thread is not switched while it is read.
+pub fn current_borrowed() -> CurrentThread {
+    // SAFETY: our own processor, interrupts masked (the caller's contract).
+    let current = unsafe { this_processor().current.get().as_ref() }
+        .expect("every online CPU has a current thread");
+    // SAFETY: a copy of the `Arc` that is never dropped, so the count stays right; the
+    // thread outlives the borrow (see `CurrentThread`).
+    CurrentThread(core::mem::ManuallyDrop::new(unsafe {
+        Arc::from_raw(Arc::as_ptr(current))
+    }))
 }
 
 /// Wake CPU `index` so it looks at its run queue and AST.
@@ -209,27 +250,41 @@ pub enum Switch {
 
 /// Give up the CPU. Returns when the thread is chosen again (never for `Exit`), or at
 /// once if it need not give it up: a `Yield` with nothing as urgent queued, a `Block`
-/// whose wait already ended.
-pub fn schedule(how: Switch) {
+/// whose wait already ended. Returns whether it switched.
+pub fn schedule(how: Switch) -> bool {
     let saved = cpu::irq_save();
     let me = this_processor();
     me.need_resched.store(false, Ordering::Relaxed);
     // SAFETY: our own processor, interrupts masked.
-    let prev = unsafe { me.current.get().as_ref() }.expect("a current thread");
+    let prev_ptr = Arc::as_ptr(unsafe { me.current.get().as_ref() }.expect("a current thread"));
+    // SAFETY: the `current` slot, or (once moved there below) this processor's run queue,
+    // holds a reference until the switch is over (see `switch_to`).
+    let prev = unsafe { &*prev_ptr };
     if how == Switch::Block && !commit_block(prev) {
         cpu::irq_restore(saved);
-        return;
+        return false;
     }
+    // A yielding thread gives way to queued threads at least as urgent and goes back on
+    // the queue; the idle thread gives way to any.
+    let requeue = how == Switch::Yield && !prev.is_idle;
+    let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
     let next = {
         let mut rq = me.runq.lock();
-        let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
-        // A yielding thread gives way to queued threads at least as urgent; the idle
-        // thread to any.
-        let keep =
-            how == Switch::Yield && !prev.is_idle && rq.highest().is_none_or(|p| p > prev_priority);
-        let next = if keep { None } else { rq.dequeue() };
+        let limit = if requeue { prev_priority } else { IDLE_PRI };
+        let next = rq.dequeue_at_or_above(limit);
         if let Some(next) = &next {
             next.queued_on.store(NO_PROCESSOR, Ordering::Relaxed);
+            if requeue {
+                // Back on this processor's queue while still on this CPU: only this CPU
+                // takes threads off its queue to run them, and it does so only after this
+                // switch; a CPU taking it from elsewhere skips it while `on_cpu`
+                // (`switch_to_thread`).
+                // SAFETY: our own processor, interrupts masked.
+                let owned = unsafe { me.current.get().take() }.expect("a current thread");
+                prev.queued_on
+                    .store(me.index.load(Ordering::Relaxed), Ordering::Relaxed);
+                rq.enqueue(owned, prev_priority);
+            }
             me.nr_queued.store(rq.len() as u32, Ordering::Relaxed);
         }
         next
@@ -238,13 +293,14 @@ pub fn schedule(how: Switch) {
         Some(next) => next,
         None if how == Switch::Yield => {
             cpu::irq_restore(saved);
-            return;
+            return false;
         }
         // SAFETY: as above.
         None => unsafe { me.idle.get().clone() }.expect("an idle thread"),
     };
-    switch_to(me, how, next);
+    switch_to(me, how, next, prev_ptr);
     cpu::irq_restore(saved);
+    true
 }
 
 /// The running thread is about to block: whether it really does (its wait is still on).
@@ -272,32 +328,40 @@ pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
         setrun(next);
         return;
     }
-    switch_to(me, how, next);
+    let prev_ptr = Arc::as_ptr(prev);
+    switch_to(me, how, next, prev_ptr);
     cpu::irq_restore(saved);
 }
 
-/// The switch itself: interrupts masked, no lock held.
-fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>) {
+/// The switch itself, from `prev` (the running thread) to `next`: interrupts masked, no
+/// lock held. The `current` slot still holds `prev` unless `schedule` moved it onto this
+/// processor's run queue (a yield); a yielding thread still in the slot is queued by the
+/// next thread here once it is saved (`finish_switch`).
+fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *const Thread) {
     let held = crate::kern::sync::held_levels();
     if held != 0 {
         panic!("a context switch with locks held (levels {held:#x})");
     }
     // SAFETY: our own processor, interrupts masked.
-    let prev = unsafe { me.current.get().take() }.expect("a current thread");
-    if Arc::ptr_eq(&prev, &next) {
+    let prev_owned = unsafe { me.current.get().take() };
+    if core::ptr::eq(prev, Arc::as_ptr(&next)) {
         // SAFETY: as above.
-        unsafe { *me.current.get() = Some(prev) };
+        unsafe { *me.current.get() = prev_owned };
         return;
     }
-    // A thread reaches a run queue (or a handoff) only once its context is saved, so no
-    // CPU ever waits here for another.
+    // SAFETY: `prev` is kept alive by `prev_owned` or by this processor's run queue, from
+    // which only this CPU takes it to run, after this switch.
+    let prev = unsafe { &*prev };
+    // A thread reaches another CPU's run queue (or a handoff) only once its context is
+    // saved, and this CPU's own queue holds an unsaved thread only while this CPU switches
+    // away from it: no CPU ever waits here for another.
     if next.on_cpu.load(Ordering::Acquire) {
         panic!("thread {} chosen to run while still on a CPU", next.id);
     }
     next.on_cpu.store(true, Ordering::Relaxed);
     next.set_state(RunState::Running);
     next.last_processor
-        .store(percpu::current_index() as u32, Ordering::Relaxed);
+        .store(me.index.load(Ordering::Relaxed), Ordering::Relaxed);
     next.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
     me.running_idle.store(next.is_idle, Ordering::Release);
     me.current_priority.store(
@@ -341,15 +405,16 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>) {
         Switch::Exit => {
             prev.set_state(RunState::Halted);
             // SAFETY: as above. The zombie keeps `prev` alive until the switch is over.
-            unsafe { *me.zombie.get() = Some(prev) };
+            unsafe { *me.zombie.get() = prev_owned };
         }
-        Switch::Yield if !prev.is_idle => {
+        Switch::Yield if !prev.is_idle && prev_owned.is_some() => {
             // SAFETY: as above; taken back by `finish_switch` once `prev` is saved.
-            unsafe { *me.requeue.get() = Some(prev) };
+            unsafe { *me.requeue.get() = prev_owned };
         }
         // A blocked thread is kept alive by whatever will end its wait (an event queue or
-        // a timer queue holds a reference); an idle thread by its processor.
-        Switch::Block | Switch::Yield => drop(prev),
+        // a timer queue holds a reference); a yielding one by its run queue; an idle
+        // thread by its processor.
+        Switch::Block | Switch::Yield => drop(prev_owned),
     }
     // SAFETY: as above. `current` keeps `next` alive.
     unsafe { *me.current.get() = Some(next) };
@@ -376,7 +441,7 @@ pub extern "C" fn finish_switch() {
     // SAFETY: our own processor, interrupts are still masked from the switch.
     let (zombie, requeue) = unsafe { (me.zombie.get().take(), me.requeue.get().take()) };
     if let Some(thread) = requeue {
-        me.enqueue(percpu::current_index(), thread);
+        me.enqueue(me.index.load(Ordering::Relaxed) as usize, thread);
     }
     drop(zombie);
 }
@@ -384,37 +449,34 @@ pub extern "C" fn finish_switch() {
 /// A new user thread's first code on its own stack, on the way to user mode.
 pub extern "C" fn thread_first_run() {
     finish_switch();
-    return_to_user();
+    let me = current_borrowed();
+    return_to_user(&me);
 }
 
-/// Charge the time since the last stamp to the running thread as user time: at every
-/// entry to the kernel from user mode.
-pub fn enter_from_user() {
-    let me = this_processor();
-    // SAFETY: our own processor; called from an exception handler (interrupts masked).
-    if let Some(t) = unsafe { me.current.get().as_ref() } {
-        let now = crate::arch::timer::counter();
-        add(
-            &t.user_time,
-            now.saturating_sub(t.time_stamp.load(Ordering::Relaxed)),
-        );
-        t.time_stamp.store(now, Ordering::Relaxed);
-    }
+/// At every entry to the kernel from user mode: charge the time since the last stamp to
+/// the running thread as user time, and return it (borrowed) for the handler.
+pub fn enter_from_user() -> CurrentThread {
+    let t = current_borrowed();
+    charge(&t.user_time, &t);
+    t
 }
 
-/// At every return to user mode: act on the AST, then charge the kernel time.
-pub fn return_to_user() {
-    ast_check();
-    let me = this_processor();
-    // SAFETY: our own processor; interrupts masked on the way out.
-    if let Some(t) = unsafe { me.current.get().as_ref() } {
-        let now = crate::arch::timer::counter();
-        add(
-            &t.system_time,
-            now.saturating_sub(t.time_stamp.load(Ordering::Relaxed)),
-        );
-        t.time_stamp.store(now, Ordering::Relaxed);
-    }
+/// At every return to user mode of `thread` (the running thread): act on the AST, then
+/// charge the time since the last stamp as kernel time.
+pub fn return_to_user(thread: &Thread) {
+    ast_check(thread);
+    charge(&thread.system_time, thread);
+}
+
+/// Add the time since `thread`'s stamp to `account` and restamp.
+#[inline]
+fn charge(account: &AtomicU64, thread: &Thread) {
+    let now = crate::arch::timer::counter();
+    add(
+        account,
+        now.saturating_sub(thread.time_stamp.load(Ordering::Relaxed)),
+    );
+    thread.time_stamp.store(now, Ordering::Relaxed);
 }
 
 /// End the running thread (it must not be an idle thread).
@@ -430,9 +492,7 @@ pub fn thread_exit() -> ! {
 
 /// Yield to threads of equal or higher priority. Returns whether any were waiting.
 pub fn yield_now() -> bool {
-    let others = this_processor().nr_queued.load(Ordering::Relaxed) != 0;
-    schedule(Switch::Yield);
-    others
+    schedule(Switch::Yield)
 }
 
 /// `thread_switch` with a hint: run `target` (a thread of the caller's choosing) now if it
@@ -446,7 +506,9 @@ pub fn switch_to_thread(target: &Arc<Thread>, how: Switch) -> bool {
     let p = processor(cpu_index as usize);
     let taken = {
         let mut rq = p.runq.lock();
-        let taken = rq.remove_first(|t| Arc::ptr_eq(t, target));
+        // A thread still being switched out on its CPU is not ours to run yet.
+        let taken =
+            rq.remove_first(|t| Arc::ptr_eq(t, target) && !t.on_cpu.load(Ordering::Acquire));
         if taken.is_some() {
             target.queued_on.store(NO_PROCESSOR, Ordering::Relaxed);
             p.nr_queued.store(rq.len() as u32, Ordering::Relaxed);
@@ -538,16 +600,13 @@ pub fn tick() {
     }
 }
 
-/// Terminate or reschedule the running thread if asked to (on the way to user mode).
-pub fn ast_check() {
-    let me = this_processor();
-    // SAFETY: our own processor; called with interrupts masked on the way out of a trap.
-    let terminate =
-        unsafe { me.current.get().as_ref() }.is_some_and(|t| !t.is_idle && t.should_terminate());
-    if terminate {
+/// Terminate or reschedule `thread`, the running thread, if asked to (on the way to user
+/// mode).
+pub fn ast_check(thread: &Thread) {
+    if thread.should_terminate() {
         thread_exit();
     }
-    if me.need_resched.load(Ordering::Acquire) {
+    if this_processor().need_resched.load(Ordering::Acquire) {
         schedule(Switch::Yield);
     }
 }
