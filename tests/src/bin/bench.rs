@@ -46,7 +46,50 @@ fn report(name: &str, op: &str, iterations: u64, f: impl FnOnce()) {
     );
 }
 
+/// Two threads waking each other through the temporary event traps (`EVENT_WAKE` retried
+/// until the other is waiting, then `EVENT_WAIT`): instructions per round trip, two
+/// wake-ups and two waits. On more than one CPU the two usually run on different CPUs, so
+/// each wake-up crosses CPUs (an IPI to an idle one).
+fn wakeup_round_trip() {
+    const ROUNDS: u64 = 2_000;
+    static PING: u64 = 0;
+    static PONG: u64 = 0;
+    let ping = &PING as *const u64 as usize;
+    let pong = &PONG as *const u64 as usize;
+    fn wake(event: usize) {
+        while traps::event_wake(event, false) == 0 {
+            traps::swtch();
+        }
+    }
+    report(
+        "wakeup-round-trip",
+        "round trip of two wake-ups",
+        ROUNDS,
+        || {
+            let other = thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    traps::event_wait(ping, 0);
+                    wake(pong);
+                }
+            });
+            for _ in 0..ROUNDS {
+                wake(ping);
+                traps::event_wait(pong, 0);
+            }
+            if let Ok(h) = other {
+                h.join();
+            }
+        },
+    );
+}
+
 fn main(_args: &Args) -> i32 {
+    if traps::cpu_count() > 1 {
+        // `cargo xtask bench` boots more CPUs only for the wake-up path.
+        wakeup_round_trip();
+        println!("bench: done");
+        return 0;
+    }
     println!(
         "bench: start: {} instructions from reset to main",
         per_op(counter(), 1)
@@ -139,6 +182,8 @@ fn main(_args: &Args) -> i32 {
             }
         },
     );
+
+    wakeup_round_trip();
 
     println!("bench: done");
     0

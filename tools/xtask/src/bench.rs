@@ -1,8 +1,11 @@
 //! `cargo xtask bench`: the cost of common kernel operations in guest instructions. Boots the
 //! `bench` program (tests/src/bin/bench.rs) on one CPU under `-icount shift=0`, where the
 //! virtual counter advances one nanosecond per instruction, so the figures are instruction
-//! counts and repeat to the unit; then boots it again without `-icount` for the host
-//! wall-clock time of the whole run (MTTCG, the default mode), reported separately.
+//! counts and repeat to the unit; then on 2 and 8 CPUs, where the program measures only the
+//! wake-up path (two threads waking each other), to show that a wake-up does not cost more
+//! with more CPUs; then boots it again without `-icount` for the host wall-clock time of the
+//! whole run (MTTCG, the default mode), reported separately. `--json FILE` writes the
+//! figures under DESIGN.md 8's metric names.
 
 use std::time::Duration;
 
@@ -25,13 +28,16 @@ pub fn figures(console: &str) -> Vec<(String, String)> {
 
 fn boot_bench(
     icount: bool,
+    smp: u32,
     initrd: &std::path::Path,
     image: &std::path::Path,
 ) -> Result<qemu::Outcome> {
     let machine = Machine::resolve(
         Board::Virt,
         MachineOptions {
-            smp: Some(1),
+            smp: Some(smp),
+            // GICv2 takes up to 8 CPUs; the figures do not depend on the GIC.
+            gic: Some(qemu::Gic::V2),
             icount,
             ..MachineOptions::default()
         },
@@ -45,7 +51,7 @@ fn boot_bench(
     };
     let args = qemu::command_line(&machine, &boot);
     let log = target_dir().join("test-logs").join(format!(
-        "bench{}.log",
+        "bench{}-smp{smp}.log",
         if icount { "-icount" } else { "-wallclock" }
     ));
     println!("xtask: {}", crate::proc::shell_words(qemu::QEMU, &args));
@@ -64,27 +70,86 @@ fn boot_bench(
     Ok(outcome)
 }
 
-pub fn run() -> Result<u8> {
+/// The leading number of a figure's text (`"182 instructions per ..."`).
+fn leading_number(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// DESIGN.md 8's name for a figure of the bench program, where one is defined.
+fn metric_name(figure: &str) -> Option<&'static str> {
+    match figure {
+        "null-trap" => Some("null_trap"),
+        "context-switch" => Some("context_switch"),
+        "page-fault" => Some("page_fault"),
+        _ => None,
+    }
+}
+
+/// One JSON object of metrics: name -> (value, unit, machine). Names and units are ours
+/// (no quoting needed); machines are plain words.
+fn to_json(metrics: &[(String, u64, &str, String)]) -> String {
+    let body: Vec<String> = metrics
+        .iter()
+        .map(|(name, value, unit, machine)| {
+            format!("  \"{name}\": {{\"value\": {value}, \"unit\": \"{unit}\", \"machine\": \"{machine}\"}}")
+        })
+        .collect();
+    format!("{{\n{}\n}}\n", body.join(",\n"))
+}
+
+pub fn run(json: Option<&std::path::Path>) -> Result<u8> {
     prereq::ensure_rust_targets()?;
     prereq::ensure_qemu()?;
     let image = kernel::build()?;
     let initrd = kernel::initrd()?;
-    let counted = boot_bench(true, &initrd, &image)?;
-    let figures = figures(&counted.console);
-    if !figures.iter().any(|(name, _)| name == "done") {
+    let counted = boot_bench(true, 1, &initrd, &image)?;
+    let first = figures(&counted.console);
+    if !first.iter().any(|(name, _)| name == "done") {
         return Err(Error::new(
-            "the bench program did not finish (see target/test-logs/bench-icount.log)",
+            "the bench program did not finish (see target/test-logs/bench-icount-smp1.log)",
         ));
     }
+    let mut metrics = Vec::new();
     println!("\nGuest instructions (QEMU -icount shift=0, virt, 1 CPU; deterministic):");
-    for (name, value) in figures.iter().filter(|(name, _)| name != "done") {
+    for (name, value) in first.iter().filter(|(name, _)| name != "done") {
         println!("  {name:<24} {value}");
+        if let (Some(metric), Some(n)) = (metric_name(name), leading_number(value)) {
+            metrics.push((metric.to_owned(), n, "instructions", "virt-smp1".to_owned()));
+        }
     }
-    let timed = boot_bench(false, &initrd, &image)?;
+    println!("\nThe wake-up path on more CPUs (same program, only its wake-up figure):");
+    for smp in [2, 8] {
+        let run = boot_bench(true, smp, &initrd, &image)?;
+        let wake = figures(&run.console);
+        let Some((name, value)) = wake.iter().find(|(name, _)| name.starts_with("wakeup")) else {
+            return Err(Error::new(format!(
+                "the bench program printed no wake-up figure on {smp} CPUs (see target/test-logs/bench-icount-smp{smp}.log)"
+            )));
+        };
+        println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+        if let Some(n) = leading_number(value) {
+            metrics.push((
+                format!("wakeup_round_trip_{smp}_cpus"),
+                n,
+                "instructions",
+                format!("virt-smp{smp}"),
+            ));
+        }
+    }
+    let timed = boot_bench(false, 1, &initrd, &image)?;
     println!(
         "\nHost wall-clock of the whole boot-and-bench run without -icount (MTTCG): {:.2} s",
         timed.elapsed.as_secs_f64()
     );
+    if let Some(path) = json {
+        std::fs::write(path, to_json(&metrics))
+            .map_err(|e| Error::io(format_args!("writing {}", path.display()), e))?;
+        println!(
+            "xtask: wrote {} metrics to {}",
+            metrics.len(),
+            path.display()
+        );
+    }
     Ok(0)
 }
 
@@ -100,5 +165,18 @@ mod tests {
         assert_eq!(f[0].0, "null-trap");
         assert!(f[0].1.starts_with("182 instructions"));
         assert_eq!(f[1].0, "done");
+    }
+
+    #[test]
+    fn metrics_and_json() {
+        assert_eq!(metric_name("null-trap"), Some("null_trap"));
+        assert_eq!(metric_name("yield-alone"), None);
+        assert_eq!(leading_number("182 instructions per x"), Some(182));
+        assert_eq!(leading_number("n/a"), None);
+        let json = to_json(&[("null_trap".into(), 162, "instructions", "virt-smp1".into())]);
+        assert_eq!(
+            json,
+            "{\n  \"null_trap\": {\"value\": 162, \"unit\": \"instructions\", \"machine\": \"virt-smp1\"}\n}\n"
+        );
     }
 }

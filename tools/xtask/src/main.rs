@@ -53,11 +53,19 @@ enum Command {
     /// Clippy (-D warnings) on every crate for its own target, then rustfmt --check.
     Lint,
     /// Measure kernel operations in guest instructions (QEMU -icount), and the host wall-clock.
-    Bench,
+    Bench(BenchArgs),
     /// Write a Raspberry Pi 4 SD-card folder (kernel8.img, config.txt, cmdline.txt, README).
     Image(ImageArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
     Setup,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Also write the figures as JSON (`{"METRIC": {"value": N, "unit": U, "machine": M}}`,
+    /// metric names of DESIGN.md 8) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -116,7 +124,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::Test => test::run_all(),
         Command::Lint => lint::run(),
-        Command::Bench => bench::run(),
+        Command::Bench(args) => bench::run(args.json.as_deref()),
         Command::Image(args) => cmd_image(args),
         Command::Setup => cmd_setup(),
     };
