@@ -136,7 +136,7 @@ fn main(_args: &Args) -> i32 {
     if !c.check(
         placed == Ok(BASE),
         "vm_allocate(fixed) at the address every instance uses",
-        format_args!("instance {id:#x}: {placed:?}"),
+        format_args!("{id:#x}: {placed:x?}"),
     ) {
         return c.finish();
     }
@@ -175,10 +175,8 @@ fn main(_args: &Args) -> i32 {
     ));
     c.check(
         bad == 0,
-        "every word read back after a switch held this instance's pattern",
-        format_args!(
-            "instance {id:#x}: {bad} wrong words, first {first_bad:x?} (address, seen, expected)"
-        ),
+        "words read back after switches held our pattern",
+        format_args!("{id:#x}: {bad} wrong, first {first_bad:x?}"),
     );
     let shared_bad = (MAX_WORKERS * WORDS_PER_PAGE..words)
         .filter(|&i| read(i) != pattern(id, 0, i))
@@ -187,8 +185,8 @@ fn main(_args: &Args) -> i32 {
     let seen = SEEN.load(Ordering::Relaxed);
     c.check(
         seen & all == all,
-        "this instance's threads ran on every online CPU",
-        format_args!("instance {id:#x}: {} of {}", cpu_list(seen), cpu_list(all)),
+        "our threads ran on every online CPU",
+        format_args!("{id:#x}: {} of {}", cpu_list(seen), cpu_list(all)),
     );
     // SAFETY: every worker has been joined; nothing refers into the range any more.
     let freed = unsafe { traps::vm_deallocate(task, BASE, PAGES * PAGE_SIZE) };
