@@ -88,7 +88,7 @@ fn worker(id: u64, k: u64, all: u64, start: u64) -> Outcome {
             write(i, pattern(id, round, i));
         }
         // Let the other instances run here, on this CPU or another.
-        let _ = if round % 8 == 0 {
+        let _ = if round.is_multiple_of(8) {
             traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, 1)
         } else {
             traps::thread_switch(PortName(0), SWITCH_OPTION_NONE, 0)

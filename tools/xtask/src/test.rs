@@ -274,7 +274,7 @@ pub const ISOLATION_INSTANCES: usize = 3;
 /// How a program is started: its `init=` list, and so how many success lines it prints.
 fn init_words(program: &str) -> (String, usize) {
     if program == ISOLATION_PROGRAM {
-        let list = vec![program; ISOLATION_INSTANCES].join(",");
+        let list = [program; ISOLATION_INSTANCES].join(",");
         (format!("init={list}"), ISOLATION_INSTANCES)
     } else {
         (format!("init={program}"), 1)
