@@ -96,3 +96,44 @@ impl Checks {
         }
     }
 }
+
+/// The virtual counter (`CNTVCT_EL0`, which the kernel opens to user mode).
+pub fn counter() -> u64 {
+    let value: u64;
+    // SAFETY: reading the virtual counter has no side effect; the kernel allows it at EL0.
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// The counter's frequency in Hz (`CNTFRQ_EL0`).
+pub fn counter_frequency() -> u64 {
+    let value: u64;
+    // SAFETY: reading the counter frequency has no side effect.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Bits 0..n set: the CPUs `0..n` as a mask (all 64 for `n >= 64`).
+pub fn cpu_mask(n: u32) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+/// A CPU index as one bit of a mask (CPUs from 63 up share the top bit).
+pub fn cpu_bit(cpu: u32) -> u64 {
+    1u64.checked_shl(cpu).unwrap_or(1 << 63)
+}
+
+/// `{0,1,3}` for a CPU mask.
+pub fn cpu_list(mask: u64) -> String {
+    let mut list = String::from("{");
+    for cpu in 0..64 {
+        if mask & (1 << cpu) != 0 {
+            if list.len() > 1 {
+                list.push(',');
+            }
+            let _ = write!(list, "{cpu}");
+        }
+    }
+    list.push('}');
+    list
+}

@@ -41,6 +41,10 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     let args = BootArgs::new(config.bootargs);
     console::init(config.console);
     console::init_log(bootargs::log_level(&args));
+    // Said whatever the log level: a value the kernel does not take as given.
+    for bad in bootargs::bad_values(&args) {
+        crate::println!("{bad}");
+    }
     power::init(args.get("exit") == Some("semihosting"), config.psci);
 
     // The tree lists CPUs in its own order; index 0 is the first there, which need not be us.
@@ -100,9 +104,13 @@ pub fn boot_cpu() -> usize {
 /// Free frames when the first user task was created (the leak check's reference).
 static FRAMES_BEFORE: AtomicU64 = AtomicU64::new(0);
 
-/// Start the bootstrap program from the RAM disk (`init=NAME`, else its first file), then
-/// become the boot CPU's idle thread. When every task has gone, check that every frame
-/// came back and power off.
+/// Most programs `init=` may start together.
+const MAX_INIT_PROGRAMS: usize = 16;
+
+/// Start the bootstrap programs from the RAM disk (`init=a,b,c`, each its own task, in that
+/// order; else the RAM disk's first file), then become the boot CPU's idle thread. Every
+/// program is loaded before any runs, so the run cannot end while one is still to start.
+/// When every task has gone, check that every frame came back and power off.
 fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
     // SAFETY: the RAM disk is RAM the frame allocator left out; it is never written.
     let archive = unsafe {
@@ -111,30 +119,61 @@ fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
             initrd.size as usize,
         )
     };
-    let wanted = args.get("init");
-    let entry = cpio::entries(archive)
-        .filter_map(|e| e.map_err(|err| log::error!("initrd: {err}")).ok())
-        .find(|e| wanted.is_none_or(|name| e.name == name));
-    let Some(entry) = entry else {
-        crate::println!(
-            "gnumach-test-failure: no program {:?} in the initial RAM disk",
-            wanted.unwrap_or("(first)")
-        );
-        power_off(ExitStatus::TestFailed)
-    };
+    let entries = || cpio::entries(archive).filter_map(Result::ok);
+    for e in cpio::entries(archive) {
+        if let Err(err) = e {
+            log::error!("initrd: {err}");
+        }
+    }
+    let mut wanted: ArrayVec<Option<&str>, MAX_INIT_PROGRAMS> = ArrayVec::new();
+    match bootargs::init_programs(args) {
+        Some(names) => {
+            for name in names {
+                if wanted.try_push(Some(name)).is_err() {
+                    crate::println!(
+                        "gnumach-test-failure: init= names more than {MAX_INIT_PROGRAMS} programs"
+                    );
+                    power_off(ExitStatus::TestFailed)
+                }
+            }
+        }
+        None => wanted.push(None),
+    }
+    if wanted.is_empty() {
+        wanted.push(None); // `init=` with no names: said at boot; the first program.
+    }
+    let mut programs: ArrayVec<cpio::Entry<'_>, MAX_INIT_PROGRAMS> = ArrayVec::new();
+    for name in &wanted {
+        match entries().find(|e| name.is_none_or(|name| e.name == name)) {
+            Some(entry) => programs.push(entry),
+            None => {
+                crate::println!(
+                    "gnumach-test-failure: no program {:?} in the initial RAM disk",
+                    name.unwrap_or("(first)")
+                );
+                power_off(ExitStatus::TestFailed)
+            }
+        }
+    }
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
     let host_priv = alloc::format!("{}", syscall::placeholder_names::HOST_PRIV);
     let device = alloc::format!("{}", syscall::placeholder_names::DEVICE);
-    let argv = [entry.name, host_priv.as_str(), device.as_str()];
-    match loader::start_program(entry.name, entry.data, &argv) {
-        Ok(task) => {
-            log::info!("started {} as task {}", entry.name, task.id);
-            drop(task);
+    let mut loaded = ArrayVec::<_, MAX_INIT_PROGRAMS>::new();
+    for entry in &programs {
+        let argv = [entry.name, host_priv.as_str(), device.as_str()];
+        match loader::load_program(entry.name, entry.data, &argv) {
+            Ok((task, thread)) => {
+                log::info!("starting {} as task {}", entry.name, task.id);
+                loaded.push(thread);
+            }
+            Err(e) => {
+                crate::println!("gnumach-test-failure: cannot start {e}");
+                power_off(ExitStatus::TestFailed)
+            }
         }
-        Err(e) => {
-            crate::println!("gnumach-test-failure: cannot start {e}");
-            power_off(ExitStatus::TestFailed)
-        }
+    }
+    for thread in loaded {
+        loader::start(thread);
     }
     sched::idle_loop(check_when_tasks_gone)
 }
@@ -280,7 +319,8 @@ fn crash(how: &str) {
                 unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) };
             core::hint::black_box(v);
         }
-        other => log::error!("crash={other}: unknown; expected panic, stack-overflow or null"),
+        // Named on the console at boot (`bootargs::bad_values`).
+        _ => {}
     }
 }
 

@@ -1,5 +1,9 @@
 //! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words and bare
-//! flags. Parsing only; each subsystem asks for its own keys.
+//! flags. Parsing only; each subsystem asks for its own keys. A value the kernel cannot use
+//! is never dropped silently: [`bad_values`] names each such word and the value used instead,
+//! and the boot sequence prints them on the console.
+
+use core::fmt;
 
 /// A parsed view of the command line.
 #[derive(Clone, Copy, Debug)]
@@ -29,11 +33,7 @@ impl<'a> BootArgs<'a> {
 
     /// The value of `key` as an integer, if present and well formed.
     pub fn get_u64(&self, key: &str) -> Option<u64> {
-        let v = self.get(key)?;
-        match v.strip_prefix("0x") {
-            Some(hex) => u64::from_str_radix(hex, 16).ok(),
-            None => v.parse().ok(),
-        }
+        parse_u64(self.get(key)?)
     }
 
     /// The whole line.
@@ -42,27 +42,196 @@ impl<'a> BootArgs<'a> {
     }
 }
 
-/// Verbosity of the kernel log, from `loglevel=` (a name or 0-5).
-pub fn log_level(args: &BootArgs<'_>) -> log::LevelFilter {
-    match args.get("loglevel") {
-        Some("off" | "0") => log::LevelFilter::Off,
-        Some("error" | "1") => log::LevelFilter::Error,
-        Some("warn" | "2") => log::LevelFilter::Warn,
-        Some("info" | "3") => log::LevelFilter::Info,
-        Some("debug" | "4") => log::LevelFilter::Debug,
-        Some("trace" | "5") => log::LevelFilter::Trace,
-        _ => log::LevelFilter::Info,
+/// A decimal or `0x` hexadecimal number.
+fn parse_u64(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
     }
 }
 
-/// Timer ticks per second, from `hz=` (default 100, clamped to 10-1000).
+/// What is wrong with a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Not a decimal or `0x` number.
+    NotANumber,
+    /// A number outside `min..=max`.
+    OutOfRange { min: u64, max: u64 },
+    /// None of the words the key takes (listed).
+    Unknown(&'static str),
+    /// A list with nothing in it.
+    Empty,
+}
+
+/// What the kernel does instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Used {
+    Number(u64),
+    Word(&'static str),
+    /// The word is ignored (the feature stays off).
+    Ignored,
+}
+
+/// A `key=value` word whose value the kernel cannot use as given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadValue<'a> {
+    pub key: &'static str,
+    pub value: &'a str,
+    pub problem: Problem,
+    pub used: Used,
+}
+
+impl fmt::Display for BadValue<'_> {
+    /// `bootargs: hz=0 out of range 10-1000; using 10`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bootargs: {}={} ", self.key, self.value)?;
+        match self.problem {
+            Problem::NotANumber => write!(f, "is not a number")?,
+            Problem::OutOfRange { min, max } => write!(f, "out of range {min}-{max}")?,
+            Problem::Unknown(accepted) => write!(f, "is not one of {accepted}")?,
+            Problem::Empty => write!(f, "names no program")?,
+        }
+        match self.used {
+            Used::Number(n) => write!(f, "; using {n}"),
+            Used::Word(w) => write!(f, "; using {w}"),
+            Used::Ignored => write!(f, "; ignoring it"),
+        }
+    }
+}
+
+const LOG_LEVELS: &str = "off, error, warn, info, debug, trace, 0-5";
+const DEFAULT_LOG_LEVEL: (log::LevelFilter, &str) = (log::LevelFilter::Info, "info");
+
+fn log_level_checked<'a>(args: &BootArgs<'a>) -> (log::LevelFilter, Option<BadValue<'a>>) {
+    let level = match args.get("loglevel") {
+        None => return (DEFAULT_LOG_LEVEL.0, None),
+        Some(v) => (
+            v,
+            match v {
+                "off" | "0" => Some(log::LevelFilter::Off),
+                "error" | "1" => Some(log::LevelFilter::Error),
+                "warn" | "2" => Some(log::LevelFilter::Warn),
+                "info" | "3" => Some(log::LevelFilter::Info),
+                "debug" | "4" => Some(log::LevelFilter::Debug),
+                "trace" | "5" => Some(log::LevelFilter::Trace),
+                _ => None,
+            },
+        ),
+    };
+    match level {
+        (_, Some(level)) => (level, None),
+        (value, None) => (
+            DEFAULT_LOG_LEVEL.0,
+            Some(BadValue {
+                key: "loglevel",
+                value,
+                problem: Problem::Unknown(LOG_LEVELS),
+                used: Used::Word(DEFAULT_LOG_LEVEL.1),
+            }),
+        ),
+    }
+}
+
+/// Verbosity of the kernel log, from `loglevel=` (a name or 0-5; default info).
+pub fn log_level(args: &BootArgs<'_>) -> log::LevelFilter {
+    log_level_checked(args).0
+}
+
+pub const HZ_DEFAULT: u64 = 100;
+pub const HZ_MIN: u64 = 10;
+pub const HZ_MAX: u64 = 1000;
+
+fn hz_checked<'a>(args: &BootArgs<'a>) -> (u64, Option<BadValue<'a>>) {
+    let Some(value) = args.get("hz") else {
+        return (HZ_DEFAULT, None);
+    };
+    let bad = |problem, used| BadValue {
+        key: "hz",
+        value,
+        problem,
+        used: Used::Number(used),
+    };
+    match parse_u64(value) {
+        None => (HZ_DEFAULT, Some(bad(Problem::NotANumber, HZ_DEFAULT))),
+        Some(n) if (HZ_MIN..=HZ_MAX).contains(&n) => (n, None),
+        Some(n) => {
+            let used = n.clamp(HZ_MIN, HZ_MAX);
+            let range = Problem::OutOfRange {
+                min: HZ_MIN,
+                max: HZ_MAX,
+            };
+            (used, Some(bad(range, used)))
+        }
+    }
+}
+
+/// Timer ticks per second, from `hz=` (default 100; out of 10-1000 clamped into it).
 pub fn hz(args: &BootArgs<'_>) -> u64 {
-    args.get_u64("hz").unwrap_or(100).clamp(10, 1000)
+    hz_checked(args).0
+}
+
+/// The programs `init=a,b,c` names, in order (empty names skipped); `None` without `init=`.
+pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a str> + 'a> {
+    args.get("init")
+        .map(|list| list.split(',').filter(|name| !name.is_empty()))
+}
+
+/// Keys whose only accepted value is one word (anything else is ignored): `halt-after=boot`,
+/// `exit=semihosting`, `crash=panic|stack-overflow|null`.
+const WORD_KEYS: [(&str, &[&str], &str); 3] = [
+    ("halt-after", &["boot"], "boot"),
+    ("exit", &["semihosting"], "semihosting"),
+    (
+        "crash",
+        &["panic", "stack-overflow", "null"],
+        "panic, stack-overflow, null",
+    ),
+];
+
+/// Every word of the command line with a value the kernel does not use as given, with what
+/// it uses instead, in a fixed order (`loglevel`, `hz`, `init`, then the one-word keys).
+pub fn bad_values<'a>(args: &BootArgs<'a>) -> impl Iterator<Item = BadValue<'a>> + 'a {
+    let args = *args;
+    let init = match args.get("init") {
+        Some(v) if init_programs(&args).is_some_and(|mut names| names.next().is_none()) => {
+            Some(BadValue {
+                key: "init",
+                value: v,
+                problem: Problem::Empty,
+                used: Used::Word("the RAM disk's first program"),
+            })
+        }
+        _ => None,
+    };
+    let words = WORD_KEYS.iter().filter_map(move |&(key, accepted, list)| {
+        let value = args.get(key)?;
+        (!accepted.contains(&value)).then_some(BadValue {
+            key,
+            value,
+            problem: Problem::Unknown(list),
+            used: Used::Ignored,
+        })
+    });
+    log_level_checked(&args)
+        .1
+        .into_iter()
+        .chain(hz_checked(&args).1)
+        .chain(init)
+        .chain(words)
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    fn complaints(line: &str) -> Vec<std::string::String> {
+        bad_values(&BootArgs::new(line))
+            .map(|b| b.to_string())
+            .collect()
+    }
 
     #[test]
     fn finds_keys_and_flags() {
@@ -74,6 +243,7 @@ mod tests {
         assert!(!a.has("loud"));
         assert_eq!(log_level(&a), log::LevelFilter::Debug);
         assert_eq!(hz(&a), 250);
+        assert_eq!(bad_values(&a).count(), 0);
     }
 
     #[test]
@@ -82,6 +252,7 @@ mod tests {
         assert_eq!(a.get_u64("hz"), Some(100));
         assert_eq!(a.get("x"), Some(""));
         assert_eq!(a.get_u64("x"), None);
+        assert_eq!(hz(&a), 100);
     }
 
     #[test]
@@ -91,9 +262,62 @@ mod tests {
         assert_eq!(hz(&a), 100);
         assert_eq!(hz(&BootArgs::new("hz=1")), 10);
         assert_eq!(hz(&BootArgs::new("hz=100000")), 1000);
+        assert_eq!(hz(&BootArgs::new("hz=abc")), 100);
         assert_eq!(
             log_level(&BootArgs::new("loglevel=nonsense")),
             log::LevelFilter::Info
         );
+    }
+
+    #[test]
+    fn bad_values_are_named_with_the_value_used() {
+        assert_eq!(
+            complaints("hz=0 loglevel=foo"),
+            [
+                "bootargs: loglevel=foo is not one of off, error, warn, info, debug, trace, 0-5; using info",
+                "bootargs: hz=0 out of range 10-1000; using 10",
+            ]
+        );
+        assert_eq!(
+            complaints("hz=abc loglevel=7"),
+            [
+                "bootargs: loglevel=7 is not one of off, error, warn, info, debug, trace, 0-5; using info",
+                "bootargs: hz=abc is not a number; using 100",
+            ]
+        );
+        assert_eq!(
+            complaints("hz=5000"),
+            ["bootargs: hz=5000 out of range 10-1000; using 1000"]
+        );
+        assert_eq!(
+            complaints("halt-after=login exit=psci crash=maybe"),
+            [
+                "bootargs: halt-after=login is not one of boot; ignoring it",
+                "bootargs: exit=psci is not one of semihosting; ignoring it",
+                "bootargs: crash=maybe is not one of panic, stack-overflow, null; ignoring it",
+            ]
+        );
+        assert_eq!(
+            complaints("init=,"),
+            ["bootargs: init=, names no program; using the RAM disk's first program"]
+        );
+        // Only the last value counts, as for the setting itself.
+        assert!(complaints("hz=0 hz=250 loglevel=x loglevel=trace").is_empty());
+        // Keys the kernel does not know (the Pi firmware adds its own) are not its business.
+        assert!(complaints("console=ttyS0 8250.nr_uarts=1").is_empty());
+    }
+
+    #[test]
+    fn init_lists() {
+        let names =
+            |line| init_programs(&BootArgs::new(line)).map(|names| names.collect::<Vec<_>>());
+        assert_eq!(names(""), None);
+        assert_eq!(names("init=hello"), Some(vec!["hello"]));
+        assert_eq!(
+            names("init=isolation,isolation,hello"),
+            Some(vec!["isolation", "isolation", "hello"])
+        );
+        assert_eq!(names("init=a,,b,"), Some(vec!["a", "b"]));
+        assert_eq!(names("init="), Some(vec![]));
     }
 }

@@ -109,8 +109,14 @@ fn build_stack(map: &mut VmMap, argv: &[&str]) -> Result<u64, String> {
     Ok(sp)
 }
 
-/// Start `image` as a new task called `name` with arguments `argv`.
-pub fn start_program(name: &str, image: &[u8], argv: &[&str]) -> Result<Arc<Task>, String> {
+/// Load `image` as a new task called `name` with arguments `argv`, with its first thread
+/// made but not yet runnable: the caller hands it to [`start`] (so that several programs can
+/// all exist before any of them runs, and none can end the run before the others start).
+pub fn load_program(
+    name: &str,
+    image: &[u8],
+    argv: &[&str],
+) -> Result<(Arc<Task>, Arc<Thread>), String> {
     let elf = Elf::parse(image).map_err(|e| format!("{name}: {e}"))?;
     let task = Task::new_user(name).ok_or_else(|| format!("{name}: out of memory for a task"))?;
     let (entry, sp) = {
@@ -121,6 +127,10 @@ pub fn start_program(name: &str, image: &[u8], argv: &[&str]) -> Result<Arc<Task
     };
     let thread =
         Thread::new_user(&task, entry, sp, 0).map_err(|kr| format!("{name}: no thread: {kr:?}"))?;
+    Ok((task, thread))
+}
+
+/// Make a loaded program's first thread runnable.
+pub fn start(thread: Arc<Thread>) {
     crate::kern::sched::thread_start(thread);
-    Ok(task)
 }

@@ -166,6 +166,44 @@ impl Regions {
     }
 }
 
+/// `vm_allocate`'s size, rounded up to whole pages as GNU Mach does (`round_page`). A size
+/// within a page of 2^64 wraps to 0 there, which `vm_map_enter` refuses:
+/// `KERN_INVALID_ARGUMENT`. `size` is not 0 (that succeeds before any rounding).
+pub fn allocate_size(size: u64, page: u64) -> Result<u64, KernReturn> {
+    size.checked_next_multiple_of(page)
+        .ok_or(KernReturn::InvalidArgument)
+}
+
+/// `vm_allocate` at a fixed address: `[start, end)` from the page-truncated address, or
+/// `KERN_INVALID_ADDRESS` when it leaves `[min, max)` or wraps (GNU Mach `vm_map_enter`).
+pub fn fixed_range(
+    addr: u64,
+    size: u64,
+    page: u64,
+    min: u64,
+    max: u64,
+) -> Result<(u64, u64), KernReturn> {
+    let start = addr & !(page - 1);
+    match start.checked_add(size) {
+        Some(end) if start >= min && end <= max => Ok((start, end)),
+        _ => Err(KernReturn::InvalidAddress),
+    }
+}
+
+/// The range `vm_deallocate(addr, size)` removes: page-rounded with wrapping arithmetic, then
+/// clipped to the map's `[min, max)` (GNU Mach `vm_deallocate` and `VM_MAP_RANGE_CHECK`).
+/// Nothing outside the user range is an error: the part inside goes, possibly none.
+pub fn deallocate_range(addr: u64, size: u64, page: u64, min: u64, max: u64) -> (u64, u64) {
+    let mut start = addr & !(page - 1);
+    let mut end = addr.wrapping_add(size).wrapping_add(page - 1) & !(page - 1);
+    start = start.max(min);
+    end = end.min(max);
+    if start > end {
+        start = end;
+    }
+    (start, end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +277,49 @@ mod tests {
         assert_eq!(
             r.protect(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, false),
             Err(KernReturn::ProtectionFailure)
+        );
+    }
+
+    #[test]
+    fn gnu_mach_range_rules() {
+        const MIN: u64 = 0x1_0000;
+        const MAX: u64 = 1 << 48;
+        assert_eq!(allocate_size(1, P), Ok(P));
+        assert_eq!(allocate_size(MAX, P), Ok(MAX));
+        assert_eq!(
+            allocate_size(u64::MAX - 100, P),
+            Err(KernReturn::InvalidArgument)
+        );
+        assert_eq!(allocate_size(u64::MAX - P + 1, P), Ok(u64::MAX - P + 1));
+        assert_eq!(fixed_range(0x12345, P, P, MIN, MAX), Ok((0x12000, 0x13000)));
+        assert_eq!(
+            fixed_range(0, P, P, MIN, MAX),
+            Err(KernReturn::InvalidAddress)
+        );
+        assert_eq!(
+            fixed_range(MAX - P, 2 * P, P, MIN, MAX),
+            Err(KernReturn::InvalidAddress)
+        );
+        assert_eq!(fixed_range(MAX - P, P, P, MIN, MAX), Ok((MAX - P, MAX)));
+        assert_eq!(
+            fixed_range(u64::MAX - P + 1, 2 * P, P, MIN, MAX),
+            Err(KernReturn::InvalidAddress)
+        );
+        // Kernel half: clipped to nothing.
+        let (s, e) = deallocate_range(0xffff_8000_0000_0000, P, P, MIN, MAX);
+        assert_eq!(s, e);
+        // Straddling the bottom and the top: only the user part.
+        assert_eq!(deallocate_range(0, 0x2_0000, P, MIN, MAX), (MIN, 0x2_0000));
+        assert_eq!(
+            deallocate_range(MAX - P, 2 * P, P, MIN, MAX),
+            (MAX - P, MAX)
+        );
+        // A size that wraps around 2^64: GNU Mach's arithmetic gives an empty range.
+        let (s, e) = deallocate_range(0x2_0000, u64::MAX, P, MIN, MAX);
+        assert_eq!(s, e);
+        assert_eq!(
+            deallocate_range(0x2_0010, 10, P, MIN, MAX),
+            (0x2_0000, 0x2_1000)
         );
     }
 }

@@ -7,7 +7,8 @@ extern crate alloc;
 
 use crate::arch::uspace::{UserPageTable, UserPerm};
 use crate::mm::regions::{
-    Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VmProt,
+    self, Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE,
+    VmProt,
 };
 use crate::mm::{PhysAddr, align_down, align_up, frame};
 use alloc::vec::Vec;
@@ -77,21 +78,25 @@ impl VmMap {
         if size == 0 {
             return Ok(0);
         }
-        let size = align_up(size, PAGE_SIZE);
-        if size == 0 || size > VM_MAX_USER_ADDRESS {
-            return Err(KernReturn::NoSpace);
-        }
-        let start = if anywhere {
-            self.regions
+        let size = regions::allocate_size(size, PAGE_SIZE)?;
+        let (start, end) = if anywhere {
+            if size > VM_MAX_USER_ADDRESS - VM_MIN_USER_ADDRESS {
+                return Err(KernReturn::NoSpace);
+            }
+            let start = self
+                .regions
                 .find_space(size, VM_MIN_USER_ADDRESS, VM_MAX_USER_ADDRESS)
-                .ok_or(KernReturn::NoSpace)?
+                .ok_or(KernReturn::NoSpace)?;
+            (start, start + size)
         } else {
-            align_down(addr, PAGE_SIZE)
+            regions::fixed_range(
+                addr,
+                size,
+                PAGE_SIZE,
+                VM_MIN_USER_ADDRESS,
+                VM_MAX_USER_ADDRESS,
+            )?
         };
-        let end = start.checked_add(size).ok_or(KernReturn::InvalidAddress)?;
-        if start < VM_MIN_USER_ADDRESS || end > VM_MAX_USER_ADDRESS {
-            return Err(KernReturn::InvalidAddress);
-        }
         self.regions
             .insert(start, end, VM_PROT_DEFAULT, VM_PROT_ALL)?;
         Ok(start)
@@ -113,14 +118,13 @@ impl VmMap {
         if size == 0 {
             return Ok(());
         }
-        let start = align_down(addr, PAGE_SIZE);
-        let end = addr
-            .checked_add(size)
-            .map(|e| align_up(e, PAGE_SIZE))
-            .ok_or(KernReturn::InvalidAddress)?;
-        if end > VM_MAX_USER_ADDRESS {
-            return Err(KernReturn::InvalidAddress);
-        }
+        let (start, end) = regions::deallocate_range(
+            addr,
+            size,
+            PAGE_SIZE,
+            VM_MIN_USER_ADDRESS,
+            VM_MAX_USER_ADDRESS,
+        );
         let removed = self.regions.remove(start, end);
         let mut freed = 0;
         for (s, e) in removed {

@@ -11,7 +11,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use armach_tests::Checks;
+use armach_tests::{Checks, counter, counter_frequency};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use libmach::{Args, KernReturn, PortName, thread};
 use mach_abi::traps::SWITCH_OPTION_WAIT;
@@ -64,8 +64,36 @@ fn main(_args: &Args) -> i32 {
         format_args!("{} before, {} now", before.free, during.free),
     );
 
+    // The reservation is measured in a quiet task: every thread has counted itself on its
+    // way to sleep, then the free-frame count must hold still over a few sleeps of the main
+    // thread (a thread between its count and its sleep may still touch its stack). Nothing
+    // else in the task runs, and `FRAME_COUNTS` returns dead kernel stacks first, so the
+    // difference around the `vm_allocate` is the reservation's alone.
+    let created = handles.len();
+    let quiet_deadline = counter() + 20 * counter_frequency();
+    while asleep.load(Ordering::SeqCst) < created && counter() < quiet_deadline {
+        let _ = libmach::traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, 5);
+    }
+    c.check_eq(
+        "every thread reached its sleep",
+        asleep.load(Ordering::SeqCst),
+        created,
+    );
+    let mut stable = 0;
+    let mut last = libmach::frame_counts().free;
+    while stable < 3 && counter() < quiet_deadline {
+        let _ = libmach::traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, 10);
+        let now = libmach::frame_counts().free;
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+    }
+    c.check(
+        stable >= 3,
+        "the free-frame count holds still once every thread sleeps",
+        format_args!("{stable} unchanged 10 ms sleeps in a row, {last} free"),
+    );
+
     let task = libmach::traps::mach_task_self();
-    // Counted right before and after, with nothing in between that could touch memory.
     let before_reserve = libmach::frame_counts();
     let huge = libmach::traps::vm_allocate(task, 0, 1 << 40, true);
     let after_reserve = libmach::frame_counts();

@@ -1,7 +1,10 @@
 //! `threads`: 64 threads in one task, each doing a few million iterations of a checksum it
 //! verifies against a closed form, plus a heap block of its own, sampling the CPU it runs on
-//! as it goes. The main thread joins them all, checks every result, prints the set of CPUs
-//! used, and with more than one CPU online checks that threads ran on more than one.
+//! as it goes. The main thread joins them all, checks every result, and checks that the
+//! threads ran on every online CPU: a thread that finishes its work before every CPU has
+//! been seen keeps computing (and sampling) until all have, or until 20 s after the start,
+//! so a kernel that leaves a CPU without user work fails however the timing falls, and a
+//! right one passes without depending on it.
 
 #![no_std]
 #![no_main]
@@ -10,7 +13,9 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use armach_tests::Checks;
+use armach_tests::{counter, counter_frequency, cpu_bit, cpu_list, cpu_mask};
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, Ordering};
 use libmach::{Args, thread};
 
 libmach::main!(main);
@@ -19,6 +24,11 @@ const THREADS: u64 = 64;
 const ITERATIONS: u64 = 2_000_000;
 /// Iterations between CPU samples (a power of two).
 const SAMPLE_EVERY: u64 = 1 << 15;
+/// Longest time the threads keep working while a CPU has not been seen, in seconds.
+const COVER_SECS: u64 = 20;
+
+/// CPUs any thread has been seen on.
+static SEEN: AtomicU64 = AtomicU64::new(0);
 
 /// What one thread found.
 struct Outcome {
@@ -38,11 +48,7 @@ fn sum_of_squares_below(m: u64) -> u128 {
     (m - 1) * m * (2 * m - 1) / 6
 }
 
-fn cpu_bit(cpu: u32) -> u64 {
-    1u64.checked_shl(cpu).unwrap_or(1 << 63)
-}
-
-fn work(index: u64) -> Outcome {
+fn work(index: u64, all: u64, deadline: u64) -> Outcome {
     let start = index * 1_000_003;
     let mut cpu = libmach::cpu();
     let mut cpus = cpu_bit(cpu);
@@ -58,8 +64,24 @@ fn work(index: u64) -> Outcome {
                 cpu = now;
             }
             cpus |= cpu_bit(now);
+            SEEN.fetch_or(cpu_bit(now), Ordering::Relaxed);
         }
     }
+    // Keep a CPU busy until every online CPU has run one of us (or the deadline passes).
+    let mut spare = 0u64;
+    while SEEN.load(Ordering::Relaxed) & all != all && counter() < deadline {
+        for i in 0..SAMPLE_EVERY {
+            spare = spare.wrapping_add(black_box(i));
+        }
+        let now = libmach::cpu();
+        if now != cpu {
+            cpu_changes += 1;
+            cpu = now;
+        }
+        cpus |= cpu_bit(now);
+        SEEN.fetch_or(cpu_bit(now), Ordering::Relaxed);
+    }
+    black_box(spare);
     let expected = (sum_of_squares_below(start + ITERATIONS) - sum_of_squares_below(start)) as u64;
 
     // The allocator under contention: a block of our own, filled and read back.
@@ -87,10 +109,12 @@ fn main(_args: &Args) -> i32 {
         THREADS, ITERATIONS, online
     ));
 
+    let all = cpu_mask(online);
+    let deadline = counter() + COVER_SECS * counter_frequency();
     let mut handles = Vec::new();
     let mut spawn_failures = 0;
     for index in 0..THREADS {
-        match thread::spawn(move || work(index)) {
+        match thread::spawn(move || work(index, all, deadline)) {
             Ok(h) => handles.push((index, h)),
             Err(code) => {
                 spawn_failures += 1;
@@ -133,28 +157,17 @@ fn main(_args: &Args) -> i32 {
     c.check_eq("threads with a corrupted heap block", bad_heaps, 0);
     c.check_eq("threads that saw a CPU index >= CPU_COUNT", bad_cpus, 0);
 
-    let mut list = alloc::string::String::new();
-    for cpu in 0..64 {
-        if all_cpus & (1 << cpu) != 0 {
-            if !list.is_empty() {
-                list.push(',');
-            }
-            list.push_str(&alloc::format!("{}", cpu));
-        }
-    }
     c.note(format_args!(
-        "CPUs used: {{{}}} ({} of {}); {} CPU changes seen while working",
-        list,
+        "CPUs used: {} ({} of {}); {} CPU changes seen while working",
+        cpu_list(all_cpus),
         all_cpus.count_ones(),
         online,
         changes
     ));
-    if online > 1 {
-        c.check(
-            all_cpus.count_ones() > 1,
-            "threads ran on more than one CPU",
-            format_args!("{} CPUs used", all_cpus.count_ones()),
-        );
-    }
+    c.check(
+        online > 0 && all_cpus & all == all,
+        "the threads ran on every online CPU",
+        format_args!("used {}, online {}", cpu_list(all_cpus), cpu_list(all)),
+    );
     c.finish()
 }

@@ -48,8 +48,9 @@ struct Cli {
 enum Command {
     /// Build the kernel and boot it under QEMU, exiting with the guest's status.
     Run(RunArgs),
-    /// Run the host tests, then boot the kernel across the QEMU machine matrix.
-    Test,
+    /// Run the host tests, then boot the kernel across the QEMU machine matrix (or, with
+    /// machine options, the user-mode suite once on that machine).
+    Test(TestArgs),
     /// Clippy (-D warnings) on every crate for its own target, then rustfmt --check.
     Lint,
     /// Measure kernel operations in guest instructions (QEMU -icount), and the host wall-clock.
@@ -68,11 +69,12 @@ struct BenchArgs {
     json: Option<std::path::PathBuf>,
 }
 
-#[derive(Args)]
-struct RunArgs {
-    /// Machine to boot.
-    #[arg(long, value_enum, default_value_t = Board::Virt)]
-    board: Board,
+/// The machine options `run` and `test` share; unset ones take the board's default.
+#[derive(Args, Clone, Debug, Default)]
+struct MachineArgs {
+    /// Machine to boot (default virt).
+    #[arg(long, value_enum)]
+    board: Option<Board>,
     /// Number of CPUs (virt: default 4; rpi4: exactly 4).
     #[arg(long)]
     smp: Option<u32>,
@@ -82,12 +84,45 @@ struct RunArgs {
     /// Enter the kernel at EL2 (virt: adds virtualization=on).
     #[arg(long)]
     el2: bool,
-    /// CPU model (virt: default cortex-a72; rpi4 is always cortex-a72).
+    /// CPU model, a 64-bit one (virt: default cortex-a72; rpi4 is always cortex-a72).
     #[arg(long)]
     cpu: Option<String>,
     /// RAM size (virt: default 512M; rpi4 is always 2G).
     #[arg(long)]
     mem: Option<String>,
+}
+
+impl MachineArgs {
+    /// Whether any machine option was given.
+    fn given(&self) -> bool {
+        self.board.is_some()
+            || self.smp.is_some()
+            || self.gic.is_some()
+            || self.el2
+            || self.cpu.is_some()
+            || self.mem.is_some()
+    }
+
+    fn board(&self) -> Board {
+        self.board.unwrap_or(Board::Virt)
+    }
+
+    fn options(&self, icount: bool) -> qemu::MachineOptions {
+        qemu::MachineOptions {
+            smp: self.smp,
+            gic: self.gic.map(|g| if g == 2 { Gic::V2 } else { Gic::V3 }),
+            el2: self.el2,
+            cpu: self.cpu.clone(),
+            mem: self.mem.clone(),
+            icount,
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    machine: MachineArgs,
     /// Deterministic instruction counting (-icount shift=0,align=off,sleep=off).
     #[arg(long)]
     icount: bool,
@@ -103,6 +138,19 @@ struct RunArgs {
     /// rpi4 only: boot the files of a folder made by `cargo xtask image` instead of building.
     #[arg(long, value_name = "DIR")]
     image: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Only the user-mode suite, once, on this machine (any machine option selects it).
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Only tests whose name contains NAME (host tests and QEMU runs; repeat for several).
+    #[arg(long, value_name = "NAME")]
+    filter: Vec<String>,
+    /// Print the names of the tests that would run (what --filter matches), run nothing.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Args)]
@@ -122,7 +170,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
-        Command::Test => test::run_all(),
+        Command::Test(args) => test::run_all(&test::Plan {
+            machine: args
+                .machine
+                .given()
+                .then(|| (args.machine.board(), args.machine.options(false))),
+            filters: args.filter,
+            list: args.list,
+        }),
         Command::Lint => lint::run(),
         Command::Bench(args) => bench::run(args.json.as_deref()),
         Command::Image(args) => cmd_image(args),
@@ -152,22 +207,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 fn cmd_run(args: RunArgs) -> Result<u8> {
-    let gic = match args.gic {
-        Some(2) => Some(Gic::V2),
-        Some(_) => Some(Gic::V3),
-        None => None,
-    };
-    let machine = qemu::Machine::resolve(
-        args.board,
-        qemu::MachineOptions {
-            smp: args.smp,
-            gic,
-            el2: args.el2,
-            cpu: args.cpu,
-            mem: args.mem,
-            icount: args.icount,
-        },
-    )?;
+    let machine = qemu::Machine::resolve(args.machine.board(), args.machine.options(args.icount))?;
     prereq::ensure_qemu()?;
     let dtb = match machine.board {
         Board::Rpi4 => Some(prereq::ensure_pi4_dtb(&prereq::dtb_cache_dir())?),

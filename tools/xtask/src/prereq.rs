@@ -20,6 +20,19 @@ Suites: bookworm-backports\n\
 Components: main\n\
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
 
+/// The QEMU install: only what `qemu-system-aarch64` needs to boot `virt` and `raspi4b` on
+/// a serial console. Without `--no-install-recommends` APT adds some 180 recommended
+/// packages (graphical front ends, audio, speech recognition among them).
+pub const INSTALL_QEMU: [&str; 7] = [
+    "apt-get",
+    "install",
+    "-y",
+    "--no-install-recommends",
+    "-t",
+    "bookworm-backports",
+    "qemu-system-arm",
+];
+
 /// Makes sure `rustup target list --installed` has both AArch64 targets.
 pub fn ensure_rust_targets() -> Result<()> {
     let wanted = [USER_TARGET, KERNEL_TARGET];
@@ -119,8 +132,9 @@ pub fn ensure_qemu() -> Result<()> {
         None => format!("{QEMU} is not installed"),
     };
     let commands = format!(
-        "  cat > {BACKPORTS_FILE} <<EOF\n{}EOF\n  apt-get update\n  DEBIAN_FRONTEND=noninteractive apt-get install -y -t bookworm-backports qemu-system-arm",
-        BACKPORTS_SOURCE
+        "  cat > {BACKPORTS_FILE} <<EOF\n{}EOF\n  apt-get update\n  DEBIAN_FRONTEND=noninteractive {}",
+        BACKPORTS_SOURCE,
+        INSTALL_QEMU.join(" ")
     );
     let codename = std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -145,13 +159,7 @@ pub fn ensure_qemu() -> Result<()> {
         proc::run_checked(
             Command::new("apt-get")
                 .env("DEBIAN_FRONTEND", "noninteractive")
-                .args([
-                    "install",
-                    "-y",
-                    "-t",
-                    "bookworm-backports",
-                    "qemu-system-arm",
-                ]),
+                .args(&INSTALL_QEMU[1..]),
         )
     };
     install().map_err(|e| {

@@ -59,8 +59,44 @@ pub struct Machine {
     pub icount: bool,
 }
 
+/// CPU models of QEMU's `virt` that implement AArch64 (what `-cpu help` lists, less the
+/// 32-bit-only cores such as `cortex-a7`, `cortex-a15` and the `arm*`, `cortex-m*`,
+/// `cortex-r*` families, on which an AArch64 kernel never starts). `host` needs KVM on an
+/// arm64 host.
+pub const AARCH64_CPUS: &[&str] = &[
+    "cortex-a35",
+    "cortex-a53",
+    "cortex-a55",
+    "cortex-a57",
+    "cortex-a72",
+    "cortex-a76",
+    "cortex-a710",
+    "neoverse-n1",
+    "neoverse-n2",
+    "neoverse-v1",
+    "a64fx",
+    "max",
+    "host",
+];
+
+/// Refuses a CPU model that cannot run an AArch64 kernel, saying which can.
+pub fn check_cpu(cpu: &str) -> Result<()> {
+    if AARCH64_CPUS.contains(&cpu) {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "--cpu {cpu}: not a 64-bit (AArch64) CPU model, so it cannot run the armach kernel \
+         (QEMU would start it and it would never print anything); use one of: {}",
+        AARCH64_CPUS.join(", ")
+    )))
+}
+
 /// The Pi 4's fixed facts, as QEMU's `raspi4b` models them.
 const RPI4_CPUS: u32 = 4;
+/// virt's CPU unless `--cpu` says otherwise.
+pub const DEFAULT_CPU: &str = "cortex-a72";
+/// virt's RAM unless `--mem` says otherwise.
+pub const DEFAULT_MEM: &str = "512M";
 const RPI4_CPU: &str = "cortex-a72";
 const RPI4_MEM: &str = "2G";
 
@@ -77,13 +113,15 @@ impl Machine {
                         "virt with {gic:?} takes 1 to {max} CPUs, not {smp}"
                     )));
                 }
+                let cpu = opts.cpu.unwrap_or_else(|| DEFAULT_CPU.to_owned());
+                check_cpu(&cpu)?;
                 Ok(Self {
                     board,
                     smp,
                     gic,
                     el2: opts.el2,
-                    cpu: opts.cpu.unwrap_or_else(|| "cortex-a72".to_owned()),
-                    mem: opts.mem.unwrap_or_else(|| "512M".to_owned()),
+                    cpu,
+                    mem: opts.mem.unwrap_or_else(|| DEFAULT_MEM.to_owned()),
                     icount: opts.icount,
                 })
             }
@@ -104,6 +142,7 @@ impl Machine {
                     ));
                 }
                 if let Some(cpu) = opts.cpu.filter(|c| c != RPI4_CPU) {
+                    check_cpu(&cpu)?;
                     return Err(Error::new(format!(
                         "raspi4b's CPU is a {RPI4_CPU}, not {cpu}"
                     )));
@@ -477,5 +516,46 @@ mod tests {
             ..Default::default()
         };
         assert!(Machine::resolve(Board::Rpi4, four).is_ok());
+    }
+
+    #[test]
+    fn refuses_32_bit_cpus() {
+        for cpu in [
+            "cortex-a15",
+            "cortex-a7",
+            "cortex-a8",
+            "cortex-a9",
+            "arm926",
+            "cortex-m3",
+            "cortex-r5",
+            "nonsense",
+        ] {
+            let opts = MachineOptions {
+                cpu: Some(cpu.into()),
+                ..Default::default()
+            };
+            let err = Machine::resolve(Board::Virt, opts.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(cpu) && err.contains("AArch64") && err.contains("cortex-a53"),
+                "{err}"
+            );
+            let err = Machine::resolve(Board::Rpi4, opts).unwrap_err().to_string();
+            assert!(err.contains("AArch64"), "{err}");
+        }
+        for cpu in [
+            "cortex-a53",
+            "cortex-a57",
+            "cortex-a76",
+            "neoverse-n1",
+            "max",
+        ] {
+            let opts = MachineOptions {
+                cpu: Some(cpu.into()),
+                ..Default::default()
+            };
+            assert_eq!(Machine::resolve(Board::Virt, opts).unwrap().cpu, cpu);
+        }
     }
 }

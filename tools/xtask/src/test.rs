@@ -34,6 +34,8 @@ pub struct QemuTest {
     pub expect: Vec<String>,
     /// Text the console must contain somewhere.
     pub expect_text: Vec<String>,
+    /// Lines that must appear exactly this many times (one success line per program).
+    pub expect_counts: Vec<(String, usize)>,
     /// Lines that fail the run wherever they appear.
     pub fail_on: Vec<String>,
     /// The exit status the run must end with (0, or 2 for the kernel's own failure reports).
@@ -45,32 +47,71 @@ pub struct QemuTest {
 impl QemuTest {
     /// A boot-only run: the kernel brings every CPU up, reports it, and exits 0.
     fn boot(board: Board, smp: u32, gic: Gic, el2: bool) -> Self {
-        let name = match board {
-            Board::Rpi4 => format!("raspi4b-smp{smp}"),
-            Board::Virt => format!(
-                "virt-gicv{}{}-smp{smp}",
-                if gic == Gic::V2 { 2 } else { 3 },
-                if el2 { "-el2" } else { "" }
-            ),
-        };
-        Self {
-            name,
+        Self::boot_on(
             board,
-            options: MachineOptions {
+            MachineOptions {
                 smp: Some(smp),
                 gic: Some(gic),
                 el2,
                 ..MachineOptions::default()
             },
+        )
+    }
+
+    /// A boot-only run on a machine given by options (named after the machine they make).
+    fn boot_on(board: Board, options: MachineOptions) -> Self {
+        let (name, smp) = match Machine::resolve(board, options.clone()) {
+            Ok(m) => (machine_name(&m), m.smp),
+            // Refused again, with the reason, when the run starts.
+            Err(_) => (
+                format!("{board:?}").to_lowercase(),
+                options.smp.unwrap_or(0),
+            ),
+        };
+        Self {
+            name,
+            board,
+            options,
             bootargs: "halt-after=boot".to_owned(),
             initrd: None,
             expect: vec![cpus_online(smp)],
             expect_text: Vec::new(),
+            expect_counts: Vec::new(),
             fail_on: vec![USER_FAIL_MARKER.to_owned()],
             status: 0,
             dtb: None,
         }
     }
+}
+
+/// A machine's part of a test name: `virt-gicv3-el2-smp4`, `raspi4b-smp4`, with the CPU
+/// model and RAM added when they are not the defaults (`virt-gicv3-smp2-cortex-a53-1G`).
+pub fn machine_name(m: &Machine) -> String {
+    match m.board {
+        Board::Rpi4 => format!("raspi4b-smp{}", m.smp),
+        Board::Virt => {
+            let mut name = format!(
+                "virt-gicv{}{}-smp{}",
+                if m.gic == Gic::V2 { 2 } else { 3 },
+                if m.el2 { "-el2" } else { "" },
+                m.smp
+            );
+            if m.cpu != qemu::DEFAULT_CPU {
+                name.push('-');
+                name.push_str(&m.cpu);
+            }
+            if m.mem != qemu::DEFAULT_MEM {
+                name.push('-');
+                name.push_str(&m.mem);
+            }
+            name
+        }
+    }
+}
+
+/// Whether a test name is selected: no filters, or it contains any of them.
+pub fn selected(name: &str, filters: &[String]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 /// The line the kernel prints once every CPU has started.
@@ -118,6 +159,51 @@ pub fn crash_matrix() -> Vec<QemuTest> {
     .collect()
 }
 
+/// Kernel command-line values the kernel cannot use as given: it must name each on the
+/// console with the value it uses instead, and still boot (with that value).
+pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
+    let levels = "off, error, warn, info, debug, trace, 0-5";
+    [
+        (
+            "range",
+            "hz=0 loglevel=foo",
+            vec![
+                "bootargs: hz=0 out of range 10-1000; using 10".to_owned(),
+                format!("bootargs: loglevel=foo is not one of {levels}; using info"),
+            ],
+            "10 Hz tick",
+        ),
+        (
+            "words",
+            "hz=abc loglevel=7 crash=maybe",
+            vec![
+                "bootargs: hz=abc is not a number; using 100".to_owned(),
+                format!("bootargs: loglevel=7 is not one of {levels}; using info"),
+                "bootargs: crash=maybe is not one of panic, stack-overflow, null; ignoring it"
+                    .to_owned(),
+            ],
+            "100 Hz tick",
+        ),
+    ]
+    .into_iter()
+    .map(|(what, words, lines, tick)| {
+        let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+        let mut expect = lines;
+        expect.extend(boot.expect.iter().cloned());
+        QemuTest {
+            name: format!("bootargs-bad-{what}-{}", boot.name),
+            bootargs: format!("halt-after=boot {words}"),
+            expect,
+            expect_text: vec![tick.to_owned()],
+            ..boot
+        }
+    })
+    .collect()
+}
+
+/// The name of [`failed_cpu_test`].
+pub const FAILED_CPU_TEST: &str = "cpu-fails-virt-gicv3-smp2";
+
 /// A CPU that cannot start: QEMU's virt tree for 2 CPUs with the second CPU's MPIDR changed
 /// to 0x7, which no CPU has, so PSCI `CPU_ON` refuses it. The kernel must name it and end
 /// with status 3.
@@ -154,7 +240,7 @@ pub fn failed_cpu_test() -> Result<QemuTest> {
         .map_err(|e| Error::io(format_args!("writing {}", path.display()), e))?;
     let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
     Ok(QemuTest {
-        name: "cpu-fails-virt-gicv3-smp2".to_owned(),
+        name: FAILED_CPU_TEST.to_owned(),
         expect: vec![
             "boot: 1 of 2 CPUs online".to_owned(),
             "boot: CPU with MPIDR 0x7 did not start".to_owned(),
@@ -177,12 +263,27 @@ const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
     (Board::Rpi4, 4, Gic::V2, false),
 ];
 
-/// More CPUs, for the programs in `MANY_CPU_PROGRAMS` only (the whole suite there would
-/// double the run time on a 2-core host).
-const EXTRA_MACHINES: &[(Board, u32, Gic, bool)] = &[(Board::Virt, 8, Gic::V2, false)];
+/// Machines only the concurrency programs (`MANY_CPU_PROGRAMS`) run on besides those:
+/// 8 CPUs, GICv2's limit (the whole suite there would double the run time on a 2-core
+/// host).
+const MANY_CPU_MACHINES: &[(Board, u32, Gic, bool)] = &[(Board::Virt, 8, Gic::V2, false)];
 
-/// Programs whose point is concurrency, run on `EXTRA_MACHINES` too.
-const MANY_CPU_PROGRAMS: &[&str] = &["waitstress"];
+/// Programs whose point is concurrency across CPUs, run on `MANY_CPU_MACHINES` too.
+const MANY_CPU_PROGRAMS: &[&str] = &[ISOLATION_PROGRAM, "waitstress"];
+
+/// The program started as several tasks at once, and how many.
+pub const ISOLATION_PROGRAM: &str = "isolation";
+pub const ISOLATION_INSTANCES: usize = 3;
+
+/// How a program is started: its `init=` list, and so how many success lines it prints.
+fn init_words(program: &str) -> (String, usize) {
+    if program == ISOLATION_PROGRAM {
+        let list = [program; ISOLATION_INSTANCES].join(",");
+        (format!("init={list}"), ISOLATION_INSTANCES)
+    } else {
+        (format!("init={program}"), 1)
+    }
+}
 
 /// Console text a program's run must show besides its success line: the kernel's reports
 /// of the faults `faults` causes on purpose.
@@ -203,28 +304,48 @@ fn expected_reports(program: &str) -> Vec<String> {
 }
 
 /// The user-mode suite: each test program of the RAM disk booted as the first task
-/// (`init=NAME`) on each machine. A run passes when the program printed its success line,
-/// the kernel found every frame back once all tasks had exited (else it prints the failure
-/// marker and exits 4) and powered off with status 0.
+/// (`init=NAME`; `isolation` as three tasks at once) on each machine. A run passes when each
+/// task printed its success line (counted: one per task, so one task's success cannot hide
+/// another's silence) and nobody printed a failure line, the kernel found every frame back
+/// once all tasks had exited (else it prints the failure marker and exits 4) and powered off
+/// with status 0.
 pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     let mut runs = Vec::new();
-    for &(board, smp, gic, el2) in USER_MACHINES.iter().chain(EXTRA_MACHINES) {
-        for program in programs {
-            if smp > 4 && !MANY_CPU_PROGRAMS.contains(&program.as_str()) {
-                continue;
-            }
+    for &(board, smp, gic, el2) in USER_MACHINES {
+        let boot = QemuTest::boot(board, smp, gic, el2);
+        runs.extend(user_suite(&boot, initrd, programs));
+    }
+    let many: Vec<String> = programs
+        .iter()
+        .filter(|p| MANY_CPU_PROGRAMS.contains(&p.as_str()))
+        .cloned()
+        .collect();
+    if !many.is_empty() {
+        for &(board, smp, gic, el2) in MANY_CPU_MACHINES {
             let boot = QemuTest::boot(board, smp, gic, el2);
-            runs.push(QemuTest {
-                name: format!("{program}-{}", boot.name),
-                bootargs: format!("init={program}"),
-                initrd: Some(initrd.to_path_buf()),
-                expect: vec![USER_PASS_MARKER.to_owned()],
-                expect_text: expected_reports(program),
-                ..boot
-            });
+            runs.extend(user_suite(&boot, initrd, &many));
         }
     }
     runs
+}
+
+/// The user-mode suite once on the machine of `boot` (a boot run of that machine).
+pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
+    programs
+        .iter()
+        .map(|program| {
+            let (bootargs, instances) = init_words(program);
+            QemuTest {
+                name: format!("{program}-{}", boot.name),
+                bootargs,
+                initrd: Some(initrd.to_path_buf()),
+                expect: Vec::new(),
+                expect_text: expected_reports(program),
+                expect_counts: vec![(USER_PASS_MARKER.to_owned(), instances)],
+                ..boot.clone()
+            }
+        })
+        .collect()
 }
 
 /// Totals of passed and failed tests.
@@ -286,6 +407,14 @@ pub fn console_has_line(console: &str, marker: &str) -> bool {
         line.strip_suffix(marker)
             .is_some_and(|before| !before.ends_with(|c: char| c.is_ascii_alphanumeric()))
     })
+}
+
+/// How many console lines end with `marker` (as [`console_has_line`] matches them).
+pub fn count_lines(console: &str, marker: &str) -> usize {
+    console
+        .lines()
+        .filter(|line| console_has_line(line, marker))
+        .count()
 }
 
 /// The first console line mentioning `marker` anywhere.
@@ -352,15 +481,78 @@ pub fn judge(
         )
         .map(String::as_str)
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("console lacks `{}`", missing.join("`, `")))
+    if !missing.is_empty() {
+        return Err(format!("console lacks `{}`", missing.join("`, `")));
     }
+    for (marker, times) in &test.expect_counts {
+        let seen = count_lines(&outcome.console, marker);
+        if seen != *times {
+            return Err(format!(
+                "console has `{marker}` {seen} times, expected {times} (one per task)"
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// Runs the host tests and the QEMU matrix; exit code 0 only if everything passed.
-pub fn run_all() -> Result<u8> {
+/// What `cargo xtask test` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// `Some`: only the user-mode suite, once, on this machine (no host tests, no matrix).
+    pub machine: Option<(Board, MachineOptions)>,
+    /// Only tests whose name contains one of these (all when empty).
+    pub filters: Vec<String>,
+    /// Print the selected names instead of running them.
+    pub list: bool,
+}
+
+/// The user programs that are tests (from `tests/src/bin`, less the benchmark).
+fn user_programs() -> Result<Vec<String>> {
+    let mut programs =
+        crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
+    // The bench program measures, it checks nothing: `cargo xtask bench` runs it.
+    programs.retain(|p| p != crate::bench::PROGRAM);
+    Ok(programs)
+}
+
+/// The QEMU runs a plan selects (the CPU-failure run, whose device tree is made by QEMU,
+/// stands for itself as `None` and is prepared only when selected). `initrd` only names the
+/// RAM disk in the runs.
+pub fn qemu_selection(
+    plan: &Plan,
+    initrd: &Path,
+    programs: &[String],
+) -> Result<(Vec<QemuTest>, bool)> {
+    let (mut runs, failed_cpu) = match &plan.machine {
+        Some((board, options)) => {
+            // Refuse a machine that cannot be (say, a 32-bit --cpu) before anything runs.
+            let machine = Machine::resolve(*board, options.clone())?;
+            let resolved = MachineOptions {
+                smp: Some(machine.smp),
+                gic: Some(machine.gic),
+                el2: machine.el2 && *board == Board::Virt,
+                cpu: Some(machine.cpu),
+                mem: Some(machine.mem),
+                icount: false,
+            };
+            let boot = QemuTest::boot_on(*board, resolved);
+            (user_suite(&boot, initrd, programs), false)
+        }
+        None => {
+            let mut runs = boot_matrix();
+            runs.extend(crash_matrix());
+            runs.extend(bad_bootargs_matrix());
+            runs.extend(user_matrix(initrd, programs));
+            (runs, selected(FAILED_CPU_TEST, &plan.filters))
+        }
+    };
+    runs.retain(|t| selected(&t.name, &plan.filters));
+    Ok((runs, failed_cpu))
+}
+
+/// Runs the host tests and the QEMU matrix as the plan says; exit code 0 only if everything
+/// selected passed and something was.
+pub fn run_all(plan: &Plan) -> Result<u8> {
     let timeout = Duration::from_secs(match std::env::var("ARMACH_TEST_TIMEOUT") {
         Ok(v) => v.trim().parse().map_err(|_| {
             Error::new(format!(
@@ -376,6 +568,24 @@ pub fn run_all() -> Result<u8> {
         Some(2..) => 2,
         _ => 1,
     };
+    let programs = user_programs()?;
+    let placeholder = target_dir().join("initrd.cpio");
+    // Before anything else, so that a machine that cannot be is refused at once.
+    let (selection, failed_cpu) = qemu_selection(plan, &placeholder, &programs)?;
+    if plan.list {
+        if plan.machine.is_none() {
+            for name in host_test_names(&plan.filters)? {
+                println!("{name}");
+            }
+        }
+        for t in &selection {
+            println!("{}", t.name);
+        }
+        if failed_cpu {
+            println!("{FAILED_CPU_TEST}");
+        }
+        return Ok(0);
+    }
     // Prerequisites first: the host tests read the Pi 4 device tree from the cache (and
     // QEMU dumps its own version of it), so fetch it before they run. A failure here is
     // reported again by the QEMU runs that need it.
@@ -385,42 +595,69 @@ pub fn run_all() -> Result<u8> {
     {
         println!("xtask: prerequisites: {e}");
     }
-    let mut totals = host_tests()?;
-    let mut matrix = boot_matrix();
-    matrix.extend(crash_matrix());
-    match failed_cpu_test() {
-        Ok(test) => matrix.push(test),
-        Err(e) => {
-            println!("FAIL cpu-fails: cannot prepare its device tree: {e}");
-            totals.failed += 1;
+    let mut totals = match plan.machine {
+        Some(_) => Totals::default(),
+        None => host_tests(&plan.filters)?,
+    };
+    let mut matrix = Vec::new();
+    if failed_cpu {
+        match failed_cpu_test() {
+            Ok(test) => matrix.push(test),
+            Err(e) => {
+                println!("FAIL {FAILED_CPU_TEST}: cannot prepare its device tree: {e}");
+                totals.failed += 1;
+            }
         }
     }
-    match kernel::initrd().and_then(|initrd| {
-        let mut programs =
-            crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
-        // The bench program measures, it checks nothing: `cargo xtask bench` runs it.
-        programs.retain(|p| p != crate::bench::PROGRAM);
-        Ok(user_matrix(&initrd, &programs))
-    }) {
-        Ok(runs) => matrix.extend(runs),
-        Err(e) => {
-            println!("FAIL user programs: {e}");
-            totals.failed += 1;
+    if selection.iter().any(|t| t.initrd.is_some()) {
+        match kernel::initrd() {
+            Ok(initrd) => matrix.extend(selection.into_iter().map(|t| QemuTest {
+                initrd: t.initrd.as_ref().map(|_| initrd.clone()),
+                ..t
+            })),
+            Err(e) => {
+                println!("FAIL user programs: {e}");
+                totals.failed += 1;
+                matrix.extend(selection.into_iter().filter(|t| t.initrd.is_none()));
+            }
         }
+    } else {
+        matrix.extend(selection);
     }
-    let qemu_totals = qemu_matrix(&matrix, timeout, jobs);
-    totals.passed += qemu_totals.passed;
-    totals.failed += qemu_totals.failed;
+    if !matrix.is_empty() {
+        println!(
+            "xtask: {} QEMU runs; each is named in its PASS/FAIL line (`--filter NAME` selects by name, `--list` lists them)",
+            matrix.len()
+        );
+        let qemu_totals = qemu_matrix(&matrix, timeout, jobs);
+        totals.passed += qemu_totals.passed;
+        totals.failed += qemu_totals.failed;
+    }
+    let nothing = totals.passed + totals.failed == 0;
+    if nothing {
+        println!(
+            "xtask: no test name contains {} (`cargo xtask test --list` shows the names)",
+            plan.filters
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        );
+    }
     println!("{} passed, {} failed", totals.passed, totals.failed);
-    Ok(u8::from(totals.failed > 0))
+    Ok(u8::from(totals.failed > 0 || nothing))
 }
 
-/// `cargo test` on the default members (the host crates), counted test by test.
-fn host_tests() -> Result<Totals> {
+/// `cargo test` on the default members (the host crates), counted test by test; with
+/// filters, only the tests whose names contain one (libtest's own filter).
+fn host_tests(filters: &[String]) -> Result<Totals> {
     let mut cmd = proc::cargo();
     cmd.args(["test"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
+    if !filters.is_empty() {
+        cmd.arg("--").args(filters);
+    }
     println!("xtask: $ {}", proc::display(&cmd));
     let child = cmd
         .spawn()
@@ -440,10 +677,38 @@ fn host_tests() -> Result<Totals> {
             "FAIL host tests: {} passed, {} failed",
             totals.passed, totals.failed
         );
-    } else {
+    } else if totals.passed > 0 {
         println!("PASS host tests ({} passed)", totals.passed);
     }
     Ok(totals)
+}
+
+/// The host tests' names (`cargo test -- --list`), filtered.
+fn host_test_names(filters: &[String]) -> Result<Vec<String>> {
+    let mut cmd = proc::cargo();
+    cmd.args(["test", "-q", "--", "--list"])
+        .args(filters)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io("cannot start cargo test -- --list", e))?;
+    if !out.status.success() {
+        return Err(Error::new(format!(
+            "`{}` failed (run `cargo test` to see why)",
+            proc::display(&cmd)
+        )));
+    }
+    Ok(parse_test_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Test names from libtest's `--list` output (`name: test` lines).
+pub fn parse_test_list(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Builds the kernel once and runs the matrix, at most `jobs` QEMUs at a time.
@@ -618,10 +883,9 @@ mod tests {
         assert!(user_matrix(Path::new("/i.cpio"), &[]).is_empty());
         let user = user_matrix(Path::new("/i.cpio"), &programs);
         assert_eq!(user.len(), 2 * USER_MACHINES.len());
-        assert!(
-            user.iter()
-                .all(|t| t.expect == [USER_PASS_MARKER] && t.fail_on == [USER_FAIL_MARKER])
-        );
+        assert!(user.iter().all(|t| t.expect.is_empty()
+            && t.expect_counts == [(USER_PASS_MARKER.to_owned(), 1)]
+            && t.fail_on == [USER_FAIL_MARKER]));
         assert_eq!(user[0].name, "hello-virt-gicv2-smp1");
         assert_eq!(user[0].bootargs, "init=hello");
         assert!(user[0].expect_text.is_empty());
@@ -675,6 +939,141 @@ mod tests {
             judge(&t, &timed_out, timeout)
                 .unwrap_err()
                 .contains("timed out after 60 s")
+        );
+    }
+
+    #[test]
+    fn isolation_runs_as_several_tasks_on_every_cpu_count() {
+        let programs = ["isolation".to_owned()];
+        let runs = user_matrix(Path::new("/i.cpio"), &programs);
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        for smp in ["smp1", "smp2", "smp4", "smp8"] {
+            assert!(names.iter().any(|n| n.ends_with(smp)), "{smp}: {names:?}");
+        }
+        assert!(names.contains(&"isolation-raspi4b-smp4"));
+        for t in &runs {
+            assert_eq!(t.bootargs, "init=isolation,isolation,isolation");
+            assert_eq!(t.expect_counts, [(USER_PASS_MARKER.to_owned(), 3)]);
+        }
+        // No 8-CPU runs for the other programs.
+        let hello = user_matrix(Path::new("/i.cpio"), &["hello".to_owned()]);
+        assert!(hello.iter().all(|t| !t.name.ends_with("smp8")));
+    }
+
+    #[test]
+    fn success_lines_are_counted_per_task() {
+        let t = user_matrix(Path::new("/i.cpio"), &["isolation".to_owned()]).remove(0);
+        let timeout = Duration::from_secs(60);
+        let pass = format!("{USER_PASS_MARKER}\n");
+        let three = pass.repeat(3);
+        assert!(judge(&t, &outcome(0, &three), timeout).is_ok());
+        // One instance silent (it panicked, say): the other two cannot hide it.
+        let err = judge(&t, &outcome(0, &pass.repeat(2)), timeout).unwrap_err();
+        assert!(err.contains("2 times, expected 3"), "{err}");
+        // One instance failed: fails whatever the others printed.
+        let failed = format!("{three}gnumach-test-failure: isolation: 1 of 7 checks failed\n");
+        assert!(judge(&t, &outcome(0, &failed), timeout).is_err());
+        assert_eq!(
+            count_lines(
+                "x gnumach-test-success-and-reboot\nnotgnumach-test-success-and-reboot\n",
+                USER_PASS_MARKER
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn bad_bootargs_runs() {
+        let runs = bad_bootargs_matrix();
+        assert_eq!(runs.len(), 2);
+        for t in &runs {
+            assert!(t.bootargs.starts_with("halt-after=boot "));
+            assert!(t.expect.iter().any(|l| l.starts_with("bootargs: hz=")));
+            assert!(
+                t.expect
+                    .iter()
+                    .any(|l| l.starts_with("bootargs: loglevel="))
+            );
+            assert!(t.expect.contains(&cpus_online(2)));
+        }
+        assert_eq!(runs[0].name, "bootargs-bad-range-virt-gicv3-smp2");
+    }
+
+    #[test]
+    fn filters_and_one_machine() {
+        let programs = ["hello".to_owned(), "isolation".to_owned()];
+        let initrd = Path::new("/i.cpio");
+        let plan = |machine, filters: &[&str]| Plan {
+            machine,
+            filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+            list: false,
+        };
+        // Everything: boot, crash, bootargs and user runs, and the CPU-failure run.
+        let (all, failed_cpu) = qemu_selection(&plan(None, &[]), initrd, &programs).unwrap();
+        assert!(failed_cpu);
+        assert!(all.len() > 2 * USER_MACHINES.len());
+        // A filter picks by substring, any of several.
+        let (some, failed_cpu) = qemu_selection(
+            &plan(None, &["hello-virt-gicv2", "crash-panic"]),
+            initrd,
+            &programs,
+        )
+        .unwrap();
+        assert!(!failed_cpu);
+        let names: Vec<&str> = some.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "crash-panic-virt-gicv3-smp2",
+                "hello-virt-gicv2-smp1",
+                "hello-virt-gicv2-smp2",
+                "hello-virt-gicv2-smp4",
+            ]
+        );
+        // Machine options: the user-mode suite once on that machine, filter still applies.
+        let rpi = Some((Board::Rpi4, MachineOptions::default()));
+        let (runs, failed_cpu) = qemu_selection(&plan(rpi, &[]), initrd, &programs).unwrap();
+        assert!(!failed_cpu);
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["hello-raspi4b-smp4", "isolation-raspi4b-smp4"]);
+        assert_eq!(runs[1].expect_counts[0].1, ISOLATION_INSTANCES);
+        let a53 = Some((
+            Board::Virt,
+            MachineOptions {
+                smp: Some(2),
+                cpu: Some("cortex-a53".into()),
+                mem: Some("1G".into()),
+                ..MachineOptions::default()
+            },
+        ));
+        let (runs, _) = qemu_selection(&plan(a53, &["iso"]), initrd, &programs).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].name, "isolation-virt-gicv3-smp2-cortex-a53-1G");
+        let m = Machine::resolve(runs[0].board, runs[0].options.clone()).unwrap();
+        assert_eq!(
+            (m.smp, m.cpu.as_str(), m.mem.as_str()),
+            (2, "cortex-a53", "1G")
+        );
+        // A 32-bit CPU is refused before anything runs.
+        let a15 = Some((
+            Board::Virt,
+            MachineOptions {
+                cpu: Some("cortex-a15".into()),
+                ..MachineOptions::default()
+            },
+        ));
+        let err = qemu_selection(&plan(a15, &[]), initrd, &programs).unwrap_err();
+        assert!(err.to_string().contains("AArch64"), "{err}");
+        assert!(selected("x", &[]));
+        assert!(!selected("x", &["y".to_owned()]));
+    }
+
+    #[test]
+    fn lists_libtest_names() {
+        let out = "test::tests::judging: test\nqemu::tests::virt_defaults: test\n\n2 tests, 0 benchmarks\n";
+        assert_eq!(
+            parse_test_list(out),
+            ["test::tests::judging", "qemu::tests::virt_defaults"]
         );
     }
 }
