@@ -20,6 +20,8 @@ pub mod devtree;
 pub mod drivers;
 pub mod kern;
 pub mod mm;
+#[cfg(test)]
+mod testalloc;
 
 #[cfg(all(target_os = "none", not(test)))]
 #[panic_handler]

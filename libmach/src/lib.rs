@@ -36,7 +36,7 @@ pub use mach_abi as abi;
 pub use mach_abi::KernReturn;
 pub use start::Args;
 pub use traps::{
-    PortName, cpu_count, current_cpu, frame_counts, mach_host_self, mach_task_self,
+    PortName, cpu_count, current_cpu, frame_counts, kmem_counts, mach_host_self, mach_task_self,
     mach_thread_self,
 };
 

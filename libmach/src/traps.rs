@@ -21,11 +21,14 @@ impl PortName {
     pub const NULL: Self = Self(0);
 }
 
-/// Raw results of a trap: `x0`, and `x1` for the temporary traps that return two values.
+/// Raw results of a trap: `x0`, and `x1`-`x3` for the temporary traps that return more
+/// than one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrapResult {
     pub x0: u64,
     pub x1: u64,
+    pub x2: u64,
+    pub x3: u64,
 }
 
 /// Enters the kernel with trap `number` (negated into `w8`, as GNU Mach's AArch64 ABI has it)
@@ -43,6 +46,8 @@ pub struct TrapResult {
 pub unsafe fn syscall(number: u32, args: [u64; 6]) -> TrapResult {
     let x0: u64;
     let x1: u64;
+    let x2: u64;
+    let x3: u64;
     // Sign-extending the negated number puts `-number` in `w8`, which is what the kernel
     // reads.
     let x8 = (number as i64).wrapping_neg() as u64;
@@ -54,8 +59,8 @@ pub unsafe fn syscall(number: u32, args: [u64; 6]) -> TrapResult {
             "svc #0",
             inlateout("x0") args[0] => x0,
             inlateout("x1") args[1] => x1,
-            inlateout("x2") args[2] => _,
-            inlateout("x3") args[3] => _,
+            inlateout("x2") args[2] => x2,
+            inlateout("x3") args[3] => x3,
             inlateout("x4") args[4] => _,
             inlateout("x5") args[5] => _,
             lateout("x6") _,
@@ -64,7 +69,7 @@ pub unsafe fn syscall(number: u32, args: [u64; 6]) -> TrapResult {
             options(nostack),
         );
     }
-    TrapResult { x0, x1 }
+    TrapResult { x0, x1, x2, x3 }
 }
 
 /// A trap that only takes values and returns one: safe for the traps that use it.
@@ -216,6 +221,30 @@ pub fn frame_counts() -> FrameCounts {
     FrameCounts {
         free: r.x0,
         total: r.x1,
+    }
+}
+
+/// Kernel memory figures (temporary `KMEM_COUNTS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KmemCounts {
+    /// Kernel heap bytes in use (as its allocator rounds blocks), all tasks together.
+    pub heap_in_use: u64,
+    /// Kernel heap bytes in total.
+    pub heap_total: u64,
+    /// Bytes of kernel memory charged to the calling task.
+    pub task_charged: u64,
+    /// The calling task's limit.
+    pub task_limit: u64,
+}
+
+/// Temporary `KMEM_COUNTS`: kernel heap use and the caller's kernel-memory account.
+pub fn kmem_counts() -> KmemCounts {
+    let r = value_trap(temporary::KMEM_COUNTS, [0; 6]);
+    KmemCounts {
+        heap_in_use: r.x0,
+        heap_total: r.x1,
+        task_charged: r.x2,
+        task_limit: r.x3,
     }
 }
 

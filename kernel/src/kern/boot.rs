@@ -11,7 +11,7 @@ use crate::kern::bootargs::{self, BootArgs};
 use crate::kern::percpu::{self, CpuState};
 use crate::kern::power::{self, ExitStatus, power_off};
 use crate::kern::{console, cpio, irq, loader, sched, smp, syscall, thread};
-use crate::mm::{PhysAddr, frame, heap, layout::PAGE_SIZE};
+use crate::mm::{PhysAddr, frame, heap, kmem, layout::PAGE_SIZE};
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
@@ -66,7 +66,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     );
     log::info!("bootargs: {}", config.bootargs);
 
-    init_memory(config, load_pa, dtb_pa, dtb.len() as u64);
+    init_memory(config, load_pa, dtb_pa, dtb.len() as u64, &args);
     init_interrupts(config, &args);
     cpu::enable_fp();
     crate::arch::timer::allow_user_counter();
@@ -101,8 +101,10 @@ pub fn boot_cpu() -> usize {
     BOOT_CPU.load(Ordering::Relaxed) as usize
 }
 
-/// Free frames when the first user task was created (the leak check's reference).
+/// Free frames and kernel heap bytes in use when the first user task was created (the
+/// leak check's reference).
 static FRAMES_BEFORE: AtomicU64 = AtomicU64::new(0);
+static HEAP_BEFORE: AtomicU64 = AtomicU64::new(0);
 
 /// Most programs `init=` may start together.
 const MAX_INIT_PROGRAMS: usize = 16;
@@ -158,6 +160,7 @@ fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
     let host_priv = alloc::format!("{}", syscall::placeholder_names::HOST_PRIV);
     let device = alloc::format!("{}", syscall::placeholder_names::DEVICE);
+    HEAP_BEFORE.store(heap::usage().0 as u64, Ordering::Relaxed);
     let mut loaded = ArrayVec::<_, MAX_INIT_PROGRAMS>::new();
     for entry in &programs {
         let argv = [entry.name, host_priv.as_str(), device.as_str()];
@@ -178,23 +181,53 @@ fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
     sched::idle_loop(check_when_tasks_gone)
 }
 
-/// The boot CPU's idle hook: once every user task has gone, compare the free frames with
-/// the count before the first task and power off.
+/// When the boot CPU first saw every user task gone (timer counter), 0 before.
+static GONE_AT: AtomicU64 = AtomicU64::new(0);
+
+/// The boot CPU's idle hook: once every user task has gone, compare the free frames and
+/// the kernel heap bytes in use with their values before the first task and power off.
+/// The last task is reported gone from its own destructor, while another CPU may still be
+/// finishing the frees (the task's fields, its last thread); so a difference is only a
+/// leak if it is still there a second later.
 fn check_when_tasks_gone() {
     if percpu::current_index() != boot_cpu() || !sched::tasks_gone() {
         return;
     }
+    let now = timer::counter();
+    let gone_at = match GONE_AT.load(Ordering::Relaxed) {
+        0 => {
+            GONE_AT.store(now, Ordering::Relaxed);
+            now
+        }
+        t => t,
+    };
     let before = FRAMES_BEFORE.load(Ordering::Relaxed);
+    let heap_before = HEAP_BEFORE.load(Ordering::Relaxed);
     thread::purge_dead_stacks();
     let (after, total) = frame::counts();
+    let heap_after = heap::usage().0 as u64;
+    let charged = kmem::BUDGET.charged();
+    let clean = after == before && heap_after == heap_before && charged == 0;
+    if !clean && now < gone_at + timer::frequency() {
+        return;
+    }
     crate::println!(
-        "kernel: all tasks exited; free frames {after} of {total}, {before} before the first task"
+        "kernel: all tasks exited; free frames {after} of {total}, {before} before the first task; \
+         kernel heap {heap_after} bytes in use, {heap_before} before"
     );
     if after != before {
         crate::println!(
             "gnumach-test-failure: frames leaked: {} frames not returned",
             before as i64 - after as i64
         );
+    }
+    if heap_after != heap_before || charged != 0 {
+        crate::println!(
+            "gnumach-test-failure: kernel heap leaked: {} bytes not returned, {charged} bytes still charged to tasks",
+            heap_after as i64 - heap_before as i64
+        );
+    }
+    if !clean {
         power_off(ExitStatus::TestFailed);
     }
     power_off(ExitStatus::Success)
@@ -222,7 +255,13 @@ fn device_tree_failure(dtb: &'static [u8], error: &devtree::DtError) -> ! {
 }
 
 /// Linear map of all RAM, then the frame allocator over what is not reserved.
-fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: u64) {
+fn init_memory(
+    config: &MachineConfig<'_>,
+    load_pa: u64,
+    dtb_pa: u64,
+    dtb_size: u64,
+    args: &BootArgs<'_>,
+) {
     for region in &config.memory {
         if let Err(e) = mmu::map_linear(PhysAddr(region.base), region.size) {
             panic!(
@@ -256,6 +295,20 @@ fn init_memory(config: &MachineConfig<'_>, load_pa: u64, dtb_pa: u64, dtb_size: 
     if !heap::init(heap_bytes) {
         panic!("no memory for a {} KiB kernel heap", heap_bytes >> 10);
     }
+    let task_limit = args.get("kmem-task-limit").map(|v| {
+        kmem::parse_size(v).unwrap_or_else(|| {
+            log::warn!("kmem-task-limit={v}: not a size; using the default");
+            usize::MAX
+        })
+    });
+    let task_limit = task_limit.filter(|&l| l != usize::MAX);
+    let (budget, per_task) = kmem::init(heap::usage().1, task_limit);
+    log::info!(
+        "kernel heap: {} KiB; user tasks may charge {} KiB in all, {} KiB each",
+        heap::usage().1 >> 10,
+        budget >> 10,
+        per_task >> 10
+    );
     if !thread::prepare_stack_window() {
         panic!("no memory for the kernel stack tables");
     }

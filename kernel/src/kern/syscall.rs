@@ -63,12 +63,7 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         traps::MACH_THREAD_SELF => {
             frame.x[0] = (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id)
         }
-        traps::MACH_PRINT => {
-            let r = with_map(thread, |map| map.copyin_cstr(a[0], MACH_PRINT_MAX)).map(|bytes| {
-                crate::kern::console::print_bytes(&bytes);
-            });
-            result(frame, r);
-        }
+        traps::MACH_PRINT => result(frame, mach_print(thread, a[0])),
         traps::SWTCH_PRI | traps::SWTCH => frame.x[0] = u64::from(sched::yield_now()),
         traps::THREAD_SWITCH => {
             let r = thread_switch(thread, a[0] as u32, a[1], a[2] & 0xffff_ffff);
@@ -120,6 +115,13 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             // The stretch since entering the kernel is not charged yet: it is this trap's.
             frame.x[0] = sched::ticks_to_ns(thread.user_time.load(Ordering::Relaxed));
             frame.x[1] = sched::ticks_to_ns(thread.system_time.load(Ordering::Relaxed));
+        }
+        temporary::KMEM_COUNTS => {
+            let (in_use, total) = crate::mm::heap::usage();
+            frame.x[0] = in_use as u64;
+            frame.x[1] = total as u64;
+            frame.x[2] = thread.task.kmem.charged() as u64;
+            frame.x[3] = thread.task.kmem.limit() as u64;
         }
         temporary::CPU_COUNT => {
             frame.x[0] = (0..percpu::cpu_count())
@@ -206,6 +208,16 @@ fn with_map<T>(
 ) -> Result<T, KernReturn> {
     let map = thread.task.map.as_ref().ok_or(KernReturn::InvalidTask)?;
     f(&mut map.lock())
+}
+
+/// `mach_print(string)`: copied into a buffer on the kernel stack (its own frame, not
+/// the trap handler's), so printing allocates nothing.
+#[inline(never)]
+fn mach_print(thread: &Thread, string: u64) -> Result<(), KernReturn> {
+    let mut buf = [0u8; MACH_PRINT_MAX];
+    let len = with_map(thread, |map| map.copyin_cstr(string, &mut buf))?;
+    crate::kern::console::print_bytes(&buf[..len]);
+    Ok(())
 }
 
 /// `syscall_vm_allocate(target_task, *address, size, anywhere)`.

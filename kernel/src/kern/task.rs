@@ -6,11 +6,12 @@ extern crate alloc;
 
 use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::thread::Thread;
+use crate::mm::kmem::{self, Charge, Ledger};
 use crate::mm::vm::VmMap;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use alloc::vec::Vec;
+use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
@@ -26,6 +27,10 @@ pub struct Task {
     pub terminating: AtomicBool,
     /// The TTBR0 value of the map (0 for the kernel task); fixed at creation.
     pub ttbr0: u64,
+    /// What the task's kernel objects are charged to (`mm::kmem`).
+    pub kmem: Arc<Ledger>,
+    /// The root node of `threads` (each entry is charged with its thread).
+    _threads_root: Option<Charge>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -46,14 +51,19 @@ impl Task {
                     live_threads: AtomicUsize::new(0),
                     terminating: AtomicBool::new(false),
                     ttbr0: 0,
+                    // The kernel's own threads are charged nothing.
+                    kmem: Arc::new(Ledger::new(&kmem::BUDGET, 0)),
+                    _threads_root: None,
                 })
             })
             .clone()
     }
 
-    /// A new user task with an empty address space.
+    /// A new user task with an empty address space and its own kernel-memory ledger.
     pub fn new_user(name: &str) -> Option<Arc<Task>> {
-        let map = VmMap::new()?;
+        let ledger = kmem::task_ledger();
+        let threads_root = ledger.charge(1).ok()?;
+        let map = VmMap::new(&ledger)?;
         let ttbr0 = map.ttbr0();
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
         Some(Arc::new(Task {
@@ -64,6 +74,8 @@ impl Task {
             live_threads: AtomicUsize::new(0),
             terminating: AtomicBool::new(false),
             ttbr0,
+            kmem: ledger,
+            _threads_root: Some(threads_root),
         }))
     }
 
@@ -75,14 +87,21 @@ impl Task {
     /// mode (the caller's own thread included).
     pub fn terminate(&self) {
         self.terminating.store(true, Ordering::Release);
-        let threads: Vec<Arc<Thread>> = self
-            .threads
-            .lock()
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for thread in threads {
-            thread.request_termination();
+        // In batches, so that no allocation grows with the number of threads.
+        let mut after = 0;
+        loop {
+            let batch: ArrayVec<Arc<Thread>, 32> = self
+                .threads
+                .lock()
+                .range(after..)
+                .filter_map(|(_, t)| t.upgrade())
+                .take(32)
+                .collect();
+            let Some(last) = batch.last() else { break };
+            after = last.id + 1;
+            for thread in batch {
+                thread.request_termination();
+            }
         }
     }
 }

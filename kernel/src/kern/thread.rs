@@ -12,10 +12,11 @@ use crate::kern::sched::wait::{WaitResult, WaitState};
 use crate::kern::sched::waitq::{Event, TimerKind, TimerNode, WaitLinks};
 use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::task::Task;
+use crate::mm::kmem::{self, BTREE_BLOCKS_PER_ENTRY, Charge};
 use crate::mm::layout::{KERNEL_STACK_SIZE, PAGE_SIZE, stack_slot};
 use crate::mm::{PhysAddr, VirtAddr, frame};
 use alloc::sync::Arc;
-use alloc::vec::Vec;
+use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use mach_abi::KernReturn;
@@ -41,16 +42,32 @@ pub const NO_PROCESSOR: u32 = u32::MAX;
 
 struct Slots {
     next: u32,
-    free: Vec<u32>,
+    /// Slots given back; room for all of them, so freeing one never allocates.
+    free: ArrayVec<u32, { MAX_THREADS as usize }>,
 }
 
 static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(
     LockLevel::StackSlots,
     Slots {
         next: FIRST_THREAD_SLOT,
-        free: Vec::new(),
+        free: ArrayVec::new_const(),
     },
 );
+
+/// Kernel heap granules a user thread is charged (`mm::kmem`): its `Thread` and its entry
+/// in the task's thread table.
+pub const THREAD_BLOCKS: usize = 1 + BTREE_BLOCKS_PER_ENTRY;
+
+// The `Arc<Thread>` block (two counts, then the thread) and a thread-table node must each
+// fit the granule they are charged.
+const _: () = assert!(kmem::fits_granule(
+    core::mem::size_of::<Thread>() + 2 * core::mem::size_of::<usize>(),
+    core::mem::align_of::<Thread>()
+));
+const _: () = assert!(kmem::fits_granule(
+    crate::mm::regions::btree_node_bound(8, core::mem::size_of::<alloc::sync::Weak<Thread>>()),
+    8
+));
 
 /// Create every table the thread stack slots need, once at boot (see `mmu::prepare_tables`).
 pub fn prepare_stack_window() -> bool {
@@ -109,7 +126,8 @@ impl KernelStack {
         match map_stack_slot(slot) {
             Some((pa, _)) => Ok(KernelStack { slot, pa }),
             None => {
-                SLOTS.lock().free.push(slot);
+                // Room for every slot, so this cannot fail.
+                let _ = SLOTS.lock().free.try_push(slot);
                 Err(KernReturn::ResourceShortage)
             }
         }
@@ -122,15 +140,23 @@ impl KernelStack {
 
 /// Stacks of dead threads, still mapped: they are unmapped in batches with one broadcast
 /// TLB invalidation per batch (a flush per page would stop every CPU four times per thread
-/// exit), and only then are their frames and slots reused.
-static DEAD_STACKS: IrqSpinLock<Vec<(u32, PhysAddr)>> =
-    IrqSpinLock::new(LockLevel::StackSlots, Vec::new());
+/// exit), and only then are their frames and slots reused. A full batch is taken out under
+/// the lock, so the fixed array never overflows and never allocates.
 const DEAD_STACK_BATCH: usize = 32;
+type DeadStacks = ArrayVec<(u32, PhysAddr), DEAD_STACK_BATCH>;
+static DEAD_STACKS: IrqSpinLock<DeadStacks> =
+    IrqSpinLock::new(LockLevel::StackSlots, ArrayVec::new_const());
 
 /// Unmap the dead threads' stacks and give their frames and slots back. Run before frames
 /// are counted, and whenever a batch is full or memory for a new stack is short.
 pub fn purge_dead_stacks() {
+    // The guard must go before `release_stacks` takes the slot lock (a temporary guard in
+    // the call's argument would live through the call).
     let dead = core::mem::take(&mut *DEAD_STACKS.lock());
+    release_stacks(dead);
+}
+
+fn release_stacks(dead: DeadStacks) {
     if dead.is_empty() {
         return;
     }
@@ -142,7 +168,8 @@ pub fn purge_dead_stacks() {
     let mut slots = SLOTS.lock();
     for (slot, pa) in dead {
         frame::free(pa, STACK_PAGES);
-        slots.free.push(slot);
+        // Room for every slot, so this cannot fail.
+        let _ = slots.free.try_push(slot);
     }
 }
 
@@ -150,11 +177,12 @@ impl Drop for KernelStack {
     fn drop(&mut self) {
         let full = {
             let mut dead = DEAD_STACKS.lock();
-            dead.push((self.slot, self.pa));
-            dead.len() >= DEAD_STACK_BATCH
+            // Never full here: a full batch is taken out below, under this lock.
+            let _ = dead.try_push((self.slot, self.pa));
+            dead.is_full().then(|| core::mem::take(&mut *dead))
         };
-        if full {
-            purge_dead_stacks();
+        if let Some(batch) = full {
+            release_stacks(batch);
         }
     }
 }
@@ -197,6 +225,8 @@ pub struct Thread {
     pub is_idle: bool,
     /// Counter value at creation.
     pub created: u64,
+    /// What the thread is charged to its task (`THREAD_BLOCKS`); none for idle threads.
+    _kmem: Option<Charge>,
 }
 
 // SAFETY: `context`, `fp` and `tpidr_el0` are only touched by the CPU that is switching the
@@ -216,6 +246,7 @@ impl Thread {
         kstack: Option<KernelStack>,
         context: Context,
         is_idle: bool,
+        kmem: Option<Charge>,
     ) -> Thread {
         let priority = if is_idle {
             crate::kern::sched::runqueue::IDLE_PRI
@@ -261,16 +292,24 @@ impl Thread {
             terminate: AtomicBool::new(false),
             is_idle,
             created: crate::arch::timer::counter(),
+            _kmem: kmem,
         }
     }
 
     /// The idle thread of a CPU: it is the code already running on that CPU's boot stack.
     pub fn new_idle() -> Arc<Thread> {
-        Arc::new(Thread::new(Task::kernel(), None, Context::default(), true))
+        Arc::new(Thread::new(
+            Task::kernel(),
+            None,
+            Context::default(),
+            true,
+            None,
+        ))
     }
 
     /// A user thread of `task` that will enter user mode at `pc` with `sp` and `x0 = arg`.
-    /// It is created stopped; `sched::thread_start` starts it.
+    /// It is created stopped; `sched::thread_start` starts it. Its kernel memory is charged
+    /// to the task first: `KERN_RESOURCE_SHORTAGE` at the task's limit.
     pub fn new_user(
         task: &Arc<Task>,
         pc: u64,
@@ -280,6 +319,7 @@ impl Thread {
         if task.terminating.load(Ordering::Acquire) {
             return Err(KernReturn::Terminated);
         }
+        let charge = task.kmem.charge(THREAD_BLOCKS)?;
         let kstack = KernelStack::new()?;
         let frame = (kstack.top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
         // SAFETY: the frame lies at the top of the stack just mapped for this thread alone.
@@ -289,6 +329,7 @@ impl Thread {
             Some(kstack),
             context::new_user_context(frame),
             false,
+            Some(charge),
         ));
         task.live_threads.fetch_add(1, Ordering::AcqRel);
         task.threads

@@ -1,7 +1,9 @@
 //! The kernel heap (`alloc` for kernel objects: tasks, threads, maps, queues). It is one
-//! fixed block of frames taken at boot, so the heap never moves frames in or out while
-//! tasks run and the free-frame count is an exact leak check. Allocation failure returns
-//! null; callers turn it into `KERN_RESOURCE_SHORTAGE`.
+//! fixed block of frames taken at boot (sized from RAM, `kern::boot`), so the heap never
+//! moves frames in or out while tasks run and the free-frame count stays an exact leak
+//! check; the bytes in use are a second one. What user tasks can make the kernel allocate
+//! is charged against half of it first (`mm::kmem`), so the allocator's failure path (a
+//! null pointer, which `alloc` turns into a panic) is never reached from user input.
 
 use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::frame;
@@ -28,7 +30,7 @@ pub fn init(bytes: u64) -> bool {
     true
 }
 
-/// (bytes in use, bytes in total).
+/// (bytes in use, as the allocator rounds blocks, and bytes in total).
 pub fn usage() -> (usize, usize) {
     let heap = HEAP.0.lock();
     (heap.stats_alloc_actual(), heap.stats_total_bytes())

@@ -1,6 +1,7 @@
 //! Memory management: the kernel's virtual layout, physical frames and (on the target) the
 //! mappings the kernel makes for itself. User address spaces come with tasks.
 
+pub mod kmem;
 pub mod layout;
 pub mod regions;
 

@@ -1,11 +1,18 @@
 //! The regions of a user address space: which ranges are allocated and with what
 //! protection (current and maximum, GNU Mach's `vm_prot_t`). Pure bookkeeping, tested on
 //! the host; `mm::vm` keeps the page tables in step with it.
+//!
+//! The map's heap nodes are charged to the task (`mm::kmem`): one granule per entry plus
+//! one for the root, charged before any change that can add an entry (an insert, or a
+//! split when a range ends inside a region), so a task that reaches its limit gets
+//! `KERN_RESOURCE_SHORTAGE` and the map is unchanged. No operation allocates anything
+//! else.
 
 extern crate alloc;
 
+use crate::mm::kmem::{self, BTREE_BLOCKS_PER_ENTRY, Charge, Ledger};
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
+use alloc::sync::Arc;
 use mach_abi::KernReturn;
 
 /// `vm_prot_t` bits (`mach/vm_prot.h`).
@@ -23,17 +30,46 @@ pub struct Region {
     pub max_prot: VmProt,
 }
 
+/// An upper bound on a `BTreeMap` node's size for keys of `k` and values of `v` bytes
+/// (parent pointer and indices, 11 keys and values, 12 edges for an internal node); the
+/// host test `region_nodes_fit_a_granule` measures the real nodes.
+pub const fn btree_node_bound(k: usize, v: usize) -> usize {
+    16 + 11 * (k + v) + 12 * core::mem::size_of::<usize>()
+}
+
+const _: () = assert!(kmem::fits_granule(
+    btree_node_bound(core::mem::size_of::<u64>(), core::mem::size_of::<Region>()),
+    8
+));
+
 /// Allocated ranges, keyed by start; ranges never overlap.
-#[derive(Default, Debug)]
 pub struct Regions {
     map: BTreeMap<u64, Region>,
+    /// `len + 1` granules (`BTREE_BLOCKS_PER_ENTRY` each), more during a change.
+    charge: Charge,
 }
 
 impl Regions {
-    pub fn new() -> Self {
-        Regions {
+    /// An empty map charged to `ledger` (one granule, for the root node).
+    pub fn new(ledger: &Arc<Ledger>) -> Result<Self, KernReturn> {
+        Ok(Regions {
             map: BTreeMap::new(),
-        }
+            charge: ledger.charge(1)?,
+        })
+    }
+
+    /// Regions recorded.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Granules charged for the map now.
+    pub fn charged_blocks(&self) -> usize {
+        self.charge.blocks()
     }
 
     /// The region containing `addr`, as (start, region).
@@ -51,7 +87,8 @@ impl Regions {
         self.map.range(start..end).next().is_some()
     }
 
-    /// Record `[start, end)`; `KERN_NO_SPACE` if any of it is taken.
+    /// Record `[start, end)`; `KERN_NO_SPACE` if any of it is taken,
+    /// `KERN_RESOURCE_SHORTAGE` if the task cannot pay for another entry.
     pub fn insert(
         &mut self,
         start: u64,
@@ -65,6 +102,7 @@ impl Regions {
         if self.overlaps(start, end) {
             return Err(KernReturn::NoSpace);
         }
+        self.charge.grow(BTREE_BLOCKS_PER_ENTRY)?;
         self.map.insert(
             start,
             Region {
@@ -92,6 +130,17 @@ impl Regions {
         (end <= max).then_some(candidate)
     }
 
+    /// Whether `addr` lies strictly inside a region (a split there adds an entry).
+    fn splits_at(&self, addr: u64) -> bool {
+        self.lookup(addr).is_some_and(|(start, _)| start < addr)
+    }
+
+    /// Charge for the entries that splitting at `start` and `end` will add.
+    fn charge_splits(&mut self, start: u64, end: u64) -> Result<(), KernReturn> {
+        let splits = usize::from(self.splits_at(start)) + usize::from(self.splits_at(end));
+        self.charge.grow(splits * BTREE_BLOCKS_PER_ENTRY)
+    }
+
     /// Split the region containing `addr` (strictly inside it) in two at `addr`.
     fn split_at(&mut self, addr: u64) {
         if let Some((start, r)) = self.lookup(addr)
@@ -102,38 +151,67 @@ impl Regions {
         }
     }
 
-    fn starts_in(&self, start: u64, end: u64) -> Vec<u64> {
-        self.map.range(start..end).map(|(&s, _)| s).collect()
+    /// Charge exactly what the map holds now (after entries went).
+    fn settle(&mut self) {
+        // Never more than is held (callers only remove entries since the last charge), so
+        // this only gives back and cannot fail.
+        let _ = self.charge.set(self.map.len() * BTREE_BLOCKS_PER_ENTRY + 1);
     }
 
-    /// Cut `[start, end)` out of every region; returns the ranges that were allocated.
-    pub fn remove(&mut self, start: u64, end: u64) -> Vec<(u64, u64)> {
+    /// Cut `[start, end)` out of every region, calling `removed` with each range that was
+    /// allocated. A hole inside one region adds an entry: `KERN_RESOURCE_SHORTAGE` (and
+    /// nothing changed) if the task cannot pay for it. Nothing else needs a new entry.
+    pub fn remove(
+        &mut self,
+        start: u64,
+        end: u64,
+        removed: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), KernReturn> {
         if start >= end {
-            return Vec::new();
+            return Ok(());
         }
-        self.split_at(start);
-        self.split_at(end);
-        let mut removed = Vec::new();
-        for s in self.starts_in(start, end) {
-            if let Some(r) = self.map.remove(&s) {
-                removed.push((s, r.end));
+        // A region that starts below `start` keeps its head (the same entry, shortened).
+        if let Some((s, r)) = self.lookup(start)
+            && s < start
+        {
+            if r.end > end {
+                self.charge.grow(BTREE_BLOCKS_PER_ENTRY)?;
+            }
+            self.map.insert(s, Region { end: start, ..r });
+            removed(start, r.end.min(end));
+            if r.end > end {
+                self.map.insert(end, r);
+                return Ok(());
             }
         }
-        removed
+        // Regions that start inside go; the tail of one reaching past `end` moves (an
+        // entry removed before one is added: never more entries than were charged).
+        while let Some((&s, _)) = self.map.range(start..end).next() {
+            let Some(r) = self.map.remove(&s) else { break };
+            if r.end > end {
+                removed(s, end);
+                self.map.insert(end, r);
+            } else {
+                removed(s, r.end);
+            }
+        }
+        self.settle();
+        Ok(())
     }
 
     /// Set the protection (or, with `set_max`, the maximum) of `[start, end)`, all of
     /// which must be allocated (`KERN_INVALID_ADDRESS` otherwise). Raising the current
     /// protection above the maximum is `KERN_PROTECTION_FAILURE`; lowering the maximum
-    /// lowers the current protection with it (GNU Mach `vm_map_protect`). Returns the
-    /// ranges changed with their new protection.
+    /// lowers the current protection with it (GNU Mach `vm_map_protect`). Calls `changed`
+    /// with each range changed and its new protection.
     pub fn protect(
         &mut self,
         start: u64,
         end: u64,
         prot: VmProt,
         set_max: bool,
-    ) -> Result<Vec<(u64, u64, VmProt)>, KernReturn> {
+        changed: &mut dyn FnMut(u64, u64, VmProt),
+    ) -> Result<(), KernReturn> {
         // Check everything first, so that a failure changes nothing.
         let mut at = start;
         while at < end {
@@ -143,21 +221,22 @@ impl Regions {
             }
             at = r.end;
         }
+        if start >= end {
+            return Ok(());
+        }
+        self.charge_splits(start, end)?;
         self.split_at(start);
         self.split_at(end);
-        let mut changed = Vec::new();
-        for s in self.starts_in(start, end) {
-            if let Some(r) = self.map.get_mut(&s) {
-                if set_max {
-                    r.max_prot = prot;
-                    r.prot &= prot;
-                } else {
-                    r.prot = prot;
-                }
-                changed.push((s, r.end, r.prot));
+        for (&s, r) in self.map.range_mut(start..end) {
+            if set_max {
+                r.max_prot = prot;
+                r.prot &= prot;
+            } else {
+                r.prot = prot;
             }
+            changed(s, r.end, r.prot);
         }
-        Ok(changed)
+        Ok(())
     }
 
     /// Every region, in address order.
@@ -208,11 +287,44 @@ pub fn deallocate_range(addr: u64, size: u64, page: u64, min: u64, max: u64) -> 
 mod tests {
     use super::*;
 
+    use crate::mm::kmem::{Budget, GRANULE};
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+
     const P: u64 = 0x1000;
+
+    fn ledger(limit_blocks: usize) -> Arc<Ledger> {
+        let budget = Box::leak(Box::new(Budget::new(usize::MAX)));
+        Arc::new(Ledger::new(budget, limit_blocks * GRANULE))
+    }
+
+    fn regions() -> Regions {
+        Regions::new(&ledger(usize::MAX / GRANULE)).unwrap()
+    }
+
+    fn remove(r: &mut Regions, start: u64, end: u64) -> Result<Vec<(u64, u64)>, KernReturn> {
+        let mut out = Vec::new();
+        r.remove(start, end, &mut |s, e| out.push((s, e)))?;
+        Ok(out)
+    }
+
+    fn protect(
+        r: &mut Regions,
+        start: u64,
+        end: u64,
+        prot: VmProt,
+        set_max: bool,
+    ) -> Result<Vec<(u64, u64, VmProt)>, KernReturn> {
+        let mut out = Vec::new();
+        r.protect(start, end, prot, set_max, &mut |s, e, p| {
+            out.push((s, e, p))
+        })?;
+        Ok(out)
+    }
 
     #[test]
     fn insert_refuses_overlap_and_lookup_finds() {
-        let mut r = Regions::new();
+        let mut r = regions();
         r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
             .unwrap();
         assert_eq!(r.insert(0x1f * P, 0x30 * P, 1, 7), Err(KernReturn::NoSpace));
@@ -226,7 +338,7 @@ mod tests {
 
     #[test]
     fn find_space_first_fit() {
-        let mut r = Regions::new();
+        let mut r = regions();
         assert_eq!(r.find_space(P, 0x10 * P, 0x100 * P), Some(0x10 * P));
         r.insert(0x10 * P, 0x12 * P, 3, 7).unwrap();
         r.insert(0x13 * P, 0x20 * P, 3, 7).unwrap();
@@ -238,10 +350,10 @@ mod tests {
 
     #[test]
     fn remove_splits_and_reports() {
-        let mut r = Regions::new();
+        let mut r = regions();
         r.insert(0x10 * P, 0x20 * P, 3, 7).unwrap();
         r.insert(0x30 * P, 0x40 * P, 3, 7).unwrap();
-        let removed = r.remove(0x18 * P, 0x38 * P);
+        let removed = remove(&mut r, 0x18 * P, 0x38 * P).unwrap();
         assert_eq!(removed, vec![(0x18 * P, 0x20 * P), (0x30 * P, 0x38 * P)]);
         assert_eq!(
             r.lookup(0x17 * P).map(|(s, x)| (s, x.end)),
@@ -252,30 +364,30 @@ mod tests {
             Some((0x38 * P, 0x40 * P))
         );
         assert_eq!(r.lookup(0x19 * P), None);
-        assert!(r.remove(0x50 * P, 0x60 * P).is_empty());
+        assert!(remove(&mut r, 0x50 * P, 0x60 * P).unwrap().is_empty());
     }
 
     #[test]
     fn protect_checks_coverage_and_maximum() {
-        let mut r = Regions::new();
+        let mut r = regions();
         r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_DEFAULT)
             .unwrap();
         assert_eq!(
-            r.protect(0x10 * P, 0x21 * P, VM_PROT_READ, false),
+            protect(&mut r, 0x10 * P, 0x21 * P, VM_PROT_READ, false),
             Err(KernReturn::InvalidAddress)
         );
         assert_eq!(
-            r.protect(0x10 * P, 0x11 * P, VM_PROT_ALL, false),
+            protect(&mut r, 0x10 * P, 0x11 * P, VM_PROT_ALL, false),
             Err(KernReturn::ProtectionFailure)
         );
-        let changed = r.protect(0x12 * P, 0x14 * P, VM_PROT_READ, false).unwrap();
+        let changed = protect(&mut r, 0x12 * P, 0x14 * P, VM_PROT_READ, false).unwrap();
         assert_eq!(changed, vec![(0x12 * P, 0x14 * P, VM_PROT_READ)]);
         assert_eq!(r.lookup(0x11 * P).unwrap().1.prot, VM_PROT_DEFAULT);
         assert_eq!(r.lookup(0x13 * P).unwrap().1.prot, VM_PROT_READ);
-        r.protect(0x10 * P, 0x20 * P, VM_PROT_READ, true).unwrap();
+        protect(&mut r, 0x10 * P, 0x20 * P, VM_PROT_READ, true).unwrap();
         assert_eq!(r.lookup(0x11 * P).unwrap().1.prot, VM_PROT_READ);
         assert_eq!(
-            r.protect(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, false),
+            protect(&mut r, 0x10 * P, 0x20 * P, VM_PROT_DEFAULT, false),
             Err(KernReturn::ProtectionFailure)
         );
     }
@@ -321,5 +433,98 @@ mod tests {
             deallocate_range(0x2_0010, 10, P, MIN, MAX),
             (0x2_0000, 0x2_1000)
         );
+    }
+
+    #[test]
+    fn the_charge_follows_the_entries() {
+        let mut r = regions();
+        assert_eq!(r.charged_blocks(), 1);
+        for i in 0..10 {
+            r.insert((0x10 + 2 * i) * P, (0x11 + 2 * i) * P, 3, 7)
+                .unwrap();
+        }
+        assert_eq!(r.charged_blocks(), 11);
+        // A hole in the middle of a region: one more entry.
+        r.insert(0x100 * P, 0x110 * P, 3, 7).unwrap();
+        remove(&mut r, 0x104 * P, 0x105 * P).unwrap();
+        assert_eq!((r.len(), r.charged_blocks()), (12, 13));
+        // Protecting the inside of a region splits it in three.
+        protect(&mut r, 0x101 * P, 0x102 * P, 1, false).unwrap();
+        assert_eq!((r.len(), r.charged_blocks()), (14, 15));
+        remove(&mut r, 0, 1 << 40).unwrap();
+        assert_eq!((r.len(), r.charged_blocks()), (0, 1));
+    }
+
+    #[test]
+    fn at_the_limit_nothing_changes_and_everything_can_go() {
+        let l = ledger(4);
+        let mut r = Regions::new(&l).unwrap();
+        r.insert(0x10 * P, 0x20 * P, 3, 7).unwrap();
+        r.insert(0x30 * P, 0x31 * P, 3, 7).unwrap();
+        r.insert(0x40 * P, 0x41 * P, 3, 7).unwrap();
+        assert_eq!(l.charged(), 4 * GRANULE);
+        assert_eq!(
+            r.insert(0x50 * P, 0x51 * P, 3, 7),
+            Err(KernReturn::ResourceShortage)
+        );
+        // Punching a hole needs an entry the task cannot pay for: refused, map unchanged.
+        assert_eq!(
+            remove(&mut r, 0x14 * P, 0x15 * P),
+            Err(KernReturn::ResourceShortage)
+        );
+        assert_eq!(
+            protect(&mut r, 0x14 * P, 0x15 * P, 1, false),
+            Err(KernReturn::ResourceShortage)
+        );
+        assert_eq!(
+            r.lookup(0x14 * P).map(|(s, x)| (s, x.end, x.prot)),
+            Some((0x10 * P, 0x20 * P, 3))
+        );
+        assert_eq!(r.len(), 3);
+        // Cutting at a region's end needs no new entry.
+        assert_eq!(
+            remove(&mut r, 0x10 * P, 0x14 * P).unwrap(),
+            vec![(0x10 * P, 0x14 * P)]
+        );
+        remove(&mut r, 0x30 * P, 0x31 * P).unwrap();
+        assert_eq!(l.charged(), 3 * GRANULE);
+        remove(&mut r, 0x16 * P, 0x17 * P).unwrap();
+        assert_eq!(l.charged(), 4 * GRANULE);
+        drop(r);
+        assert_eq!(l.charged(), 0);
+    }
+
+    /// What the map takes from the heap, measured: never more blocks than it is charged
+    /// for, each within a granule, and nothing besides the map's nodes.
+    #[test]
+    fn region_nodes_fit_a_granule() {
+        use crate::testalloc::Tracker;
+        let mut r = regions();
+        let mut t = Tracker::new();
+        let mut x: u64 = 99;
+        for round in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let page = (x >> 33) % 4000;
+            let len = 1 + (x >> 20) % 4;
+            let (s, e) = ((0x100 + page) * P, (0x100 + page + len) * P);
+            let _ = t.run(|| match round % 4 {
+                0 | 1 => r.insert(s, e, 3, 7),
+                2 => r.remove(s, e, &mut |_, _| {}),
+                _ => r.protect(s, e, 1, false, &mut |_, _, _| {}),
+            });
+            assert!(t.live_blocks() <= r.charged_blocks(), "round {round}");
+            assert!(t.largest_block() <= GRANULE);
+        }
+        assert!(
+            r.len() > 500 && t.live_blocks() > 50,
+            "{} {}",
+            r.len(),
+            t.live_blocks()
+        );
+        t.run(|| r.remove(0, 1 << 40, &mut |_, _| {})).unwrap();
+        assert_eq!(r.charged_blocks(), 1);
+        assert!(t.live_blocks() <= 1);
     }
 }

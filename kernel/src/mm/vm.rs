@@ -6,12 +6,13 @@
 extern crate alloc;
 
 use crate::arch::uspace::{UserPageTable, UserPerm};
+use crate::mm::kmem::Ledger;
 use crate::mm::regions::{
     self, Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE,
     VmProt,
 };
 use crate::mm::{PhysAddr, align_down, align_up, frame};
-use alloc::vec::Vec;
+use alloc::sync::Arc;
 use mach_abi::KernReturn;
 use mach_abi::traps::{PAGE_SIZE, VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
 
@@ -54,10 +55,11 @@ pub struct VmMap {
 }
 
 impl VmMap {
-    /// An empty address space; `None` when out of memory or ASIDs.
-    pub fn new() -> Option<Self> {
+    /// An empty address space whose entries are charged to `ledger`; `None` when out of
+    /// memory or ASIDs.
+    pub fn new(ledger: &Arc<Ledger>) -> Option<Self> {
         Some(VmMap {
-            regions: Regions::new(),
+            regions: Regions::new(ledger).ok()?,
             pt: UserPageTable::new()?,
             resident: 0,
         })
@@ -114,6 +116,8 @@ impl VmMap {
     }
 
     /// `vm_deallocate`: everything in the page-rounded range goes; nothing there is fine.
+    /// A hole inside one region needs one more entry: `KERN_RESOURCE_SHORTAGE`, nothing
+    /// freed, when the task is at its kernel-memory limit (`mm::kmem`).
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), KernReturn> {
         if size == 0 {
             return Ok(());
@@ -125,16 +129,16 @@ impl VmMap {
             VM_MIN_USER_ADDRESS,
             VM_MAX_USER_ADDRESS,
         );
-        let removed = self.regions.remove(start, end);
         let mut freed = 0;
-        for (s, e) in removed {
-            self.pt.unmap_range(s, e, &mut |pa| {
+        let pt = &mut self.pt;
+        let r = self.regions.remove(start, end, &mut |s, e| {
+            pt.unmap_range(s, e, &mut |pa| {
                 frame::free(pa, 1);
                 freed += 1;
             });
-        }
+        });
         self.resident -= freed;
-        Ok(())
+        r
     }
 
     /// `vm_protect`. Writable-and-executable is refused (W^X).
@@ -159,10 +163,11 @@ impl VmMap {
         if end > VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
         }
-        for (s, e, new) in self.regions.protect(start, end, prot, set_max)? {
-            self.pt.protect_range(s, e, perm(new));
-        }
-        Ok(())
+        let pt = &mut self.pt;
+        self.regions
+            .protect(start, end, prot, set_max, &mut |s, e, new| {
+                pt.protect_range(s, e, perm(new))
+            })
     }
 
     /// Make page `va` present for `access`: the frame behind it, or why not
@@ -274,22 +279,25 @@ impl VmMap {
         })
     }
 
-    /// Read a NUL-terminated string of at most `max` bytes (NUL included) from `uaddr`.
-    /// `KERN_INVALID_ADDRESS` if it runs into unreadable memory first,
-    /// `KERN_INVALID_ARGUMENT` if there is no NUL within `max` bytes.
-    pub fn copyin_cstr(&mut self, uaddr: u64, max: usize) -> Result<Vec<u8>, KernReturn> {
-        let mut out = Vec::new();
+    /// Read a NUL-terminated string of at most `buf.len()` bytes (NUL included) from
+    /// `uaddr` into `buf`; returns its length without the NUL. `KERN_INVALID_ADDRESS` if it
+    /// runs into unreadable memory first, `KERN_INVALID_ARGUMENT` if there is no NUL
+    /// within `buf.len()` bytes. Allocates nothing.
+    pub fn copyin_cstr(&mut self, uaddr: u64, buf: &mut [u8]) -> Result<usize, KernReturn> {
+        let mut len = 0;
         let mut at = uaddr;
-        while out.len() < max {
-            let page_end = align_down(at, PAGE_SIZE) + PAGE_SIZE;
-            let n = ((page_end - at) as usize).min(max - out.len());
-            let mut chunk = [0u8; PAGE_SIZE as usize];
-            self.copyin(at, &mut chunk[..n])?;
-            if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
-                out.extend_from_slice(&chunk[..nul]);
-                return Ok(out);
+        while len < buf.len() {
+            if at >= VM_MAX_USER_ADDRESS {
+                return Err(KernReturn::InvalidAddress);
             }
-            out.extend_from_slice(&chunk[..n]);
+            let page_end = align_down(at, PAGE_SIZE) + PAGE_SIZE;
+            let n = ((page_end - at) as usize).min(buf.len() - len);
+            let piece = &mut buf[len..len + n];
+            self.copyin(at, piece)?;
+            if let Some(nul) = piece.iter().position(|&b| b == 0) {
+                return Ok(len + nul);
+            }
+            len += n;
             at += n as u64;
         }
         Err(KernReturn::InvalidArgument)

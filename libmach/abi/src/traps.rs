@@ -41,6 +41,9 @@ pub mod temporary {
     /// `() -> (user ns in x0, system ns in x1)` of the calling thread. Stands in for
     /// `thread_info(THREAD_BASIC_INFO)`.
     pub const THREAD_TIMES: u32 = 1007;
+    /// `() -> (kernel heap bytes in use in x0, heap bytes in total in x1, bytes charged to
+    /// the caller's task in x2, its limit in x3)`: kernel memory, for leak and quota tests.
+    pub const KMEM_COUNTS: u32 = 1008;
 }
 
 /// Highest address a user mapping may reach (exclusive): the TTBR0 half, 48 bits.

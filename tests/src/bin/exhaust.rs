@@ -1,8 +1,9 @@
 //! `exhaust`: a task that asks for more than the kernel has must get errors, never break
-//! the kernel. It creates sleeping threads until the kernel refuses one (the thread limit
-//! or memory for kernel stacks: `KERN_RESOURCE_SHORTAGE`), reserves a terabyte of address
-//! space that is never touched, then ends with all of it outstanding: `task_terminate` must
-//! wake the sleepers and free every thread, page and table (the kernel's leak check).
+//! the kernel. It reserves a terabyte of address space that is never touched, creates
+//! sleeping threads until the kernel refuses one (`KERN_RESOURCE_SHORTAGE`, at the task's
+//! kernel-memory limit, `mm::kmem`), then ends with all of it outstanding: `task_terminate`
+//! must wake the sleepers and free every thread, page, table and kernel heap block (the
+//! kernel's leak check).
 
 #![no_std]
 #![no_main]
@@ -11,23 +12,46 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use armach_tests::{Checks, counter, counter_frequency};
+use armach_tests::Checks;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use libmach::{Args, KernReturn, PortName, thread};
 use mach_abi::traps::SWITCH_OPTION_WAIT;
 
 libmach::main!(main);
 
-/// More threads than the kernel allows (it stops at 4096, or earlier when memory runs out).
+/// More threads than the kernel allows (it stops at 4096, or earlier at the task's
+/// kernel-memory limit or when memory runs out).
 const ATTEMPTS: usize = 5000;
 
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("exhaust");
+    // First the terabyte: once the threads have used up the task's kernel-memory limit,
+    // even the one address-space entry it needs would be refused.
+    let task = libmach::traps::mach_task_self();
+    // Counted right before and after, with nothing in between that could touch memory.
+    let before_reserve = libmach::frame_counts();
+    let huge = libmach::traps::vm_allocate(task, 0, 1 << 40, true);
+    let after_reserve = libmach::frame_counts();
+    c.check(
+        huge.is_ok(),
+        "vm_allocate(1 TiB, anywhere) reserves without backing",
+        format_args!("{huge:?}"),
+    );
+    c.check(
+        before_reserve.free == after_reserve.free,
+        "reserving 1 TiB takes no frames",
+        format_args!(
+            "{} before, {} after",
+            before_reserve.free, after_reserve.free
+        ),
+    );
     let before = libmach::frame_counts();
     // Each thread counts itself just before it goes to sleep, so that the frame counts
     // below are taken once every thread has touched all the memory it will.
     let asleep: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let mut handles = Vec::new();
+    // Room for every handle now: growing the user heap later needs address-space entries
+    // the task may no longer be able to pay for.
+    let mut handles = Vec::with_capacity(ATTEMPTS);
     let mut refusal = None;
     for _ in 0..ATTEMPTS {
         // A small stack: the point is kernel resources, not user memory.
@@ -52,6 +76,13 @@ fn main(_args: &Args) -> i32 {
         "THREAD_CREATE is refused with KERN_RESOURCE_SHORTAGE, not a crash",
         format_args!("{refusal:?} after {} threads", handles.len()),
     );
+    let kmem = libmach::kmem_counts();
+    // A thread costs its stack's address-space entry (1 KiB) and 2 KiB for the thread.
+    c.check(
+        kmem.task_limit - kmem.task_charged < 3 * 1024,
+        "the refusal comes at the task's kernel-memory limit",
+        format_args!("{} of {} bytes charged", kmem.task_charged, kmem.task_limit),
+    );
     c.check(
         handles.len() >= 100,
         "at least 100 threads fit",
@@ -64,52 +95,6 @@ fn main(_args: &Args) -> i32 {
         format_args!("{} before, {} now", before.free, during.free),
     );
 
-    // The reservation is measured in a quiet task: every thread has counted itself on its
-    // way to sleep, then the free-frame count must hold still over a few sleeps of the main
-    // thread (a thread between its count and its sleep may still touch its stack). Nothing
-    // else in the task runs, and `FRAME_COUNTS` returns dead kernel stacks first, so the
-    // difference around the `vm_allocate` is the reservation's alone.
-    let created = handles.len();
-    let quiet_deadline = counter() + 20 * counter_frequency();
-    while asleep.load(Ordering::SeqCst) < created && counter() < quiet_deadline {
-        let _ = libmach::traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, 5);
-    }
-    c.check_eq(
-        "every thread reached its sleep",
-        asleep.load(Ordering::SeqCst),
-        created,
-    );
-    let mut stable = 0;
-    let mut last = libmach::frame_counts().free;
-    while stable < 3 && counter() < quiet_deadline {
-        let _ = libmach::traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, 10);
-        let now = libmach::frame_counts().free;
-        stable = if now == last { stable + 1 } else { 0 };
-        last = now;
-    }
-    c.check(
-        stable >= 3,
-        "the free-frame count holds still once every thread sleeps",
-        format_args!("{stable} unchanged 10 ms sleeps in a row, {last} free"),
-    );
-
-    let task = libmach::traps::mach_task_self();
-    let before_reserve = libmach::frame_counts();
-    let huge = libmach::traps::vm_allocate(task, 0, 1 << 40, true);
-    let after_reserve = libmach::frame_counts();
-    c.check(
-        huge.is_ok(),
-        "vm_allocate(1 TiB, anywhere) reserves without backing",
-        format_args!("{huge:?}"),
-    );
-    c.check(
-        before_reserve.free == after_reserve.free,
-        "reserving 1 TiB takes no frames",
-        format_args!(
-            "{} before, {} after",
-            before_reserve.free, after_reserve.free
-        ),
-    );
     // Leave the threads sleeping and the terabyte allocated: the task's end must free them.
     core::mem::forget(handles);
     c.finish()

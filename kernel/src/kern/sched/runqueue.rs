@@ -1,10 +1,15 @@
 //! A processor's run queue: 65 FIFO levels on GNU Mach's scale (0 most urgent, 64 idle)
 //! with a bitmap of non-empty levels. Generic over the queued item so the host tests
 //! need no threads. Locking is the caller's business.
+//!
+//! The levels are doubly linked lists through one table of nodes, reserved once
+//! ([`RunQueue::reserve`], at boot, for every thread there can be), so queueing a thread
+//! never allocates: a task creating threads cannot make the scheduler allocate.
 
 extern crate alloc;
 
-use alloc::collections::VecDeque;
+use alloc::collections::TryReserveError;
+use alloc::vec::Vec;
 
 /// Run-queue levels (GNU Mach NRQS).
 pub const NRQS: usize = 65;
@@ -14,8 +19,20 @@ pub const IDLE_PRI: u8 = 64;
 pub const BASEPRI_SYSTEM: u8 = 6;
 pub const BASEPRI_USER: u8 = 25;
 
+const NIL: u32 = u32::MAX;
+
+struct Node<T> {
+    item: Option<T>,
+    prev: u32,
+    next: u32,
+}
+
 pub struct RunQueue<T> {
-    levels: [VecDeque<T>; NRQS],
+    /// Queued items and free nodes (the free ones linked through `next` from `free`).
+    nodes: Vec<Node<T>>,
+    free: u32,
+    head: [u32; NRQS],
+    tail: [u32; NRQS],
     /// Bit `p` set when level `p` is non-empty.
     bitmap: u128,
     count: usize,
@@ -30,10 +47,19 @@ impl<T> Default for RunQueue<T> {
 impl<T> RunQueue<T> {
     pub const fn new() -> Self {
         RunQueue {
-            levels: [const { VecDeque::new() }; NRQS],
+            nodes: Vec::new(),
+            free: NIL,
+            head: [NIL; NRQS],
+            tail: [NIL; NRQS],
             bitmap: 0,
             count: 0,
         }
+    }
+
+    /// Make room for `items` queued at once; queueing up to that many never allocates.
+    pub fn reserve(&mut self, items: usize) -> Result<(), TryReserveError> {
+        self.nodes
+            .try_reserve_exact(items.saturating_sub(self.nodes.len()))
     }
 
     /// Runnable items queued.
@@ -53,7 +79,27 @@ impl<T> RunQueue<T> {
     /// Queue `item` at the tail of level `pri` (clamped to the idle level).
     pub fn enqueue(&mut self, item: T, pri: u8) {
         let pri = pri.min(IDLE_PRI) as usize;
-        self.levels[pri].push_back(item);
+        let node = Node {
+            item: Some(item),
+            prev: self.tail[pri],
+            next: NIL,
+        };
+        let i = if self.free != NIL {
+            let i = self.free;
+            self.free = self.nodes[i as usize].next;
+            self.nodes[i as usize] = node;
+            i
+        } else {
+            // Beyond the reservation only (never in the kernel, which reserves for every
+            // thread): the table grows.
+            self.nodes.push(node);
+            (self.nodes.len() - 1) as u32
+        };
+        match self.tail[pri] {
+            NIL => self.head[pri] = i,
+            t => self.nodes[t as usize].next = i,
+        }
+        self.tail[pri] = i;
         self.bitmap |= 1 << pri;
         self.count += 1;
     }
@@ -61,9 +107,7 @@ impl<T> RunQueue<T> {
     /// Take the head of the most urgent level.
     pub fn dequeue(&mut self) -> Option<T> {
         let pri = self.highest()? as usize;
-        let item = self.levels[pri].pop_front();
-        self.note_removed(pri);
-        item
+        Some(self.unlink(pri, self.head[pri]))
     }
 
     /// Take the head of the most urgent level if that level is `limit` or more urgent.
@@ -72,9 +116,7 @@ impl<T> RunQueue<T> {
         if pri > limit {
             return None;
         }
-        let item = self.levels[pri as usize].pop_front();
-        self.note_removed(pri as usize);
-        item
+        Some(self.unlink(pri as usize, self.head[pri as usize]))
     }
 
     /// Remove and return the first item (most urgent first) that `pick` accepts.
@@ -83,10 +125,13 @@ impl<T> RunQueue<T> {
             if self.bitmap & (1 << pri) == 0 {
                 continue;
             }
-            if let Some(i) = self.levels[pri].iter().position(&mut pick) {
-                let item = self.levels[pri].remove(i);
-                self.note_removed(pri);
-                return item;
+            let mut at = self.head[pri];
+            while at != NIL {
+                let node = &self.nodes[at as usize];
+                if node.item.as_ref().is_some_and(&mut pick) {
+                    return Some(self.unlink(pri, at));
+                }
+                at = node.next;
             }
         }
         None
@@ -94,17 +139,36 @@ impl<T> RunQueue<T> {
 
     /// Items from least to most urgent (the order a balancer looks for one to move).
     pub fn iter_least_urgent(&self) -> impl Iterator<Item = &T> {
-        self.levels
-            .iter()
-            .rev()
-            .flat_map(|level| level.iter().rev())
+        (0..NRQS).rev().flat_map(move |pri| {
+            let mut at = self.tail[pri];
+            core::iter::from_fn(move || {
+                let node = self.nodes.get(at as usize)?;
+                at = node.prev;
+                node.item.as_ref()
+            })
+        })
     }
 
-    fn note_removed(&mut self, pri: usize) {
+    /// Unlink node `i` (queued at level `pri`) and return its item.
+    fn unlink(&mut self, pri: usize, i: u32) -> T {
+        let node = &mut self.nodes[i as usize];
+        let (prev, next) = (node.prev, node.next);
+        let item = node.item.take().expect("queued nodes hold an item");
+        node.next = self.free;
+        self.free = i;
+        match prev {
+            NIL => self.head[pri] = next,
+            p => self.nodes[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail[pri] = prev,
+            n => self.nodes[n as usize].prev = prev,
+        }
         self.count -= 1;
-        if self.levels[pri].is_empty() {
+        if self.head[pri] == NIL {
             self.bitmap &= !(1 << pri);
         }
+        item
     }
 }
 
@@ -148,5 +212,65 @@ mod tests {
         assert_eq!(q.highest(), Some(30));
         assert_eq!(q.remove_first(|&x| x == 9), None);
         assert_eq!(q.iter_least_urgent().copied().collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn fifo_order_survives_removal_from_the_middle() {
+        let mut q = RunQueue::new();
+        for i in 0..6 {
+            q.enqueue(i, 25);
+        }
+        assert_eq!(q.remove_first(|&x| x == 0), Some(0));
+        assert_eq!(q.remove_first(|&x| x == 3), Some(3));
+        assert_eq!(q.remove_first(|&x| x == 5), Some(5));
+        q.enqueue(6, 25);
+        assert_eq!(
+            q.iter_least_urgent().copied().collect::<Vec<_>>(),
+            vec![6, 4, 2, 1]
+        );
+        assert_eq!(
+            core::iter::from_fn(|| q.dequeue()).collect::<Vec<_>>(),
+            vec![1, 2, 4, 6]
+        );
+        assert!(q.is_empty());
+    }
+
+    /// Once reserved, queueing never allocates (the count of heap blocks is measured).
+    #[test]
+    fn a_reserved_queue_never_allocates() {
+        use crate::testalloc::Tracker;
+        let mut q = RunQueue::new();
+        q.reserve(100).unwrap();
+        let mut t = Tracker::new();
+        let mut x: u64 = 7;
+        let mut queued = 0;
+        for round in 0..10_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pri = ((x >> 40) % 70) as u8;
+            t.run(|| {
+                if queued < 100 && !(x >> 20).is_multiple_of(3) {
+                    q.enqueue(round, pri);
+                    queued += 1;
+                } else if (x >> 10).is_multiple_of(2) {
+                    queued -= usize::from(q.dequeue().is_some());
+                } else {
+                    queued -= usize::from(q.remove_first(|&v| v.is_multiple_of(2)).is_some());
+                }
+            });
+            assert_eq!(q.len(), queued);
+        }
+        assert_eq!(t.allocations(), 0);
+    }
+
+    #[test]
+    fn dequeue_at_or_above_respects_the_limit() {
+        let mut q = RunQueue::new();
+        q.enqueue("user", BASEPRI_USER);
+        assert_eq!(q.dequeue_at_or_above(BASEPRI_USER - 1), None);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.dequeue_at_or_above(BASEPRI_USER), Some("user"));
+        assert_eq!(q.dequeue_at_or_above(IDLE_PRI), None);
     }
 }

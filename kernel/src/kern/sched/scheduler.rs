@@ -125,6 +125,19 @@ fn this_processor() -> &'static Processor {
 pub fn init_this_cpu() {
     let saved = cpu::irq_save();
     let me = this_processor();
+    // Room in the run queue for every thread there can be, so that queueing one never
+    // allocates (what user tasks make the kernel allocate is charged to them, `mm::kmem`).
+    if me
+        .runq
+        .lock()
+        .reserve(crate::kern::thread::MAX_THREADS as usize)
+        .is_err()
+    {
+        panic!(
+            "no memory for the run queue of cpu{}",
+            percpu::current_index()
+        );
+    }
     let idle = Thread::new_idle();
     idle.last_processor
         .store(percpu::current_index() as u32, Ordering::Relaxed);

@@ -403,9 +403,11 @@ fn wait_off_cpu(thread: &Thread) {
 /// waits this ended.
 pub fn thread_wakeup(event: Event, all: bool) -> usize {
     // Threads whose wait ended while they were blocked, chained through their (now
-    // unused) bucket links, each holding the reference the bucket had.
+    // unused) bucket links, each holding the reference the bucket had. Only blocked
+    // threads may be chained: nothing touches a blocked thread's links until it runs again,
+    // which it does only once this function puts it on a run queue. A thread still running
+    // may wait again at once and reuse its links, so it is never chained.
     let mut to_run: *const Thread = ptr::null();
-    let mut released: *const Thread = ptr::null();
     let mut woken = 0;
     {
         let mut b = bucket(event).lock();
@@ -425,22 +427,20 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
                     let wake = st.clear(None, WaitResult::Awakened);
                     let timer = cancel_timer(thread, TimerKind::Wait);
                     drop(st);
-                    let reference = unlink(&mut b, thread).map(Arc::into_raw);
-                    if let Some(raw) = reference {
-                        // Chain it for after the unlock: to run, or just to release.
-                        let chain = if wake == Wake::Enqueue {
-                            &mut to_run
-                        } else {
-                            &mut released
-                        };
-                        (*thread.wait_links.get()).next = *chain;
-                        *chain = raw;
+                    let reference = unlink(&mut b, thread);
+                    if wake == Wake::Enqueue {
+                        if let Some(reference) = reference {
+                            (*thread.wait_links.get()).next = to_run;
+                            to_run = Arc::into_raw(reference);
+                        }
+                    } else {
+                        // A running thread holds a reference of its own (its CPU's
+                        // `current` slot or a run queue), so this is not the last one and
+                        // dropping it here frees nothing.
+                        drop(reference);
                     }
-                    if let Some(t) = timer {
-                        // The thread is still referenced by the chain, so this is not
-                        // the last reference: dropping it here frees nothing.
-                        drop(t);
-                    }
+                    // Likewise: the chain or the running thread still holds one.
+                    drop(timer);
                     if wake != Wake::Nothing {
                         woken += 1;
                         if !all {
@@ -452,8 +452,8 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
             }
         }
     }
-    // SAFETY: the chains hold references taken off the bucket above; the threads' links
-    // are no longer on any bucket, so only this code follows them.
+    // SAFETY: the chain holds references taken off the bucket above, of blocked threads
+    // whose links only this code uses until `setrun`.
     unsafe {
         while !to_run.is_null() {
             let thread = Arc::from_raw(to_run);
@@ -461,12 +461,6 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
             (*thread.wait_links.get()).next = ptr::null();
             wait_off_cpu(&thread);
             super::setrun(thread);
-        }
-        while !released.is_null() {
-            let thread = Arc::from_raw(released);
-            released = (*thread.wait_links.get()).next;
-            (*thread.wait_links.get()).next = ptr::null();
-            drop(thread);
         }
     }
     woken

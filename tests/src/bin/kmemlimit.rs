@@ -1,0 +1,282 @@
+//! `kmemlimit`: kernel memory is a quota, never a panic (DESIGN.md 5). A task fills its
+//! kernel-memory limit two ways and must get `KERN_RESOURCE_SHORTAGE` each time, then
+//! frees everything and finds its charge, the kernel heap bytes in use and the free frames
+//! back where they were (temporary traps `KMEM_COUNTS` and `FRAME_COUNTS`):
+//!
+//! - scattered fixed one-page `vm_allocate` calls, no page touched (before the quota this
+//!   panicked the kernel after about 350,000 calls: `memory allocation of 280 bytes
+//!   failed`); at the limit, punching a hole in a region is refused too and changes nothing;
+//! - `THREAD_CREATE` until refusal, every thread on its own page of one stack region.
+
+#![no_std]
+#![no_main]
+
+use armach_tests::Checks;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use libmach::traps::{self, PortName};
+use libmach::{Args, KernReturn, frame_counts, kmem_counts};
+use mach_abi::traps::SWITCH_OPTION_WAIT;
+
+libmach::main!(main);
+
+const PAGE: u64 = 4096;
+/// The kernel's charging unit (`mm::kmem::GRANULE`).
+const GRANULE: u64 = 1024;
+/// Granules a thread is charged (`kern::thread::THREAD_BLOCKS`).
+const THREAD_BLOCKS: u64 = 2;
+/// Where the scattered pages go: slots of two pages (so no two are adjacent) taken in an
+/// odd-stride order, which visits every slot of the 2^22 once.
+const SCATTER_BASE: u64 = 0x10_0000_0000;
+const SLOTS: u64 = 1 << 22;
+/// Far more than any limit allows: the loop must end with a refusal before this.
+const MAX_PAGES: u64 = 1_000_000;
+
+fn scattered(i: u64) -> u64 {
+    SCATTER_BASE + (i.wrapping_mul(7919) % SLOTS) * 2 * PAGE
+}
+
+fn sleep_ms(ms: u64) {
+    let _ = traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, ms);
+}
+
+/// Poll `f` every 10 ms for up to `ms`; whether it became true.
+fn wait_for(ms: u64, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..ms / 10 {
+        if f() {
+            return true;
+        }
+        sleep_ms(10);
+    }
+    f()
+}
+
+fn main(_args: &Args) -> i32 {
+    let mut c = Checks::new("kmemlimit");
+    let start = kmem_counts();
+    c.note(format_args!(
+        "kernel heap {} KiB, {} bytes in use; this task is charged {} of {} bytes",
+        start.heap_total >> 10,
+        start.heap_in_use,
+        start.task_charged,
+        start.task_limit
+    ));
+    c.check(
+        start.task_limit > 0
+            && start.task_charged > 0
+            && start.task_charged < start.task_limit
+            && start.heap_in_use < start.heap_total,
+        "KMEM_COUNTS is sane (a task starts charged, below its limit)",
+        format_args!("{start:?}"),
+    );
+    scattered_pages(&mut c);
+    threads(&mut c);
+    c.finish()
+}
+
+/// (a) Scattered fixed one-page allocations until refused, then everything freed.
+fn scattered_pages(c: &mut Checks) {
+    let task = traps::mach_task_self();
+    let before = kmem_counts();
+    let frames_before = frame_counts().free;
+    // A three-page region to punch a hole in once the limit is reached.
+    let hole_region = SCATTER_BASE - 16 * PAGE;
+    let r = traps::vm_allocate(task, hole_region, 3 * PAGE, false);
+    c.check(
+        r.is_ok(),
+        "a 3-page region at a fixed address",
+        format_args!("{r:?}"),
+    );
+
+    let mut made = 0;
+    let mut refusal = None;
+    while made < MAX_PAGES {
+        match traps::vm_allocate(task, scattered(made), PAGE, false) {
+            Ok(_) => made += 1,
+            Err(code) => {
+                refusal = Some(code);
+                break;
+            }
+        }
+    }
+    let full = kmem_counts();
+    c.note(format_args!(
+        "{made} scattered pages before the refusal; charged {} of {} bytes; kernel heap {} bytes in use ({} before)",
+        full.task_charged, full.task_limit, full.heap_in_use, before.heap_in_use
+    ));
+    c.check(
+        refusal.is_some_and(|code| code == KernReturn::ResourceShortage),
+        "scattered fixed vm_allocate calls end in KERN_RESOURCE_SHORTAGE, the kernel up",
+        format_args!("{refusal:?} after {made} pages"),
+    );
+    c.check(
+        full.task_limit - full.task_charged < GRANULE,
+        "the refusal comes at the task's limit (less than one entry's charge left)",
+        format_args!("{} of {} bytes charged", full.task_charged, full.task_limit),
+    );
+    c.check(
+        full.heap_in_use > before.heap_in_use && made >= 100,
+        "the pages' entries take kernel heap",
+        format_args!("{} -> {} bytes", before.heap_in_use, full.heap_in_use),
+    );
+    // SAFETY: the range is ours and nothing refers into it.
+    let hole = unsafe { traps::vm_deallocate(task, hole_region + PAGE, PAGE) };
+    c.check(
+        matches!(hole, Err(code) if code == KernReturn::ResourceShortage),
+        "at the limit, a hole in a region (one more entry) is refused",
+        format_args!("{hole:?}"),
+    );
+    let still = traps::vm_allocate(task, hole_region + PAGE, PAGE, false);
+    c.check(
+        matches!(still, Err(code) if code == KernReturn::NoSpace),
+        "and the refused vm_deallocate left the page allocated",
+        format_args!("vm_allocate there: {still:?}"),
+    );
+
+    let mut failed = 0;
+    for i in 0..made {
+        // SAFETY: as above.
+        if unsafe { traps::vm_deallocate(task, scattered(i), PAGE) }.is_err() {
+            failed += 1;
+        }
+    }
+    // SAFETY: as above.
+    let r = unsafe { traps::vm_deallocate(task, hole_region, 3 * PAGE) };
+    c.check(
+        failed == 0 && r.is_ok(),
+        "every page is freed",
+        format_args!("{failed} failures; the 3-page region: {r:?}"),
+    );
+    let after = kmem_counts();
+    let frames_after = frame_counts().free;
+    c.check_eq(
+        "the task's charge is back where it was",
+        after.task_charged,
+        before.task_charged,
+    );
+    c.check_eq(
+        "kernel heap bytes in use are back where they were",
+        after.heap_in_use,
+        before.heap_in_use,
+    );
+    c.check_eq(
+        "free frames are back where they were",
+        frames_after,
+        frames_before,
+    );
+    let again = traps::vm_allocate(task, 0, PAGE, true);
+    c.check(
+        again.is_ok(),
+        "after freeing, vm_allocate works again",
+        format_args!("{again:?}"),
+    );
+    if let Ok(at) = again {
+        // SAFETY: as above.
+        let _ = unsafe { traps::vm_deallocate(task, at, PAGE) };
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+static EXITED: AtomicUsize = AtomicUsize::new(0);
+
+/// A thread of `threads`: sleeps until told to stop, then exits.
+extern "C" fn worker(_arg: u64) -> ! {
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    while !STOP.load(Ordering::SeqCst) {
+        sleep_ms(500);
+    }
+    EXITED.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: nothing refers to this thread's stack; the main thread frees it only after
+    // every thread has counted itself out here, and never reads it.
+    unsafe { traps::thread_exit() }
+}
+
+/// (b) Threads until refused, then all of them gone.
+fn threads(c: &mut Checks) {
+    let task = traps::mach_task_self();
+    let limit = kmem_counts().task_limit;
+    // More stacks than the limit allows threads: one page each, in one region (a single
+    // entry), touched now so that its page tables and frames are there before counting.
+    let stacks = (limit / (THREAD_BLOCKS * GRANULE) + 16).min(5000);
+    let base = match traps::vm_allocate(task, 0, stacks * PAGE, true) {
+        Ok(base) => base,
+        Err(code) => {
+            c.check(false, "a stack region", format_args!("{code:?}"));
+            return;
+        }
+    };
+    for i in 0..stacks {
+        // SAFETY: the region was just allocated for these stacks; nothing else uses it.
+        unsafe { core::ptr::write_volatile((base + i * PAGE) as *mut u64, 0) };
+    }
+    let before = kmem_counts();
+    let frames_before = frame_counts().free;
+
+    let entry = worker as extern "C" fn(u64) -> ! as usize as u64;
+    let mut made = 0;
+    let mut refusal = None;
+    while made < stacks {
+        // SAFETY: `worker` only touches statics and its own stack page, and ends with
+        // THREAD_EXIT; the page is 16-aligned and stays allocated until then.
+        match unsafe { traps::thread_create(entry, base + (made + 1) * PAGE, 0) } {
+            Ok(_) => made += 1,
+            Err(code) => {
+                refusal = Some(code);
+                break;
+            }
+        }
+    }
+    let full = kmem_counts();
+    c.note(format_args!(
+        "{made} threads before the refusal; charged {} of {} bytes; kernel heap {} bytes in use ({} before)",
+        full.task_charged, full.task_limit, full.heap_in_use, before.heap_in_use
+    ));
+    c.check(
+        refusal.is_some_and(|code| code == KernReturn::ResourceShortage),
+        "THREAD_CREATE until refusal ends in KERN_RESOURCE_SHORTAGE",
+        format_args!("{refusal:?} after {made} threads"),
+    );
+    c.check(
+        full.task_limit - full.task_charged < THREAD_BLOCKS * GRANULE && made >= 100,
+        "the refusal comes at the task's limit, after at least 100 threads",
+        format_args!(
+            "{} of {} bytes charged, {made} threads",
+            full.task_charged, full.task_limit
+        ),
+    );
+    let all_started = wait_for(30_000, || STARTED.load(Ordering::SeqCst) == made as usize);
+    c.check(
+        all_started,
+        "every thread ran",
+        format_args!("{} of {made}", STARTED.load(Ordering::SeqCst)),
+    );
+    STOP.store(true, Ordering::SeqCst);
+    let all_exited = wait_for(30_000, || EXITED.load(Ordering::SeqCst) == made as usize);
+    c.check(
+        all_exited,
+        "every thread exited",
+        format_args!("{} of {made}", EXITED.load(Ordering::SeqCst)),
+    );
+    // The kernel frees an exited thread once its CPU has switched away from it.
+    let freed = wait_for(5_000, || {
+        let now = kmem_counts();
+        now.task_charged == before.task_charged && now.heap_in_use == before.heap_in_use
+    });
+    let after = kmem_counts();
+    c.check(
+        freed,
+        "the task's charge and the kernel heap bytes in use are back where they were",
+        format_args!(
+            "charged {} (before {}), heap {} (before {})",
+            after.task_charged, before.task_charged, after.heap_in_use, before.heap_in_use
+        ),
+    );
+    let frames_back = wait_for(5_000, || frame_counts().free == frames_before);
+    c.check(
+        frames_back,
+        "free frames (kernel stacks) are back where they were",
+        format_args!("{} (before {frames_before})", frame_counts().free),
+    );
+    // SAFETY: every thread has left its stack for good.
+    let _ = unsafe { traps::vm_deallocate(task, base, stacks * PAGE) };
+}
