@@ -6,7 +6,12 @@
 //! devtree/  the validating device-tree layer                          (generic, host-tested)
 //! drivers/  GICv2/v3, PL011, BCM2835 mini UART                        (found via the tree)
 //! arch/     aarch64: boot.s, vectors, MMU, timer, PSCI, semihosting   (the only arch)
+//! sync      spinlocks and the lock order                              (the bottom)
+//! percpu    per-CPU data, reached through the architecture's pointer  (the bottom)
 //! ```
+//!
+//! `sync` and `percpu` sit below both `arch/` and the generic modules, so each can use
+//! them without reaching into the other.
 //!
 //! Generic code calls `arch::*` and never names the architecture. Modules that touch
 //! hardware are compiled for the bare-metal target only; everything else is unit-tested on
@@ -20,6 +25,9 @@ pub mod devtree;
 pub mod drivers;
 pub mod kern;
 pub mod mm;
+#[cfg(target_os = "none")]
+pub mod percpu;
+pub mod sync;
 #[cfg(test)]
 mod testalloc;
 
@@ -34,7 +42,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     }
     kern::console::print_emergency(format_args!(
         "\nkernel panic on cpu{}: {info}\n",
-        kern::percpu::current_index()
+        percpu::current_index()
     ));
     kern::power::power_off(kern::power::ExitStatus::Panic)
 }

@@ -7,8 +7,8 @@ use crate::devtree::{UartInfo, UartKind};
 use crate::drivers::Uart;
 use crate::drivers::mini_uart::MiniUart;
 use crate::drivers::pl011::Pl011;
-use crate::kern::percpu;
-use crate::kern::sync::{IrqSpinLock, LockLevel};
+use crate::percpu;
+use crate::sync::{IrqSpinLock, LockLevel};
 use core::fmt::{self, Write};
 
 enum Port {

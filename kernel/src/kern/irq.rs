@@ -3,7 +3,7 @@
 
 use crate::arch::{cpu, timer};
 use crate::drivers::gic::{Gic, SGI_COUNT, SgiTarget};
-use crate::kern::percpu::{self, CpuState};
+use crate::percpu::{self, CpuState};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 

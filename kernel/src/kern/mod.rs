@@ -5,7 +5,6 @@ pub mod bootargs;
 pub mod cpio;
 pub mod elf;
 pub mod sched;
-pub mod sync;
 
 #[cfg(target_os = "none")]
 pub mod boot;
@@ -15,8 +14,6 @@ pub mod console;
 pub mod irq;
 #[cfg(target_os = "none")]
 pub mod loader;
-#[cfg(target_os = "none")]
-pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]

@@ -4,7 +4,8 @@
 
 use crate::arch::{cpu, psci, semihosting};
 use crate::devtree::PsciConduit;
-use crate::kern::{irq, percpu};
+use crate::kern::irq;
+use crate::percpu;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// The status a run ends with.

@@ -5,10 +5,10 @@
 use crate::arch::boot::{START_SLOT, secondary_entry_pa};
 use crate::arch::{cpu, exception, mmu, psci, timer};
 use crate::devtree::{CpuInfo, EnableMethod, MachineConfig};
-use crate::kern::percpu::{self, CpuState};
 use crate::kern::{irq, power};
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::{PhysAddr, frame};
+use crate::percpu::{self, CpuState};
 
 /// How long a CPU gets to come online.
 const START_TIMEOUT_MS: u64 = 2000;

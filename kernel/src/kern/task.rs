@@ -4,10 +4,10 @@
 
 extern crate alloc;
 
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::thread::Thread;
 use crate::mm::kmem::{self, Charge, Ledger};
 use crate::mm::vm::VmMap;
+use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};

@@ -3,9 +3,9 @@
 //! the RAM the device tree describes, minus everything reserved. It works on linear-map
 //! addresses; callers see physical ones. Free and total counts are kept for tests.
 
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::PhysAddr;
 use crate::mm::layout::{LINEAR_BASE, PAGE_SHIFT, PAGE_SIZE};
+use crate::sync::{IrqSpinLock, LockLevel};
 use buddy_system_allocator::Heap;
 use core::alloc::Layout;
 use core::ptr::NonNull;

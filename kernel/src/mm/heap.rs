@@ -5,9 +5,9 @@
 //! is charged against half of it first (`mm::kmem`), so the allocator's failure path (a
 //! null pointer, which `alloc` turns into a panic) is never reached from user input.
 
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::frame;
 use crate::mm::layout::PAGE_SIZE;
+use crate::sync::{IrqSpinLock, LockLevel};
 use buddy_system_allocator::Heap;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;

@@ -28,7 +28,7 @@ pub fn local() -> *const () {
 
 // The four interrupt-mask calls below are compiler barriers (their `asm!` may touch
 // memory): the compiler must not move loads or stores of data a lock protects out of the
-// interrupt-masked stretch that a spinlock (`kern::sync`) opens and closes with them.
+// interrupt-masked stretch that a spinlock (`sync`) opens and closes with them.
 
 /// Mask IRQs on this CPU; returns the previous mask state for `irq_restore`.
 #[inline]

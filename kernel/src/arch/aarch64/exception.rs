@@ -141,5 +141,5 @@ core::arch::global_asm!(
     EL0_SYNC = sym el0_sync,
     IRQ = sym irq,
     UNEXPECTED = sym unexpected,
-    PERCPU_EMERGENCY_SP = const core::mem::offset_of!(crate::kern::percpu::PerCpu, emergency_sp),
+    PERCPU_EMERGENCY_SP = const core::mem::offset_of!(crate::percpu::PerCpu, emergency_sp),
 );

@@ -5,9 +5,9 @@
 //! Descriptor formats: Arm ARM D8.3 (VMSAv8-64 translation table descriptors).
 
 use super::boot::{BOOT_STACK, BOOT_TABLES};
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::layout::{self, KIMAGE_VA, PAGE_SIZE};
 use crate::mm::{PhysAddr, VirtAddr, align_down, align_up};
+use crate::sync::{IrqSpinLock, LockLevel};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Descriptor bits (Arm ARM D8.3.1 and D8.3.2).

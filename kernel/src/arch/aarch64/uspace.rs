@@ -6,8 +6,8 @@ extern crate alloc;
 
 use super::mmu::MemAttr;
 use super::mmu::desc;
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::mm::{PhysAddr, frame};
+use crate::sync::{IrqSpinLock, LockLevel};
 use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
 use mach_abi::KernReturn;
 use tock_registers::interfaces::Readable;

@@ -1,5 +1,5 @@
 //! Scheduling mechanism (see `mod.rs`): processors, their run queues, the switch, the
-//! tick, time accounting. Locks follow `kern::sync::LockLevel`; none is held across a
+//! tick, time accounting. Locks follow `sync::LockLevel`; none is held across a
 //! switch. A thread being switched out is protected by its `on_cpu` flag, and a thread is
 //! put on a run queue (or handed the CPU) only once that flag is clear: a waker waits for
 //! it (`waitq`), a yielding thread is queued again by the next thread on its CPU after the
@@ -13,9 +13,9 @@ use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
 use crate::devtree::MAX_CPUS;
 use crate::kern::irq::{self, Ipi};
-use crate::kern::percpu;
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::thread::{NO_PROCESSOR, RunState, Thread};
+use crate::percpu;
+use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -351,7 +351,7 @@ pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
 /// processor's run queue (a yield); a yielding thread still in the slot is queued by the
 /// next thread here once it is saved (`finish_switch`).
 fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *const Thread) {
-    let held = crate::kern::sync::held_levels();
+    let held = crate::sync::held_levels();
     if held != 0 {
         panic!("a context switch with locks held (levels {held:#x})");
     }

@@ -9,7 +9,7 @@
 //! reference to every thread on it (`Arc::into_raw` on the way in, `Arc::from_raw` on the
 //! way out); references taken off a list are dropped only once every lock is released.
 //!
-//! Lock order (`kern::sync::LockLevel`): wait bucket, then the thread's state, then a
+//! Lock order (`sync::LockLevel`): wait bucket, then the thread's state, then a
 //! timer queue, then run queues. A thread whose wait ended after it blocked is put on a
 //! run queue only once the CPU that switched it out has saved it (`on_cpu` clear): the
 //! waker waits for that, never the CPU that is switching.
@@ -17,8 +17,8 @@
 extern crate alloc;
 
 use super::wait::{WaitResult, WaitSeq, Wake};
-use crate::kern::sync::{IrqSpinLock, LockLevel};
 use crate::kern::thread::{NO_PROCESSOR, Thread};
+use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -276,7 +276,7 @@ impl Default for TimerQueue {
 /// Caller holds the thread's state lock, so no one else arms or cancels it meanwhile; the
 /// timer must not be armed.
 fn arm_timer(thread: &Arc<Thread>, kind: TimerKind, deadline: u64, seq: WaitSeq) {
-    let cpu = crate::kern::percpu::current_index();
+    let cpu = crate::percpu::current_index();
     let node = &thread.timers[kind as usize];
     let mut q = super::processor(cpu).timers.lock();
     // SAFETY: the node is on no queue (the caller's contract), so its links are ours;

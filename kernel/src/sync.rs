@@ -63,13 +63,13 @@ impl LockLevel {
 mod held {
     #[cfg(target_os = "none")]
     pub fn get() -> u32 {
-        crate::kern::percpu::current()
+        crate::percpu::current()
             .lock_levels
             .load(core::sync::atomic::Ordering::Relaxed)
     }
     #[cfg(target_os = "none")]
     pub fn set(mask: u32) {
-        crate::kern::percpu::current()
+        crate::percpu::current()
             .lock_levels
             .store(mask, core::sync::atomic::Ordering::Relaxed)
     }

@@ -35,7 +35,7 @@ pub struct PerCpu {
     pub sgi_interface_mask: AtomicU8,
     /// This CPU has sent its boot-check IPI to the next CPU.
     pub ring_sent: AtomicBool,
-    /// Lock levels this CPU holds (`kern::sync`, with the `lockcheck` feature).
+    /// Lock levels this CPU holds (`sync`, with the `lockcheck` feature).
     pub lock_levels: AtomicU32,
     /// This CPU's scheduler processor (`kern::sched`), once it has one: one load away
     /// on the trap path instead of an index computation.
