@@ -2,7 +2,7 @@
 //! the spin-table release, whichever the device tree gives for that CPU, and a bounded
 //! wait for it to come online. A CPU that does not is marked failed and reported by MPIDR.
 
-use crate::arch::boot::{START_SLOT, secondary_entry_pa};
+use crate::arch::boot::{prepare_secondary, secondary_entry_pa};
 use crate::arch::{cpu, exception, mmu, psci, timer};
 use crate::devtree::{CpuInfo, EnableMethod, MachineConfig};
 use crate::kern::{irq, power};
@@ -52,7 +52,7 @@ fn start_one(
         emergency.to_linear().as_u64() + percpu::EMERGENCY_STACK_SIZE as u64,
         core::sync::atomic::Ordering::Relaxed,
     );
-    START_SLOT.fill(info.mpidr, top, index);
+    prepare_secondary(info.mpidr, top, index);
     match info.enable {
         EnableMethod::Psci => {
             let conduit = power::psci_conduit().ok_or("enable-method psci but no /psci node")?;

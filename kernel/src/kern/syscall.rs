@@ -37,7 +37,7 @@ pub mod placeholder_names {
 }
 
 fn ret(frame: &mut TrapFrame, kr: KernReturn) {
-    frame.x[0] = kr.as_reg();
+    frame.set_result(0, kr.as_reg());
 }
 
 fn result(frame: &mut TrapFrame, r: Result<(), KernReturn>) {
@@ -46,41 +46,42 @@ fn result(frame: &mut TrapFrame, r: Result<(), KernReturn>) {
 
 /// Handle an `svc` from user mode.
 pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
-    let immediate = frame.esr & 0xffff;
-    let number = (frame.x[8] as u32 as i32).wrapping_neg();
+    let immediate = frame.trap_immediate();
+    let number = frame.trap_number();
     if immediate != 0 || number < 0 {
         return trap::user_exception_raise(
             frame,
             thread,
             EXC_SOFTWARE,
             EXC_AARCH64_SVC as u64,
-            immediate,
+            u64::from(immediate),
         );
     }
-    let a = frame.x;
+    let a = frame.trap_args();
     match number as u32 {
-        traps::MACH_TASK_SELF => frame.x[0] = placeholder_names::TASK_SELF as u64,
-        traps::MACH_HOST_SELF => frame.x[0] = placeholder_names::HOST as u64,
-        traps::MACH_THREAD_SELF => {
-            frame.x[0] = (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id)
-        }
+        traps::MACH_TASK_SELF => frame.set_result(0, placeholder_names::TASK_SELF as u64),
+        traps::MACH_HOST_SELF => frame.set_result(0, placeholder_names::HOST as u64),
+        traps::MACH_THREAD_SELF => frame.set_result(
+            0,
+            (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id),
+        ),
         traps::MACH_PRINT => result(frame, mach_print(thread, a[0])),
-        traps::SWTCH_PRI | traps::SWTCH => frame.x[0] = u64::from(sched::yield_now()),
+        traps::SWTCH_PRI | traps::SWTCH => frame.set_result(0, u64::from(sched::yield_now())),
         traps::THREAD_SWITCH => {
             let r = thread_switch(thread, a[0] as u32, a[1], a[2] & 0xffff_ffff);
             result(frame, r);
         }
-        traps::VM_ALLOCATE => frame.x[0] = vm_allocate(thread, a[0], a[1], a[2], a[3] != 0),
+        traps::VM_ALLOCATE => frame.set_result(0, vm_allocate(thread, a[0], a[1], a[2], a[3] != 0)),
         traps::VM_DEALLOCATE => {
             if a[0] != placeholder_names::TASK_SELF as u64 {
-                frame.x[0] = MACH_SEND_INTERRUPTED;
+                frame.set_result(0, MACH_SEND_INTERRUPTED);
                 return;
             }
             result(frame, with_map(thread, |map| map.deallocate(a[1], a[2])));
         }
         traps::TASK_TERMINATE => {
             if a[0] != placeholder_names::TASK_SELF as u64 {
-                frame.x[0] = MACH_SEND_INTERRUPTED;
+                frame.set_result(0, MACH_SEND_INTERRUPTED);
                 return;
             }
             thread.task.terminate();
@@ -89,52 +90,64 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         traps::THREAD_SET_SELF_STATE => thread_set_self_state(frame, thread, a[0], a[1], a[2]),
         temporary::THREAD_CREATE => match thread_create(thread, a[0], a[1], a[2]) {
             Ok(id) => {
-                frame.x[0] = KernReturn::Success.as_reg();
-                frame.x[1] = id;
+                frame.set_result(0, KernReturn::Success.as_reg());
+                frame.set_result(1, id);
             }
             Err(kr) => ret(frame, kr),
         },
         // The thread ends at the return to user mode (`sched::ast_check`), once this
         // handler has let go of its references.
         temporary::THREAD_EXIT => thread.request_termination(),
-        temporary::CURRENT_CPU => frame.x[0] = percpu::current_index() as u64,
+        temporary::CURRENT_CPU => frame.set_result(0, percpu::current_index() as u64),
         temporary::FRAME_COUNTS => {
             crate::kern::thread::purge_dead_stacks();
             let (free, total) = frame::counts();
-            frame.x[0] = free;
-            frame.x[1] = total;
+            frame.set_result(0, free);
+            frame.set_result(1, total);
         }
         temporary::EVENT_WAIT => {
             let event = user_event(thread, a[0]);
             let timeout = (a[1] != 0).then_some(a[1]);
-            frame.x[0] = sched::wait_event(event, timeout) as u64;
+            frame.set_result(0, sched::wait_event(event, timeout) as u64);
         }
         temporary::EVENT_WAKE => {
-            frame.x[0] = sched::thread_wakeup(user_event(thread, a[0]), a[1] != 0) as u64;
+            frame.set_result(
+                0,
+                sched::thread_wakeup(user_event(thread, a[0]), a[1] != 0) as u64,
+            );
         }
         temporary::THREAD_TIMES => {
             // The stretch since entering the kernel is not charged yet: it is this trap's.
-            frame.x[0] = sched::ticks_to_ns(thread.user_time.load(Ordering::Relaxed));
-            frame.x[1] = sched::ticks_to_ns(thread.system_time.load(Ordering::Relaxed));
+            frame.set_result(
+                0,
+                sched::ticks_to_ns(thread.user_time.load(Ordering::Relaxed)),
+            );
+            frame.set_result(
+                1,
+                sched::ticks_to_ns(thread.system_time.load(Ordering::Relaxed)),
+            );
         }
         temporary::KMEM_COUNTS => {
             let (in_use, total) = crate::mm::heap::usage();
-            frame.x[0] = in_use as u64;
-            frame.x[1] = total as u64;
-            frame.x[2] = thread.task.kmem.charged() as u64;
-            frame.x[3] = thread.task.kmem.limit() as u64;
+            frame.set_result(0, in_use as u64);
+            frame.set_result(1, total as u64);
+            frame.set_result(2, thread.task.kmem.charged() as u64);
+            frame.set_result(3, thread.task.kmem.limit() as u64);
         }
         temporary::CPU_COUNT => {
-            frame.x[0] = (0..percpu::cpu_count())
-                .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))
-                .count() as u64;
+            frame.set_result(
+                0,
+                (0..percpu::cpu_count())
+                    .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))
+                    .count() as u64,
+            );
         }
         _ => trap::user_exception_raise(
             frame,
             thread,
             EXC_SOFTWARE,
             EXC_AARCH64_SVC as u64,
-            immediate,
+            u64::from(immediate),
         ),
     }
 }
@@ -275,13 +288,8 @@ fn thread_set_self_state(
         w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
         u64::from_le_bytes(w)
     };
-    for i in 0..31 {
-        frame.x[i] = word(i);
-    }
-    frame.sp_el0 = word(31);
-    frame.elr = word(32);
-    // The caller runs on this CPU: its TLS register is live in TPIDR_EL0.
+    let registers: [u64; 31] = core::array::from_fn(word);
+    frame.set_user_registers(&registers, word(31), word(32), word(34));
+    // The caller runs on this CPU: its TLS register is live now.
     crate::arch::cpu::set_user_tls(word(33));
-    // Only the condition flags are the thread's to set; mode and masks stay EL0t.
-    frame.spsr = word(34) & 0xf000_0000;
 }

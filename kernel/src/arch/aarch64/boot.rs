@@ -6,8 +6,11 @@
 
 use super::mmu::desc;
 use crate::mm::layout::{KIMAGE_VA, PAGE_SIZE};
-use aarch64_cpu::registers::{MAIR_EL1, TCR_EL1};
+use aarch64_cpu::registers::{
+    CNTHCTL_EL2, HCR_EL2, ICC_SRE_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, TCR_EL1,
+};
 use core::sync::atomic::{AtomicU64, Ordering};
+use tock_registers::register_bitfields;
 
 /// Page tables of 2 MiB each that map the image at boot; the linker script checks the fit.
 pub const BOOT_L3_TABLES: usize = 4;
@@ -55,25 +58,25 @@ pub static mut BOOT_STACK: BootStack = BootStack {
 /// Where the next secondary CPU finds its identity. The boot CPU fills it before starting
 /// that one CPU and waits for it to come online before reusing it.
 #[repr(C)]
-pub struct StartSlot {
-    pub mpidr: AtomicU64,
-    pub sp: AtomicU64,
-    pub cpu: AtomicU64,
+struct StartSlot {
+    mpidr: AtomicU64,
+    sp: AtomicU64,
+    cpu: AtomicU64,
 }
 
-pub static START_SLOT: StartSlot = StartSlot {
+static START_SLOT: StartSlot = StartSlot {
     mpidr: AtomicU64::new(u64::MAX),
     sp: AtomicU64::new(0),
     cpu: AtomicU64::new(0),
 };
 
-impl StartSlot {
-    /// Prepare the slot for the CPU with affinity `mpidr`.
-    pub fn fill(&self, mpidr: u64, sp: u64, cpu: usize) {
-        self.sp.store(sp, Ordering::Relaxed);
-        self.cpu.store(cpu as u64, Ordering::Relaxed);
-        self.mpidr.store(mpidr, Ordering::Release);
-    }
+/// Prepare the start of the CPU with affinity `mpidr` as CPU `index`, on the kernel stack
+/// whose top is `sp`. The caller starts it (PSCI or spin table) at `secondary_entry_pa`
+/// and waits for it to come online before preparing another.
+pub fn prepare_secondary(mpidr: u64, sp: u64, index: usize) {
+    START_SLOT.sp.store(sp, Ordering::Relaxed);
+    START_SLOT.cpu.store(index as u64, Ordering::Relaxed);
+    START_SLOT.mpidr.store(mpidr, Ordering::Release);
 }
 
 /// The physical entry point of secondary CPUs, given the image's load address.
@@ -86,22 +89,79 @@ pub fn secondary_entry_pa(load_pa: u64) -> u64 {
 
 // The values the boot assembly writes to system registers.
 
+register_bitfields! {u64,
+    /// CPTR_EL2 with HCR_EL2.E2H = 0 (Arm ARM D19.2.31): the aarch64-cpu crate names only
+    /// some of its fields.
+    CPTR_EL2_NVHE [
+        /// RES1.
+        RES1_LOW OFFSET(0) NUMBITS(8) [],
+        /// Trap SVE (RES1 where SVE is not implemented).
+        TZ OFFSET(8) NUMBITS(1) [],
+        /// RES1.
+        RES1_9 OFFSET(9) NUMBITS(1) [],
+        /// Trap FP/SIMD.
+        TFP OFFSET(10) NUMBITS(1) [],
+        /// RES1.
+        RES1_HIGH OFFSET(12) NUMBITS(2) []
+    ],
+    /// SCTLR_EL1 bits the aarch64-cpu crate does not name (Arm ARM D19.2.118): RES1 in
+    /// Armv8.0, controls of later features that we keep at their Armv8.0 behaviour.
+    SCTLR_EL1_MORE [
+        /// Exception exit is context synchronizing.
+        EOS OFFSET(11) NUMBITS(1) [],
+        /// EL0 access to SCXTNUM_EL0 is not trapped.
+        TSCXT OFFSET(20) NUMBITS(1) [],
+        /// Exception entry is context synchronizing.
+        EIS OFFSET(22) NUMBITS(1) [],
+        /// PSTATE.PAN is left alone on exception entry.
+        SPAN OFFSET(23) NUMBITS(1) [],
+        /// No trap of LD64B/ST64B-type accesses to device memory.
+        NTLSMD OFFSET(28) NUMBITS(1) [],
+        /// Load/store multiple keep Armv8.0 ordering.
+        LSMAOE OFFSET(29) NUMBITS(1) []
+    ]
+}
+
+// The values the boot assembly writes to system registers.
+
 /// HCR_EL2: EL1 is AArch64; nothing else trapped or virtualised.
-const HCR_EL2_RW: u64 = 1 << 31;
-/// CPTR_EL2: RES1 bits only, so FP/SIMD is not trapped (TFP = 0); SVE stays trapped.
-const CPTR_EL2_RES1: u64 = 0x33ff;
-/// CNTHCTL_EL2.EL1PCTEN | EL1PCEN: EL1 may use the physical counter and timer.
-const CNTHCTL_EL1_ACCESS: u64 = 0b11;
-/// ICC_SRE_EL2: SRE, DFB, DIB, Enable (EL1 may use the GICv3 system registers).
-const ICC_SRE_EL2_BITS: u64 = 0xf;
+const HCR_EL2_VALUE: u64 = HCR_EL2::RW::EL1IsAarch64.value;
+/// CPTR_EL2: the RES1 bits, SVE trapped, FP/SIMD not (TFP = 0).
+const CPTR_EL2_VALUE: u64 = CPTR_EL2_NVHE::RES1_LOW.val(0xff).value
+    | CPTR_EL2_NVHE::TZ::SET.value
+    | CPTR_EL2_NVHE::RES1_9::SET.value
+    | CPTR_EL2_NVHE::RES1_HIGH.val(0b11).value;
+/// CNTHCTL_EL2: EL1 may use the physical counter and timer.
+const CNTHCTL_EL1_ACCESS: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value | CNTHCTL_EL2::EL1PCEN::SET.value;
+/// ICC_SRE_EL2: EL1 may use the GICv3 system registers (Enable), which are on (SRE), with
+/// FIQ and IRQ bypass disabled (DFB, DIB).
+const ICC_SRE_EL2_BITS: u64 = ICC_SRE_EL2::ENABLE::SET.value
+    | ICC_SRE_EL2::DIB::SET.value
+    | ICC_SRE_EL2::DFB::SET.value
+    | ICC_SRE_EL2::SRE::SET.value;
 /// SPSR for the `eret` to EL1: EL1h with D, A, I, F masked.
-const SPSR_EL1H_MASKED: u64 = 0x3c5;
-/// SCTLR_EL1 RES1 bits (Arm ARM D19.2.118): EOS, TSCXT, EIS, SPAN, nTLSMD, LSMAOE.
-const SCTLR_EL1_RES1: u64 = (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
+const SPSR_EL1H_MASKED: u64 = SPSR_EL2::M::EL1h.value
+    | SPSR_EL2::D::Masked.value
+    | SPSR_EL2::A::Masked.value
+    | SPSR_EL2::I::Masked.value
+    | SPSR_EL2::F::Masked.value;
+/// SCTLR_EL1's RES1 bits (of Armv8.0).
+const SCTLR_EL1_RES1: u64 = SCTLR_EL1_MORE::EOS::SET.value
+    | SCTLR_EL1_MORE::TSCXT::SET.value
+    | SCTLR_EL1_MORE::EIS::SET.value
+    | SCTLR_EL1_MORE::SPAN::SET.value
+    | SCTLR_EL1_MORE::NTLSMD::SET.value
+    | SCTLR_EL1_MORE::LSMAOE::SET.value;
 /// SCTLR_EL1 with the MMU and caches off.
 const SCTLR_EL1_OFF: u64 = SCTLR_EL1_RES1;
-/// SCTLR_EL1 once on: M, C, SA, SA0, I; WFI/WFE from EL0 trap (nTWI = nTWE = 0).
-const SCTLR_EL1_ON: u64 = SCTLR_EL1_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12);
+/// SCTLR_EL1 once on: MMU, data and instruction caches, stack alignment checks at EL1 and
+/// EL0; WFI/WFE from EL0 trap (nTWI = nTWE = 0).
+const SCTLR_EL1_ON: u64 = SCTLR_EL1_RES1
+    | SCTLR_EL1::M::Enable.value
+    | SCTLR_EL1::C::Cacheable.value
+    | SCTLR_EL1::SA::Enable.value
+    | SCTLR_EL1::SA0::Enable.value
+    | SCTLR_EL1::I::Cacheable.value;
 
 /// MAIR_EL1 (see `mmu::MemAttr` for the index of each).
 const MAIR: u64 = MAIR_EL1::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck.value
@@ -133,9 +193,9 @@ const IMAGE_FLAGS: u64 = (1 << 1) | (1 << 3);
 core::arch::global_asm!(
     include_str!("boot.s"),
     IMAGE_FLAGS = const IMAGE_FLAGS,
-    HCR_EL2 = const HCR_EL2_RW,
+    HCR_EL2 = const HCR_EL2_VALUE,
     CNTHCTL_EL1_ACCESS = const CNTHCTL_EL1_ACCESS,
-    CPTR_EL2 = const CPTR_EL2_RES1,
+    CPTR_EL2 = const CPTR_EL2_VALUE,
     ICC_SRE_EL2_BITS = const ICC_SRE_EL2_BITS,
     SCTLR_EL1_OFF = const SCTLR_EL1_OFF,
     SCTLR_EL1_ON = const SCTLR_EL1_ON,

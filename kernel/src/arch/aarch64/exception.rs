@@ -35,12 +35,197 @@ impl VectorKind {
 }
 
 /// The exception class field of ESR_EL1 (Arm ARM D19.2.40).
-pub fn esr_class(esr: u64) -> u8 {
+fn esr_class(esr: u64) -> u8 {
     ((esr >> 26) & 0x3f) as u8
 }
 
+// ESR_EL1 exception classes (Arm ARM D19.2.40) the decoding below names.
+const EC_UNKNOWN: u8 = 0x00;
+const EC_ILLEGAL_STATE: u8 = 0x0e;
+const EC_SVC64: u8 = 0x15;
+const EC_SYSREG: u8 = 0x18;
+const EC_IABT_LOWER: u8 = 0x20;
+const EC_PC_ALIGN: u8 = 0x22;
+const EC_DABT_LOWER: u8 = 0x24;
+const EC_DABT_SAME: u8 = 0x25;
+const EC_SP_ALIGN: u8 = 0x26;
+const EC_FP_EXC64: u8 = 0x2c;
+const EC_BRK64: u8 = 0x3c;
+
+/// The instruction-specific syndrome (ISS) of an ESR value.
+const ISS_MASK: u64 = 0x1ff_ffff;
+/// Data aborts: the access was a write (WnR).
+const ISS_DABT_WNR: u64 = 1 << 6;
+/// Aborts: the fault status code, whose bits 5:2 give the kind of fault.
+const ISS_FSC_MASK: u64 = 0x3f;
+const FSC_ALIGNMENT: u64 = 0b10_0001;
+
+/// The access that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultAccess {
+    Read,
+    Write,
+    Execute,
+}
+
+/// What kind of abort a memory access took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortKind {
+    /// No translation, or one that does not allow the access: the VM system may resolve
+    /// it.
+    Translation,
+    /// A misaligned access where alignment is required.
+    Alignment,
+    /// Anything else (external abort, parity, TLB conflict): not the VM system's.
+    Other,
+}
+
+/// A synchronous exception from user mode, decoded: what generic code needs to act on it
+/// without knowing the syndrome's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserException {
+    /// A trap instruction (`svc`) with this immediate (GNU Mach's traps use 0).
+    Trap { immediate: u16 },
+    /// A memory access to `address` aborted.
+    Abort {
+        address: u64,
+        access: FaultAccess,
+        kind: AbortKind,
+    },
+    /// The program counter was misaligned (`address` is it).
+    PcAlignment { address: u64 },
+    /// The stack pointer was misaligned.
+    SpAlignment { sp: u64 },
+    /// An undefined instruction, or a system register user mode may not access.
+    Undefined,
+    /// The processor state was illegal on return (a corrupted saved state).
+    IllegalState,
+    /// A trapped floating-point exception; `flags` are its cumulative flags.
+    FloatingPoint { flags: u64 },
+    /// A breakpoint instruction (`brk`) with this comment.
+    Breakpoint { comment: u64 },
+    /// Anything else.
+    Other,
+}
+
+impl TrapFrame {
+    /// Whether this synchronous exception is a trap instruction (the hot path: tested
+    /// before any other decoding).
+    #[inline(always)]
+    pub fn is_trap(&self) -> bool {
+        esr_class(self.esr) == EC_SVC64
+    }
+
+    /// The trap's immediate operand (`svc #imm`).
+    #[inline(always)]
+    pub fn trap_immediate(&self) -> u16 {
+        (self.esr & 0xffff) as u16
+    }
+
+    /// The GNU Mach trap number: the negated value in `w8`.
+    #[inline(always)]
+    pub fn trap_number(&self) -> i32 {
+        (self.x[8] as u32 as i32).wrapping_neg()
+    }
+
+    /// The trap's arguments (`x0`-`x7`).
+    #[inline(always)]
+    pub fn trap_args(&self) -> [u64; 8] {
+        let mut a = [0; 8];
+        a.copy_from_slice(&self.x[..8]);
+        a
+    }
+
+    /// Set the trap's result register `index` (`x0`, `x1`, ...) for the return to user.
+    #[inline(always)]
+    pub fn set_result(&mut self, index: usize, value: u64) {
+        self.x[index] = value;
+    }
+
+    /// Replace the user registers (the thread-state flavor's order: `x0`-`x30`, `sp`,
+    /// `pc`); only the condition flags of `cpsr` are taken, mode and masks stay EL0t.
+    pub fn set_user_registers(&mut self, x: &[u64; 31], sp: u64, pc: u64, cpsr: u64) {
+        self.x = *x;
+        self.sp_el0 = sp;
+        self.elr = pc;
+        self.spsr = cpsr & 0xf000_0000;
+    }
+
+    /// Decode a synchronous exception taken from user mode.
+    pub fn decode_user(&self) -> UserException {
+        let class = esr_class(self.esr);
+        let iss = self.esr & ISS_MASK;
+        match class {
+            EC_SVC64 => UserException::Trap {
+                immediate: self.trap_immediate(),
+            },
+            EC_DABT_LOWER | EC_IABT_LOWER => {
+                let access = if class == EC_IABT_LOWER {
+                    FaultAccess::Execute
+                } else if iss & ISS_DABT_WNR != 0 {
+                    FaultAccess::Write
+                } else {
+                    FaultAccess::Read
+                };
+                let fsc = iss & ISS_FSC_MASK;
+                let kind = if fsc == FSC_ALIGNMENT {
+                    AbortKind::Alignment
+                } else if matches!(fsc >> 2, 0b0001..=0b0011) {
+                    // Translation, access flag or permission fault, any level.
+                    AbortKind::Translation
+                } else {
+                    AbortKind::Other
+                };
+                UserException::Abort {
+                    address: self.far,
+                    access,
+                    kind,
+                }
+            }
+            EC_PC_ALIGN => UserException::PcAlignment { address: self.far },
+            EC_SP_ALIGN => UserException::SpAlignment { sp: self.sp_el0 },
+            EC_UNKNOWN | EC_SYSREG => UserException::Undefined,
+            EC_ILLEGAL_STATE => UserException::IllegalState,
+            EC_FP_EXC64 => UserException::FloatingPoint { flags: iss & 0xff },
+            EC_BRK64 => UserException::Breakpoint {
+                comment: iss & 0xffff,
+            },
+            _ => UserException::Other,
+        }
+    }
+
+    /// A data abort taken in the kernel, with its address: the case a kernel stack
+    /// overflow shows as.
+    pub fn kernel_data_abort_address(&self) -> Option<u64> {
+        (esr_class(self.esr) == EC_DABT_SAME).then_some(self.far)
+    }
+
+    /// A name for what caused the exception.
+    pub fn cause_name(&self) -> &'static str {
+        esr_class_name(esr_class(self.esr))
+    }
+
+    /// One line on the exception for a report: its cause, syndrome, address and PC.
+    pub fn summary(&self) -> impl fmt::Display + '_ {
+        struct Summary<'a>(&'a TrapFrame);
+        impl fmt::Display for Summary<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "{} (ESR {:#x}), FAR {:#x}, PC {:#x}",
+                    self.0.cause_name(),
+                    self.0.esr,
+                    self.0.far,
+                    self.0.elr
+                )
+            }
+        }
+        Summary(self)
+    }
+}
+
 /// A name for an exception class.
-pub fn esr_class_name(class: u8) -> &'static str {
+fn esr_class_name(class: u8) -> &'static str {
     match class {
         0x00 => "unknown reason",
         0x01 => "WFI/WFE",
