@@ -1,19 +1,18 @@
 //! The boot sequence, from the first Rust code on the boot CPU to a running machine:
-//! device tree, console, memory, interrupt controller, timer, secondary CPUs, W^X. Also the
-//! boot check (`halt-after=boot`).
+//! device tree, console, memory (`mm::init`), interrupt controller and timer (`irq`),
+//! secondary CPUs (`smp`), W^X; then the first tasks (`bootstrap`) or a check or demo
+//! (`selftest`).
 
 extern crate alloc;
 
-use crate::arch::{cpu, exception, mmu, timer};
-use crate::devtree::{self, GicInfo, MachineConfig, PhysRange};
-use crate::drivers::gic::{Gic, v2::GicV2, v3::GicV3};
+use crate::arch::{cpu, exception, mmu};
+use crate::devtree::{self, GicInfo, MachineConfig};
 use crate::kern::bootargs::{self, BootArgs};
-use crate::kern::power::{self, ExitStatus, power_off};
-use crate::kern::{console, cpio, irq, loader, sched, smp, syscall, thread};
-use crate::mm::{PhysAddr, frame, heap, kmem, layout::PAGE_SIZE};
+use crate::kern::power;
+use crate::kern::{bootstrap, console, irq, sched, selftest, smp, thread};
+use crate::mm::PhysAddr;
 use crate::percpu::{self, CpuState};
-use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Once;
 
 static CONFIG: Once<MachineConfig<'static>> = Once::new();
@@ -66,8 +65,17 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     );
     log::info!("bootargs: {}", config.bootargs);
 
-    init_memory(config, load_pa, dtb_pa, dtb.len() as u64, &args);
-    init_interrupts(config, &args);
+    crate::mm::init::init(
+        config,
+        load_pa,
+        dtb_pa,
+        dtb.len() as u64,
+        bootargs::kmem_task_limit(&args),
+    );
+    if !thread::prepare_stack_window() {
+        panic!("no memory for the kernel stack tables");
+    }
+    irq::init_from_tree(config, bootargs::hz(&args));
     cpu::enable_fp();
     crate::arch::timer::allow_user_counter();
     let pan = cpu::enable_pan();
@@ -83,14 +91,14 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     );
 
     if args.get("halt-after") == Some("boot") {
-        boot_check(config, online);
+        selftest::boot_check(config, online);
     }
     if let Some(how) = args.get("crash") {
-        crash(how);
+        selftest::crash(how);
     }
     match config.initrd {
-        Some(initrd) => start_init(initrd, &args),
-        None => idle_demo(config),
+        Some(initrd) => bootstrap::start_init(initrd, &args),
+        None => selftest::idle_demo(config),
     }
 }
 
@@ -99,138 +107,6 @@ static BOOT_CPU: AtomicU32 = AtomicU32::new(0);
 /// The index of the CPU that booted the kernel.
 pub fn boot_cpu() -> usize {
     BOOT_CPU.load(Ordering::Relaxed) as usize
-}
-
-/// Free frames and kernel heap bytes in use when the first user task was created (the
-/// leak check's reference).
-static FRAMES_BEFORE: AtomicU64 = AtomicU64::new(0);
-static HEAP_BEFORE: AtomicU64 = AtomicU64::new(0);
-
-/// Most programs `init=` may start together.
-const MAX_INIT_PROGRAMS: usize = 16;
-
-/// Start the bootstrap programs from the RAM disk (`init=a,b,c`, each its own task, in that
-/// order; else the RAM disk's first file), then become the boot CPU's idle thread. Every
-/// program is loaded before any runs, so the run cannot end while one is still to start.
-/// When every task has gone, check that every frame came back and power off.
-fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
-    // SAFETY: the RAM disk is RAM the frame allocator left out; it is never written.
-    let archive = unsafe {
-        core::slice::from_raw_parts(
-            PhysAddr(initrd.base).to_linear().as_ptr::<u8>(),
-            initrd.size as usize,
-        )
-    };
-    let entries = || cpio::entries(archive).filter_map(Result::ok);
-    for e in cpio::entries(archive) {
-        if let Err(err) = e {
-            log::error!("initrd: {err}");
-        }
-    }
-    let mut wanted: ArrayVec<Option<&str>, MAX_INIT_PROGRAMS> = ArrayVec::new();
-    match bootargs::init_programs(args) {
-        Some(names) => {
-            for name in names {
-                if wanted.try_push(Some(name)).is_err() {
-                    crate::println!(
-                        "gnumach-test-failure: init= names more than {MAX_INIT_PROGRAMS} programs"
-                    );
-                    power_off(ExitStatus::TestFailed)
-                }
-            }
-        }
-        None => wanted.push(None),
-    }
-    if wanted.is_empty() {
-        wanted.push(None); // `init=` with no names: said at boot; the first program.
-    }
-    let mut programs: ArrayVec<cpio::Entry<'_>, MAX_INIT_PROGRAMS> = ArrayVec::new();
-    for name in &wanted {
-        match entries().find(|e| name.is_none_or(|name| e.name == name)) {
-            Some(entry) => programs.push(entry),
-            None => {
-                crate::println!(
-                    "gnumach-test-failure: no program {:?} in the initial RAM disk",
-                    name.unwrap_or("(first)")
-                );
-                power_off(ExitStatus::TestFailed)
-            }
-        }
-    }
-    FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
-    let host_priv = alloc::format!("{}", syscall::placeholder_names::HOST_PRIV);
-    let device = alloc::format!("{}", syscall::placeholder_names::DEVICE);
-    HEAP_BEFORE.store(heap::usage().0 as u64, Ordering::Relaxed);
-    let mut loaded = ArrayVec::<_, MAX_INIT_PROGRAMS>::new();
-    for entry in &programs {
-        let argv = [entry.name, host_priv.as_str(), device.as_str()];
-        match loader::load_program(entry.name, entry.data, &argv) {
-            Ok((task, thread)) => {
-                log::info!("starting {} as task {}", entry.name, task.id);
-                loaded.push(thread);
-            }
-            Err(e) => {
-                crate::println!("gnumach-test-failure: cannot start {e}");
-                power_off(ExitStatus::TestFailed)
-            }
-        }
-    }
-    for thread in loaded {
-        loader::start(thread);
-    }
-    sched::idle_loop(check_when_tasks_gone)
-}
-
-/// When the boot CPU first saw every user task gone (timer counter), 0 before.
-static GONE_AT: AtomicU64 = AtomicU64::new(0);
-
-/// The boot CPU's idle hook: once every user task has gone, compare the free frames and
-/// the kernel heap bytes in use with their values before the first task and power off.
-/// The last task is reported gone from its own destructor, while another CPU may still be
-/// finishing the frees (the task's fields, its last thread); so a difference is only a
-/// leak if it is still there a second later.
-fn check_when_tasks_gone() {
-    if percpu::current_index() != boot_cpu() || !sched::tasks_gone() {
-        return;
-    }
-    let now = timer::counter();
-    let gone_at = match GONE_AT.load(Ordering::Relaxed) {
-        0 => {
-            GONE_AT.store(now, Ordering::Relaxed);
-            now
-        }
-        t => t,
-    };
-    let before = FRAMES_BEFORE.load(Ordering::Relaxed);
-    let heap_before = HEAP_BEFORE.load(Ordering::Relaxed);
-    thread::purge_dead_stacks();
-    let (after, total) = frame::counts();
-    let heap_after = heap::usage().0 as u64;
-    let charged = kmem::BUDGET.charged();
-    let clean = after == before && heap_after == heap_before && charged == 0;
-    if !clean && now < gone_at + timer::frequency() {
-        return;
-    }
-    crate::println!(
-        "kernel: all tasks exited; free frames {after} of {total}, {before} before the first task; \
-         kernel heap {heap_after} bytes in use, {heap_before} before"
-    );
-    if after != before {
-        crate::println!(
-            "gnumach-test-failure: frames leaked: {} frames not returned",
-            before as i64 - after as i64
-        );
-    }
-    if heap_after != heap_before || charged != 0 {
-        crate::println!(
-            "gnumach-test-failure: kernel heap leaked: {} bytes not returned, {charged} bytes still charged to tasks",
-            heap_after as i64 - heap_before as i64
-        );
-    }
-    if !clean {
-        power_off(ExitStatus::TestFailed);
-    }
-    power_off(ExitStatus::Success)
 }
 
 /// Map the device tree read-only: its header first, for the size, then all of it.
@@ -252,191 +128,6 @@ fn device_tree_failure(dtb: &'static [u8], error: &devtree::DtError) -> ! {
     console::init(devtree::console_only(dtb));
     console::print_emergency(format_args!("armach: unusable device tree: {error}\n"));
     cpu::halt()
-}
-
-/// Linear map of all RAM, then the frame allocator over what is not reserved.
-fn init_memory(
-    config: &MachineConfig<'_>,
-    load_pa: u64,
-    dtb_pa: u64,
-    dtb_size: u64,
-    args: &BootArgs<'_>,
-) {
-    for region in &config.memory {
-        if let Err(e) = mmu::map_linear(PhysAddr(region.base), region.size) {
-            panic!(
-                "cannot map RAM {:#x}+{:#x}: {e:?}",
-                region.base, region.size
-            );
-        }
-    }
-    let (_, image_size) = mmu::image_phys_range();
-    let holes = [
-        PhysRange {
-            base: load_pa,
-            size: image_size,
-        },
-        PhysRange {
-            base: dtb_pa,
-            size: dtb_size,
-        },
-    ];
-    let mut usable: ArrayVec<PhysRange, 64> = ArrayVec::new();
-    if let Err(e) = config.usable_memory_excluding(&holes, &mut usable) {
-        log::warn!("memory map: {e}");
-    }
-    for r in &usable {
-        log::debug!("usable RAM {:#x}-{:#x}", r.base, r.end());
-        frame::add_region(PhysAddr(r.base), r.size);
-    }
-    mmu::use_frame_allocator();
-    let (_, total) = frame::counts();
-    let heap_bytes = (total * PAGE_SIZE as u64 / 16).clamp(4 << 20, 64 << 20);
-    if !heap::init(heap_bytes) {
-        panic!("no memory for a {} KiB kernel heap", heap_bytes >> 10);
-    }
-    let task_limit = args.get("kmem-task-limit").map(|v| {
-        kmem::parse_size(v).unwrap_or_else(|| {
-            log::warn!("kmem-task-limit={v}: not a size; using the default");
-            usize::MAX
-        })
-    });
-    let task_limit = task_limit.filter(|&l| l != usize::MAX);
-    let (budget, per_task) = kmem::init(heap::usage().1, task_limit);
-    log::info!(
-        "kernel heap: {} KiB; user tasks may charge {} KiB in all, {} KiB each",
-        heap::usage().1 >> 10,
-        budget >> 10,
-        per_task >> 10
-    );
-    if !thread::prepare_stack_window() {
-        panic!("no memory for the kernel stack tables");
-    }
-    let (free, total) = frame::counts();
-    log::info!(
-        "memory: {} MiB usable ({free} of {total} frames free)",
-        (total * PAGE_SIZE as u64) >> 20
-    );
-}
-
-/// The GIC the tree names, this CPU's interface, and the timer tick.
-fn init_interrupts(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
-    let map = |r: &PhysRange| {
-        mmu::map_device(PhysAddr(r.base), r.size)
-            .unwrap_or_else(|e| panic!("cannot map GIC registers at {:#x}: {e:?}", r.base))
-            .as_u64() as usize
-    };
-    let gic = match &config.gic {
-        // SAFETY: the addresses map the GIC the device tree describes, for good.
-        GicInfo::V2 { dist, cpu } => Gic::V2(unsafe { GicV2::new(map(dist), map(cpu)) }),
-        GicInfo::V3 { dist, redist } => {
-            let regions = redist.iter().map(|r| (map(r), r.size as usize)).collect();
-            // SAFETY: as above.
-            Gic::V3(unsafe { GicV3::new(map(dist), regions) })
-        }
-    };
-    let hz = bootargs::hz(args);
-    irq::init(gic, config.timer.virt_intid, hz);
-    if !irq::init_this_cpu() {
-        panic!(
-            "no GIC interface for the boot CPU (MPIDR {:#x})",
-            cpu::mpidr()
-        );
-    }
-    log::info!("timer: {} Hz counter, {hz} Hz tick", timer::frequency());
-    cpu::irq_enable();
-}
-
-/// `crash=panic|stack-overflow|null`: fail on purpose, to show (and let the test matrix
-/// check) how the kernel reports its own failures: exit status 2 with a report.
-fn crash(how: &str) {
-    #[inline(never)]
-    fn recurse(depth: u64) -> u64 {
-        let mut frame = [depth; 64];
-        core::hint::black_box(&mut frame);
-        if core::hint::black_box(depth) == u64::MAX {
-            return 0;
-        }
-        recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
-    }
-    log::warn!("crash={how} requested");
-    match how {
-        "panic" => panic!("crash=panic requested on the command line"),
-        "stack-overflow" => {
-            core::hint::black_box(recurse(0));
-        }
-        "null" => {
-            // SAFETY: deliberately unsound: reading address 0 must fault (page 0 is never
-            // mapped) and be reported as a kernel exception.
-            let v =
-                unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) };
-            core::hint::black_box(v);
-        }
-        // Named on the console at boot (`bootargs::bad_values`).
-        _ => {}
-    }
-}
-
-/// `halt-after=boot`: wait until every online CPU has taken a timer interrupt and an IPI,
-/// print the result and power off (status 3 if a CPU did not start).
-fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
-    let n = config.cpus.len();
-    let deadline = timer::counter() + timer::frequency() * 10;
-    loop {
-        let pending = (0..n)
-            .map(percpu::cpu)
-            .filter(|c| c.state() == CpuState::Online)
-            .filter(|c| {
-                c.timer_ticks.load(Ordering::Relaxed) == 0 || c.ipis.load(Ordering::Relaxed) == 0
-            })
-            .count();
-        if pending == 0 {
-            break;
-        }
-        if timer::counter() > deadline {
-            log::error!("{pending} online CPUs took no timer interrupt or no IPI in 10 s");
-            power_off(ExitStatus::TestFailed);
-        }
-        cpu::wait_for_interrupt();
-    }
-    for (i, c) in (0..n).map(|i| (i, percpu::cpu(i))) {
-        log::info!(
-            "cpu{i} MPIDR {:#x}: {:?}, {} timer interrupts, {} IPIs",
-            config.cpus[i].mpidr,
-            c.state(),
-            c.timer_ticks.load(Ordering::Relaxed),
-            c.ipis.load(Ordering::Relaxed)
-        );
-    }
-    crate::println!("boot: {online} of {n} CPUs online");
-    if online == n {
-        power_off(ExitStatus::Success)
-    } else {
-        for (i, cpu) in config.cpus.iter().enumerate() {
-            if percpu::cpu(i).state() != CpuState::Online {
-                crate::println!("boot: CPU with MPIDR {:#x} did not start", cpu.mpidr);
-            }
-        }
-        power_off(ExitStatus::CpuFailed)
-    }
-}
-
-/// Without a test to run: show the CPUs ticking for a few seconds, then power off.
-fn idle_demo(config: &MachineConfig<'_>) -> ! {
-    let freq = timer::frequency();
-    let start = timer::counter();
-    for second in 1..=3u64 {
-        while timer::counter() < start + second * freq {
-            cpu::wait_for_interrupt();
-        }
-        crate::print!("t={second}s ticks per CPU:");
-        for i in 0..config.cpus.len() {
-            crate::print!(" {}", percpu::cpu(i).timer_ticks.load(Ordering::Relaxed));
-        }
-        crate::println!();
-    }
-    crate::println!("armach: demo done (user programs arrive with the next issue)");
-    power_off(ExitStatus::Success)
 }
 
 /// A secondary CPU's first Rust code (boot.s `secondary_high`).

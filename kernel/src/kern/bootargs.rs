@@ -170,6 +170,30 @@ pub fn hz(args: &BootArgs<'_>) -> u64 {
     hz_checked(args).0
 }
 
+fn kmem_task_limit_checked<'a>(args: &BootArgs<'a>) -> (Option<usize>, Option<BadValue<'a>>) {
+    let Some(value) = args.get("kmem-task-limit") else {
+        return (None, None);
+    };
+    match crate::mm::kmem::parse_size(value) {
+        Some(limit) => (Some(limit), None),
+        None => (
+            None,
+            Some(BadValue {
+                key: "kmem-task-limit",
+                value,
+                problem: Problem::NotANumber,
+                used: Used::Word("the default"),
+            }),
+        ),
+    }
+}
+
+/// The kernel memory each task may use, from `kmem-task-limit=` (bytes, or with a K/M
+/// suffix); `None`: the default (`mm::kmem`).
+pub fn kmem_task_limit(args: &BootArgs<'_>) -> Option<usize> {
+    kmem_task_limit_checked(args).0
+}
+
 /// The programs `init=a,b,c` names, in order (empty names skipped); `None` without `init=`.
 pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a str> + 'a> {
     args.get("init")
@@ -189,7 +213,8 @@ const WORD_KEYS: [(&str, &[&str], &str); 3] = [
 ];
 
 /// Every word of the command line with a value the kernel does not use as given, with what
-/// it uses instead, in a fixed order (`loglevel`, `hz`, `init`, then the one-word keys).
+/// it uses instead, in a fixed order (`loglevel`, `hz`, `kmem-task-limit`, `init`, then the one-word
+/// keys).
 pub fn bad_values<'a>(args: &BootArgs<'a>) -> impl Iterator<Item = BadValue<'a>> + 'a {
     let args = *args;
     let init = match args.get("init") {
@@ -216,6 +241,7 @@ pub fn bad_values<'a>(args: &BootArgs<'a>) -> impl Iterator<Item = BadValue<'a>>
         .1
         .into_iter()
         .chain(hz_checked(&args).1)
+        .chain(kmem_task_limit_checked(&args).1)
         .chain(init)
         .chain(words)
 }

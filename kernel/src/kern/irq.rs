@@ -1,8 +1,12 @@
 //! Interrupt dispatch: the timer tick, inter-processor interrupts (SGIs) and the GIC that
 //! delivers them. Handlers are short; anything longer will be deferred to an AST.
 
-use crate::arch::{cpu, timer};
-use crate::drivers::gic::{Gic, SGI_COUNT, SgiTarget};
+extern crate alloc;
+
+use crate::arch::{cpu, mmu, timer};
+use crate::devtree::{GicInfo, MachineConfig, PhysRange};
+use crate::drivers::gic::{Gic, SGI_COUNT, SgiTarget, v2::GicV2, v3::GicV3};
+use crate::mm::PhysAddr;
 use crate::percpu::{self, CpuState};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
@@ -27,6 +31,34 @@ pub fn init(gic: Gic, timer_intid: u32, hz: u64) {
     gic.init_distributor();
     TIMER_INTID.store(timer_intid, Ordering::Relaxed);
     TICK_INTERVAL.store((timer::frequency() / hz).max(1), Ordering::Relaxed);
+}
+
+/// Boot CPU: the GIC the tree names, this CPU's interface, and the timer tick at `hz`;
+/// interrupts are enabled on return.
+pub fn init_from_tree(config: &MachineConfig<'_>, hz: u64) {
+    let map = |r: &PhysRange| {
+        mmu::map_device(PhysAddr(r.base), r.size)
+            .unwrap_or_else(|e| panic!("cannot map GIC registers at {:#x}: {e:?}", r.base))
+            .as_u64() as usize
+    };
+    let gic = match &config.gic {
+        // SAFETY: the addresses map the GIC the device tree describes, for good.
+        GicInfo::V2 { dist, cpu } => Gic::V2(unsafe { GicV2::new(map(dist), map(cpu)) }),
+        GicInfo::V3 { dist, redist } => {
+            let regions = redist.iter().map(|r| (map(r), r.size as usize)).collect();
+            // SAFETY: as above.
+            Gic::V3(unsafe { GicV3::new(map(dist), regions) })
+        }
+    };
+    init(gic, config.timer.virt_intid, hz);
+    if !init_this_cpu() {
+        panic!(
+            "no GIC interface for the boot CPU (MPIDR {:#x})",
+            cpu::mpidr()
+        );
+    }
+    log::info!("timer: {} Hz counter, {hz} Hz tick", timer::frequency());
+    cpu::irq_enable();
 }
 
 pub fn gic() -> Option<&'static Gic> {

@@ -9,6 +9,8 @@ pub mod sched;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+pub mod bootstrap;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod irq;
@@ -16,6 +18,8 @@ pub mod irq;
 pub mod loader;
 #[cfg(target_os = "none")]
 pub mod power;
+#[cfg(target_os = "none")]
+pub mod selftest;
 #[cfg(target_os = "none")]
 pub mod smp;
 #[cfg(target_os = "none")]

@@ -10,6 +10,8 @@ pub mod frame;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
+pub mod init;
+#[cfg(target_os = "none")]
 pub mod vm;
 
 /// A physical address.

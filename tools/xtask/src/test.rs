@@ -175,10 +175,11 @@ pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
         ),
         (
             "words",
-            "hz=abc loglevel=7 crash=maybe",
+            "hz=abc loglevel=7 kmem-task-limit=lots crash=maybe",
             vec![
                 "bootargs: hz=abc is not a number; using 100".to_owned(),
                 format!("bootargs: loglevel=7 is not one of {levels}; using info"),
+                "bootargs: kmem-task-limit=lots is not a number; using the default".to_owned(),
                 "bootargs: crash=maybe is not one of panic, stack-overflow, null; ignoring it"
                     .to_owned(),
             ],

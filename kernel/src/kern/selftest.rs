@@ -1,0 +1,101 @@
+//! What the kernel does on request to show itself: the boot check (`halt-after=boot`),
+//! deliberate crashes (`crash=`) that show how it reports its own failures, and the demo
+//! it runs when no RAM disk is given.
+
+use crate::arch::{cpu, timer};
+use crate::devtree::MachineConfig;
+use crate::kern::power::{ExitStatus, power_off};
+use crate::percpu::{self, CpuState};
+use core::sync::atomic::Ordering;
+
+/// `crash=panic|stack-overflow|null`: fail on purpose, to show (and let the test matrix
+/// check) how the kernel reports its own failures: exit status 2 with a report.
+pub fn crash(how: &str) {
+    #[inline(never)]
+    fn recurse(depth: u64) -> u64 {
+        let mut frame = [depth; 64];
+        core::hint::black_box(&mut frame);
+        if core::hint::black_box(depth) == u64::MAX {
+            return 0;
+        }
+        recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+    }
+    log::warn!("crash={how} requested");
+    match how {
+        "panic" => panic!("crash=panic requested on the command line"),
+        "stack-overflow" => {
+            core::hint::black_box(recurse(0));
+        }
+        "null" => {
+            // SAFETY: deliberately unsound: reading address 0 must fault (page 0 is never
+            // mapped) and be reported as a kernel exception.
+            let v =
+                unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) };
+            core::hint::black_box(v);
+        }
+        // Named on the console at boot (`bootargs::bad_values`).
+        _ => {}
+    }
+}
+
+/// `halt-after=boot`: wait until every online CPU has taken a timer interrupt and an IPI,
+/// print the result and power off (status 3 if a CPU did not start).
+pub fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
+    let n = config.cpus.len();
+    let deadline = timer::counter() + timer::frequency() * 10;
+    loop {
+        let pending = (0..n)
+            .map(percpu::cpu)
+            .filter(|c| c.state() == CpuState::Online)
+            .filter(|c| {
+                c.timer_ticks.load(Ordering::Relaxed) == 0 || c.ipis.load(Ordering::Relaxed) == 0
+            })
+            .count();
+        if pending == 0 {
+            break;
+        }
+        if timer::counter() > deadline {
+            log::error!("{pending} online CPUs took no timer interrupt or no IPI in 10 s");
+            power_off(ExitStatus::TestFailed);
+        }
+        cpu::wait_for_interrupt();
+    }
+    for (i, c) in (0..n).map(|i| (i, percpu::cpu(i))) {
+        log::info!(
+            "cpu{i} MPIDR {:#x}: {:?}, {} timer interrupts, {} IPIs",
+            config.cpus[i].mpidr,
+            c.state(),
+            c.timer_ticks.load(Ordering::Relaxed),
+            c.ipis.load(Ordering::Relaxed)
+        );
+    }
+    crate::println!("boot: {online} of {n} CPUs online");
+    if online == n {
+        power_off(ExitStatus::Success)
+    } else {
+        for (i, cpu) in config.cpus.iter().enumerate() {
+            if percpu::cpu(i).state() != CpuState::Online {
+                crate::println!("boot: CPU with MPIDR {:#x} did not start", cpu.mpidr);
+            }
+        }
+        power_off(ExitStatus::CpuFailed)
+    }
+}
+
+/// Without a test to run: show the CPUs ticking for a few seconds, then power off.
+pub fn idle_demo(config: &MachineConfig<'_>) -> ! {
+    let freq = timer::frequency();
+    let start = timer::counter();
+    for second in 1..=3u64 {
+        while timer::counter() < start + second * freq {
+            cpu::wait_for_interrupt();
+        }
+        crate::print!("t={second}s ticks per CPU:");
+        for i in 0..config.cpus.len() {
+            crate::print!(" {}", percpu::cpu(i).timer_ticks.load(Ordering::Relaxed));
+        }
+        crate::println!();
+    }
+    crate::println!("armach: demo done (user programs arrive with the next issue)");
+    power_off(ExitStatus::Success)
+}
