@@ -23,6 +23,7 @@ pub mod arch;
 pub mod devtree;
 #[cfg(target_os = "none")]
 pub mod drivers;
+pub mod ids;
 pub mod kern;
 pub mod mm;
 #[cfg(target_os = "none")]
@@ -42,7 +43,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     }
     kern::console::print_emergency(format_args!(
         "\nkernel panic on cpu{}: {info}\n",
-        percpu::current_index()
+        percpu::current_cpu()
     ));
     kern::power::power_off(kern::power::ExitStatus::Panic)
 }

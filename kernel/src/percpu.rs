@@ -4,6 +4,7 @@
 
 use crate::arch::cpu;
 use crate::devtree::MAX_CPUS;
+use crate::ids::CpuId;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Where a CPU is in its start-up.
@@ -70,8 +71,8 @@ impl PerCpu {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    pub fn index(&self) -> usize {
-        self.index.load(Ordering::Relaxed) as usize
+    pub fn id(&self) -> CpuId {
+        CpuId::new(self.index.load(Ordering::Relaxed) as usize)
     }
 }
 
@@ -88,9 +89,9 @@ pub fn cpu_count() -> usize {
     CPU_COUNT.load(Ordering::Relaxed) as usize
 }
 
-/// CPU `index`'s data.
-pub fn cpu(index: usize) -> &'static PerCpu {
-    &CPUS[index.min(MAX_CPUS - 1)]
+/// CPU `cpu`'s data.
+pub fn cpu(cpu: CpuId) -> &'static PerCpu {
+    &CPUS[cpu.index().min(MAX_CPUS - 1)]
 }
 
 /// Bytes of each CPU's emergency stack.
@@ -104,12 +105,12 @@ static mut BOOT_EMERGENCY_STACK: EmergencyStack = EmergencyStack([0; EMERGENCY_S
 
 /// Make slot `index` this CPU's own. `emergency_top`: its emergency stack, or `None` for
 /// the boot CPU's static one.
-pub fn init_this_cpu(index: usize, emergency_top: Option<u64>) {
-    let slot = cpu(index);
+pub fn init_this_cpu(id: CpuId, emergency_top: Option<u64>) {
+    let slot = cpu(id);
     let boot_top = (&raw const BOOT_EMERGENCY_STACK) as u64 + EMERGENCY_STACK_SIZE as u64;
     slot.emergency_sp
         .store(emergency_top.unwrap_or(boot_top), Ordering::Relaxed);
-    slot.index.store(index as u32, Ordering::Relaxed);
+    slot.index.store(id.index() as u32, Ordering::Relaxed);
     slot.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     cpu::set_local(slot as *const PerCpu as *const ());
 }
@@ -125,7 +126,7 @@ pub fn current() -> &'static PerCpu {
     unsafe { &*ptr }
 }
 
-/// The running CPU's index.
-pub fn current_index() -> usize {
-    current().index()
+/// The running CPU.
+pub fn current_cpu() -> CpuId {
+    current().id()
 }

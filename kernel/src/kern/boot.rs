@@ -7,6 +7,7 @@ extern crate alloc;
 
 use crate::arch::{cpu, exception, mmu};
 use crate::devtree::{self, GicInfo, MachineConfig};
+use crate::ids::CpuId;
 use crate::kern::bootargs::{self, BootArgs};
 use crate::kern::power;
 use crate::kern::{bootstrap, console, irq, sched, selftest, smp, thread};
@@ -27,7 +28,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     mmu::init(load_pa);
     mmu::protect_image();
     exception::install_vectors();
-    percpu::init_this_cpu(0, None);
+    percpu::init_this_cpu(CpuId::new(0), None);
 
     let dtb = match map_device_tree(dtb_pa) {
         Ok(dtb) => dtb,
@@ -47,7 +48,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     power::init(args.get("exit") == Some("semihosting"), config.psci);
 
     // The tree lists CPUs in its own order; index 0 is the first there, which need not be us.
-    let me = config.cpu_index_of_mpidr(cpu::mpidr()).unwrap_or(0);
+    let me = CpuId::new(config.cpu_index_of_mpidr(cpu::mpidr()).unwrap_or(0));
     percpu::init_this_cpu(me, None);
     percpu::set_cpu_count(config.cpus.len());
     percpu::current().set_state(CpuState::Online);
@@ -80,7 +81,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     crate::arch::timer::allow_user_counter();
     let pan = cpu::enable_pan();
     sched::init_this_cpu();
-    BOOT_CPU.store(me as u32, Ordering::Relaxed);
+    BOOT_CPU.store(me.index() as u32, Ordering::Relaxed);
 
     let online = smp::start_secondaries(config, load_pa);
     mmu::drop_identity_map();
@@ -105,8 +106,8 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
 static BOOT_CPU: AtomicU32 = AtomicU32::new(0);
 
 /// The index of the CPU that booted the kernel.
-pub fn boot_cpu() -> usize {
-    BOOT_CPU.load(Ordering::Relaxed) as usize
+pub fn boot_cpu() -> CpuId {
+    CpuId::new(BOOT_CPU.load(Ordering::Relaxed) as usize)
 }
 
 /// Map the device tree read-only: its header first, for the size, then all of it.

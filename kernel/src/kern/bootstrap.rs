@@ -103,7 +103,7 @@ static GONE_AT: AtomicU64 = AtomicU64::new(0);
 /// finishing the frees (the task's fields, its last thread); so a difference is only a
 /// leak if it is still there a second later.
 fn check_when_tasks_gone() {
-    if percpu::current_index() != super::boot::boot_cpu() || !sched::tasks_gone() {
+    if percpu::current_cpu() != super::boot::boot_cpu() || !sched::tasks_gone() {
         return;
     }
     let now = timer::counter();

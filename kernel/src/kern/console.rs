@@ -131,7 +131,7 @@ impl log::Log for Logger {
             "[{:5}.{:06}] cpu{} {:<5} {}\n",
             now / freq,
             micros,
-            percpu::current_index(),
+            percpu::current_cpu(),
             record.level(),
             record.args()
         ));

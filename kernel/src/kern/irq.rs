@@ -6,6 +6,7 @@ extern crate alloc;
 use crate::arch::{cpu, mmu, timer};
 use crate::devtree::{GicInfo, MachineConfig, PhysRange};
 use crate::drivers::gic::{Gic, SGI_COUNT, SgiTarget, v2::GicV2, v3::GicV3};
+use crate::ids::CpuId;
 use crate::mm::PhysAddr;
 use crate::percpu::{self, CpuState};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -84,10 +85,10 @@ pub fn init_this_cpu() -> bool {
     true
 }
 
-/// Send `ipi` to CPU `index`.
-pub fn send_ipi(index: usize, ipi: Ipi) {
+/// Send `ipi` to `cpu`.
+pub fn send_ipi(cpu: CpuId, ipi: Ipi) {
     let Some(gic) = GIC.get() else { return };
-    let target = percpu::cpu(index);
+    let target = percpu::cpu(cpu);
     gic.send_sgi(
         ipi as u32,
         SgiTarget {
@@ -99,8 +100,8 @@ pub fn send_ipi(index: usize, ipi: Ipi) {
 
 /// Ask every other online CPU to stop.
 pub fn stop_other_cpus() {
-    let me = percpu::current_index();
-    for i in 0..percpu::cpu_count() {
+    let me = percpu::current_cpu();
+    for i in CpuId::first(percpu::cpu_count()) {
         if i != me && percpu::cpu(i).state() == CpuState::Online {
             send_ipi(i, Ipi::Halt);
         }
@@ -143,9 +144,10 @@ fn boot_ring_step(me: &percpu::PerCpu) {
         return;
     }
     let n = percpu::cpu_count();
-    let mut next = me.index();
+    let mut next = me.id().index();
     for _ in 0..n {
         next = (next + 1) % n;
+        let next = CpuId::new(next);
         match percpu::cpu(next).state() {
             CpuState::Online => {
                 me.ring_sent.store(true, Ordering::Relaxed);

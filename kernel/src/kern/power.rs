@@ -57,7 +57,7 @@ pub fn power_off(status: ExitStatus) -> ! {
     }
     crate::kern::console::print_emergency(format_args!(
         "armach: halted with status {code} (cpu{}); no way to power off\n",
-        percpu::current_index()
+        percpu::current_cpu()
     ));
     cpu::halt()
 }

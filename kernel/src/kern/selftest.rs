@@ -4,6 +4,7 @@
 
 use crate::arch::{cpu, timer};
 use crate::devtree::MachineConfig;
+use crate::ids::CpuId;
 use crate::kern::power::{ExitStatus, power_off};
 use crate::percpu::{self, CpuState};
 use core::sync::atomic::Ordering;
@@ -44,7 +45,7 @@ pub fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
     let n = config.cpus.len();
     let deadline = timer::counter() + timer::frequency() * 10;
     loop {
-        let pending = (0..n)
+        let pending = CpuId::first(n)
             .map(percpu::cpu)
             .filter(|c| c.state() == CpuState::Online)
             .filter(|c| {
@@ -60,7 +61,7 @@ pub fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
         }
         cpu::wait_for_interrupt();
     }
-    for (i, c) in (0..n).map(|i| (i, percpu::cpu(i))) {
+    for (i, c) in (0..n).map(|i| (i, percpu::cpu(CpuId::new(i)))) {
         log::info!(
             "cpu{i} MPIDR {:#x}: {:?}, {} timer interrupts, {} IPIs",
             config.cpus[i].mpidr,
@@ -74,7 +75,7 @@ pub fn boot_check(config: &MachineConfig<'_>, online: usize) -> ! {
         power_off(ExitStatus::Success)
     } else {
         for (i, cpu) in config.cpus.iter().enumerate() {
-            if percpu::cpu(i).state() != CpuState::Online {
+            if percpu::cpu(CpuId::new(i)).state() != CpuState::Online {
                 crate::println!("boot: CPU with MPIDR {:#x} did not start", cpu.mpidr);
             }
         }
@@ -92,7 +93,10 @@ pub fn idle_demo(config: &MachineConfig<'_>) -> ! {
         }
         crate::print!("t={second}s ticks per CPU:");
         for i in 0..config.cpus.len() {
-            crate::print!(" {}", percpu::cpu(i).timer_ticks.load(Ordering::Relaxed));
+            let ticks = percpu::cpu(CpuId::new(i))
+                .timer_ticks
+                .load(Ordering::Relaxed);
+            crate::print!(" {ticks}");
         }
         crate::println!();
     }

@@ -5,6 +5,7 @@
 use crate::arch::boot::{prepare_secondary, secondary_entry_pa};
 use crate::arch::{cpu, exception, mmu, psci, timer};
 use crate::devtree::{CpuInfo, EnableMethod, MachineConfig};
+use crate::ids::CpuId;
 use crate::kern::{irq, power};
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::{PhysAddr, frame};
@@ -20,6 +21,7 @@ pub fn start_secondaries(config: &MachineConfig<'_>, load_pa: u64) -> usize {
     let entry = secondary_entry_pa(load_pa);
     let mut online = 1;
     for (index, info) in config.cpus.iter().enumerate() {
+        let index = CpuId::new(index);
         if info.mpidr == me {
             continue;
         }
@@ -39,20 +41,20 @@ pub fn start_secondaries(config: &MachineConfig<'_>, load_pa: u64) -> usize {
 
 fn start_one(
     config: &MachineConfig<'_>,
-    index: usize,
+    index: CpuId,
     info: &CpuInfo,
     entry: u64,
 ) -> Result<(), &'static str> {
-    let top = crate::kern::thread::map_stack_slot(index as u32)
+    let top = crate::kern::thread::map_stack_slot(index.index() as u32)
         .map(|(_, top)| top)
         .ok_or("no memory for its kernel stack")?;
     let emergency = frame::alloc(percpu::EMERGENCY_STACK_SIZE / PAGE_SIZE)
         .ok_or("no memory for its emergency stack")?;
-    EMERGENCY_TOPS[index.min(crate::devtree::MAX_CPUS - 1)].store(
+    EMERGENCY_TOPS[index.index().min(crate::devtree::MAX_CPUS - 1)].store(
         emergency.to_linear().as_u64() + percpu::EMERGENCY_STACK_SIZE as u64,
         core::sync::atomic::Ordering::Relaxed,
     );
-    prepare_secondary(info.mpidr, top, index);
+    prepare_secondary(info.mpidr, top, index.index());
     match info.enable {
         EnableMethod::Psci => {
             let conduit = power::psci_conduit().ok_or("enable-method psci but no /psci node")?;
@@ -113,8 +115,9 @@ static EMERGENCY_TOPS: [core::sync::atomic::AtomicU64; crate::devtree::MAX_CPUS]
 
 /// A secondary CPU's first Rust code (boot.s `secondary_high`).
 pub fn secondary_start(index: usize) -> ! {
-    let emergency = EMERGENCY_TOPS[index].load(core::sync::atomic::Ordering::Relaxed);
-    percpu::init_this_cpu(index, Some(emergency));
+    let emergency = EMERGENCY_TOPS[index.min(crate::devtree::MAX_CPUS - 1)]
+        .load(core::sync::atomic::Ordering::Relaxed);
+    percpu::init_this_cpu(CpuId::new(index), Some(emergency));
     exception::install_vectors();
     if !irq::init_this_cpu() {
         log::error!("cpu{index}: no GIC interface for MPIDR {:#x}", cpu::mpidr());

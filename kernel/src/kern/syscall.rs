@@ -6,6 +6,7 @@
 extern crate alloc;
 
 use crate::arch::exception::TrapFrame;
+use crate::ids::ThreadId;
 use crate::kern::sched;
 use crate::kern::sched::waitq::Event;
 use crate::kern::thread::Thread;
@@ -63,7 +64,7 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         traps::MACH_HOST_SELF => frame.set_result(0, placeholder_names::HOST as u64),
         traps::MACH_THREAD_SELF => frame.set_result(
             0,
-            (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id),
+            (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id.0),
         ),
         traps::MACH_PRINT => result(frame, mach_print(thread, a[0])),
         traps::SWTCH_PRI | traps::SWTCH => frame.set_result(0, u64::from(sched::yield_now())),
@@ -91,14 +92,14 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         temporary::THREAD_CREATE => match thread_create(thread, a[0], a[1], a[2]) {
             Ok(id) => {
                 frame.set_result(0, KernReturn::Success.as_reg());
-                frame.set_result(1, id);
+                frame.set_result(1, id.0);
             }
             Err(kr) => ret(frame, kr),
         },
         // The thread ends at the return to user mode (`sched::ast_check`), once this
         // handler has let go of its references.
         temporary::THREAD_EXIT => thread.request_termination(),
-        temporary::CURRENT_CPU => frame.set_result(0, percpu::current_index() as u64),
+        temporary::CURRENT_CPU => frame.set_result(0, percpu::current_cpu().index() as u64),
         temporary::FRAME_COUNTS => {
             crate::kern::thread::purge_dead_stacks();
             let (free, total) = frame::counts();
@@ -137,7 +138,7 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         temporary::CPU_COUNT => {
             frame.set_result(
                 0,
-                (0..percpu::cpu_count())
+                crate::ids::CpuId::first(percpu::cpu_count())
                     .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))
                     .count() as u64,
             );
@@ -184,7 +185,7 @@ fn thread_switch(
                 .task
                 .threads
                 .lock()
-                .get(&u64::from(id))
+                .get(&ThreadId(u64::from(id)))
                 .and_then(Weak::upgrade)
         })
         .filter(|t| !Arc::ptr_eq(t, thread));
@@ -254,7 +255,12 @@ fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bo
 }
 
 /// Temporary: a new thread in the caller's task at `entry(arg)` on `stack_top`.
-fn thread_create(thread: &Thread, entry: u64, stack_top: u64, arg: u64) -> Result<u64, KernReturn> {
+fn thread_create(
+    thread: &Thread,
+    entry: u64,
+    stack_top: u64,
+    arg: u64,
+) -> Result<ThreadId, KernReturn> {
     if entry == 0 || entry >= VM_MAX_USER_ADDRESS || !entry.is_multiple_of(4) {
         return Err(KernReturn::InvalidArgument);
     }

@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+use crate::ids::{TaskId, ThreadId};
 use crate::kern::thread::Thread;
 use crate::mm::kmem::{self, Charge, Ledger};
 use crate::mm::vm::VmMap;
@@ -16,12 +17,12 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
 pub struct Task {
-    pub id: u64,
+    pub id: TaskId,
     pub name: String,
     /// The user address space (`None` for the kernel task).
     pub map: Option<IrqSpinLock<VmMap>>,
     /// Threads by id, for termination; each removes itself as it exits.
-    pub threads: IrqSpinLock<BTreeMap<u64, Weak<Thread>>>,
+    pub threads: IrqSpinLock<BTreeMap<ThreadId, Weak<Thread>>>,
     /// Threads not yet terminated.
     pub live_threads: AtomicUsize,
     pub terminating: AtomicBool,
@@ -44,7 +45,7 @@ impl Task {
         KERNEL_TASK
             .call_once(|| {
                 Arc::new(Task {
-                    id: 0,
+                    id: TaskId(0),
                     name: String::from("kernel"),
                     map: None,
                     threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
@@ -67,7 +68,7 @@ impl Task {
         let ttbr0 = map.ttbr0();
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
         Some(Arc::new(Task {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             name: String::from(name),
             map: Some(IrqSpinLock::new(LockLevel::VmMap, map)),
             threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
@@ -88,7 +89,7 @@ impl Task {
     pub fn terminate(&self) {
         self.terminating.store(true, Ordering::Release);
         // In batches, so that no allocation grows with the number of threads.
-        let mut after = 0;
+        let mut after = ThreadId(0);
         loop {
             let batch: ArrayVec<Arc<Thread>, 32> = self
                 .threads
@@ -98,7 +99,7 @@ impl Task {
                 .take(32)
                 .collect();
             let Some(last) = batch.last() else { break };
-            after = last.id + 1;
+            after = ThreadId(last.id.0 + 1);
             for thread in batch {
                 thread.request_termination();
             }

@@ -7,6 +7,7 @@ extern crate alloc;
 use crate::arch::context::{self, Context, FpState};
 use crate::arch::exception::TrapFrame;
 use crate::arch::mmu;
+use crate::ids::ThreadId;
 use crate::kern::sched::runqueue::BASEPRI_USER;
 use crate::kern::sched::wait::{WaitResult, WaitState};
 use crate::kern::sched::waitq::{Event, TimerKind, TimerNode, WaitLinks};
@@ -188,7 +189,7 @@ impl Drop for KernelStack {
 }
 
 pub struct Thread {
-    pub id: u64,
+    pub id: ThreadId,
     pub task: Arc<Task>,
     /// `None` for idle threads, which run on their CPU's boot stack.
     kstack: Option<KernelStack>,
@@ -254,7 +255,7 @@ impl Thread {
             BASEPRI_USER
         };
         Thread {
-            id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+            id: ThreadId(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed)),
             task,
             kstack,
             context: UnsafeCell::new(context),
@@ -371,7 +372,7 @@ impl Thread {
         crate::kern::sched::clear_wait(self, None, WaitResult::Interrupted);
         let cpu = self.last_processor.load(Ordering::Relaxed);
         if cpu != NO_PROCESSOR {
-            crate::kern::sched::kick(cpu as usize);
+            crate::kern::sched::kick(crate::ids::CpuId::new(cpu as usize));
         }
     }
 

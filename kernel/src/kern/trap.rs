@@ -23,7 +23,7 @@ pub fn kernel_exception(frame: &mut TrapFrame, kind: VectorKind) -> ! {
         "\nkernel: unexpected {} exception from {} on cpu{}: {}\n{}",
         kind.describe(),
         kind.origin(),
-        percpu::current_index(),
+        percpu::current_cpu(),
         frame.cause_name(),
         frame
     ));
@@ -45,7 +45,7 @@ pub fn kernel_sync_exception(frame: &mut TrapFrame, old_sp: u64) -> ! {
         } else {
             "unexpected synchronous exception"
         },
-        percpu::current_index(),
+        percpu::current_cpu(),
         frame.cause_name(),
         old_sp,
         frame
@@ -128,7 +128,7 @@ pub fn user_exception_raise(
         thread.id,
         thread.task.id,
         thread.task.name,
-        percpu::current_index(),
+        percpu::current_cpu(),
         name(exception),
         code,
         if code_name.is_empty() { "" } else { " " },

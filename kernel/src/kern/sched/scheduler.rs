@@ -12,6 +12,7 @@ use super::runqueue::{IDLE_PRI, RunQueue};
 use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
 use crate::devtree::MAX_CPUS;
+use crate::ids::CpuId;
 use crate::kern::irq::{self, Ipi};
 use crate::kern::thread::{NO_PROCESSOR, RunState, Thread};
 use crate::percpu;
@@ -75,6 +76,11 @@ pub struct Processor {
 }
 
 impl Processor {
+    /// Its CPU.
+    pub fn id(&self) -> CpuId {
+        CpuId::new(self.index.load(Ordering::Relaxed) as usize)
+    }
+
     const fn new() -> Self {
         Processor {
             index: AtomicU32::new(0),
@@ -97,10 +103,12 @@ impl Processor {
 
     /// Queue `thread` on processor `index` (this one): its context is saved (`on_cpu`
     /// clear) and it is committed to run.
-    fn enqueue(&self, index: usize, thread: Arc<Thread>) {
+    fn enqueue(&self, cpu: CpuId, thread: Arc<Thread>) {
         let priority = thread.sched_priority.load(Ordering::Relaxed);
         let mut rq = self.runq.lock();
-        thread.queued_on.store(index as u32, Ordering::Relaxed);
+        thread
+            .queued_on
+            .store(cpu.index() as u32, Ordering::Relaxed);
         rq.enqueue(thread, priority);
         self.nr_queued.store(rq.len() as u32, Ordering::Relaxed);
     }
@@ -108,14 +116,19 @@ impl Processor {
 
 static PROCESSORS: [Processor; MAX_CPUS] = [const { Processor::new() }; MAX_CPUS];
 
-pub fn processor(index: usize) -> &'static Processor {
-    &PROCESSORS[index.min(MAX_CPUS - 1)]
+pub fn processor(cpu: CpuId) -> &'static Processor {
+    &PROCESSORS[cpu.index().min(MAX_CPUS - 1)]
+}
+
+/// The processor a thread field names (`queued_on`, `last_processor`), if any.
+fn named(raw: u32) -> Option<CpuId> {
+    (raw != NO_PROCESSOR).then(|| CpuId::new(raw as usize))
 }
 
 fn this_processor() -> &'static Processor {
     let p = percpu::current().processor.load(Ordering::Relaxed);
     if p == 0 {
-        return processor(percpu::current_index());
+        return processor(percpu::current_cpu());
     }
     // SAFETY: only `init_this_cpu` sets the field, to this CPU's element of `PROCESSORS`.
     unsafe { &*(p as *const Processor) }
@@ -135,19 +148,19 @@ pub fn init_this_cpu() {
     {
         panic!(
             "no memory for the run queue of cpu{}",
-            percpu::current_index()
+            percpu::current_cpu()
         );
     }
     let idle = Thread::new_idle();
     idle.last_processor
-        .store(percpu::current_index() as u32, Ordering::Relaxed);
+        .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
     // SAFETY: our own processor, interrupts masked.
     unsafe {
         *me.idle.get() = Some(idle.clone());
         *me.current.get() = Some(idle);
     }
     me.index
-        .store(percpu::current_index() as u32, Ordering::Relaxed);
+        .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
     percpu::current()
         .processor
         .store(me as *const Processor as usize, Ordering::Relaxed);
@@ -192,13 +205,13 @@ pub fn current_borrowed() -> CurrentThread {
     }))
 }
 
-/// Wake CPU `index` so it looks at its run queue and AST.
-pub fn kick(index: usize) {
-    if index == percpu::current_index() {
+/// Wake `cpu` so it looks at its run queue and AST.
+pub fn kick(cpu: CpuId) {
+    if cpu == percpu::current_cpu() {
         this_processor().need_resched.store(true, Ordering::Release);
     } else {
-        processor(index).need_resched.store(true, Ordering::Release);
-        irq::send_ipi(index, Ipi::Ping);
+        processor(cpu).need_resched.store(true, Ordering::Release);
+        irq::send_ipi(cpu, Ipi::Ping);
     }
 }
 
@@ -221,8 +234,8 @@ pub fn setrun(thread: Arc<Thread>) {
         idle: false,
         load: 0,
     }; MAX_CPUS];
-    for (i, load) in loads.iter_mut().enumerate().take(n) {
-        let p = processor(i);
+    for (cpu, load) in CpuId::first(n).zip(loads.iter_mut()) {
+        let p = processor(cpu);
         let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
         let idle = p.running_idle.load(Ordering::Acquire);
         *load = ProcessorLoad {
@@ -238,7 +251,9 @@ pub fn setrun(thread: Arc<Thread>) {
         last_processor: (last != NO_PROCESSOR).then_some(last as usize),
         cache_warmth: 0,
     };
-    let target = select_processor(&loads[..n], hints).unwrap_or_else(percpu::current_index);
+    let target = select_processor(&loads[..n], hints)
+        .map(CpuId::new)
+        .unwrap_or_else(percpu::current_cpu);
     let priority = thread.sched_priority.load(Ordering::Relaxed);
     thread.set_state(RunState::Running);
     let p = processor(target);
@@ -454,7 +469,7 @@ pub extern "C" fn finish_switch() {
     // SAFETY: our own processor, interrupts are still masked from the switch.
     let (zombie, requeue) = unsafe { (me.zombie.get().take(), me.requeue.get().take()) };
     if let Some(thread) = requeue {
-        me.enqueue(me.index.load(Ordering::Relaxed) as usize, thread);
+        me.enqueue(me.id(), thread);
     }
     drop(zombie);
 }
@@ -512,11 +527,10 @@ pub fn yield_now() -> bool {
 /// is waiting on a run queue, handing it this CPU directly; the caller yields (`Yield`) or
 /// blocks in the wait it asserted (`Block`). Returns whether it did.
 pub fn switch_to_thread(target: &Arc<Thread>, how: Switch) -> bool {
-    let cpu_index = target.queued_on.load(Ordering::Relaxed);
-    if cpu_index == NO_PROCESSOR {
+    let Some(cpu) = named(target.queued_on.load(Ordering::Relaxed)) else {
         return false;
-    }
-    let p = processor(cpu_index as usize);
+    };
+    let p = processor(cpu);
     let taken = {
         let mut rq = p.runq.lock();
         // A thread still being switched out on its CPU is not ours to run yet.
@@ -557,19 +571,18 @@ pub fn depress_end(thread: &Arc<Thread>) {
     let base = thread.base_priority.load(Ordering::Relaxed);
     thread.sched_priority.store(base, Ordering::Relaxed);
     // A queued thread moves to the level of its restored priority.
-    let cpu_index = thread.queued_on.load(Ordering::Relaxed);
-    if cpu_index != NO_PROCESSOR {
-        let p = processor(cpu_index as usize);
+    if let Some(cpu) = named(thread.queued_on.load(Ordering::Relaxed)) {
+        let p = processor(cpu);
         let mut rq = p.runq.lock();
         if let Some(t) = rq.remove_first(|t| Arc::ptr_eq(t, thread)) {
             rq.enqueue(t, base);
             let preempts = base < p.current_priority.load(Ordering::Relaxed);
             drop(rq);
             if preempts {
-                kick(cpu_index as usize);
+                kick(cpu);
             }
         }
-    } else if thread.last_processor.load(Ordering::Relaxed) as usize == percpu::current_index()
+    } else if named(thread.last_processor.load(Ordering::Relaxed)) == Some(percpu::current_cpu())
         && thread.on_cpu.load(Ordering::Relaxed)
     {
         this_processor()
@@ -587,8 +600,7 @@ pub fn depress_abort(thread: &Arc<Thread>) {
 /// The timer tick's share of scheduling: run this processor's expired timeouts and count
 /// down the quantum. Time is not charged here (see `enter_from_user`).
 pub fn tick() {
-    let index = percpu::current_index();
-    waitq::expire_timers(index, crate::arch::timer::counter());
+    waitq::expire_timers(percpu::current_cpu(), crate::arch::timer::counter());
     let me = this_processor();
     // SAFETY: our own processor; called from the interrupt handler (interrupts masked).
     let Some(current) = (unsafe { me.current.get().as_ref() }) else {

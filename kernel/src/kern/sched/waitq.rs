@@ -17,6 +17,7 @@
 extern crate alloc;
 
 use super::wait::{WaitResult, WaitSeq, Wake};
+use crate::ids::CpuId;
 use crate::kern::thread::{NO_PROCESSOR, Thread};
 use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::sync::Arc;
@@ -276,7 +277,7 @@ impl Default for TimerQueue {
 /// Caller holds the thread's state lock, so no one else arms or cancels it meanwhile; the
 /// timer must not be armed.
 fn arm_timer(thread: &Arc<Thread>, kind: TimerKind, deadline: u64, seq: WaitSeq) {
-    let cpu = crate::percpu::current_index();
+    let cpu = crate::percpu::current_cpu();
     let node = &thread.timers[kind as usize];
     let mut q = super::processor(cpu).timers.lock();
     // SAFETY: the node is on no queue (the caller's contract), so its links are ours;
@@ -288,7 +289,7 @@ fn arm_timer(thread: &Arc<Thread>, kind: TimerKind, deadline: u64, seq: WaitSeq)
         links.owner = Arc::into_raw(thread.clone());
         q.insert(node);
     }
-    node.cpu.store(cpu as u32, Ordering::Relaxed);
+    node.cpu.store(cpu.index() as u32, Ordering::Relaxed);
 }
 
 /// Take `thread`'s timer `kind` off its queue if it is on one; returns the queue's
@@ -299,7 +300,7 @@ fn cancel_timer(thread: &Thread, kind: TimerKind) -> Option<Arc<Thread>> {
     if cpu == NO_PROCESSOR {
         return None;
     }
-    let mut q = super::processor(cpu as usize).timers.lock();
+    let mut q = super::processor(CpuId::new(cpu as usize)).timers.lock();
     // The timer may have fired meanwhile (taken off by its processor's tick).
     if node.cpu.load(Ordering::Relaxed) != cpu {
         return None;
@@ -467,7 +468,7 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
 }
 
 /// Run this processor's expired timers (from its tick).
-pub fn expire_timers(cpu: usize, now: u64) {
+pub fn expire_timers(cpu: CpuId, now: u64) {
     loop {
         let popped = super::processor(cpu).timers.lock().pop_expired(now);
         let Some((thread, kind, seq)) = popped else {
