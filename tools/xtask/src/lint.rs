@@ -28,6 +28,22 @@ pub fn run() -> Result<u8> {
             ]),
         ));
     }
+    // The kernel as `cargo xtask test` builds it, with the lock-order check compiled in.
+    checks.push((
+        format!("clippy armach-kernel --features lockcheck ({KERNEL_TARGET})"),
+        words(&[
+            "clippy",
+            "-p",
+            "armach-kernel",
+            "--features",
+            "lockcheck",
+            "--target",
+            KERNEL_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ));
     checks.push((
         "rustfmt".to_owned(),
         words(&["fmt", "--all", "--", "--check"]),
