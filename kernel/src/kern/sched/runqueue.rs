@@ -33,8 +33,11 @@ pub struct RunQueue<T> {
     free: u32,
     head: [u32; NRQS],
     tail: [u32; NRQS],
-    /// Bit `p` set when level `p` is non-empty.
-    bitmap: u128,
+    /// Bit `p` set when level `p` (below the idle level) is non-empty: one word, so that
+    /// marking and finding levels costs single instructions on the switch path.
+    bitmap: u64,
+    /// The idle level is non-empty.
+    idle_level: bool,
     count: usize,
 }
 
@@ -52,6 +55,7 @@ impl<T> RunQueue<T> {
             head: [NIL; NRQS],
             tail: [NIL; NRQS],
             bitmap: 0,
+            idle_level: false,
             count: 0,
         }
     }
@@ -73,35 +77,57 @@ impl<T> RunQueue<T> {
 
     /// The most urgent queued priority.
     pub fn highest(&self) -> Option<u8> {
-        (self.bitmap != 0).then(|| self.bitmap.trailing_zeros() as u8)
+        if self.bitmap != 0 {
+            Some(self.bitmap.trailing_zeros() as u8)
+        } else if self.idle_level {
+            Some(IDLE_PRI)
+        } else {
+            None
+        }
     }
 
     /// Queue `item` at the tail of level `pri` (clamped to the idle level).
+    #[inline]
     pub fn enqueue(&mut self, item: T, pri: u8) {
         let pri = pri.min(IDLE_PRI) as usize;
-        let node = Node {
-            item: Some(item),
-            prev: self.tail[pri],
-            next: NIL,
-        };
-        let i = if self.free != NIL {
+        let prev = self.tail[pri];
+        // A free node if there is one (`NIL` is past the end of the table).
+        let i = if let Some(node) = self.nodes.get_mut(self.free as usize) {
             let i = self.free;
-            self.free = self.nodes[i as usize].next;
-            self.nodes[i as usize] = node;
+            self.free = node.next;
+            // A free node holds no item, so there is nothing to drop (and no drop code on
+            // this path).
+            core::mem::forget(node.item.replace(item));
+            node.prev = prev;
+            node.next = NIL;
             i
         } else {
-            // Beyond the reservation only (never in the kernel, which reserves for every
-            // thread): the table grows.
-            self.nodes.push(node);
-            (self.nodes.len() - 1) as u32
+            self.push_node(item, prev)
         };
-        match self.tail[pri] {
+        match prev {
             NIL => self.head[pri] = i,
             t => self.nodes[t as usize].next = i,
         }
         self.tail[pri] = i;
-        self.bitmap |= 1 << pri;
+        if pri < IDLE_PRI as usize {
+            self.bitmap |= 1 << pri;
+        } else {
+            self.idle_level = true;
+        }
         self.count += 1;
+    }
+
+    /// A new node at the end of the table: beyond the reservation only (never in the
+    /// kernel, which reserves for every thread).
+    #[cold]
+    #[inline(never)]
+    fn push_node(&mut self, item: T, prev: u32) -> u32 {
+        self.nodes.push(Node {
+            item: Some(item),
+            prev,
+            next: NIL,
+        });
+        (self.nodes.len() - 1) as u32
     }
 
     /// Take the head of the most urgent level.
@@ -122,7 +148,7 @@ impl<T> RunQueue<T> {
     /// Remove and return the first item (most urgent first) that `pick` accepts.
     pub fn remove_first(&mut self, mut pick: impl FnMut(&T) -> bool) -> Option<T> {
         for pri in 0..NRQS {
-            if self.bitmap & (1 << pri) == 0 {
+            if self.head[pri] == NIL {
                 continue;
             }
             let mut at = self.head[pri];
@@ -150,6 +176,7 @@ impl<T> RunQueue<T> {
     }
 
     /// Unlink node `i` (queued at level `pri`) and return its item.
+    #[inline]
     fn unlink(&mut self, pri: usize, i: u32) -> T {
         let node = &mut self.nodes[i as usize];
         let (prev, next) = (node.prev, node.next);
@@ -166,7 +193,11 @@ impl<T> RunQueue<T> {
         }
         self.count -= 1;
         if self.head[pri] == NIL {
-            self.bitmap &= !(1 << pri);
+            if pri < IDLE_PRI as usize {
+                self.bitmap &= !(1 << pri);
+            } else {
+                self.idle_level = false;
+            }
         }
         item
     }
