@@ -137,3 +137,18 @@ pub fn cpu_list(mask: u64) -> String {
     list.push('}');
     list
 }
+
+/// Yield until `done` holds or `ms` milliseconds have passed on the counter; whether it
+/// held. Time, not a count of yields, bounds the wait: under a loaded host a virtual CPU
+/// can be away for many milliseconds, while a yield with nothing else to run takes about
+/// a microsecond.
+pub fn wait_until(ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = counter() + ms * counter_frequency() / 1000;
+    while counter() < deadline {
+        if done() {
+            return true;
+        }
+        libmach::yield_now();
+    }
+    done()
+}

@@ -91,17 +91,6 @@ fn fault(i: usize) {
     case.survived.store(true, Ordering::SeqCst);
 }
 
-/// Yields until `done` or `limit` yields; returns whether `done` held.
-fn wait_for(limit: u32, mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..limit {
-        if done() {
-            return true;
-        }
-        libmach::yield_now();
-    }
-    done()
-}
-
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("faults");
     for (i, case) in CASES.iter().enumerate() {
@@ -118,14 +107,14 @@ fn main(_args: &Args) -> i32 {
                 continue;
             }
         }
-        let reached = wait_for(10_000, || case.reached.load(Ordering::SeqCst));
+        let reached = armach_tests::wait_until(10_000, || case.reached.load(Ordering::SeqCst));
         c.check(
             reached,
             "faulting thread started",
             format_args!("{}", case.name),
         );
         // Let the fault and its report happen before the next expectation line.
-        wait_for(20, || false);
+        armach_tests::wait_until(50, || false);
     }
 
     // Go on working and yielding while the faulted threads stay stopped.

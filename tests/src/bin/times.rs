@@ -116,9 +116,12 @@ fn main(_args: &Args) -> i32 {
         "the sleep lasted 50 ms",
         format_args!("{elapsed} ns"),
     );
+    // Not zero: entering the wait and leaving it are kernel time, and a loaded host can
+    // hold the virtual CPU away for milliseconds in either. Billing the sleep itself would
+    // show as 50 ms or more.
     c.check(
-        user + system < 5 * MS,
-        "a sleeping thread is charged (almost) nothing",
+        user + system < 10 * MS,
+        "a sleeping thread is charged (almost) nothing (under a fifth of the sleep)",
         format_args!("user + system {} ns", user + system),
     );
     c.finish()
