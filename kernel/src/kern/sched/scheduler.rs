@@ -258,6 +258,10 @@ pub fn setrun(thread: Arc<Thread>) {
     thread.set_state(RunState::Running);
     let p = processor(target);
     p.enqueue(target, thread);
+    // Store then load, against the idle loop's store (`running_idle`) then load
+    // (`nr_queued`): with a full fence on both sides, either this sees the processor idle
+    // and kicks it, or its idle loop sees the thread queued; never neither.
+    core::sync::atomic::fence(Ordering::SeqCst);
     if p.running_idle.load(Ordering::Acquire)
         || priority < p.current_priority.load(Ordering::Acquire)
     {
@@ -642,6 +646,8 @@ pub fn idle_loop(on_idle: fn()) -> ! {
     let me = this_processor();
     loop {
         cpu::irq_disable();
+        // Pairs with the fence in `setrun` (see there).
+        core::sync::atomic::fence(Ordering::SeqCst);
         if me.nr_queued.load(Ordering::Acquire) != 0 {
             schedule(Switch::Yield);
             continue;
