@@ -4,14 +4,14 @@
 
 extern crate alloc;
 
-use crate::arch::{cpu, exception, mmu, timer};
+use crate::arch::{cpu, exception, mmu, timer, uspace};
 use crate::devtree::{self, GicInfo, MachineConfig, PhysRange};
 use crate::drivers::gic::{Gic, v2::GicV2, v3::GicV3};
 use crate::kern::bootargs::{self, BootArgs};
 use crate::kern::percpu::{self, CpuState};
 use crate::kern::power::{self, ExitStatus, power_off};
 use crate::kern::{console, cpio, irq, loader, sched, smp, syscall, thread};
-use crate::mm::{PhysAddr, frame, heap, kmem, layout::PAGE_SIZE};
+use crate::mm::{PAGE_SIZE, PhysAddr, asid, frame, heap, kmem};
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
@@ -27,6 +27,7 @@ pub fn config() -> &'static MachineConfig<'static> {
 pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     mmu::init(load_pa);
     mmu::protect_image();
+    cpu::note_cache_line();
     exception::install_vectors();
     percpu::init_this_cpu(0, None);
 
@@ -52,6 +53,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     percpu::init_this_cpu(me, None);
     percpu::set_cpu_count(config.cpus.len());
     percpu::current().set_state(CpuState::Online);
+    init_asids(config, &args);
 
     log::info!(
         "armach: {} ({} CPUs, GICv{}, console {:?}), loaded at {load_pa:#x}, tree at {dtb_pa:#x}",
@@ -92,6 +94,19 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
         Some(initrd) => start_init(initrd, &args),
         None => idle_demo(config),
     }
+}
+
+/// The ASID width: the hardware's, or narrower with `asid-bits=` (but wide enough for
+/// the CPUs, `mm::asid`).
+fn init_asids(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
+    let cpus = config.cpus.len();
+    let hardware = uspace::hardware_asid_bits();
+    let (bits, bad) = bootargs::asid_bits(args, asid::min_bits_for(cpus), hardware);
+    if let Some(bad) = bad {
+        crate::println!("{bad}");
+    }
+    let bits = uspace::init_asids(bits, cpus);
+    log::info!("asid: {bits}-bit ASIDs (the CPUs have {hardware})");
 }
 
 static BOOT_CPU: AtomicU32 = AtomicU32::new(0);
@@ -291,7 +306,7 @@ fn init_memory(
     }
     mmu::use_frame_allocator();
     let (_, total) = frame::counts();
-    let heap_bytes = (total * PAGE_SIZE as u64 / 16).clamp(4 << 20, 64 << 20);
+    let heap_bytes = (total * PAGE_SIZE / 16).clamp(4 << 20, 64 << 20);
     if !heap::init(heap_bytes) {
         panic!("no memory for a {} KiB kernel heap", heap_bytes >> 10);
     }
@@ -315,7 +330,7 @@ fn init_memory(
     let (free, total) = frame::counts();
     log::info!(
         "memory: {} MiB usable ({free} of {total} frames free)",
-        (total * PAGE_SIZE as u64) >> 20
+        (total * PAGE_SIZE) >> 20
     );
 }
 
@@ -347,8 +362,11 @@ fn init_interrupts(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
     cpu::irq_enable();
 }
 
-/// `crash=panic|stack-overflow|null`: fail on purpose, to show (and let the test matrix
-/// check) how the kernel reports its own failures: exit status 2 with a report.
+/// `crash=panic|stack-overflow|null|write-text-alias`: fail on purpose, to show (and let
+/// the test matrix check) how the kernel reports its own failures: exit status 2 with a
+/// report. `write-text-alias` writes a word of the kernel's text back unchanged through
+/// the linear map, which must fault (W^X holds there too); if the write goes through, the
+/// kernel says so and ends with the test-failure status.
 fn crash(how: &str) {
     #[inline(never)]
     fn recurse(depth: u64) -> u64 {
@@ -371,6 +389,24 @@ fn crash(how: &str) {
             let v =
                 unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) };
             core::hint::black_box(v);
+        }
+        "write-text-alias" => {
+            let text = crash as *const () as u64;
+            let alias = mmu::text_linear_alias(text).as_mut_ptr::<u64>();
+            // SAFETY: reading the kernel's own text through the linear map, which maps all
+            // of RAM, is sound; writing the same word back would change nothing even if
+            // it were allowed, and it must fault (read-only alias), reported as a kernel
+            // exception.
+            unsafe {
+                let word = core::ptr::read_volatile(alias);
+                core::ptr::write_volatile(alias, word);
+            }
+            crate::println!(
+                "gnumach-test-failure: crash=write-text-alias: the kernel text at {text:#x} was \
+                 written through its linear-map alias {:#x}: it is writable",
+                alias as u64
+            );
+            power_off(ExitStatus::TestFailed)
         }
         // Named on the console at boot (`bootargs::bad_values`).
         _ => {}

@@ -101,7 +101,7 @@ struct KernelStack {
     pa: PhysAddr,
 }
 
-const STACK_PAGES: usize = (KERNEL_STACK_SIZE / PAGE_SIZE as u64) as usize;
+const STACK_PAGES: usize = (KERNEL_STACK_SIZE / PAGE_SIZE) as usize;
 
 impl KernelStack {
     fn new() -> Result<Self, KernReturn> {
