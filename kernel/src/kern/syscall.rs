@@ -123,6 +123,14 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             frame.x[2] = thread.task.kmem.charged() as u64;
             frame.x[3] = thread.task.kmem.limit() as u64;
         }
+        temporary::EXCEPTION_RESUME => {
+            let pc = a[0];
+            if pc != 0 && (pc >= VM_MAX_USER_ADDRESS || !pc.is_multiple_of(4)) {
+                return ret(frame, KernReturn::InvalidArgument);
+            }
+            thread.exception_resume.store(pc, Ordering::Relaxed);
+            ret(frame, KernReturn::Success);
+        }
         temporary::CPU_COUNT => {
             frame.x[0] = (0..percpu::cpu_count())
                 .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))

@@ -222,6 +222,9 @@ pub struct Thread {
     /// Priority depressed by `thread_switch(SWITCH_OPTION_DEPRESS)` until its timer ends.
     pub depressed: AtomicBool,
     terminate: AtomicBool,
+    /// Where the thread continues after an `EXC_BAD_ACCESS` instead of stopping (0: it
+    /// stops); set by the temporary `EXCEPTION_RESUME` trap (`kern::trap`).
+    pub exception_resume: AtomicU64,
     pub is_idle: bool,
     /// Counter value at creation.
     pub created: u64,
@@ -290,6 +293,7 @@ impl Thread {
             queued_on: AtomicU32::new(NO_PROCESSOR),
             depressed: AtomicBool::new(false),
             terminate: AtomicBool::new(false),
+            exception_resume: AtomicU64::new(0),
             is_idle,
             created: crate::arch::timer::counter(),
             _kmem: kmem,
