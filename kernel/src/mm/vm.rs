@@ -191,20 +191,19 @@ impl VmMap {
     /// now if there was none.
     fn present(&mut self, va: u64, prot: VmProt) -> Result<PhysAddr, KernReturn> {
         let page = align_down(va, PAGE_SIZE);
-        if let Some((pa, _)) = self.pt.lookup(page) {
-            return Ok(pa);
-        }
-        let pa = frame::alloc_zeroed(1).ok_or(KernReturn::ResourceShortage)?;
-        if prot & VM_PROT_EXECUTE != 0 {
-            // The frame may have held code before: its zeroes must reach the instruction
-            // side before it is mapped executable.
-            crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
-        }
-        if let Err(kr) = self.pt.map(page, pa, perm(prot)) {
-            frame::free(pa, 1);
-            return Err(kr);
-        }
-        self.resident += 1;
+        let fill = || {
+            let pa = frame::alloc_zeroed(1)?;
+            if prot & VM_PROT_EXECUTE != 0 {
+                // The frame may have held code before: its zeroes must reach the
+                // instruction side before it is mapped executable.
+                crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+            }
+            Some(pa)
+        };
+        // `fill` runs last in the walk, once the tables are there: on an error no frame
+        // was taken.
+        let (pa, new) = self.pt.find_or_map(page, perm(prot), fill)?;
+        self.resident += u64::from(new);
         Ok(pa)
     }
 

@@ -185,22 +185,51 @@ pub fn walk<T: Tables, V: Visitor>(
         return Ok(());
     }
     let root = tables.root();
-    walk_table(tables, root, 0, base, 0, from, to, visitor)
+    walk_table::<Level0, T, V>(tables, root, base, 0, from, to, visitor)
+}
+
+/// A level of the tree as a type, so that each level's walk is its own function with its
+/// shift known at compile time and the recursion unrolls into straight calls the compiler
+/// can inline (a single-page walk then costs about what hand-written descent code does).
+trait Level {
+    const N: usize;
+    /// The level below (the last level names itself; it never descends).
+    type Next: Level;
+}
+struct Level0;
+struct Level1;
+struct Level2;
+struct Level3;
+impl Level for Level0 {
+    const N: usize = 0;
+    type Next = Level1;
+}
+impl Level for Level1 {
+    const N: usize = 1;
+    type Next = Level2;
+}
+impl Level for Level2 {
+    const N: usize = 2;
+    type Next = Level3;
+}
+impl Level for Level3 {
+    const N: usize = LAST_LEVEL;
+    type Next = Level3;
 }
 
 /// Offsets (`from`, `to`, `first`) are from `base`, the tree's first address; `first` is
-/// where the table at `pa` (at `level`) starts.
-#[allow(clippy::too_many_arguments)] // The recursion's state; a struct would be no clearer.
-fn walk_table<T: Tables, V: Visitor>(
+/// where the table at `pa` (at level `L`) starts.
+#[inline]
+fn walk_table<L: Level, T: Tables, V: Visitor>(
     tables: &mut T,
     pa: u64,
-    level: usize,
     base: u64,
     first: u64,
     from: u64,
     to: u64,
     visitor: &mut V,
 ) -> Result<(), V::Error> {
+    let level = L::N;
     let shift = LEVEL_SHIFT[level];
     let span = span(level);
     let table = tables.table(pa);
@@ -233,7 +262,7 @@ fn walk_table<T: Tables, V: Visitor>(
                 } else {
                     entry & desc::ADDR_MASK
                 };
-                walk_table(tables, child, level + 1, base, at, from, to, visitor)?;
+                walk_table::<L::Next, T, V>(tables, child, base, at, from, to, visitor)?;
                 // SAFETY: as above, for the child table, which the recursion no longer uses.
                 let child_table = unsafe { &*tables.table(child) };
                 visitor.left_table(level, va, &mut slot, child_table);

@@ -96,10 +96,14 @@ unsafe impl Tables for UserTables<'_> {
     }
 }
 
-/// Maps one page (making tables on the way).
-struct MapPage(u64);
+/// Finds one page's frame, or maps one from `fill` (making tables on the way).
+struct FindOrMap<F> {
+    bits: u64,
+    fill: Option<F>,
+    found: Option<(PhysAddr, bool)>,
+}
 
-impl Visitor for MapPage {
+impl<F: FnOnce() -> Option<PhysAddr>> Visitor for FindOrMap<F> {
     type Error = KernReturn;
     fn step(&mut self, level: usize, _: u64, _: bool, _: u64) -> Step {
         if level == LAST_LEVEL {
@@ -109,7 +113,15 @@ impl Visitor for MapPage {
         }
     }
     fn leaf(&mut self, _: usize, _: u64, entry: &mut Slot<'_>) -> Result<(), KernReturn> {
-        entry.set(self.0);
+        let old = entry.get();
+        if old & desc::VALID != 0 {
+            self.found = Some((PhysAddr(old & desc::ADDR_MASK), false));
+            return Ok(());
+        }
+        let fill = self.fill.take().ok_or(KernReturn::ResourceShortage)?;
+        let pa = fill().ok_or(KernReturn::ResourceShortage)?;
+        entry.set(pa.as_u64() | self.bits);
+        self.found = Some((pa, true));
         Ok(())
     }
     fn no_table(&mut self) -> KernReturn {
@@ -162,6 +174,10 @@ struct Unmap<'a, 'f> {
     batch: ArrayVec<Unlinked, BATCH>,
     give_back: &'f mut dyn FnMut(PhysAddr),
     tables: bool,
+    /// Entries cleared so far, and the count when the walk went down at each level: a
+    /// table is looked at for emptiness only if something below it went.
+    cleared: u64,
+    cleared_at: [u64; LAST_LEVEL],
 }
 
 impl Unmap<'_, '_> {
@@ -205,18 +221,24 @@ impl Unmap<'_, '_> {
 impl Visitor for Unmap<'_, '_> {
     type Error = Infallible;
     fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
-        to_valid_pages(level, entry)
+        let step = to_valid_pages(level, entry);
+        if step == Step::Descend {
+            self.cleared_at[level] = self.cleared;
+        }
+        step
     }
     fn leaf(&mut self, _: usize, va: u64, entry: &mut Slot<'_>) -> Result<(), Infallible> {
         let pa = PhysAddr(entry.get() & desc::ADDR_MASK);
         entry.set(0);
+        self.cleared += 1;
         self.push(Unlinked::Page { va, pa });
         Ok(())
     }
-    fn left_table(&mut self, _: usize, _: u64, entry: &mut Slot<'_>, table: &Table) {
-        if self.tables && pagetable::is_empty(table) {
+    fn left_table(&mut self, level: usize, _: u64, entry: &mut Slot<'_>, table: &Table) {
+        if self.tables && self.cleared != self.cleared_at[level] && pagetable::is_empty(table) {
             let pa = PhysAddr(entry.get() & desc::ADDR_MASK);
             entry.set(0);
+            self.cleared += 1;
             self.push(Unlinked::Table(pa));
         }
     }
@@ -295,15 +317,29 @@ impl UserPageTable {
         }
     }
 
-    /// Map page `va` to frame `pa`. Fails with `KERN_RESOURCE_SHORTAGE` if out of memory for
-    /// a table. The page must not be mapped already.
-    pub fn map(&mut self, va: u64, pa: PhysAddr, perm: UserPerm) -> Result<(), KernReturn> {
-        let mut visitor = MapPage(pa.as_u64() | leaf_bits(perm));
-        let r = pagetable::walk(&mut self.tables(), va, PAGE_SIZE, &mut visitor);
-        // An invalid entry is never cached, so a new one needs no TLB maintenance: only
-        // its store must be visible to walks before the task touches the page.
-        barrier();
-        r
+    /// The frame of page `va`, and whether it was mapped just now: if no page is mapped
+    /// there, the one `fill` gives (a frame it made ready) is mapped with `perm`, in the
+    /// same walk. `KERN_RESOURCE_SHORTAGE` if `fill` or a table allocation fails (tables
+    /// made on the way stay, empty, until an unmapping or the map's end frees them).
+    pub fn find_or_map(
+        &mut self,
+        va: u64,
+        perm: UserPerm,
+        fill: impl FnOnce() -> Option<PhysAddr>,
+    ) -> Result<(PhysAddr, bool), KernReturn> {
+        let mut visitor = FindOrMap {
+            bits: leaf_bits(perm),
+            fill: Some(fill),
+            found: None,
+        };
+        pagetable::walk(&mut self.tables(), va, PAGE_SIZE, &mut visitor)?;
+        let found = visitor.found.ok_or(KernReturn::ResourceShortage)?;
+        if found.1 {
+            // An invalid entry is never cached, so a new one needs no TLB maintenance:
+            // only its store must be visible to walks before the task touches the page.
+            barrier();
+        }
+        Ok(found)
     }
 
     /// The frame and access of page `va`, if mapped.
@@ -324,6 +360,8 @@ impl UserPageTable {
             batch: ArrayVec::new(),
             give_back: free,
             tables: true,
+            cleared: 0,
+            cleared_at: [0; LAST_LEVEL],
         };
         let len = end.saturating_sub(start);
         let Ok(()) = pagetable::walk(&mut self.tables(), start, len, &mut visitor);
