@@ -11,7 +11,8 @@
 /// log2 of the page size: the kernel's one page size (4 KiB granule, kernel and user alike).
 pub const PAGE_SHIFT: u32 = 12;
 /// The page size, for the kernel, its tables and the device-tree layer (user programs
-/// see the same number as `mach_abi::traps::PAGE_SIZE`, checked below).
+/// see the same number as `mach_abi::traps::PAGE_SIZE`, checked below; the linker script
+/// `kernel.ld`, which cannot import it, aligns the image's sections to the same value).
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 const _: () = assert!(PAGE_SIZE == mach_abi::traps::PAGE_SIZE);

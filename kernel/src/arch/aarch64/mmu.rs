@@ -210,14 +210,18 @@ impl MapRange {
 impl Visitor for MapRange {
     type Error = MapError;
     fn step(&mut self, level: usize, va: u64, inside: bool, entry: u64) -> Step {
-        if level == pagetable::LAST_LEVEL
-            || entry & desc::VALID != 0 && level > 0 && !desc::is_table_or_page(entry)
-        {
+        if level == pagetable::LAST_LEVEL {
             return Step::Leaf;
         }
         if entry & desc::VALID != 0 {
-            return Step::Descend;
+            // A table: go in. A block: `leaf` accepts it only if it is the same mapping.
+            return if desc::is_table_or_page(entry) {
+                Step::Descend
+            } else {
+                Step::Leaf
+            };
         }
+        // Nothing there yet: a block where one fits, else a table to go on in.
         let block = level >= 1 && inside && self.pa(va).is_multiple_of(span(level));
         if block { Step::Leaf } else { Step::Descend }
     }
@@ -276,9 +280,8 @@ struct MakeTables;
 impl Visitor for MakeTables {
     type Error = MapError;
     fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
-        if level == pagetable::LAST_LEVEL
-            || entry & desc::VALID != 0 && !desc::is_table_or_page(entry)
-        {
+        let block = entry & desc::VALID != 0 && !desc::is_table_or_page(entry);
+        if level == pagetable::LAST_LEVEL || block {
             Step::Skip
         } else {
             Step::Descend
