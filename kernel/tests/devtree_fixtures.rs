@@ -268,8 +268,8 @@ fn rpi4_as_qemu_hands_it_over() {
             config.reserved.iter().all(|r| !r.overlaps(piece)),
             "{piece:?}"
         );
-        assert_eq!(piece.base % devtree::PAGE_SIZE, 0);
-        assert_eq!(piece.size % devtree::PAGE_SIZE, 0);
+        assert_eq!(piece.base % armach_kernel::mm::PAGE_SIZE, 0);
+        assert_eq!(piece.size % armach_kernel::mm::PAGE_SIZE, 0);
     }
 }
 

@@ -290,6 +290,22 @@ pub fn event_wake(address: usize, all: bool) -> u64 {
     .x0
 }
 
+/// Temporary `EXCEPTION_RESUME`: from now on an `EXC_BAD_ACCESS` of the calling thread
+/// makes it continue at `pc` (with `x0` = the exception, `x1` = code, `x2` = subcode, the
+/// other registers as at the fault) instead of stopping it; `pc` 0 restores the default.
+/// `KERN_INVALID_ARGUMENT` for a `pc` that is not a 4-aligned user address.
+///
+/// # Safety
+///
+/// `pc` must be code written for that entry (typically assembly that knows which
+/// registers the faulting code keeps its state in): the kernel jumps there from wherever
+/// the thread faulted, with the stack and registers as they were.
+pub unsafe fn set_exception_resume(pc: u64) -> Result<(), ReturnCode> {
+    // SAFETY: the caller guarantees `pc` is fit to continue at.
+    let r = unsafe { syscall(temporary::EXCEPTION_RESUME, [pc, 0, 0, 0, 0, 0]) };
+    ReturnCode::from_reg(r.x0).result()
+}
+
 /// Temporary `THREAD_TIMES`: the calling thread's (user, system) time in nanoseconds.
 pub fn thread_times() -> (u64, u64) {
     let r = value_trap(temporary::THREAD_TIMES, [0; 6]);

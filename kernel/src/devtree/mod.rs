@@ -17,6 +17,7 @@ mod machine;
 mod memory;
 mod props;
 
+use crate::mm::PAGE_SIZE;
 use arrayvec::ArrayVec;
 
 pub use error::{DtError, DtErrorKind};
@@ -27,9 +28,6 @@ pub const MAX_CPUS: usize = 512;
 pub const MAX_MEM_REGIONS: usize = 32;
 /// How many GICv3 redistributor regions a configuration holds.
 pub const MAX_REDIST_REGIONS: usize = 8;
-/// The granule [`MachineConfig::usable_memory`] aligns to.
-pub const PAGE_SIZE: u64 = 4096;
-
 /// A range of CPU physical addresses: `size` bytes from `base`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhysRange {

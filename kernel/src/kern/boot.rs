@@ -5,13 +5,13 @@
 
 extern crate alloc;
 
-use crate::arch::{cpu, exception, mmu};
+use crate::arch::{cpu, exception, mmu, uspace};
 use crate::devtree::{self, GicInfo, MachineConfig};
 use crate::ids::CpuId;
 use crate::kern::bootargs::{self, BootArgs};
 use crate::kern::power;
 use crate::kern::{bootstrap, console, irq, sched, selftest, smp, thread};
-use crate::mm::PhysAddr;
+use crate::mm::{PhysAddr, asid};
 use crate::percpu::{self, CpuState};
 use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Once;
@@ -27,6 +27,7 @@ pub fn config() -> &'static MachineConfig<'static> {
 pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     mmu::init(load_pa);
     mmu::protect_image();
+    cpu::note_cache_line();
     exception::install_vectors();
     percpu::init_this_cpu(CpuId::new(0), None);
 
@@ -52,6 +53,8 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     percpu::init_this_cpu(me, None);
     percpu::set_cpu_count(config.cpus.len());
     percpu::current().set_state(CpuState::Online);
+    init_asids(config, &args);
+    init_asids(config, &args);
 
     log::info!(
         "armach: {} ({} CPUs, GICv{}, console {:?}), loaded at {load_pa:#x}, tree at {dtb_pa:#x}",
@@ -101,6 +104,19 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
         Some(initrd) => bootstrap::start_init(initrd, &args),
         None => selftest::idle_demo(config),
     }
+}
+
+/// The ASID width: the hardware's, or narrower with `asid-bits=` (but wide enough for
+/// the CPUs, `mm::asid`).
+fn init_asids(config: &MachineConfig<'_>, args: &BootArgs<'_>) {
+    let cpus = config.cpus.len();
+    let hardware = uspace::hardware_asid_bits();
+    let (bits, bad) = bootargs::asid_bits(args, asid::min_bits_for(cpus), hardware);
+    if let Some(bad) = bad {
+        crate::println!("{bad}");
+    }
+    let bits = uspace::init_asids(bits, cpus);
+    log::info!("asid: {bits}-bit ASIDs (the CPUs have {hardware})");
 }
 
 static BOOT_CPU: AtomicU32 = AtomicU32::new(0);

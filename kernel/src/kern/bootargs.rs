@@ -194,6 +194,34 @@ pub fn kmem_task_limit(args: &BootArgs<'_>) -> Option<usize> {
     kmem_task_limit_checked(args).0
 }
 
+/// `asid-bits=N`: the ASID width to use, from `min` (what the CPU count needs, at least 2)
+/// up to `max` (the hardware's width, the default), so that tests can force rollovers.
+/// A value outside that range is clamped into it, a word that is not a number ignored;
+/// either is named.
+pub fn asid_bits<'a>(args: &BootArgs<'a>, min: u32, max: u32) -> (u32, Option<BadValue<'a>>) {
+    let Some(value) = args.get("asid-bits") else {
+        return (max, None);
+    };
+    let bad = |problem, used: u32| BadValue {
+        key: "asid-bits",
+        value,
+        problem,
+        used: Used::Number(u64::from(used)),
+    };
+    match parse_u64(value) {
+        None => (max, Some(bad(Problem::NotANumber, max))),
+        Some(n) if (u64::from(min)..=u64::from(max)).contains(&n) => (n as u32, None),
+        Some(n) => {
+            let used = n.clamp(u64::from(min), u64::from(max)) as u32;
+            let range = Problem::OutOfRange {
+                min: u64::from(min),
+                max: u64::from(max),
+            };
+            (used, Some(bad(range, used)))
+        }
+    }
+}
+
 /// The programs `init=a,b,c` names, in order (empty names skipped); `None` without `init=`.
 pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a str> + 'a> {
     args.get("init")
@@ -201,14 +229,14 @@ pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a
 }
 
 /// Keys whose only accepted value is one word (anything else is ignored): `halt-after=boot`,
-/// `exit=semihosting`, `crash=panic|stack-overflow|null`.
+/// `exit=semihosting`, `crash=panic|stack-overflow|null|write-text-alias`.
 const WORD_KEYS: [(&str, &[&str], &str); 3] = [
     ("halt-after", &["boot"], "boot"),
     ("exit", &["semihosting"], "semihosting"),
     (
         "crash",
-        &["panic", "stack-overflow", "null"],
-        "panic, stack-overflow, null",
+        &["panic", "stack-overflow", "null", "write-text-alias"],
+        "panic, stack-overflow, null, write-text-alias",
     ),
 ];
 
@@ -320,7 +348,7 @@ mod tests {
             [
                 "bootargs: halt-after=login is not one of boot; ignoring it",
                 "bootargs: exit=psci is not one of semihosting; ignoring it",
-                "bootargs: crash=maybe is not one of panic, stack-overflow, null; ignoring it",
+                "bootargs: crash=maybe is not one of panic, stack-overflow, null, write-text-alias; ignoring it",
             ]
         );
         assert_eq!(
@@ -331,6 +359,45 @@ mod tests {
         assert!(complaints("hz=0 hz=250 loglevel=x loglevel=trace").is_empty());
         // Keys the kernel does not know (the Pi firmware adds its own) are not its business.
         assert!(complaints("console=ttyS0 8250.nr_uarts=1").is_empty());
+    }
+
+    #[test]
+    fn asid_bits_between_the_cpus_need_and_the_hardware() {
+        let bits = |line, min, max| {
+            let (n, bad) = asid_bits(&BootArgs::new(line), min, max);
+            (n, bad.map(|b| b.to_string()))
+        };
+        assert_eq!(bits("", 2, 8), (8, None));
+        assert_eq!(bits("asid-bits=2", 2, 16), (2, None));
+        assert_eq!(bits("asid-bits=0x4", 2, 8), (4, None));
+        assert_eq!(
+            bits("asid-bits=1", 2, 8),
+            (
+                2,
+                Some("bootargs: asid-bits=1 out of range 2-8; using 2".to_owned())
+            )
+        );
+        assert_eq!(
+            bits("asid-bits=2", 4, 8),
+            (
+                4,
+                Some("bootargs: asid-bits=2 out of range 4-8; using 4".to_owned())
+            )
+        );
+        assert_eq!(
+            bits("asid-bits=16", 2, 8),
+            (
+                8,
+                Some("bootargs: asid-bits=16 out of range 2-8; using 8".to_owned())
+            )
+        );
+        assert_eq!(
+            bits("asid-bits=wide", 2, 16),
+            (
+                16,
+                Some("bootargs: asid-bits=wide is not a number; using 16".to_owned())
+            )
+        );
     }
 
     #[test]

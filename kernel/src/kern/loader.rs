@@ -8,6 +8,7 @@ extern crate alloc;
 use crate::kern::elf::{Elf, PF_R, PF_W, PF_X};
 use crate::kern::task::Task;
 use crate::kern::thread::Thread;
+use crate::mm::PAGE_SIZE;
 use crate::mm::align_down;
 use crate::mm::regions::{VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VmProt};
 use crate::mm::vm::VmMap;
@@ -16,7 +17,6 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use mach_abi::traps::PAGE_SIZE;
 
 /// Top of the initial stack and its size.
 pub const USER_STACK_TOP: u64 = 0x0000_7fff_ffff_0000;

@@ -2,15 +2,18 @@
 //! deliberate crashes (`crash=`) that show how it reports its own failures, and the demo
 //! it runs when no RAM disk is given.
 
-use crate::arch::{cpu, timer};
+use crate::arch::{cpu, mmu, timer};
 use crate::devtree::MachineConfig;
 use crate::ids::CpuId;
 use crate::kern::power::{ExitStatus, power_off};
 use crate::percpu::{self, CpuState};
 use core::sync::atomic::Ordering;
 
-/// `crash=panic|stack-overflow|null`: fail on purpose, to show (and let the test matrix
-/// check) how the kernel reports its own failures: exit status 2 with a report.
+/// `crash=panic|stack-overflow|null|write-text-alias`: fail on purpose, to show (and let
+/// the test matrix check) how the kernel reports its own failures: exit status 2 with a
+/// report. `write-text-alias` writes a word of the kernel's text back unchanged through
+/// the linear map, which must fault (W^X holds there too); if the write goes through, the
+/// kernel says so and ends with the test-failure status.
 pub fn crash(how: &str) {
     #[inline(never)]
     fn recurse(depth: u64) -> u64 {
@@ -33,6 +36,24 @@ pub fn crash(how: &str) {
             let v =
                 unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) };
             core::hint::black_box(v);
+        }
+        "write-text-alias" => {
+            let text = crash as *const () as u64;
+            let alias = mmu::text_linear_alias(text).as_mut_ptr::<u64>();
+            // SAFETY: reading the kernel's own text through the linear map, which maps all
+            // of RAM, is sound; writing the same word back would change nothing even if
+            // it were allowed, and it must fault (read-only alias), reported as a kernel
+            // exception.
+            unsafe {
+                let word = core::ptr::read_volatile(alias);
+                core::ptr::write_volatile(alias, word);
+            }
+            crate::println!(
+                "gnumach-test-failure: crash=write-text-alias: the kernel text at {text:#x} was \
+                 written through its linear-map alias {:#x}: it is writable",
+                alias as u64
+            );
+            power_off(ExitStatus::TestFailed)
         }
         // Named on the console at boot (`bootargs::bad_values`).
         _ => {}

@@ -48,7 +48,7 @@ fn start_one(
     let top = crate::kern::thread::map_stack_slot(index.index() as u32)
         .map(|(_, top)| top)
         .ok_or("no memory for its kernel stack")?;
-    let emergency = frame::alloc(percpu::EMERGENCY_STACK_SIZE / PAGE_SIZE)
+    let emergency = frame::alloc(percpu::EMERGENCY_STACK_SIZE / PAGE_SIZE as usize)
         .ok_or("no memory for its emergency stack")?;
     EMERGENCY_TOPS[index.index().min(crate::devtree::MAX_CPUS - 1)].store(
         emergency.to_linear().as_u64() + percpu::EMERGENCY_STACK_SIZE as u64,
@@ -95,8 +95,8 @@ fn release_from_spin_table(
     let va = if config.memory.iter().any(|r| r.contains(release_addr)) {
         PhysAddr(release_addr).to_linear().as_u64()
     } else {
-        let page = crate::mm::align_down(release_addr, PAGE_SIZE as u64);
-        mmu::map_device(PhysAddr(page), PAGE_SIZE as u64)
+        let page = crate::mm::align_down(release_addr, PAGE_SIZE);
+        mmu::map_device(PhysAddr(page), PAGE_SIZE)
             .map_err(|_| "cannot map cpu-release-addr")?
             .as_u64()
             + (release_addr - page)
@@ -119,6 +119,7 @@ pub fn secondary_start(index: usize) -> ! {
         .load(core::sync::atomic::Ordering::Relaxed);
     percpu::init_this_cpu(CpuId::new(index), Some(emergency));
     exception::install_vectors();
+    cpu::note_cache_line();
     if !irq::init_this_cpu() {
         log::error!("cpu{index}: no GIC interface for MPIDR {:#x}", cpu::mpidr());
         cpu::halt();

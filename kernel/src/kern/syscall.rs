@@ -135,6 +135,14 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             frame.set_result(2, thread.task.kmem.charged() as u64);
             frame.set_result(3, thread.task.kmem.limit() as u64);
         }
+        temporary::EXCEPTION_RESUME => {
+            let pc = a[0];
+            if pc != 0 && (pc >= VM_MAX_USER_ADDRESS || !pc.is_multiple_of(4)) {
+                return ret(frame, KernReturn::InvalidArgument);
+            }
+            thread.exception_resume.store(pc, Ordering::Relaxed);
+            ret(frame, KernReturn::Success);
+        }
         temporary::CPU_COUNT => {
             frame.set_result(
                 0,

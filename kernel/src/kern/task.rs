@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+use crate::arch::uspace::AddressSpace;
 use crate::ids::{TaskId, ThreadId};
 use crate::kern::thread::Thread;
 use crate::mm::kmem::{self, Charge, Ledger};
@@ -26,8 +27,9 @@ pub struct Task {
     /// Threads not yet terminated.
     pub live_threads: AtomicUsize,
     pub terminating: AtomicBool,
-    /// The TTBR0 value of the map (0 for the kernel task); fixed at creation.
-    pub ttbr0: u64,
+    /// What a CPU loads to run the task's threads: the top-level table and the ASID
+    /// (`None` for the kernel task). The context switch reads it without the map's lock.
+    pub space: Option<Arc<AddressSpace>>,
     /// What the task's kernel objects are charged to (`mm::kmem`).
     pub kmem: Arc<Ledger>,
     /// The root node of `threads` (each entry is charged with its thread).
@@ -51,7 +53,7 @@ impl Task {
                     threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
                     live_threads: AtomicUsize::new(0),
                     terminating: AtomicBool::new(false),
-                    ttbr0: 0,
+                    space: None,
                     // The kernel's own threads are charged nothing.
                     kmem: Arc::new(Ledger::new(&kmem::BUDGET, 0)),
                     _threads_root: None,
@@ -65,7 +67,7 @@ impl Task {
         let ledger = kmem::task_ledger();
         let threads_root = ledger.charge(1).ok()?;
         let map = VmMap::new(&ledger)?;
-        let ttbr0 = map.ttbr0();
+        let space = map.space().clone();
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
         Some(Arc::new(Task {
             id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
@@ -74,7 +76,7 @@ impl Task {
             threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
             live_threads: AtomicUsize::new(0),
             terminating: AtomicBool::new(false),
-            ttbr0,
+            space: Some(space),
             kmem: ledger,
             _threads_root: Some(threads_root),
         }))

@@ -102,7 +102,7 @@ struct KernelStack {
     pa: PhysAddr,
 }
 
-const STACK_PAGES: usize = (KERNEL_STACK_SIZE / PAGE_SIZE as u64) as usize;
+const STACK_PAGES: usize = (KERNEL_STACK_SIZE / PAGE_SIZE) as usize;
 
 impl KernelStack {
     fn new() -> Result<Self, KernReturn> {
@@ -223,6 +223,9 @@ pub struct Thread {
     /// Priority depressed by `thread_switch(SWITCH_OPTION_DEPRESS)` until its timer ends.
     pub depressed: AtomicBool,
     terminate: AtomicBool,
+    /// Where the thread continues after an `EXC_BAD_ACCESS` instead of stopping (0: it
+    /// stops); set by the temporary `EXCEPTION_RESUME` trap (`kern::trap`).
+    pub exception_resume: AtomicU64,
     pub is_idle: bool,
     /// Counter value at creation.
     pub created: u64,
@@ -291,6 +294,7 @@ impl Thread {
             queued_on: AtomicU32::new(NO_PROCESSOR),
             depressed: AtomicBool::new(false),
             terminate: AtomicBool::new(false),
+            exception_resume: AtomicU64::new(0),
             is_idle,
             created: crate::arch::timer::counter(),
             _kmem: kmem,

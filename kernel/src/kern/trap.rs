@@ -111,7 +111,9 @@ fn user_fault(frame: &mut TrapFrame, thread: &Arc<Thread>) {
 
 /// Raise Mach exception `exception` (`code`, `subcode`) for the running user thread.
 /// Exception ports come with IPC; until then the exception is reported here and the thread
-/// stops at the return to user mode (`sched::ast_check`), which never comes back to it.
+/// stops at the return to user mode (`sched::ast_check`), which never comes back to it,
+/// unless it named a resume address for `EXC_BAD_ACCESS` (temporary `EXCEPTION_RESUME`):
+/// then it continues there, told the exception in `x0`-`x2`, and nothing is printed.
 pub fn user_exception_raise(
     frame: &mut TrapFrame,
     thread: &Arc<Thread>,
@@ -119,6 +121,18 @@ pub fn user_exception_raise(
     code: u64,
     subcode: u64,
 ) {
+    if exception == EXC_BAD_ACCESS {
+        let resume = thread
+            .exception_resume
+            .load(core::sync::atomic::Ordering::Relaxed);
+        if resume != 0 {
+            frame.elr = resume;
+            frame.x[0] = u64::from(exception);
+            frame.x[1] = code;
+            frame.x[2] = subcode;
+            return;
+        }
+    }
     let code_name = KernReturn::from_code(code as i32)
         .filter(|_| exception == EXC_BAD_ACCESS && code < 100)
         .map(|k| k_name(k))

@@ -19,7 +19,7 @@ static TOTAL: AtomicU64 = AtomicU64::new(0);
 static FREE: AtomicU64 = AtomicU64::new(0);
 
 fn layout(count: usize) -> Option<Layout> {
-    Layout::from_size_align(count.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+    Layout::from_size_align(count.checked_mul(PAGE_SIZE as usize)?, PAGE_SIZE as usize).ok()
 }
 
 /// Hand the frames of `[base, base + size)` (page-aligned RAM, mapped in the linear map
@@ -52,7 +52,13 @@ pub fn alloc_zeroed(count: usize) -> Option<PhysAddr> {
     let pa = alloc(count)?;
     // SAFETY: the frames were just allocated, so nothing else refers to them, and RAM is
     // mapped read-write in the linear map.
-    unsafe { core::ptr::write_bytes(pa.to_linear().as_mut_ptr::<u8>(), 0, count * PAGE_SIZE) };
+    unsafe {
+        core::ptr::write_bytes(
+            pa.to_linear().as_mut_ptr::<u8>(),
+            0,
+            count * PAGE_SIZE as usize,
+        )
+    };
     Some(pa)
 }
 

@@ -19,14 +19,18 @@ static HEAP: KernelHeap = KernelHeap(IrqSpinLock::new(LockLevel::Heap, Heap::emp
 
 /// Take `bytes` (rounded to pages) of frames for the heap. Once, at boot.
 pub fn init(bytes: u64) -> bool {
-    let pages = bytes.div_ceil(PAGE_SIZE as u64) as usize;
+    let pages = bytes.div_ceil(PAGE_SIZE) as usize;
     let Some(pa) = frame::alloc(pages) else {
         return false;
     };
     let start = pa.to_linear().as_u64() as usize;
     // SAFETY: the frames were just allocated for the heap alone and are mapped read-write
     // in the linear map.
-    unsafe { HEAP.0.lock().add_to_heap(start, start + pages * PAGE_SIZE) };
+    unsafe {
+        HEAP.0
+            .lock()
+            .add_to_heap(start, start + pages * PAGE_SIZE as usize)
+    };
     true
 }
 

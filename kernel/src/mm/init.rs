@@ -3,7 +3,7 @@
 
 use crate::arch::mmu;
 use crate::devtree::{MachineConfig, PhysRange};
-use crate::mm::{PhysAddr, frame, heap, kmem, layout::PAGE_SIZE};
+use crate::mm::{PAGE_SIZE, PhysAddr, frame, heap, kmem};
 use arrayvec::ArrayVec;
 
 /// Linear map of all RAM, then the frame allocator over what is not reserved.
@@ -45,7 +45,7 @@ pub fn init(
     }
     mmu::use_frame_allocator();
     let (_, total) = frame::counts();
-    let heap_bytes = (total * PAGE_SIZE as u64 / 16).clamp(4 << 20, 64 << 20);
+    let heap_bytes = (total * PAGE_SIZE / 16).clamp(4 << 20, 64 << 20);
     if !heap::init(heap_bytes) {
         panic!("no memory for a {} KiB kernel heap", heap_bytes >> 10);
     }
@@ -59,6 +59,6 @@ pub fn init(
     let (free, total) = frame::counts();
     log::info!(
         "memory: {} MiB usable ({free} of {total} frames free)",
-        (total * PAGE_SIZE as u64) >> 20
+        (total * PAGE_SIZE) >> 20
     );
 }

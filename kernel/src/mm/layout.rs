@@ -8,8 +8,14 @@
 //! 0xFFFF_FFFF_8000_0000  the kernel image (kernel.ld)
 //! ```
 
-pub const PAGE_SIZE: usize = 4096;
+/// log2 of the page size: the kernel's one page size (4 KiB granule, kernel and user alike).
 pub const PAGE_SHIFT: u32 = 12;
+/// The page size, for the kernel, its tables and the device-tree layer (user programs
+/// see the same number as `mach_abi::traps::PAGE_SIZE`, checked below; the linker script
+/// `kernel.ld`, which cannot import it, aligns the image's sections to the same value).
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+const _: () = assert!(PAGE_SIZE == mach_abi::traps::PAGE_SIZE);
 
 /// Base of the linear map: physical address `pa` is visible at `LINEAR_BASE + pa`.
 pub const LINEAR_BASE: u64 = 0xFFFF_0000_0000_0000;
@@ -54,6 +60,6 @@ mod tests {
     fn stack_slots_keep_a_guard_gap() {
         let (_, top0) = stack_slot(0);
         let (low1, _) = stack_slot(1);
-        assert!(low1 - top0 >= PAGE_SIZE as u64);
+        assert!(low1 - top0 >= PAGE_SIZE);
     }
 }

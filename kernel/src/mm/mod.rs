@@ -1,9 +1,12 @@
 //! Memory management: the kernel's virtual layout, physical frames and (on the target) the
 //! mappings the kernel makes for itself. User address spaces come with tasks.
 
+pub mod asid;
 pub mod kmem;
 pub mod layout;
 pub mod regions;
+
+pub use layout::{PAGE_SHIFT, PAGE_SIZE};
 
 #[cfg(target_os = "none")]
 pub mod frame;

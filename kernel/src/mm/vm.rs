@@ -5,7 +5,8 @@
 
 extern crate alloc;
 
-use crate::arch::uspace::{UserPageTable, UserPerm};
+use crate::arch::uspace::{AddressSpace, UserPageTable, UserPerm};
+use crate::mm::PAGE_SIZE;
 use crate::mm::kmem::Ledger;
 use crate::mm::regions::{
     self, Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE,
@@ -14,7 +15,7 @@ use crate::mm::regions::{
 use crate::mm::{PhysAddr, align_down, align_up, frame};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
-use mach_abi::traps::{PAGE_SIZE, VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
+use mach_abi::traps::{VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
 
 /// What a user access wants of a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub struct VmMap {
 
 impl VmMap {
     /// An empty address space whose entries are charged to `ledger`; `None` when out of
-    /// memory or ASIDs.
+    /// memory.
     pub fn new(ledger: &Arc<Ledger>) -> Option<Self> {
         Some(VmMap {
             regions: Regions::new(ledger).ok()?,
@@ -65,8 +66,10 @@ impl VmMap {
         })
     }
 
-    pub fn ttbr0(&self) -> u64 {
-        self.pt.ttbr0()
+    /// What a CPU loads to run this address space (the task keeps a reference for the
+    /// context switch).
+    pub fn space(&self) -> &Arc<AddressSpace> {
+        self.pt.space()
     }
 
     pub fn resident_pages(&self) -> u64 {
@@ -188,15 +191,19 @@ impl VmMap {
     /// now if there was none.
     fn present(&mut self, va: u64, prot: VmProt) -> Result<PhysAddr, KernReturn> {
         let page = align_down(va, PAGE_SIZE);
-        if let Some((pa, _)) = self.pt.lookup(page) {
-            return Ok(pa);
-        }
-        let pa = frame::alloc_zeroed(1).ok_or(KernReturn::ResourceShortage)?;
-        if let Err(kr) = self.pt.map(page, pa, perm(prot)) {
-            frame::free(pa, 1);
-            return Err(kr);
-        }
-        self.resident += 1;
+        let fill = || {
+            let pa = frame::alloc_zeroed(1)?;
+            if prot & VM_PROT_EXECUTE != 0 {
+                // The frame may have held code before: its zeroes must reach the
+                // instruction side before it is mapped executable.
+                crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+            }
+            Some(pa)
+        };
+        // `fill` runs last in the walk, once the tables are there: on an error no frame
+        // was taken.
+        let (pa, new) = self.pt.find_or_map(page, perm(prot), fill)?;
+        self.resident += u64::from(new);
         Ok(pa)
     }
 

@@ -44,6 +44,12 @@ pub mod temporary {
     /// `() -> (kernel heap bytes in use in x0, heap bytes in total in x1, bytes charged to
     /// the caller's task in x2, its limit in x3)`: kernel memory, for leak and quota tests.
     pub const KMEM_COUNTS: u32 = 1008;
+    /// `(pc) -> return code`: where the calling thread continues after an
+    /// `EXC_BAD_ACCESS` instead of being stopped and reported (0: nowhere, the default).
+    /// It continues at `pc` with `x0` = the exception, `x1` = its code, `x2` = its subcode
+    /// (the fault address) and every other register as at the fault. Stands in for an
+    /// exception port whose handler sets the thread's state and resumes it.
+    pub const EXCEPTION_RESUME: u32 = 1009;
 }
 
 /// Highest address a user mapping may reach (exclusive): the TTBR0 half, 48 bits.

@@ -135,13 +135,18 @@ pub fn boot_matrix() -> Vec<QemuTest> {
 }
 
 /// The kernel failing on purpose (`crash=`): each must be reported, and end with status 2.
+/// `write-text-alias` writes the kernel's text through the linear map, which must be a
+/// permission fault (the image's alias there is not writable).
 pub fn crash_matrix() -> Vec<QemuTest> {
+    const DATA_ABORT: &str =
+        "kernel: unexpected synchronous exception on cpu0: data abort from EL1";
     [
-        ("panic", "kernel panic on cpu0: panicked at"),
-        ("stack-overflow", "kernel: kernel stack overflow on cpu0"),
+        ("panic", &["kernel panic on cpu0: panicked at"][..]),
+        ("stack-overflow", &["kernel: kernel stack overflow on cpu0"]),
+        ("null", &[DATA_ABORT, "translation fault at level"]),
         (
-            "null",
-            "kernel: unexpected synchronous exception on cpu0: data abort from EL1",
+            "write-text-alias",
+            &[DATA_ABORT, "permission fault at level 3, on a write"],
         ),
     ]
     .into_iter()
@@ -151,12 +156,37 @@ pub fn crash_matrix() -> Vec<QemuTest> {
             name: format!("crash-{how}-{}", boot.name),
             bootargs: format!("crash={how}"),
             expect: Vec::new(),
-            expect_text: vec![report.to_owned()],
+            expect_text: report.iter().map(|s| (*s).to_owned()).collect(),
             status: 2,
             ..boot
         }
     })
     .collect()
+}
+
+/// ASIDs narrowed to 2 bits (`asid-bits=2`: three numbers) on 2 CPUs, so that the
+/// generation rolls over again and again: six `hello` tasks, and four `isolation` tasks
+/// (each sees only its own data at the address they all map). The kernel must log a
+/// rollover.
+pub fn asid_matrix(initrd: &Path) -> Vec<QemuTest> {
+    [("hello", 6), (ISOLATION_PROGRAM, 4)]
+        .into_iter()
+        .map(|(program, instances)| {
+            let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+            QemuTest {
+                name: format!("asid-rollover-{program}-{}", boot.name),
+                bootargs: format!("asid-bits=2 init={}", vec![program; instances].join(",")),
+                initrd: Some(initrd.to_path_buf()),
+                expect: Vec::new(),
+                expect_text: vec![
+                    "asid: 2-bit ASIDs".to_owned(),
+                    "asid: rollover to generation 2 (2-bit ASIDs)".to_owned(),
+                ],
+                expect_counts: vec![(USER_PASS_MARKER.to_owned(), instances)],
+                ..boot
+            }
+        })
+        .collect()
 }
 
 /// Kernel command-line values the kernel cannot use as given: it must name each on the
@@ -175,13 +205,16 @@ pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
         ),
         (
             "words",
-            "hz=abc loglevel=7 kmem-task-limit=lots crash=maybe",
+            "hz=abc loglevel=7 kmem-task-limit=lots crash=maybe asid-bits=wide",
             vec![
                 "bootargs: hz=abc is not a number; using 100".to_owned(),
                 format!("bootargs: loglevel=7 is not one of {levels}; using info"),
                 "bootargs: kmem-task-limit=lots is not a number; using the default".to_owned(),
-                "bootargs: crash=maybe is not one of panic, stack-overflow, null; ignoring it"
+                "bootargs: crash=maybe is not one of panic, stack-overflow, null, \
+                 write-text-alias; ignoring it"
                     .to_owned(),
+                // QEMU's cortex-a72 has 16-bit ASIDs.
+                "bootargs: asid-bits=wide is not a number; using 16".to_owned(),
             ],
             "100 Hz tick",
         ),
@@ -226,7 +259,8 @@ pub fn failed_cpu_test() -> Result<QemuTest> {
             "-m",
             "512M",
             "-nographic",
-            // Without a NIC QEMU needs no option ROM (not installed without recommends).
+            // As every run: no NIC, so no NIC option ROM is needed (Debian ships those in
+            // a package QEMU only recommends).
             "-nic",
             "none",
         ])
@@ -273,7 +307,7 @@ const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
 const MANY_CPU_MACHINES: &[(Board, u32, Gic, bool)] = &[(Board::Virt, 8, Gic::V2, false)];
 
 /// Programs whose point is concurrency across CPUs, run on `MANY_CPU_MACHINES` too.
-const MANY_CPU_PROGRAMS: &[&str] = &[ISOLATION_PROGRAM, "waitstress"];
+const MANY_CPU_PROGRAMS: &[&str] = &[ISOLATION_PROGRAM, "waitstress", "unmaprace"];
 
 /// The program started as several tasks at once, and how many.
 pub const ISOLATION_PROGRAM: &str = "isolation";
@@ -547,6 +581,7 @@ pub fn qemu_selection(
             runs.extend(crash_matrix());
             runs.extend(bad_bootargs_matrix());
             runs.extend(user_matrix(initrd, programs));
+            runs.extend(asid_matrix(initrd));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
     };
@@ -983,6 +1018,35 @@ mod tests {
                 USER_PASS_MARKER
             ),
             1
+        );
+    }
+
+    #[test]
+    fn asid_and_crash_runs() {
+        let runs = asid_matrix(Path::new("/i.cpio"));
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "asid-rollover-hello-virt-gicv3-smp2",
+                "asid-rollover-isolation-virt-gicv3-smp2"
+            ]
+        );
+        assert!(runs[1].bootargs.starts_with("asid-bits=2 init=isolation,"));
+        assert_eq!(runs[1].expect_counts[0].1, 4);
+        assert!(runs.iter().all(|t| t.initrd.is_some()
+            && t.expect_text.iter().any(|l| l.contains("rollover"))));
+        let crash = crash_matrix();
+        let alias = crash
+            .iter()
+            .find(|t| t.bootargs == "crash=write-text-alias")
+            .unwrap();
+        assert_eq!(alias.status, 2);
+        assert!(
+            alias
+                .expect_text
+                .iter()
+                .any(|t| t.contains("permission fault"))
         );
     }
 

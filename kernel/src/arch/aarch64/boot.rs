@@ -4,7 +4,8 @@
 //!
 //! This file does not decide what runs on each CPU: `kern::boot` does.
 
-use super::mmu::desc;
+use super::mmu::boot_desc;
+use super::pagetable::desc;
 use crate::mm::layout::{KIMAGE_VA, PAGE_SIZE};
 use aarch64_cpu::registers::{
     CNTHCTL_EL2, HCR_EL2, ICC_SRE_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, TCR_EL1,
@@ -46,12 +47,12 @@ pub static mut BOOT_TABLES: BootTables = BootTables {
 /// The boot stack with an unmapped guard page below it (unmapped by `mmu::protect_image`).
 #[repr(C, align(4096))]
 pub struct BootStack {
-    pub guard: [u8; PAGE_SIZE],
+    pub guard: [u8; PAGE_SIZE as usize],
     pub stack: [u8; BOOT_STACK_SIZE],
 }
 
 pub static mut BOOT_STACK: BootStack = BootStack {
-    guard: [0; PAGE_SIZE],
+    guard: [0; PAGE_SIZE as usize],
     stack: [0; BOOT_STACK_SIZE],
 };
 
@@ -217,8 +218,8 @@ core::arch::global_asm!(
     K_L1_INDEX = const (KIMAGE_VA >> 30) & 511,
     BOOT_L3_TABLES = const BOOT_L3_TABLES,
     DESC_TABLE = const desc::TABLE,
-    BLOCK_NORMAL_RWX = const desc::BOOT_BLOCK,
-    PAGE_NORMAL_RWX = const desc::BOOT_PAGE,
+    BLOCK_NORMAL_RWX = const boot_desc::BLOCK,
+    PAGE_NORMAL_RWX = const boot_desc::PAGE,
     BOOT_STACK = sym BOOT_STACK,
     BOOT_STACK_SIZE = const core::mem::size_of::<BootStack>(),
     KERNEL_MAIN = sym crate::kern::boot::kernel_main,

@@ -5,6 +5,7 @@ use aarch64_cpu::asm;
 use aarch64_cpu::registers::{
     CPACR_EL1, ID_AA64MMFR1_EL1, MPIDR_EL1, SCTLR_EL1, TPIDR_EL0, TPIDR_EL1,
 };
+use core::sync::atomic::{AtomicU64, Ordering};
 use tock_registers::interfaces::{Readable, Writeable};
 
 /// The affinity fields of MPIDR_EL1 (Aff3 at 39:32, Aff2-Aff0 at 23:0), as the device
@@ -99,14 +100,44 @@ pub fn halt() -> ! {
     }
 }
 
-/// Clean the data cache lines covering `[addr, addr + len)` to the point of coherency, so
-/// that a CPU running with its MMU off sees the data (spin-table release).
+/// The smallest data-cache line of any CPU seen so far, in bytes (0 before the first).
+static DCACHE_LINE: AtomicU64 = AtomicU64::new(0);
+
+/// This CPU's smallest data-cache line: CTR_EL0.DminLine (bits 19:16) is log2 of it in
+/// words. `aarch64-cpu` does not define CTR_EL0.
+fn read_dcache_line() -> u64 {
+    let ctr: u64;
+    // SAFETY: reading the cache type register has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    4 << ((ctr >> 16) & 0xf)
+}
+
+/// Record this CPU's data-cache line size; every CPU calls it as it starts, so that cache
+/// maintenance by line steps by the smallest line of the system (CPUs may differ).
+pub fn note_cache_line() {
+    let line = read_dcache_line();
+    let _ = DCACHE_LINE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        (old == 0 || line < old).then_some(line)
+    });
+}
+
+/// The data-cache line size cache maintenance by address steps by.
+fn dcache_line() -> u64 {
+    match DCACHE_LINE.load(Ordering::Relaxed) {
+        0 => read_dcache_line(),
+        line => line,
+    }
+}
+
+/// Clean and invalidate the data cache lines covering `[addr, addr + len)` to the point of
+/// coherency, so that a CPU running with its MMU off sees the data (spin-table release).
 pub fn clean_dcache_to_poc(addr: u64, len: u64) {
-    let mut line = addr & !63;
+    let step = dcache_line();
+    let mut line = addr & !(step - 1);
     while line < addr + len {
         // SAFETY: cleaning a cache line does not change memory contents.
         unsafe { core::arch::asm!("dc civac, {}", in(reg) line, options(nostack)) };
-        line += 64;
+        line += step;
     }
     asm::barrier::dsb(asm::barrier::SY);
 }
@@ -139,12 +170,7 @@ pub fn enable_pan() -> bool {
 /// fetch on every CPU (Arm ARM B2.4.4): clean the data cache to the point of unification,
 /// then invalidate all instruction caches of the inner-shareable domain.
 pub fn sync_icache(addr: u64, len: u64) {
-    // CTR_EL0.DminLine (bits 19:16): log2 of the smallest data cache line in words.
-    // `aarch64-cpu` does not define CTR_EL0.
-    let ctr: u64;
-    // SAFETY: reading the cache type register has no side effect.
-    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
-    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let line = dcache_line();
     let mut at = addr & !(line - 1);
     while at < addr + len {
         // SAFETY: cleaning a cache line does not change memory contents.

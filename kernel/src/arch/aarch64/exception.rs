@@ -252,6 +252,41 @@ fn esr_class_name(class: u8) -> &'static str {
     }
 }
 
+/// What an abort's syndrome says (instruction and data aborts; Arm ARM D19.2.40, the
+/// ISS encoding for aborts): the fault status code's kind and level, and for a data abort
+/// whether it was a write.
+pub struct AbortDetail(u64);
+
+/// The abort details of `esr`, if it is an abort.
+pub fn abort_detail(esr: u64) -> Option<AbortDetail> {
+    matches!(esr_class(esr), 0x20 | 0x21 | 0x24 | 0x25).then_some(AbortDetail(esr))
+}
+
+impl fmt::Display for AbortDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fsc = self.0 & 0x3f;
+        let level = fsc & 0b11;
+        match fsc >> 2 {
+            0b0000 => write!(f, "address size fault at level {level}")?,
+            0b0001 => write!(f, "translation fault at level {level}")?,
+            0b0010 => write!(f, "access flag fault at level {level}")?,
+            0b0011 => write!(f, "permission fault at level {level}")?,
+            _ if fsc == 0b10_0001 => write!(f, "alignment fault")?,
+            _ => write!(f, "fault status {fsc:#04x}")?,
+        }
+        if matches!(esr_class(self.0), 0x24 | 0x25) {
+            // ISS.WnR, bit 6.
+            let access = if self.0 & (1 << 6) != 0 {
+                "write"
+            } else {
+                "read"
+            };
+            write!(f, ", on a {access}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for TrapFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let class = esr_class(self.esr);
@@ -265,6 +300,9 @@ impl fmt::Display for TrapFrame {
             self.elr,
             self.spsr
         )?;
+        if let Some(detail) = abort_detail(self.esr) {
+            writeln!(f, "  {detail}")?;
+        }
         for row in 0..8 {
             write!(f, " ")?;
             for col in 0..4 {

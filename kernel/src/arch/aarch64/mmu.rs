@@ -1,35 +1,25 @@
 //! Kernel translation tables (TTBR1): the linear map of RAM, the device window, kernel
-//! stacks and W^X for the image. The boot tables from `boot.s` are the starting point;
-//! this code extends them. User address spaces (TTBR0) are not handled here.
+//! stacks and W^X for the image, which holds in the linear map too (the image's own pages
+//! there are mapped with its permissions, never writable where the image is not). The boot
+//! tables from `boot.s` are the starting point; this code extends them with the common
+//! walker (`pagetable`). User address spaces (TTBR0) are not handled here.
 //!
 //! Descriptor formats: Arm ARM D8.3 (VMSAv8-64 translation table descriptors).
 
 use super::boot::{BOOT_STACK, BOOT_TABLES};
-use crate::mm::layout::{self, KIMAGE_VA, PAGE_SIZE};
-use crate::mm::{PhysAddr, VirtAddr, align_down, align_up};
-use crate::sync::{IrqSpinLock, LockLevel};
+use super::pagetable::{self, Slot, Step, Table, Tables, Visitor, desc, span};
+use crate::mm::layout::{self, KIMAGE_VA};
+use crate::mm::{PAGE_SIZE, PhysAddr, VirtAddr, align_down, align_up};
+use crate::sync::{IrqSpinLock, IrqSpinLockGuard, LockLevel};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Descriptor bits (Arm ARM D8.3.1 and D8.3.2).
-pub mod desc {
-    pub const VALID: u64 = 1 << 0;
-    /// Table descriptor at levels 0-2, page descriptor at level 3.
-    pub const TABLE: u64 = 0b11;
-    pub const PAGE: u64 = 0b11;
-    pub const BLOCK: u64 = 0b01;
-    pub const ATTR_INDEX_SHIFT: u64 = 2;
-    /// AP[2:1]: 0b00 EL1 read-write, 0b10 EL1 read-only (EL0 no access).
-    pub const AP_EL1_RO: u64 = 0b10 << 6;
-    pub const SH_INNER: u64 = 0b11 << 8;
-    pub const AF: u64 = 1 << 10;
-    pub const PXN: u64 = 1 << 53;
-    pub const UXN: u64 = 1 << 54;
-    pub const ADDR_MASK: u64 = 0x0000_FFFF_FFFF_F000;
-
-    const NORMAL: u64 = (super::MemAttr::Normal as u64) << ATTR_INDEX_SHIFT;
-    /// The boot mapping of RAM blocks and image pages: normal memory, EL1 read-write-execute.
-    pub const BOOT_BLOCK: u64 = BLOCK | NORMAL | SH_INNER | AF | UXN;
-    pub const BOOT_PAGE: u64 = PAGE | NORMAL | SH_INNER | AF | UXN;
+/// The descriptors the boot assembly writes: the image and the identity map, normal
+/// memory, EL1 read-write-execute until `protect_image`.
+pub mod boot_desc {
+    use super::{MemAttr, desc};
+    const NORMAL: u64 = desc::attr_index(MemAttr::Normal as u64) | desc::SH_INNER | desc::AF;
+    pub const BLOCK: u64 = desc::BLOCK | NORMAL | desc::UXN;
+    pub const PAGE: u64 = desc::PAGE | NORMAL | desc::UXN;
 }
 
 /// Memory attribute indexes into MAIR_EL1 (values set in boot.rs).
@@ -51,9 +41,9 @@ pub enum KernelPerm {
 impl KernelPerm {
     fn bits(self) -> u64 {
         match self {
-            KernelPerm::ReadOnly => desc::AP_EL1_RO | desc::PXN,
-            KernelPerm::ReadWrite => desc::PXN,
-            KernelPerm::ReadExecute => desc::AP_EL1_RO,
+            KernelPerm::ReadOnly => desc::AP_RO_EL1 | desc::PXN,
+            KernelPerm::ReadWrite => desc::AP_RW_EL1 | desc::PXN,
+            KernelPerm::ReadExecute => desc::AP_RO_EL1,
         }
     }
 }
@@ -67,8 +57,6 @@ pub enum MapError {
     /// The device window is full.
     WindowFull,
 }
-
-type Table = [u64; 512];
 
 /// Where the loader put the image; set once by `init`.
 static LOAD_PA: AtomicU64 = AtomicU64::new(0);
@@ -106,6 +94,21 @@ fn image_size() -> u64 {
     (&raw const __image_end) as u64 - (&raw const __image_start) as u64
 }
 
+/// The image's parts with their permissions: (link address range, permission).
+fn image_sections() -> [(u64, u64, KernelPerm); 3] {
+    unsafe extern "C" {
+        static __text_end: u8;
+        static __rodata_end: u8;
+    }
+    let text_end = &raw const __text_end as u64;
+    let rodata_end = &raw const __rodata_end as u64;
+    [
+        (KIMAGE_VA, text_end, KernelPerm::ReadExecute),
+        (text_end, rodata_end, KernelPerm::ReadOnly),
+        (rodata_end, KIMAGE_VA + image_size(), KernelPerm::ReadWrite),
+    ]
+}
+
 /// The kernel virtual address of physical `pa` holding a table: in the image if it is
 /// one of the boot or early tables, else through the linear map.
 fn table_va(pa: u64) -> *mut Table {
@@ -126,10 +129,24 @@ pub fn use_frame_allocator() {
     TABLE_SOURCE.store(1, Ordering::Release);
 }
 
+/// Order this CPU's earlier stores (the zeroes of a new table) before any later store that
+/// publishes the table to the table walkers of every CPU (DESIGN.md 5).
+pub fn publish_barrier() {
+    // SAFETY: a barrier only orders this CPU's memory accesses.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+}
+
+/// A zeroed frame for a translation table, ready to be linked into a live tree: the one
+/// way new tables are made, kernel and user alike.
+pub fn new_table_frame() -> Option<PhysAddr> {
+    let pa = crate::mm::frame::alloc_zeroed(1)?;
+    publish_barrier();
+    Some(pa)
+}
+
 fn alloc_table() -> Option<u64> {
     if TABLE_SOURCE.load(Ordering::Acquire) != 0 {
-        let pa = crate::mm::frame::alloc_zeroed(1)?;
-        return Some(pa.as_u64());
+        return new_table_frame().map(PhysAddr::as_u64);
     }
     let i = EARLY_USED.fetch_add(1, Ordering::Relaxed) as usize;
     if i >= EARLY_TABLES {
@@ -138,6 +155,8 @@ fn alloc_table() -> Option<u64> {
     // SAFETY: each index of the pool is handed out once (the counter above), so no other
     // reference to this table exists; only its address is taken here.
     let va = unsafe { (&raw mut EARLY_POOL.0[i]) as u64 };
+    // Zero since boot (.bss); the barrier orders that like any other new table.
+    publish_barrier();
     Some(image_va_to_pa(va))
 }
 
@@ -147,7 +166,83 @@ fn kernel_root_pa() -> u64 {
     image_va_to_pa(va)
 }
 
-const LEVEL_SHIFT: [u32; 4] = [39, 30, 21, 12];
+/// The kernel's tree, borrowed under the kernel-table lock.
+struct KernelTables<'a> {
+    _locked: IrqSpinLockGuard<'a, ()>,
+}
+
+impl KernelTables<'_> {
+    fn lock() -> Self {
+        KernelTables {
+            _locked: KERNEL_TABLES.lock(),
+        }
+    }
+}
+
+// SAFETY: the root and every table linked from it are the boot tables, early-pool tables
+// (in the image) or frames from `new_table_frame`, all reached through `table_va`; the
+// kernel-table lock (held for the borrow's life) keeps every other writer out.
+unsafe impl Tables for KernelTables<'_> {
+    fn root(&self) -> u64 {
+        kernel_root_pa()
+    }
+    fn table(&self, pa: u64) -> *mut Table {
+        table_va(pa)
+    }
+    fn new_table(&mut self) -> Option<u64> {
+        alloc_table()
+    }
+}
+
+/// Maps `[va0, ...)` to `[pa0, ...)` with the largest blocks that fit.
+struct MapRange {
+    va0: u64,
+    pa0: u64,
+    attrs: u64,
+}
+
+impl MapRange {
+    fn pa(&self, va: u64) -> u64 {
+        self.pa0.wrapping_add(va.wrapping_sub(self.va0))
+    }
+}
+
+impl Visitor for MapRange {
+    type Error = MapError;
+    fn step(&mut self, level: usize, va: u64, inside: bool, entry: u64) -> Step {
+        if level == pagetable::LAST_LEVEL {
+            return Step::Leaf;
+        }
+        if entry & desc::VALID != 0 {
+            // A table: go in. A block: `leaf` accepts it only if it is the same mapping.
+            return if desc::is_table_or_page(entry) {
+                Step::Descend
+            } else {
+                Step::Leaf
+            };
+        }
+        // Nothing there yet: a block where one fits, else a table to go on in.
+        let block = level >= 1 && inside && self.pa(va).is_multiple_of(span(level));
+        if block { Step::Leaf } else { Step::Descend }
+    }
+    fn leaf(&mut self, level: usize, va: u64, entry: &mut Slot<'_>) -> Result<(), MapError> {
+        let kind = if level == pagetable::LAST_LEVEL {
+            desc::PAGE
+        } else {
+            desc::BLOCK
+        };
+        let new = (self.pa(va) & desc::ADDR_MASK) | self.attrs | kind;
+        let old = entry.get();
+        if old & desc::VALID != 0 && old != new {
+            return Err(MapError::Overlap);
+        }
+        entry.set(new);
+        Ok(())
+    }
+    fn no_table(&mut self) -> MapError {
+        MapError::NoTables
+    }
+}
 
 /// Map `[va, va + size)` to `[pa, pa + size)` in the kernel tables with the largest blocks
 /// that fit. All three must be page-aligned. Mapping a page that is already mapped to the
@@ -159,8 +254,7 @@ pub fn map(
     attr: MemAttr,
     perm: KernelPerm,
 ) -> Result<(), MapError> {
-    let _guard = KERNEL_TABLES.lock();
-    let attrs = ((attr as u64) << desc::ATTR_INDEX_SHIFT)
+    let attrs = desc::attr_index(attr as u64)
         | perm.bits()
         | desc::AF
         | desc::UXN
@@ -169,107 +263,84 @@ pub fn map(
         } else {
             desc::SH_INNER
         };
-    let mut off = 0;
-    while off < size {
-        let (v, p) = (va.0 + off, pa.0 + off);
-        let step = map_one(kernel_root_pa(), v, p, size - off, attrs)?;
-        off += step;
-    }
+    let mut tables = KernelTables::lock();
+    let mut visitor = MapRange {
+        va0: va.0,
+        pa0: pa.0,
+        attrs,
+    };
+    let r = pagetable::walk(&mut tables, va.0, size, &mut visitor);
     barrier_after_map();
-    Ok(())
+    r
 }
 
-/// Map one block or page at `v`; returns its size.
-fn map_one(root: u64, v: u64, p: u64, remaining: u64, attrs: u64) -> Result<u64, MapError> {
-    let mut table = root;
-    for (level, &shift) in LEVEL_SHIFT.iter().enumerate() {
-        let index = ((v >> shift) & 511) as usize;
-        let block = 1u64 << shift;
-        let can_block =
-            level >= 1 && v.is_multiple_of(block) && p.is_multiple_of(block) && remaining >= block;
-        let t = table_va(table);
-        // SAFETY: `t` is a live translation table of the kernel (root or reached from it)
-        // and the kernel-table lock is held.
-        let entry = unsafe { (*t)[index] };
-        if level == 3 || can_block {
-            let kind = if level == 3 { desc::PAGE } else { desc::BLOCK };
-            let new = (p & desc::ADDR_MASK) | attrs | kind;
-            if entry & desc::VALID != 0 && entry != new {
-                return Err(MapError::Overlap);
-            }
-            // SAFETY: as above.
-            unsafe { (*t)[index] = new };
-            return Ok(block);
-        }
-        if entry & desc::VALID == 0 {
-            let new_table = alloc_table().ok_or(MapError::NoTables)?;
-            // SAFETY: as above.
-            unsafe { (*t)[index] = new_table | desc::TABLE };
-            table = new_table;
-        } else if entry & 0b11 == desc::TABLE {
-            table = entry & desc::ADDR_MASK;
-        } else {
-            return Err(MapError::Overlap);
-        }
-    }
-    Err(MapError::Overlap)
-}
+/// Makes the tables down to the last level, maps nothing.
+struct MakeTables;
 
-/// The last-level entry for `va` in the kernel tables, creating tables on the way when
-/// `create`. `None` if a block mapping covers `va` or tables are missing (or out of memory).
-fn kernel_leaf(va: u64, create: bool) -> Option<*mut u64> {
-    let mut table = kernel_root_pa();
-    for &shift in &LEVEL_SHIFT[..3] {
-        let index = ((va >> shift) & 511) as usize;
-        let t = table_va(table);
-        // SAFETY: `t` is a live kernel table; the kernel-table lock is held by the caller.
-        let entry = unsafe { (*t)[index] };
-        if entry & desc::VALID == 0 {
-            if !create {
-                return None;
-            }
-            let new_table = alloc_table()?;
-            // SAFETY: as above.
-            unsafe { (*t)[index] = new_table | desc::TABLE };
-            table = new_table;
-        } else if entry & 0b11 == desc::TABLE {
-            table = entry & desc::ADDR_MASK;
+impl Visitor for MakeTables {
+    type Error = MapError;
+    fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
+        let block = entry & desc::VALID != 0 && !desc::is_table_or_page(entry);
+        if level == pagetable::LAST_LEVEL || block {
+            Step::Skip
         } else {
-            return None;
+            Step::Descend
         }
     }
-    let index = ((va >> 12) & 511) as usize;
-    // SAFETY: as above.
-    Some(unsafe { &mut (*table_va(table))[index] as *mut u64 })
+    fn leaf(&mut self, _: usize, _: u64, _: &mut Slot<'_>) -> Result<(), MapError> {
+        Ok(())
+    }
+    fn no_table(&mut self) -> MapError {
+        MapError::NoTables
+    }
 }
 
 /// Create the translation tables for `[va, va + size)` without mapping anything, so that
 /// later mappings there (kernel stacks) never allocate tables: a run of tasks then leaves
 /// the free-frame count exactly as it found it.
 pub fn prepare_tables(va: VirtAddr, size: u64) -> Result<(), MapError> {
-    let _guard = KERNEL_TABLES.lock();
-    let mut at = align_down(va.0, 0x20_0000);
+    let mut tables = KernelTables::lock();
+    // One page per last-level table is enough to make it (and it visits one entry there).
+    let last = span(pagetable::LAST_LEVEL - 1);
+    let mut at = align_down(va.0, last);
     while at < va.0 + size {
-        kernel_leaf(at, true).ok_or(MapError::NoTables)?;
-        at += 0x20_0000;
+        pagetable::walk(&mut tables, at, PAGE_SIZE, &mut MakeTables)?;
+        at += last;
     }
     barrier_after_map();
     Ok(())
+}
+
+/// Clears the pages it visits (blocks are left alone).
+struct ClearPages;
+
+impl Visitor for ClearPages {
+    type Error = core::convert::Infallible;
+    fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
+        match (
+            desc::is_table_or_page(entry),
+            level == pagetable::LAST_LEVEL,
+        ) {
+            (false, _) => Step::Skip,
+            (true, false) => Step::Descend,
+            (true, true) => Step::Leaf,
+        }
+    }
+    fn leaf(&mut self, _: usize, _: u64, entry: &mut Slot<'_>) -> Result<(), Self::Error> {
+        entry.set(0);
+        Ok(())
+    }
+    fn no_table(&mut self) -> Self::Error {
+        unreachable!("clearing makes no tables")
+    }
 }
 
 /// Unmap the pages of `[va, va + size)` (mapped with pages, not blocks) without flushing
 /// the TLBs: the caller must `flush_kernel_tlb` before the frames or the range are reused.
 /// Lets a batch of unmappings share one broadcast invalidation.
 pub fn unmap_deferred(va: VirtAddr, size: u64) {
-    let _guard = KERNEL_TABLES.lock();
-    let mut at = va.0;
-    while at < va.0 + size {
-        if let Some(leaf) = kernel_leaf(at, false) {
-            // SAFETY: `leaf` is a kernel last-level entry and the lock is held.
-            unsafe { leaf.write_volatile(0) };
-        }
-        at += PAGE_SIZE as u64;
-    }
+    let mut tables = KernelTables::lock();
+    let Ok(()) = pagetable::walk(&mut tables, va.0, size, &mut ClearPages);
 }
 
 /// Invalidate every kernel translation on every CPU (completes `unmap_deferred`).
@@ -282,14 +353,29 @@ fn barrier_after_map() {
     unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
 }
 
-/// Invalidate all kernel TLB entries on every CPU of the inner-shareable domain.
-fn flush_tlb_all() {
+/// Invalidate all EL1 TLB entries (every ASID, global ones too) on every CPU of the
+/// inner-shareable domain, and wait for it.
+pub fn flush_tlb_all() {
     // SAFETY: TLB invalidation has no effect beyond dropping cached translations.
     unsafe {
         core::arch::asm!(
             "dsb ishst",
             "tlbi vmalle1is",
             "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
+}
+
+/// Invalidate all EL1 TLB entries of this CPU only.
+pub fn flush_tlb_local() {
+    // SAFETY: as above, for this CPU's TLBs.
+    unsafe {
+        core::arch::asm!(
+            "dsb nshst",
+            "tlbi vmalle1",
+            "dsb nsh",
             "isb",
             options(nostack)
         )
@@ -313,14 +399,15 @@ fn map_window(
     attr: MemAttr,
     perm: KernelPerm,
 ) -> Result<VirtAddr, MapError> {
-    let base = align_down(pa.0, PAGE_SIZE as u64);
-    let end = align_up(pa.0 + size, PAGE_SIZE as u64);
+    let base = align_down(pa.0, PAGE_SIZE);
+    let end = align_up(pa.0 + size, PAGE_SIZE);
     let len = end - base;
     // Keep blocks usable: align the window address like the physical one, up to 2 MiB.
-    let align = if len >= 0x20_0000 && base.is_multiple_of(0x20_0000) {
-        0x20_0000
+    let block = span(pagetable::LAST_LEVEL - 1);
+    let align = if len >= block && base.is_multiple_of(block) {
+        block
     } else {
-        PAGE_SIZE as u64
+        PAGE_SIZE
     };
     let mut va = 0;
     DEVICE_NEXT
@@ -334,52 +421,88 @@ fn map_window(
     Ok(VirtAddr(va + (pa.0 - base)))
 }
 
-/// Map a RAM region into the linear map (read-write, never executable).
+/// Map a RAM region into the linear map, never executable: read-write, except where the
+/// kernel image lies, whose pages get the image's own permissions (text and rodata
+/// read-only), so that the linear map is no writable alias of the kernel's code.
 pub fn map_linear(pa: PhysAddr, size: u64) -> Result<(), MapError> {
-    map(
-        pa.to_linear(),
-        pa,
-        size,
-        MemAttr::Normal,
-        KernelPerm::ReadWrite,
-    )
+    let (start, end) = (pa.0, pa.0 + size);
+    let (image, image_size) = image_phys_range();
+    let (image_start, image_end) = (image.0, image.0 + image_size);
+    let mut pieces = [(0, 0, KernelPerm::ReadWrite); 5];
+    pieces[0] = (start, end.min(image_start), KernelPerm::ReadWrite);
+    for (i, (va_start, va_end, perm)) in image_sections().into_iter().enumerate() {
+        let (s, e) = (image_va_to_pa(va_start), image_va_to_pa(va_end));
+        pieces[1 + i] = (s.max(start), e.min(end), perm);
+    }
+    pieces[4] = (start.max(image_end), end, KernelPerm::ReadWrite);
+    for (s, e, perm) in pieces {
+        if s < e {
+            // The linear map is never executable: text is only readable there.
+            let perm = if perm == KernelPerm::ReadExecute {
+                KernelPerm::ReadOnly
+            } else {
+                perm
+            };
+            map(
+                PhysAddr(s).to_linear(),
+                PhysAddr(s),
+                e - s,
+                MemAttr::Normal,
+                perm,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the image's pages with their final permissions and unmaps the guard page.
+struct ProtectImage {
+    sections: [(u64, u64, KernelPerm); 3],
+    guard: u64,
+}
+
+impl Visitor for ProtectImage {
+    type Error = core::convert::Infallible;
+    fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
+        match (
+            desc::is_table_or_page(entry),
+            level == pagetable::LAST_LEVEL,
+        ) {
+            (false, _) => Step::Skip,
+            (true, false) => Step::Descend,
+            (true, true) => Step::Leaf,
+        }
+    }
+    fn leaf(&mut self, _: usize, va: u64, entry: &mut Slot<'_>) -> Result<(), Self::Error> {
+        if va == self.guard {
+            entry.set(0);
+            return Ok(());
+        }
+        let perm = self
+            .sections
+            .iter()
+            .find(|&&(s, e, _)| va >= s && va < e)
+            .map_or(KernelPerm::ReadWrite, |&(_, _, p)| p);
+        // The same frame, so only the permissions change.
+        entry.set((entry.get() & desc::ADDR_MASK) | boot_desc::PAGE | perm.bits());
+        Ok(())
+    }
+    fn no_table(&mut self) -> Self::Error {
+        unreachable!("the image is mapped")
+    }
 }
 
 /// Give the image its final permissions: text read-execute, rodata read-only, data and bss
 /// read-write and never executable, and unmap the boot stack's guard page.
 pub fn protect_image() {
-    unsafe extern "C" {
-        static __text_end: u8;
-        static __rodata_end: u8;
-    }
-    let text_end = &raw const __text_end as u64;
-    let rodata_end = &raw const __rodata_end as u64;
     // SAFETY: only the address of the guard page is taken.
     let guard = unsafe { (&raw const BOOT_STACK.guard) as u64 };
-    let _guard = KERNEL_TABLES.lock();
-    let pages = image_size() / PAGE_SIZE as u64;
-    for i in 0..pages {
-        let va = KIMAGE_VA + i * PAGE_SIZE as u64;
-        let perm = if va < text_end {
-            KernelPerm::ReadExecute
-        } else if va < rodata_end {
-            KernelPerm::ReadOnly
-        } else {
-            KernelPerm::ReadWrite
-        };
-        let table = (i / 512) as usize;
-        let index = (i % 512) as usize;
-        // SAFETY: the boot L3 tables map the image (boot.s); the kernel-table lock is held
-        // and the entries are rewritten with the same frames, so nothing else changes.
-        unsafe {
-            let entry = &mut BOOT_TABLES.k_l3[table][index];
-            *entry = if va == guard {
-                0
-            } else {
-                (*entry & desc::ADDR_MASK) | desc::BOOT_PAGE | perm.bits()
-            };
-        }
-    }
+    let mut visitor = ProtectImage {
+        sections: image_sections(),
+        guard,
+    };
+    let mut tables = KernelTables::lock();
+    let Ok(()) = pagetable::walk(&mut tables, KIMAGE_VA, image_size(), &mut visitor);
     flush_tlb_all();
 }
 
@@ -394,4 +517,10 @@ pub fn drop_identity_map() {
         BOOT_TABLES.id_l1 = [0; 512];
     }
     flush_tlb_all();
+}
+
+/// The linear-map address of a word of the kernel's text (for `crash=write-text-alias`,
+/// which writes there to show that the alias is not writable).
+pub fn text_linear_alias(va: u64) -> VirtAddr {
+    PhysAddr(image_va_to_pa(va)).to_linear()
 }

@@ -7,6 +7,7 @@ pub mod context;
 pub mod cpu;
 pub mod exception;
 pub mod mmu;
+pub mod pagetable;
 pub mod psci;
 pub mod semihosting;
 pub mod sysreg;

@@ -420,8 +420,10 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *cons
             *prev.tpidr_ptr() = cpu::user_tls();
         }
     }
-    if next.task.ttbr0 != prev.task.ttbr0 || prev.is_idle != next.is_idle {
-        uspace::activate((!next.task.is_kernel()).then_some(next.task.ttbr0));
+    // Threads of one task share its address space (and idle threads have none): only a
+    // change of task loads another one, checking its ASID's generation on the way.
+    if !Arc::ptr_eq(&next.task, &prev.task) {
+        uspace::activate(next.task.space.as_deref());
     }
     if !next.is_idle {
         // SAFETY: `next` is claimed by this CPU (on_cpu), its saved state is stable.
