@@ -87,6 +87,13 @@ unsafe fn link(bucket: &mut Bucket, thread: &Arc<Thread>, event: Event) {
     // the one being added (on no other bucket).
     unsafe {
         let links = &mut *thread.wait_links.get();
+        // Relinking a linked thread would leave its old bucket pointing at links that now
+        // belong to another list: stop loudly rather than corrupt both.
+        assert!(
+            !links.linked,
+            "thread {} waits again while still on an event queue",
+            thread.id
+        );
         links.prev = ptr::null();
         links.next = bucket.head;
         links.event = event;
@@ -424,11 +431,14 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
                 let thread = &*at;
                 let prev = (*thread.wait_links.get()).prev;
                 if (*thread.wait_links.get()).event == event {
+                    // The thread's lock is held until it is off the bucket: a thread that
+                    // had not blocked yet runs on as soon as it is released, and may wait
+                    // again at once, on another bucket, relinking these very links.
                     let mut st = thread.wait.lock();
                     let wake = st.clear(None, WaitResult::Awakened);
                     let timer = cancel_timer(thread, TimerKind::Wait);
-                    drop(st);
                     let reference = unlink(&mut b, thread);
+                    drop(st);
                     if wake == Wake::Enqueue {
                         if let Some(reference) = reference {
                             (*thread.wait_links.get()).next = to_run;
