@@ -278,12 +278,11 @@ fn includes_search_quoted_dir_then_dash_i_and_record_files() {
         .quiet()
         .user(dir.join("main.defs"), "u.rs")
         .server(dir.join("main.defs"), "s.rs")
-        .runtime("rt.rs")
         .run()
         .expect("builds");
-    assert_eq!(written.len(), 3);
-    let rt = std::fs::read_to_string(dir.join("rt.rs")).expect("runtime");
-    assert!(!rt.contains("//!") && !rt.contains("#[cfg(test)]"));
+    assert_eq!(written.len(), 2);
+    let user = std::fs::read_to_string(dir.join("u.rs")).expect("user code");
+    assert!(user.contains("pub use mach_abi::mig as mig_rt;"));
 }
 
 #[test]
@@ -372,10 +371,19 @@ routine sr2(p : port_t; sreplyport s : pol_t; ureplyport u : pol_t; x : x_t = ar
     assert!(r.args[5].long_form);
     assert_eq!(r.args[0].ty.c.intran.as_deref(), Some("port_to_obj"));
     assert_eq!(r.request.len(), 3, "a, c and the CountInOut count");
+    // Rust names drop the C prefixes.
     let code = mig_rs::user_code(&sub, &CodegenOptions::default()).expect("user code");
-    assert!(code.contains("pub fn x_r<"));
+    assert!(code.contains("pub fn r<") && code.contains("pub fn r_with<"));
     let code = mig_rs::server_code(&sub, &CodegenOptions::default()).expect("server code");
-    assert!(code.contains("fn s_r(") && code.contains("pub fn every_server<"));
+    assert!(code.contains("    fn r(") && code.contains("pub fn every_server<"));
+    // The translation clauses became typed hooks.
+    assert!(code.contains("    type Obj;"));
+    assert!(code.contains(
+        "fn port_to_obj(&mut self, port: mig_rt::PortSlot, msg_id: i32) -> \
+         ::core::result::Result<Self::Obj, mig_rt::KernReturn>;"
+    ));
+    assert!(code.contains("fn obj_release(&mut self, object: Self::Obj);"));
+    assert!(code.contains("p: &Self::Obj,"));
 }
 
 #[test]
