@@ -285,6 +285,64 @@ fn includes_search_quoted_dir_then_dash_i_and_record_files() {
     assert!(user.contains("pub use mach_abi::mig as mig_rt;"));
 }
 
+fn code_error(src: &str, server: bool) -> String {
+    let sub = load_str(src).unwrap_or_else(|e| panic!("{e}"));
+    let r = if server {
+        mig_rs::server_code(&sub, &CodegenOptions::default())
+    } else {
+        mig_rs::user_code(&sub, &CodegenOptions::default())
+    };
+    match r {
+        Ok(_) => panic!("generated code for: {src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn translation_errors_have_locations() {
+    let e = error_of(
+        "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND intran: a_t f(p) outtran: p g(b_t);",
+    );
+    assert_eq!(
+        e,
+        "t.defs:1:79: translated type 'b_t' conflicts with 'a_t' named by an earlier clause"
+    );
+    // One function, two translated types.
+    let e = code_error(
+        "subsystem KernelServer s 1;\n\
+         type p = MACH_MSG_TYPE_COPY_SEND intran: a_t conv(p);\n\
+         type q = MACH_MSG_TYPE_COPY_SEND intran: b_t conv(q);\n\
+         routine r(x : p; y : q);",
+        true,
+    );
+    assert_eq!(
+        e,
+        "t.defs:4:18: 'y': translation function 'conv' is used as intran for 'b_t', but earlier \
+         as intran for 'a_t'"
+    );
+    // Translation of something other than a port right.
+    let e = code_error(
+        "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND;\n\
+         type n = MACH_MSG_TYPE_INTEGER_32 intran: num_t to_num(n);\n\
+         routine r(x : p; y : n);",
+        true,
+    );
+    assert!(
+        e.starts_with("t.defs:3:18: 'y' (type 'n'): translation of anything but a single port"),
+        "{e}"
+    );
+    // What the Rust stubs do not offer is an error at the argument, not a panic.
+    let e = code_error(
+        "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND; type s = c_string[8];\n\
+         routine r(x : p; inout y : s);",
+        false,
+    );
+    assert_eq!(
+        e,
+        "t.defs:2:24: 'y' (type 's'): an inout string is not supported by the Rust generator"
+    );
+}
+
 #[test]
 fn semantic_errors() {
     let cases = [

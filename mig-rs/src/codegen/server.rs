@@ -34,7 +34,7 @@ pub fn server_code(sub: &Subsystem, opts: &CodegenOptions) -> Result<String> {
         names.insert("release_send".into());
     }
     for r in &sub.routines {
-        let m = server_signature(&mut g, r, &hooks)?;
+        let m = server_signature(&mut g, r)?;
         if !names.insert(bare(&m.name).to_string()) {
             return Err(Error::at(
                 &r.loc,
@@ -49,7 +49,7 @@ pub fn server_code(sub: &Subsystem, opts: &CodegenOptions) -> Result<String> {
     }
     write_trait(&mut g, &trait_name, &hooks, &methods);
     for (r, m) in sub.routines.iter().zip(&methods) {
-        server_stub(&mut g, r, m, &trait_name, &hooks)?;
+        server_stub(&mut g, r, m, &trait_name)?;
     }
     write_demux(&mut g, &trait_name);
     write_unimplemented_macro(&mut g, &trait_name, &methods);
@@ -73,6 +73,20 @@ struct Hook {
     func: String,
     kind: HookKind,
     assoc: String,
+    /// The translated C type.
+    c_type: String,
+    /// Where an argument first used it.
+    loc: crate::error::Location,
+}
+
+impl HookKind {
+    fn clause(self) -> &'static str {
+        match self {
+            HookKind::In => "intran",
+            HookKind::Out => "outtran",
+            HookKind::Destructor => "destructor",
+        }
+    }
 }
 
 /// The translation hooks and associated types a subsystem's server needs.
@@ -88,14 +102,18 @@ struct Hooks {
 
 impl Hooks {
     fn add(&mut self, a: &Arg, func: &str, kind: HookKind, assoc: &str) -> Result<()> {
+        let c_type = a.ty.c.trans_type.clone().unwrap_or_default();
         if let Some(h) = self.hooks.iter().find(|h| h.func == func) {
             if h.kind != kind || h.assoc != assoc {
                 return Err(Error::at(
                     &a.loc,
                     format!(
-                        "'{}': translation function '{func}' is used as {kind:?} for '{assoc}', \
-                         but earlier as {:?} for '{}'",
-                        a.name, h.kind, h.assoc
+                        "'{}': translation function '{func}' is used as {} for '{c_type}', but \
+                         earlier as {} for '{}'",
+                        a.name,
+                        kind.clause(),
+                        h.kind.clause(),
+                        h.c_type
                     ),
                 ));
             }
@@ -105,6 +123,8 @@ impl Hooks {
             func: func.to_string(),
             kind,
             assoc: assoc.to_string(),
+            c_type,
+            loc: a.ty.c.trans_loc.clone().unwrap_or_else(|| a.loc.clone()),
         });
         Ok(())
     }
@@ -192,8 +212,19 @@ fn collect_hooks(sub: &Subsystem) -> Result<Hooks> {
         for a in &r.args {
             let Some(t) = translation(a)? else { continue };
             let c_type = a.ty.c.trans_type.clone().unwrap_or_default();
-            if !hooks.assoc.iter().any(|(n, _)| *n == t.assoc) {
-                hooks.assoc.push((t.assoc.clone(), c_type));
+            match hooks.assoc.iter().find(|(n, _)| *n == t.assoc) {
+                None => hooks.assoc.push((t.assoc.clone(), c_type)),
+                Some((_, other)) if *other != c_type => {
+                    return Err(Error::at(
+                        &a.loc,
+                        format!(
+                            "'{}': translated types '{other}' and '{c_type}' would both be the \
+                             associated type '{}'",
+                            a.name, t.assoc
+                        ),
+                    ));
+                }
+                Some(_) => {}
             }
             if let Some(f) = &t.intran {
                 hooks.add(a, f, HookKind::In, &t.assoc)?;
@@ -212,10 +243,13 @@ fn collect_hooks(sub: &Subsystem) -> Result<Hooks> {
     for h in &hooks.hooks {
         let ident = snake(&h.func);
         if ident != h.func || h.func.starts_with("mig_") {
-            return Err(Error::plain(format!(
-                "translation function '{}' is not usable as a Rust method name",
-                h.func
-            )));
+            return Err(Error::at(
+                &h.loc,
+                format!(
+                    "translation function '{}' is not usable as a Rust method name",
+                    h.func
+                ),
+            ));
         }
     }
     Ok(hooks)
@@ -245,7 +279,7 @@ struct Method {
     doc: Vec<String>,
 }
 
-fn server_signature(g: &mut Gen<'_>, r: &Routine, hooks: &Hooks) -> Result<Method> {
+fn server_signature(g: &mut Gen<'_>, r: &Routine) -> Result<Method> {
     let sub = g.sub;
     let name = snake(&r.name);
     let out_struct_name = format!("{}Out", camel(&r.name));
@@ -421,7 +455,6 @@ fn server_signature(g: &mut Gen<'_>, r: &Routine, hooks: &Hooks) -> Result<Metho
             a.name, a.kind, a.ty.name
         ));
     }
-    let _ = hooks;
     Ok(Method {
         name,
         params,
@@ -558,20 +591,13 @@ fn write_trait(g: &mut Gen<'_>, trait_name: &str, hooks: &Hooks, methods: &[Meth
     g.line(0, "");
 }
 
-fn server_stub(
-    g: &mut Gen<'_>,
-    r: &Routine,
-    m: &Method,
-    trait_name: &str,
-    hooks: &Hooks,
-) -> Result<()> {
+fn server_stub(g: &mut Gen<'_>, r: &Routine, m: &Method, trait_name: &str) -> Result<()> {
     let sub = g.sub;
     let req = request_layout(sub, r);
     let rep: MessageLayout = reply_layout(sub, r);
     let kr = sub.kernel_server;
     let stub = format!("mig_serve_{}", bare(&snake(&r.name)));
     let shapes = r.args.iter().map(shape_of).collect::<Result<Vec<_>>>()?;
-    let _ = hooks;
 
     g.line(
         0,
