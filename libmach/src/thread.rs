@@ -128,7 +128,7 @@ where
     let Start { f, packet } = *unsafe { Box::from_raw(start) };
     let value = f();
     // The thread's reply port, if it made one, goes with it.
-    crate::ipc::MachMsg::discard_reply_port(&mut crate::ipc::Trap);
+    crate::ipc::release_reply_port_at_exit();
     // SAFETY: until `done` is set, only this thread touches `result`; the packet lives until
     // the handle has seen `done`.
     unsafe {

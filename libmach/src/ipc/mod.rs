@@ -26,6 +26,8 @@ pub use mach_abi::mig::{CallOptions, KernReturn, PortName, PortRight, PortSlot, 
 pub use message::{Item, MessageBuilder, MessageReader};
 pub use server::serve;
 #[cfg(target_os = "none")]
+pub(crate) use task::release_reply_port_at_exit;
+#[cfg(target_os = "none")]
 pub use task::{
     OolData, OolPorts, ReceiveRight, SendOnceRight, SendRight, TaskSpace, Trap, host_self,
     task_self, thread_self, transport,

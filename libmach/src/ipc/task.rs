@@ -6,7 +6,8 @@
 use core::arch::asm;
 use core::mem::ManuallyDrop;
 
-use mach_abi::mig::{self, KernReturn, PortName, PortRight, Space};
+use mach_abi::message::option;
+use mach_abi::mig::{self, CallOptions, KernReturn, PortName, PortRight, Space, Transport};
 
 use super::{Client, MachMsg};
 use crate::traps;
@@ -139,5 +140,70 @@ impl MachMsg for Trap {
             set_reply_slot(0);
             drop(ReceiveRight::from_name(PortName(v as u32)));
         }
+    }
+}
+
+/// Destroys the calling thread's reply port for good (at the thread's end): the destroying
+/// call names the port itself as its reply port, so no new port is made for it. The kernel
+/// destroys the port while serving the call; the reply then has nowhere to go and the receive
+/// fails (`MACH_RCV_INVALID_NAME`), which is expected.
+pub(crate) fn release_reply_port_at_exit() {
+    let v = reply_slot();
+    if v == 0 {
+        return;
+    }
+    set_reply_slot(0);
+    let mut t = LastCall(PortName(v as u32));
+    let _ = crate::mig::mach_port::mach_port_mod_refs(
+        &mut t,
+        &task_self(),
+        PortName(v as u32),
+        PortRight::Receive as u32,
+        -1,
+    );
+}
+
+/// The transport of [`release_reply_port_at_exit`]: replies to the port being destroyed and
+/// never makes or discards a reply port.
+struct LastCall(PortName);
+
+// SAFETY: replies come from `mach_msg` (the kernel's delivery).
+unsafe impl Transport for LastCall {
+    type Space = TaskSpace;
+
+    fn reply_port(&mut self) -> PortName {
+        self.0
+    }
+
+    unsafe fn rpc(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        reply_port: PortName,
+        _: CallOptions,
+    ) -> Result<(), KernReturn> {
+        let bits = option::SEND_MSG | option::RCV_MSG;
+        // SAFETY: the caller's guarantee about the message's regions (`Transport::rpc`).
+        unsafe { Trap.mach_msg(msg, bits, send_size, reply_port, 0, PortName::NULL) }.result()
+    }
+
+    unsafe fn send(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _: CallOptions,
+    ) -> Result<(), KernReturn> {
+        // SAFETY: as for `rpc`.
+        unsafe {
+            Trap.mach_msg(
+                msg,
+                option::SEND_MSG,
+                send_size,
+                PortName::NULL,
+                0,
+                PortName::NULL,
+            )
+        }
+        .result()
     }
 }

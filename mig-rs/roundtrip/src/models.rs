@@ -396,3 +396,82 @@ impl Serve for Pager {
         pager::default_pager_server(self, request, reply)
     }
 }
+
+/// A kernel that serves nothing of `mach` and `mach_port` (every routine marked
+/// unimplemented) but translates every port to an object: for checks that no request bytes
+/// make a kernel demux function panic.
+#[derive(Default)]
+pub struct KNothing;
+
+impl crate::mach_server::MachServer for KNothing {
+    type Task = u64;
+    type Thread = u64;
+    type VmMap = u64;
+    type VmObject = u64;
+    type Host = u64;
+
+    fn convert_port_to_task(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn task_deallocate(&mut self, _: u64) {}
+    fn convert_task_to_port(&mut self, task: u64) -> PortSlot {
+        PortSlot(task)
+    }
+    fn convert_port_to_thread(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn thread_deallocate(&mut self, _: u64) {}
+    fn convert_port_to_map(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn vm_map_deallocate(&mut self, _: u64) {}
+    fn vm_object_lookup(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn convert_port_to_host_priv(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn convert_thread_to_port(&mut self, thread: u64) -> PortSlot {
+        PortSlot(thread)
+    }
+
+    crate::mach_server::mach_unimplemented!(
+        crate::mach_server;
+        task_create, task_terminate, task_get_emulation_vector, task_set_emulation_vector,
+        task_threads, task_info, thread_terminate, thread_get_state, thread_set_state,
+        thread_info, vm_allocate, vm_deallocate, vm_protect, vm_inherit, vm_read, vm_write,
+        vm_copy, vm_region, vm_statistics, mach_ports_register, mach_ports_lookup,
+        memory_object_data_unavailable, memory_object_get_attributes,
+        vm_set_default_memory_manager, memory_object_lock_request, task_suspend, task_resume,
+        task_get_special_port, task_set_special_port, thread_create, thread_suspend,
+        thread_resume, thread_abort, thread_get_special_port, thread_set_special_port,
+        task_set_emulation, task_ras_control, vm_map, memory_object_data_error,
+        memory_object_destroy, memory_object_data_supply, memory_object_ready,
+        memory_object_change_attributes, vm_machine_attribute,
+    );
+}
+
+impl crate::mach_port_server::MachPortServer for KNothing {
+    type IpcSpace = u64;
+    type Host = u64;
+
+    fn convert_port_to_space(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn space_deallocate(&mut self, _: u64) {}
+    fn convert_port_to_host_priv(&mut self, port: PortSlot, _: i32) -> Result<u64, KernReturn> {
+        Ok(port.0)
+    }
+    fn release_send(&mut self, _: PortSlot) {}
+
+    crate::mach_port_server::mach_port_unimplemented!(
+        crate::mach_port_server;
+        mach_port_names, mach_port_type, mach_port_rename, mach_port_allocate_name,
+        mach_port_allocate, mach_port_destroy, mach_port_deallocate, mach_port_get_refs,
+        mach_port_mod_refs, mach_port_set_qlimit, mach_port_set_mscount,
+        mach_port_get_set_status, mach_port_move_member, mach_port_request_notification,
+        mach_port_insert_right, mach_port_extract_right, mach_port_get_receive_status,
+        mach_port_set_seqno, mach_port_set_protected_payload,
+        mach_port_clear_protected_payload, mach_port_set_ktype,
+    );
+}

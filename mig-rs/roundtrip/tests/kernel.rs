@@ -466,3 +466,53 @@ fn a_later_translation_failure_releases_the_earlier_objects() {
     assert_eq!((served.reply_size, served.code), (0, KernReturn::Success));
     assert_eq!(k.log[1..], ["poke 0x5 3", "release 0x5"]);
 }
+
+mod fuzz {
+    use super::*;
+    use mig_roundtrip::models::{KDebug, KNothing};
+    use mig_roundtrip::{mach_debug_server, mach_port_server, mach_server};
+    use proptest::prelude::*;
+
+    fn any_request() -> impl Strategy<Value = Vec<u8>> {
+        let ids = prop_oneof![
+            2000i32..2101,
+            2600i32..2650,
+            3000i32..3025,
+            3200i32..3224,
+            6000i32..6003,
+            any::<i32>()
+        ];
+        (
+            ids,
+            proptest::collection::vec(any::<u8>(), 0..600),
+            any::<u32>(),
+            any::<bool>(),
+        )
+            .prop_map(|(id, body, size, complex)| {
+                let mut m = vec![0u8; 32];
+                let len = (32 + body.len()) as u32;
+                let size = if size % 4 == 0 { len } else { size % 700 };
+                m[4..8].copy_from_slice(&size.to_le_bytes());
+                if complex {
+                    m[3] = 0x80;
+                }
+                m[28..32].copy_from_slice(&id.to_le_bytes());
+                m.extend(body);
+                m
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn kernel_demux_never_panics(req in any_request(), reply_len in 0usize..5000) {
+            let mut reply = vec![0u8; reply_len];
+            let _ = mach_server::mach_server(&mut KNothing, &req, &mut reply);
+            let _ = mach_port_server::mach_port_server(&mut KNothing, &req, &mut reply);
+            let _ = mach_host_server::mach_host_server(&mut KHost::default(), &req, &mut reply);
+            let _ = mach_debug_server::mach_debug_server(&mut KDebug { entries: 3 }, &req, &mut reply);
+            let _ = kobject::kobject_server(&mut Objects::default(), &req, &mut reply);
+        }
+    }
+}

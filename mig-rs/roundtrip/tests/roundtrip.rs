@@ -5,6 +5,7 @@
 //! inline and out-of-line in both directions, and property tests that no request or reply
 //! bytes make generated code panic.
 
+use mach_abi::mig::Space;
 use mach_abi::mig::{
     self, ArrayOut, ArrayRef, CStrBuf, Header, Indefinite, IndefiniteOut, KernReturn, Ool, OolArg,
     OolData, PortArg, PortName, PortRight, PortSlot, ReceiveRight, Received, ReceivedPort,
@@ -264,10 +265,15 @@ impl server::RoundtripServer for Impl {
     ) -> Result<(), KernReturn> {
         self.big_in = match data {
             Indefinite::Inline(values) => values.iter().collect(),
-            Indefinite::OutOfLine(o) => ool_bytes(o, 4)
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().expect("4")))
-                .collect(),
+            Indefinite::OutOfLine(o) => {
+                // The region is the routine's: read it, then unmap it.
+                let v = ool_bytes(o, 4)
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().expect("4")))
+                    .collect();
+                TestSpace::deallocate(o.address, u64::from(o.count) * 4);
+                v
+            }
         };
         let doubled: Vec<i32> = self.big_in.iter().map(|v| v.wrapping_mul(2)).collect();
         if doubled.len() <= back.capacity() {
@@ -292,10 +298,14 @@ impl server::RoundtripServer for Impl {
             Indefinite::Inline(slots) => {
                 slots.iter().map(|s| s.name().map_or(0, |n| n.0)).collect()
             }
-            Indefinite::OutOfLine(o) => ool_bytes(o, 4)
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
-                .collect(),
+            Indefinite::OutOfLine(o) => {
+                let v = ool_bytes(o, 4)
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+                    .collect();
+                TestSpace::deallocate(o.address, u64::from(o.count) * 4);
+                v
+            }
         };
         if names.len() <= back.capacity() {
             for n in names {
@@ -835,7 +845,23 @@ fn any_request() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn indefinite_arrays_round_trip_at_any_length(data in proptest::collection::vec(any::<i32>(), 0..1500)) {
+        let mut t = fake();
+        let mut buf = [0i32; 512];
+        let out = user::big_indefinite(&mut t, &server_right(), &data, &mut buf).expect("rpc");
+        let expect: Vec<i32> = data.iter().map(|v| v.wrapping_mul(2)).collect();
+        let got: Vec<i32> = match &out.back {
+            Received::Inline(n) => buf[..*n as usize].to_vec(),
+            Received::OutOfLine(o) => o.iter().collect(),
+        };
+        prop_assert_eq!(got, expect);
+        prop_assert_eq!(matches!(out.back, Received::Inline(_)), data.len() <= 512);
+        drop(out);
+        prop_assert_eq!(fake::mapped(), 0, "nothing stays mapped");
+    }
 
     #[test]
     fn demux_never_panics(req in any_request(), reply_len in 0usize..5000) {
