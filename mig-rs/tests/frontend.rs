@@ -462,6 +462,12 @@ fn snapshot_generated_code() {
         mig_rs::server_code(&sub, &codegen).expect("server")
     );
     insta::assert_snapshot!("snapshot_layout", mig_rs::layout_json(&sub));
+    // A kernel server with typed translation hooks.
+    let sub = mig_rs::load(&dir.join("kobject.defs"), &options).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(
+        "snapshot_kernel_server",
+        mig_rs::server_code(&sub, &codegen).expect("server")
+    );
 }
 
 /// Checks the shape of an error: `file:line:col: message`.
