@@ -1,7 +1,7 @@
 //! `libmach`: the user-side runtime for programs that run on armach. It turns a static
-//! AArch64 executable into a small Rust program: start-up, typed trap wrappers, console
-//! output, a heap and threads. It is not a C library and has no files, clocks or IPC yet
-//! (message calls and MIG stubs come with the kernel's IPC).
+//! AArch64 executable into a small Rust program: start-up, typed trap wrappers, IPC with
+//! generated MIG client stubs, console output, a heap and threads. It is not a C library and
+//! has no files or clocks.
 //!
 //! ```text
 //!  program: libmach::main!(main); fn main(args: &Args) -> i32
@@ -10,42 +10,61 @@
 //!  print   (print!/println! over mach_print)     panic (report, terminate)
 //!  heap    (global allocator, grows by vm_allocate)  thread (spawn/join)
 //!  sync    (spin lock that yields)
-//!  traps   (one `svc #0` primitive + typed wrappers)  code (return codes)
+//!  mig     (generated client stubs)   ipc (transport, rights, messages, server loop)
+//!  traps   (one `svc #0` primitive + typed wrappers, mach_msg)
 //!  ─────────────────────────────────────────────────────────────────────────
 //!  kernel  (svc #0, negated trap number in w8; mach-abi has the numbers)
 //! ```
+//!
+//! Only `ipc` and `mig` build for the host too (without the trap and the task's space), so
+//! that `cargo test` checks the message and transport code against fakes.
 //!
 //! Programs link with `user.ld` beside this crate (`-T<path>`), which places them at
 //! 0x40_0000 in three W^X segments; see README.md.
 
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
+#[cfg(target_os = "none")]
 extern crate alloc;
 
-pub mod code;
+#[cfg(target_os = "none")]
 mod heap;
+pub mod ipc;
+pub mod mig;
+#[cfg(target_os = "none")]
 mod panic;
+#[cfg(target_os = "none")]
 pub mod print;
+#[cfg(target_os = "none")]
 pub mod start;
+#[cfg(target_os = "none")]
 pub mod sync;
+#[cfg(target_os = "none")]
 pub mod thread;
+#[cfg(target_os = "none")]
 pub mod traps;
 
-pub use code::ReturnCode;
 pub use mach_abi as abi;
-pub use mach_abi::KernReturn;
+pub use mach_abi::{KernReturn, PortName};
+#[cfg(target_os = "none")]
 pub use start::Args;
+#[cfg(target_os = "none")]
 pub use traps::{
-    PortName, cpu_count, current_cpu, frame_counts, kmem_counts, mach_host_self, mach_task_self,
+    cpu_count, current_cpu, frame_counts, kmem_counts, mach_host_self, mach_task_self,
     mach_thread_self,
 };
 
 /// The CPU the calling thread runs on (a temporary trap; `thread_info` replaces it).
+#[cfg(target_os = "none")]
 pub fn cpu() -> u32 {
     traps::current_cpu()
 }
 
 /// Gives the processor to another thread if one is ready (`swtch`).
+#[cfg(target_os = "none")]
 pub fn yield_now() {
     traps::swtch();
 }

@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use mach_abi::traps::{PAGE_SIZE, temporary};
 
-use crate::ReturnCode;
+use crate::KernReturn;
 use crate::traps;
 
 /// Default stack size of a new thread.
@@ -32,7 +32,7 @@ struct Start<F, T> {
 }
 
 /// Runs `f` in a new thread with the default stack size.
-pub fn spawn<F, T>(f: F) -> Result<JoinHandle<T>, ReturnCode>
+pub fn spawn<F, T>(f: F) -> Result<JoinHandle<T>, KernReturn>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -66,7 +66,7 @@ impl Builder {
     }
 
     /// Runs `f` in a new thread.
-    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, ReturnCode>
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, KernReturn>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -127,6 +127,8 @@ where
     // SAFETY: `spawn` passed ownership of the boxed `Start` to this thread.
     let Start { f, packet } = *unsafe { Box::from_raw(start) };
     let value = f();
+    // The thread's reply port, if it made one, goes with it.
+    crate::ipc::release_reply_port_at_exit();
     // SAFETY: until `done` is set, only this thread touches `result`; the packet lives until
     // the handle has seen `done`.
     unsafe {

@@ -1,25 +1,15 @@
-//! Mach traps: the one `svc #0` primitive ([`syscall`]) and a typed wrapper per trap the
-//! kernel offers today, including the temporary ones (`mach_abi::traps::temporary`) that go
-//! when their IPC replacements arrive. Wrappers that only hand the kernel values (or
-//! pointers it merely reads and validates) are safe; those that make the kernel write
-//! through a caller's pointer, unmap memory or start code are `unsafe`. Not for message
-//! calls (`mach_msg` comes with IPC).
+//! Mach traps: the one `svc #0` primitive ([`syscall`]) and a typed wrapper per trap of GNU
+//! Mach's table that armach offers, including the temporary ones
+//! (`mach_abi::traps::temporary`) that go when their IPC replacements arrive. Wrappers that
+//! only hand the kernel values (or pointers it merely reads and validates) are safe; those
+//! that make the kernel write through a caller's pointer, unmap memory or start code are
+//! `unsafe`. `mach_msg` itself is here as the raw trap; `ipc` builds on it.
 
 use core::arch::asm;
 use core::ffi::CStr;
 
 use mach_abi::traps::{self as nr, temporary};
-
-use crate::ReturnCode;
-
-/// A port name in the calling task's name space (`mach_port_t` as user code holds it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PortName(pub u32);
-
-impl PortName {
-    /// `MACH_PORT_NULL`.
-    pub const NULL: Self = Self(0);
-}
+pub use mach_abi::{KernReturn, PortName, PortRight};
 
 /// Raw results of a trap: `x0`, and `x1`-`x3` for the temporary traps that return more
 /// than one value.
@@ -81,6 +71,106 @@ fn value_trap(number: u32, args: [u64; 6]) -> TrapResult {
     unsafe { syscall(number, args) }
 }
 
+/// `mach_msg` (trap 25): sends `msg[..send_size]` if `option` has `MACH_SEND_MSG`, then
+/// receives into `msg[..rcv_size]` on `rcv_name` if it has `MACH_RCV_MSG`. Arguments in
+/// `x0`-`x6` as GNU Mach's AArch64 ABI has them; the result is a `mach_msg_return_t`.
+///
+/// # Safety
+///
+/// `msg` must be valid for reads of `send_size` and writes of `rcv_size` bytes, and every
+/// out-of-line region the message marks `deallocate` must be the caller's to give away (the
+/// kernel unmaps it). Other out-of-line regions it names are only read.
+#[allow(clippy::too_many_arguments)] // The trap's seven arguments.
+pub unsafe fn mach_msg(
+    msg: *mut u8,
+    option: u32,
+    send_size: u32,
+    rcv_size: u32,
+    rcv_name: PortName,
+    timeout: u32,
+    notify: PortName,
+) -> KernReturn {
+    let x0: u64;
+    let x8 = (nr::MACH_MSG_TRAP as i64).wrapping_neg() as u64;
+    // SAFETY: the caller upholds the contract above; the asm only enters the kernel, which
+    // reads and writes the buffer as the arguments say (no `nomem`) and touches no stack.
+    unsafe {
+        asm!(
+            "svc #0",
+            inlateout("x0") msg as u64 => x0,
+            inlateout("x1") u64::from(option) => _,
+            inlateout("x2") u64::from(send_size) => _,
+            inlateout("x3") u64::from(rcv_size) => _,
+            inlateout("x4") u64::from(rcv_name.0) => _,
+            inlateout("x5") u64::from(timeout) => _,
+            inlateout("x6") u64::from(notify.0) => _,
+            lateout("x7") _,
+            inlateout("x8") x8 => _,
+            options(nostack),
+        );
+    }
+    KernReturn::from_reg(x0)
+}
+
+/// `mach_reply_port` (trap 26): a new receive right for replies, or `MACH_PORT_NULL`.
+pub fn mach_reply_port() -> PortName {
+    PortName(value_trap(nr::MACH_REPLY_PORT, [0; 6]).x0 as u32)
+}
+
+/// `mach_port_allocate` (trap 72): a new right of kind `right` in `task`'s space; its name.
+pub fn mach_port_allocate(task: PortName, right: PortRight) -> Result<PortName, KernReturn> {
+    let mut name = 0u32;
+    let args = [
+        u64::from(task.0),
+        right as u64,
+        &raw mut name as u64,
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: the kernel writes one `mach_port_name_t` through the pointer, which points at
+    // a local of that type.
+    KernReturn::from_reg(unsafe { syscall(nr::MACH_PORT_ALLOCATE, args) }.x0)
+        .result()
+        .map(|()| PortName(name))
+}
+
+/// `mach_port_deallocate` (trap 73): gives up one user reference of a send, send-once or
+/// dead-name right.
+pub fn mach_port_deallocate(task: PortName, name: PortName) -> Result<(), KernReturn> {
+    let args = [u64::from(task.0), u64::from(name.0), 0, 0, 0, 0];
+    KernReturn::from_reg(value_trap(nr::MACH_PORT_DEALLOCATE, args).x0).result()
+}
+
+/// `mach_port_insert_right` (trap 74): puts the right `right` (with disposition
+/// `disposition`) into `task`'s space at `name`.
+pub fn mach_port_insert_right(
+    task: PortName,
+    name: PortName,
+    right: PortName,
+    disposition: u8,
+) -> Result<(), KernReturn> {
+    let args = [
+        u64::from(task.0),
+        u64::from(name.0),
+        u64::from(right.0),
+        u64::from(disposition),
+        0,
+        0,
+    ];
+    KernReturn::from_reg(value_trap(nr::MACH_PORT_INSERT_RIGHT, args).x0).result()
+}
+
+/// `mach_port_allocate_name` (trap 75): a new right of kind `right` at the chosen `name`.
+pub fn mach_port_allocate_name(
+    task: PortName,
+    right: PortRight,
+    name: PortName,
+) -> Result<(), KernReturn> {
+    let args = [u64::from(task.0), right as u64, u64::from(name.0), 0, 0, 0];
+    KernReturn::from_reg(value_trap(nr::MACH_PORT_ALLOCATE_NAME, args).x0).result()
+}
+
 /// `mach_thread_self`: a send right name for the calling thread (a placeholder until IPC).
 pub fn mach_thread_self() -> PortName {
     PortName(value_trap(nr::MACH_THREAD_SELF, [0; 6]).x0 as u32)
@@ -97,15 +187,15 @@ pub fn mach_host_self() -> PortName {
 }
 
 /// `mach_print`: writes a string of at most `MACH_PRINT_MAX - 1` bytes to the console.
-pub fn mach_print(s: &CStr) -> Result<(), ReturnCode> {
+pub fn mach_print(s: &CStr) -> Result<(), KernReturn> {
     mach_print_ptr(s.as_ptr().cast()).result()
 }
 
 /// `mach_print` with any pointer: the kernel reads (never writes) it and answers
 /// `KERN_INVALID_ADDRESS` for memory it cannot read and `KERN_INVALID_ARGUMENT` when no NUL
 /// comes within `MACH_PRINT_MAX` bytes. For tests of exactly that.
-pub fn mach_print_ptr(ptr: *const u8) -> ReturnCode {
-    ReturnCode::from_reg(value_trap(nr::MACH_PRINT, [ptr as u64, 0, 0, 0, 0, 0]).x0)
+pub fn mach_print_ptr(ptr: *const u8) -> KernReturn {
+    KernReturn::from_reg(value_trap(nr::MACH_PRINT, [ptr as u64, 0, 0, 0, 0, 0]).x0)
 }
 
 /// `swtch`: yields the processor; `true` if other threads were ready to run.
@@ -120,9 +210,9 @@ pub fn swtch_pri(pri: i32) -> bool {
 
 /// `thread_switch(thread, option, time)`: hands the processor on; `option` is one of
 /// `mach_abi::traps::SWITCH_OPTION_*`, `time` in milliseconds.
-pub fn thread_switch(thread: PortName, option: u64, time: u64) -> Result<(), ReturnCode> {
+pub fn thread_switch(thread: PortName, option: u64, time: u64) -> Result<(), KernReturn> {
     let r = value_trap(nr::THREAD_SWITCH, [thread.0 as u64, option, time, 0, 0, 0]);
-    ReturnCode::from_reg(r.x0).result()
+    KernReturn::from_reg(r.x0).result()
 }
 
 /// `vm_allocate`: zero-filled memory in `task`. With `anywhere` the kernel picks the address
@@ -133,7 +223,7 @@ pub fn vm_allocate(
     address: u64,
     size: u64,
     anywhere: bool,
-) -> Result<u64, ReturnCode> {
+) -> Result<u64, KernReturn> {
     let mut addr = address;
     // SAFETY: `addr` is a local the kernel may write; vm_allocate never replaces an
     // existing mapping, so no memory Rust uses changes.
@@ -152,10 +242,10 @@ pub unsafe fn vm_allocate_raw(
     address: *mut u64,
     size: u64,
     anywhere: bool,
-) -> ReturnCode {
+) -> KernReturn {
     let args = [task.0 as u64, address as u64, size, anywhere as u64, 0, 0];
     // SAFETY: the caller guarantees the write through `address` is sound.
-    ReturnCode::from_reg(unsafe { syscall(nr::VM_ALLOCATE, args) }.x0)
+    KernReturn::from_reg(unsafe { syscall(nr::VM_ALLOCATE, args) }.x0)
 }
 
 /// `vm_deallocate`: unmaps `[address, address + size)` (whole pages) from `task`.
@@ -163,16 +253,16 @@ pub unsafe fn vm_allocate_raw(
 /// # Safety
 ///
 /// Nothing may use the range afterwards: no reference, heap block or stack may live in it.
-pub unsafe fn vm_deallocate(task: PortName, address: u64, size: u64) -> Result<(), ReturnCode> {
+pub unsafe fn vm_deallocate(task: PortName, address: u64, size: u64) -> Result<(), KernReturn> {
     let args = [task.0 as u64, address, size, 0, 0, 0];
     // SAFETY: the caller guarantees nothing uses the range.
-    ReturnCode::from_reg(unsafe { syscall(nr::VM_DEALLOCATE, args) }.x0).result()
+    KernReturn::from_reg(unsafe { syscall(nr::VM_DEALLOCATE, args) }.x0).result()
 }
 
 /// `task_terminate`: ends `task`. On the caller's own task it does not return; it returns the
 /// code when the kernel refuses.
-pub fn task_terminate(task: PortName) -> ReturnCode {
-    ReturnCode::from_reg(value_trap(nr::TASK_TERMINATE, [task.0 as u64, 0, 0, 0, 0, 0]).x0)
+pub fn task_terminate(task: PortName) -> KernReturn {
+    KernReturn::from_reg(value_trap(nr::TASK_TERMINATE, [task.0 as u64, 0, 0, 0, 0, 0]).x0)
 }
 
 /// Temporary `THREAD_CREATE`: a new thread in the caller's task running at `entry` with
@@ -182,10 +272,10 @@ pub fn task_terminate(task: PortName) -> ReturnCode {
 ///
 /// `entry` must be code that runs on the stack below `stack_top` (16-byte aligned, mapped
 /// and used by nothing else) with `arg` and ends with [`thread_exit`], never returning.
-pub unsafe fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, ReturnCode> {
+pub unsafe fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, KernReturn> {
     // SAFETY: the caller guarantees entry, stack and arg are fit for a new thread.
     let r = unsafe { syscall(temporary::THREAD_CREATE, [entry, stack_top, arg, 0, 0, 0]) };
-    ReturnCode::from_reg(r.x0).result().map(|()| r.x1)
+    KernReturn::from_reg(r.x0).result().map(|()| r.x1)
 }
 
 /// Temporary `THREAD_EXIT`: ends the calling thread (and the task with its last thread).
@@ -300,10 +390,10 @@ pub fn event_wake(address: usize, all: bool) -> u64 {
 /// `pc` must be code written for that entry (typically assembly that knows which
 /// registers the faulting code keeps its state in): the kernel jumps there from wherever
 /// the thread faulted, with the stack and registers as they were.
-pub unsafe fn set_exception_resume(pc: u64) -> Result<(), ReturnCode> {
+pub unsafe fn set_exception_resume(pc: u64) -> Result<(), KernReturn> {
     // SAFETY: the caller guarantees `pc` is fit to continue at.
     let r = unsafe { syscall(temporary::EXCEPTION_RESUME, [pc, 0, 0, 0, 0, 0]) };
-    ReturnCode::from_reg(r.x0).result()
+    KernReturn::from_reg(r.x0).result()
 }
 
 /// Temporary `THREAD_TIMES`: the calling thread's (user, system) time in nanoseconds.

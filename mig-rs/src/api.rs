@@ -77,36 +77,11 @@ pub fn layout_json(sub: &Subsystem) -> String {
     layout::layout_json(sub)
 }
 
-/// The runtime module generated code uses, as Rust source to `include!` once in a crate (at
-/// the path given by [`CodegenOptions::runtime_path`]). `no_std`, no dependencies.
-pub fn generate_runtime() -> String {
-    let source = include_str!("runtime.rs");
-    let mut out = String::from("// The mig-rs runtime, emitted by mig-rs. Do not edit.\n");
-    for line in source.lines() {
-        if line.starts_with("#[cfg(test)]") {
-            break;
-        }
-        match line.strip_prefix("//!") {
-            Some(doc) => {
-                out.push_str("//");
-                out.push_str(doc);
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    while out.ends_with("\n\n") {
-        out.pop();
-    }
-    out
-}
-
 /// What a [`Build`] generates from one `.defs` file.
 #[derive(Clone, Debug)]
 enum Job {
     User(PathBuf, String),
     Server(PathBuf, String),
-    Runtime(String),
 }
 
 /// Code generation from `build.rs`: writes the requested files into `OUT_DIR` (or another
@@ -115,7 +90,6 @@ enum Job {
 /// ```no_run
 /// mig_rs::Build::new()
 ///     .include_dir("../libmach/defs")
-///     .runtime("mig_rt.rs")
 ///     .user("../libmach/defs/mach/mach_host.defs", "mach_host_user.rs")
 ///     .run()
 ///     .unwrap_or_else(|e| panic!("{e}"));
@@ -149,7 +123,7 @@ impl Build {
         self
     }
 
-    /// Sets the Rust path of the runtime module (default `crate::mig_rt`).
+    /// Sets the Rust path of the runtime module (default `mach_abi::mig`).
     pub fn runtime_path(mut self, path: &str) -> Self {
         self.codegen.runtime_path = path.to_string();
         self
@@ -181,12 +155,6 @@ impl Build {
         self
     }
 
-    /// Writes the runtime module into `file`.
-    pub fn runtime(mut self, file: &str) -> Self {
-        self.jobs.push(Job::Runtime(file.to_string()));
-        self
-    }
-
     /// Runs every job; returns the files written.
     pub fn run(&self) -> Result<Vec<PathBuf>> {
         let out_dir = match &self.out_dir {
@@ -198,7 +166,6 @@ impl Build {
         let mut written = Vec::new();
         for job in &self.jobs {
             let (text, file) = match job {
-                Job::Runtime(file) => (generate_runtime(), file),
                 Job::User(defs, file) | Job::Server(defs, file) => {
                     let sub = load(defs, &self.options)?;
                     if !self.quiet {

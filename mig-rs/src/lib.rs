@@ -5,12 +5,12 @@
 //! The pipeline, one module per stage:
 //!
 //! ```text
-//!   lexer -> preprocess -> parser (ast) -> routine (+ types) -> layout -> codegen (+ runtime)
+//!   lexer -> preprocess -> parser (ast) -> routine (+ types) -> layout -> codegen
 //! ```
 //!
 //! Use it from `build.rs` with [`Build`], or from the command line with the `mig-rs` binary
-//! (see `README.md`). It is a host tool: nothing here runs in the kernel except the text of
-//! [`runtime`], which generated code includes.
+//! (see `README.md`). It is a host tool: nothing here runs in the kernel; what runs there is
+//! the code it writes.
 
 pub mod api;
 pub mod ast;
@@ -21,12 +21,11 @@ pub mod lexer;
 pub mod parser;
 pub mod preprocess;
 pub mod routine;
-pub mod runtime;
 pub mod types;
 
 pub use api::{
-    Build, Options, generate_runtime, layout_json, load, load_source, msgids, server_code,
-    user_code, write_if_changed,
+    Build, Options, layout_json, load, load_source, msgids, server_code, user_code,
+    write_if_changed,
 };
 pub use codegen::CodegenOptions;
 pub use error::{Error, Location, Result};

@@ -1,6 +1,6 @@
 //! The `mig-rs` command: GNU MIG's job from the command line. Reads one `.defs` file and
-//! writes any of: client stubs (`--user`), server code (`--server`), the runtime module
-//! (`--runtime`), the routine list (`--msgids`) and the message layouts (`--layout-json`).
+//! writes any of: client stubs (`--user`), server code (`--server`), the routine list
+//! (`--msgids`) and the message layouts (`--layout-json`).
 //! An output named `-` goes to standard output. Errors print as `file:line:col: message` and
 //! the exit status is 1.
 
@@ -21,11 +21,8 @@ struct Cli {
     /// Write the server trait and demux function here.
     #[arg(long, value_name = "FILE")]
     server: Option<PathBuf>,
-    /// Write the runtime module the generated code uses here.
-    #[arg(long, value_name = "FILE")]
-    runtime: Option<PathBuf>,
     /// Rust path of the runtime module in the generated code.
-    #[arg(long, value_name = "PATH", default_value = "crate::mig_rt")]
+    #[arg(long, value_name = "PATH", default_value = "mach_abi::mig")]
     runtime_path: String,
     /// Add a directory to the #include search path.
     #[arg(short = 'I', value_name = "DIR")]
@@ -71,9 +68,6 @@ fn run(cli: &Cli) -> Result<(), Error> {
     }
     if let Some(path) = &cli.server {
         write_output(path, &mig_rs::server_code(&sub, &codegen)?)?;
-    }
-    if let Some(path) = &cli.runtime {
-        write_output(path, &mig_rs::generate_runtime())?;
     }
     if let Some(path) = &cli.msgids {
         write_output(path, &mig_rs::msgids(&sub))?;

@@ -53,15 +53,18 @@ pub enum Dealloc {
     Maybe,
 }
 
-/// The C-level names and translation functions of a type. mig-rs records them (and prints them
-/// in the generated documentation) but does not call them: Rust servers translate ports
-/// themselves.
+/// The C-level names and translation clauses of a type. The Rust generator turns `intran:`,
+/// `outtran:` and `destructor:` into typed hooks of the server trait (see `codegen`); the C
+/// names are kept for the generated documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CInfo {
     /// `ctype:` / `cusertype:`.
     pub user_type: Option<String>,
     /// `ctype:` / `cservertype:`.
     pub server_type: Option<String>,
+    /// The translated type of `intran:`, `outtran:` and `destructor:` (`task_t` in
+    /// `intran: task_t convert_port_to_task(mach_port_t)`).
+    pub trans_type: Option<String>,
     /// `intran:` function.
     pub intran: Option<String>,
     /// `intranpayload:` function.
@@ -70,6 +73,15 @@ pub struct CInfo {
     pub outtran: Option<String>,
     /// `destructor:` function.
     pub destructor: Option<String>,
+    /// Where the first translation clause was written.
+    pub trans_loc: Option<Location>,
+}
+
+impl CInfo {
+    /// True if any of `intran:`, `outtran:` or `destructor:` was given.
+    pub fn translates(&self) -> bool {
+        self.intran.is_some() || self.outtran.is_some() || self.destructor.is_some()
+    }
 }
 
 /// A checked IPC type.
@@ -134,7 +146,18 @@ impl IpcType {
     /// Size in bits of one element as written in the descriptor: out-of-line arrays of port
     /// rights carry 32-bit names.
     pub fn descriptor_size(&self) -> u32 {
-        if !self.inline && self.is_port() {
+        if !self.inline {
+            self.ool_size()
+        } else {
+            self.size
+        }
+    }
+
+    /// Size in bits of one element when the data travels out-of-line (32 for port rights,
+    /// whose out-of-line form is an array of names; else the element size). An indefinite
+    /// array uses it when it goes out-of-line at run time.
+    pub fn ool_size(&self) -> u32 {
+        if self.is_port() {
             PORT_NAME_SIZE_BITS
         } else {
             self.size
@@ -320,9 +343,18 @@ impl TypeTable {
         trans: &[Translation],
     ) -> Result<IpcType> {
         let mut t = self.spec(spec)?;
-        t.c = CInfo::default();
+        // GNU MIG: `type new = old;` keeps old's C names and translations; any clause given
+        // starts them afresh, and every other kind of declaration starts without them.
+        t.c = match spec {
+            TypeSpec::Named(id) if trans.is_empty() => self
+                .types
+                .get(&id.name)
+                .map(|old| old.c.clone())
+                .unwrap_or_default(),
+            _ => CInfo::default(),
+        };
         for tr in trans {
-            apply_translation(&mut t.c, tr);
+            apply_translation(&mut t.c, tr)?;
         }
         check_decl(name, loc, t)
     }
@@ -535,7 +567,23 @@ fn ipc_names(ipc: &IpcTypeExpr) -> Result<(u32, u32, u32)> {
     }
 }
 
-fn apply_translation(c: &mut CInfo, tr: &Translation) {
+fn apply_translation(c: &mut CInfo, tr: &Translation) -> Result<()> {
+    let trans = |c: &mut CInfo, t: &crate::ast::Ident| -> Result<()> {
+        match &c.trans_type {
+            Some(old) if *old != t.name => Err(Error::at(
+                &t.loc,
+                format!(
+                    "translated type '{}' conflicts with '{old}' named by an earlier clause",
+                    t.name
+                ),
+            )),
+            _ => {
+                c.trans_type = Some(t.name.clone());
+                c.trans_loc.get_or_insert_with(|| t.loc.clone());
+                Ok(())
+            }
+        }
+    };
     match tr {
         Translation::CType(t) => {
             c.user_type = Some(t.name.clone());
@@ -544,20 +592,33 @@ fn apply_translation(c: &mut CInfo, tr: &Translation) {
         Translation::CUserType(t) => c.user_type = Some(t.name.clone()),
         Translation::CServerType(t) => c.server_type = Some(t.name.clone()),
         Translation::InTran {
-            func, server_type, ..
+            trans_type,
+            func,
+            server_type,
         } => {
+            trans(c, trans_type)?;
             c.intran = Some(func.name.clone());
             c.server_type = Some(server_type.name.clone());
         }
-        Translation::InTranPayload { func, .. } => c.intran_payload = Some(func.name.clone()),
+        Translation::InTranPayload { trans_type, func } => {
+            trans(c, trans_type)?;
+            c.intran_payload = Some(func.name.clone());
+        }
         Translation::OutTran {
-            server_type, func, ..
+            server_type,
+            func,
+            trans_type,
         } => {
+            trans(c, trans_type)?;
             c.outtran = Some(func.name.clone());
             c.server_type = Some(server_type.name.clone());
         }
-        Translation::Destructor { func, .. } => c.destructor = Some(func.name.clone()),
+        Translation::Destructor { func, trans_type } => {
+            trans(c, trans_type)?;
+            c.destructor = Some(func.name.clone());
+        }
     }
+    Ok(())
 }
 
 /// GNU MIG's `itCheckDecl`: names the type, checks it and decides its long form and

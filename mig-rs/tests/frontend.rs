@@ -278,12 +278,69 @@ fn includes_search_quoted_dir_then_dash_i_and_record_files() {
         .quiet()
         .user(dir.join("main.defs"), "u.rs")
         .server(dir.join("main.defs"), "s.rs")
-        .runtime("rt.rs")
         .run()
         .expect("builds");
-    assert_eq!(written.len(), 3);
-    let rt = std::fs::read_to_string(dir.join("rt.rs")).expect("runtime");
-    assert!(!rt.contains("//!") && !rt.contains("#[cfg(test)]"));
+    assert_eq!(written.len(), 2);
+    let user = std::fs::read_to_string(dir.join("u.rs")).expect("user code");
+    assert!(user.contains("pub use mach_abi::mig as mig_rt;"));
+}
+
+fn code_error(src: &str, server: bool) -> String {
+    let sub = load_str(src).unwrap_or_else(|e| panic!("{e}"));
+    let r = if server {
+        mig_rs::server_code(&sub, &CodegenOptions::default())
+    } else {
+        mig_rs::user_code(&sub, &CodegenOptions::default())
+    };
+    match r {
+        Ok(_) => panic!("generated code for: {src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn translation_errors_have_locations() {
+    let e = error_of(
+        "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND intran: a_t f(p) outtran: p g(b_t);",
+    );
+    assert_eq!(
+        e,
+        "t.defs:1:79: translated type 'b_t' conflicts with 'a_t' named by an earlier clause"
+    );
+    // One function, two translated types.
+    let e = code_error(
+        "subsystem KernelServer s 1;\n\
+         type p = MACH_MSG_TYPE_COPY_SEND intran: a_t conv(p);\n\
+         type q = MACH_MSG_TYPE_COPY_SEND intran: b_t conv(q);\n\
+         routine r(x : p; y : q);",
+        true,
+    );
+    assert_eq!(
+        e,
+        "t.defs:4:18: 'y': translation function 'conv' is used as intran for 'b_t', but earlier \
+         as intran for 'a_t'"
+    );
+    // Translation of something other than a port right.
+    let e = code_error(
+        "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND;\n\
+         type n = MACH_MSG_TYPE_INTEGER_32 intran: num_t to_num(n);\n\
+         routine r(x : p; y : n);",
+        true,
+    );
+    assert!(
+        e.starts_with("t.defs:3:18: 'y' (type 'n'): translation of anything but a single port"),
+        "{e}"
+    );
+    // What the Rust stubs do not offer is an error at the argument, not a panic.
+    let e = code_error(
+        "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND; type s = c_string[8];\n\
+         routine r(x : p; inout y : s);",
+        false,
+    );
+    assert_eq!(
+        e,
+        "t.defs:2:24: 'y' (type 's'): an inout string is not supported by the Rust generator"
+    );
 }
 
 #[test]
@@ -372,10 +429,19 @@ routine sr2(p : port_t; sreplyport s : pol_t; ureplyport u : pol_t; x : x_t = ar
     assert!(r.args[5].long_form);
     assert_eq!(r.args[0].ty.c.intran.as_deref(), Some("port_to_obj"));
     assert_eq!(r.request.len(), 3, "a, c and the CountInOut count");
+    // Rust names drop the C prefixes.
     let code = mig_rs::user_code(&sub, &CodegenOptions::default()).expect("user code");
-    assert!(code.contains("pub fn x_r<"));
+    assert!(code.contains("pub fn r<") && code.contains("pub fn r_with<"));
     let code = mig_rs::server_code(&sub, &CodegenOptions::default()).expect("server code");
-    assert!(code.contains("fn s_r(") && code.contains("pub fn every_server<"));
+    assert!(code.contains("    fn r(") && code.contains("pub fn every_server<"));
+    // The translation clauses became typed hooks.
+    assert!(code.contains("    type Obj;"));
+    assert!(code.contains(
+        "fn port_to_obj(&mut self, port: mig_rt::PortSlot, msg_id: i32) -> \
+         ::core::result::Result<Self::Obj, mig_rt::KernReturn>;"
+    ));
+    assert!(code.contains("fn obj_release(&mut self, object: Self::Obj);"));
+    assert!(code.contains("p: &Self::Obj,"));
 }
 
 #[test]
@@ -396,6 +462,12 @@ fn snapshot_generated_code() {
         mig_rs::server_code(&sub, &codegen).expect("server")
     );
     insta::assert_snapshot!("snapshot_layout", mig_rs::layout_json(&sub));
+    // A kernel server with typed translation hooks.
+    let sub = mig_rs::load(&dir.join("kobject.defs"), &options).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(
+        "snapshot_kernel_server",
+        mig_rs::server_code(&sub, &codegen).expect("server")
+    );
 }
 
 /// Checks the shape of an error: `file:line:col: message`.

@@ -13,6 +13,10 @@ pub const THREAD_SWITCH: u32 = 61;
 pub const VM_ALLOCATE: u32 = 65;
 pub const VM_DEALLOCATE: u32 = 66;
 pub const TASK_TERMINATE: u32 = 69;
+pub const MACH_PORT_ALLOCATE: u32 = 72;
+pub const MACH_PORT_DEALLOCATE: u32 = 73;
+pub const MACH_PORT_INSERT_RIGHT: u32 = 74;
+pub const MACH_PORT_ALLOCATE_NAME: u32 = 75;
 pub const THREAD_SET_SELF_STATE: u32 = 77;
 
 /// Temporary traps, outside GNU Mach's table. Each goes when the IPC interface that

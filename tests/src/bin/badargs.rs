@@ -17,7 +17,7 @@ use libmach::abi::traps::{
     VM_MAX_USER_ADDRESS,
 };
 use libmach::traps::{self, PortName};
-use libmach::{Args, KernReturn, ReturnCode};
+use libmach::{Args, KernReturn};
 
 libmach::main!(main);
 
@@ -30,14 +30,14 @@ const TEXT_START: u64 = 0x40_0000;
 /// A word in `.rodata` the kernel must not write through a `vm_allocate` address pointer.
 static READ_ONLY_WORD: u64 = 0x0dd_c0de;
 
-const INVALID_ADDRESS: ReturnCode = ReturnCode(KernReturn::InvalidAddress as i32);
-const INVALID_ARGUMENT: ReturnCode = ReturnCode(KernReturn::InvalidArgument as i32);
-const NO_SPACE: ReturnCode = ReturnCode(KernReturn::NoSpace as i32);
-const SUCCESS: ReturnCode = ReturnCode::SUCCESS;
-const SEND_INTERRUPTED: ReturnCode = ReturnCode::MACH_SEND_INTERRUPTED;
+const INVALID_ADDRESS: KernReturn = KernReturn::InvalidAddress;
+const INVALID_ARGUMENT: KernReturn = KernReturn::InvalidArgument;
+const NO_SPACE: KernReturn = KernReturn::NoSpace;
+const SUCCESS: KernReturn = KernReturn::Success;
+const SEND_INTERRUPTED: KernReturn = KernReturn::SendInterrupted;
 
 /// Checks that `seen` is `expected`.
-fn expect(c: &mut Checks, what: &str, seen: ReturnCode, expected: ReturnCode) -> bool {
+fn expect(c: &mut Checks, what: &str, seen: KernReturn, expected: KernReturn) -> bool {
     c.check(
         seen == expected,
         what,
@@ -45,7 +45,7 @@ fn expect(c: &mut Checks, what: &str, seen: ReturnCode, expected: ReturnCode) ->
     )
 }
 
-fn code_of<T>(r: Result<T, ReturnCode>) -> ReturnCode {
+fn code_of<T>(r: Result<T, KernReturn>) -> KernReturn {
     r.err().unwrap_or(SUCCESS)
 }
 

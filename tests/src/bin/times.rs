@@ -34,13 +34,15 @@ fn ns(ticks: u64, freq: u64) -> u64 {
     (ticks as u128 * 1_000_000_000 / freq as u128) as u64
 }
 
-/// Elapsed counter time (ns) and the (user, system) time added by `f`.
+/// Elapsed counter time (ns) and the (user, system) time added by `f`. The counter is
+/// read outside the two `thread_times` calls, so everything charged between them lies
+/// within the elapsed time, however long the calls themselves take on a loaded host.
 fn measure(freq: u64, f: impl FnOnce()) -> (u64, u64, u64) {
-    let (u0, s0) = thread_times();
     let t0 = counter();
+    let (u0, s0) = thread_times();
     f();
-    let t1 = counter();
     let (u1, s1) = thread_times();
+    let t1 = counter();
     (ns(t1 - t0, freq), u1 - u0, s1 - s0)
 }
 
@@ -48,6 +50,8 @@ fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("times");
     let freq = frequency();
     const MS: u64 = 1_000_000;
+    // Rounding: each figure is a whole number of nanoseconds.
+    const US: u64 = 1_000;
 
     // 1. 60 ms of computing in user mode.
     let (elapsed, user, system) = measure(freq, || {
@@ -69,7 +73,7 @@ fn main(_args: &Args) -> i32 {
         format_args!("user {user} ns of {elapsed} ns"),
     );
     c.check(
-        user + system <= elapsed + MS,
+        user + system <= elapsed + US,
         "no more time is charged than passed",
         format_args!("user + system {} ns, elapsed {elapsed} ns", user + system),
     );
@@ -96,33 +100,39 @@ fn main(_args: &Args) -> i32 {
         format_args!("system {system} ns of {elapsed} ns"),
     );
     c.check(
-        user + system <= elapsed + MS,
+        user + system <= elapsed + US,
         "no more time is charged than passed",
         format_args!("user + system {} ns, elapsed {elapsed} ns", user + system),
     );
 
-    // 3. Sleeping 50 ms is charged as neither.
-    let (elapsed, user, system) = measure(freq, || {
-        let _ = thread_switch(PortName(0), SWITCH_OPTION_WAIT, 50);
-    });
-    c.note(format_args!(
-        "sleeping: {} us elapsed, {} us user, {} us system",
-        elapsed / 1000,
-        user / 1000,
-        system / 1000
-    ));
+    // 3. Sleeping 50 ms is charged as neither. Three sleeps, judged by the least charged:
+    // entering the wait and leaving it are kernel time, and a loaded host can hold the
+    // virtual CPU away for milliseconds in either, but hardly in all three. Billing the
+    // sleep itself would show as 50 ms or more in every one.
+    let mut least = u64::MAX;
+    let mut shortest = u64::MAX;
+    for _ in 0..3 {
+        let (elapsed, user, system) = measure(freq, || {
+            let _ = thread_switch(PortName(0), SWITCH_OPTION_WAIT, 50);
+        });
+        c.note(format_args!(
+            "sleeping: {} us elapsed, {} us user, {} us system",
+            elapsed / 1000,
+            user / 1000,
+            system / 1000
+        ));
+        least = least.min(user + system);
+        shortest = shortest.min(elapsed);
+    }
     c.check(
-        elapsed >= 50 * MS,
-        "the sleep lasted 50 ms",
-        format_args!("{elapsed} ns"),
+        shortest >= 50 * MS,
+        "every sleep lasted 50 ms",
+        format_args!("shortest {shortest} ns"),
     );
-    // Not zero: entering the wait and leaving it are kernel time, and a loaded host can
-    // hold the virtual CPU away for milliseconds in either. Billing the sleep itself would
-    // show as 50 ms or more.
     c.check(
-        user + system < 10 * MS,
+        least < 10 * MS,
         "a sleeping thread is charged (almost) nothing (under a fifth of the sleep)",
-        format_args!("user + system {} ns", user + system),
+        format_args!("least user + system of three sleeps {least} ns"),
     );
     c.finish()
 }

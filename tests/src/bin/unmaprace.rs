@@ -120,7 +120,7 @@ fn sleep_ms(ms: u64) {
 }
 
 /// A writer: (stores, faults).
-fn writer(index: u64) -> Result<[u64; 2], libmach::ReturnCode> {
+fn writer(index: u64) -> Result<[u64; 2], libmach::KernReturn> {
     let resume = &raw const unmaprace_resume as u64;
     // SAFETY: `unmaprace_resume` is the loop's own resume point, which expects the kernel's
     // x0-x2 and keeps its state elsewhere; it is only entered from inside the loop's
@@ -144,7 +144,7 @@ struct Owned {
     dirty: u64,
     first_dirty: Option<(u64, u64)>,
     /// A `vm_allocate` or `vm_deallocate` that failed: (round, code).
-    failed: Option<(u64, libmach::ReturnCode)>,
+    failed: Option<(u64, libmach::KernReturn)>,
 }
 
 fn run_address(k: usize, round: u64) -> u64 {

@@ -15,7 +15,7 @@ use armach_tests::Checks;
 use core::hint::black_box;
 use libmach::abi::traps::{PAGE_SIZE, VM_MAX_USER_ADDRESS};
 use libmach::traps::{self, frame_counts};
-use libmach::{Args, ReturnCode};
+use libmach::{Args, KernReturn};
 
 libmach::main!(main);
 
@@ -68,7 +68,7 @@ fn is_zero(addr: u64, size: u64) -> bool {
 }
 
 /// One round: allocate (anywhere, or at `fixed`), touch, verify, deallocate.
-fn round(fixed: Option<u64>) -> Result<Round, ReturnCode> {
+fn round(fixed: Option<u64>) -> Result<Round, KernReturn> {
     let task = traps::mach_task_self();
     let before = frame_counts().free;
     let address = traps::vm_allocate(task, fixed.unwrap_or(0), REGION, fixed.is_none())?;
@@ -138,7 +138,7 @@ fn fixed_checks(c: &mut Checks) {
                 );
                 let seen = traps::vm_allocate(task, wanted + PAGE_SIZE, PAGE_SIZE, false);
                 c.check(
-                    seen == Err(ReturnCode::from(libmach::KernReturn::NoSpace)),
+                    seen == Err(KernReturn::NoSpace),
                     "vm_allocate(fixed) inside it fails with KERN_NO_SPACE",
                     format_args!("{:?}", seen),
                 );

@@ -1,0 +1,29 @@
+//! Server-side code mig-rs generates at build time (`kernel/build.rs`, with `KERNEL_SERVER`,
+//! into `OUT_DIR`; nothing generated is committed): per subsystem, a trait with one method per
+//! routine and one hook per translation function, a `<subsystem>_server` demux function, and
+//! a `<subsystem>_unimplemented!` macro for routines the kernel does not serve yet.
+//!
+//! A kernel server implements the trait with its objects as the associated types (`Task`,
+//! `Thread`, `Host`, `Processor`, `ProcessorSet`, ...). The translation hooks get the port's
+//! 64-bit slot exactly as the kernel's IPC left it in the message (a reference to the port,
+//! never cut to 32 bits) and the request id; the routines get `&Task` and the like.
+
+/// `mach` (2000): tasks, threads, virtual memory, memory objects.
+pub mod mach {
+    include!(concat!(env!("OUT_DIR"), "/mach_server.rs"));
+}
+
+/// `mach_host` (2600): the host, processors and processor sets.
+pub mod mach_host {
+    include!(concat!(env!("OUT_DIR"), "/mach_host_server.rs"));
+}
+
+/// `mach_port` (3200): a task's port name space.
+pub mod mach_port {
+    include!(concat!(env!("OUT_DIR"), "/mach_port_server.rs"));
+}
+
+/// `mach_debug` (3000): debugging and statistics.
+pub mod mach_debug {
+    include!(concat!(env!("OUT_DIR"), "/mach_debug_server.rs"));
+}

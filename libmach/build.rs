@@ -1,0 +1,16 @@
+//! Generates the client stubs of libmach's interfaces (`defs/`) into `OUT_DIR` with mig-rs,
+//! which `src/mig.rs` includes. mig-rs reruns this when any `.defs` file it read changes.
+
+fn main() {
+    let result = mig_rs::Build::new()
+        .include_dir("defs")
+        .user("defs/mach/mach.defs", "mach_user.rs")
+        .user("defs/mach/mach_host.defs", "mach_host_user.rs")
+        .user("defs/mach/mach_port.defs", "mach_port_user.rs")
+        .run();
+    if let Err(e) = result {
+        // A build script reports failure by panicking; the message is the .defs error.
+        panic!("{e}");
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
