@@ -265,3 +265,21 @@ impl core::fmt::Debug for Kmsg {
         )
     }
 }
+
+#[cfg(test)]
+impl Kmsg {
+    /// Every right the message holds.
+    pub(crate) fn debug_rights(&self, each: &mut dyn FnMut(&Right)) {
+        if let Some(r) = &self.remote {
+            each(r);
+        }
+        if let MsgPort::Right(r) = &self.local {
+            each(r);
+        }
+        for s in self.ports.iter() {
+            if let MsgPort::Right(r) = &s.port {
+                each(r);
+            }
+        }
+    }
+}

@@ -101,6 +101,9 @@ static TRANSIT: IrqSpinLock<()> = IrqSpinLock::new(LockLevel::IpcTransit, ());
 
 /// What became of a message given to [`send`].
 #[derive(Debug)]
+// A message travels by value, as it does into and out of a queue node; boxing the
+// variant would cost a heap allocation per send.
+#[allow(clippy::large_enum_variant)]
 pub enum SendResult {
     /// Queued on its port (or its port's set).
     Queued,
@@ -212,6 +215,8 @@ fn is_circular(port: &Arc<Port>, dest: &Arc<Port>) -> bool {
 
 /// What a receive found.
 #[derive(Debug)]
+// As `SendResult`: the message by value, no allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum RecvResult {
     /// A message, its sequence number set.
     Message(Kmsg),

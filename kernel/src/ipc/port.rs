@@ -294,3 +294,29 @@ impl core::fmt::Debug for Port {
         write!(f, "Port({})", self.id)
     }
 }
+
+/// Host tests: the rights a port holds (in its queue and its requests).
+#[cfg(test)]
+impl Port {
+    pub(crate) fn debug_held_rights(&self, each: &mut dyn FnMut(&Right)) {
+        let st = self.lock();
+        for m in &st.queue {
+            m.debug_rights(each);
+        }
+        for r in [&st.nsrequest, &st.pdrequest].into_iter().flatten() {
+            each(r);
+        }
+        for req in st.dnrequests.values() {
+            each(&req.soright);
+        }
+    }
+
+    pub(crate) fn debug_receiver(&self) -> &'static str {
+        match self.lock().receiver {
+            Receiver::Space { .. } => "space",
+            Receiver::Transit(_) => "transit",
+            Receiver::Limbo => "limbo",
+            Receiver::Kernel => "kernel",
+        }
+    }
+}

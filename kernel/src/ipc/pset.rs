@@ -112,3 +112,14 @@ impl core::fmt::Debug for PortSet {
         write!(f, "PortSet({})", self.id)
     }
 }
+
+/// Host tests: the rights in a set's queue.
+#[cfg(test)]
+impl PortSet {
+    pub(crate) fn debug_held_rights(&self, each: &mut dyn FnMut(&super::right::Right)) {
+        let st = self.lock();
+        for m in &st.queue {
+            m.debug_rights(each);
+        }
+    }
+}

@@ -844,10 +844,7 @@ impl Space {
     }
 
     /// The port of the receive right `name` (GNU Mach `ipc_port_translate_receive`).
-    fn translate_receive<'a>(
-        st: &'a mut SpaceState,
-        name: PortName,
-    ) -> Result<&'a Arc<Port>, KernReturn> {
+    fn translate_receive(st: &mut SpaceState, name: PortName) -> Result<&Arc<Port>, KernReturn> {
         let e = st.lookup(name)?;
         if e.ty & RECEIVE == 0 {
             return Err(KernReturn::InvalidRight);
@@ -1136,5 +1133,88 @@ impl Drop for Space {
 impl core::fmt::Debug for Space {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Space({})", self.id)
+    }
+}
+
+/// Host tests: what a space holds, and its internal consistency.
+#[cfg(test)]
+impl Space {
+    /// Every entry: name, type, user references, port.
+    pub(crate) fn debug_entries(&self) -> alloc::vec::Vec<(PortName, u32, u32, Option<Arc<Port>>)> {
+        let st = self.lock();
+        st.entries
+            .iter()
+            .map(|(&n, e)| (PortName(n), e.ty, e.urefs, e.port().cloned()))
+            .collect()
+    }
+
+    /// Every port set held.
+    pub(crate) fn debug_sets(&self) -> alloc::vec::Vec<Arc<PortSet>> {
+        let st = self.lock();
+        st.entries
+            .values()
+            .filter_map(|e| match &e.object {
+                Object::Set(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Check the space's own invariants; returns what is wrong.
+    pub(crate) fn debug_check(&self) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let st = self.lock();
+        let mut reversed = 0;
+        for (&n, e) in &st.entries {
+            let ok_urefs = match e.ty {
+                DEAD_NAME | SEND | port_type::SEND_RECEIVE => e.urefs >= 1,
+                SEND_ONCE => e.urefs == 1,
+                RECEIVE | PORT_SET => e.urefs == 0,
+                t => return Err(format!("{n:#x}: strange type {t:#x}")),
+            };
+            if !ok_urefs || e.urefs > MACH_PORT_UREFS_MAX {
+                return Err(format!("{n:#x}: type {:#x} with {} urefs", e.ty, e.urefs));
+            }
+            if e.ty & SEND != 0 && e.urefs >= MACH_PORT_UREFS_MAX {
+                return Err(format!("{n:#x}: send urefs at the maximum"));
+            }
+            match (&e.object, e.ty) {
+                (Object::None, DEAD_NAME) | (Object::Set(_), PORT_SET) => {}
+                (Object::Port(_), t) if t & (SEND | RECEIVE | SEND_ONCE) != 0 => {}
+                _ => return Err(format!("{n:#x}: object does not match type {:#x}", e.ty)),
+            }
+            if e.ty == SEND_ONCE && e.prepaid.is_none() {
+                return Err(format!(
+                    "{n:#x}: send-once right without its prepaid message"
+                ));
+            }
+            if let Some(port) = e.port() {
+                let ps = port.lock();
+                if e.ty & (SEND | RECEIVE) != 0 {
+                    reversed += 1;
+                    if st.reverse.get(&port.id()).map(|r| r.name) != Some(n) {
+                        return Err(format!("{n:#x}: reverse entry missing"));
+                    }
+                }
+                if e.ty & RECEIVE != 0 {
+                    let here = matches!(ps.receiver, Receiver::Space { space, name }
+                        if space == st.id && name == PortName(n));
+                    if !ps.active || !here {
+                        return Err(format!("{n:#x}: receive right not held here"));
+                    }
+                }
+                if ps.active && e.dnrequest != ps.dnrequests.contains_key(&(st.id, n)) {
+                    return Err(format!("{n:#x}: dead-name request flag disagrees"));
+                }
+            }
+        }
+        if reversed != st.reverse.len() {
+            return Err(format!(
+                "{} reverse entries for {} names",
+                st.reverse.len(),
+                reversed
+            ));
+        }
+        Ok(())
     }
 }

@@ -368,6 +368,16 @@ impl Space {
         r
     }
 
+    /// Copy in a right named in a message body (GNU Mach `ipc_kmsg_copyin_body`): a null
+    /// or dead name passes as itself, anything else as [`Space::copyin`] takes it.
+    pub fn copyin_body_right(&self, name: PortName, d: Disposition) -> Result<MsgPort, KernReturn> {
+        match name {
+            PortName::NULL => Ok(MsgPort::Null),
+            PortName::DEAD => Ok(MsgPort::Dead),
+            _ => self.copyin(name, d),
+        }
+    }
+
     /// Copy in a message header's rights (GNU Mach `ipc_kmsg_copyin_header`, without
     /// `MACH_SEND_CANCEL`): `bits` as the sender wrote them, the destination and reply
     /// names. All or nothing: on error the space is as it was.
