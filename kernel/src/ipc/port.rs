@@ -311,6 +311,11 @@ impl Port {
         }
     }
 
+    /// The (space id, name) of each dead-name request.
+    pub(crate) fn debug_dnrequests(&self) -> alloc::vec::Vec<(u64, u32)> {
+        self.lock().dnrequests.keys().copied().collect()
+    }
+
     pub(crate) fn debug_receiver(&self) -> &'static str {
         match self.lock().receiver {
             Receiver::Space { .. } => "space",

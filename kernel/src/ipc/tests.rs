@@ -1688,18 +1688,18 @@ mod prop {
 
     fn op() -> impl Strategy<Value = Op> {
         let s = 0..SPACES;
-        let i = 0usize..64;
+        let i = 0usize..256;
         prop_oneof![
             4 => (s.clone(), prop_oneof![Just(R_RECV), Just(R_RECV), Just(R_PSET), Just(R_DEAD), Just(9)])
                 .prop_map(|(s, right)| Op::Allocate { s, right }),
-            2 => (s.clone(), i.clone()).prop_map(|(s, i)| Op::Deallocate { s, i }),
+            3 => (s.clone(), i.clone()).prop_map(|(s, i)| Op::Deallocate { s, i }),
             1 => (s.clone(), i.clone()).prop_map(|(s, i)| Op::Destroy { s, i }),
             2 => (s.clone(), i.clone(), 0u32..5, -2i32..=2)
                 .prop_map(|(s, i, right, delta)| Op::ModRefs { s, i, right, delta }),
-            6 => (s.clone(), i.clone(), proptest::option::of((i.clone(), 16u32..22)), proptest::option::of(i.clone()))
+            8 => (s.clone(), i.clone(), proptest::option::of((i.clone(), 16u32..22)), proptest::option::of(i.clone()))
                 .prop_map(|(s, dest, body, reply)| Op::Send { s, dest, body, reply }),
-            4 => (s.clone(), i.clone()).prop_map(|(s, i)| Op::Receive { s, i }),
-            4 => (s.clone(), i.clone(), 16u32..22, s.clone())
+            6 => (s.clone(), i.clone()).prop_map(|(s, i)| Op::Receive { s, i }),
+            5 => (s.clone(), i.clone(), 16u32..22, s.clone())
                 .prop_map(|(s, i, d, to)| Op::Give { s, i, d, to }),
             2 => (s.clone(), i.clone(), prop_oneof![Just(nid::DEAD_NAME), Just(nid::NO_SENDERS), Just(nid::PORT_DESTROYED)], i.clone())
                 .prop_map(|(s, i, id, notify)| Op::Request { s, i, id, notify }),
@@ -1735,19 +1735,42 @@ mod prop {
         (!v.is_empty()).then(|| v[i % v.len()])
     }
 
+    /// Mostly a name holding a right of `mask` (so that most operations do something),
+    /// sometimes any name at all (so that their errors are exercised too).
+    fn pick_for(s: &Space, i: usize, mask: u32) -> PortName {
+        if i % 4 != 0
+            && let Some(name) = pick_typed(s, i / 4, mask)
+        {
+            return name;
+        }
+        pick(s, i)
+    }
+
+    /// The rights a disposition can be taken from.
+    fn mask_for(d: u32) -> u32 {
+        match d {
+            16 | 20 | 21 => pt::RECEIVE,
+            17 | 19 => pt::SEND | pt::DEAD_NAME,
+            18 => pt::SEND_ONCE | pt::DEAD_NAME,
+            _ => pt::ALL_RIGHTS,
+        }
+    }
+
     fn apply(spaces: &mut [Arc<Space>], ledger: &Arc<CountingLedger>, op: &Op) {
         match *op {
             Op::Allocate { s, right } => {
                 let _ = spaces[s].allocate(right);
             }
             Op::Deallocate { s, i } => {
-                let _ = spaces[s].deallocate(pick(&spaces[s], i));
+                let name = pick_for(&spaces[s], i, pt::SEND_RIGHTS | pt::DEAD_NAME);
+                let _ = spaces[s].deallocate(name);
             }
             Op::Destroy { s, i } => {
                 let _ = spaces[s].destroy_name(pick(&spaces[s], i));
             }
             Op::ModRefs { s, i, right, delta } => {
-                let _ = spaces[s].mod_refs(pick(&spaces[s], i), right, delta);
+                let name = pick_for(&spaces[s], i, 1 << (16 + right));
+                let _ = spaces[s].mod_refs(name, right, delta);
             }
             Op::Send {
                 s,
@@ -1768,7 +1791,12 @@ mod prop {
                     MakeSend
                 };
                 let body: Vec<_> = body
-                    .map(|(b, d)| (pick(sp, b), Disposition::from_u32(d).unwrap()))
+                    .map(|(b, d)| {
+                        (
+                            pick_for(sp, b, mask_for(d)),
+                            Disposition::from_u32(d).unwrap(),
+                        )
+                    })
                     .into_iter()
                     .collect();
                 let (rn, rd) = match reply.and_then(|r| pick_typed(sp, r, pt::RECEIVE)) {
@@ -1798,7 +1826,7 @@ mod prop {
                 }
             }
             Op::Give { s, i, d, to } => {
-                let name = pick(&spaces[s], i);
+                let name = pick_for(&spaces[s], i, mask_for(d));
                 if let Ok(right) = spaces[s].extract_right(name, d) {
                     let fresh = spaces[to].allocate(R_DEAD);
                     if let Ok(fresh) = fresh {
@@ -1809,7 +1837,12 @@ mod prop {
             }
             Op::Request { s, i, id, notify } => {
                 let sp = &spaces[s];
-                let name = pick(sp, i);
+                let mask = if id == nid::DEAD_NAME {
+                    pt::PORT_OR_DEAD
+                } else {
+                    pt::RECEIVE
+                };
+                let name = pick_for(sp, i, mask);
                 let Some(nn) = pick_typed(sp, notify, pt::RECEIVE) else {
                     return;
                 };
@@ -1823,7 +1856,7 @@ mod prop {
             }
             Op::MoveMember { s, i, set } => {
                 let sp = &spaces[s];
-                let member = pick(sp, i);
+                let member = pick_for(sp, i, pt::RECEIVE);
                 let after = pick_typed(sp, set, pt::PORT_SET).unwrap_or(PortName::NULL);
                 let _ = sp.move_member(member, after);
             }
@@ -1833,13 +1866,40 @@ mod prop {
                 let _ = sp.rename(old, PortName(0x4000_0000 + i as u32));
             }
             Op::Qlimit { s, i, q } => {
-                let _ = spaces[s].set_qlimit(pick(&spaces[s], i), q);
+                let name = pick_for(&spaces[s], i, pt::RECEIVE);
+                let _ = spaces[s].set_qlimit(name, q);
             }
             Op::Restart { s } => {
                 spaces[s].destroy();
                 spaces[s] = space(ledger);
             }
         }
+    }
+
+    /// Spaces that already hold something: receive rights, a set, a dead name, and send
+    /// and send-once rights to each other's ports.
+    fn populated(l: &Arc<CountingLedger>) -> Vec<Arc<Space>> {
+        let spaces: Vec<_> = (0..SPACES).map(|_| space(l)).collect();
+        let mut recv = Vec::new();
+        for s in &spaces {
+            let r: Vec<_> = (0..3).map(|_| s.allocate(R_RECV).unwrap()).collect();
+            s.allocate(R_PSET).unwrap();
+            s.allocate(R_DEAD).unwrap();
+            recv.push(r);
+        }
+        for (a, sa) in spaces.iter().enumerate() {
+            for (b, sb) in spaces.iter().enumerate() {
+                let right = sb.extract_right(recv[b][0], MakeSend as u32).unwrap();
+                sa.copyout(right.into_right().unwrap(), true).unwrap();
+                let right = sb.extract_right(recv[b][1], MakeSendOnce as u32).unwrap();
+                sa.copyout(right.into_right().unwrap(), true).unwrap();
+                if a != b {
+                    let right = sb.extract_right(recv[b][2], MakeSend as u32).unwrap();
+                    sa.copyout(right.into_right().unwrap(), true).unwrap();
+                }
+            }
+        }
+        spaces
     }
 
     /// Every port reachable from the spaces (through entries, queues and requests), by id.
@@ -1908,17 +1968,27 @@ mod prop {
             if st.srights == 0 && st.nsrequest {
                 return Err(format!("port {id}: no senders, request still registered"));
             }
+            // Every dead-name request belongs to a live name that says it has one.
+            for (sid, name) in p.debug_dnrequests() {
+                let Some(s) = spaces.iter().find(|s| s.id() == sid) else {
+                    return Err(format!("port {id}: request from a space that is gone"));
+                };
+                let ty = s.port_type(PortName(name)).unwrap_or(0);
+                if ty & pt::DNREQUEST == 0 {
+                    return Err(format!("port {id}: request for {name:#x}, type {ty:#x}"));
+                }
+            }
         }
         Ok(())
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]
-        fn random_operations_keep_counts_and_leak_nothing(ops in proptest::collection::vec(op(), 1..120)) {
+        fn random_operations_keep_counts_and_leak_nothing(ops in proptest::collection::vec(op(), 1..160)) {
             let l = ledger();
-            let mut spaces: Vec<Arc<Space>> = (0..SPACES).map(|_| space(&l)).collect();
+            let mut spaces = populated(&l);
             for op in &ops {
                 apply(&mut spaces, &l, op);
                 if let Err(e) = check_counts(&spaces) {
@@ -1935,7 +2005,7 @@ mod prop {
         #[test]
         fn random_operations_under_a_tight_ledger(ops in proptest::collection::vec(op(), 1..80), limit in 10usize..60) {
             let l = CountingLedger::new(usize::MAX);
-            let mut spaces: Vec<Arc<Space>> = (0..SPACES).map(|_| space(&l)).collect();
+            let mut spaces = populated(&l);
             let cap = l.total() + limit;
             l.set_limit(cap);
             for op in &ops {
