@@ -1738,7 +1738,7 @@ mod prop {
     /// Mostly a name holding a right of `mask` (so that most operations do something),
     /// sometimes any name at all (so that their errors are exercised too).
     fn pick_for(s: &Space, i: usize, mask: u32) -> PortName {
-        if i % 4 != 0
+        if !i.is_multiple_of(4)
             && let Some(name) = pick_typed(s, i / 4, mask)
         {
             return name;
