@@ -1613,6 +1613,124 @@ fn a_long_chain_of_queued_receive_rights_dies_without_deep_recursion() {
     assert_eq!(l.total(), 0);
 }
 
+// ---------------------------------------------------------------- threads
+
+/// Clients calling a server through a port set while another thread keeps making,
+/// moving and destroying ports: checks the lock order (the host build checks every
+/// acquisition) and that nothing leaks when it all ends.
+#[test]
+fn threads_calling_a_server_while_ports_come_and_go() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CALLS: usize = 300;
+    let l = ledger();
+    let server = space(&l);
+    let set = server.allocate(R_PSET).unwrap();
+    let svc: Vec<_> = (0..2).map(|_| server.allocate(R_RECV).unwrap()).collect();
+    for &p in &svc {
+        server.move_member(p, set).unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for c in 0..2 {
+        let client = space(&l);
+        let right = server.extract_right(svc[c], MakeSend as u32).unwrap();
+        let to_server = client.copyout(right.into_right().unwrap(), false).unwrap();
+        threads.push(std::thread::spawn(move || {
+            let reply = client.allocate(R_RECV).unwrap();
+            for _ in 0..CALLS {
+                let sent = send(&client, to_server, CopySend, reply, Some(MakeSendOnce), &[]);
+                // The queue may be full (the other thread floods it): wait for room.
+                let mut sent = sent.unwrap();
+                while let SendResult::Full(k) = sent {
+                    std::thread::yield_now();
+                    sent = mqueue::send(k, false, |_| false);
+                }
+                assert!(matches!(sent, SendResult::Queued));
+                loop {
+                    match recv(&client, reply).unwrap() {
+                        Some(got) => {
+                            assert_eq!((got.hdr.local, got.id), (reply, 1000));
+                            break;
+                        }
+                        None => std::thread::yield_now(),
+                    }
+                }
+            }
+            client.destroy();
+        }));
+    }
+    {
+        let chaos = space(&l);
+        let right = server.extract_right(svc[0], MakeSend as u32).unwrap();
+        let to_server = chaos.copyout(right.into_right().unwrap(), false).unwrap();
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !done.load(Ordering::Acquire) {
+                let r = chaos.allocate(R_RECV).unwrap();
+                let q = chaos.allocate(R_RECV).unwrap();
+                give_send(&chaos, r, &chaos, r);
+                let _ = chaos.request_notification(r, nid::DEAD_NAME, 0, notify_right(&chaos, q));
+                let _ = chaos.request_notification(q, nid::NO_SENDERS, 0, notify_right(&chaos, r));
+                // Its receive right goes to the server, which destroys it.
+                let _ = send_with(
+                    &chaos,
+                    to_server,
+                    CopySend,
+                    PortName::NULL,
+                    None,
+                    &[(q, MoveReceive), (r, MakeSend)],
+                    true,
+                );
+                if i.is_multiple_of(3) {
+                    let _ = chaos.destroy_name(r);
+                } else {
+                    let _ = chaos.mod_refs(r, R_RECV, -1);
+                }
+                let _ = chaos.deallocate(r);
+                while recv(&chaos, q).ok().flatten().is_some() {}
+                let _ = chaos.destroy_name(q);
+                i += 1;
+            }
+            chaos.destroy();
+        }));
+    }
+    let mut answered = 0;
+    while answered < 2 * CALLS {
+        let Some(got) = recv(&server, set).unwrap() else {
+            // A thread that stopped early panicked: show why.
+            if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+                threads.swap_remove(i).join().unwrap();
+            }
+            std::thread::yield_now();
+            continue;
+        };
+        for name in got.ports.iter().filter(|n| n.is_valid()) {
+            let _ = server.destroy_name(*name);
+        }
+        if got.hdr.remote.is_valid() {
+            send(
+                &server,
+                got.hdr.remote,
+                MoveSendOnce,
+                PortName::NULL,
+                None,
+                &[],
+            )
+            .unwrap();
+            answered += 1;
+        }
+    }
+    done.store(true, Ordering::Release);
+    for t in threads {
+        t.join().unwrap();
+    }
+    server.debug_check().unwrap();
+    server.destroy();
+    drop(server);
+    assert_eq!(l.total(), 0, "{:?}", kinds(&l));
+}
+
 // ---------------------------------------------------------------- property test
 
 mod prop {
