@@ -1631,9 +1631,9 @@ fn threads_calling_a_server_while_ports_come_and_go() {
     }
     let done = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    for c in 0..2 {
+    for &svc_port in &svc {
         let client = space(&l);
-        let right = server.extract_right(svc[c], MakeSend as u32).unwrap();
+        let right = server.extract_right(svc_port, MakeSend as u32).unwrap();
         let to_server = client.copyout(right.into_right().unwrap(), false).unwrap();
         threads.push(std::thread::spawn(move || {
             let reply = client.allocate(R_RECV).unwrap();
