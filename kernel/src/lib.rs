@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! kern/     boot sequence, CPUs, interrupts, traps, console, power   (generic)
+//! ipc/      ports, rights, spaces, port sets, message queues          (generic, host-tested)
 //! mm/       virtual layout, physical frames                          (generic)
 //! devtree/  the validating device-tree layer                          (generic, host-tested)
 //! drivers/  GICv2/v3, PL011, BCM2835 mini UART                        (found via the tree)
@@ -25,6 +26,7 @@ pub mod devtree;
 #[cfg(target_os = "none")]
 pub mod drivers;
 pub mod ids;
+pub mod ipc;
 pub mod kern;
 pub mod mm;
 #[cfg(target_os = "none")]

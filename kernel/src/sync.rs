@@ -29,26 +29,36 @@ pub enum LockLevel {
     TaskThreads = 0,
     /// A task's address space (`Task::map`): regions and page tables.
     VmMap = 1,
+    /// An IPC space: a task's port names (`ipc::space`).
+    IpcSpace = 2,
+    /// The one lock under which receive rights go in transit (`ipc::port`'s circularity
+    /// check); ports are then locked one at a time under it.
+    IpcTransit = 3,
+    /// A port: its rights counts, requests and message queue (`ipc::port`). Never two at
+    /// once.
+    IpcPort = 4,
+    /// A port set and its message queue (`ipc::pset`); taken under a member's port lock.
+    IpcSet = 5,
     /// A bucket of the event wait queues (`sched::waitq`).
-    WaitBucket = 2,
+    WaitBucket = 6,
     /// A thread's wait/run state (GNU Mach's thread lock).
-    ThreadState = 3,
+    ThreadState = 7,
     /// A processor's timeout queue.
-    TimerQueue = 4,
+    TimerQueue = 8,
     /// A processor's run queue. Two may be held together, the lower CPU index first.
-    RunQueue = 5,
+    RunQueue = 9,
     /// Kernel stack slots and the dead-stack batch.
-    StackSlots = 6,
+    StackSlots = 10,
     /// The kernel translation tables.
-    KernelTables = 7,
+    KernelTables = 11,
     /// The ASID allocator.
-    Asids = 8,
+    Asids = 12,
     /// The physical frame allocator.
-    Frames = 9,
+    Frames = 13,
     /// The console.
-    Console = 10,
+    Console = 14,
     /// The kernel heap: innermost, since any code may allocate.
-    Heap = 11,
+    Heap = 15,
 }
 
 impl LockLevel {

@@ -132,6 +132,22 @@ impl Ledger {
         Ok(charge)
     }
 
+    /// Charge `blocks` granules with no [`Charge`] to hold them (for callers that keep
+    /// their own record, as `ipc::ledger` does); give them back with [`give_blocks`].
+    ///
+    /// [`give_blocks`]: Ledger::give_blocks
+    pub fn take_blocks(&self, blocks: usize) -> Result<(), KernReturn> {
+        let bytes = blocks
+            .checked_mul(GRANULE)
+            .ok_or(KernReturn::ResourceShortage)?;
+        self.take(bytes)
+    }
+
+    /// Give back granules charged by [`take_blocks`](Ledger::take_blocks).
+    pub fn give_blocks(&self, blocks: usize) {
+        self.give(blocks * GRANULE);
+    }
+
     fn take(&self, bytes: usize) -> Result<(), KernReturn> {
         if !take(&self.charged, self.limit, bytes) {
             return Err(KernReturn::ResourceShortage);
