@@ -126,10 +126,7 @@ pub fn user_exception_raise(
             .exception_resume
             .load(core::sync::atomic::Ordering::Relaxed);
         if resume != 0 {
-            frame.elr = resume;
-            frame.x[0] = u64::from(exception);
-            frame.x[1] = code;
-            frame.x[2] = subcode;
+            frame.resume_at(resume, [u64::from(exception), code, subcode]);
             return;
         }
     }

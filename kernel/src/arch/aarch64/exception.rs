@@ -142,6 +142,13 @@ impl TrapFrame {
         self.x[index] = value;
     }
 
+    /// Continue user mode at `pc` with `args` in the first argument registers (a handler
+    /// called by the kernel).
+    pub fn resume_at(&mut self, pc: u64, args: [u64; 3]) {
+        self.elr = pc;
+        self.x[..3].copy_from_slice(&args);
+    }
+
     /// Replace the user registers (the thread-state flavor's order: `x0`-`x30`, `sp`,
     /// `pc`); only the condition flags of `cpsr` are taken, mode and masks stay EL0t.
     pub fn set_user_registers(&mut self, x: &[u64; 31], sp: u64, pc: u64, cpsr: u64) {
