@@ -40,7 +40,8 @@ impl Kind {
     pub const COUNT: usize = 6;
 }
 
-/// An account that IPC objects are charged to, in granules.
+/// An account that IPC objects are charged to, in granules. Called with IPC locks held:
+/// an implementation takes no lock (atomic counters, as `mm::kmem`'s).
 pub trait Ledger: Send + Sync {
     /// Take `blocks` granules for `kind`, or refuse with `KERN_RESOURCE_SHORTAGE` having
     /// taken nothing.
@@ -57,6 +58,17 @@ impl Ledger for crate::mm::kmem::Ledger {
     fn give(&self, _: Kind, blocks: usize) {
         self.give_blocks(blocks)
     }
+}
+
+/// The account of the kernel's own objects (the host, processor and processor-set ports):
+/// counted by nobody, never refused. Never for anything a task can make more of.
+pub struct Unmetered;
+
+impl Ledger for Unmetered {
+    fn take(&self, _: Kind, _: usize) -> Result<(), KernReturn> {
+        Ok(())
+    }
+    fn give(&self, _: Kind, _: usize) {}
 }
 
 /// Granules held for something that exists; given back when dropped.

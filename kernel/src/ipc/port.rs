@@ -187,6 +187,23 @@ impl Port {
         Ok(port)
     }
 
+    /// Destroy a port whose receive right the kernel holds (GNU Mach
+    /// `ipc_port_dealloc_kernel`, at the death of the object it stands for): rights to it
+    /// become dead names, its queue is destroyed, dead-name notifications go out. Call
+    /// with no IPC lock held; does nothing to a port the kernel does not hold.
+    pub fn dealloc_kernel(port: Arc<Port>) {
+        {
+            let mut st = port.lock();
+            if !matches!(st.receiver, Receiver::Kernel) {
+                return;
+            }
+            st.receiver = Receiver::Limbo;
+        }
+        let mut reaper = super::right::Reaper::new();
+        reaper.destroy_port(port);
+        reaper.run();
+    }
+
     /// A new port whose receive right is handed to the caller, naked (for the kernel to
     /// place in a space or a message).
     pub fn alloc_receive(ledger: &Arc<dyn Ledger>) -> Result<Right, KernReturn> {

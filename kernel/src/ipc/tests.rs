@@ -1471,11 +1471,25 @@ fn kernel_ports_carry_typed_objects() {
     ));
     assert!(port.set_kobject(None).is_some());
     drop(k);
+    // The object dies: its port goes, names for it become dead names.
+    let q = s.allocate(R_RECV).unwrap();
+    s.request_notification(name, nid::DEAD_NAME, 0, notify_right(&s, q))
+        .unwrap();
+    Port::dealloc_kernel(port.clone());
+    assert!(!port.is_active());
+    assert_eq!(recv_one(&s, q).value(), name.0);
+    assert_eq!(s.port_type(name), Ok(pt::DEAD_NAME));
+    assert_eq!(refs(&s, name, R_DEAD), 3);
     drop(s);
-    assert_eq!(port.status().srights, 0);
     drop(port);
     assert_eq!(Arc::strong_count(&task), 1);
     assert_eq!(l.total(), 0);
+
+    // The kernel's own objects are charged to nobody.
+    let unmetered: Arc<dyn Ledger> = Arc::new(ledger::Unmetered);
+    let host = Port::alloc_kernel(&unmetered, None).unwrap();
+    assert!(host.make_send_once(&unmetered).is_ok());
+    Port::dealloc_kernel(host);
 }
 
 // ---------------------------------------------------------------- accounting
