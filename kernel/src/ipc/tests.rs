@@ -1627,6 +1627,91 @@ fn a_long_chain_of_queued_receive_rights_dies_without_deep_recursion() {
     assert_eq!(l.total(), 0);
 }
 
+/// What `mm::kmem` relies on: every heap block IPC allocates fits a granule, and the
+/// granules charged are never fewer than the blocks alive.
+#[test]
+fn every_block_is_charged_and_fits_a_granule() {
+    use crate::mm::kmem::GRANULE;
+    use crate::testalloc::Tracker;
+    let l = ledger();
+    let mut t = Tracker::new();
+    let (s, c) = t.run(|| (space(&l), space(&l)));
+    let check = |t: &Tracker, what: &str| {
+        assert!(
+            t.largest_block() <= GRANULE,
+            "{what}: a block of {}",
+            t.largest_block()
+        );
+        assert!(
+            t.live_blocks() <= l.total(),
+            "{what}: {} blocks alive, {} charged ({:?})",
+            t.live_blocks(),
+            l.total(),
+            kinds(&l)
+        );
+    };
+    check(&t, "spaces");
+    let names: Vec<PortName> = (0..400).map(|_| PortName::NULL).collect();
+    let mut names = names;
+    t.run(|| {
+        for n in names.iter_mut() {
+            *n = s.allocate(R_RECV).unwrap();
+        }
+    });
+    check(&t, "receive rights");
+    t.run(|| {
+        let q = c.allocate(R_RECV).unwrap();
+        for (i, &r) in names.iter().enumerate() {
+            let right = s.extract_right(r, MakeSend as u32).unwrap();
+            c.insert_right(n(i as u32), right).unwrap();
+            let so = c.extract_right(q, MakeSendOnce as u32).unwrap();
+            c.request_notification(n(i as u32), nid::DEAD_NAME, 0, so)
+                .unwrap();
+        }
+    });
+    check(&t, "send rights and dead-name requests");
+    t.run(|| {
+        let big = KmsgShape {
+            body_len: 3000,
+            ports: 70,
+            ool: 0,
+        };
+        for i in 0..20u32 {
+            let h = c
+                .copyin_header(msgh_bits::make(19, 0), n(i), PortName::NULL)
+                .unwrap();
+            let mut k = Kmsg::new(c.ledger(), big).unwrap();
+            k.set_ports(h.dest, h.reply, 0);
+            k.body.extend_from_slice(&[7; 3000]);
+            for j in 0..70 {
+                let p = c.copyin(n(i), CopySend).unwrap();
+                k.push_port(j, p).unwrap();
+            }
+            assert!(matches!(
+                mqueue::send(k, true, |_| false),
+                SendResult::Queued
+            ));
+        }
+    });
+    check(&t, "queued messages");
+    t.run(|| {
+        for &r in names.iter().step_by(3) {
+            s.destroy_name(r).unwrap();
+        }
+        let p = s.allocate(R_PSET).unwrap();
+        for &r in names.iter().skip(1).step_by(3) {
+            s.move_member(r, p).unwrap();
+        }
+    });
+    check(&t, "dead ports and a set");
+    t.run(|| {
+        s.destroy();
+        c.destroy();
+        drop((s, c));
+    });
+    assert_eq!((t.live_blocks(), l.total()), (0, 0));
+}
+
 // ---------------------------------------------------------------- threads
 
 /// Clients calling a server through a port set while another thread keeps making,
