@@ -136,6 +136,15 @@ const _: () = assert!(kmem::fits_granule(
     core::mem::align_of::<Port>()
 ));
 
+// A node of the dead-name request map fits the granule each request is charged.
+const _: () = assert!(kmem::fits_granule(
+    crate::mm::regions::btree_node_bound(
+        core::mem::size_of::<(u64, u32)>(),
+        core::mem::size_of::<DnRequest>()
+    ),
+    8
+));
+
 /// Granules a port is charged.
 pub const PORT_BLOCKS: usize = 1;
 

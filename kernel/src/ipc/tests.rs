@@ -1671,6 +1671,18 @@ fn every_block_is_charged_and_fits_a_granule() {
     });
     check(&t, "send rights and dead-name requests");
     t.run(|| {
+        // Many requests on one port: its request map grows past a node.
+        let q = c.allocate(R_RECV).unwrap();
+        for i in 0..200 {
+            let so = s.extract_right(names[0], MakeSendOnce as u32).unwrap();
+            c.insert_right(n(1000 + i), so).unwrap();
+            let note = c.extract_right(q, MakeSendOnce as u32).unwrap();
+            c.request_notification(n(1000 + i), nid::DEAD_NAME, 0, note)
+                .unwrap();
+        }
+    });
+    check(&t, "requests on one port");
+    t.run(|| {
         let big = KmsgShape {
             body_len: 3000,
             ports: 70,
