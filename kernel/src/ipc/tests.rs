@@ -2211,6 +2211,56 @@ mod prop {
         Ok(())
     }
 
+    /// What a space holds, for before/after comparisons.
+    fn snapshot(s: &Space) -> Vec<(PortName, u32, u32, Option<PortStatus>)> {
+        s.debug_entries()
+            .into_iter()
+            .map(|(n, ty, urefs, p)| (n, ty, urefs, p.map(|p| p.status())))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// A header either copies in, or fails with the space exactly as it was.
+        #[test]
+        fn header_copyin_is_all_or_nothing(
+            dest_t in 14u32..23,
+            reply_t in prop_oneof![Just(0u32), 14u32..23],
+            di in 0usize..9,
+            ri in 0usize..9,
+        ) {
+            let l = ledger();
+            let s = space(&l);
+            let other = space(&l);
+            let r = s.allocate(R_RECV).unwrap();
+            let r2 = s.allocate(R_RECV).unwrap();
+            give_send(&s, r2, &s, r2);
+            let o = other.allocate(R_RECV).unwrap();
+            give_send(&other, o, &s, n(1));
+            s.mod_refs(n(1), R_SEND, 1).unwrap();
+            give_send_once(&other, o, &s, n(2));
+            let d = s.allocate(R_DEAD).unwrap();
+            let p = s.allocate(R_PSET).unwrap();
+            let names = [r, r2, n(1), n(2), d, p, PortName::NULL, PortName::DEAD, n(99)];
+            let before = snapshot(&s);
+            let bits = msgh_bits::make(dest_t, reply_t);
+            match s.copyin_header(bits, names[di], names[ri]) {
+                Ok(h) => {
+                    prop_assert_eq!(msgh_bits::remote(h.bits), h.dest.msg_type());
+                    drop(h);
+                }
+                Err(e) => {
+                    prop_assert_eq!(snapshot(&s), before, "{:?}", e);
+                }
+            }
+            s.debug_check().unwrap();
+            drop((s, other));
+            prop_assert_eq!(l.total(), 0);
+        }
+
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
