@@ -108,6 +108,7 @@ fn send_with(
 struct Got {
     hdr: ReceivedHeader,
     id: i32,
+    size: u32,
     seqno: u32,
     ports: Vec<PortName>,
     errors: u32,
@@ -138,6 +139,7 @@ fn recv(s: &Space, name: PortName) -> Result<Option<Got>, MsgReturn> {
             Ok(Some(Got {
                 hdr,
                 id: k.id,
+                size: k.size,
                 seqno: k.seqno,
                 ports,
                 errors,
@@ -371,6 +373,10 @@ fn destroying_a_receive_right_turns_send_rights_into_dead_names() {
     let got = recv_one(&s2, q);
     assert_eq!(got.id, nid::DEAD_NAME);
     assert_eq!(got.value(), n(100).0);
+    // GNU Mach's LP64 layout: 48 bytes, a port-name descriptor, the name.
+    assert_eq!((got.size, got.body.len()), (48, 16));
+    assert_eq!(got.body[..8], 0x0000_0001_2000_200f_u64.to_le_bytes());
+    assert_eq!(got.hdr.bits, msgh_bits::make(0, 18));
     assert_eq!(got.hdr.local, q);
     // Three references, and one more for the notification.
     assert_eq!(s2.port_type(n(100)), Ok(pt::DEAD_NAME));
@@ -894,6 +900,9 @@ fn port_destroyed_hands_the_receive_right_over() {
     s.destroy_name(r).unwrap();
     let got = recv_one(&backup, b);
     assert_eq!(got.id, nid::PORT_DESTROYED);
+    assert_eq!(got.size, 48);
+    assert_eq!(got.body[..8], 0x0000_0001_2000_4010_u64.to_le_bytes());
+    assert_eq!(got.hdr.bits, msgh_bits::COMPLEX | msgh_bits::make(0, 18));
     let r2 = got.ports[0];
     assert_eq!(backup.port_type(r2), Ok(pt::RECEIVE));
     // The port lives on, with its queue and its senders.
