@@ -216,3 +216,46 @@ impl MsgReturn {
         MsgReturn(self.0 | bits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_agree_with_gnu_mach() {
+        assert_eq!(PortRight::Send.type_bit(), port_type::SEND);
+        assert_eq!(PortRight::Receive.type_bit(), port_type::RECEIVE);
+        assert_eq!(PortRight::SendOnce.type_bit(), port_type::SEND_ONCE);
+        assert_eq!(PortRight::PortSet.type_bit(), port_type::PORT_SET);
+        assert_eq!(PortRight::DeadName.type_bit(), port_type::DEAD_NAME);
+        assert_eq!(port_type::DEAD_NAME, 0x0010_0000);
+        assert_eq!(PortRight::from_u32(PortRight::NUMBER), None);
+        assert_eq!(msgh_bits::make(19, 21), 0x1513);
+        assert_eq!(msgh_bits::local(0x8000_1513), 21);
+        assert_eq!(msgh_bits::other(0x8000_1513), 0x8000_0000);
+        assert_eq!(
+            (notify::PORT_DELETED, notify::NO_SENDERS, notify::DEAD_NAME),
+            (65, 70, 72)
+        );
+        assert_eq!(
+            MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_SPACE).0,
+            0x1000_600b
+        );
+        for d in 16..=21 {
+            assert_eq!(Disposition::from_u32(d).map(|d| d as u32), Some(d));
+        }
+        assert_eq!(Disposition::from_u32(15), None);
+        assert_eq!(Disposition::from_u32(22), None);
+        assert!(!PortName::NULL.is_valid() && !PortName::DEAD.is_valid());
+        assert_eq!(format!("{:?}", PortName(0x103)), "0x103");
+    }
+
+    #[test]
+    fn a_notification_descriptor_is_gnu_machs() {
+        // REFERENCE.md: one inline 32-bit integer is 0x0000_0001_2000_2002.
+        assert_eq!(
+            crate::ipc::right::inline_descriptor(msg_type::INTEGER_32, 32),
+            0x0000_0001_2000_2002
+        );
+    }
+}

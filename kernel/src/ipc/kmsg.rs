@@ -5,8 +5,9 @@
 //! to the sender until it is received or destroyed.
 //!
 //! Parsing the body's type descriptors is not done here: `mach_msg` reads them, copies
-//! in each right (`Space::copyin`) and records it with [`Kmsg::push_port`]; at receive it
-//! writes the names `Space::copyout_*` gives back into the body at each slot's offset.
+//! in each right (`Space::copyin_body_right`) and records it with [`Kmsg::push_port`]; at
+//! receive it writes the names `Space::copyout_*` gives back into the body at each slot's
+//! offset.
 //!
 //! A message dropped with rights in it releases them (`right::Reaper`), so a message lost
 //! on any path leaks nothing; do not drop one while holding an IPC lock.

@@ -40,7 +40,8 @@ impl Kind {
     pub const COUNT: usize = 6;
 }
 
-/// An account that IPC objects are charged to, in granules.
+/// An account that IPC objects are charged to, in granules. Called with IPC locks held:
+/// an implementation takes no lock (atomic counters, as `mm::kmem`'s).
 pub trait Ledger: Send + Sync {
     /// Take `blocks` granules for `kind`, or refuse with `KERN_RESOURCE_SHORTAGE` having
     /// taken nothing.
@@ -59,26 +60,38 @@ impl Ledger for crate::mm::kmem::Ledger {
     }
 }
 
+/// The account of the kernel's own objects (the host, processor and processor-set ports):
+/// counted by nobody, never refused. Never for anything a task can make more of.
+pub struct Unmetered;
+
+impl Ledger for Unmetered {
+    fn take(&self, _: Kind, _: usize) -> Result<(), KernReturn> {
+        Ok(())
+    }
+    fn give(&self, _: Kind, _: usize) {}
+}
+
 /// Granules held for something that exists; given back when dropped.
 pub struct Charge {
     ledger: Arc<dyn Ledger>,
+    blocks: u32,
     kind: Kind,
-    blocks: usize,
 }
 
 impl Charge {
     /// Charge `blocks` granules of `kind` to `ledger`.
     pub fn new(ledger: &Arc<dyn Ledger>, kind: Kind, blocks: usize) -> Result<Charge, KernReturn> {
-        ledger.take(kind, blocks)?;
-        Ok(Charge {
+        let mut c = Charge {
             ledger: ledger.clone(),
+            blocks: 0,
             kind,
-            blocks,
-        })
+        };
+        c.grow(blocks)?;
+        Ok(c)
     }
 
     pub fn blocks(&self) -> usize {
-        self.blocks
+        self.blocks as usize
     }
 
     pub fn kind(&self) -> Kind {
@@ -88,12 +101,33 @@ impl Charge {
     pub fn ledger(&self) -> &Arc<dyn Ledger> {
         &self.ledger
     }
+
+    /// Charge `blocks` more, or nothing and `KERN_RESOURCE_SHORTAGE`.
+    pub fn grow(&mut self, blocks: usize) -> Result<(), KernReturn> {
+        let total = u32::try_from(blocks)
+            .ok()
+            .and_then(|b| self.blocks.checked_add(b))
+            .ok_or(KernReturn::ResourceShortage)?;
+        self.ledger.take(self.kind, blocks)?;
+        self.blocks = total;
+        Ok(())
+    }
+
+    /// Give back all but `blocks` (nothing if it holds no more than that).
+    pub fn shrink_to(&mut self, blocks: usize) {
+        if let Ok(b) = u32::try_from(blocks)
+            && b < self.blocks
+        {
+            self.ledger.give(self.kind, (self.blocks - b) as usize);
+            self.blocks = b;
+        }
+    }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
         if self.blocks != 0 {
-            self.ledger.give(self.kind, self.blocks);
+            self.ledger.give(self.kind, self.blocks as usize);
         }
     }
 }
@@ -181,9 +215,16 @@ mod tests {
             Charge::new(&d, Kind::Entry, 2).err(),
             Some(KernReturn::ResourceShortage)
         );
-        let b = Charge::new(&d, Kind::Entry, 1).unwrap();
+        let mut b = Charge::new(&d, Kind::Entry, 1).unwrap();
         assert_eq!((l.total(), l.of(Kind::Port), l.of(Kind::Entry)), (3, 2, 1));
+        assert_eq!(b.grow(1), Err(KernReturn::ResourceShortage));
+        assert_eq!(b.grow(usize::MAX), Err(KernReturn::ResourceShortage));
         drop(a);
+        b.grow(2).unwrap();
+        assert_eq!(b.blocks(), 3);
+        b.shrink_to(5);
+        b.shrink_to(1);
+        assert_eq!((b.blocks(), l.of(Kind::Entry)), (1, 1));
         drop(b);
         assert_eq!(l.total(), 0);
     }

@@ -57,22 +57,39 @@
 //!
 //! # What the kernel does to use it
 //!
-//! - Each task gets a `Space` charged to its `kmem` ledger; `Space::destroy` at task
-//!   death. Kernel objects get ports from `Port::alloc_kernel` with a `KObject`
-//!   (`Arc<Task>`, `Arc<Thread>`, …); `Port::make_send` + `Space::copyout` give a task a
-//!   name for one (`mach_task_self` and friends).
-//! - `mach_port_*` traps 26 (`mach_reply_port`: `allocate(RECEIVE)`), 72-75 and the
-//!   `mach_port.defs` server call the `Space` methods of the same names.
-//! - `mach_msg` (trap 25): read the header from user memory, `Space::copyin_header`,
-//!   build a `Kmsg` (`Kmsg::new` with the shape of the body), walk the type descriptors
-//!   calling `Space::copyin` per right and `Kmsg::push_port`/`push_ool`, then route to
-//!   the kernel's server if the destination `is_kernel()`, else `mqueue::send`, blocking
-//!   on `SendResult::Full` with `sched::assert_wait` in the closure. Receive:
-//!   `Space::mqueue_copyin`, `RecvSource::receive` (same pattern), then
+//! - Each user task gets a `Space::new(&task.kmem)` (an `Arc<kmem::Ledger>` is an
+//!   `Arc<dyn Ledger>`), destroyed with `Space::destroy` when the task dies. The kernel's
+//!   own objects (host, processors, sets) are charged to `ledger::Unmetered`.
+//! - Kernel objects: `Port::alloc_kernel` with a `KObject` (`Arc<Task>`, `Arc<Thread>`,
+//!   …); `Port::make_send` + `Space::copyout` give a task a name for one
+//!   (`mach_task_self`, `mach_thread_self`, `mach_host_self`, the bootstrap's host-priv
+//!   and device names); `Port::dealloc_kernel` when the object dies.
+//! - Traps: `mach_reply_port` (26) is `allocate(MACH_PORT_RIGHT_RECEIVE)`, returning
+//!   `MACH_PORT_NULL` on failure. 72 `mach_port_allocate`, 73 `mach_port_deallocate`, 75
+//!   `mach_port_allocate_name` call the `Space` methods of the same names on the space
+//!   of the task named by the first argument (`MACH_SEND_INTERRUPTED` if it names no
+//!   task, so the library falls back to the RPC), copying the new name out to user
+//!   memory for 72. 74 `mach_port_insert_right(task, name, right, type)` takes `right`
+//!   from the caller's space with `copyin_body_right(right, type)` (`KERN_INVALID_VALUE`
+//!   if `type` is not a disposition) and gives it to `insert_right`, which destroys it on
+//!   failure. The `mach_port.defs` server (3200) maps each routine the same way;
+//!   `mach_port_names` and `mach_port_get_set_status` collect under the space lock into
+//!   kernel memory and return it out of line.
+//! - `mach_msg` (25), send: read the header from user memory, `Space::copyin_header`,
+//!   `Kmsg::new` with the shape of the body (`MACH_SEND_NO_BUFFER` if refused), copy the
+//!   body in, walk the type descriptors calling `Space::copyin_body_right` for each port
+//!   and `Kmsg::push_port`/`push_ool` (on an error the message is dropped, which
+//!   destroys what was copied in, as GNU Mach does), then hand the message to the
+//!   kernel's server if the destination `is_kernel()`, else `mqueue::send`; on
+//!   `SendResult::Full` wait (`sched::assert_wait` on the key inside the closure, then
+//!   `thread_block`, honouring `MACH_SEND_TIMEOUT`) and send again. Receive:
+//!   `Space::mqueue_copyin` once, then `RecvSource::receive` in the same pattern
+//!   (`Died` is `MACH_RCV_PORT_DIED`, `Changed` `MACH_RCV_PORT_CHANGED`), then
 //!   `Space::copyout_header` and `Space::copyout_right` for each slot, writing the names
-//!   into the body.
+//!   into the body and or'ing the error bits into `MACH_RCV_BODY_ERROR`; after a header
+//!   error, `Space::copyout_dest`.
 //! - `mqueue::set_wakeup` once at boot, with a function that does
-//!   `sched::thread_wakeup(event_of(key), true)`.
+//!   `sched::thread_wakeup(Event { object: key.object, key: key.on }, true)`.
 
 pub mod abi;
 pub mod chunk;

@@ -136,6 +136,15 @@ const _: () = assert!(kmem::fits_granule(
     core::mem::align_of::<Port>()
 ));
 
+// A node of the dead-name request map fits the granule each request is charged.
+const _: () = assert!(kmem::fits_granule(
+    crate::mm::regions::btree_node_bound(
+        core::mem::size_of::<(u64, u32)>(),
+        core::mem::size_of::<DnRequest>()
+    ),
+    8
+));
+
 /// Granules a port is charged.
 pub const PORT_BLOCKS: usize = 1;
 
@@ -185,6 +194,23 @@ impl Port {
         let port = Port::alloc(ledger, Receiver::Kernel)?;
         port.lock().kobject = kobject;
         Ok(port)
+    }
+
+    /// Destroy a port whose receive right the kernel holds (GNU Mach
+    /// `ipc_port_dealloc_kernel`, at the death of the object it stands for): rights to it
+    /// become dead names, its queue is destroyed, dead-name notifications go out. Call
+    /// with no IPC lock held; does nothing to a port the kernel does not hold.
+    pub fn dealloc_kernel(port: Arc<Port>) {
+        {
+            let mut st = port.lock();
+            if !matches!(st.receiver, Receiver::Kernel) {
+                return;
+            }
+            st.receiver = Receiver::Limbo;
+        }
+        let mut reaper = super::right::Reaper::new();
+        reaper.destroy_port(port);
+        reaper.run();
     }
 
     /// A new port whose receive right is handed to the caller, naked (for the kernel to

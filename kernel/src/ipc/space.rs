@@ -6,8 +6,11 @@
 //! send, receive, send-once, port set, dead name), the user-reference count, the port or
 //! set, and whether a dead-name request is registered. A reverse map from port to name
 //! finds the entry holding send or receive rights for a port, so that send rights
-//! received in messages merge under one name. Both maps are B-trees (O(log n)); each entry
-//! and reverse entry carries the granule charged for it.
+//! received in messages merge under one name. Both maps are B-trees (O(log n)), charged
+//! as `mm::kmem` charges its maps: a granule per entry of either map plus one for each
+//! root, held in one charge per space that grows before an insert and is brought back
+//! to the exact count whenever the space's lock is let go ([`SpaceGuard`]). An entry
+//! stays small enough (const-checked) for a node of either map to fit a granule.
 //!
 //! Names are handed out from a cursor that only moves forward (skipping `MACH_PORT_NULL`,
 //! `MACH_PORT_DEAD` and names in use), so a name is not reused until the 32-bit name space
@@ -58,7 +61,6 @@ pub(super) struct Entry {
     pub dnrequest: bool,
     /// A send-once right's prepaid message.
     pub prepaid: Option<Charge>,
-    pub _charge: Charge,
 }
 
 impl Entry {
@@ -70,32 +72,63 @@ impl Entry {
     }
 }
 
-/// A reverse entry: the name under which send or receive rights for a port are held.
-pub(super) struct Reverse {
-    pub name: u32,
-    pub _charge: Charge,
-}
-
 pub(super) struct SpaceState {
     pub id: u64,
     pub active: bool,
     pub entries: BTreeMap<u32, Entry>,
-    /// By port id.
-    pub reverse: BTreeMap<u64, Reverse>,
+    /// The name holding send or receive rights for a port, by port id.
+    pub reverse: BTreeMap<u64, u32>,
     pub next_name: u32,
+    /// `SPACE_BLOCKS` plus a granule per entry of either map (more just before an
+    /// insert).
+    pub charge: Charge,
 }
 
 pub struct Space {
     id: u64,
     ledger: Arc<dyn Ledger>,
     state: IrqSpinLock<SpaceState>,
-    _charge: Charge,
 }
 
 /// Granules a space is charged: itself and the roots of its two maps.
 pub const SPACE_BLOCKS: usize = 3;
-/// Granules a name costs (its node in the name map; with a reverse entry, one more).
-pub const ENTRY_BLOCKS: usize = 1;
+
+// A node of either map fits the granule each entry is charged (`mm::kmem`); the host test
+// `map_nodes_fit_a_granule` measures real nodes.
+const _: () = assert!(crate::mm::kmem::fits_granule(
+    crate::mm::regions::btree_node_bound(
+        core::mem::size_of::<u32>(),
+        core::mem::size_of::<Entry>()
+    ),
+    8
+));
+const _: () = assert!(crate::mm::kmem::fits_granule(
+    crate::mm::regions::btree_node_bound(8, 4),
+    8
+));
+
+/// The space's state while locked; letting go of it brings the space's charge back to
+/// what its maps hold.
+pub(super) struct SpaceGuard<'a>(IrqSpinLockGuard<'a, SpaceState>);
+
+impl core::ops::Deref for SpaceGuard<'_> {
+    type Target = SpaceState;
+    fn deref(&self) -> &SpaceState {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for SpaceGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SpaceState {
+        &mut self.0
+    }
+}
+
+impl Drop for SpaceGuard<'_> {
+    fn drop(&mut self) {
+        self.0.settle();
+    }
+}
 
 /// `mach_port_get_receive_status`'s answer (`mach_port_status_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +168,32 @@ pub(super) fn dncancel(ps: &mut PortState, space: u64, name: u32) -> Option<Righ
 }
 
 impl SpaceState {
+    /// Granules the maps take now.
+    fn needed(&self) -> usize {
+        SPACE_BLOCKS + self.entries.len() + self.reverse.len()
+    }
+
+    /// Charge for `n` more entries (of either map) before inserting them.
+    pub fn reserve(&mut self, n: usize) -> Result<(), KernReturn> {
+        let want = self.needed() + n;
+        let held = self.charge.blocks();
+        if want > held {
+            self.charge.grow(want - held)?;
+        }
+        Ok(())
+    }
+
+    /// Give back what removed entries were charged.
+    fn settle(&mut self) {
+        if self.active {
+            debug_assert!(
+                self.charge.blocks() >= self.needed(),
+                "an entry went in unpaid"
+            );
+            self.charge.shrink_to(self.needed());
+        }
+    }
+
     /// The entry for `name` (GNU Mach `ipc_right_lookup_write`).
     pub fn lookup(&mut self, name: PortName) -> Result<&mut Entry, KernReturn> {
         if !self.active {
@@ -214,7 +273,7 @@ impl SpaceState {
         let e = self.entries.remove(&name)?;
         if e.ty & (SEND | RECEIVE) != 0
             && let Some(port) = e.port()
-            && self.reverse.get(&port.id()).is_some_and(|r| r.name == name)
+            && self.reverse.get(&port.id()) == Some(&name)
         {
             self.reverse.remove(&port.id());
         }
@@ -258,6 +317,7 @@ impl Space {
     pub fn new(ledger: &Arc<dyn Ledger>) -> Result<Arc<Space>, KernReturn> {
         let charge = Charge::new(ledger, Kind::Entry, SPACE_BLOCKS)?;
         let id = next_id();
+        // Charged: the heap has the block (`mm::kmem`).
         Ok(Arc::new(Space {
             id,
             ledger: ledger.clone(),
@@ -269,9 +329,9 @@ impl Space {
                     entries: BTreeMap::new(),
                     reverse: BTreeMap::new(),
                     next_name: 1,
+                    charge,
                 },
             ),
-            _charge: charge,
         }))
     }
 
@@ -283,8 +343,8 @@ impl Space {
         &self.ledger
     }
 
-    pub(super) fn lock(&self) -> IrqSpinLockGuard<'_, SpaceState> {
-        self.state.lock()
+    pub(super) fn lock(&self) -> SpaceGuard<'_> {
+        SpaceGuard(self.state.lock())
     }
 
     /// Names in use.
@@ -294,19 +354,6 @@ impl Space {
 
     pub fn is_active(&self) -> bool {
         self.lock().active
-    }
-
-    pub(super) fn charge_entry(
-        &self,
-        reverse: bool,
-    ) -> Result<(Charge, Option<Charge>), KernReturn> {
-        let entry = Charge::new(&self.ledger, Kind::Entry, ENTRY_BLOCKS)?;
-        let rev = if reverse {
-            Some(Charge::new(&self.ledger, Kind::Entry, 1)?)
-        } else {
-            None
-        };
-        Ok((entry, rev))
     }
 
     /// `mach_port_allocate`: a new receive right, port set or dead name under a name the
@@ -328,7 +375,6 @@ impl Space {
             Some(r @ (PortRight::Receive | PortRight::PortSet | PortRight::DeadName)) => r,
             _ => return Err(KernReturn::InvalidValue),
         };
-        let (entry_charge, rev_charge) = self.charge_entry(right == PortRight::Receive)?;
         let mut st = self.lock();
         if !st.active {
             return Err(KernReturn::InvalidTask);
@@ -338,6 +384,7 @@ impl Space {
             Some(n) => n.0,
             None => st.alloc_name()?,
         };
+        st.reserve(1 + usize::from(right == PortRight::Receive))?;
         let (ty, urefs, object) = match right {
             PortRight::Receive => {
                 let port = Port::alloc(
@@ -347,15 +394,7 @@ impl Space {
                         name: PortName(n),
                     },
                 )?;
-                if let Some(c) = rev_charge {
-                    st.reverse.insert(
-                        port.id(),
-                        Reverse {
-                            name: n,
-                            _charge: c,
-                        },
-                    );
-                }
+                st.reverse.insert(port.id(), n);
                 (RECEIVE, 0, Object::Port(port))
             }
             PortRight::PortSet => {
@@ -372,7 +411,6 @@ impl Space {
                 object,
                 dnrequest: false,
                 prepaid: None,
-                _charge: entry_charge,
             },
         );
         Ok(PortName(n))
@@ -407,12 +445,12 @@ impl Space {
                     return Err(KernReturn::InvalidRight);
                 };
                 let dn = dncancel(&mut port.lock(), st.id, name.0);
-                d.notify(dn, Notification::PortDeleted(name));
                 d.release(Some(Right::new(
                     port,
                     RightKind::SendOnce,
                     e.prepaid.take(),
                 )));
+                d.notify(dn, Notification::PortDeleted(name));
             }
             SEND => {
                 if e.urefs > 1 {
@@ -428,8 +466,8 @@ impl Space {
                 } else {
                     None
                 };
-                d.notify(dn, Notification::PortDeleted(name));
                 d.release(Some(Right::new(port, RightKind::Send, None)));
+                d.notify(dn, Notification::PortDeleted(name));
             }
             port_type::SEND_RECEIVE => {
                 if e.urefs > 1 {
@@ -675,19 +713,19 @@ impl Space {
                     return Ok(());
                 }
                 let port = e.port().cloned().ok_or(KernReturn::InvalidRight)?;
+                let mut dn = None;
                 if e.ty & RECEIVE != 0 {
                     e.ty = RECEIVE;
                     e.urefs = 0;
                 } else {
                     let e = st.remove(n).ok_or(KernReturn::InvalidName)?;
-                    let dn = if e.dnrequest {
-                        dncancel(&mut port.lock(), st.id, n)
-                    } else {
-                        None
-                    };
-                    d.notify(dn, Notification::PortDeleted(name));
+                    if e.dnrequest {
+                        dn = dncancel(&mut port.lock(), st.id, n);
+                    }
                 }
+                // GNU Mach's order: no-senders, then port-deleted.
                 d.release(Some(Right::new(port, RightKind::Send, None)));
+                d.notify(dn, Notification::PortDeleted(name));
                 Ok(())
             }
         }
@@ -778,7 +816,7 @@ impl Space {
                 if e.ty & (SEND | RECEIVE) != 0
                     && let Some(r) = st.reverse.get_mut(&port.id())
                 {
-                    r.name = new.0;
+                    *r = new.0;
                 }
             }
             Object::Set(set) => set.lock().name = new,
@@ -1121,6 +1159,8 @@ impl Space {
             }
             d.run();
         }
+        // The maps' nodes are gone: only the space itself is left to pay for.
+        self.lock().charge.shrink_to(SPACE_BLOCKS);
     }
 }
 
@@ -1192,7 +1232,7 @@ impl Space {
                 let ps = port.lock();
                 if e.ty & (SEND | RECEIVE) != 0 {
                     reversed += 1;
-                    if st.reverse.get(&port.id()).map(|r| r.name) != Some(n) {
+                    if st.reverse.get(&port.id()) != Some(&n) {
                         return Err(format!("{n:#x}: reverse entry missing"));
                     }
                 }
@@ -1207,6 +1247,9 @@ impl Space {
                     return Err(format!("{n:#x}: dead-name request flag disagrees"));
                 }
             }
+        }
+        if st.charge.blocks() != SPACE_BLOCKS + st.entries.len() + st.reverse.len() {
+            return Err(format!("charged {} granules", st.charge.blocks()));
         }
         if reversed != st.reverse.len() {
             return Err(format!(

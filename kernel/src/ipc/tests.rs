@@ -108,6 +108,7 @@ fn send_with(
 struct Got {
     hdr: ReceivedHeader,
     id: i32,
+    size: u32,
     seqno: u32,
     ports: Vec<PortName>,
     errors: u32,
@@ -138,6 +139,7 @@ fn recv(s: &Space, name: PortName) -> Result<Option<Got>, MsgReturn> {
             Ok(Some(Got {
                 hdr,
                 id: k.id,
+                size: k.size,
                 seqno: k.seqno,
                 ports,
                 errors,
@@ -371,6 +373,10 @@ fn destroying_a_receive_right_turns_send_rights_into_dead_names() {
     let got = recv_one(&s2, q);
     assert_eq!(got.id, nid::DEAD_NAME);
     assert_eq!(got.value(), n(100).0);
+    // GNU Mach's LP64 layout: 48 bytes, a port-name descriptor, the name.
+    assert_eq!((got.size, got.body.len()), (48, 16));
+    assert_eq!(got.body[..8], 0x0000_0001_2000_200f_u64.to_le_bytes());
+    assert_eq!(got.hdr.bits, msgh_bits::make(0, 18));
     assert_eq!(got.hdr.local, q);
     // Three references, and one more for the notification.
     assert_eq!(s2.port_type(n(100)), Ok(pt::DEAD_NAME));
@@ -894,6 +900,9 @@ fn port_destroyed_hands_the_receive_right_over() {
     s.destroy_name(r).unwrap();
     let got = recv_one(&backup, b);
     assert_eq!(got.id, nid::PORT_DESTROYED);
+    assert_eq!(got.size, 48);
+    assert_eq!(got.body[..8], 0x0000_0001_2000_4010_u64.to_le_bytes());
+    assert_eq!(got.hdr.bits, msgh_bits::COMPLEX | msgh_bits::make(0, 18));
     let r2 = got.ports[0];
     assert_eq!(backup.port_type(r2), Ok(pt::RECEIVE));
     // The port lives on, with its queue and its senders.
@@ -1471,11 +1480,25 @@ fn kernel_ports_carry_typed_objects() {
     ));
     assert!(port.set_kobject(None).is_some());
     drop(k);
+    // The object dies: its port goes, names for it become dead names.
+    let q = s.allocate(R_RECV).unwrap();
+    s.request_notification(name, nid::DEAD_NAME, 0, notify_right(&s, q))
+        .unwrap();
+    Port::dealloc_kernel(port.clone());
+    assert!(!port.is_active());
+    assert_eq!(recv_one(&s, q).value(), name.0);
+    assert_eq!(s.port_type(name), Ok(pt::DEAD_NAME));
+    assert_eq!(refs(&s, name, R_DEAD), 3);
     drop(s);
-    assert_eq!(port.status().srights, 0);
     drop(port);
     assert_eq!(Arc::strong_count(&task), 1);
     assert_eq!(l.total(), 0);
+
+    // The kernel's own objects are charged to nobody.
+    let unmetered: Arc<dyn Ledger> = Arc::new(ledger::Unmetered);
+    let host = Port::alloc_kernel(&unmetered, None).unwrap();
+    assert!(host.make_send_once(&unmetered).is_ok());
+    Port::dealloc_kernel(host);
 }
 
 // ---------------------------------------------------------------- accounting
@@ -1611,6 +1634,103 @@ fn a_long_chain_of_queued_receive_rights_dies_without_deep_recursion() {
     assert_eq!(l.of(Kind::Port), 0);
     drop(s);
     assert_eq!(l.total(), 0);
+}
+
+/// What `mm::kmem` relies on: every heap block IPC allocates fits a granule, and the
+/// granules charged are never fewer than the blocks alive.
+#[test]
+fn every_block_is_charged_and_fits_a_granule() {
+    use crate::mm::kmem::GRANULE;
+    use crate::testalloc::Tracker;
+    let l = ledger();
+    let mut t = Tracker::new();
+    let (s, c) = t.run(|| (space(&l), space(&l)));
+    let check = |t: &Tracker, what: &str| {
+        assert!(
+            t.largest_block() <= GRANULE,
+            "{what}: a block of {}",
+            t.largest_block()
+        );
+        assert!(
+            t.live_blocks() <= l.total(),
+            "{what}: {} blocks alive, {} charged ({:?})",
+            t.live_blocks(),
+            l.total(),
+            kinds(&l)
+        );
+    };
+    check(&t, "spaces");
+    let names: Vec<PortName> = (0..400).map(|_| PortName::NULL).collect();
+    let mut names = names;
+    t.run(|| {
+        for n in names.iter_mut() {
+            *n = s.allocate(R_RECV).unwrap();
+        }
+    });
+    check(&t, "receive rights");
+    t.run(|| {
+        let q = c.allocate(R_RECV).unwrap();
+        for (i, &r) in names.iter().enumerate() {
+            let right = s.extract_right(r, MakeSend as u32).unwrap();
+            c.insert_right(n(i as u32), right).unwrap();
+            let so = c.extract_right(q, MakeSendOnce as u32).unwrap();
+            c.request_notification(n(i as u32), nid::DEAD_NAME, 0, so)
+                .unwrap();
+        }
+    });
+    check(&t, "send rights and dead-name requests");
+    t.run(|| {
+        // Many requests on one port: its request map grows past a node.
+        let q = c.allocate(R_RECV).unwrap();
+        for i in 0..200 {
+            let so = s.extract_right(names[0], MakeSendOnce as u32).unwrap();
+            c.insert_right(n(1000 + i), so).unwrap();
+            let note = c.extract_right(q, MakeSendOnce as u32).unwrap();
+            c.request_notification(n(1000 + i), nid::DEAD_NAME, 0, note)
+                .unwrap();
+        }
+    });
+    check(&t, "requests on one port");
+    t.run(|| {
+        let big = KmsgShape {
+            body_len: 3000,
+            ports: 70,
+            ool: 0,
+        };
+        for i in 0..20u32 {
+            let h = c
+                .copyin_header(msgh_bits::make(19, 0), n(i), PortName::NULL)
+                .unwrap();
+            let mut k = Kmsg::new(c.ledger(), big).unwrap();
+            k.set_ports(h.dest, h.reply, 0);
+            k.body.extend_from_slice(&[7; 3000]);
+            for j in 0..70 {
+                let p = c.copyin(n(i), CopySend).unwrap();
+                k.push_port(j, p).unwrap();
+            }
+            assert!(matches!(
+                mqueue::send(k, true, |_| false),
+                SendResult::Queued
+            ));
+        }
+    });
+    check(&t, "queued messages");
+    t.run(|| {
+        for &r in names.iter().step_by(3) {
+            s.destroy_name(r).unwrap();
+        }
+        let p = s.allocate(R_PSET).unwrap();
+        for &r in names.iter().skip(1).step_by(3) {
+            s.move_member(r, p).unwrap();
+        }
+    });
+    check(&t, "dead ports and a set");
+    t.run(|| {
+        s.destroy();
+        c.destroy();
+        drop((s, c));
+    });
+    assert_eq!((t.live_blocks(), l.total()), (0, 0));
 }
 
 // ---------------------------------------------------------------- threads
@@ -2098,6 +2218,56 @@ mod prop {
             }
         }
         Ok(())
+    }
+
+    /// What a space holds, for before/after comparisons.
+    fn snapshot(s: &Space) -> Vec<(PortName, u32, u32, Option<PortStatus>)> {
+        s.debug_entries()
+            .into_iter()
+            .map(|(n, ty, urefs, p)| (n, ty, urefs, p.map(|p| p.status())))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// A header either copies in, or fails with the space exactly as it was.
+        #[test]
+        fn header_copyin_is_all_or_nothing(
+            dest_t in 14u32..23,
+            reply_t in prop_oneof![Just(0u32), 14u32..23],
+            di in 0usize..9,
+            ri in 0usize..9,
+        ) {
+            let l = ledger();
+            let s = space(&l);
+            let other = space(&l);
+            let r = s.allocate(R_RECV).unwrap();
+            let r2 = s.allocate(R_RECV).unwrap();
+            give_send(&s, r2, &s, r2);
+            let o = other.allocate(R_RECV).unwrap();
+            give_send(&other, o, &s, n(1));
+            s.mod_refs(n(1), R_SEND, 1).unwrap();
+            give_send_once(&other, o, &s, n(2));
+            let d = s.allocate(R_DEAD).unwrap();
+            let p = s.allocate(R_PSET).unwrap();
+            let names = [r, r2, n(1), n(2), d, p, PortName::NULL, PortName::DEAD, n(99)];
+            let before = snapshot(&s);
+            let bits = msgh_bits::make(dest_t, reply_t);
+            match s.copyin_header(bits, names[di], names[ri]) {
+                Ok(h) => {
+                    prop_assert_eq!(msgh_bits::remote(h.bits), h.dest.msg_type());
+                    drop(h);
+                }
+                Err(e) => {
+                    prop_assert_eq!(snapshot(&s), before, "{:?}", e);
+                }
+            }
+            s.debug_check().unwrap();
+            drop((s, other));
+            prop_assert_eq!(l.total(), 0);
+        }
+
     }
 
     proptest! {

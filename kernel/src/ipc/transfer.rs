@@ -13,7 +13,7 @@ use super::ledger::{Charge, Kind};
 use super::mqueue::{self, RecvSource};
 use super::port::Receiver;
 use super::right::{Deferred, MsgPort, Notification, Reaper, Right, RightKind};
-use super::space::{Entry, Object, Reverse, Space, SpaceState, dncancel};
+use super::space::{Entry, Object, Space, SpaceState, dncancel};
 use mach_abi::KernReturn;
 
 /// A header after `copyin_header`: the bits with the received types in the port fields,
@@ -274,7 +274,6 @@ impl SpaceState {
         name: u32,
         right: Right,
         overflow: bool,
-        rev_charge: Option<Charge>,
     ) -> Result<(), (KernReturn, Right)> {
         let id = self.id;
         let SpaceState {
@@ -308,9 +307,7 @@ impl SpaceState {
                     e.urefs = 1;
                 } else {
                     let (port, _, _) = right.into_parts();
-                    if let Some(c) = rev_charge {
-                        reverse.insert(port.id(), Reverse { name, _charge: c });
-                    }
+                    reverse.insert(port.id(), name);
                     e.ty = SEND;
                     e.urefs = 1;
                     e.object = Object::Port(port);
@@ -325,9 +322,7 @@ impl SpaceState {
                 if e.ty & SEND != 0 {
                     e.ty |= RECEIVE;
                 } else {
-                    if let Some(c) = rev_charge {
-                        reverse.insert(port.id(), Reverse { name, _charge: c });
-                    }
+                    reverse.insert(port.id(), name);
                     e.ty = RECEIVE;
                     e.urefs = 0;
                     e.object = Object::Port(port);
@@ -343,7 +338,7 @@ impl SpaceState {
         if right.kind() == RightKind::SendOnce {
             return None;
         }
-        let name = self.reverse.get(&right.port().id())?.name;
+        let name = *self.reverse.get(&right.port().id())?;
         right.port().lock().active.then_some(name)
     }
 }
@@ -553,14 +548,12 @@ impl Space {
             return Err((KernReturn::InvalidTask, right));
         }
         if let Some(name) = st.reverse_of(&right) {
-            st.right_copyout(name, right, overflow, None)?;
+            st.right_copyout(name, right, overflow)?;
             return Ok(PortName(name));
         }
-        let (entry_charge, rev_charge) =
-            match self.charge_entry(right.kind() != RightKind::SendOnce) {
-                Ok(c) => c,
-                Err(e) => return Err((e, right)),
-            };
+        if let Err(e) = st.reserve(1 + usize::from(right.kind() != RightKind::SendOnce)) {
+            return Err((e, right));
+        }
         let name = match st.alloc_name() {
             Ok(n) => n,
             Err(e) => return Err((e, right)),
@@ -568,8 +561,8 @@ impl Space {
         if !right.port().is_active() {
             return Err((KernReturn::InvalidCapability, right));
         }
-        st.entries.insert(name, new_entry(entry_charge));
-        if let Err(e) = st.right_copyout(name, right, overflow, rev_charge) {
+        st.entries.insert(name, new_entry());
+        if let Err(e) = st.right_copyout(name, right, overflow) {
             st.entries.remove(&name);
             return Err(e);
         }
@@ -598,7 +591,7 @@ impl Space {
                 drop(st);
                 return fail(KernReturn::RightExists, right, work);
             }
-            return match st.right_copyout(oname, right, false, None) {
+            return match st.right_copyout(oname, right, false) {
                 Ok(()) => Ok(()),
                 Err((e, r)) => {
                     drop(st);
@@ -614,16 +607,12 @@ impl Space {
             drop(st);
             return fail(KernReturn::InvalidCapability, right, work);
         }
-        let (entry_charge, rev_charge) =
-            match self.charge_entry(right.kind() != RightKind::SendOnce) {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(st);
-                    return fail(e, right, work);
-                }
-            };
-        st.entries.insert(name.0, new_entry(entry_charge));
-        match st.right_copyout(name.0, right, false, rev_charge) {
+        if let Err(e) = st.reserve(1 + usize::from(right.kind() != RightKind::SendOnce)) {
+            drop(st);
+            return fail(e, right, work);
+        }
+        st.entries.insert(name.0, new_entry());
+        match st.right_copyout(name.0, right, false) {
             Ok(()) => Ok(()),
             Err((e, r)) => {
                 st.entries.remove(&name.0);
@@ -774,13 +763,12 @@ impl Space {
     }
 }
 
-fn new_entry(charge: Charge) -> Entry {
+fn new_entry() -> Entry {
     Entry {
         ty: 0,
         urefs: 0,
         object: Object::None,
         dnrequest: false,
         prepaid: None,
-        _charge: charge,
     }
 }
