@@ -152,3 +152,24 @@ pub fn wait_until(ms: u64, mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+/// Check `done` every 10 ms, sleeping in between, for up to `ms` milliseconds; whether it
+/// held. For waits on other threads' progress where the waiter should not take a CPU.
+pub fn poll_sleeping(ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..ms / 10 {
+        if done() {
+            return true;
+        }
+        sleep_ms(10);
+    }
+    done()
+}
+
+/// Sleep `ms` milliseconds (`thread_switch` with `SWITCH_OPTION_WAIT`).
+pub fn sleep_ms(ms: u64) {
+    let _ = libmach::traps::thread_switch(
+        libmach::PortName(0),
+        libmach::abi::traps::SWITCH_OPTION_WAIT,
+        ms,
+    );
+}

@@ -13,9 +13,8 @@
 
 use armach_tests::Checks;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use libmach::traps::{self, PortName};
+use libmach::traps;
 use libmach::{Args, KernReturn, frame_counts, kmem_counts};
-use mach_abi::traps::SWITCH_OPTION_WAIT;
 
 libmach::main!(main);
 
@@ -33,21 +32,6 @@ const MAX_PAGES: u64 = 1_000_000;
 
 fn scattered(i: u64) -> u64 {
     SCATTER_BASE + (i.wrapping_mul(7919) % SLOTS) * 2 * PAGE
-}
-
-fn sleep_ms(ms: u64) {
-    let _ = traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, ms);
-}
-
-/// Poll `f` every 10 ms for up to `ms`; whether it became true.
-fn wait_for(ms: u64, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..ms / 10 {
-        if f() {
-            return true;
-        }
-        sleep_ms(10);
-    }
-    f()
 }
 
 fn main(_args: &Args) -> i32 {
@@ -183,7 +167,7 @@ static EXITED: AtomicUsize = AtomicUsize::new(0);
 extern "C" fn worker(_arg: u64) -> ! {
     STARTED.fetch_add(1, Ordering::SeqCst);
     while !STOP.load(Ordering::SeqCst) {
-        sleep_ms(500);
+        armach_tests::sleep_ms(500);
     }
     EXITED.fetch_add(1, Ordering::SeqCst);
     // SAFETY: nothing refers to this thread's stack; the main thread frees it only after
@@ -244,21 +228,23 @@ fn threads(c: &mut Checks) {
             full.task_charged, full.task_limit
         ),
     );
-    let all_started = wait_for(30_000, || STARTED.load(Ordering::SeqCst) == made as usize);
+    let all_started =
+        armach_tests::poll_sleeping(30_000, || STARTED.load(Ordering::SeqCst) == made as usize);
     c.check(
         all_started,
         "every thread ran",
         format_args!("{} of {made}", STARTED.load(Ordering::SeqCst)),
     );
     STOP.store(true, Ordering::SeqCst);
-    let all_exited = wait_for(30_000, || EXITED.load(Ordering::SeqCst) == made as usize);
+    let all_exited =
+        armach_tests::poll_sleeping(30_000, || EXITED.load(Ordering::SeqCst) == made as usize);
     c.check(
         all_exited,
         "every thread exited",
         format_args!("{} of {made}", EXITED.load(Ordering::SeqCst)),
     );
     // The kernel frees an exited thread once its CPU has switched away from it.
-    let freed = wait_for(5_000, || {
+    let freed = armach_tests::poll_sleeping(5_000, || {
         let now = kmem_counts();
         now.task_charged == before.task_charged && now.heap_in_use == before.heap_in_use
     });
@@ -271,7 +257,7 @@ fn threads(c: &mut Checks) {
             after.task_charged, before.task_charged, after.heap_in_use, before.heap_in_use
         ),
     );
-    let frames_back = wait_for(5_000, || frame_counts().free == frames_before);
+    let frames_back = armach_tests::poll_sleeping(5_000, || frame_counts().free == frames_before);
     c.check(
         frames_back,
         "free frames (kernel stacks) are back where they were",

@@ -20,8 +20,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 use armach_tests::{Checks, counter, counter_frequency};
 use core::sync::atomic::{AtomicU64, Ordering};
-use libmach::abi::traps::{PAGE_SIZE, SWITCH_OPTION_WAIT};
-use libmach::{Args, PortName, frame_counts, thread, traps};
+use libmach::abi::traps::PAGE_SIZE;
+use libmach::{Args, frame_counts, thread, traps};
 
 libmach::main!(main);
 
@@ -115,10 +115,6 @@ unsafe extern "C" {
     static unmaprace_resume: u8;
 }
 
-fn sleep_ms(ms: u64) {
-    let _ = traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, ms);
-}
-
 /// A writer: (stores, faults).
 fn writer(index: u64) -> Result<[u64; 2], libmach::KernReturn> {
     let resume = &raw const unmaprace_resume as u64;
@@ -157,14 +153,14 @@ fn owner_thread(k: usize) -> Owned {
     READY.fetch_add(1, Ordering::AcqRel);
     let deadline = loop {
         match DEADLINE.load(Ordering::Acquire) {
-            0 => sleep_ms(1),
+            0 => armach_tests::sleep_ms(1),
             d => break d,
         }
     };
     let out = owner(k, deadline);
     DONE.fetch_add(1, Ordering::AcqRel);
     while CONTROL.stop.load(Ordering::Acquire) == 0 {
-        sleep_ms(1);
+        armach_tests::sleep_ms(1);
     }
     out
 }
@@ -210,17 +206,6 @@ fn owner(k: usize, deadline: u64) -> Owned {
     out
 }
 
-/// Wait up to `ms` for `f` to hold.
-fn wait_for(ms: u64, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..ms / 10 {
-        if f() {
-            return true;
-        }
-        sleep_ms(10);
-    }
-    f()
-}
-
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("unmaprace");
     let online = libmach::cpu_count().max(1) as usize;
@@ -247,13 +232,13 @@ fn main(_args: &Args) -> i32 {
     }
     let started = writer_handles.len() + owner_handles.len();
     c.check_eq("threads started", started + 1, writers + owners);
-    wait_for(10_000, || READY.load(Ordering::Acquire) == started as u64);
+    armach_tests::poll_sleeping(10_000, || READY.load(Ordering::Acquire) == started as u64);
     let frames_before = frame_counts().free;
     // Runs end two seconds after the owners start.
     let deadline = counter() + RUN_SECS * counter_frequency();
     DEADLINE.store(deadline, Ordering::Release);
     results.push(owner(0, deadline));
-    wait_for(10_000, || {
+    armach_tests::poll_sleeping(10_000, || {
         DONE.load(Ordering::Acquire) == owner_handles.len() as u64
     });
     // Every run is gone and every thread still exists: the frames must all be back.

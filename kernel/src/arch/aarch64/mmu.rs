@@ -311,20 +311,26 @@ pub fn prepare_tables(va: VirtAddr, size: u64) -> Result<(), MapError> {
     Ok(())
 }
 
+/// The walk of a visitor that works on 4 KiB pages only: down through tables to the
+/// pages, past blocks and empty entries.
+fn pages_only(level: usize, entry: u64) -> Step {
+    match (
+        desc::is_table_or_page(entry),
+        level == pagetable::LAST_LEVEL,
+    ) {
+        (false, _) => Step::Skip,
+        (true, false) => Step::Descend,
+        (true, true) => Step::Leaf,
+    }
+}
+
 /// Clears the pages it visits (blocks are left alone).
 struct ClearPages;
 
 impl Visitor for ClearPages {
     type Error = core::convert::Infallible;
     fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
-        match (
-            desc::is_table_or_page(entry),
-            level == pagetable::LAST_LEVEL,
-        ) {
-            (false, _) => Step::Skip,
-            (true, false) => Step::Descend,
-            (true, true) => Step::Leaf,
-        }
+        pages_only(level, entry)
     }
     fn leaf(&mut self, _: usize, _: u64, entry: &mut Slot<'_>) -> Result<(), Self::Error> {
         entry.set(0);
@@ -464,14 +470,7 @@ struct ProtectImage {
 impl Visitor for ProtectImage {
     type Error = core::convert::Infallible;
     fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
-        match (
-            desc::is_table_or_page(entry),
-            level == pagetable::LAST_LEVEL,
-        ) {
-            (false, _) => Step::Skip,
-            (true, false) => Step::Descend,
-            (true, true) => Step::Leaf,
-        }
+        pages_only(level, entry)
     }
     fn leaf(&mut self, _: usize, va: u64, entry: &mut Slot<'_>) -> Result<(), Self::Error> {
         if va == self.guard {
