@@ -126,10 +126,8 @@ impl HostPorts {
     /// Make the host's ports (GNU Mach `ipc_host_init`), charged to nobody.
     pub fn new(host: Arc<Host>) -> Result<HostPorts, KernReturn> {
         let ledger: Arc<dyn Ledger> = Arc::new(Unmetered);
-        let host_port = Port::alloc_kernel(
-            &ledger,
-            Some(KObject::new(KObjectKind::Host, host.clone())),
-        )?;
+        let host_port =
+            Port::alloc_kernel(&ledger, Some(KObject::new(KObjectKind::Host, host.clone())))?;
         let host_priv_port = Port::alloc_kernel(
             &ledger,
             Some(KObject::new(KObjectKind::HostPriv, host.clone())),
@@ -146,9 +144,9 @@ impl HostPorts {
 #[cfg(target_os = "none")]
 mod kernel_facts {
     use super::HostFacts;
+    use crate::ids::CpuId;
     use crate::kern::sched::QUANTUM_TICKS;
     use crate::percpu::{self, CpuState};
-    use crate::ids::CpuId;
 
     pub struct KernelFacts;
 

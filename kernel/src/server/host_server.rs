@@ -42,7 +42,11 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         self.other(port, KObjectKind::Processor)
     }
 
-    fn convert_port_to_host(&mut self, port: PortSlot, msg_id: i32) -> Result<Arc<Host>, KernReturn> {
+    fn convert_port_to_host(
+        &mut self,
+        port: PortSlot,
+        msg_id: i32,
+    ) -> Result<Arc<Host>, KernReturn> {
         self.host(port, msg_id)
     }
 

@@ -125,11 +125,16 @@ pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<
     let result = match Charge::new(ledger, Kind::Message, reply_blocks()) {
         Ok(charge) => {
             let mut bufs = buffers();
-            let Buffers { request: req, reply } = &mut *bufs;
+            let Buffers {
+                request: req,
+                reply,
+            } = &mut *bufs;
             let served = run::<T>(ledger, &mut request, &reply_right, &mut slots, req, reply);
             // No reply right: whatever the routine returned goes with the request.
             match (served, &reply_right) {
-                (Some(size), MsgPort::Right(_)) => Some(make_reply(&reply[..size], &mut slots, charge)),
+                (Some(size), MsgPort::Right(_)) => {
+                    Some(make_reply(&reply[..size], &mut slots, charge))
+                }
                 _ => None,
             }
         }
@@ -180,7 +185,10 @@ fn run<T: TaskIpc>(
     // destination local, and their types swapped to match.
     let header = Header {
         bits: msgh_bits::other(request.bits)
-            | msgh_bits::make(msgh_bits::local(request.bits), msgh_bits::remote(request.bits)),
+            | msgh_bits::make(
+                msgh_bits::local(request.bits),
+                msgh_bits::remote(request.bits),
+            ),
         size: request.size,
         remote_port: reply_slot,
         local_port: slots::DEST,
@@ -191,7 +199,11 @@ fn run<T: TaskIpc>(
     let len = HEADER_SIZE + body_len;
     header.write(&mut req[..]);
     if !request.body.read(0, &mut req[HEADER_SIZE..len]) {
-        return Some(mig::error_reply(&header, KernReturn::MigBadArguments, reply));
+        return Some(mig::error_reply(
+            &header,
+            KernReturn::MigBadArguments,
+            reply,
+        ));
     }
     // Each right of the body goes into the table, its handle into its slot.
     let mut overflow = false;
@@ -210,7 +222,11 @@ fn run<T: TaskIpc>(
         }
     }
     if overflow {
-        return Some(mig::error_reply(&header, KernReturn::MigBadArguments, reply));
+        return Some(mig::error_reply(
+            &header,
+            KernReturn::MigBadArguments,
+            reply,
+        ));
     }
     let mut server = Kernel::<T> {
         slots,

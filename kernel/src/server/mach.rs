@@ -98,7 +98,11 @@ impl<T: TaskIpc> MachDebugServer for Kernel<'_, T> {
         drop(space);
     }
 
-    fn convert_port_to_host(&mut self, port: PortSlot, msg_id: i32) -> Result<Arc<Host>, KernReturn> {
+    fn convert_port_to_host(
+        &mut self,
+        port: PortSlot,
+        msg_id: i32,
+    ) -> Result<Arc<Host>, KernReturn> {
         self.host(port, msg_id)
     }
 

@@ -103,9 +103,8 @@ impl<T: TaskIpc> MachPortServer for Kernel<'_, T> {
     ) -> Result<mach_port::MachPortNamesOut, KernReturn> {
         let [names, types] = self.collect::<2>(space, |[names, types], overflow| {
             space.names(|name, ty| {
-                if !*overflow && !(names.push_u32(name.0) && types.push_u32(ty)) {
-                    *overflow = true;
-                }
+                let fits = !*overflow && names.push_u32(name.0) && types.push_u32(ty);
+                *overflow = !fits;
             })
         })?;
         Ok(mach_port::MachPortNamesOut {
@@ -210,9 +209,8 @@ impl<T: TaskIpc> MachPortServer for Kernel<'_, T> {
     ) -> Result<mach_port::MachPortGetSetStatusOut, KernReturn> {
         let [members] = self.collect::<1>(space, |[members], overflow| {
             space.get_set_status(n(name), |member| {
-                if !*overflow && !members.push_u32(member.0) {
-                    *overflow = true;
-                }
+                let fits = !*overflow && members.push_u32(member.0);
+                *overflow = !fits;
             })
         })?;
         Ok(mach_port::MachPortGetSetStatusOut {

@@ -29,8 +29,7 @@ impl KernelRegion {
         let index = Chunked::<Vec<u8>, 0>::blocks_for(count).ok_or(KernReturn::ResourceShortage)?;
         // The pieces, their index, and the box a message holds the region in.
         let charge = Charge::new(ledger, Kind::Message, index + count + 1)?;
-        let mut pieces =
-            Chunked::with_capacity(count).map_err(|_| KernReturn::ResourceShortage)?;
+        let mut pieces = Chunked::with_capacity(count).map_err(|_| KernReturn::ResourceShortage)?;
         let mut left = bytes;
         for _ in 0..count {
             let size = left.min(GRANULE);
@@ -53,11 +52,7 @@ impl KernelRegion {
 
     /// Append `data`; `false` (and nothing appended) if it does not fit.
     pub fn push(&mut self, data: &[u8]) -> bool {
-        let room: usize = self
-            .pieces
-            .iter()
-            .map(|p| p.capacity() - p.len())
-            .sum();
+        let room: usize = self.pieces.iter().map(|p| p.capacity() - p.len()).sum();
         if room < data.len() {
             return false;
         }

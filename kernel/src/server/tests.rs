@@ -93,8 +93,11 @@ impl World {
             Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, task))).unwrap();
         let host = HostPorts::new(Arc::new(Host::new(&FACTS))).unwrap();
         let name = |p: &Arc<Port>| client.copyout(p.make_send().unwrap(), false).unwrap();
-        let (task_name, host_name, host_priv) =
-            (name(&task_port), name(&host.host_port), name(&host.host_priv_port));
+        let (task_name, host_name, host_priv) = (
+            name(&task_port),
+            name(&host.host_port),
+            name(&host.host_priv_port),
+        );
         let reply = client.allocate(R_RECV).unwrap();
         World {
             ledger,
@@ -275,13 +278,449 @@ fn code(g: &Option<Got>) -> K {
 #[test]
 fn mach_port_allocate_and_type_act_on_the_target_space() {
     let w = World::new();
-    let g = w.call(w.task, mach_port::MACH_PORT_ALLOCATE_ID, &[Item::Int(R_RECV)]).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_ALLOCATE_ID,
+            &[Item::Int(R_RECV)],
+        )
+        .unwrap();
     assert_eq!((g.id, g.size, g.code()), (3304, 64, K::Success));
     let name = PortName(g.word(56));
     assert_eq!(w.target.port_type(name), Ok(pt::RECEIVE));
-    let g = w.call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(name.0)]).unwrap();
+    let g = w
+        .call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(name.0)])
+        .unwrap();
     assert_eq!((g.code(), g.word(56)), (K::Success, pt::RECEIVE));
     // A name the target lacks: GNU Mach's code, in a 48-byte reply.
-    let g = w.call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(0x777)]).unwrap();
+    let g = w
+        .call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(0x777)])
+        .unwrap();
     assert_eq!((g.code(), g.size), (K::InvalidName, 48));
+}
+
+fn words(g: &Got, at: usize, n: usize) -> Vec<u32> {
+    (0..n).map(|i| g.word(at + 4 * i)).collect()
+}
+
+#[test]
+fn host_info_flavors_and_codes_follow_gnu_mach() {
+    let w = World::new();
+    let info = |dest, flavor: i32, count: u32| {
+        w.call(
+            dest,
+            mach_host::HOST_INFO_ID,
+            &[Item::Int(flavor as u32), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    let g = info(w.host_name, flavor::HOST_BASIC_INFO, 12);
+    assert_eq!((g.code(), g.size), (K::Success, 56 + 24));
+    assert_eq!(g.desc(48).number, 6);
+    assert_eq!(words(&g, 56, 6), [4, 3, 0x2000_0000, 1, 22, 0]);
+    // The privileged port is a host too.
+    assert_eq!(
+        info(w.host_priv, flavor::HOST_BASIC_INFO, 6).code(),
+        K::Success
+    );
+    assert_eq!(
+        info(w.host_name, flavor::HOST_BASIC_INFO, 5).code(),
+        K::Failure
+    );
+    let g = info(w.host_name, flavor::HOST_PROCESSOR_SLOTS, 4);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 3));
+    assert_eq!(words(&g, 56, 3), [0, 1, 3]);
+    assert_eq!(
+        info(w.host_name, flavor::HOST_PROCESSOR_SLOTS, 3).code(),
+        K::InvalidArgument
+    );
+    let g = info(w.host_name, flavor::HOST_SCHED_INFO, 2);
+    assert_eq!(words(&g, 56, 2), [10, 20]);
+    assert_eq!(
+        info(w.host_name, flavor::HOST_SCHED_INFO, 1).code(),
+        K::Failure
+    );
+    let g = info(w.host_name, flavor::HOST_LOAD_INFO, 1024);
+    assert_eq!(words(&g, 56, 6), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        info(w.host_name, flavor::HOST_LOAD_INFO, 5).code(),
+        K::Failure
+    );
+    assert_eq!(info(w.host_name, 9, 100).code(), K::InvalidArgument);
+    // A task port is no host: host_info's code for a null host.
+    assert_eq!(
+        info(w.task, flavor::HOST_BASIC_INFO, 6).code(),
+        K::InvalidArgument
+    );
+    // The largest count GNU MIG allows, and beyond: the array is cut to 1024 words.
+    assert_eq!(
+        info(w.host_name, flavor::HOST_BASIC_INFO, u32::MAX).code(),
+        K::Success
+    );
+
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_KERNEL_VERSION_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!((g.desc(48).name, g.desc(48).size), (12, 8));
+    let text = &g.body[24..];
+    assert!(text.starts_with(b"armach "), "{:?}", &text[..16]);
+}
+
+#[test]
+fn bad_requests_get_mig_errors() {
+    let w = World::new();
+    // An id no subsystem has.
+    let g = w.call(w.task, 4242, &[]).unwrap();
+    assert_eq!((g.id, g.size, g.code()), (4342, 48, K::MigBadId));
+    // Too short, too long, and an item of the wrong type.
+    let g = w.call(w.task, mach_port::MACH_PORT_TYPE_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_TYPE_ID,
+            &[Item::Name(1), Item::Int(2)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    let g = w
+        .call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Int(1)])
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    // A mach_port call to the host: no task, no space.
+    let g = w
+        .call(w.host_name, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(1)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
+    // Routines left out answer MIG_BAD_ID, explicitly.
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_TIME_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadId);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_SET_PROTECTED_PAYLOAD_ID,
+            &[Item::Name(1), Item::U64(5)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadId);
+    // The host's time calls say KERN_INVALID_HOST for a port that is no host.
+    let g = w.call(w.task, mach_host::HOST_GET_TIME_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::InvalidHost);
+    // A task whose space is gone.
+    let d = dyn_ledger(&w.ledger);
+    let dying = Arc::new(TestTask { space: None });
+    let port = Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, dying))).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    let g = w
+        .call(name, mach_port::MACH_PORT_ALLOCATE_ID, &[Item::Int(R_RECV)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
+    // A kernel port that stands for nothing.
+    let port = Port::alloc_kernel(&d, None).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    let g = w
+        .call(name, mach_host::HOST_INFO_ID, &[Item::Int(1), Item::Int(6)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+}
+
+#[test]
+fn without_a_reply_port_the_routine_runs_and_nothing_comes_back() {
+    let w = World::new();
+    let k = w.request(
+        w.task,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &[Item::Int(R_RECV)],
+        false,
+    );
+    assert!(serve::<TestTask>(&w.sender, k).is_none());
+    assert_eq!(w.target.entry_count(), 1);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn the_destination_right_is_consumed_and_everything_paid_back() {
+    let w = World::new();
+    let before = w.task_port.status();
+    for _ in 0..3 {
+        let g = w
+            .call(
+                w.task,
+                mach_port::MACH_PORT_ALLOCATE_ID,
+                &[Item::Int(R_PSET)],
+            )
+            .unwrap();
+        assert_eq!(g.code(), K::Success);
+    }
+    // The copied send right each request carried is gone; the client's own stays.
+    assert_eq!(w.task_port.status(), before);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::SendOnce), 0);
+    // A request sent through a send-once right to the kernel port: consumed quietly, no
+    // send-once notification queued on the kernel's port.
+    let d = dyn_ledger(&w.ledger);
+    let so = w.task_port.make_send_once(&d).unwrap();
+    let mut k = w.request(
+        w.task,
+        mach_port::MACH_PORT_TYPE_ID,
+        &[Item::Name(0x777)],
+        true,
+    );
+    let reply = k.take_local();
+    drop(k.take_remote());
+    k.set_ports(so, reply, crate::ipc::abi::msg_type::PORT_SEND_ONCE);
+    let g = w.serve_and_receive(k).unwrap();
+    assert_eq!(g.code(), K::InvalidName);
+    let st = w.task_port.status();
+    assert_eq!((st.sorights, st.msgcount), (0, 0));
+    assert_eq!(w.ledger.of(crate::ipc::Kind::SendOnce), 0);
+}
+
+#[test]
+fn a_sender_out_of_memory_gets_a_shortage_and_nothing_is_done() {
+    let w = World::new();
+    w.ledger.set_limit(w.ledger.total() + 2);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_ALLOCATE_ID,
+            &[Item::Int(R_RECV)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.size), (K::ResourceShortage, 48));
+    assert_eq!(w.target.entry_count(), 0);
+    w.ledger.set_limit(usize::MAX);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn rights_travel_in_and_out_of_the_server() {
+    let w = World::new();
+    // insert_right: a send right made from the client's receive right.
+    let p = w.client.allocate(R_RECV).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_INSERT_RIGHT_ID,
+            &[
+                Item::Name(0x5000_0001),
+                Item::Right(p, Disposition::MakeSend),
+            ],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(w.target.port_type(PortName(0x5000_0001)), Ok(pt::SEND));
+    assert!(w.client.get_receive_status(p).unwrap().srights);
+    // A bad name: the right is destroyed with the request.
+    let q = w.client.allocate(R_RECV).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_INSERT_RIGHT_ID,
+            &[Item::Name(0), Item::Right(q, Disposition::MakeSend)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidValue);
+    assert!(!w.client.get_receive_status(q).unwrap().srights);
+
+    // extract_right: a made send right comes back as a send right in the client.
+    let r = w.target.allocate(R_RECV).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+            &[Item::Name(r.0), Item::Int(Disposition::MakeSend as u32)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.complex);
+    assert_eq!((g.desc(48).name, g.desc(48).size), (17, 64));
+    assert_eq!(g.ports.len(), 1);
+    assert_eq!(w.client.port_type(g.ports[0]), Ok(pt::SEND));
+    // The receive right itself moves.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+            &[Item::Name(r.0), Item::Int(Disposition::MoveReceive as u32)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).name), (K::Success, 16));
+    assert_eq!(w.client.port_type(g.ports[0]), Ok(pt::SEND_RECEIVE));
+    assert_eq!(w.target.port_type(r), Err(K::InvalidName));
+    // A bad disposition.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+            &[Item::Name(0x5000_0001), Item::Int(2)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidValue);
+}
+
+#[test]
+fn notification_requests_take_and_return_send_once_rights() {
+    let w = World::new();
+    let np = w.client.allocate(R_RECV).unwrap();
+    let r = w.target.allocate(R_RECV).unwrap();
+    // A send right exists, so the no-senders request is registered.
+    let held = w
+        .target
+        .extract_right(r, Disposition::MakeSend as u32)
+        .unwrap();
+    let request = |w: &World| {
+        w.call(
+            w.task,
+            mach_port::MACH_PORT_REQUEST_NOTIFICATION_ID,
+            &[
+                Item::Name(r.0),
+                Item::Int(0o106),
+                Item::Int(0),
+                Item::Right(np, Disposition::MakeSendOnce),
+            ],
+        )
+        .unwrap()
+    };
+    let g = request(&w);
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(
+        (g.desc(48).name, g.ports.as_slice()),
+        (18, &[PortName::NULL][..])
+    );
+    assert!(w.target.get_receive_status(r).unwrap().nsrequest);
+    // Again: the previous right comes back to the client.
+    let g = request(&w);
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(w.client.port_type(g.ports[0]), Ok(pt::SEND_ONCE));
+    // The last send right goes: the notification arrives on the client's port.
+    drop(held);
+    let src = w.client.mqueue_copyin(np).unwrap();
+    let RecvResult::Message(mut k) = src.receive(None, |_| false) else {
+        panic!("no notification");
+    };
+    assert_eq!(k.id, 0o106);
+    w.client.copyout_header(&mut k).unwrap();
+    // A bad id: the right given is destroyed.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_REQUEST_NOTIFICATION_ID,
+            &[
+                Item::Name(r.0),
+                Item::Int(999),
+                Item::Int(0),
+                Item::Right(np, Disposition::MakeSendOnce),
+            ],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidValue);
+    drop(k);
+    // Destroyed: its send-once notification arrives instead.
+    let RecvResult::Message(mut k) = src.receive(None, |_| false) else {
+        panic!("no send-once notification");
+    };
+    assert_eq!(k.id, 0o107);
+    w.client.copyout_header(&mut k).unwrap();
+    drop(k);
+    // The one the client holds is all that is left.
+    assert_eq!(w.client.get_receive_status(np).unwrap().sorights, 1);
+}
+
+#[test]
+fn names_and_set_members_come_back_out_of_line() {
+    let w = World::new();
+    let set = w.target.allocate(R_PSET).unwrap();
+    let mut members = Vec::new();
+    for _ in 0..300 {
+        let p = w.target.allocate(R_RECV).unwrap();
+        w.target.move_member(p, set).unwrap();
+        members.push(p.0);
+    }
+    w.target.allocate(R_DEAD).unwrap();
+    let g = w.call(w.task, mach_port::MACH_PORT_NAMES_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.complex);
+    let d = g.desc(48);
+    assert_eq!(
+        (d.name, d.size, d.number, d.inline, d.longform),
+        (15, 32, 302, false, true)
+    );
+    assert_eq!(g.desc(64).number, 302);
+    assert_eq!(g.ool, [302 * 4, 302 * 4]);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_GET_SET_STATUS_ID,
+            &[Item::Name(set.0)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 300));
+    assert_eq!(g.ool, [300 * 4]);
+    // The contents, read from the regions before they go into a message.
+    let (names, types) = names_of(&w);
+    assert_eq!(names.len(), 302);
+    let mut want: Vec<u32> = w.target.debug_entries().iter().map(|e| e.0.0).collect();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(types[0], pt::PORT_SET);
+    // An empty space: no region at all.
+    let empty = World::new();
+    let g = empty
+        .call(empty.task, mach_port::MACH_PORT_NAMES_ID, &[])
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 0));
+    assert!(g.ool.is_empty());
+    // Not a set.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_GET_SET_STATUS_ID,
+            &[Item::Name(members[0])],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidRight);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+/// `mach_port_names` served straight through the demux, its regions read back.
+fn names_of(w: &World) -> (Vec<u32>, Vec<u32>) {
+    use super::objects::Kernel;
+    use super::slots::{DEST, Slots};
+    let task = Arc::new(TestTask {
+        space: Some(w.target.clone()),
+    });
+    let mut slots = Slots::new(Some(KObject::new(KObjectKind::Task, task)));
+    let mut req = [0u8; 32];
+    Header {
+        bits: msgh_bits::make(18, 17),
+        size: 32,
+        local_port: DEST,
+        remote_port: super::slots::REPLY,
+        id: mach_port::MACH_PORT_NAMES_ID,
+        ..Header::default()
+    }
+    .write(&mut req);
+    let mut reply = [0u8; 128];
+    let mut k = Kernel::<TestTask> {
+        slots: &mut slots,
+        ledger: &w.sender,
+        _task: core::marker::PhantomData,
+    };
+    let served = mach_port::mach_port_server(&mut k, &req, &mut reply);
+    assert_eq!(served.code, K::Success);
+    let read = |slots: &mut Slots, at: usize| {
+        let handle = u64::from_le_bytes(reply[at..at + 8].try_into().unwrap());
+        let region = slots.take_region(handle).expect("a region");
+        let mut bytes = vec![0u8; region.len()];
+        assert!(region.read(0, &mut bytes));
+        bytes
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    (read(&mut slots, 56), read(&mut slots, 72))
 }
