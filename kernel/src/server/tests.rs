@@ -18,11 +18,10 @@ use crate::ipc::{
     KObject, KObjectKind, Kmsg, KmsgShape, Ledger, MsgPort, Port, RecvResult, Space, mqueue,
 };
 use mach_abi::KernReturn as K;
-use mach_abi::mig::{self, Encoder, Header, PortSlot, TypeDesc};
+use mach_abi::mig::{self, Encoder, Header, TypeDesc};
 use std::sync::Arc;
 use std::vec::Vec;
 
-const R_SEND: u32 = 0;
 const R_RECV: u32 = 1;
 const R_PSET: u32 = 3;
 const R_DEAD: u32 = 4;
@@ -71,7 +70,8 @@ struct World {
     sender: Arc<dyn Ledger>,
     target: Arc<Space>,
     task_port: Arc<Port>,
-    host: HostPorts,
+    /// Kept for the host ports' lives.
+    _host: HostPorts,
     /// The client's names for the target's task port, the host and host-priv ports, and
     /// its reply port.
     task: PortName,
@@ -105,7 +105,7 @@ impl World {
             client,
             target,
             task_port,
-            host,
+            _host: host,
             task: task_name,
             host_name,
             host_priv,
@@ -269,10 +269,6 @@ fn recv(s: &Space, name: PortName) -> Got {
         ports,
         ool,
     }
-}
-
-fn code(g: &Option<Got>) -> K {
-    g.as_ref().expect("a reply").code()
 }
 
 #[test]
@@ -723,4 +719,236 @@ fn names_of(w: &World) -> (Vec<u32>, Vec<u32>) {
             .collect::<Vec<_>>()
     };
     (read(&mut slots, 56), read(&mut slots, 72))
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Allocate(u32),
+        AllocateName(u32, usize),
+        Deallocate(usize),
+        Destroy(usize),
+        ModRefs(usize, u32, i32),
+        GetRefs(usize, u32),
+        Type(usize),
+        Rename(usize, usize),
+        MoveMember(usize, usize),
+        SetQlimit(usize, u32),
+        SetMscount(usize, u32),
+        SetSeqno(usize, u32),
+        Status(usize),
+        Extract(usize, u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let i = any::<usize>();
+        prop_oneof![
+            3 => (0u32..6).prop_map(Op::Allocate),
+            1 => (0u32..6, i).prop_map(|(r, n)| Op::AllocateName(r, n)),
+            1 => i.prop_map(Op::Deallocate),
+            1 => i.prop_map(Op::Destroy),
+            1 => (i, 0u32..6, -3i32..4).prop_map(|(n, r, d)| Op::ModRefs(n, r, d)),
+            1 => (i, 0u32..6).prop_map(|(n, r)| Op::GetRefs(n, r)),
+            1 => i.prop_map(Op::Type),
+            1 => (i, i).prop_map(|(a, b)| Op::Rename(a, b)),
+            1 => (i, i).prop_map(|(a, b)| Op::MoveMember(a, b)),
+            1 => (i, 0u32..20).prop_map(|(n, q)| Op::SetQlimit(n, q)),
+            1 => (i, any::<u32>()).prop_map(|(n, m)| Op::SetMscount(n, m)),
+            1 => (i, any::<u32>()).prop_map(|(n, m)| Op::SetSeqno(n, m)),
+            1 => i.prop_map(Op::Status),
+            1 => (i, 15u32..23).prop_map(|(n, d)| Op::Extract(n, d)),
+        ]
+    }
+
+    /// What a call answered: its code and the values of a successful reply.
+    type Answer = (K, Vec<u32>);
+
+    fn by_server(w: &World, op: &Op, pool: &[PortName]) -> Answer {
+        let n = |i: usize| pool[i % pool.len()].0;
+        let (id, items) = match *op {
+            Op::Allocate(r) => (mach_port::MACH_PORT_ALLOCATE_ID, vec![Item::Int(r)]),
+            Op::AllocateName(r, i) => (
+                mach_port::MACH_PORT_ALLOCATE_NAME_ID,
+                vec![Item::Int(r), Item::Name(n(i))],
+            ),
+            Op::Deallocate(i) => (mach_port::MACH_PORT_DEALLOCATE_ID, vec![Item::Name(n(i))]),
+            Op::Destroy(i) => (mach_port::MACH_PORT_DESTROY_ID, vec![Item::Name(n(i))]),
+            Op::ModRefs(i, r, d) => (
+                mach_port::MACH_PORT_MOD_REFS_ID,
+                vec![Item::Name(n(i)), Item::Int(r), Item::Int(d as u32)],
+            ),
+            Op::GetRefs(i, r) => (
+                mach_port::MACH_PORT_GET_REFS_ID,
+                vec![Item::Name(n(i)), Item::Int(r)],
+            ),
+            Op::Type(i) => (mach_port::MACH_PORT_TYPE_ID, vec![Item::Name(n(i))]),
+            Op::Rename(a, b) => (
+                mach_port::MACH_PORT_RENAME_ID,
+                vec![Item::Name(n(a)), Item::Name(n(b))],
+            ),
+            Op::MoveMember(a, b) => (
+                mach_port::MACH_PORT_MOVE_MEMBER_ID,
+                vec![Item::Name(n(a)), Item::Name(n(b))],
+            ),
+            Op::SetQlimit(i, q) => (
+                mach_port::MACH_PORT_SET_QLIMIT_ID,
+                vec![Item::Name(n(i)), Item::Int(q)],
+            ),
+            Op::SetMscount(i, m) => (
+                mach_port::MACH_PORT_SET_MSCOUNT_ID,
+                vec![Item::Name(n(i)), Item::Int(m)],
+            ),
+            Op::SetSeqno(i, m) => (
+                mach_port::MACH_PORT_SET_SEQNO_ID,
+                vec![Item::Name(n(i)), Item::Int(m)],
+            ),
+            Op::Status(i) => (
+                mach_port::MACH_PORT_GET_RECEIVE_STATUS_ID,
+                vec![Item::Name(n(i))],
+            ),
+            Op::Extract(i, d) => (
+                mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+                vec![Item::Name(n(i)), Item::Int(d)],
+            ),
+        };
+        let g = w.call(w.task, id, &items).expect("a reply");
+        let code = g.code();
+        if code != K::Success {
+            assert_eq!(g.size, 48);
+            return (code, Vec::new());
+        }
+        let values = match op {
+            Op::Allocate(_) | Op::GetRefs(..) | Op::Type(_) => vec![g.word(56)],
+            Op::Status(_) => words(&g, 56, 9),
+            Op::Extract(..) => vec![g.desc(48).name as u32, g.ports.len() as u32],
+            _ => Vec::new(),
+        };
+        (code, values)
+    }
+
+    fn direct(s: &Space, op: &Op, pool: &[PortName], kept: &mut Vec<MsgPort>) -> Answer {
+        let n = |i: usize| pool[i % pool.len()];
+        let unit = |r: Result<(), K>| (r.err().unwrap_or(K::Success), Vec::new());
+        let one = |r: Result<u32, K>| match r {
+            Ok(v) => (K::Success, vec![v]),
+            Err(e) => (e, Vec::new()),
+        };
+        match *op {
+            Op::Allocate(r) => one(s.allocate(r).map(|p| p.0)),
+            Op::AllocateName(r, i) => unit(s.allocate_name(r, n(i))),
+            Op::Deallocate(i) => unit(s.deallocate(n(i))),
+            Op::Destroy(i) => unit(s.destroy_name(n(i))),
+            Op::ModRefs(i, r, d) => unit(s.mod_refs(n(i), r, d)),
+            Op::GetRefs(i, r) => one(s.get_refs(n(i), r)),
+            Op::Type(i) => one(s.port_type(n(i))),
+            Op::Rename(a, b) => unit(s.rename(n(a), n(b))),
+            Op::MoveMember(a, b) => unit(s.move_member(n(a), n(b))),
+            Op::SetQlimit(i, q) => unit(s.set_qlimit(n(i), q)),
+            Op::SetMscount(i, m) => unit(s.set_mscount(n(i), m)),
+            Op::SetSeqno(i, m) => unit(s.set_seqno(n(i), m)),
+            Op::Status(i) => match s.get_receive_status(n(i)) {
+                Ok(st) => (
+                    K::Success,
+                    vec![
+                        st.pset.0,
+                        st.seqno,
+                        st.mscount,
+                        st.qlimit,
+                        st.msgcount,
+                        st.sorights,
+                        u32::from(st.srights),
+                        u32::from(st.pdrequest),
+                        u32::from(st.nsrequest),
+                    ],
+                ),
+                Err(e) => (e, Vec::new()),
+            },
+            Op::Extract(i, d) => match s.extract_right(n(i), d) {
+                Ok(p) => {
+                    let ty = copyin_type(Disposition::from_u32(d).unwrap());
+                    let carried = u32::from(matches!(p, MsgPort::Right(_) | MsgPort::Dead));
+                    kept.push(p);
+                    (K::Success, vec![ty, carried])
+                }
+                Err(e) => (e, Vec::new()),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Every call through the server answers what the `Space` method answers directly,
+        /// and leaves the target space as the direct calls leave theirs.
+        #[test]
+        fn the_server_is_the_space_methods(ops in proptest::collection::vec(op(), 0..40)) {
+            let w = World::new();
+            let ledger = CountingLedger::unlimited();
+            let twin = Space::new(&dyn_ledger(&ledger)).unwrap();
+            let mut kept = Vec::new();
+            let mut pool = vec![PortName::NULL, PortName::DEAD, PortName(0x5000_0001), PortName(0x5000_0002)];
+            for op in &ops {
+                let a = by_server(&w, op, &pool);
+                let b = direct(&twin, op, &pool, &mut kept);
+                prop_assert_eq!(&a, &b, "{:?}", op);
+                if let (Op::Allocate(_), (K::Success, v)) = (op, &a) {
+                    pool.push(PortName(v[0]));
+                }
+            }
+            let entries = |s: &Space| {
+                s.debug_entries().into_iter().map(|(n, t, u, _)| (n, t, u)).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(entries(&w.target), entries(&twin));
+            prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+        }
+
+        /// Random bytes after a header, with rights in random slots, to every subsystem's
+        /// ids: never a panic, always a reply (or none without a reply right), and every
+        /// message charge given back.
+        #[test]
+        fn random_requests_never_panic(
+            id in prop_oneof![2000i32..2101, 2600i32..2650, 3000i32..3025, 3200i32..3225, any::<i32>()],
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            slots in proptest::collection::vec(any::<u16>(), 0..4),
+            complex in any::<bool>(),
+            to_host in any::<bool>(),
+            reply in any::<bool>(),
+        ) {
+            let w = World::new();
+            let p = w.client.allocate(R_RECV).unwrap();
+            let mut body = body;
+            body.truncate(body.len() & !7);
+            let rights: Vec<(usize, PortName, Disposition)> = slots
+                .iter()
+                .filter(|_| body.len() >= 8)
+                .map(|&s| (32 + (s as usize % (body.len() / 8)) * 8, (p, Disposition::MakeSend)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_iter()
+                .map(|(at, (p, d))| (at, p, d))
+                .collect();
+            let (reply_name, reply_d) = if reply {
+                (w.reply, Disposition::MakeSendOnce as u32)
+            } else {
+                (PortName::NULL, 0)
+            };
+            let bits = msgh_bits::make(Disposition::CopySend as u32, reply_d)
+                | if complex { msgh_bits::COMPLEX } else { 0 };
+            let dest = if to_host { w.host_priv } else { w.task };
+            let k = w.kmsg(bits, dest, reply_name, id, &body, &rights);
+            match serve::<TestTask>(&w.sender, k) {
+                Some(r) => {
+                    prop_assert!(reply);
+                    prop_assert_eq!(r.id, id.wrapping_add(100));
+                    mqueue::send(r, true, |_| false);
+                    let g = recv(&w.client, w.reply);
+                    prop_assert!(g.size >= 48);
+                }
+                None => prop_assert!(!reply),
+            }
+            prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+        }
+    }
 }
