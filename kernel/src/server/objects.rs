@@ -50,7 +50,7 @@ fn invalid_host_ids(id: i32) -> bool {
 
 impl<T: TaskIpc> Kernel<'_, T> {
     /// The destination's kernel object if it is of `kind`.
-    fn object(&self, port: PortSlot, kind: KObjectKind) -> Option<&KObject> {
+    fn object(&self, port: PortSlot, kind: KObjectKind) -> Option<KObject> {
         self.slots.kobject(port).filter(|k| k.kind() == kind)
     }
 
@@ -90,9 +90,7 @@ impl<T: TaskIpc> Kernel<'_, T> {
     /// The destination's kernel object of `kind`, for objects whose routines are not
     /// served yet (threads, processors, sets, memory objects).
     pub fn other(&self, port: PortSlot, kind: KObjectKind) -> Result<KObject, KernReturn> {
-        self.object(port, kind)
-            .cloned()
-            .ok_or(KernReturn::InvalidArgument)
+        self.object(port, kind).ok_or(KernReturn::InvalidArgument)
     }
 
     /// A send right to `port`'s object, for the reply (an `outtran`).

@@ -7,9 +7,12 @@
 //! Not for the header: the destination and reply rights stay with `kobject`, which gives
 //! the demux fixed handles for them; the destination is only ever looked at (to find its
 //! kernel object), never taken.
+//!
+//! Out-of-line data in a request is not given handles: no served routine takes any, and
+//! the regions go with the request.
 
 use super::region::KernelRegion;
-use crate::ipc::{KObject, MsgPort, Right};
+use crate::ipc::{KObject, MsgPort};
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;
 use mach_abi::mig::PortSlot;
@@ -56,19 +59,21 @@ impl Slots {
         }
     }
 
-    /// The kernel object behind `slot` if it is the destination's handle (the only port
-    /// the translation hooks are given by the header).
-    pub fn kobject(&self, slot: PortSlot) -> Option<&KObject> {
+    /// The kernel object behind `slot`: the destination's, or that of a kernel port a
+    /// body right names (for the routines that translate a right in the body, such as
+    /// `mach_port_set_ktype`'s task). A port that died or that the kernel no longer holds
+    /// stands for nothing (GNU Mach checks `ip_active` and `ip_kotype`).
+    pub fn kobject(&self, slot: PortSlot) -> Option<KObject> {
         if slot == DEST {
-            self.dest.as_ref()
+            return self.dest.clone();
+        }
+        let i = index(slot).filter(|&i| i >= FIRST_TAKEABLE)?;
+        let port = self.ports.get(i)?.right()?.port();
+        if port.is_kernel() {
+            port.kobject()
         } else {
             None
         }
-    }
-
-    /// The right behind a body handle, to look at.
-    pub fn right(&self, slot: PortSlot) -> Option<&Right> {
-        self.ports.get(index(slot)?)?.right()
     }
 
     /// Put a right in; returns its slot value (`MACH_PORT_NULL` / `IP_DEAD` for those), or
@@ -99,11 +104,6 @@ impl Slots {
         }
     }
 
-    /// Room for `n` more rights.
-    pub fn has_room(&self, n: usize) -> bool {
-        self.ports.remaining_capacity() >= n
-    }
-
     /// Put a region in; returns its handle, or hands it back if the table is full.
     pub fn put_region(&mut self, region: KernelRegion) -> Result<u64, KernReturn> {
         let i = self.regions.len();
@@ -119,12 +119,6 @@ impl Slots {
             return None;
         }
         self.regions.get_mut((handle & 0xffff) as usize)?.take()
-    }
-
-    /// Everything still held (rights no routine took, regions no reply carried), to be
-    /// dropped with no IPC lock held.
-    pub fn into_leftovers(self) -> (ArrayVec<MsgPort, MAX_PORTS>, Option<KObject>) {
-        (self.ports, self.dest)
     }
 }
 

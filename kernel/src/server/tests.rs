@@ -682,6 +682,53 @@ fn names_and_set_members_come_back_out_of_line() {
     assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
 }
 
+#[test]
+fn rights_in_the_body_translate_to_their_objects() {
+    // mach_port_set_ktype(host_priv, task, ...): the task rides in the body. Translated
+    // (the routine is not served, so MIG_BAD_ID) when it is a task's kernel port; a
+    // plain port is no task.
+    let w = World::new();
+    let set_ktype = |task: PortName| {
+        w.call(
+            w.host_priv,
+            mach_port::MACH_PORT_SET_KTYPE_ID,
+            &[
+                Item::Right(task, Disposition::CopySend),
+                Item::Name(1),
+                Item::Int(R_RECV),
+                Item::Int(0),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(set_ktype(w.task), K::MigBadId);
+    let plain = w.client.allocate(R_RECV).unwrap();
+    let send = w
+        .client
+        .extract_right(plain, Disposition::MakeSend as u32)
+        .unwrap();
+    w.client.insert_right(plain, send).unwrap();
+    let plain_send = plain;
+    assert_eq!(set_ktype(plain_send), K::InvalidTask);
+    // The host port is no privileged host.
+    let g = w
+        .call(
+            w.host_name,
+            mach_port::MACH_PORT_SET_KTYPE_ID,
+            &[
+                Item::Right(w.task, Disposition::CopySend),
+                Item::Name(1),
+                Item::Int(R_RECV),
+                Item::Int(0),
+            ],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidHost);
+    // The copied task right went with the request.
+    assert_eq!(w.task_port.status().srights, 1);
+}
+
 /// `mach_port_names` served straight through the demux, its regions read back.
 fn names_of(w: &World) -> (Vec<u32>, Vec<u32>) {
     use super::objects::Kernel;
