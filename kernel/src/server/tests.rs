@@ -493,6 +493,45 @@ fn a_sender_out_of_memory_gets_a_shortage_and_nothing_is_done() {
 }
 
 #[test]
+fn a_send_right_as_reply_port_gets_the_reply_too() {
+    let w = World::new();
+    let body = {
+        let mut buf = [0u8; 64];
+        let mut e = Encoder::new(&mut buf);
+        e.item(mig::INT32_DESC);
+        e.put(R_RECV);
+        let size = e.finish(Header::default()).unwrap();
+        buf[32..size].to_vec()
+    };
+    let bits = msgh_bits::make(Disposition::CopySend as u32, Disposition::MakeSend as u32);
+    let k = w.kmsg(
+        bits,
+        w.task,
+        w.reply,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &body,
+        &[],
+    );
+    let g = w.serve_and_receive(k).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(w.target.entry_count(), 1);
+    // Out of memory with only a send right to answer on: GNU Mach drops the request.
+    let k = w.kmsg(
+        bits,
+        w.task,
+        w.reply,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &body,
+        &[],
+    );
+    w.ledger.set_limit(w.ledger.total());
+    assert!(serve::<TestTask>(&w.sender, k).is_none());
+    assert_eq!(w.target.entry_count(), 1);
+    w.ledger.set_limit(usize::MAX);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
 fn rights_travel_in_and_out_of_the_server() {
     let w = World::new();
     // insert_right: a send right made from the client's receive right.
@@ -645,6 +684,8 @@ fn names_and_set_members_come_back_out_of_line() {
         (d.name, d.size, d.number, d.inline, d.longform),
         (15, 32, 302, false, true)
     );
+    // GNU MIG's words: out-of-line, long form, 32-bit port names.
+    assert_eq!((g.word(48), g.word(52)), (0x4000_200f, 302));
     assert_eq!(g.desc(64).number, 302);
     assert_eq!(g.ool, [302 * 4, 302 * 4]);
     let g = w
@@ -952,6 +993,11 @@ mod props {
             prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
         }
 
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
         /// Random bytes after a header, with rights in random slots, to every subsystem's
         /// ids: never a panic, always a reply (or none without a reply right), and every
         /// message charge given back.
@@ -993,7 +1039,13 @@ mod props {
                     let g = recv(&w.client, w.reply);
                     prop_assert!(g.size >= 48);
                 }
-                None => prop_assert!(!reply),
+                // A simpleroutine sends nothing back: the reply right given anyway is
+                // released (a send-once notification).
+                None if reply => {
+                    let g = recv(&w.client, w.reply);
+                    prop_assert_eq!(g.id, 0o107);
+                }
+                None => {}
             }
             prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
         }
