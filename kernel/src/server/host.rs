@@ -43,6 +43,8 @@ pub trait HostFacts: Send + Sync {
     fn min_quantum_ms(&self) -> u32;
     /// Load averages and Mach factors, scaled by `LOAD_SCALE` (1000).
     fn load(&self) -> ([i32; 3], [i32; 3]);
+    /// Nanoseconds since boot.
+    fn uptime_ns(&self) -> u64;
 }
 
 /// The host (GNU Mach's `realhost`): its facts.
@@ -104,6 +106,14 @@ impl Host {
             }
             _ => Err(KernReturn::InvalidArgument),
         }
+    }
+}
+
+impl Host {
+    /// `host_get_uptime64`: a `time_value64_t` (seconds, nanoseconds).
+    pub fn uptime(&self) -> [i64; 2] {
+        let ns = self.facts.uptime_ns();
+        [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]
     }
 }
 
@@ -175,6 +185,9 @@ mod kernel_facts {
             // The scheduler keeps no load averages yet (GNU Mach's `compute_mach_factor`
             // at each `sched_tick`).
             ([0; 3], [0; 3])
+        }
+        fn uptime_ns(&self) -> u64 {
+            crate::kern::sched::ticks_to_ns(crate::arch::timer::counter())
         }
     }
 }

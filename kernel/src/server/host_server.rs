@@ -1,13 +1,12 @@
 //! `mach_host.defs` (2600) served on the host, host-privileged, processor and
-//! processor-set ports: `host_info` and `host_get_kernel_version` (GNU Mach
-//! `kern/host.c`).
+//! processor-set ports: `host_info`, `host_get_kernel_version` and `host_get_uptime64`
+//! (GNU Mach `kern/host.c`).
 //!
 //! Not served yet, each answering `MIG_BAD_ID` (listed below with the generated macro):
 //! everything about processors, processor sets and scheduling policy (a later issue:
 //! there are no processor or set kernel objects yet), `host_processors` (it returns an
 //! out-of-line array of processor ports), host time (`host_get_time`, `host_set_time`,
-//! `host_adjust_time` and their 64-bit forms, `host_get_uptime64`: no clock source
-//! wired), `host_reboot`, and wiring (`vm_wire`, `thread_wire`).
+//! `host_adjust_time` and their 64-bit forms: no calendar clock yet), `host_reboot`, and wiring (`vm_wire`, `thread_wire`).
 
 extern crate alloc;
 
@@ -123,6 +122,15 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         })
     }
 
+    fn host_get_uptime64(
+        &mut self,
+        host: &Arc<Host>,
+    ) -> Result<mach_host::HostGetUptime64Out, KernReturn> {
+        Ok(mach_host::HostGetUptime64Out {
+            uptime: host.uptime(),
+        })
+    }
+
     mach_host::mach_host_unimplemented!(crate::server::generated::mach_host;
         host_processors,
         processor_start,
@@ -162,7 +170,6 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         host_get_time64,
         host_set_time64,
         host_adjust_time64,
-        host_get_uptime64,
         processor_set_processors,
         task_max_priority);
 }

@@ -58,6 +58,9 @@ impl HostFacts for Facts {
     fn load(&self) -> ([i32; 3], [i32; 3]) {
         ([1, 2, 3], [4, 5, 6])
     }
+    fn uptime_ns(&self) -> u64 {
+        3_500_000_007
+    }
 }
 
 static FACTS: Facts = Facts;
@@ -354,6 +357,11 @@ fn host_info_flavors_and_codes_follow_gnu_mach() {
         K::Success
     );
 
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_UPTIME64_ID, &[])
+        .unwrap();
+    assert_eq!((g.code(), g.size, g.desc(48).name), (K::Success, 72, 11));
+    assert_eq!(words(&g, 56, 4), [3, 0, 500_000_007, 0]);
     let g = w
         .call(w.host_name, mach_host::HOST_GET_KERNEL_VERSION_ID, &[])
         .unwrap();
