@@ -119,7 +119,12 @@ fn reply_blocks() -> usize {
 pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<Kmsg> {
     let dest = request.take_remote();
     let reply_right = request.take_local();
-    let kobject = dest.as_ref().and_then(|d| d.port().kobject());
+    // A port that died (or that the kernel let go of) stands for nothing.
+    let kobject = dest
+        .as_ref()
+        .map(|d| d.port())
+        .filter(|p| p.is_kernel())
+        .and_then(|p| p.kobject());
     let mut slots = Slots::new(kobject);
 
     let result = match Charge::new(ledger, Kind::Message, reply_blocks()) {

@@ -22,6 +22,10 @@
 //! Whatever the slot bytes hold is replaced by a handle (`slots`). What comes back is a
 //! reply `Kmsg` to send (`mqueue::send`, ignoring the queue limit as for any kernel
 //! message) or `None`.
+//!
+//! What the rest of the kernel gives the servers: a task's port carries
+//! `KObject::new(KObjectKind::Task, Arc<Task>)` and `TaskIpc for Task` (in `objects`)
+//! returns the task's space; the host and host-privileged ports are [`realhost`]'s.
 
 pub mod generated;
 pub mod host;

@@ -422,6 +422,22 @@ fn bad_requests_get_mig_errors() {
         .call(name, mach_port::MACH_PORT_ALLOCATE_ID, &[Item::Int(R_RECV)])
         .unwrap();
     assert_eq!(g.code(), K::InvalidTask);
+    // A task port whose task died: its port stands for nothing any more.
+    let gone = Arc::new(TestTask {
+        space: Some(w.target.clone()),
+    });
+    let port = Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, gone))).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    let k = w.request(
+        name,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &[Item::Int(R_RECV)],
+        true,
+    );
+    Port::dealloc_kernel(port);
+    let g = w.serve_and_receive(k).unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
+    assert_eq!(w.target.entry_count(), 0);
     // A kernel port that stands for nothing.
     let port = Port::alloc_kernel(&d, None).unwrap();
     let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
