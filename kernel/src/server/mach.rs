@@ -1,6 +1,7 @@
-//! `mach.defs` (2000) and `mach_debug.defs` (3000): their translation hooks, and every
-//! routine marked unimplemented (`MIG_BAD_ID`) for now. Task and thread control, task and
-//! thread info, special ports and the VM calls need the task, thread and VM wiring (later
+//! `mach.defs` (2000) and `mach_debug.defs` (3000): their translation hooks,
+//! `task_get_special_port` (GNU Mach `kern/ipc_tt.c`), and every other routine marked
+//! unimplemented (`MIG_BAD_ID`) for now. Task and thread control, task and thread info,
+//! setting special ports and the VM calls need the task, thread and VM wiring (later
 //! issues); the debug calls need IPC and VM introspection the core does not offer yet.
 
 extern crate alloc;
@@ -8,7 +9,7 @@ extern crate alloc;
 use super::generated::mach::{self, MachServer};
 use super::generated::mach_debug::{self, MachDebugServer};
 use super::host::Host;
-use super::objects::{Kernel, TaskIpc};
+use super::objects::{Kernel, TaskIpc, special};
 use crate::ipc::{KObject, KObjectKind, Space};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
@@ -68,6 +69,27 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         PortSlot::NULL
     }
 
+    fn task_get_special_port(
+        &mut self,
+        task: &Arc<T>,
+        which: i32,
+    ) -> Result<mach::TaskGetSpecialPortOut, KernReturn> {
+        if !matches!(
+            which,
+            special::TASK_KERNEL_PORT | special::TASK_EXCEPTION_PORT | special::TASK_BOOTSTRAP_PORT
+        ) {
+            return Err(KernReturn::InvalidArgument);
+        }
+        // A task that is going has no ports left (GNU Mach: `itk_self` is null).
+        if task.ipc_space().is_none() {
+            return Err(KernReturn::Failure);
+        }
+        let port = task.special_port(which);
+        Ok(mach::TaskGetSpecialPortOut {
+            special_port: self.put(port),
+        })
+    }
+
     mach::mach_unimplemented!(crate::server::generated::mach;
         task_create, task_terminate, task_get_emulation_vector, task_set_emulation_vector,
         task_threads, task_info, thread_terminate, thread_get_state, thread_set_state,
@@ -75,7 +97,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         vm_copy, vm_region, vm_statistics, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request, task_suspend,
-        task_resume, task_get_special_port, task_set_special_port, thread_create,
+        task_resume, task_set_special_port, thread_create,
         thread_suspend, thread_resume, thread_abort, thread_get_special_port,
         thread_set_special_port, task_set_emulation, task_ras_control, vm_map,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,

@@ -22,14 +22,29 @@ use mach_abi::mig::PortSlot;
 pub trait TaskIpc: Any + Send + Sync {
     /// The task's IPC space (`task->itk_space`), or `None` once the task is going.
     fn ipc_space(&self) -> Option<Arc<Space>>;
+    /// A copy of the send right in special-port slot `which` (`TASK_KERNEL_PORT`: the
+    /// task's own port, `itk_sself`; `TASK_EXCEPTION_PORT`; `TASK_BOOTSTRAP_PORT`), or
+    /// null if the slot holds none (GNU Mach `ipc_port_copy_send`).
+    fn special_port(&self, which: i32) -> MsgPort;
+}
+
+/// `task_get_special_port`'s slots (`mach/task_special_ports.h`).
+pub mod special {
+    pub const TASK_KERNEL_PORT: i32 = 1;
+    pub const TASK_EXCEPTION_PORT: i32 = 3;
+    pub const TASK_BOOTSTRAP_PORT: i32 = 4;
 }
 
 #[cfg(target_os = "none")]
-/// The kernel's tasks. Their IPC spaces arrive with the `mach_msg` wiring: until then a
-/// task port translates to no space and `mach_port` routines answer `KERN_INVALID_TASK`.
+/// The kernel's tasks. Their IPC spaces and special ports arrive with the `mach_msg`
+/// wiring: until then a task port translates to no space (`mach_port` routines answer
+/// `KERN_INVALID_TASK`) and its special ports are null.
 impl TaskIpc for crate::kern::task::Task {
     fn ipc_space(&self) -> Option<Arc<Space>> {
         None
+    }
+    fn special_port(&self, _: i32) -> MsgPort {
+        MsgPort::Null
     }
 }
 

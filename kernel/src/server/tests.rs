@@ -22,18 +22,35 @@ use mach_abi::mig::{self, Encoder, Header, TypeDesc};
 use std::sync::Arc;
 use std::vec::Vec;
 
+const R_SEND_RIGHT: u32 = 0;
 const R_RECV: u32 = 1;
 const R_PSET: u32 = 3;
 const R_DEAD: u32 = 4;
 
-/// A task as the server sees one: its space.
+/// A task as the server sees one: its space and its own port.
 struct TestTask {
     space: Option<Arc<Space>>,
+    sself: std::sync::OnceLock<crate::ipc::Right>,
+}
+
+impl TestTask {
+    fn new(space: Option<Arc<Space>>) -> Arc<TestTask> {
+        Arc::new(TestTask {
+            space,
+            sself: std::sync::OnceLock::new(),
+        })
+    }
 }
 
 impl TaskIpc for TestTask {
     fn ipc_space(&self) -> Option<Arc<Space>> {
         self.space.clone()
+    }
+    fn special_port(&self, which: i32) -> MsgPort {
+        match (which, self.sself.get()) {
+            (1, Some(right)) => right.copy_send(),
+            _ => MsgPort::Null,
+        }
     }
 }
 
@@ -89,11 +106,10 @@ impl World {
         let d = dyn_ledger(&ledger);
         let client = Space::new(&d).unwrap();
         let target = Space::new(&d).unwrap();
-        let task = Arc::new(TestTask {
-            space: Some(target.clone()),
-        });
+        let task = TestTask::new(Some(target.clone()));
         let task_port =
-            Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, task))).unwrap();
+            Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, task.clone()))).unwrap();
+        let _ = task.sself.set(task_port.make_send().unwrap());
         let host = HostPorts::new(Arc::new(Host::new(&FACTS))).unwrap();
         let name = |p: &Arc<Port>| client.copyout(p.make_send().unwrap(), false).unwrap();
         let (task_name, host_name, host_priv) = (
@@ -415,7 +431,7 @@ fn bad_requests_get_mig_errors() {
     assert_eq!(g.code(), K::InvalidHost);
     // A task whose space is gone.
     let d = dyn_ledger(&w.ledger);
-    let dying = Arc::new(TestTask { space: None });
+    let dying = TestTask::new(None);
     let port = Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, dying))).unwrap();
     let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
     let g = w
@@ -423,9 +439,7 @@ fn bad_requests_get_mig_errors() {
         .unwrap();
     assert_eq!(g.code(), K::InvalidTask);
     // A task port whose task died: its port stands for nothing any more.
-    let gone = Arc::new(TestTask {
-        space: Some(w.target.clone()),
-    });
+    let gone = TestTask::new(Some(w.target.clone()));
     let port = Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, gone))).unwrap();
     let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
     let k = w.request(
@@ -790,17 +804,44 @@ fn rights_in_the_body_translate_to_their_objects() {
         )
         .unwrap();
     assert_eq!(g.code(), K::InvalidHost);
-    // The copied task right went with the request.
-    assert_eq!(w.task_port.status().srights, 1);
+    // The copied task rights went with the requests: the client's and the task's own
+    // are all that are left.
+    assert_eq!(w.task_port.status().srights, 2);
+}
+
+#[test]
+fn task_get_special_port_copies_the_task_s_own_port() {
+    use super::generated::mach;
+    let w = World::new();
+    let get = |which: u32| {
+        w.call(w.task, mach::TASK_GET_SPECIAL_PORT_ID, &[Item::Int(which)])
+            .unwrap()
+    };
+    let before = w.task_port.status();
+    let g = get(1);
+    assert_eq!(
+        (g.code(), g.desc(48).name, g.complex),
+        (K::Success, 17, true)
+    );
+    // The client already names the task's port: the copy merges under that name.
+    assert_eq!(g.ports, [w.task]);
+    assert_eq!(w.client.get_refs(w.task, R_SEND_RIGHT), Ok(2));
+    assert_eq!(w.task_port.status().mscount, before.mscount);
+    // Unset slots are null; unknown ones an error.
+    assert_eq!(get(4).ports, [PortName::NULL]);
+    assert_eq!(get(2).code(), K::InvalidArgument);
+    // Sent to the host: no task.
+    let g = w
+        .call(w.host_name, mach::TASK_GET_SPECIAL_PORT_ID, &[Item::Int(1)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
 }
 
 /// `mach_port_names` served straight through the demux, its regions read back.
 fn names_of(w: &World) -> (Vec<u32>, Vec<u32>) {
     use super::objects::Kernel;
     use super::slots::{DEST, Slots};
-    let task = Arc::new(TestTask {
-        space: Some(w.target.clone()),
-    });
+    let task = TestTask::new(Some(w.target.clone()));
     let mut slots = Slots::new(Some(KObject::new(KObjectKind::Task, task)));
     let mut req = [0u8; 32];
     Header {
