@@ -1,10 +1,64 @@
-//! The kernel's own MIG servers: the host, processor, processor-set, task, thread, port and
-//! VM interfaces, served in the sender's context when a message reaches a kernel object.
+//! The kernel's own MIG servers (GNU Mach `kern/ipc_kobject.c` and the routines behind
+//! it): a message sent to a kernel object's port is served at once, in the sender's
+//! context, by the demux functions mig-rs generates from `libmach/defs`, and the reply is
+//! handed back to be queued on the request's reply port.
 //!
-//! Today this holds only the code mig-rs generates from `libmach/defs` (`generated`): the
-//! server traits with their typed translation hooks and the demux functions. The kernel's
-//! implementations of those traits come with its IPC (ports with kernel objects, and
-//! `ipc_kobject_server`); until then the generated code is compiled, so that every change to
-//! mig-rs or to a `.defs` file is checked against the kernel's own target.
+//! ```text
+//! generated    the generated traits, demux functions, unimplemented! macros
+//! kobject      kernel_server's path: Kmsg -> bytes -> demux chain -> reply Kmsg
+//! slots        handles in port slots: the rights and regions of one request and reply
+//! objects      Kernel, the traits' implementor; port -> object translation; TaskIpc
+//! port         mach_port (3200): Space methods on the target task's space
+//! host         the host object, host_info; host_server: mach_host (2600)
+//! mach         mach (2000) and mach_debug (3000): hooks only, routines not served yet
+//! region       out-of-line data the kernel returns, in kernel memory
+//! ```
+//!
+//! What `mach_msg` gives [`kernel_server`]: a `Kmsg` as sent, after copyin: its header
+//! rights set (`Kmsg::set_ports`), its body bytes as the sender wrote them except that
+//! each port descriptor's `msgt_name` is the right's received type (`MACH_MSG_TYPE_PORT_*`,
+//! as GNU Mach's `ipc_kmsg_copyin_body` rewrites it), and each inline right pushed with
+//! `Kmsg::push_port` at the byte offset of its 8-byte slot from the start of the message.
+//! Whatever the slot bytes hold is replaced by a handle (`slots`). What comes back is a
+//! reply `Kmsg` to send (`mqueue::send`, ignoring the queue limit as for any kernel
+//! message) or `None`.
+//!
+//! What the rest of the kernel gives the servers: a task's port carries
+//! `KObject::new(KObjectKind::Task, Arc<Task>)` and `TaskIpc for Task` (in `objects`)
+//! returns the task's space; the host and host-privileged ports are [`realhost`]'s.
 
 pub mod generated;
+pub mod host;
+pub mod host_server;
+pub mod kobject;
+pub mod mach;
+pub mod objects;
+pub mod port;
+pub mod region;
+pub mod slots;
+
+#[cfg(test)]
+mod tests;
+
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+use crate::ipc::{Kmsg, Ledger};
+#[cfg(target_os = "none")]
+use crate::kern::task::Task;
+#[cfg(target_os = "none")]
+use alloc::sync::Arc;
+
+pub use host::{Host, HostFacts, HostPorts, realhost};
+pub use objects::TaskIpc;
+pub use region::KernelRegion;
+
+/// Serve `request`, whose destination is a kernel object's port (`Port::is_kernel`), for
+/// `sender` (GNU Mach `ipc_kobject_server`): consumes the request and returns the reply to
+/// queue on the request's reply right, or `None` when there is none to send. The reply and
+/// any out-of-line data in it are charged to `sender`. Never blocks.
+#[cfg(target_os = "none")]
+pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
+    let ledger: Arc<dyn Ledger> = sender.kmem.clone();
+    kobject::serve::<Task>(&ledger, request)
+}

@@ -1,0 +1,347 @@
+//! Serving a message sent to a kernel object's port (GNU Mach `ipc_kobject_server`), in
+//! the sender's context: the request `Kmsg` becomes bytes in GNU Mach's format whose port
+//! slots hold handles (`slots`), the generated demux functions run in an order the
+//! destination's kind picks (each passes on ids it does not know), and the reply bytes
+//! become the reply `Kmsg`, charged to the sender and addressed to the request's reply
+//! right.
+//!
+//! Rights and memory, as GNU Mach does: the destination right is consumed (a send-once
+//! right quietly, so no notification loops back here); rights and regions the routines
+//! did not take are destroyed, whether they succeeded (they had no use for them) or
+//! failed (GNU MIG's "the request is destroyed"); the reply right goes into the reply, or
+//! is released if there is none.
+//!
+//! The message buffers come from a small static pool (no heap block larger than a
+//! granule, nothing to allocate per call). A server call holds one for its whole length
+//! and never blocks, and kernel code is not preempted, so each CPU uses at most one at a
+//! time: a routine that may block must not be served from here without changing that.
+
+extern crate alloc;
+
+use super::generated::{mach, mach_debug, mach_host, mach_port};
+use super::objects::{Kernel, TaskIpc};
+use super::slots::{self, MAX_PORTS, MAX_REGIONS, Slots};
+use crate::ipc::abi::msgh_bits;
+use crate::ipc::kmsg::HEADER_SIZE;
+use crate::ipc::right::Reaper;
+use crate::ipc::{Charge, KObjectKind, Kind, Kmsg, KmsgShape, Ledger, MsgPort, Right, RightKind};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use arrayvec::ArrayVec;
+use mach_abi::KernReturn;
+use mach_abi::mig::{self, Header, PortSlot, Served, TypeDesc};
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// The largest request any kernel server takes.
+pub const REQUEST_MAX: usize = max(
+    max(mach::MAX_REQUEST_SIZE, mach_host::MAX_REQUEST_SIZE),
+    max(mach_port::MAX_REQUEST_SIZE, mach_debug::MAX_REQUEST_SIZE),
+);
+/// The largest reply any kernel server writes.
+pub const REPLY_MAX: usize = max(
+    max(mach::MAX_REPLY_SIZE, mach_host::MAX_REPLY_SIZE),
+    max(mach_port::MAX_REPLY_SIZE, mach_debug::MAX_REPLY_SIZE),
+);
+
+struct Buffers {
+    request: [u8; REQUEST_MAX],
+    reply: [u8; REPLY_MAX],
+}
+
+/// Buffer pairs: as many CPUs as armach's tests run on can serve at once without waiting.
+const POOL_SIZE: usize = 8;
+
+static POOL: [spin::Mutex<Buffers>; POOL_SIZE] = [const {
+    spin::Mutex::new(Buffers {
+        request: [0; REQUEST_MAX],
+        reply: [0; REPLY_MAX],
+    })
+}; POOL_SIZE];
+
+/// A free buffer pair, this CPU's first choice first.
+fn buffers() -> spin::MutexGuard<'static, Buffers> {
+    #[cfg(target_os = "none")]
+    let first = crate::percpu::current_cpu().index() % POOL_SIZE;
+    #[cfg(not(target_os = "none"))]
+    let first = 0;
+    loop {
+        for i in 0..POOL_SIZE {
+            if let Some(guard) = POOL[(first + i) % POOL_SIZE].try_lock() {
+                return guard;
+            }
+        }
+        core::hint::spin_loop();
+    }
+}
+
+type Demux<T> = fn(&mut Kernel<'_, T>, &[u8], &mut [u8]) -> Served;
+
+/// The demux functions to try, the likeliest for the destination's kind first (GNU Mach
+/// chains them all whatever the port; so do we, the order only saves time).
+fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 4] {
+    let port: Demux<T> = |k, r, o| mach_port::mach_port_server(k, r, o);
+    let task: Demux<T> = |k, r, o| mach::mach_server(k, r, o);
+    let host: Demux<T> = |k, r, o| mach_host::mach_host_server(k, r, o);
+    let debug: Demux<T> = |k, r, o| mach_debug::mach_debug_server(k, r, o);
+    match kind {
+        Some(KObjectKind::Task) => [port, task, debug, host],
+        Some(KObjectKind::Thread) => [task, host, debug, port],
+        Some(
+            KObjectKind::Host
+            | KObjectKind::HostPriv
+            | KObjectKind::Processor
+            | KObjectKind::ProcessorSet
+            | KObjectKind::ProcessorSetName,
+        ) => [host, debug, task, port],
+        _ => [task, host, port, debug],
+    }
+}
+
+/// Granules the largest reply can take, charged before the routine runs (as GNU Mach
+/// allocates the reply first) so that a routine's effect is never lost for want of
+/// memory to report it.
+fn reply_blocks() -> usize {
+    KmsgShape {
+        body_len: REPLY_MAX - HEADER_SIZE,
+        ports: MAX_PORTS,
+        ool: MAX_REGIONS,
+    }
+    .blocks()
+    .unwrap_or(usize::MAX)
+}
+
+/// Serve `request`, sent to a port whose receive right the kernel holds, for a task whose
+/// kernel memory `ledger` is; returns the reply to send to its reply right, if any.
+/// `T` is the type of the task objects behind task ports.
+pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<Kmsg> {
+    let dest = request.take_remote();
+    let reply_right = request.take_local();
+    // A port that died (or that the kernel let go of) stands for nothing.
+    let kobject = dest
+        .as_ref()
+        .map(|d| d.port())
+        .filter(|p| p.is_kernel())
+        .and_then(|p| p.kobject());
+    let mut slots = Slots::new(kobject);
+
+    let result = match Charge::new(ledger, Kind::Message, reply_blocks()) {
+        Ok(charge) => {
+            let mut bufs = buffers();
+            let Buffers {
+                request: req,
+                reply,
+            } = &mut *bufs;
+            let served = run::<T>(ledger, &mut request, &reply_right, &mut slots, req, reply);
+            // No reply right: whatever the routine returned goes with the request.
+            match (served, &reply_right) {
+                (Some(size), MsgPort::Right(_)) => {
+                    Some(make_reply(&reply[..size], &mut slots, charge))
+                }
+                _ => None,
+            }
+        }
+        Err(_) => Some(Err(KernReturn::ResourceShortage)),
+    };
+
+    // The destination right is consumed: a send right released, a send-once right
+    // quietly (its message was this request).
+    if let Some(dest) = dest {
+        if dest.kind() == RightKind::SendOnce {
+            let mut reaper = Reaper::new();
+            reaper.consume_quietly(dest);
+            reaper.run();
+        } else {
+            drop(dest);
+        }
+    }
+    let reply = match (result, reply_right) {
+        (Some(Ok(mut kmsg)), MsgPort::Right(right)) => {
+            kmsg.set_ports(right, MsgPort::Null, 0);
+            Some(kmsg)
+        }
+        (Some(Err(code)), MsgPort::Right(right)) => error_reply(right, request.id, code),
+        _ => None,
+    };
+    // Whatever no routine took: the request's rights and regions, and rights put in for a
+    // reply that was not sent.
+    drop(slots);
+    drop(request);
+    reply
+}
+
+/// Run the demux chain on `request`; the reply's size if there is one to send.
+fn run<T: TaskIpc>(
+    ledger: &Arc<dyn Ledger>,
+    request: &mut Kmsg,
+    reply_right: &MsgPort,
+    slots: &mut Slots,
+    req: &mut [u8; REQUEST_MAX],
+    reply: &mut [u8; REPLY_MAX],
+) -> Option<usize> {
+    let reply_slot = match reply_right {
+        MsgPort::Null => PortSlot::NULL,
+        MsgPort::Dead => PortSlot::KERNEL_DEAD,
+        MsgPort::Right(_) => slots::REPLY,
+    };
+    // The header as the receiver of the request sees it: the reply right remote, the
+    // destination local, and their types swapped to match.
+    let header = Header {
+        bits: msgh_bits::other(request.bits)
+            | msgh_bits::make(
+                msgh_bits::local(request.bits),
+                msgh_bits::remote(request.bits),
+            ),
+        size: request.size,
+        remote_port: reply_slot,
+        local_port: slots::DEST,
+        seqno: 0,
+        id: request.id,
+    };
+    let body_len = request.body.len().min(REQUEST_MAX - HEADER_SIZE);
+    let len = HEADER_SIZE + body_len;
+    header.write(&mut req[..]);
+    if !request.body.read(0, &mut req[HEADER_SIZE..len]) {
+        return Some(mig::error_reply(
+            &header,
+            KernReturn::MigBadArguments,
+            reply,
+        ));
+    }
+    // Each right of the body goes into the table, its handle into its slot.
+    let mut overflow = false;
+    for s in request.ports_mut() {
+        let at = s.at as usize;
+        if at < HEADER_SIZE || at.saturating_add(8) > len {
+            // Beyond what was copied: the request is too large to be served anyway.
+            continue;
+        }
+        match slots.put(s.port.take()) {
+            Ok(handle) => req[at..at + 8].copy_from_slice(&handle.0.to_le_bytes()),
+            Err(port) => {
+                s.port = port;
+                overflow = true;
+            }
+        }
+    }
+    if overflow {
+        return Some(mig::error_reply(
+            &header,
+            KernReturn::MigBadArguments,
+            reply,
+        ));
+    }
+    let mut server = Kernel::<T> {
+        slots,
+        ledger,
+        _task: core::marker::PhantomData,
+    };
+    let mut served = Served {
+        handled: false,
+        reply_size: 0,
+        code: KernReturn::MigBadId,
+    };
+    for demux in chain::<T>(server.slots.kobject(slots::DEST).map(|k| k.kind())) {
+        served = demux(&mut server, &req[..len], &mut reply[..]);
+        if served.handled {
+            break;
+        }
+    }
+    (served.reply_size != 0).then_some(served.reply_size)
+}
+
+/// The reply `Kmsg` for the reply bytes `msg` (header first): its port slots' handles
+/// become rights, its region handles regions, paid by `charge` cut down to its size.
+fn make_reply(msg: &[u8], slots: &mut Slots, mut charge: Charge) -> Result<Kmsg, KernReturn> {
+    let header = Header::read(msg).ok_or(KernReturn::MigTypeError)?;
+    let mut ports: ArrayVec<(u64, PortSlot), MAX_PORTS> = ArrayVec::new();
+    let mut regions: ArrayVec<(u64, u64), MAX_REGIONS> = ArrayVec::new();
+    // The reply is the generated code's own: walk its items to find the slots.
+    let mut at = HEADER_SIZE;
+    while at < msg.len() {
+        let d = TypeDesc::read(msg, at).ok_or(KernReturn::MigTypeError)?;
+        let data = at + mig::DESC_SIZE;
+        let len = d.data_len().ok_or(KernReturn::MigTypeError)?;
+        if d.inline {
+            if mig::is_port_right(d.name) && d.size == 64 {
+                for i in 0..d.number as usize {
+                    let slot = data + 8 * i;
+                    let value = msg.get(slot..slot + 8).ok_or(KernReturn::MigTypeError)?;
+                    let handle = PortSlot(u64::from_le_bytes(value.try_into().unwrap_or_default()));
+                    ports
+                        .try_push((slot as u64, handle))
+                        .map_err(|_| KernReturn::MigTypeError)?;
+                }
+            }
+        } else if mig::is_port_right(d.name) {
+            // Out-of-line arrays of rights: no served routine returns one yet.
+            return Err(KernReturn::MigTypeError);
+        } else {
+            let value = msg.get(data..data + 8).ok_or(KernReturn::MigTypeError)?;
+            let handle = u64::from_le_bytes(value.try_into().unwrap_or_default());
+            if handle != 0 {
+                regions
+                    .try_push((data as u64, handle))
+                    .map_err(|_| KernReturn::MigTypeError)?;
+            }
+        }
+        at = data + len;
+    }
+    let shape = KmsgShape {
+        body_len: msg.len() - HEADER_SIZE,
+        ports: ports.len(),
+        ool: regions.len(),
+    };
+    charge.shrink_to(shape.blocks().ok_or(KernReturn::MigTypeError)?);
+    let mut kmsg = Kmsg::with_charge(shape, Some(charge)).ok_or(KernReturn::ResourceShortage)?;
+    kmsg.id = header.id;
+    kmsg.size = msg.len() as u32;
+    kmsg.bits = header.bits & msgh_bits::COMPLEX;
+    kmsg.body.extend_from_slice(&msg[HEADER_SIZE..]);
+    for (at, handle) in ports {
+        // Room for each was reserved by the shape.
+        let _ = kmsg.push_port(at, slots.take(handle));
+    }
+    for (at, handle) in regions {
+        if let Some(region) = slots.take_region(handle) {
+            let _ = kmsg.push_ool(at, Box::new(region));
+        }
+    }
+    Ok(kmsg)
+}
+
+/// A reply carrying only `code` (for a request that could not be served: the sender's
+/// kernel memory is exhausted), paid by a send-once reply right's prepaid message; a
+/// send right gets nothing and is released (GNU Mach drops the request).
+fn error_reply(right: Right, request_id: i32, code: KernReturn) -> Option<Kmsg> {
+    if right.kind() != RightKind::SendOnce {
+        drop(right);
+        return None;
+    }
+    let right_type = right.msg_type();
+    let (port, kind, prepaid) = right.into_parts();
+    let right = Right::new(port, kind, None);
+    let mut bytes = [0u8; mig::ERROR_REPLY_SIZE];
+    let request = Header {
+        bits: msgh_bits::make(right_type, 0),
+        id: request_id,
+        ..Header::default()
+    };
+    let size = mig::error_reply(&request, code, &mut bytes);
+    let shape = KmsgShape {
+        body_len: size - HEADER_SIZE,
+        ports: 0,
+        ool: 0,
+    };
+    let Some(mut kmsg) = Kmsg::with_charge(shape, prepaid) else {
+        drop(right);
+        return None;
+    };
+    kmsg.id = request_id.wrapping_add(100);
+    kmsg.size = size as u32;
+    kmsg.body.extend_from_slice(&bytes[HEADER_SIZE..size]);
+    kmsg.set_ports(right, MsgPort::Null, 0);
+    Some(kmsg)
+}

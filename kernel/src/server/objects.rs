@@ -1,0 +1,139 @@
+//! The state one kernel-server call runs with ([`Kernel`]): the request's handle table,
+//! who pays for what the reply carries, and the translation of a request's destination
+//! port into the object the routines get (GNU Mach `kern/ipc_tt.c`, `ipc_host.c`:
+//! `convert_port_to_task`, `convert_port_to_space`, `convert_port_to_host`, ...).
+//!
+//! A hook that finds no object of the right kind answers what GNU Mach's routine answers
+//! for a null object: `KERN_INVALID_TASK` for a space, `KERN_INVALID_HOST` for the host in
+//! the routines that say so (time, reboot, wiring), `KERN_INVALID_ARGUMENT` otherwise.
+
+extern crate alloc;
+
+use super::host::Host;
+use super::slots::Slots;
+use crate::ipc::{KObject, KObjectKind, Ledger, MsgPort, Space};
+use alloc::sync::Arc;
+use core::any::Any;
+use mach_abi::KernReturn;
+use mach_abi::mig::PortSlot;
+
+/// What the object server needs of a task: the kernel object behind a task port is an
+/// `Arc<T>` tagged `KObjectKind::Task` (GNU Mach's `ip_kobject` of an `IKOT_TASK` port).
+pub trait TaskIpc: Any + Send + Sync {
+    /// The task's IPC space (`task->itk_space`), or `None` once the task is going.
+    fn ipc_space(&self) -> Option<Arc<Space>>;
+    /// A copy of the send right in special-port slot `which` (`TASK_KERNEL_PORT`: the
+    /// task's own port, `itk_sself`; `TASK_EXCEPTION_PORT`; `TASK_BOOTSTRAP_PORT`), or
+    /// null if the slot holds none (GNU Mach `ipc_port_copy_send`).
+    fn special_port(&self, which: i32) -> MsgPort;
+}
+
+/// `task_get_special_port`'s slots (`mach/task_special_ports.h`).
+pub mod special {
+    pub const TASK_KERNEL_PORT: i32 = 1;
+    pub const TASK_EXCEPTION_PORT: i32 = 3;
+    pub const TASK_BOOTSTRAP_PORT: i32 = 4;
+}
+
+#[cfg(target_os = "none")]
+/// The kernel's tasks. Their IPC spaces and special ports arrive with the `mach_msg`
+/// wiring: until then a task port translates to no space (`mach_port` routines answer
+/// `KERN_INVALID_TASK`) and its special ports are null.
+impl TaskIpc for crate::kern::task::Task {
+    fn ipc_space(&self) -> Option<Arc<Space>> {
+        None
+    }
+    fn special_port(&self, _: i32) -> MsgPort {
+        MsgPort::Null
+    }
+}
+
+/// One call of the kernel's servers.
+pub struct Kernel<'a, T: TaskIpc> {
+    pub slots: &'a mut Slots,
+    /// Pays for out-of-line data in the reply (the task the reply is for).
+    pub ledger: &'a Arc<dyn Ledger>,
+    pub _task: core::marker::PhantomData<fn() -> T>,
+}
+
+/// Ids whose null host is `KERN_INVALID_HOST` in GNU Mach (`host_set_time`,
+/// `host_adjust_time`, `host_get_time`, `host_reboot`, `vm_wire`, `thread_wire`, and the
+/// 64-bit time calls and `host_get_uptime64`).
+fn invalid_host_ids(id: i32) -> bool {
+    matches!(id, 2632..=2637 | 2643..=2645 | 2647 | 3223) || (3000..3100).contains(&id)
+}
+
+impl<T: TaskIpc> Kernel<'_, T> {
+    /// The destination's kernel object if it is of `kind`.
+    fn object(&self, port: PortSlot, kind: KObjectKind) -> Option<KObject> {
+        self.slots.kobject(port).filter(|k| k.kind() == kind)
+    }
+
+    pub fn task(&self, port: PortSlot) -> Result<Arc<T>, KernReturn> {
+        self.object(port, KObjectKind::Task)
+            .and_then(|k| k.get::<T>(KObjectKind::Task))
+            .ok_or(KernReturn::InvalidArgument)
+    }
+
+    /// `convert_port_to_space`: the space of the task the port stands for.
+    pub fn space(&self, port: PortSlot) -> Result<Arc<Space>, KernReturn> {
+        self.task(port)
+            .ok()
+            .and_then(|t| t.ipc_space())
+            .ok_or(KernReturn::InvalidTask)
+    }
+
+    /// `convert_port_to_host`: the host or host-privileged port.
+    pub fn host(&self, port: PortSlot, msg_id: i32) -> Result<Arc<Host>, KernReturn> {
+        self.slots
+            .kobject(port)
+            .and_then(|k| {
+                k.get::<Host>(KObjectKind::Host)
+                    .or_else(|| k.get::<Host>(KObjectKind::HostPriv))
+            })
+            .ok_or_else(|| null_host(msg_id))
+    }
+
+    /// `convert_port_to_host_priv`: the host-privileged port only.
+    pub fn host_priv(&self, port: PortSlot, msg_id: i32) -> Result<Arc<Host>, KernReturn> {
+        self.slots
+            .kobject(port)
+            .and_then(|k| k.get::<Host>(KObjectKind::HostPriv))
+            .ok_or_else(|| null_host(msg_id))
+    }
+
+    /// The destination's kernel object of `kind`, for objects whose routines are not
+    /// served yet (threads, processors, sets, memory objects).
+    pub fn other(&self, port: PortSlot, kind: KObjectKind) -> Result<KObject, KernReturn> {
+        self.object(port, kind).ok_or(KernReturn::InvalidArgument)
+    }
+
+    /// A send right to `port`'s object, for the reply (an `outtran`).
+    pub fn send_right(&mut self, port: Option<&Arc<crate::ipc::Port>>) -> PortSlot {
+        let Some(right) = port.and_then(|p| p.make_send()) else {
+            return PortSlot::NULL;
+        };
+        self.put(MsgPort::Right(right))
+    }
+
+    /// Put a right in the reply's table. The table has room for every right a served
+    /// routine returns; were it full, the right is released and the reply carries null.
+    pub fn put(&mut self, port: MsgPort) -> PortSlot {
+        match self.slots.put(port) {
+            Ok(slot) => slot,
+            Err(port) => {
+                debug_assert!(false, "kernel server reply table full");
+                drop(port);
+                PortSlot::NULL
+            }
+        }
+    }
+}
+
+fn null_host(msg_id: i32) -> KernReturn {
+    if invalid_host_ids(msg_id) {
+        KernReturn::InvalidHost
+    } else {
+        KernReturn::InvalidArgument
+    }
+}

@@ -1,0 +1,157 @@
+//! What the 64-bit port and region slots of a kernel server's messages hold: handles into
+//! a table of the rights (and out-of-line regions) one request brought or one reply will
+//! carry, never pointers. The generated demux passes the slots around untouched; the hooks
+//! and routines turn them back into rights here. A forged handle can only name a right the
+//! same message carries, and anything that is not a handle is no right at all.
+//!
+//! Not for the header: the destination and reply rights stay with `kobject`, which gives
+//! the demux fixed handles for them; the destination is only ever looked at (to find its
+//! kernel object), never taken.
+//!
+//! Out-of-line data in a request is not given handles: no served routine takes any, and
+//! the regions go with the request.
+
+use super::region::KernelRegion;
+use crate::ipc::{KObject, MsgPort};
+use arrayvec::ArrayVec;
+use mach_abi::KernReturn;
+use mach_abi::mig::PortSlot;
+
+/// High bits of a right's handle: a kernel-half pattern, so never a 32-bit name, never
+/// `MACH_PORT_DEAD` and never `IP_DEAD`.
+const PORT_TAG: u64 = 0xffff_a000_0000_0000;
+/// High bits of an out-of-line region's handle.
+const REGION_TAG: u64 = 0xffff_b000_0000_0000;
+
+/// The destination right's handle (index 0, never taken).
+pub const DEST: PortSlot = PortSlot(PORT_TAG);
+/// The reply right's handle (index 1, never taken: `kobject` keeps it).
+pub const REPLY: PortSlot = PortSlot(PORT_TAG | 1);
+/// Index of the first right that routines may take.
+const FIRST_TAKEABLE: usize = 2;
+
+/// Rights one request and its reply carry in the body: more than any kernel routine's
+/// message holds inline.
+pub const MAX_PORTS: usize = 12;
+/// Out-of-line regions one reply carries.
+pub const MAX_REGIONS: usize = 2;
+
+/// The table behind the handles of one request and its reply.
+pub struct Slots {
+    /// The destination, then a placeholder for the reply, then the body's rights, then the
+    /// rights routines put in for the reply. Taken entries are left `Null`.
+    ports: ArrayVec<MsgPort, MAX_PORTS>,
+    /// The destination's kernel object, read once.
+    dest: Option<KObject>,
+    regions: ArrayVec<Option<KernelRegion>, MAX_REGIONS>,
+}
+
+impl Slots {
+    /// A table for a request sent to a port standing for `dest` (or for nothing).
+    pub fn new(dest: Option<KObject>) -> Slots {
+        let mut ports = ArrayVec::new();
+        ports.push(MsgPort::Null);
+        ports.push(MsgPort::Null);
+        Slots {
+            ports,
+            dest,
+            regions: ArrayVec::new(),
+        }
+    }
+
+    /// The kernel object behind `slot`: the destination's, or that of a kernel port a
+    /// body right names (for the routines that translate a right in the body, such as
+    /// `mach_port_set_ktype`'s task). A port that died or that the kernel no longer holds
+    /// stands for nothing (GNU Mach checks `ip_active` and `ip_kotype`).
+    pub fn kobject(&self, slot: PortSlot) -> Option<KObject> {
+        if slot == DEST {
+            return self.dest.clone();
+        }
+        let i = index(slot).filter(|&i| i >= FIRST_TAKEABLE)?;
+        let port = self.ports.get(i)?.right()?.port();
+        if port.is_kernel() {
+            port.kobject()
+        } else {
+            None
+        }
+    }
+
+    /// Put a right in; returns its slot value (`MACH_PORT_NULL` / `IP_DEAD` for those), or
+    /// hands the right back if the table is full.
+    pub fn put(&mut self, port: MsgPort) -> Result<PortSlot, MsgPort> {
+        match port {
+            MsgPort::Null => Ok(PortSlot::NULL),
+            MsgPort::Dead => Ok(PortSlot::KERNEL_DEAD),
+            MsgPort::Right(r) => {
+                let i = self.ports.len();
+                self.ports
+                    .try_push(MsgPort::Right(r))
+                    .map_err(|e| e.element())?;
+                Ok(PortSlot(PORT_TAG | i as u64))
+            }
+        }
+    }
+
+    /// Take the right behind `slot` (a request's body right, or one put in): null for
+    /// `MACH_PORT_NULL` and for anything that is no handle, dead for either dead value.
+    pub fn take(&mut self, slot: PortSlot) -> MsgPort {
+        if slot == PortSlot::KERNEL_DEAD || slot == PortSlot(u64::from(u32::MAX)) {
+            return MsgPort::Dead;
+        }
+        match index(slot).filter(|&i| i >= FIRST_TAKEABLE) {
+            Some(i) => self.ports.get_mut(i).map(MsgPort::take).unwrap_or_default(),
+            None => MsgPort::Null,
+        }
+    }
+
+    /// Put a region in; returns its handle, or hands it back if the table is full.
+    pub fn put_region(&mut self, region: KernelRegion) -> Result<u64, KernReturn> {
+        let i = self.regions.len();
+        self.regions
+            .try_push(Some(region))
+            .map_err(|_| KernReturn::ResourceShortage)?;
+        Ok(REGION_TAG | i as u64)
+    }
+
+    /// Take the region behind `handle`.
+    pub fn take_region(&mut self, handle: u64) -> Option<KernelRegion> {
+        if handle & !0xffff != REGION_TAG {
+            return None;
+        }
+        self.regions.get_mut((handle & 0xffff) as usize)?.take()
+    }
+}
+
+fn index(slot: PortSlot) -> Option<usize> {
+    if slot.0 & !0xffff != PORT_TAG {
+        return None;
+    }
+    Some((slot.0 & 0xffff) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_no_names_and_not_dead() {
+        for s in [DEST, REPLY, PortSlot(PORT_TAG | 5), PortSlot(REGION_TAG)] {
+            assert!(s.is_valid());
+            assert_eq!(s.name(), None);
+        }
+    }
+
+    #[test]
+    fn nothing_but_a_handle_takes_a_right() {
+        let mut s = Slots::new(None);
+        assert!(matches!(s.take(PortSlot(7)), MsgPort::Null));
+        assert!(matches!(s.take(DEST), MsgPort::Null));
+        assert!(matches!(s.take(REPLY), MsgPort::Null));
+        assert!(matches!(s.take(PortSlot::KERNEL_DEAD), MsgPort::Dead));
+        assert!(matches!(s.take(PortSlot(PORT_TAG | 0xffff)), MsgPort::Null));
+        assert_eq!(s.put(MsgPort::Null).ok(), Some(PortSlot::NULL));
+        assert_eq!(s.put(MsgPort::Dead).ok(), Some(PortSlot::KERNEL_DEAD));
+        assert!(s.take_region(REGION_TAG).is_none());
+        assert!(s.take_region(PORT_TAG).is_none());
+    }
+}

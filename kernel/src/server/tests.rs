@@ -1,0 +1,1118 @@
+//! Host tests of the kernel's object server: requests built as `mach_msg` would leave
+//! them (rights copied in from a client's space, descriptors rewritten to the received
+//! types), served against real spaces and kernel ports, replies sent back and received
+//! into the client's space as a user task would see them. Every `mach_port` routine
+//! against the `Space` method it stands for, `host_info`'s flavors and codes, bad
+//! requests, who pays, and random bytes fed to the whole path.
+
+extern crate std;
+
+use super::generated::{mach_host, mach_port};
+use super::host::{Host, HostFacts, HostPorts, flavor};
+use super::kobject::serve;
+use super::objects::TaskIpc;
+use crate::ipc::abi::{Disposition, PortName, msgh_bits, port_type as pt};
+use crate::ipc::ledger::counting::{CountingLedger, dyn_ledger};
+use crate::ipc::transfer::copyin_type;
+use crate::ipc::{
+    KObject, KObjectKind, Kmsg, KmsgShape, Ledger, MsgPort, Port, RecvResult, Space, mqueue,
+};
+use mach_abi::KernReturn as K;
+use mach_abi::mig::{self, Encoder, Header, TypeDesc};
+use std::sync::Arc;
+use std::vec::Vec;
+
+const R_SEND_RIGHT: u32 = 0;
+const R_RECV: u32 = 1;
+const R_PSET: u32 = 3;
+const R_DEAD: u32 = 4;
+
+/// A task as the server sees one: its space and its own port.
+struct TestTask {
+    space: Option<Arc<Space>>,
+    sself: std::sync::OnceLock<crate::ipc::Right>,
+}
+
+impl TestTask {
+    fn new(space: Option<Arc<Space>>) -> Arc<TestTask> {
+        Arc::new(TestTask {
+            space,
+            sself: std::sync::OnceLock::new(),
+        })
+    }
+}
+
+impl TaskIpc for TestTask {
+    fn ipc_space(&self) -> Option<Arc<Space>> {
+        self.space.clone()
+    }
+    fn special_port(&self, which: i32) -> MsgPort {
+        match (which, self.sself.get()) {
+            (1, Some(right)) => right.copy_send(),
+            _ => MsgPort::Null,
+        }
+    }
+}
+
+struct Facts;
+
+impl HostFacts for Facts {
+    fn max_cpus(&self) -> u32 {
+        4
+    }
+    fn running(&self, slot: u32) -> bool {
+        slot != 2
+    }
+    fn memory_size(&self) -> u64 {
+        0x1_2000_0000
+    }
+    fn min_timeout_ms(&self) -> u32 {
+        10
+    }
+    fn min_quantum_ms(&self) -> u32 {
+        20
+    }
+    fn load(&self) -> ([i32; 3], [i32; 3]) {
+        ([1, 2, 3], [4, 5, 6])
+    }
+    fn uptime_ns(&self) -> u64 {
+        3_500_000_007
+    }
+}
+
+static FACTS: Facts = Facts;
+
+/// A client task, a target task (possibly the same) and the host, with their ports.
+struct World {
+    ledger: Arc<CountingLedger>,
+    /// The client's space and the ledger its requests are charged to.
+    client: Arc<Space>,
+    sender: Arc<dyn Ledger>,
+    target: Arc<Space>,
+    task_port: Arc<Port>,
+    /// Kept for the host ports' lives.
+    _host: HostPorts,
+    /// The client's names for the target's task port, the host and host-priv ports, and
+    /// its reply port.
+    task: PortName,
+    host_name: PortName,
+    host_priv: PortName,
+    reply: PortName,
+}
+
+impl World {
+    fn new() -> World {
+        let ledger = CountingLedger::unlimited();
+        let d = dyn_ledger(&ledger);
+        let client = Space::new(&d).unwrap();
+        let target = Space::new(&d).unwrap();
+        let task = TestTask::new(Some(target.clone()));
+        let task_port =
+            Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, task.clone()))).unwrap();
+        let _ = task.sself.set(task_port.make_send().unwrap());
+        let host = HostPorts::new(Arc::new(Host::new(&FACTS))).unwrap();
+        let name = |p: &Arc<Port>| client.copyout(p.make_send().unwrap(), false).unwrap();
+        let (task_name, host_name, host_priv) = (
+            name(&task_port),
+            name(&host.host_port),
+            name(&host.host_priv_port),
+        );
+        let reply = client.allocate(R_RECV).unwrap();
+        World {
+            ledger,
+            sender: d,
+            client,
+            target,
+            task_port,
+            _host: host,
+            task: task_name,
+            host_name,
+            host_priv,
+            reply,
+        }
+    }
+
+    /// Send `items` as request `id` to `dest` with a send-once reply right, serve it, and
+    /// receive the reply in the client's space.
+    fn call(&self, dest: PortName, id: i32, items: &[Item]) -> Option<Got> {
+        let k = self.request(dest, id, items, true);
+        self.serve_and_receive(k)
+    }
+
+    fn request(&self, dest: PortName, id: i32, items: &[Item], reply: bool) -> Kmsg {
+        let (reply_name, reply_d) = if reply {
+            (self.reply, Disposition::MakeSendOnce as u32)
+        } else {
+            (PortName::NULL, 0)
+        };
+        let mut buf = [0u8; 512];
+        let mut e = Encoder::new(&mut buf);
+        let mut rights = Vec::new();
+        for item in items {
+            match *item {
+                Item::Int(v) => {
+                    e.item(mig::INT32_DESC);
+                    e.put(v);
+                }
+                Item::Name(v) => {
+                    e.item(desc(15, 32));
+                    e.put(v);
+                }
+                Item::U64(v) => {
+                    e.item(desc(11, 64));
+                    e.put(v);
+                }
+                Item::Right(name, d) => {
+                    e.item(desc(copyin_type(d) as u8, 64));
+                    rights.push((e.pos(), name, d));
+                    e.put(u64::from(name.0));
+                }
+            }
+        }
+        let complex = if rights.is_empty() {
+            0
+        } else {
+            msgh_bits::COMPLEX
+        };
+        let size = e
+            .finish(Header {
+                id,
+                ..Header::default()
+            })
+            .unwrap();
+        let bits = msgh_bits::make(Disposition::CopySend as u32, reply_d) | complex;
+        self.kmsg(bits, dest, reply_name, id, &buf[32..size], &rights)
+    }
+
+    /// A message as `mach_msg` builds it after copyin from the client's space.
+    fn kmsg(
+        &self,
+        bits: u32,
+        dest: PortName,
+        reply: PortName,
+        id: i32,
+        body: &[u8],
+        rights: &[(usize, PortName, Disposition)],
+    ) -> Kmsg {
+        let h = self.client.copyin_header(bits, dest, reply).unwrap();
+        let mut k = Kmsg::new(
+            &self.sender,
+            KmsgShape {
+                body_len: body.len(),
+                ports: rights.len(),
+                ool: 0,
+            },
+        )
+        .unwrap();
+        k.id = id;
+        k.size = (32 + body.len()) as u32;
+        k.bits = msgh_bits::other(h.bits);
+        k.set_ports(h.dest, h.reply, msgh_bits::local(h.bits));
+        k.body.extend_from_slice(body);
+        for &(at, name, d) in rights {
+            let p = self.client.copyin_body_right(name, d).unwrap();
+            k.push_port(at as u64, p).unwrap();
+        }
+        k
+    }
+
+    fn serve_and_receive(&self, k: Kmsg) -> Option<Got> {
+        let reply = serve::<TestTask>(&self.sender, k)?;
+        mqueue::send(reply, true, |_| false);
+        Some(recv(&self.client, self.reply))
+    }
+}
+
+enum Item {
+    Int(u32),
+    Name(u32),
+    U64(u64),
+    Right(PortName, Disposition),
+}
+
+fn desc(name: u8, size: u16) -> TypeDesc {
+    TypeDesc {
+        name,
+        size,
+        number: 1,
+        inline: true,
+        longform: false,
+        deallocate: false,
+    }
+}
+
+/// A reply as the client receives it.
+#[derive(Debug)]
+struct Got {
+    id: i32,
+    size: u32,
+    complex: bool,
+    body: Vec<u8>,
+    ports: Vec<PortName>,
+    ool: Vec<u64>,
+}
+
+impl Got {
+    fn code(&self) -> K {
+        K::from(self.word(40) as i32)
+    }
+
+    /// The 32-bit word at `at` from the start of the message.
+    fn word(&self, at: usize) -> u32 {
+        u32::from_le_bytes(self.body[at - 32..at - 28].try_into().unwrap())
+    }
+
+    fn desc(&self, at: usize) -> TypeDesc {
+        TypeDesc::from_words(self.word(at), self.word(at + 4))
+    }
+}
+
+fn recv(s: &Space, name: PortName) -> Got {
+    let src = s.mqueue_copyin(name).unwrap();
+    let RecvResult::Message(mut k) = src.receive(None, |_| false) else {
+        panic!("no reply");
+    };
+    s.copyout_header(&mut k).unwrap();
+    let mut ports = Vec::new();
+    for slot in k.ports_mut() {
+        ports.push(s.copyout_right(slot.port.take()).0);
+    }
+    let ool = k.ool_mut().map(|o| o.memory.size()).collect();
+    let mut body = vec![0; k.body.len()];
+    k.body.read(0, &mut body);
+    Got {
+        id: k.id,
+        size: k.size,
+        complex: k.bits & msgh_bits::COMPLEX != 0,
+        body,
+        ports,
+        ool,
+    }
+}
+
+#[test]
+fn mach_port_allocate_and_type_act_on_the_target_space() {
+    let w = World::new();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_ALLOCATE_ID,
+            &[Item::Int(R_RECV)],
+        )
+        .unwrap();
+    assert_eq!((g.id, g.size, g.code()), (3304, 64, K::Success));
+    let name = PortName(g.word(56));
+    assert_eq!(w.target.port_type(name), Ok(pt::RECEIVE));
+    let g = w
+        .call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(name.0)])
+        .unwrap();
+    assert_eq!((g.code(), g.word(56)), (K::Success, pt::RECEIVE));
+    // A name the target lacks: GNU Mach's code, in a 48-byte reply.
+    let g = w
+        .call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(0x777)])
+        .unwrap();
+    assert_eq!((g.code(), g.size), (K::InvalidName, 48));
+}
+
+fn words(g: &Got, at: usize, n: usize) -> Vec<u32> {
+    (0..n).map(|i| g.word(at + 4 * i)).collect()
+}
+
+#[test]
+fn host_info_flavors_and_codes_follow_gnu_mach() {
+    let w = World::new();
+    let info = |dest, flavor: i32, count: u32| {
+        w.call(
+            dest,
+            mach_host::HOST_INFO_ID,
+            &[Item::Int(flavor as u32), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    let g = info(w.host_name, flavor::HOST_BASIC_INFO, 12);
+    assert_eq!((g.code(), g.size), (K::Success, 56 + 24));
+    assert_eq!(g.desc(48).number, 6);
+    assert_eq!(words(&g, 56, 6), [4, 3, 0x2000_0000, 1, 22, 0]);
+    // The privileged port is a host too.
+    assert_eq!(
+        info(w.host_priv, flavor::HOST_BASIC_INFO, 6).code(),
+        K::Success
+    );
+    assert_eq!(
+        info(w.host_name, flavor::HOST_BASIC_INFO, 5).code(),
+        K::Failure
+    );
+    let g = info(w.host_name, flavor::HOST_PROCESSOR_SLOTS, 4);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 3));
+    assert_eq!(words(&g, 56, 3), [0, 1, 3]);
+    assert_eq!(
+        info(w.host_name, flavor::HOST_PROCESSOR_SLOTS, 3).code(),
+        K::InvalidArgument
+    );
+    let g = info(w.host_name, flavor::HOST_SCHED_INFO, 2);
+    assert_eq!(words(&g, 56, 2), [10, 20]);
+    assert_eq!(
+        info(w.host_name, flavor::HOST_SCHED_INFO, 1).code(),
+        K::Failure
+    );
+    let g = info(w.host_name, flavor::HOST_LOAD_INFO, 1024);
+    assert_eq!(words(&g, 56, 6), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        info(w.host_name, flavor::HOST_LOAD_INFO, 5).code(),
+        K::Failure
+    );
+    assert_eq!(info(w.host_name, 9, 100).code(), K::InvalidArgument);
+    // A task port is no host: host_info's code for a null host.
+    assert_eq!(
+        info(w.task, flavor::HOST_BASIC_INFO, 6).code(),
+        K::InvalidArgument
+    );
+    // The largest count GNU MIG allows, and beyond: the array is cut to 1024 words.
+    assert_eq!(
+        info(w.host_name, flavor::HOST_BASIC_INFO, u32::MAX).code(),
+        K::Success
+    );
+
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_UPTIME64_ID, &[])
+        .unwrap();
+    assert_eq!((g.code(), g.size, g.desc(48).name), (K::Success, 72, 11));
+    assert_eq!(words(&g, 56, 4), [3, 0, 500_000_007, 0]);
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_KERNEL_VERSION_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!((g.desc(48).name, g.desc(48).size), (12, 8));
+    let text = &g.body[24..];
+    assert!(text.starts_with(b"armach "), "{:?}", &text[..16]);
+}
+
+#[test]
+fn bad_requests_get_mig_errors() {
+    let w = World::new();
+    // An id no subsystem has.
+    let g = w.call(w.task, 4242, &[]).unwrap();
+    assert_eq!((g.id, g.size, g.code()), (4342, 48, K::MigBadId));
+    // Too short, too long, and an item of the wrong type.
+    let g = w.call(w.task, mach_port::MACH_PORT_TYPE_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_TYPE_ID,
+            &[Item::Name(1), Item::Int(2)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    let g = w
+        .call(w.task, mach_port::MACH_PORT_TYPE_ID, &[Item::Int(1)])
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    // A mach_port call to the host: no task, no space.
+    let g = w
+        .call(w.host_name, mach_port::MACH_PORT_TYPE_ID, &[Item::Name(1)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
+    // Routines left out answer MIG_BAD_ID, explicitly.
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_TIME_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadId);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_SET_PROTECTED_PAYLOAD_ID,
+            &[Item::Name(1), Item::U64(5)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadId);
+    // The host's time calls say KERN_INVALID_HOST for a port that is no host.
+    let g = w.call(w.task, mach_host::HOST_GET_TIME_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::InvalidHost);
+    // A task whose space is gone.
+    let d = dyn_ledger(&w.ledger);
+    let dying = TestTask::new(None);
+    let port = Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, dying))).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    let g = w
+        .call(name, mach_port::MACH_PORT_ALLOCATE_ID, &[Item::Int(R_RECV)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
+    // A task port whose task died: its port stands for nothing any more.
+    let gone = TestTask::new(Some(w.target.clone()));
+    let port = Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, gone))).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    let k = w.request(
+        name,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &[Item::Int(R_RECV)],
+        true,
+    );
+    Port::dealloc_kernel(port);
+    let g = w.serve_and_receive(k).unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
+    assert_eq!(w.target.entry_count(), 0);
+    // A kernel port that stands for nothing.
+    let port = Port::alloc_kernel(&d, None).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    let g = w
+        .call(name, mach_host::HOST_INFO_ID, &[Item::Int(1), Item::Int(6)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+}
+
+#[test]
+fn without_a_reply_port_the_routine_runs_and_nothing_comes_back() {
+    let w = World::new();
+    let k = w.request(
+        w.task,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &[Item::Int(R_RECV)],
+        false,
+    );
+    assert!(serve::<TestTask>(&w.sender, k).is_none());
+    assert_eq!(w.target.entry_count(), 1);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn the_destination_right_is_consumed_and_everything_paid_back() {
+    let w = World::new();
+    let before = w.task_port.status();
+    for _ in 0..3 {
+        let g = w
+            .call(
+                w.task,
+                mach_port::MACH_PORT_ALLOCATE_ID,
+                &[Item::Int(R_PSET)],
+            )
+            .unwrap();
+        assert_eq!(g.code(), K::Success);
+    }
+    // The copied send right each request carried is gone; the client's own stays.
+    assert_eq!(w.task_port.status(), before);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::SendOnce), 0);
+    // A request sent through a send-once right to the kernel port: consumed quietly, no
+    // send-once notification queued on the kernel's port.
+    let d = dyn_ledger(&w.ledger);
+    let so = w.task_port.make_send_once(&d).unwrap();
+    let mut k = w.request(
+        w.task,
+        mach_port::MACH_PORT_TYPE_ID,
+        &[Item::Name(0x777)],
+        true,
+    );
+    let reply = k.take_local();
+    drop(k.take_remote());
+    k.set_ports(so, reply, crate::ipc::abi::msg_type::PORT_SEND_ONCE);
+    let g = w.serve_and_receive(k).unwrap();
+    assert_eq!(g.code(), K::InvalidName);
+    let st = w.task_port.status();
+    assert_eq!((st.sorights, st.msgcount), (0, 0));
+    assert_eq!(w.ledger.of(crate::ipc::Kind::SendOnce), 0);
+}
+
+#[test]
+fn a_sender_out_of_memory_gets_a_shortage_and_nothing_is_done() {
+    let w = World::new();
+    w.ledger.set_limit(w.ledger.total() + 2);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_ALLOCATE_ID,
+            &[Item::Int(R_RECV)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.size), (K::ResourceShortage, 48));
+    assert_eq!(w.target.entry_count(), 0);
+    w.ledger.set_limit(usize::MAX);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn a_send_right_as_reply_port_gets_the_reply_too() {
+    let w = World::new();
+    let body = {
+        let mut buf = [0u8; 64];
+        let mut e = Encoder::new(&mut buf);
+        e.item(mig::INT32_DESC);
+        e.put(R_RECV);
+        let size = e.finish(Header::default()).unwrap();
+        buf[32..size].to_vec()
+    };
+    let bits = msgh_bits::make(Disposition::CopySend as u32, Disposition::MakeSend as u32);
+    let k = w.kmsg(
+        bits,
+        w.task,
+        w.reply,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &body,
+        &[],
+    );
+    let g = w.serve_and_receive(k).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(w.target.entry_count(), 1);
+    // Out of memory with only a send right to answer on: GNU Mach drops the request.
+    let k = w.kmsg(
+        bits,
+        w.task,
+        w.reply,
+        mach_port::MACH_PORT_ALLOCATE_ID,
+        &body,
+        &[],
+    );
+    w.ledger.set_limit(w.ledger.total());
+    assert!(serve::<TestTask>(&w.sender, k).is_none());
+    assert_eq!(w.target.entry_count(), 1);
+    w.ledger.set_limit(usize::MAX);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn rights_travel_in_and_out_of_the_server() {
+    let w = World::new();
+    // insert_right: a send right made from the client's receive right.
+    let p = w.client.allocate(R_RECV).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_INSERT_RIGHT_ID,
+            &[
+                Item::Name(0x5000_0001),
+                Item::Right(p, Disposition::MakeSend),
+            ],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(w.target.port_type(PortName(0x5000_0001)), Ok(pt::SEND));
+    assert!(w.client.get_receive_status(p).unwrap().srights);
+    // A bad name: the right is destroyed with the request.
+    let q = w.client.allocate(R_RECV).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_INSERT_RIGHT_ID,
+            &[Item::Name(0), Item::Right(q, Disposition::MakeSend)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidValue);
+    assert!(!w.client.get_receive_status(q).unwrap().srights);
+
+    // extract_right: a made send right comes back as a send right in the client.
+    let r = w.target.allocate(R_RECV).unwrap();
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+            &[Item::Name(r.0), Item::Int(Disposition::MakeSend as u32)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.complex);
+    assert_eq!((g.desc(48).name, g.desc(48).size), (17, 64));
+    assert_eq!(g.ports.len(), 1);
+    assert_eq!(w.client.port_type(g.ports[0]), Ok(pt::SEND));
+    // The receive right itself moves.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+            &[Item::Name(r.0), Item::Int(Disposition::MoveReceive as u32)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).name), (K::Success, 16));
+    assert_eq!(w.client.port_type(g.ports[0]), Ok(pt::SEND_RECEIVE));
+    assert_eq!(w.target.port_type(r), Err(K::InvalidName));
+    // A bad disposition.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+            &[Item::Name(0x5000_0001), Item::Int(2)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidValue);
+}
+
+#[test]
+fn notification_requests_take_and_return_send_once_rights() {
+    let w = World::new();
+    let np = w.client.allocate(R_RECV).unwrap();
+    let r = w.target.allocate(R_RECV).unwrap();
+    // A send right exists, so the no-senders request is registered.
+    let held = w
+        .target
+        .extract_right(r, Disposition::MakeSend as u32)
+        .unwrap();
+    let request = |w: &World| {
+        w.call(
+            w.task,
+            mach_port::MACH_PORT_REQUEST_NOTIFICATION_ID,
+            &[
+                Item::Name(r.0),
+                Item::Int(0o106),
+                Item::Int(0),
+                Item::Right(np, Disposition::MakeSendOnce),
+            ],
+        )
+        .unwrap()
+    };
+    let g = request(&w);
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(
+        (g.desc(48).name, g.ports.as_slice()),
+        (18, &[PortName::NULL][..])
+    );
+    assert!(w.target.get_receive_status(r).unwrap().nsrequest);
+    // Again: the previous right comes back to the client.
+    let g = request(&w);
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(w.client.port_type(g.ports[0]), Ok(pt::SEND_ONCE));
+    // The last send right goes: the notification arrives on the client's port.
+    drop(held);
+    let src = w.client.mqueue_copyin(np).unwrap();
+    let RecvResult::Message(mut k) = src.receive(None, |_| false) else {
+        panic!("no notification");
+    };
+    assert_eq!(k.id, 0o106);
+    w.client.copyout_header(&mut k).unwrap();
+    // A bad id: the right given is destroyed.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_REQUEST_NOTIFICATION_ID,
+            &[
+                Item::Name(r.0),
+                Item::Int(999),
+                Item::Int(0),
+                Item::Right(np, Disposition::MakeSendOnce),
+            ],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidValue);
+    drop(k);
+    // Destroyed: its send-once notification arrives instead.
+    let RecvResult::Message(mut k) = src.receive(None, |_| false) else {
+        panic!("no send-once notification");
+    };
+    assert_eq!(k.id, 0o107);
+    w.client.copyout_header(&mut k).unwrap();
+    drop(k);
+    // The one the client holds is all that is left.
+    assert_eq!(w.client.get_receive_status(np).unwrap().sorights, 1);
+}
+
+#[test]
+fn names_and_set_members_come_back_out_of_line() {
+    let w = World::new();
+    let set = w.target.allocate(R_PSET).unwrap();
+    let mut members = Vec::new();
+    for _ in 0..300 {
+        let p = w.target.allocate(R_RECV).unwrap();
+        w.target.move_member(p, set).unwrap();
+        members.push(p.0);
+    }
+    w.target.allocate(R_DEAD).unwrap();
+    let g = w.call(w.task, mach_port::MACH_PORT_NAMES_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.complex);
+    let d = g.desc(48);
+    assert_eq!(
+        (d.name, d.size, d.number, d.inline, d.longform),
+        (15, 32, 302, false, true)
+    );
+    // GNU MIG's words: out-of-line, long form, 32-bit port names.
+    assert_eq!((g.word(48), g.word(52)), (0x4000_200f, 302));
+    assert_eq!(g.desc(64).number, 302);
+    assert_eq!(g.ool, [302 * 4, 302 * 4]);
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_GET_SET_STATUS_ID,
+            &[Item::Name(set.0)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 300));
+    assert_eq!(g.ool, [300 * 4]);
+    // The contents, read from the regions before they go into a message.
+    let (names, types) = names_of(&w);
+    assert_eq!(names.len(), 302);
+    let mut want: Vec<u32> = w.target.debug_entries().iter().map(|e| e.0.0).collect();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(types[0], pt::PORT_SET);
+    // An empty space: no region at all.
+    let empty = World::new();
+    let g = empty
+        .call(empty.task, mach_port::MACH_PORT_NAMES_ID, &[])
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 0));
+    assert!(g.ool.is_empty());
+    // Not a set.
+    let g = w
+        .call(
+            w.task,
+            mach_port::MACH_PORT_GET_SET_STATUS_ID,
+            &[Item::Name(members[0])],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidRight);
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn rights_in_the_body_translate_to_their_objects() {
+    // mach_port_set_ktype(host_priv, task, ...): the task rides in the body. Translated
+    // (the routine is not served, so MIG_BAD_ID) when it is a task's kernel port; a
+    // plain port is no task.
+    let w = World::new();
+    let set_ktype = |task: PortName| {
+        w.call(
+            w.host_priv,
+            mach_port::MACH_PORT_SET_KTYPE_ID,
+            &[
+                Item::Right(task, Disposition::CopySend),
+                Item::Name(1),
+                Item::Int(R_RECV),
+                Item::Int(0),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(set_ktype(w.task), K::MigBadId);
+    let plain = w.client.allocate(R_RECV).unwrap();
+    let send = w
+        .client
+        .extract_right(plain, Disposition::MakeSend as u32)
+        .unwrap();
+    w.client.insert_right(plain, send).unwrap();
+    let plain_send = plain;
+    assert_eq!(set_ktype(plain_send), K::InvalidTask);
+    // The host port is no privileged host.
+    let g = w
+        .call(
+            w.host_name,
+            mach_port::MACH_PORT_SET_KTYPE_ID,
+            &[
+                Item::Right(w.task, Disposition::CopySend),
+                Item::Name(1),
+                Item::Int(R_RECV),
+                Item::Int(0),
+            ],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidHost);
+    // The copied task rights went with the requests: the client's and the task's own
+    // are all that are left.
+    assert_eq!(w.task_port.status().srights, 2);
+}
+
+#[test]
+fn task_get_special_port_copies_the_task_s_own_port() {
+    use super::generated::mach;
+    let w = World::new();
+    let get = |which: u32| {
+        w.call(w.task, mach::TASK_GET_SPECIAL_PORT_ID, &[Item::Int(which)])
+            .unwrap()
+    };
+    let before = w.task_port.status();
+    let g = get(1);
+    assert_eq!(
+        (g.code(), g.desc(48).name, g.complex),
+        (K::Success, 17, true)
+    );
+    // The client already names the task's port: the copy merges under that name.
+    assert_eq!(g.ports, [w.task]);
+    assert_eq!(w.client.get_refs(w.task, R_SEND_RIGHT), Ok(2));
+    assert_eq!(w.task_port.status().mscount, before.mscount);
+    // Unset slots are null; unknown ones an error.
+    assert_eq!(get(4).ports, [PortName::NULL]);
+    assert_eq!(get(2).code(), K::InvalidArgument);
+    // Sent to the host: no task.
+    let g = w
+        .call(w.host_name, mach::TASK_GET_SPECIAL_PORT_ID, &[Item::Int(1)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+}
+
+/// `mach_port_names` served straight through the demux, its regions read back.
+fn names_of(w: &World) -> (Vec<u32>, Vec<u32>) {
+    use super::objects::Kernel;
+    use super::slots::{DEST, Slots};
+    let task = TestTask::new(Some(w.target.clone()));
+    let mut slots = Slots::new(Some(KObject::new(KObjectKind::Task, task)));
+    let mut req = [0u8; 32];
+    Header {
+        bits: msgh_bits::make(18, 17),
+        size: 32,
+        local_port: DEST,
+        remote_port: super::slots::REPLY,
+        id: mach_port::MACH_PORT_NAMES_ID,
+        ..Header::default()
+    }
+    .write(&mut req);
+    let mut reply = [0u8; 128];
+    let mut k = Kernel::<TestTask> {
+        slots: &mut slots,
+        ledger: &w.sender,
+        _task: core::marker::PhantomData,
+    };
+    let served = mach_port::mach_port_server(&mut k, &req, &mut reply);
+    assert_eq!(served.code, K::Success);
+    let read = |slots: &mut Slots, at: usize| {
+        let handle = u64::from_le_bytes(reply[at..at + 8].try_into().unwrap());
+        let region = slots.take_region(handle).expect("a region");
+        let mut bytes = vec![0u8; region.len()];
+        assert!(region.read(0, &mut bytes));
+        bytes
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    (read(&mut slots, 56), read(&mut slots, 72))
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Allocate(u32),
+        AllocateName(u32, usize),
+        Deallocate(usize),
+        Destroy(usize),
+        ModRefs(usize, u32, i32),
+        GetRefs(usize, u32),
+        Type(usize),
+        Rename(usize, usize),
+        MoveMember(usize, usize),
+        SetQlimit(usize, u32),
+        SetMscount(usize, u32),
+        SetSeqno(usize, u32),
+        Status(usize),
+        Extract(usize, u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let i = any::<usize>();
+        prop_oneof![
+            3 => (0u32..6).prop_map(Op::Allocate),
+            1 => (0u32..6, i).prop_map(|(r, n)| Op::AllocateName(r, n)),
+            1 => i.prop_map(Op::Deallocate),
+            1 => i.prop_map(Op::Destroy),
+            1 => (i, 0u32..6, -3i32..4).prop_map(|(n, r, d)| Op::ModRefs(n, r, d)),
+            1 => (i, 0u32..6).prop_map(|(n, r)| Op::GetRefs(n, r)),
+            1 => i.prop_map(Op::Type),
+            1 => (i, i).prop_map(|(a, b)| Op::Rename(a, b)),
+            1 => (i, i).prop_map(|(a, b)| Op::MoveMember(a, b)),
+            1 => (i, 0u32..20).prop_map(|(n, q)| Op::SetQlimit(n, q)),
+            1 => (i, any::<u32>()).prop_map(|(n, m)| Op::SetMscount(n, m)),
+            1 => (i, any::<u32>()).prop_map(|(n, m)| Op::SetSeqno(n, m)),
+            1 => i.prop_map(Op::Status),
+            1 => (i, 15u32..23).prop_map(|(n, d)| Op::Extract(n, d)),
+        ]
+    }
+
+    /// What a call answered: its code and the values of a successful reply.
+    type Answer = (K, Vec<u32>);
+
+    fn by_server(w: &World, op: &Op, pool: &[PortName]) -> Answer {
+        let n = |i: usize| pool[i % pool.len()].0;
+        let (id, items) = match *op {
+            Op::Allocate(r) => (mach_port::MACH_PORT_ALLOCATE_ID, vec![Item::Int(r)]),
+            Op::AllocateName(r, i) => (
+                mach_port::MACH_PORT_ALLOCATE_NAME_ID,
+                vec![Item::Int(r), Item::Name(n(i))],
+            ),
+            Op::Deallocate(i) => (mach_port::MACH_PORT_DEALLOCATE_ID, vec![Item::Name(n(i))]),
+            Op::Destroy(i) => (mach_port::MACH_PORT_DESTROY_ID, vec![Item::Name(n(i))]),
+            Op::ModRefs(i, r, d) => (
+                mach_port::MACH_PORT_MOD_REFS_ID,
+                vec![Item::Name(n(i)), Item::Int(r), Item::Int(d as u32)],
+            ),
+            Op::GetRefs(i, r) => (
+                mach_port::MACH_PORT_GET_REFS_ID,
+                vec![Item::Name(n(i)), Item::Int(r)],
+            ),
+            Op::Type(i) => (mach_port::MACH_PORT_TYPE_ID, vec![Item::Name(n(i))]),
+            Op::Rename(a, b) => (
+                mach_port::MACH_PORT_RENAME_ID,
+                vec![Item::Name(n(a)), Item::Name(n(b))],
+            ),
+            Op::MoveMember(a, b) => (
+                mach_port::MACH_PORT_MOVE_MEMBER_ID,
+                vec![Item::Name(n(a)), Item::Name(n(b))],
+            ),
+            Op::SetQlimit(i, q) => (
+                mach_port::MACH_PORT_SET_QLIMIT_ID,
+                vec![Item::Name(n(i)), Item::Int(q)],
+            ),
+            Op::SetMscount(i, m) => (
+                mach_port::MACH_PORT_SET_MSCOUNT_ID,
+                vec![Item::Name(n(i)), Item::Int(m)],
+            ),
+            Op::SetSeqno(i, m) => (
+                mach_port::MACH_PORT_SET_SEQNO_ID,
+                vec![Item::Name(n(i)), Item::Int(m)],
+            ),
+            Op::Status(i) => (
+                mach_port::MACH_PORT_GET_RECEIVE_STATUS_ID,
+                vec![Item::Name(n(i))],
+            ),
+            Op::Extract(i, d) => (
+                mach_port::MACH_PORT_EXTRACT_RIGHT_ID,
+                vec![Item::Name(n(i)), Item::Int(d)],
+            ),
+        };
+        let g = w.call(w.task, id, &items).expect("a reply");
+        let code = g.code();
+        if code != K::Success {
+            assert_eq!(g.size, 48);
+            return (code, Vec::new());
+        }
+        let values = match op {
+            Op::Allocate(_) | Op::GetRefs(..) | Op::Type(_) => vec![g.word(56)],
+            Op::Status(_) => words(&g, 56, 9),
+            Op::Extract(..) => vec![g.desc(48).name as u32, g.ports.len() as u32],
+            _ => Vec::new(),
+        };
+        (code, values)
+    }
+
+    fn direct(s: &Space, op: &Op, pool: &[PortName], kept: &mut Vec<MsgPort>) -> Answer {
+        let n = |i: usize| pool[i % pool.len()];
+        let unit = |r: Result<(), K>| (r.err().unwrap_or(K::Success), Vec::new());
+        let one = |r: Result<u32, K>| match r {
+            Ok(v) => (K::Success, vec![v]),
+            Err(e) => (e, Vec::new()),
+        };
+        match *op {
+            Op::Allocate(r) => one(s.allocate(r).map(|p| p.0)),
+            Op::AllocateName(r, i) => unit(s.allocate_name(r, n(i))),
+            Op::Deallocate(i) => unit(s.deallocate(n(i))),
+            Op::Destroy(i) => unit(s.destroy_name(n(i))),
+            Op::ModRefs(i, r, d) => unit(s.mod_refs(n(i), r, d)),
+            Op::GetRefs(i, r) => one(s.get_refs(n(i), r)),
+            Op::Type(i) => one(s.port_type(n(i))),
+            Op::Rename(a, b) => unit(s.rename(n(a), n(b))),
+            Op::MoveMember(a, b) => unit(s.move_member(n(a), n(b))),
+            Op::SetQlimit(i, q) => unit(s.set_qlimit(n(i), q)),
+            Op::SetMscount(i, m) => unit(s.set_mscount(n(i), m)),
+            Op::SetSeqno(i, m) => unit(s.set_seqno(n(i), m)),
+            Op::Status(i) => match s.get_receive_status(n(i)) {
+                Ok(st) => (
+                    K::Success,
+                    vec![
+                        st.pset.0,
+                        st.seqno,
+                        st.mscount,
+                        st.qlimit,
+                        st.msgcount,
+                        st.sorights,
+                        u32::from(st.srights),
+                        u32::from(st.pdrequest),
+                        u32::from(st.nsrequest),
+                    ],
+                ),
+                Err(e) => (e, Vec::new()),
+            },
+            Op::Extract(i, d) => match s.extract_right(n(i), d) {
+                Ok(p) => {
+                    let ty = copyin_type(Disposition::from_u32(d).unwrap());
+                    let carried = u32::from(matches!(p, MsgPort::Right(_) | MsgPort::Dead));
+                    kept.push(p);
+                    (K::Success, vec![ty, carried])
+                }
+                Err(e) => (e, Vec::new()),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Every call through the server answers what the `Space` method answers directly,
+        /// and leaves the target space as the direct calls leave theirs.
+        #[test]
+        fn the_server_is_the_space_methods(ops in proptest::collection::vec(op(), 0..40)) {
+            let w = World::new();
+            let ledger = CountingLedger::unlimited();
+            let twin = Space::new(&dyn_ledger(&ledger)).unwrap();
+            let mut kept = Vec::new();
+            let mut pool = vec![PortName::NULL, PortName::DEAD, PortName(0x5000_0001), PortName(0x5000_0002)];
+            for op in &ops {
+                let a = by_server(&w, op, &pool);
+                let b = direct(&twin, op, &pool, &mut kept);
+                prop_assert_eq!(&a, &b, "{:?}", op);
+                if let (Op::Allocate(_), (K::Success, v)) = (op, &a) {
+                    pool.push(PortName(v[0]));
+                }
+            }
+            let entries = |s: &Space| {
+                s.debug_entries().into_iter().map(|(n, t, u, _)| (n, t, u)).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(entries(&w.target), entries(&twin));
+            prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random bytes after a header, with rights in random slots, to every subsystem's
+        /// ids: never a panic, always a reply (or none without a reply right), and every
+        /// message charge given back.
+        #[test]
+        fn random_requests_never_panic(
+            id in prop_oneof![2000i32..2101, 2600i32..2650, 3000i32..3025, 3200i32..3225, any::<i32>()],
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            slots in proptest::collection::vec(any::<u16>(), 0..4),
+            complex in any::<bool>(),
+            to_host in any::<bool>(),
+            reply in any::<bool>(),
+        ) {
+            let w = World::new();
+            let p = w.client.allocate(R_RECV).unwrap();
+            let mut body = body;
+            body.truncate(body.len() & !7);
+            let rights: Vec<(usize, PortName, Disposition)> = slots
+                .iter()
+                .filter(|_| body.len() >= 8)
+                .map(|&s| (32 + (s as usize % (body.len() / 8)) * 8, (p, Disposition::MakeSend)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_iter()
+                .map(|(at, (p, d))| (at, p, d))
+                .collect();
+            let (reply_name, reply_d) = if reply {
+                (w.reply, Disposition::MakeSendOnce as u32)
+            } else {
+                (PortName::NULL, 0)
+            };
+            let bits = msgh_bits::make(Disposition::CopySend as u32, reply_d)
+                | if complex { msgh_bits::COMPLEX } else { 0 };
+            let dest = if to_host { w.host_priv } else { w.task };
+            let k = w.kmsg(bits, dest, reply_name, id, &body, &rights);
+            match serve::<TestTask>(&w.sender, k) {
+                Some(r) => {
+                    prop_assert!(reply);
+                    prop_assert_eq!(r.id, id.wrapping_add(100));
+                    mqueue::send(r, true, |_| false);
+                    let g = recv(&w.client, w.reply);
+                    prop_assert!(g.size >= 48);
+                }
+                // A simpleroutine sends nothing back: the reply right given anyway is
+                // released (a send-once notification).
+                None if reply => {
+                    let g = recv(&w.client, w.reply);
+                    prop_assert_eq!(g.id, 0o107);
+                }
+                None => {}
+            }
+            prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+        }
+    }
+}
