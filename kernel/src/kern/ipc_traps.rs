@@ -1,0 +1,687 @@
+//! The IPC traps over the IPC core (`crate::ipc`): `mach_msg` (25), `mach_reply_port`
+//! (26), the `mach_port` traps (72-75), and the lookup of a task named by a port. Every
+//! user pointer goes through `copyin`/`copyout`: a bad one is an error code.
+//!
+//! `mach_msg` follows the recipe at the end of `ipc/mod.rs`. Messages are GNU Mach's LP64
+//! typed format. Inline data and port rights (every disposition, inline arrays) travel;
+//! out-of-line data is copied byte by byte into charged kernel memory at send and into a
+//! fresh region of the receiver at receive (a copy, not a mapping; `deallocate` unmaps the
+//! sender's region). Out-of-line port arrays are refused (`MACH_SEND_INVALID_TYPE`). A
+//! message to a kernel object's port goes to `server::kernel_server` in the sender's
+//! context. There is no handoff yet: a sender wakes a waiting receiver through the run
+//! queues. A send that times out or is interrupted destroys the message (GNU Mach gives the
+//! rights back to the sender with a pseudo-receive: not done here).
+
+extern crate alloc;
+
+use crate::ipc::abi::{Disposition, MsgReturn, msgh_bits};
+use crate::ipc::kmsg::HEADER_SIZE;
+use crate::ipc::{
+    Kmsg, KmsgShape, Ledger, OolMemory, PortName, RecvResult, SendResult, Space, WaitKey,
+};
+use crate::kern::sched::{self, wait::WaitResult, waitq::Event};
+use crate::kern::task::Task;
+use crate::kern::thread::Thread;
+use crate::mm::vm::VmMap;
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::cell::Cell;
+use mach_abi::KernReturn;
+use mach_abi::message::{TypeDesc, option};
+use mach_abi::traps::VM_MAX_USER_ADDRESS;
+
+#[path = "../server/dispatch.rs"]
+mod dispatch;
+
+/// Set the IPC core's wake-up hook (once, at boot).
+pub fn init() {
+    crate::ipc::mqueue::set_wakeup(wakeup);
+}
+
+fn event_of(key: WaitKey) -> Event {
+    Event {
+        object: key.object as u64,
+        key: key.on as u64,
+    }
+}
+
+fn wakeup(key: WaitKey) {
+    sched::thread_wakeup(event_of(key), true);
+}
+
+/// The caller's IPC space (every user task has one).
+fn space_of(thread: &Thread) -> Option<&Arc<Space>> {
+    thread.task.ipc.as_ref()
+}
+
+/// The task a name in the caller's space stands for (a send right to a task's port), as
+/// GNU Mach's `port_name_to_task`.
+pub fn task_of(thread: &Thread, name: u64) -> Option<Arc<Task>> {
+    let name = u32::try_from(name).ok()?;
+    let space = space_of(thread)?;
+    let right = space
+        .copyin(PortName(name), Disposition::CopySend)
+        .ok()?
+        .into_right()?;
+    let kobject = right.port().kobject();
+    drop(right);
+    kobject?.get::<Task>(crate::ipc::KObjectKind::Task)
+}
+
+/// The thread a name in the caller's space stands for.
+pub fn thread_of(thread: &Thread, name: u64) -> Option<Arc<Thread>> {
+    let name = u32::try_from(name).ok()?;
+    let space = space_of(thread)?;
+    let right = space
+        .copyin(PortName(name), Disposition::CopySend)
+        .ok()?
+        .into_right()?;
+    let kobject = right.port().kobject();
+    drop(right);
+    kobject?.get::<Thread>(crate::ipc::KObjectKind::Thread)
+}
+
+/// The IPC space of the task `name` stands for.
+fn space_of_task(thread: &Thread, name: u64) -> Option<Arc<Space>> {
+    task_of(thread, name).and_then(|t| t.ipc.clone())
+}
+
+fn map_of(thread: &Thread) -> Result<&crate::sync::IrqSpinLock<VmMap>, KernReturn> {
+    thread.task.map.as_ref().ok_or(KernReturn::InvalidTask)
+}
+
+/// `mach_reply_port` (26): a new receive right, `MACH_PORT_NULL` on failure.
+pub fn mach_reply_port(thread: &Thread) -> u64 {
+    space_of(thread)
+        .and_then(|s| s.allocate(crate::ipc::abi::PortRight::Receive as u32).ok())
+        .map_or(0, |n| u64::from(n.0))
+}
+
+/// `mach_port_allocate(task, right, *name)` (72).
+pub fn mach_port_allocate(thread: &Thread, task: u64, right: u64, namep: u64) -> u64 {
+    let Some(space) = space_of_task(thread, task) else {
+        return KernReturn::SendInterrupted.as_reg();
+    };
+    let right = u32::try_from(right).unwrap_or(u32::MAX);
+    let name = match space.allocate(right) {
+        Ok(n) => n,
+        Err(kr) => return kr.as_reg(),
+    };
+    let written = map_of(thread).and_then(|m| m.lock().copyout(namep, &name.0.to_le_bytes()));
+    if written.is_err() {
+        let _ = space.destroy_name(name);
+        return KernReturn::InvalidAddress.as_reg();
+    }
+    KernReturn::Success.as_reg()
+}
+
+/// `mach_port_deallocate(task, name)` (73).
+pub fn mach_port_deallocate(thread: &Thread, task: u64, name: u64) -> u64 {
+    let Some(space) = space_of_task(thread, task) else {
+        return KernReturn::SendInterrupted.as_reg();
+    };
+    let Ok(name) = u32::try_from(name) else {
+        return KernReturn::InvalidName.as_reg();
+    };
+    code(space.deallocate(PortName(name)))
+}
+
+/// `mach_port_insert_right(task, name, right, type)` (74): `right` taken from the caller's
+/// space with disposition `type`, put into the task's space at `name`.
+pub fn mach_port_insert_right(thread: &Thread, task: u64, name: u64, right: u64, ty: u64) -> u64 {
+    let Some(space) = space_of_task(thread, task) else {
+        return KernReturn::SendInterrupted.as_reg();
+    };
+    let Some(d) = u32::try_from(ty).ok().and_then(Disposition::from_u32) else {
+        return KernReturn::InvalidValue.as_reg();
+    };
+    let (Ok(name), Ok(right)) = (u32::try_from(name), u32::try_from(right)) else {
+        return KernReturn::InvalidName.as_reg();
+    };
+    let Some(mine) = space_of(thread) else {
+        return KernReturn::InvalidTask.as_reg();
+    };
+    let poly = match mine.copyin_body_right(PortName(right), d) {
+        Ok(p) => p,
+        Err(kr) => return kr.as_reg(),
+    };
+    code(space.insert_right(PortName(name), poly))
+}
+
+/// `mach_port_allocate_name(task, right, name)` (75).
+pub fn mach_port_allocate_name(thread: &Thread, task: u64, right: u64, name: u64) -> u64 {
+    let Some(space) = space_of_task(thread, task) else {
+        return KernReturn::SendInterrupted.as_reg();
+    };
+    let right = u32::try_from(right).unwrap_or(u32::MAX);
+    let Ok(name) = u32::try_from(name) else {
+        return KernReturn::InvalidValue.as_reg();
+    };
+    code(space.allocate_name(right, PortName(name)))
+}
+
+fn code(r: Result<(), KernReturn>) -> u64 {
+    r.err().unwrap_or(KernReturn::Success).as_reg()
+}
+
+fn msg_code(r: MsgReturn) -> u64 {
+    u64::from(r.0)
+}
+
+/// Out-of-line data in flight: a charged copy of the sender's bytes.
+struct OolBytes {
+    data: crate::ipc::kmsg::Body,
+    _charge: crate::ipc::Charge,
+}
+
+impl OolMemory for OolBytes {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
+}
+
+impl OolBytes {
+    /// The bytes of a region `Kmsg::take_ool` gave back, if this module made it.
+    fn bytes(memory: &dyn OolMemory) -> Option<&OolBytes> {
+        memory.as_any().downcast_ref::<OolBytes>()
+    }
+}
+
+/// What the descriptor walk found in a body.
+#[derive(Default)]
+struct Counts {
+    ports: usize,
+    ool: usize,
+}
+
+/// Walk the type descriptors of a body of `len` bytes read through `read` (offsets from
+/// the start of the body), calling `each(descriptor offset, descriptor, data offset)`.
+fn walk(
+    len: usize,
+    mut read: impl FnMut(usize, &mut [u8]) -> bool,
+    mut each: impl FnMut(usize, TypeDesc, usize) -> Result<(), MsgReturn>,
+) -> Result<(), MsgReturn> {
+    let mut at = 0usize;
+    while at < len {
+        if len - at < 8 {
+            return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+        }
+        let mut w = [0u8; 8];
+        if !read(at, &mut w) {
+            return Err(MsgReturn::SEND_INVALID_DATA);
+        }
+        let d = TypeDesc::from_words(
+            u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+            u32::from_le_bytes([w[4], w[5], w[6], w[7]]),
+        );
+        let data_at = at + 8;
+        let data_len = d.data_len().ok_or(MsgReturn::SEND_MSG_TOO_SMALL)?;
+        if len - data_at < data_len {
+            return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+        }
+        each(at, d, data_at)?;
+        at = data_at + data_len;
+    }
+    Ok(())
+}
+
+fn is_port_type(name: u8) -> bool {
+    (16..=21).contains(&name)
+}
+
+/// Largest out-of-line region accepted (bytes), as a byte copy in kernel memory.
+const OOL_MAX: usize = 32 * 1024;
+
+/// `mach_msg` (trap 25).
+#[allow(clippy::too_many_arguments)] // The trap's arguments.
+pub fn mach_msg(
+    thread: &Arc<Thread>,
+    msg: u64,
+    opt: u64,
+    send_size: u64,
+    rcv_size: u64,
+    rcv_name: u64,
+    timeout: u64,
+) -> u64 {
+    let opt = opt as u32;
+    let timeout = timeout as u32;
+    if opt & option::SEND_MSG != 0 {
+        let r = send(thread, msg, opt, send_size, timeout);
+        if r != MsgReturn::SUCCESS {
+            return msg_code(r);
+        }
+    }
+    if opt & option::RCV_MSG != 0 {
+        return msg_code(receive(thread, msg, opt, rcv_size, rcv_name, timeout));
+    }
+    0
+}
+
+fn deadline(timeout_ms: u32) -> u64 {
+    crate::arch::timer::counter().saturating_add(sched::ms_to_ticks(u64::from(timeout_ms)))
+}
+
+/// Block in a wait asserted inside an mqueue closure (`asserted`); the wait result.
+fn block(thread: &Arc<Thread>) -> WaitResult {
+    if thread.should_terminate() {
+        sched::clear_wait(thread, None, WaitResult::Interrupted);
+    }
+    sched::thread_block()
+}
+
+fn read_header(map: &mut VmMap, msg: u64) -> Result<[u8; HEADER_SIZE], MsgReturn> {
+    let mut h = [0u8; HEADER_SIZE];
+    map.copyin(msg, &mut h)
+        .map_err(|_| MsgReturn::SEND_INVALID_DATA)?;
+    Ok(h)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) -> MsgReturn {
+    let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
+        return MsgReturn::SEND_INVALID_DEST;
+    };
+    if send_size < HEADER_SIZE as u64 || send_size & 3 != 0 {
+        return MsgReturn::SEND_MSG_TOO_SMALL;
+    }
+    let Ok(size) = u32::try_from(send_size) else {
+        return MsgReturn::SEND_NO_BUFFER;
+    };
+    let body_len = size as usize - HEADER_SIZE;
+    let header = match read_header(&mut mapl.lock(), msg) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let bits = u32_at(&header, 0);
+    let dest = u32_at(&header, 8);
+    let reply = u32_at(&header, 16);
+    let id = u32_at(&header, 28) as i32;
+    let complex = bits & msgh_bits::COMPLEX != 0;
+    // The shape, from the sender's descriptors.
+    let mut counts = Counts::default();
+    if complex {
+        let body = msg.saturating_add(HEADER_SIZE as u64);
+        let r = walk(
+            body_len,
+            |at, out| mapl.lock().copyin(body + at as u64, out).is_ok(),
+            |_, d, _| {
+                if is_port_type(d.name) && d.inline {
+                    counts.ports += d.number as usize;
+                } else if !d.inline {
+                    counts.ool += 1;
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = r {
+            return e;
+        }
+    }
+    let ledger: Arc<dyn Ledger> = thread.task.kmem.clone();
+    let mut kmsg = match Kmsg::new(
+        &ledger,
+        KmsgShape {
+            body_len,
+            ports: counts.ports,
+            ool: counts.ool,
+        },
+    ) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    // The body.
+    {
+        let mut map = mapl.lock();
+        let mut buf = [0u8; 256];
+        let mut at = 0usize;
+        while at < body_len {
+            let n = (body_len - at).min(buf.len());
+            if map
+                .copyin(msg + (HEADER_SIZE + at) as u64, &mut buf[..n])
+                .is_err()
+            {
+                drop(map);
+                drop(kmsg);
+                return MsgReturn::SEND_INVALID_DATA;
+            }
+            kmsg.body.extend_from_slice(&buf[..n]);
+            at += n;
+        }
+    }
+    let copied = match space.copyin_header(bits, PortName(dest), PortName(reply)) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    kmsg.bits = copied.bits;
+    kmsg.size = size;
+    kmsg.id = id;
+    let reply_type = msgh_bits::local(copied.bits);
+    kmsg.set_ports(copied.dest, copied.reply, reply_type);
+    if complex && let Err(e) = copyin_body(thread, space, &mut kmsg, body_len) {
+        return e;
+    }
+    // A kernel object: served here, in the sender's context.
+    if kmsg.remote().is_some_and(|r| r.port().is_kernel()) {
+        if let Some(reply) = dispatch::kernel_server(&thread.task, kmsg) {
+            let _ = crate::ipc::mqueue::send(reply, true, |_| false);
+        }
+        return MsgReturn::SUCCESS;
+    }
+    let may_wait = opt & option::SEND_TIMEOUT == 0 || timeout != 0;
+    let end = (opt & option::SEND_TIMEOUT != 0).then(|| deadline(timeout));
+    loop {
+        let asserted = Cell::new(false);
+        let r = crate::ipc::mqueue::send(kmsg, false, |key| {
+            if may_wait && sched::assert_wait(Some(event_of(key)), end, true).is_ok() {
+                asserted.set(true);
+            }
+            asserted.get()
+        });
+        match r {
+            SendResult::Queued | SendResult::Destroyed => return MsgReturn::SUCCESS,
+            SendResult::Full(k) => {
+                kmsg = k;
+                if !asserted.get() {
+                    return MsgReturn::SEND_TIMED_OUT;
+                }
+                match block(thread) {
+                    WaitResult::Awakened | WaitResult::Restart => {}
+                    WaitResult::TimedOut => return MsgReturn::SEND_TIMED_OUT,
+                    WaitResult::Interrupted => return MsgReturn::SEND_INTERRUPTED,
+                }
+            }
+        }
+    }
+}
+
+/// Copy in the rights and out-of-line regions a complex body names.
+fn copyin_body(
+    thread: &Thread,
+    space: &Space,
+    kmsg: &mut Kmsg,
+    body_len: usize,
+) -> Result<(), MsgReturn> {
+    // Descriptors are read from the kernel's copy; what they name is collected first (the
+    // walk borrows the body).
+    let mut at = 0usize;
+    while at < body_len {
+        let mut w = [0u8; 8];
+        if body_len - at < 8 || !kmsg.body.read(at, &mut w) {
+            return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+        }
+        let d = TypeDesc::from_words(
+            u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+            u32::from_le_bytes([w[4], w[5], w[6], w[7]]),
+        );
+        let data_at = at + 8;
+        let data_len = d.data_len().ok_or(MsgReturn::SEND_MSG_TOO_SMALL)?;
+        if body_len - data_at < data_len {
+            return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+        }
+        if is_port_type(d.name) {
+            if !d.inline {
+                return Err(MsgReturn::SEND_INVALID_TYPE);
+            }
+            if d.size != 64 {
+                return Err(MsgReturn::SEND_INVALID_TYPE);
+            }
+            let disposition =
+                Disposition::from_u32(u32::from(d.name)).ok_or(MsgReturn::SEND_INVALID_TYPE)?;
+            for i in 0..d.number as usize {
+                let slot = data_at + 8 * i;
+                let mut n = [0u8; 8];
+                if !kmsg.body.read(slot, &mut n) {
+                    return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+                }
+                let name = u32::from_le_bytes([n[0], n[1], n[2], n[3]]);
+                let port = space
+                    .copyin_body_right(PortName(name), disposition)
+                    .map_err(|_| MsgReturn::SEND_INVALID_RIGHT)?;
+                if let Err(port) = kmsg.push_port((HEADER_SIZE + slot) as u64, port) {
+                    drop(port);
+                    return Err(MsgReturn::SEND_INVALID_TYPE);
+                }
+            }
+            // The receiver sees the right's type.
+            let received = crate::ipc::transfer::copyin_type(disposition) as u8;
+            let nd = TypeDesc {
+                name: received,
+                ..d
+            };
+            kmsg.body.write(at, &nd.word().to_le_bytes());
+        } else if !d.inline {
+            let mut a = [0u8; 8];
+            if !kmsg.body.read(data_at, &mut a) {
+                return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+            }
+            let addr = u64::from_le_bytes(a);
+            let len = d.data_bytes().ok_or(MsgReturn::SEND_INVALID_MEMORY)?;
+            let region = copyin_ool(thread, addr, len)?;
+            if d.deallocate && len != 0 {
+                let mut map = map_of(thread)
+                    .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?
+                    .lock();
+                let start = addr & !(crate::mm::PAGE_SIZE - 1);
+                let end = (addr + len as u64).next_multiple_of(crate::mm::PAGE_SIZE);
+                let _ = map.deallocate(start, end - start);
+            }
+            if kmsg
+                .push_ool((HEADER_SIZE + data_at) as u64, region)
+                .is_err()
+            {
+                return Err(MsgReturn::SEND_INVALID_TYPE);
+            }
+        }
+        at = data_at + data_len;
+    }
+    Ok(())
+}
+
+/// A charged copy of `len` bytes of the caller's memory at `addr`.
+fn copyin_ool(thread: &Thread, addr: u64, len: usize) -> Result<Box<dyn OolMemory>, MsgReturn> {
+    if len > OOL_MAX {
+        return Err(MsgReturn::SEND_NO_BUFFER);
+    }
+    if len != 0 && (addr >= VM_MAX_USER_ADDRESS || addr.checked_add(len as u64).is_none()) {
+        return Err(MsgReturn::SEND_INVALID_MEMORY);
+    }
+    let ledger: Arc<dyn Ledger> = thread.task.kmem.clone();
+    let blocks = crate::ipc::kmsg::Body::blocks_for(len).ok_or(MsgReturn::SEND_NO_BUFFER)? + 1;
+    let charge = crate::ipc::Charge::new(&ledger, crate::ipc::Kind::Message, blocks)
+        .map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+    let mut data =
+        crate::ipc::kmsg::Body::with_capacity(len).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+    let mut map = map_of(thread)
+        .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?
+        .lock();
+    let mut buf = [0u8; 256];
+    let mut at = 0usize;
+    while at < len {
+        let n = (len - at).min(buf.len());
+        map.copyin(addr + at as u64, &mut buf[..n])
+            .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?;
+        data.extend_from_slice(&buf[..n]);
+        at += n;
+    }
+    Ok(Box::new(OolBytes {
+        data,
+        _charge: charge,
+    }))
+}
+
+fn receive(
+    thread: &Arc<Thread>,
+    msg: u64,
+    opt: u32,
+    rcv_size: u64,
+    rcv_name: u64,
+    timeout: u32,
+) -> MsgReturn {
+    let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
+        return MsgReturn::RCV_INVALID_NAME;
+    };
+    let Ok(name) = u32::try_from(rcv_name) else {
+        return MsgReturn::RCV_INVALID_NAME;
+    };
+    let source = match space.mqueue_copyin(PortName(name)) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let rcv_size = u32::try_from(rcv_size).unwrap_or(u32::MAX);
+    let large = opt & option::RCV_LARGE != 0;
+    let may_wait = opt & option::RCV_TIMEOUT == 0 || timeout != 0;
+    let end = (opt & option::RCV_TIMEOUT != 0).then(|| deadline(timeout));
+    let mut kmsg = loop {
+        let asserted = Cell::new(false);
+        let r = source.receive(large.then_some(rcv_size), |key| {
+            if may_wait && sched::assert_wait(Some(event_of(key)), end, true).is_ok() {
+                asserted.set(true);
+            }
+            asserted.get()
+        });
+        match r {
+            RecvResult::Message(k) => break k,
+            RecvResult::TooLarge(size) => {
+                // Left queued; the caller learns the size (GNU Mach, MACH_RCV_LARGE).
+                let _ = mapl.lock().copyout(msg + 4, &size.to_le_bytes());
+                return MsgReturn::RCV_TOO_LARGE;
+            }
+            RecvResult::Died => return MsgReturn::RCV_PORT_DIED,
+            RecvResult::Changed => return MsgReturn::RCV_PORT_CHANGED,
+            RecvResult::Empty => {
+                if !asserted.get() {
+                    return MsgReturn::RCV_TIMED_OUT;
+                }
+                match block(thread) {
+                    WaitResult::Awakened | WaitResult::Restart => {}
+                    WaitResult::TimedOut => return MsgReturn::RCV_TIMED_OUT,
+                    WaitResult::Interrupted => return MsgReturn::RCV_INTERRUPTED,
+                }
+            }
+        }
+    };
+    if kmsg.size > rcv_size {
+        // Without MACH_RCV_LARGE the message is taken and destroyed.
+        let size = kmsg.size;
+        let _ = space.copyout_dest(&mut kmsg);
+        drop(kmsg);
+        let _ = mapl.lock().copyout(msg + 4, &size.to_le_bytes());
+        return MsgReturn::RCV_TOO_LARGE;
+    }
+    let header = match space.copyout_header(&mut kmsg) {
+        Ok(h) => h,
+        Err(e) => {
+            let h = space.copyout_dest(&mut kmsg);
+            let _ = write_header(&mut mapl.lock(), msg, &kmsg, h.bits, h.remote, h.local);
+            drop(kmsg);
+            return e;
+        }
+    };
+    // Rights in the body get names in this space.
+    let mut error_bits = 0u32;
+    let mut names: arrayvec::ArrayVec<(u64, PortName), 16> = arrayvec::ArrayVec::new();
+    let mut result = MsgReturn::SUCCESS;
+    let flush = |kmsg: &mut Kmsg, names: &mut arrayvec::ArrayVec<(u64, PortName), 16>| {
+        for (at, name) in names.drain(..) {
+            let off = at as usize - HEADER_SIZE;
+            kmsg.body.write(off, &u64::from(name.0).to_le_bytes());
+        }
+    };
+    let slots: usize = kmsg.ports().count();
+    for i in 0..slots {
+        let Some(slot) = kmsg.ports_mut().nth(i) else {
+            break;
+        };
+        let at = slot.at;
+        let port = slot.port.take();
+        let (n, bits) = space.copyout_right(port);
+        error_bits |= bits;
+        if names.is_full() {
+            flush(&mut kmsg, &mut names);
+        }
+        names.push((at, n));
+    }
+    flush(&mut kmsg, &mut names);
+    // Out-of-line regions: a fresh region of the receiver each.
+    while let Some(slot) = kmsg.take_ool() {
+        let addr = match OolBytes::bytes(slot.memory.as_ref()) {
+            Some(ool) => copyout_ool(&mut mapl.lock(), ool).unwrap_or_else(|_| {
+                error_bits |= MsgReturn::IPC_SPACE;
+                0
+            }),
+            None => 0,
+        };
+        let off = slot.at as usize - HEADER_SIZE;
+        kmsg.body.write(off, &addr.to_le_bytes());
+    }
+    let mut map = mapl.lock();
+    if write_header(
+        &mut map,
+        msg,
+        &kmsg,
+        header.bits,
+        header.remote,
+        header.local,
+    )
+    .is_err()
+    {
+        result = MsgReturn::RCV_INVALID_DATA;
+    } else {
+        let mut at = msg + HEADER_SIZE as u64;
+        for piece in kmsg.body.slices() {
+            if map.copyout(at, piece).is_err() {
+                result = MsgReturn::RCV_INVALID_DATA;
+                break;
+            }
+            at += piece.len() as u64;
+        }
+    }
+    drop(map);
+    drop(kmsg);
+    if result == MsgReturn::SUCCESS && error_bits != 0 {
+        return MsgReturn::RCV_BODY_ERROR.with(error_bits);
+    }
+    result
+}
+
+/// A new region of the receiver holding `ool`'s bytes; its address.
+fn copyout_ool(map: &mut VmMap, ool: &OolBytes) -> Result<u64, KernReturn> {
+    let len = ool.data.len() as u64;
+    if len == 0 {
+        return Ok(0);
+    }
+    let start = map.allocate(0, len, true)?;
+    let mut at = start;
+    for piece in ool.data.slices() {
+        if let Err(e) = map.copyout(at, piece) {
+            let _ = map.deallocate(start, len);
+            return Err(e);
+        }
+        at += piece.len() as u64;
+    }
+    Ok(start)
+}
+
+fn write_header(
+    map: &mut VmMap,
+    msg: u64,
+    kmsg: &Kmsg,
+    bits: u32,
+    remote: PortName,
+    local: PortName,
+) -> Result<(), KernReturn> {
+    let mut h = [0u8; HEADER_SIZE];
+    h[0..4].copy_from_slice(&bits.to_le_bytes());
+    h[4..8].copy_from_slice(&kmsg.size.to_le_bytes());
+    h[8..16].copy_from_slice(&u64::from(remote.0).to_le_bytes());
+    h[16..24].copy_from_slice(&u64::from(local.0).to_le_bytes());
+    h[24..28].copy_from_slice(&kmsg.seqno.to_le_bytes());
+    h[28..32].copy_from_slice(&kmsg.id.to_le_bytes());
+    map.copyout(msg, &h)
+}
