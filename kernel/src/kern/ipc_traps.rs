@@ -14,21 +14,25 @@
 
 extern crate alloc;
 
+use crate::ids::TaskId;
 use crate::ipc::abi::{Disposition, MsgReturn, msgh_bits};
 use crate::ipc::kmsg::HEADER_SIZE;
 use crate::ipc::{
     Kmsg, KmsgShape, Ledger, OolMemory, PortName, RecvResult, SendResult, Space, WaitKey,
 };
+use crate::ipc::{MsgPort, Right};
 use crate::kern::sched::{self, wait::WaitResult, waitq::Event};
 use crate::kern::task::Task;
 use crate::kern::thread::Thread;
 use crate::mm::vm::VmMap;
+use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::cell::Cell;
 use mach_abi::KernReturn;
 use mach_abi::message::{TypeDesc, option};
 use mach_abi::traps::VM_MAX_USER_ADDRESS;
+use mach_abi::traps::temporary::RENDEZVOUS_SLOTS;
 
 #[path = "../server/dispatch.rs"]
 mod dispatch;
@@ -88,6 +92,81 @@ fn space_of_task(thread: &Thread, name: u64) -> Option<Arc<Space>> {
 
 fn map_of(thread: &Thread) -> Result<&crate::sync::IrqSpinLock<VmMap>, KernReturn> {
     thread.task.map.as_ref().ok_or(KernReturn::InvalidTask)
+}
+
+/// Temporary rendezvous slots (`RENDEZVOUS_PUBLISH`/`RENDEZVOUS_LOOKUP`): a send right and
+/// the id of the task that published it. Rights are taken out under the lock and released
+/// after it (releasing takes IPC locks, which come after this one).
+static RENDEZVOUS: IrqSpinLock<[Option<(TaskId, Right)>; RENDEZVOUS_SLOTS as usize]> =
+    IrqSpinLock::new(
+        LockLevel::TaskThreads,
+        [const { None }; RENDEZVOUS_SLOTS as usize],
+    );
+
+/// Temporary `RENDEZVOUS_PUBLISH(slot, name)`.
+pub fn rendezvous_publish(thread: &Thread, slot: u64, name: u64) -> u64 {
+    if slot >= u64::from(RENDEZVOUS_SLOTS) {
+        return KernReturn::InvalidValue.as_reg();
+    }
+    let (Some(space), Ok(name)) = (space_of(thread), u32::try_from(name)) else {
+        return KernReturn::InvalidName.as_reg();
+    };
+    let right = match space.copyin(PortName(name), Disposition::CopySend) {
+        Ok(p) => p.into_right(),
+        Err(kr) => return kr.as_reg(),
+    };
+    let Some(right) = right else {
+        return KernReturn::InvalidRight.as_reg();
+    };
+    let refused = {
+        let mut slots = RENDEZVOUS.lock();
+        let entry = &mut slots[slot as usize];
+        if entry.is_some() {
+            Some(right)
+        } else {
+            *entry = Some((thread.task.id, right));
+            None
+        }
+    };
+    match refused {
+        Some(right) => {
+            drop(right);
+            KernReturn::NameExists.as_reg()
+        }
+        None => KernReturn::Success.as_reg(),
+    }
+}
+
+/// Temporary `RENDEZVOUS_LOOKUP(slot)`.
+pub fn rendezvous_lookup(thread: &Thread, slot: u64) -> u64 {
+    let Some(space) = space_of(thread) else {
+        return 0;
+    };
+    let copy = {
+        let slots = RENDEZVOUS.lock();
+        match slots.get(slot as usize) {
+            Some(Some((_, right))) => right.copy_send(),
+            _ => MsgPort::Null,
+        }
+    };
+    u64::from(space.copyout_right(copy).0.0)
+}
+
+/// Empty the rendezvous slots `task` published (at its death).
+pub fn rendezvous_forget(task: TaskId) {
+    let mut gone: arrayvec::ArrayVec<Right, { RENDEZVOUS_SLOTS as usize }> =
+        arrayvec::ArrayVec::new();
+    {
+        let mut slots = RENDEZVOUS.lock();
+        for entry in slots.iter_mut() {
+            if entry.as_ref().is_some_and(|(id, _)| *id == task)
+                && let Some((_, right)) = entry.take()
+            {
+                gone.push(right);
+            }
+        }
+    }
+    drop(gone);
 }
 
 /// `mach_reply_port` (26): a new receive right, `MACH_PORT_NULL` on failure.

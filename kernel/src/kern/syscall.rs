@@ -156,6 +156,12 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             thread.exception_resume.store(pc, Ordering::Relaxed);
             ret(frame, KernReturn::Success);
         }
+        temporary::RENDEZVOUS_PUBLISH => {
+            frame.set_result(0, ipc_traps::rendezvous_publish(thread, a[0], a[1]))
+        }
+        temporary::RENDEZVOUS_LOOKUP => {
+            frame.set_result(0, ipc_traps::rendezvous_lookup(thread, a[0]))
+        }
         temporary::CPU_COUNT => {
             frame.set_result(
                 0,

@@ -114,6 +114,7 @@ impl Task {
     /// released, the ports it held destroyed, its kernel port dead (which drops the port's
     /// reference to the task). Idempotent.
     pub fn ipc_teardown(&self) {
+        crate::kern::ipc_traps::rendezvous_forget(self.id);
         if let Some(space) = &self.ipc {
             space.destroy();
         }
