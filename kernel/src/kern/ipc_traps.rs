@@ -6,9 +6,9 @@
 //! typed format. Inline data and port rights (every disposition, inline arrays) travel;
 //! out-of-line data is copied byte by byte into charged kernel memory at send and into a
 //! fresh region of the receiver at receive (a copy, not a mapping; `deallocate` unmaps the
-//! sender's region). Out-of-line port arrays are refused (`MACH_SEND_INVALID_TYPE`). A
-//! message to a kernel object's port goes to `server::kernel_server` in the sender's
-//! context. There is no handoff yet: a sender wakes a waiting receiver through the run
+//! sender's region). Out-of-line port arrays (32-bit names) travel as rights in the
+//! message and arrive as a fresh region of names. A message to a kernel object's port goes
+//! to `server::kernel_server` in the sender's context. There is no handoff yet: a sender wakes a waiting receiver through the run
 //! queues. A send that times out or is interrupted destroys the message (GNU Mach gives the
 //! rights back to the sender with a pseudo-receive: not done here).
 
@@ -61,7 +61,7 @@ fn space_of(thread: &Thread) -> Option<&Arc<Space>> {
 /// The task a name in the caller's space stands for (a send right to a task's port), as
 /// GNU Mach's `port_name_to_task`.
 pub fn task_of(thread: &Thread, name: u64) -> Option<Arc<Task>> {
-    let name = u32::try_from(name).ok()?;
+    let name = u32::try_from(name).ok().filter(|&n| n != 0)?;
     let space = space_of(thread)?;
     let right = space
         .copyin(PortName(name), Disposition::CopySend)
@@ -74,7 +74,7 @@ pub fn task_of(thread: &Thread, name: u64) -> Option<Arc<Task>> {
 
 /// The thread a name in the caller's space stands for.
 pub fn thread_of(thread: &Thread, name: u64) -> Option<Arc<Thread>> {
-    let name = u32::try_from(name).ok()?;
+    let name = u32::try_from(name).ok().filter(|&n| n != 0)?;
     let space = space_of(thread)?;
     let right = space
         .copyin(PortName(name), Disposition::CopySend)
@@ -262,13 +262,6 @@ impl OolMemory for OolBytes {
     }
 }
 
-impl OolBytes {
-    /// The bytes of a region `Kmsg::take_ool` gave back, if this module made it.
-    fn bytes(memory: &dyn OolMemory) -> Option<&OolBytes> {
-        memory.as_any().downcast_ref::<OolBytes>()
-    }
-}
-
 /// What the descriptor walk found in a body.
 #[derive(Default)]
 struct Counts {
@@ -310,6 +303,9 @@ fn walk(
 fn is_port_type(name: u8) -> bool {
     (16..=21).contains(&name)
 }
+
+/// `MACH_MSG_VM_SPACE`: a receive error bit, no room for out-of-line memory.
+const MACH_MSG_VM_SPACE: u32 = 0x0000_1000;
 
 /// Largest out-of-line region accepted (bytes), as a byte copy in kernel memory.
 const OOL_MAX: usize = 32 * 1024;
@@ -390,9 +386,10 @@ fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) 
             body_len,
             |at, out| mapl.lock().copyin(body + at as u64, out).is_ok(),
             |_, d, _| {
-                if is_port_type(d.name) && d.inline {
-                    counts.ports += d.number as usize;
-                } else if !d.inline {
+                if is_port_type(d.name) {
+                    counts.ports = counts.ports.saturating_add(d.number as usize);
+                }
+                if !d.inline {
                     counts.ool += 1;
                 }
                 Ok(())
@@ -503,10 +500,9 @@ fn copyin_body(
         if body_len - data_at < data_len {
             return Err(MsgReturn::SEND_MSG_TOO_SMALL);
         }
-        if is_port_type(d.name) {
-            if !d.inline {
-                return Err(MsgReturn::SEND_INVALID_TYPE);
-            }
+        if is_port_type(d.name) && !d.inline {
+            copyin_ool_ports(thread, space, kmsg, at, d, data_at)?;
+        } else if is_port_type(d.name) {
             if d.size != 64 {
                 return Err(MsgReturn::SEND_INVALID_TYPE);
             }
@@ -559,6 +555,106 @@ fn copyin_body(
         }
         at = data_at + data_len;
     }
+    Ok(())
+}
+
+/// Port slots of rights in an out-of-line array are marked with this bit; the rest of `at`
+/// is the array's slot in the message (bits 24-62) and the element's index (bits 0-23).
+const OOL_PORT: u64 = 1 << 63;
+
+fn ool_port_at(slot: usize, index: usize) -> u64 {
+    OOL_PORT | ((slot as u64) << 24) | index as u64
+}
+
+/// Most rights in one out-of-line array.
+const OOL_PORTS_MAX: u32 = 1024;
+
+/// An out-of-line array of rights in flight: the rights are port slots of the message
+/// (marked `OOL_PORT`); this records the array's length.
+struct OolPorts {
+    count: u32,
+    _charge: crate::ipc::Charge,
+}
+
+impl OolMemory for OolPorts {
+    fn size(&self) -> u64 {
+        u64::from(self.count) * 4
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
+}
+
+/// Copy in an out-of-line array of port names (32-bit elements, GNU Mach's LP64 format)
+/// as rights of the descriptor's disposition.
+fn copyin_ool_ports(
+    thread: &Thread,
+    space: &Space,
+    kmsg: &mut Kmsg,
+    at: usize,
+    d: TypeDesc,
+    data_at: usize,
+) -> Result<(), MsgReturn> {
+    if d.size != 32 {
+        return Err(MsgReturn::SEND_INVALID_TYPE);
+    }
+    if d.number > OOL_PORTS_MAX {
+        return Err(MsgReturn::SEND_NO_BUFFER);
+    }
+    let disposition =
+        Disposition::from_u32(u32::from(d.name)).ok_or(MsgReturn::SEND_INVALID_TYPE)?;
+    let mut a = [0u8; 8];
+    if !kmsg.body.read(data_at, &mut a) {
+        return Err(MsgReturn::SEND_MSG_TOO_SMALL);
+    }
+    let addr = u64::from_le_bytes(a);
+    let len = d.number as u64 * 4;
+    if len != 0 && (addr >= VM_MAX_USER_ADDRESS || addr.checked_add(len).is_none()) {
+        return Err(MsgReturn::SEND_INVALID_MEMORY);
+    }
+    let ledger: Arc<dyn Ledger> = thread.task.kmem.clone();
+    let charge = crate::ipc::Charge::new(&ledger, crate::ipc::Kind::Message, 1)
+        .map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+    let slot = HEADER_SIZE + data_at;
+    let mapl = map_of(thread).map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?;
+    let mut names = [0u8; 256];
+    let mut i = 0usize;
+    while i < d.number as usize {
+        let n = (d.number as usize - i).min(names.len() / 4);
+        mapl.lock()
+            .copyin(addr + 4 * i as u64, &mut names[..4 * n])
+            .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?;
+        for j in 0..n {
+            let b = &names[4 * j..4 * j + 4];
+            let name = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let port = space
+                .copyin_body_right(PortName(name), disposition)
+                .map_err(|_| MsgReturn::SEND_INVALID_RIGHT)?;
+            if let Err(port) = kmsg.push_port(ool_port_at(slot, i + j), port) {
+                drop(port);
+                return Err(MsgReturn::SEND_INVALID_TYPE);
+            }
+        }
+        i += n;
+    }
+    if d.deallocate && len != 0 {
+        let start = addr & !(crate::mm::PAGE_SIZE - 1);
+        let end = (addr + len).next_multiple_of(crate::mm::PAGE_SIZE);
+        let _ = mapl.lock().deallocate(start, end - start);
+    }
+    let array = Box::new(OolPorts {
+        count: d.number,
+        _charge: charge,
+    });
+    if kmsg.push_ool(slot as u64, array).is_err() {
+        return Err(MsgReturn::SEND_INVALID_TYPE);
+    }
+    let received = crate::ipc::transfer::copyin_type(disposition) as u8;
+    let nd = TypeDesc {
+        name: received,
+        ..d
+    };
+    kmsg.body.write(at, &nd.word().to_le_bytes());
     Ok(())
 }
 
@@ -662,8 +758,38 @@ fn receive(
             return e;
         }
     };
-    // Rights in the body get names in this space.
+    // Out-of-line regions first: a fresh region of the receiver each (port arrays get
+    // theirs filled in with the names below).
     let mut error_bits = 0u32;
+    let mut arrays: arrayvec::ArrayVec<(u64, u64), 16> = arrayvec::ArrayVec::new();
+    while let Some(slot) = kmsg.take_ool() {
+        let memory = slot.memory.as_any();
+        let addr = if let Some(ool) = memory.downcast_ref::<OolBytes>() {
+            copyout_ool(&mut mapl.lock(), ool).unwrap_or_else(|_| {
+                error_bits |= MACH_MSG_VM_SPACE;
+                0
+            })
+        } else if let Some(ports) = memory.downcast_ref::<OolPorts>() {
+            let len = u64::from(ports.count) * 4;
+            let addr = if len == 0 {
+                0
+            } else {
+                mapl.lock().allocate(0, len, true).unwrap_or_else(|_| {
+                    error_bits |= MACH_MSG_VM_SPACE;
+                    0
+                })
+            };
+            if arrays.try_push((slot.at, addr)).is_err() {
+                error_bits |= MACH_MSG_VM_SPACE;
+            }
+            addr
+        } else {
+            0
+        };
+        let off = slot.at as usize - HEADER_SIZE;
+        kmsg.body.write(off, &addr.to_le_bytes());
+    }
+    // Rights in the body get names in this space.
     let mut names: arrayvec::ArrayVec<(u64, PortName), 16> = arrayvec::ArrayVec::new();
     let mut result = MsgReturn::SUCCESS;
     let flush = |kmsg: &mut Kmsg, names: &mut arrayvec::ArrayVec<(u64, PortName), 16>| {
@@ -681,24 +807,22 @@ fn receive(
         let port = slot.port.take();
         let (n, bits) = space.copyout_right(port);
         error_bits |= bits;
+        if at & OOL_PORT != 0 {
+            let array = (at & !OOL_PORT) >> 24;
+            let index = at & 0xff_ffff;
+            if let Some(&(_, base)) = arrays.iter().find(|(slot, _)| *slot == array)
+                && base != 0
+            {
+                let _ = mapl.lock().copyout(base + 4 * index, &n.0.to_le_bytes());
+            }
+            continue;
+        }
         if names.is_full() {
             flush(&mut kmsg, &mut names);
         }
         names.push((at, n));
     }
     flush(&mut kmsg, &mut names);
-    // Out-of-line regions: a fresh region of the receiver each.
-    while let Some(slot) = kmsg.take_ool() {
-        let addr = match OolBytes::bytes(slot.memory.as_ref()) {
-            Some(ool) => copyout_ool(&mut mapl.lock(), ool).unwrap_or_else(|_| {
-                error_bits |= MsgReturn::IPC_SPACE;
-                0
-            }),
-            None => 0,
-        };
-        let off = slot.at as usize - HEADER_SIZE;
-        kmsg.body.write(off, &addr.to_le_bytes());
-    }
     let mut map = mapl.lock();
     if write_header(
         &mut map,

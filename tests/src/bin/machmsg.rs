@@ -527,7 +527,86 @@ fn out_of_line(c: &mut Checks) {
         // SAFETY: the region is this task's and nothing refers to it after this.
         let _ = unsafe { traps::vm_deallocate(traps::mach_task_self(), addr, data.len() as u64) };
     }
+    // An out-of-line array of rights (32-bit names): null, a send right made, null.
+    let x = traps::mach_reply_port();
+    let names: [u32; 3] = [0, x.0, 0];
+    m = Msg::new();
+    m.header(
+        msgh_bits(MACH_MSG_TYPE_MAKE_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+        p,
+        PortName(0),
+        22,
+    );
+    m.desc(
+        32,
+        TypeDesc {
+            name: MACH_MSG_TYPE_MAKE_SEND,
+            size: 32,
+            number: 3,
+            inline: false,
+            longform: true,
+            deallocate: false,
+        },
+    );
+    m.put64(40, names.as_ptr() as u64);
+    let r = msg(&mut m, SEND | RCV, 48, 128, p, 0);
+    c.check_eq("out-of-line port array", r, KernReturn::Success);
+    let desc = TypeDesc::from_words(m.get32(32), m.get32(36));
+    c.check_eq(
+        "  received as send rights",
+        desc.name,
+        libmach::abi::message::MACH_MSG_TYPE_PORT_SEND,
+    );
+    let addr = m.get64(40);
+    if addr != 0 && addr != names.as_ptr() as u64 {
+        // SAFETY: the kernel mapped the 3 names at `addr` for this task.
+        let got = unsafe { core::slice::from_raw_parts(addr as *const u32, 3) };
+        c.check_eq(
+            "  names in a new region",
+            [got[0], got[1], got[2]],
+            [0, x.0, 0],
+        );
+        // SAFETY: the region is this task's and nothing refers to it after this.
+        let _ = unsafe { traps::vm_deallocate(traps::mach_task_self(), addr, 12) };
+    } else {
+        c.check(false, "  names in a new region", format_args!("{addr:#x}"));
+    }
+    m.header(
+        msgh_bits(MACH_MSG_TYPE_MAKE_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+        p,
+        PortName(0),
+        23,
+    );
+    m.desc(
+        32,
+        TypeDesc {
+            name: MACH_MSG_TYPE_COPY_SEND,
+            size: 64,
+            number: 1,
+            inline: false,
+            longform: true,
+            deallocate: false,
+        },
+    );
+    let r = msg(&mut m, SEND, 48, 0, PortName(0), 0);
+    c.check_eq(
+        "out-of-line port array of 64-bit names",
+        r,
+        KernReturn::SendInvalidType,
+    );
     // A bad address.
+    m = Msg::new();
+    m.desc(
+        32,
+        TypeDesc {
+            name: BYTE,
+            size: 8,
+            number: 100,
+            inline: false,
+            longform: true,
+            deallocate: false,
+        },
+    );
     m.header(
         msgh_bits(MACH_MSG_TYPE_MAKE_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
         p,
