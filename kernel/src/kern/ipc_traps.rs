@@ -9,8 +9,8 @@
 //! sender's region). Out-of-line port arrays (32-bit names) travel as rights in the
 //! message and arrive as a fresh region of names. A message to a kernel object's port goes
 //! to `server::kernel_server` in the sender's context. There is no handoff yet: a sender wakes a waiting receiver through the run
-//! queues. A send that times out or is interrupted destroys the message (GNU Mach gives the
-//! rights back to the sender with a pseudo-receive: not done here).
+//! queues. A send that times out or is interrupted gives the message back to the sender's
+//! buffer with its rights (GNU Mach's pseudo-receive).
 
 extern crate alloc;
 
@@ -463,14 +463,16 @@ fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) 
             SendResult::Queued | SendResult::Destroyed => return MsgReturn::SUCCESS,
             SendResult::Full(k) => {
                 kmsg = k;
-                if !asserted.get() {
-                    return MsgReturn::SEND_TIMED_OUT;
-                }
-                match block(thread) {
-                    WaitResult::Awakened | WaitResult::Restart => {}
-                    WaitResult::TimedOut => return MsgReturn::SEND_TIMED_OUT,
-                    WaitResult::Interrupted => return MsgReturn::SEND_INTERRUPTED,
-                }
+                let code = if !asserted.get() {
+                    MsgReturn::SEND_TIMED_OUT
+                } else {
+                    match block(thread) {
+                        WaitResult::Awakened | WaitResult::Restart => continue,
+                        WaitResult::TimedOut => MsgReturn::SEND_TIMED_OUT,
+                        WaitResult::Interrupted => MsgReturn::SEND_INTERRUPTED,
+                    }
+                };
+                return pseudo_receive(space, mapl, msg, kmsg, code);
             }
         }
     }
@@ -758,6 +760,48 @@ fn receive(
             return e;
         }
     };
+    copyout_msg(
+        space,
+        mapl,
+        msg,
+        kmsg,
+        header.bits,
+        header.remote,
+        header.local,
+    )
+}
+
+/// Give a message to the user at `msg`: its out-of-line regions and body rights copied out
+/// into `space` (the header's already are: `bits`, `remote`, `local`). The message's own
+/// code, or `MACH_RCV_BODY_ERROR` with the error bits of rights or regions that could not
+/// be placed, or `MACH_RCV_INVALID_DATA` if the buffer cannot be written.
+fn copyout_msg(
+    space: &Space,
+    mapl: &crate::sync::IrqSpinLock<VmMap>,
+    msg: u64,
+    mut kmsg: Kmsg,
+    bits: u32,
+    remote: PortName,
+    local: PortName,
+) -> MsgReturn {
+    let (result, error_bits) = copyout_body(space, mapl, msg, &mut kmsg, bits, remote, local);
+    drop(kmsg);
+    if result == MsgReturn::SUCCESS && error_bits != 0 {
+        return MsgReturn::RCV_BODY_ERROR.with(error_bits);
+    }
+    result
+}
+
+/// The body of [`copyout_msg`]: the result and the error bits.
+fn copyout_body(
+    space: &Space,
+    mapl: &crate::sync::IrqSpinLock<VmMap>,
+    msg: u64,
+    kmsg: &mut Kmsg,
+    bits: u32,
+    remote: PortName,
+    local: PortName,
+) -> (MsgReturn, u32) {
     // Out-of-line regions first: a fresh region of the receiver each (port arrays get
     // theirs filled in with the names below).
     let mut error_bits = 0u32;
@@ -818,22 +862,13 @@ fn receive(
             continue;
         }
         if names.is_full() {
-            flush(&mut kmsg, &mut names);
+            flush(kmsg, &mut names);
         }
         names.push((at, n));
     }
-    flush(&mut kmsg, &mut names);
+    flush(kmsg, &mut names);
     let mut map = mapl.lock();
-    if write_header(
-        &mut map,
-        msg,
-        &kmsg,
-        header.bits,
-        header.remote,
-        header.local,
-    )
-    .is_err()
-    {
+    if write_header(&mut map, msg, kmsg, bits, remote, local).is_err() {
         result = MsgReturn::RCV_INVALID_DATA;
     } else {
         let mut at = msg + HEADER_SIZE as u64;
@@ -845,12 +880,27 @@ fn receive(
             at += piece.len() as u64;
         }
     }
-    drop(map);
+    (result, error_bits)
+}
+
+/// A message that could not be sent (timed out, interrupted) goes back to the sender with
+/// its rights (GNU Mach `ipc_kmsg_copyout_pseudo`): the header's rights and the body's are
+/// copied out into the sender's space, the header not swapped; `code` or'ed with the error
+/// bits of rights that could not be placed.
+fn pseudo_receive(
+    space: &Space,
+    mapl: &crate::sync::IrqSpinLock<VmMap>,
+    msg: u64,
+    mut kmsg: Kmsg,
+    code: MsgReturn,
+) -> MsgReturn {
+    let bits = kmsg.bits;
+    let dest = kmsg.take_remote().map_or(MsgPort::Null, MsgPort::Right);
+    let (dest_name, dest_bits) = space.copyout_right(dest);
+    let (reply_name, reply_bits) = space.copyout_right(kmsg.take_local());
+    let (_, error_bits) = copyout_body(space, mapl, msg, &mut kmsg, bits, dest_name, reply_name);
     drop(kmsg);
-    if result == MsgReturn::SUCCESS && error_bits != 0 {
-        return MsgReturn::RCV_BODY_ERROR.with(error_bits);
-    }
-    result
+    code.with(dest_bits | reply_bits | error_bits)
 }
 
 /// A new region of the receiver holding `ool`'s bytes; its address.

@@ -662,6 +662,50 @@ fn full_queue(c: &mut Checks) {
         "  waited",
         format_args!("{} ms", elapsed_ms(start)),
     );
+    // The message comes back with its rights (GNU Mach's pseudo-receive): the header
+    // names them as the sender's space does, not swapped.
+    let reply = recv_port(c);
+    simple(
+        &mut m,
+        p,
+        MACH_MSG_TYPE_MAKE_SEND,
+        reply,
+        MACH_MSG_TYPE_MAKE_SEND_ONCE,
+        31,
+        0,
+    );
+    let r = msg(&mut m, SEND | option::SEND_TIMEOUT, 48, 0, PortName(0), 0);
+    c.check_eq(
+        "send to a full queue, timeout 0",
+        r,
+        KernReturn::SendTimedOut,
+    );
+    c.check_eq(
+        "  the message is given back: destination",
+        m.remote(),
+        u64::from(p.0),
+    );
+    let so = m.local();
+    c.check(
+        so != 0 && so != u64::from(reply.0),
+        "  the message is given back: the send-once right made",
+        format_args!("{so:#x}"),
+    );
+    c.check_eq(
+        "  the message is given back: bits",
+        m.bits(),
+        msgh_bits(
+            libmach::abi::message::MACH_MSG_TYPE_PORT_SEND,
+            libmach::abi::message::MACH_MSG_TYPE_PORT_SEND_ONCE,
+        ),
+    );
+    let mut n = Msg::new();
+    let r = msg(&mut n, RCV | option::RCV_TIMEOUT, 0, 128, reply, 0);
+    c.check_eq(
+        "  no notification on the reply port",
+        r,
+        KernReturn::RcvTimedOut,
+    );
     // A receiver in another thread makes room; this send blocks until then.
     let name = p;
     let t = thread::spawn(move || {
