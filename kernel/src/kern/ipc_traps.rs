@@ -384,7 +384,11 @@ fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) 
         let body = msg.saturating_add(HEADER_SIZE as u64);
         let r = walk(
             body_len,
-            |at, out| mapl.lock().copyin(body + at as u64, out).is_ok(),
+            |at, out| {
+                mapl.lock()
+                    .copyin(body.wrapping_add(at as u64), out)
+                    .is_ok()
+            },
             |_, d, _| {
                 if is_port_type(d.name) {
                     counts.ports = counts.ports.saturating_add(d.number as usize);
@@ -419,7 +423,7 @@ fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) 
         while at < body_len {
             let n = (body_len - at).min(buf.len());
             if map
-                .copyin(msg + (HEADER_SIZE + at) as u64, &mut buf[..n])
+                .copyin(msg.wrapping_add((HEADER_SIZE + at) as u64), &mut buf[..n])
                 .is_err()
             {
                 drop(map);
@@ -726,7 +730,9 @@ fn receive(
             RecvResult::Message(k) => break k,
             RecvResult::TooLarge(size) => {
                 // Left queued; the caller learns the size (GNU Mach, MACH_RCV_LARGE).
-                let _ = mapl.lock().copyout(msg + 4, &size.to_le_bytes());
+                let _ = mapl
+                    .lock()
+                    .copyout(msg.wrapping_add(4), &size.to_le_bytes());
                 return MsgReturn::RCV_TOO_LARGE;
             }
             RecvResult::Died => return MsgReturn::RCV_PORT_DIED,
@@ -748,7 +754,9 @@ fn receive(
         let size = kmsg.size;
         let _ = space.copyout_dest(&mut kmsg);
         drop(kmsg);
-        let _ = mapl.lock().copyout(msg + 4, &size.to_le_bytes());
+        let _ = mapl
+            .lock()
+            .copyout(msg.wrapping_add(4), &size.to_le_bytes());
         return MsgReturn::RCV_TOO_LARGE;
     }
     let header = match space.copyout_header(&mut kmsg) {
@@ -871,13 +879,13 @@ fn copyout_body(
     if write_header(&mut map, msg, kmsg, bits, remote, local).is_err() {
         result = MsgReturn::RCV_INVALID_DATA;
     } else {
-        let mut at = msg + HEADER_SIZE as u64;
+        let mut at = msg.wrapping_add(HEADER_SIZE as u64);
         for piece in kmsg.body.slices() {
             if map.copyout(at, piece).is_err() {
                 result = MsgReturn::RCV_INVALID_DATA;
                 break;
             }
-            at += piece.len() as u64;
+            at = at.wrapping_add(piece.len() as u64);
         }
     }
     (result, error_bits)

@@ -844,6 +844,23 @@ fn malformed(c: &mut Checks, task: PortName) {
     // SAFETY: the kernel reads through the pointer only by copyin, which fails.
     let bad = unsafe { traps::mach_msg(0x10 as *mut u8, SEND, 48, 0, PortName(0), 0, PortName(0)) };
     c.check_eq("message at a bad address", bad, KernReturn::SendInvalidData);
+    // SAFETY: as above; the address range wraps around the top of the address space.
+    let bad = unsafe {
+        traps::mach_msg(
+            (u64::MAX - 7) as *mut u8,
+            SEND,
+            48,
+            0,
+            PortName(0),
+            0,
+            PortName(0),
+        )
+    };
+    c.check_eq(
+        "message at the top of the address space",
+        bad,
+        KernReturn::SendInvalidData,
+    );
     // Receive errors.
     let e = msg(
         &mut r,
