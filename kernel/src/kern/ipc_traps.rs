@@ -8,9 +8,10 @@
 //! fresh region of the receiver at receive (a copy, not a mapping; `deallocate` unmaps the
 //! sender's region). Out-of-line port arrays (32-bit names) travel as rights in the
 //! message and arrive as a fresh region of names. A message to a kernel object's port goes
-//! to `server::kernel_server` in the sender's context. There is no handoff yet: a sender wakes a waiting receiver through the run
-//! queues. A send that times out or is interrupted gives the message back to the sender's
-//! buffer with its rights (GNU Mach's pseudo-receive).
+//! to `server::kernel_server` in the sender's context. Handoff: in a send-and-receive, the
+//! receiver the request wakes gets this CPU directly when the sender blocks for its reply
+//! (`thread_invoke`). A send that times out or is interrupted gives the message back to
+//! the sender's buffer with its rights (GNU Mach's pseudo-receive).
 
 extern crate alloc;
 
@@ -50,7 +51,83 @@ fn event_of(key: WaitKey) -> Event {
 }
 
 fn wakeup(key: WaitKey) {
-    sched::thread_wakeup(event_of(key), true);
+    let cpu = crate::percpu::current_cpu().index();
+    let armed = key.on == crate::ipc::WaitOn::Message
+        && HANDOFF.get(cpu).is_some_and(|h| {
+            let h = h.lock();
+            h.armed && h.next.is_none()
+        });
+    if !armed {
+        sched::thread_wakeup(event_of(key), true);
+        return;
+    }
+    let (_, next) = sched::waitq::thread_wakeup_handoff(event_of(key));
+    if let Some(next) = next {
+        match HANDOFF.get(cpu) {
+            Some(h) => h.lock().next = Some(next),
+            None => sched::setrun(next),
+        }
+    }
+}
+
+/// Handoff (GNU Mach's `mach_msg` fast path, in spirit): while a thread of this CPU sends
+/// the request half of a send-and-receive, the receiver its message wakes is not put on a
+/// run queue but kept here; the sender then blocks in its receive handing the CPU straight
+/// to it (`thread_invoke`), or makes it runnable if it does not block. The kernel does not
+/// preempt threads in kernel mode, so the slot of the CPU a thread runs on stays its own
+/// from arming to taking.
+struct Handoff {
+    armed: bool,
+    next: Option<Arc<Thread>>,
+}
+
+static HANDOFF: [IrqSpinLock<Handoff>; crate::devtree::MAX_CPUS] = [const {
+    IrqSpinLock::new(
+        LockLevel::WaitBucket,
+        Handoff {
+            armed: false,
+            next: None,
+        },
+    )
+}; crate::devtree::MAX_CPUS];
+
+fn handoff_arm() {
+    if let Some(h) = HANDOFF.get(crate::percpu::current_cpu().index()) {
+        h.lock().armed = true;
+    }
+}
+
+/// Disarm this CPU's slot and take the thread kept in it, if it may run here.
+fn handoff_take() -> Pending {
+    let cpu = crate::percpu::current_cpu().index();
+    let next = HANDOFF.get(cpu).and_then(|h| {
+        let mut h = h.lock();
+        h.armed = false;
+        h.next.take()
+    });
+    let next = next.and_then(|t| {
+        let bound = t
+            .bound_processor
+            .load(core::sync::atomic::Ordering::Relaxed);
+        if bound == crate::kern::thread::NO_PROCESSOR || bound as usize == cpu {
+            Some(t)
+        } else {
+            sched::setrun(t);
+            None
+        }
+    });
+    Pending(next)
+}
+
+/// A thread woken for handoff and not yet run: made runnable if dropped unused.
+struct Pending(Option<Arc<Thread>>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            sched::setrun(t);
+        }
+    }
 }
 
 /// The caller's IPC space (every user task has one).
@@ -323,14 +400,25 @@ pub fn mach_msg(
 ) -> u64 {
     let opt = opt as u32;
     let timeout = timeout as u32;
+    let both = option::SEND_MSG | option::RCV_MSG;
+    let mut pending = Pending(None);
     if opt & option::SEND_MSG != 0 {
-        let r = send(thread, msg, opt, send_size, timeout);
+        let handoff = (opt & both == both).then_some(&mut pending);
+        let r = send(thread, msg, opt, send_size, timeout, handoff);
         if r != MsgReturn::SUCCESS {
             return msg_code(r);
         }
     }
     if opt & option::RCV_MSG != 0 {
-        return msg_code(receive(thread, msg, opt, rcv_size, rcv_name, timeout));
+        return msg_code(receive(
+            thread,
+            msg,
+            opt,
+            rcv_size,
+            rcv_name,
+            timeout,
+            &mut pending,
+        ));
     }
     0
 }
@@ -358,7 +446,15 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) -> MsgReturn {
+/// `handoff`: where to keep the receiver the message wakes (a send-and-receive).
+fn send(
+    thread: &Arc<Thread>,
+    msg: u64,
+    opt: u32,
+    send_size: u64,
+    timeout: u32,
+    mut handoff: Option<&mut Pending>,
+) -> MsgReturn {
     let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
         return MsgReturn::SEND_INVALID_DEST;
     };
@@ -457,16 +553,30 @@ fn send(thread: &Arc<Thread>, msg: u64, opt: u32, send_size: u64, timeout: u32) 
     let end = (opt & option::SEND_TIMEOUT != 0).then(|| deadline(timeout));
     loop {
         let asserted = Cell::new(false);
+        if handoff.is_some() {
+            handoff_arm();
+        }
         let r = crate::ipc::mqueue::send(kmsg, false, |key| {
             if may_wait && sched::assert_wait(Some(event_of(key)), end, true).is_ok() {
                 asserted.set(true);
             }
             asserted.get()
         });
+        if let Some(pending) = handoff.as_deref_mut() {
+            // Disarmed before any block: the slot is this CPU's only while this runs.
+            let taken = handoff_take();
+            if pending.0.is_none() {
+                *pending = taken;
+            }
+        }
         match r {
             SendResult::Queued | SendResult::Destroyed => return MsgReturn::SUCCESS,
             SendResult::Full(k) => {
                 kmsg = k;
+                // A thread kept for handoff runs now: this one may block here.
+                if let Some(pending) = handoff.as_deref_mut() {
+                    drop(core::mem::replace(pending, Pending(None)));
+                }
                 let code = if !asserted.get() {
                     MsgReturn::SEND_TIMED_OUT
                 } else {
@@ -703,6 +813,7 @@ fn receive(
     rcv_size: u64,
     rcv_name: u64,
     timeout: u32,
+    handoff: &mut Pending,
 ) -> MsgReturn {
     let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
         return MsgReturn::RCV_INVALID_NAME;
@@ -741,7 +852,17 @@ fn receive(
                 if !asserted.get() {
                     return MsgReturn::RCV_TIMED_OUT;
                 }
-                match block(thread) {
+                let waited = match handoff.0.take() {
+                    Some(next) => {
+                        if thread.should_terminate() {
+                            sched::clear_wait(thread, None, WaitResult::Interrupted);
+                        }
+                        sched::thread_invoke(sched::Switch::Block, next);
+                        thread.wait.lock().result
+                    }
+                    None => block(thread),
+                };
+                match waited {
                     WaitResult::Awakened | WaitResult::Restart => {}
                     WaitResult::TimedOut => return MsgReturn::RCV_TIMED_OUT,
                     WaitResult::Interrupted => return MsgReturn::RCV_INTERRUPTED,
