@@ -324,10 +324,43 @@ fn msg_code(r: MsgReturn) -> u64 {
     u64::from(r.0)
 }
 
-/// Out-of-line data in flight: a charged copy of the sender's bytes.
-struct OolBytes {
+/// Out-of-line data in flight: a charged copy of the sender's bytes. The kernel's server
+/// reads a request's regions with [`OolBytes::of`] and puts regions in its replies with
+/// [`OolBytes::boxed`] (`Kmsg::push_ool` at the descriptor's data slot); a receiver gets each
+/// as a fresh region of its own.
+pub struct OolBytes {
     data: crate::ipc::kmsg::Body,
     _charge: crate::ipc::Charge,
+}
+
+impl OolBytes {
+    /// A region holding a copy of `bytes`, charged to `ledger` (`MACH_SEND_NO_BUFFER` if
+    /// refused or larger than `OOL_MAX`).
+    pub fn boxed(ledger: &Arc<dyn Ledger>, bytes: &[u8]) -> Result<Box<dyn OolMemory>, MsgReturn> {
+        if bytes.len() > OOL_MAX {
+            return Err(MsgReturn::SEND_NO_BUFFER);
+        }
+        let blocks =
+            crate::ipc::kmsg::Body::blocks_for(bytes.len()).ok_or(MsgReturn::SEND_NO_BUFFER)? + 1;
+        let charge = crate::ipc::Charge::new(ledger, crate::ipc::Kind::Message, blocks)
+            .map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+        let data =
+            crate::ipc::kmsg::Body::from_slice(bytes).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+        Ok(Box::new(OolBytes {
+            data,
+            _charge: charge,
+        }))
+    }
+
+    /// The bytes of a region, if it is out-of-line data (not a port array).
+    pub fn of(memory: &dyn OolMemory) -> Option<&OolBytes> {
+        memory.as_any().downcast_ref::<OolBytes>()
+    }
+
+    /// The bytes, in pieces.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.data.slices()
+    }
 }
 
 impl OolMemory for OolBytes {
