@@ -293,6 +293,24 @@ pub unsafe fn thread_exit() -> ! {
     }
 }
 
+/// Temporary `RENDEZVOUS_PUBLISH`: publish a send right to `name`'s port in `slot`.
+pub fn rendezvous_publish(slot: u32, name: PortName) -> Result<(), KernReturn> {
+    let args = [u64::from(slot), u64::from(name.0), 0, 0, 0, 0];
+    KernReturn::from_reg(value_trap(temporary::RENDEZVOUS_PUBLISH, args).x0).result()
+}
+
+/// Temporary `RENDEZVOUS_LOOKUP`: a send right to the port published in `slot`, or
+/// `MACH_PORT_NULL`.
+pub fn rendezvous_lookup(slot: u32) -> PortName {
+    PortName(
+        value_trap(
+            temporary::RENDEZVOUS_LOOKUP,
+            [u64::from(slot), 0, 0, 0, 0, 0],
+        )
+        .x0 as u32,
+    )
+}
+
 /// Temporary `CURRENT_CPU`: the index of the CPU the caller runs on.
 pub fn current_cpu() -> u32 {
     value_trap(temporary::CURRENT_CPU, [0; 6]).x0 as u32

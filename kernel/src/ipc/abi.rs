@@ -201,6 +201,7 @@ impl MsgReturn {
     pub const RCV_INTERRUPTED: MsgReturn = MsgReturn(0x1000_4005);
     pub const RCV_PORT_CHANGED: MsgReturn = MsgReturn(0x1000_4006);
     pub const RCV_INVALID_NOTIFY: MsgReturn = MsgReturn(0x1000_4007);
+    pub const RCV_INVALID_DATA: MsgReturn = MsgReturn(0x1000_4008);
     pub const RCV_PORT_DIED: MsgReturn = MsgReturn(0x1000_4009);
     pub const RCV_IN_SET: MsgReturn = MsgReturn(0x1000_400a);
     pub const RCV_HEADER_ERROR: MsgReturn = MsgReturn(0x1000_400b);

@@ -46,6 +46,8 @@ pub struct PortSlot {
 pub trait OolMemory: Send {
     /// Bytes in the region.
     fn size(&self) -> u64;
+    /// The region as its concrete type, for the VM code that made it.
+    fn as_any(&self) -> &dyn core::any::Any;
 }
 
 pub struct OolSlot {

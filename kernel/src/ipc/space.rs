@@ -603,8 +603,11 @@ impl Space {
                 }
                 if ty & SEND != 0 {
                     // The send right left behind becomes a dead name; the port dies
-                    // "first", so no no-senders notification and the dead-name request
-                    // stays for the port's death to answer (one more uref for it).
+                    // "first", so no no-senders notification. A dead-name request is
+                    // answered now (one more uref for it), not left on the port: with a
+                    // port-destroyed request the port lives on (its receive right goes in
+                    // the notification) and would keep a request for a name that is dead.
+                    let sid = st.id;
                     let SpaceState {
                         entries, reverse, ..
                     } = st;
@@ -614,14 +617,21 @@ impl Space {
                     };
                     reverse.remove(&port.id());
                     e.ty = DEAD_NAME;
-                    if core::mem::take(&mut e.dnrequest) {
+                    let had_request = core::mem::take(&mut e.dnrequest);
+                    if had_request {
                         e.urefs = (e.urefs + 1).min(MACH_PORT_UREFS_MAX);
                     }
                     let mut ps = port.lock();
+                    let dn = if had_request {
+                        dncancel(&mut ps, sid, n)
+                    } else {
+                        None
+                    };
                     ps.srights = ps.srights.saturating_sub(1);
                     mqueue::clear_receiver(&port, &mut ps);
                     drop(ps);
                     d.push(Work::DestroyPort(port));
+                    d.notify(dn, Notification::DeadName(name));
                 } else {
                     let mut e = st.remove(n).ok_or(KernReturn::InvalidName)?;
                     if let Object::Port(port) = core::mem::replace(&mut e.object, Object::None) {

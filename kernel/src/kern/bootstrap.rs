@@ -6,11 +6,15 @@ extern crate alloc;
 
 use crate::arch::timer;
 use crate::devtree::PhysRange;
+use crate::ipc::{Port, PortName};
 use crate::kern::bootargs::{self, BootArgs};
 use crate::kern::power::{ExitStatus, power_off};
-use crate::kern::{cpio, loader, sched, syscall, thread};
+use crate::kern::task::{self, Task};
+use crate::kern::{cpio, host, loader, sched, thread};
 use crate::mm::{PhysAddr, frame, heap, kmem};
 use crate::percpu;
+use alloc::string::String;
+use alloc::sync::Arc;
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,13 +74,28 @@ pub fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
             }
         }
     }
+    // The host ports live for the whole run: made before the leak check's reference.
+    host::init();
+    crate::kern::ipc_traps::init();
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
-    let host_priv = alloc::format!("{}", syscall::placeholder_names::HOST_PRIV);
-    let device = alloc::format!("{}", syscall::placeholder_names::DEVICE);
     HEAP_BEFORE.store(heap::usage().0 as u64, Ordering::Relaxed);
     let mut loaded = ArrayVec::<_, MAX_INIT_PROGRAMS>::new();
     for entry in &programs {
-        let argv = [entry.name, host_priv.as_str(), device.as_str()];
+        // argv[1] and argv[2]: send rights to the host-privileged and device ports, named
+        // in the new task's space (GNU Mach's bootstrap arguments).
+        let argv = |task: &Task| {
+            let name = |port: Option<&Arc<Port>>| {
+                task.ipc
+                    .as_ref()
+                    .map_or(PortName::NULL, |space| task::copyout_send(port, space))
+            };
+            let ports = host::ports();
+            alloc::vec![
+                String::from(entry.name),
+                alloc::format!("{}", name(ports.map(|p| &p.host_priv)).0),
+                alloc::format!("{}", name(ports.map(|p| &p.device)).0),
+            ]
+        };
         match loader::load_program(entry.name, entry.data, &argv) {
             Ok((task, thread)) => {
                 log::info!("starting {} as task {}", entry.name, task.id);

@@ -112,22 +112,37 @@ fn build_stack(map: &mut VmMap, argv: &[&str]) -> Result<u64, String> {
 /// Load `image` as a new task called `name` with arguments `argv`, with its first thread
 /// made but not yet runnable: the caller hands it to [`start`] (so that several programs can
 /// all exist before any of them runs, and none can end the run before the others start).
+/// `argv` is given the new task (to name ports in its space).
 pub fn load_program(
     name: &str,
     image: &[u8],
-    argv: &[&str],
+    argv: &dyn Fn(&Task) -> Vec<String>,
 ) -> Result<(Arc<Task>, Arc<Thread>), String> {
     let elf = Elf::parse(image).map_err(|e| format!("{name}: {e}"))?;
     let task = Task::new_user(name).ok_or_else(|| format!("{name}: out of memory for a task"))?;
+    let r = load_into(&task, name, &elf, argv);
+    if r.is_err() {
+        // Breaks the task's cycle with its kernel port, so that it is freed.
+        task.ipc_teardown();
+    }
+    r.map(|thread| (task, thread))
+}
+
+fn load_into(
+    task: &Arc<Task>,
+    name: &str,
+    elf: &Elf<'_>,
+    argv: &dyn Fn(&Task) -> Vec<String>,
+) -> Result<Arc<Thread>, String> {
+    let argv = argv(task);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let (entry, sp) = {
         let mut map = task.map.as_ref().expect("a user task has a map").lock();
-        let entry = load_segments(&mut map, &elf).map_err(|e| format!("{name}: {e}"))?;
-        let sp = build_stack(&mut map, argv).map_err(|e| format!("{name}: {e}"))?;
+        let entry = load_segments(&mut map, elf).map_err(|e| format!("{name}: {e}"))?;
+        let sp = build_stack(&mut map, &argv).map_err(|e| format!("{name}: {e}"))?;
         (entry, sp)
     };
-    let thread =
-        Thread::new_user(&task, entry, sp, 0).map_err(|kr| format!("{name}: no thread: {kr:?}"))?;
-    Ok((task, thread))
+    Thread::new_user(task, entry, sp, 0).map_err(|kr| format!("{name}: no thread: {kr:?}"))
 }
 
 /// Make a loaded program's first thread runnable.

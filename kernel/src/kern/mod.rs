@@ -13,6 +13,10 @@ pub mod bootstrap;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod host;
+#[cfg(target_os = "none")]
+pub mod ipc_traps;
+#[cfg(target_os = "none")]
 pub mod irq;
 #[cfg(target_os = "none")]
 pub mod loader;

@@ -9,8 +9,9 @@ use crate::arch::exception::TrapFrame;
 use crate::ids::ThreadId;
 use crate::kern::sched;
 use crate::kern::sched::waitq::Event;
+use crate::kern::task::{self, Task};
 use crate::kern::thread::Thread;
-use crate::kern::trap;
+use crate::kern::{ipc_traps, trap};
 use crate::mm::frame;
 use crate::percpu;
 use alloc::sync::{Arc, Weak};
@@ -26,16 +27,9 @@ use mach_abi::traps::{self, MACH_PRINT_MAX, VM_MAX_USER_ADDRESS, temporary};
 /// so that the library falls back to the RPC.
 const MACH_SEND_INTERRUPTED: u64 = 0x1000_0007;
 
-/// Port names handed out by the self traps. Placeholders until ports exist (IPC issue):
-/// every task sees the same fixed names; only `TASK_SELF` is accepted where a task is named.
-pub mod placeholder_names {
-    pub const TASK_SELF: u32 = 1;
-    pub const HOST: u32 = 2;
-    pub const HOST_PRIV: u32 = 3;
-    pub const DEVICE: u32 = 4;
-    /// Thread names are this plus the thread id.
-    pub const THREAD_BASE: u32 = 0x1000;
-}
+/// Temporary: `thread_switch` also takes this plus a thread id as a hint (what
+/// `mach_thread_self` returned before thread ports; the `switch` test names threads so).
+const LEGACY_THREAD_BASE: u32 = 0x1000;
 
 fn ret(frame: &mut TrapFrame, kr: KernReturn) {
     frame.set_result(0, kr.as_reg());
@@ -60,11 +54,27 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
     }
     let a = frame.trap_args();
     match number as u32 {
-        traps::MACH_TASK_SELF => frame.set_result(0, placeholder_names::TASK_SELF as u64),
-        traps::MACH_HOST_SELF => frame.set_result(0, placeholder_names::HOST as u64),
-        traps::MACH_THREAD_SELF => frame.set_result(
+        traps::MACH_TASK_SELF => frame.set_result(0, self_name(thread, SelfPort::Task)),
+        traps::MACH_HOST_SELF => frame.set_result(0, self_name(thread, SelfPort::Host)),
+        traps::MACH_THREAD_SELF => frame.set_result(0, self_name(thread, SelfPort::Thread)),
+        traps::MACH_MSG_TRAP => {
+            let r = ipc_traps::mach_msg(thread, a[0], a[1], a[2], a[3], a[4], a[5]);
+            frame.set_result(0, r);
+        }
+        traps::MACH_REPLY_PORT => frame.set_result(0, ipc_traps::mach_reply_port(thread)),
+        traps::MACH_PORT_ALLOCATE => {
+            frame.set_result(0, ipc_traps::mach_port_allocate(thread, a[0], a[1], a[2]))
+        }
+        traps::MACH_PORT_DEALLOCATE => {
+            frame.set_result(0, ipc_traps::mach_port_deallocate(thread, a[0], a[1]))
+        }
+        traps::MACH_PORT_INSERT_RIGHT => frame.set_result(
             0,
-            (placeholder_names::THREAD_BASE as u64).wrapping_add(thread.id.0),
+            ipc_traps::mach_port_insert_right(thread, a[0], a[1], a[2], a[3]),
+        ),
+        traps::MACH_PORT_ALLOCATE_NAME => frame.set_result(
+            0,
+            ipc_traps::mach_port_allocate_name(thread, a[0], a[1], a[2]),
         ),
         traps::MACH_PRINT => result(frame, mach_print(thread, a[0])),
         traps::SWTCH_PRI | traps::SWTCH => frame.set_result(0, u64::from(sched::yield_now())),
@@ -74,18 +84,21 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         }
         traps::VM_ALLOCATE => frame.set_result(0, vm_allocate(thread, a[0], a[1], a[2], a[3] != 0)),
         traps::VM_DEALLOCATE => {
-            if a[0] != placeholder_names::TASK_SELF as u64 {
+            let Some(task) = ipc_traps::task_of(thread, a[0]) else {
                 frame.set_result(0, MACH_SEND_INTERRUPTED);
                 return;
-            }
-            result(frame, with_map(thread, |map| map.deallocate(a[1], a[2])));
+            };
+            result(
+                frame,
+                with_task_map(&task, |map| map.deallocate(a[1], a[2])),
+            );
         }
         traps::TASK_TERMINATE => {
-            if a[0] != placeholder_names::TASK_SELF as u64 {
+            let Some(task) = ipc_traps::task_of(thread, a[0]) else {
                 frame.set_result(0, MACH_SEND_INTERRUPTED);
                 return;
-            }
-            thread.task.terminate();
+            };
+            task.terminate();
             ret(frame, KernReturn::Success);
         }
         traps::THREAD_SET_SELF_STATE => thread_set_self_state(frame, thread, a[0], a[1], a[2]),
@@ -143,6 +156,12 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             thread.exception_resume.store(pc, Ordering::Relaxed);
             ret(frame, KernReturn::Success);
         }
+        temporary::RENDEZVOUS_PUBLISH => {
+            frame.set_result(0, ipc_traps::rendezvous_publish(thread, a[0], a[1]))
+        }
+        temporary::RENDEZVOUS_LOOKUP => {
+            frame.set_result(0, ipc_traps::rendezvous_lookup(thread, a[0]))
+        }
         temporary::CPU_COUNT => {
             frame.set_result(
                 0,
@@ -186,9 +205,8 @@ fn thread_switch(
         return Err(KernReturn::InvalidArgument);
     }
     let deadline = crate::arch::timer::counter().saturating_add(sched::ms_to_ticks(time_ms));
-    let target = hint
-        .checked_sub(placeholder_names::THREAD_BASE)
-        .and_then(|id| {
+    let by_legacy_id = || {
+        hint.checked_sub(LEGACY_THREAD_BASE).and_then(|id| {
             thread
                 .task
                 .threads
@@ -196,6 +214,10 @@ fn thread_switch(
                 .get(&ThreadId(u64::from(id)))
                 .and_then(Weak::upgrade)
         })
+    };
+    let target = ipc_traps::thread_of(thread, u64::from(hint))
+        .filter(|t| Arc::ptr_eq(&t.task, &thread.task))
+        .or_else(by_legacy_id)
         .filter(|t| !Arc::ptr_eq(t, thread));
     match option {
         traps::SWITCH_OPTION_WAIT => {
@@ -229,8 +251,37 @@ fn with_map<T>(
     thread: &Thread,
     f: impl FnOnce(&mut crate::mm::vm::VmMap) -> Result<T, KernReturn>,
 ) -> Result<T, KernReturn> {
-    let map = thread.task.map.as_ref().ok_or(KernReturn::InvalidTask)?;
+    with_task_map(&thread.task, f)
+}
+
+/// Run `f` on the task's address space.
+fn with_task_map<T>(
+    task: &Task,
+    f: impl FnOnce(&mut crate::mm::vm::VmMap) -> Result<T, KernReturn>,
+) -> Result<T, KernReturn> {
+    let map = task.map.as_ref().ok_or(KernReturn::InvalidTask)?;
     f(&mut map.lock())
+}
+
+/// Which port a self trap names.
+enum SelfPort {
+    Task,
+    Thread,
+    Host,
+}
+
+/// `mach_task_self`, `mach_thread_self`, `mach_host_self`: a new send right (one more user
+/// reference) in the caller's space, `MACH_PORT_NULL` if it cannot be made.
+fn self_name(thread: &Thread, which: SelfPort) -> u64 {
+    let Some(space) = thread.task.ipc.as_ref() else {
+        return 0;
+    };
+    let port = match which {
+        SelfPort::Task => thread.task.self_port.get(),
+        SelfPort::Thread => thread.self_port.get(),
+        SelfPort::Host => crate::kern::host::ports().map(|p| &p.host),
+    };
+    u64::from(task::copyout_send(port, space).0)
 }
 
 /// `mach_print(string)`: copied into a buffer on the kernel stack (its own frame, not
@@ -245,21 +296,26 @@ fn mach_print(thread: &Thread, string: u64) -> Result<(), KernReturn> {
 
 /// `syscall_vm_allocate(target_task, *address, size, anywhere)`.
 fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bool) -> u64 {
-    if task != placeholder_names::TASK_SELF as u64 {
+    let Some(task) = ipc_traps::task_of(thread, task) else {
         return MACH_SEND_INTERRUPTED;
+    };
+    // The address word is the caller's; the region is the named task's.
+    let mut word = [0u8; 8];
+    if with_map(thread, |map| map.copyin(address, &mut word)).is_err() {
+        return KernReturn::InvalidAddress.as_reg();
     }
-    let r = with_map(thread, |map| {
-        let mut word = [0u8; 8];
-        map.copyin(address, &mut word)
-            .map_err(|_| KernReturn::InvalidAddress)?;
-        let start = map.allocate(u64::from_le_bytes(word), size, anywhere)?;
-        if map.copyout(address, &start.to_le_bytes()).is_err() {
-            let _ = map.deallocate(start, size);
-            return Err(KernReturn::InvalidAddress);
-        }
-        Ok(())
+    let r = with_task_map(&task, |map| {
+        map.allocate(u64::from_le_bytes(word), size, anywhere)
     });
-    r.err().unwrap_or(KernReturn::Success).as_reg()
+    let start = match r {
+        Ok(start) => start,
+        Err(kr) => return kr.as_reg(),
+    };
+    if with_map(thread, |map| map.copyout(address, &start.to_le_bytes())).is_err() {
+        let _ = with_task_map(&task, |map| map.deallocate(start, size));
+        return KernReturn::InvalidAddress.as_reg();
+    }
+    KernReturn::Success.as_reg()
 }
 
 /// Temporary: a new thread in the caller's task at `entry(arg)` on `stack_top`.

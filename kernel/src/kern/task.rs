@@ -6,6 +6,7 @@ extern crate alloc;
 
 use crate::arch::uspace::AddressSpace;
 use crate::ids::{TaskId, ThreadId};
+use crate::ipc::{self, KObject, KObjectKind, Port, PortName, Space};
 use crate::kern::thread::Thread;
 use crate::mm::kmem::{self, Charge, Ledger};
 use crate::mm::vm::VmMap;
@@ -32,6 +33,12 @@ pub struct Task {
     pub space: Option<Arc<AddressSpace>>,
     /// What the task's kernel objects are charged to (`mm::kmem`).
     pub kmem: Arc<Ledger>,
+    /// The task's IPC space (`None` for the kernel task), charged to `kmem`; destroyed
+    /// when its last thread exits ([`Task::ipc_teardown`]).
+    pub ipc: Option<Arc<Space>>,
+    /// The task's kernel port (its kobject is the task itself: the cycle is broken by
+    /// `Port::dealloc_kernel` at teardown).
+    pub self_port: Once<Arc<Port>>,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
 }
@@ -56,6 +63,8 @@ impl Task {
                     space: None,
                     // The kernel's own threads are charged nothing.
                     kmem: Arc::new(Ledger::new(&kmem::BUDGET, 0)),
+                    ipc: None,
+                    self_port: Once::new(),
                     _threads_root: None,
                 })
             })
@@ -68,8 +77,10 @@ impl Task {
         let threads_root = ledger.charge(1).ok()?;
         let map = VmMap::new(&ledger)?;
         let space = map.space().clone();
+        let dyn_ledger: Arc<dyn ipc::Ledger> = ledger.clone();
+        let ipc_space = Space::new(&dyn_ledger).ok()?;
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
-        Some(Arc::new(Task {
+        let task = Arc::new(Task {
             id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             name: String::from(name),
             map: Some(IrqSpinLock::new(LockLevel::VmMap, map)),
@@ -78,8 +89,38 @@ impl Task {
             terminating: AtomicBool::new(false),
             space: Some(space),
             kmem: ledger,
+            ipc: Some(ipc_space),
+            self_port: Once::new(),
             _threads_root: Some(threads_root),
-        }))
+        });
+        // On failure the kobject goes with the refused port: no cycle is left.
+        let port = Port::alloc_kernel(
+            &dyn_ledger,
+            Some(KObject::new(KObjectKind::Task, task.clone())),
+        )
+        .ok()?;
+        task.self_port.call_once(|| port);
+        Some(task)
+    }
+
+    /// A new send right to the task's port, named in `space` (GNU Mach
+    /// `retrieve_task_self_fast` + `ipc_port_copyout_send`); `MACH_PORT_NULL` if none can
+    /// be made or placed.
+    pub fn self_name_in(&self, space: &Space) -> PortName {
+        copyout_send(self.self_port.get(), space)
+    }
+
+    /// The task's IPC at its death (its last thread is exiting): every right in its space
+    /// released, the ports it held destroyed, its kernel port dead (which drops the port's
+    /// reference to the task). Idempotent.
+    pub fn ipc_teardown(&self) {
+        crate::kern::ipc_traps::rendezvous_forget(self.id);
+        if let Some(space) = &self.ipc {
+            space.destroy();
+        }
+        if let Some(port) = self.self_port.get() {
+            Port::dealloc_kernel(port.clone());
+        }
     }
 
     pub fn is_kernel(&self) -> bool {
@@ -116,6 +157,21 @@ impl Drop for Task {
         let was_user = self.map.take().is_some();
         if was_user && USER_TASKS.fetch_sub(1, Ordering::AcqRel) == 1 {
             crate::kern::sched::note_tasks_gone();
+        }
+    }
+}
+
+/// A new send right to `port` copied out into `space` (`MACH_PORT_NULL` on any failure;
+/// the right is then released).
+pub fn copyout_send(port: Option<&Arc<Port>>, space: &Space) -> PortName {
+    let Some(right) = port.and_then(|p| p.make_send()) else {
+        return PortName::NULL;
+    };
+    match space.copyout(right, true) {
+        Ok(name) => name,
+        Err((_, right)) => {
+            drop(right);
+            PortName::NULL
         }
     }
 }

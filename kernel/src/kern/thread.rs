@@ -8,6 +8,7 @@ use crate::arch::context::{self, Context, FpState};
 use crate::arch::exception::TrapFrame;
 use crate::arch::mmu;
 use crate::ids::ThreadId;
+use crate::ipc::{KObject, KObjectKind, Port};
 use crate::kern::sched::runqueue::BASEPRI_USER;
 use crate::kern::sched::wait::{WaitResult, WaitState};
 use crate::kern::sched::waitq::{Event, TimerKind, TimerNode, WaitLinks};
@@ -229,6 +230,9 @@ pub struct Thread {
     pub is_idle: bool,
     /// Counter value at creation.
     pub created: u64,
+    /// The thread's kernel port (user threads only; its kobject is the thread, a cycle
+    /// broken by `Port::dealloc_kernel` when the thread exits).
+    pub self_port: spin::Once<Arc<Port>>,
     /// What the thread is charged to its task (`THREAD_BLOCKS`); none for idle threads.
     _kmem: Option<Charge>,
 }
@@ -297,6 +301,7 @@ impl Thread {
             exception_resume: AtomicU64::new(0),
             is_idle,
             created: crate::arch::timer::counter(),
+            self_port: spin::Once::new(),
             _kmem: kmem,
         }
     }
@@ -336,6 +341,12 @@ impl Thread {
             false,
             Some(charge),
         ));
+        let ledger: Arc<dyn crate::ipc::Ledger> = task.kmem.clone();
+        let port = Port::alloc_kernel(
+            &ledger,
+            Some(KObject::new(KObjectKind::Thread, thread.clone())),
+        )?;
+        thread.self_port.call_once(|| port);
         task.live_threads.fetch_add(1, Ordering::AcqRel);
         task.threads
             .lock()
@@ -384,10 +395,17 @@ impl Thread {
         self.terminate.load(Ordering::Acquire) || self.task.terminating.load(Ordering::Acquire)
     }
 
-    /// Take the thread out of its task's accounts (it is exiting).
+    /// Take the thread out of its task's accounts (it is exiting): its kernel port dies
+    /// and, if it was the task's last thread, so does the task's IPC (`Task::ipc_teardown`).
     pub fn detach_from_task(self: &Arc<Self>) {
-        self.task.live_threads.fetch_sub(1, Ordering::AcqRel);
+        if let Some(port) = self.self_port.get() {
+            Port::dealloc_kernel(port.clone());
+        }
+        let last = self.task.live_threads.fetch_sub(1, Ordering::AcqRel) == 1;
         self.task.threads.lock().remove(&self.id);
+        if last {
+            self.task.ipc_teardown();
+        }
     }
 }
 

@@ -36,15 +36,21 @@ pub mod special {
 }
 
 #[cfg(target_os = "none")]
-/// The kernel's tasks. Their IPC spaces and special ports arrive with the `mach_msg`
-/// wiring: until then a task port translates to no space (`mach_port` routines answer
-/// `KERN_INVALID_TASK`) and its special ports are null.
+/// The kernel's tasks: their IPC space, and their own kernel port as the kernel special
+/// port (exception and bootstrap ports do not exist yet: null).
 impl TaskIpc for crate::kern::task::Task {
     fn ipc_space(&self) -> Option<Arc<Space>> {
-        None
+        self.ipc.clone()
     }
-    fn special_port(&self, _: i32) -> MsgPort {
-        MsgPort::Null
+    fn special_port(&self, which: i32) -> MsgPort {
+        match which {
+            special::TASK_KERNEL_PORT => self
+                .self_port
+                .get()
+                .and_then(|port| port.make_send())
+                .map_or(MsgPort::Null, MsgPort::Right),
+            _ => MsgPort::Null,
+        }
     }
 }
 

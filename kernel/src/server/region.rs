@@ -112,6 +112,9 @@ impl OolMemory for KernelRegion {
     fn size(&self) -> u64 {
         self.len as u64
     }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
 }
 
 impl core::fmt::Debug for KernelRegion {

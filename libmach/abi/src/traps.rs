@@ -54,6 +54,18 @@ pub mod temporary {
     /// (the fault address) and every other register as at the fault. Stands in for an
     /// exception port whose handler sets the thread's state and resumes it.
     pub const EXCEPTION_RESUME: u32 = 1009;
+    /// `(slot, name) -> return code`: publish a send right (copied from `name` in the
+    /// caller's space) in one of `RENDEZVOUS_SLOTS` kernel-wide slots, so that tasks started
+    /// together can find each other's ports. `KERN_NAME_EXISTS` if the slot is taken,
+    /// `KERN_INVALID_VALUE` for a bad slot, `KERN_INVALID_NAME`/`KERN_INVALID_RIGHT` as a
+    /// copy-send of `name` would give. The slot empties when the publishing task dies.
+    /// Stands in for a bootstrap / name server.
+    pub const RENDEZVOUS_PUBLISH: u32 = 1010;
+    /// `(slot) -> name`: a send right to the port published in `slot`, named in the
+    /// caller's space (`MACH_PORT_NULL` if the slot is empty or bad).
+    pub const RENDEZVOUS_LOOKUP: u32 = 1011;
+    /// Slots of `RENDEZVOUS_PUBLISH`.
+    pub const RENDEZVOUS_SLOTS: u32 = 8;
 }
 
 /// Highest address a user mapping may reach (exclusive): the TTBR0 half, 48 bits.

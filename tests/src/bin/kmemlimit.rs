@@ -21,8 +21,8 @@ libmach::main!(main);
 const PAGE: u64 = 4096;
 /// The kernel's charging unit (`mm::kmem::GRANULE`).
 const GRANULE: u64 = 1024;
-/// Granules a thread is charged (`kern::thread::THREAD_BLOCKS`).
-const THREAD_BLOCKS: u64 = 2;
+/// Granules a thread is charged: `kern::thread::THREAD_BLOCKS` (2) and its kernel port (1).
+const THREAD_BLOCKS: u64 = 3;
 /// Where the scattered pages go: slots of two pages (so no two are adjacent) taken in an
 /// odd-stride order, which visits every slot of the 2^22 once.
 const SCATTER_BASE: u64 = 0x10_0000_0000;

@@ -81,6 +81,7 @@ fn metric_name(figure: &str) -> Option<&'static str> {
         "null-trap" => Some("null_trap"),
         "context-switch" => Some("context_switch"),
         "page-fault" => Some("page_fault"),
+        "null-rpc-same-cpu" => Some("null_rpc_same_cpu"),
         _ => None,
     }
 }

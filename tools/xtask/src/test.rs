@@ -307,20 +307,30 @@ const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
 const MANY_CPU_MACHINES: &[(Board, u32, Gic, bool)] = &[(Board::Virt, 8, Gic::V2, false)];
 
 /// Programs whose point is concurrency across CPUs, run on `MANY_CPU_MACHINES` too.
-const MANY_CPU_PROGRAMS: &[&str] = &[ISOLATION_PROGRAM, "waitstress", "unmaprace"];
+const MANY_CPU_PROGRAMS: &[&str] = &[
+    ISOLATION_PROGRAM,
+    "waitstress",
+    "unmaprace",
+    "machmsg",
+    IPC_TASKS_PROGRAM,
+];
 
 /// The program started as several tasks at once, and how many.
 pub const ISOLATION_PROGRAM: &str = "isolation";
 pub const ISOLATION_INSTANCES: usize = 3;
 
+/// The program that runs as two tasks talking through Mach IPC (one server, one client).
+pub const IPC_TASKS_PROGRAM: &str = "ipctasks";
+
 /// How a program is started: its `init=` list, and so how many success lines it prints.
 fn init_words(program: &str) -> (String, usize) {
-    if program == ISOLATION_PROGRAM {
-        let list = [program; ISOLATION_INSTANCES].join(",");
-        (format!("init={list}"), ISOLATION_INSTANCES)
-    } else {
-        (format!("init={program}"), 1)
-    }
+    let instances = match program {
+        ISOLATION_PROGRAM => ISOLATION_INSTANCES,
+        IPC_TASKS_PROGRAM => 2,
+        _ => 1,
+    };
+    let list = vec![program; instances].join(",");
+    (format!("init={list}"), instances)
 }
 
 /// Console text a program's run must show besides its success line: the kernel's reports

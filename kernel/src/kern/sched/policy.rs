@@ -34,33 +34,49 @@ pub const WARM_THRESHOLD: u8 = 64;
 
 /// The processor index for the thread, or `None` if no processor is eligible.
 pub fn select_processor(cpus: &[ProcessorLoad], thread: ThreadHints) -> Option<usize> {
+    select_processor_by(cpus.len(), |i| cpus[i], thread)
+}
+
+/// As [`select_processor`], over `count` processors whose loads `load` reads on demand:
+/// the kernel's way, with no snapshot array on the stack (one per possible CPU would not
+/// fit a kernel stack).
+pub fn select_processor_by(
+    count: usize,
+    load: impl Fn(usize) -> ProcessorLoad,
+    thread: ThreadHints,
+) -> Option<usize> {
     if let Some(bound) = thread.bound {
-        return cpus.get(bound).filter(|p| p.eligible).map(|_| bound);
+        return (bound < count && load(bound).eligible).then_some(bound);
     }
     let last = thread
         .last_processor
-        .filter(|&i| cpus.get(i).is_some_and(|p| p.eligible));
+        .filter(|&i| i < count && load(i).eligible);
     if let Some(i) = last
-        && cpus[i].idle
+        && load(i).idle
     {
         return Some(i);
     }
-    if let Some(i) = cpus.iter().position(|p| p.eligible && p.idle) {
-        return Some(i);
+    let mut least: Option<(usize, usize)> = None;
+    for i in 0..count {
+        let p = load(i);
+        if !p.eligible {
+            continue;
+        }
+        if p.idle {
+            return Some(i);
+        }
+        if least.is_none_or(|(_, min)| p.load < min) {
+            least = Some((i, p.load));
+        }
     }
-    let (least, min_load) = cpus
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.eligible)
-        .map(|(i, p)| (i, p.load))
-        .min_by_key(|&(_, load)| load)?;
+    let (least, min_load) = least?;
     if let Some(i) = last {
         let tolerance = if thread.cache_warmth >= WARM_THRESHOLD {
             WARM_TOLERANCE
         } else {
             0
         };
-        if cpus[i].load <= min_load + tolerance {
+        if load(i).load <= min_load + tolerance {
             return Some(i);
         }
     }

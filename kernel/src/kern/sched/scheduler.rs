@@ -7,7 +7,7 @@
 
 extern crate alloc;
 
-use super::policy::{ProcessorLoad, ThreadHints, select_processor};
+use super::policy::{ProcessorLoad, ThreadHints, select_processor_by};
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
@@ -229,21 +229,16 @@ pub fn thread_start(thread: Arc<Thread>) {
 /// wake-up costs the same whatever the number of CPUs (but for the scan of their loads).
 pub fn setrun(thread: Arc<Thread>) {
     let n = percpu::cpu_count();
-    let mut loads = [ProcessorLoad {
-        eligible: false,
-        idle: false,
-        load: 0,
-    }; MAX_CPUS];
-    for (cpu, load) in CpuId::first(n).zip(loads.iter_mut()) {
-        let p = processor(cpu);
+    let load_of = |i: usize| {
+        let p = processor(CpuId::new(i));
         let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
         let idle = p.running_idle.load(Ordering::Acquire);
-        *load = ProcessorLoad {
+        ProcessorLoad {
             eligible: p.online.load(Ordering::Acquire),
             idle: idle && queued == 0,
             load: queued + usize::from(!idle),
-        };
-    }
+        }
+    };
     let last = thread.last_processor.load(Ordering::Relaxed);
     let bound = thread.bound_processor.load(Ordering::Relaxed);
     let hints = ThreadHints {
@@ -251,7 +246,7 @@ pub fn setrun(thread: Arc<Thread>) {
         last_processor: (last != NO_PROCESSOR).then_some(last as usize),
         cache_warmth: 0,
     };
-    let target = select_processor(&loads[..n], hints)
+    let target = select_processor_by(n, load_of, hints)
         .map(CpuId::new)
         .unwrap_or_else(percpu::current_cpu);
     let priority = thread.sched_priority.load(Ordering::Relaxed);

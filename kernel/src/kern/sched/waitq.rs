@@ -410,6 +410,18 @@ fn wait_off_cpu(thread: &Thread) {
 /// Wake threads waiting on `event`: one (the longest waiting) or all. Returns how many
 /// waits this ended.
 pub fn thread_wakeup(event: Event, all: bool) -> usize {
+    wakeup(event, all, false).0
+}
+
+/// Wake every thread waiting on `event`, but give back the longest-waiting one that had
+/// blocked instead of making it runnable: the caller hands it the CPU (`thread_invoke`, for
+/// IPC handoff) or `setrun`s it. It is off every CPU and on no run queue. Returns how many
+/// waits this ended, and that thread.
+pub fn thread_wakeup_handoff(event: Event) -> (usize, Option<Arc<Thread>>) {
+    wakeup(event, true, true)
+}
+
+fn wakeup(event: Event, all: bool, keep_one: bool) -> (usize, Option<Arc<Thread>>) {
     // Threads whose wait ended while they were blocked, chained through their (now
     // unused) bucket links, each holding the reference the bucket had. Only blocked
     // threads may be chained: nothing touches a blocked thread's links until it runs again,
@@ -463,6 +475,8 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
             }
         }
     }
+    // The chain runs newest first: the oldest blocked thread is its last.
+    let mut kept = None;
     // SAFETY: the chain holds references taken off the bucket above, of blocked threads
     // whose links only this code uses until `setrun`.
     unsafe {
@@ -471,10 +485,14 @@ pub fn thread_wakeup(event: Event, all: bool) -> usize {
             to_run = (*thread.wait_links.get()).next;
             (*thread.wait_links.get()).next = ptr::null();
             wait_off_cpu(&thread);
-            super::setrun(thread);
+            if keep_one && to_run.is_null() {
+                kept = Some(thread);
+            } else {
+                super::setrun(thread);
+            }
         }
     }
-    woken
+    (woken, kept)
 }
 
 /// Run this processor's expired timers (from its tick).

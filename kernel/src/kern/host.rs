@@ -1,0 +1,51 @@
+//! The host's kernel ports: the host (name) port, the host-privileged port and the device
+//! master port, made once at boot before the first task and never destroyed, charged to
+//! nobody (`ipc::ledger::Unmetered`). The device port stands for a placeholder object until
+//! there is a device server; a message to it gets the kernel server's answer for an unknown
+//! object.
+
+extern crate alloc;
+
+use crate::ipc::{KObject, KObjectKind, Ledger, Port, ledger::Unmetered};
+use alloc::sync::Arc;
+use spin::Once;
+
+/// Placeholder object of the device master port (no device server yet).
+pub struct DeviceMaster;
+
+pub struct HostPorts {
+    pub host: Arc<Port>,
+    pub host_priv: Arc<Port>,
+    pub device: Arc<Port>,
+}
+
+static PORTS: Once<Option<HostPorts>> = Once::new();
+
+/// Make the host ports (once; before the first task, so that the leak check's reference
+/// counts them).
+pub fn init() {
+    PORTS.call_once(|| {
+        let ledger: Arc<dyn Ledger> = Arc::new(Unmetered);
+        // The host ports are the object server's (`server::realhost`), so that a message
+        // to them is served as the host's.
+        let real = crate::server::realhost()?;
+        let device = Port::alloc_kernel(
+            &ledger,
+            Some(KObject::new(
+                KObjectKind::MasterDevice,
+                Arc::new(DeviceMaster),
+            )),
+        )
+        .ok()?;
+        Some(HostPorts {
+            host: real.host_port.clone(),
+            host_priv: real.host_priv_port.clone(),
+            device,
+        })
+    });
+}
+
+/// The host ports, if made.
+pub fn ports() -> Option<&'static HostPorts> {
+    PORTS.get().and_then(Option::as_ref)
+}
