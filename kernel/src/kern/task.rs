@@ -14,7 +14,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
 pub struct Task {
@@ -32,6 +32,8 @@ pub struct Task {
     pub space: Option<Arc<AddressSpace>>,
     /// What the task's kernel objects are charged to (`mm::kmem`).
     pub kmem: Arc<Ledger>,
+    /// Its processor set (a `ProcessorSetId`, `sched::pset`): where its new threads go.
+    pub processor_set: AtomicU32,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
 }
@@ -56,6 +58,7 @@ impl Task {
                     space: None,
                     // The kernel's own threads are charged nothing.
                     kmem: Arc::new(Ledger::new(&kmem::BUDGET, 0)),
+                    processor_set: AtomicU32::new(0),
                     _threads_root: None,
                 })
             })
@@ -69,7 +72,7 @@ impl Task {
         let map = VmMap::new(&ledger)?;
         let space = map.space().clone();
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
-        Some(Arc::new(Task {
+        let task = Arc::new(Task {
             id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             name: String::from(name),
             map: Some(IrqSpinLock::new(LockLevel::VmMap, map)),
@@ -78,8 +81,11 @@ impl Task {
             terminating: AtomicBool::new(false),
             space: Some(space),
             kmem: ledger,
+            processor_set: AtomicU32::new(0),
             _threads_root: Some(threads_root),
-        }))
+        });
+        crate::kern::sched::pset::note_task_created(&task);
+        Some(task)
     }
 
     pub fn is_kernel(&self) -> bool {
@@ -114,6 +120,9 @@ impl Drop for Task {
         // Free the address space now, so that when the last task is reported gone its
         // frames are back with the allocator.
         let was_user = self.map.take().is_some();
+        if was_user {
+            crate::kern::sched::pset::note_task_gone(self);
+        }
         if was_user && USER_TASKS.fetch_sub(1, Ordering::AcqRel) == 1 {
             crate::kern::sched::note_tasks_gone();
         }

@@ -7,7 +7,8 @@
 
 extern crate alloc;
 
-use super::policy::{ProcessorLoad, ThreadHints, select_processor};
+use super::policy::{ProcessorLoad, ThreadHints, may_run, select_processor};
+use super::pset;
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
@@ -62,6 +63,9 @@ pub struct Processor {
     /// thread to run here once its context is saved (a queued thread is never on a CPU).
     requeue: CpuLocal<Option<Arc<Thread>>>,
     pub online: AtomicBool,
+    /// Its processor set (a `ProcessorSetId`), written under the set table's lock
+    /// (`pset`); placement and the switch read it without a lock.
+    pub pset: AtomicU32,
     pub running_idle: AtomicBool,
     pub current_priority: AtomicU8,
     /// Threads on the run queue, mirrored from it under its lock so that placement reads
@@ -91,6 +95,7 @@ impl Processor {
             zombie: CpuLocal(UnsafeCell::new(None)),
             requeue: CpuLocal(UnsafeCell::new(None)),
             online: AtomicBool::new(false),
+            pset: AtomicU32::new(0),
             running_idle: AtomicBool::new(true),
             current_priority: AtomicU8::new(IDLE_PRI),
             nr_queued: AtomicU32::new(0),
@@ -120,9 +125,20 @@ pub fn processor(cpu: CpuId) -> &'static Processor {
     &PROCESSORS[cpu.index().min(MAX_CPUS - 1)]
 }
 
-/// The processor a thread field names (`queued_on`, `last_processor`), if any.
+/// The processor a thread field names (`queued_on`, `last_processor`), if any (not
+/// `NO_PROCESSOR`, nor `pset::WAITING_ON_SET` for a thread waiting on its set's queue).
 fn named(raw: u32) -> Option<CpuId> {
-    (raw != NO_PROCESSOR).then(|| CpuId::new(raw as usize))
+    ((raw as usize) < MAX_CPUS).then(|| CpuId::new(raw as usize))
+}
+
+/// Whether `thread` may not run on `me`: it belongs to another processor set and is not
+/// bound here (one of them moved while it was queued or running). Two loads and a compare
+/// on the switch path; the rest only when they differ.
+#[inline]
+fn misplaced(me: &Processor, thread: &Thread) -> bool {
+    thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
+        && !thread.is_idle
+        && thread.bound_processor.load(Ordering::Relaxed) != me.index.load(Ordering::Relaxed)
 }
 
 fn this_processor() -> &'static Processor {
@@ -161,6 +177,7 @@ pub fn init_this_cpu() {
     }
     me.index
         .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
+    pset::processor_online(percpu::current_cpu());
     percpu::current()
         .processor
         .store(me as *const Processor as usize, Ordering::Relaxed);
@@ -223,37 +240,59 @@ pub fn thread_start(thread: Arc<Thread>) {
     }
 }
 
-/// Make `thread` runnable on the processor the placement policy picks. The thread is
-/// committed to run (`TH_RUN`), on no run queue, and no CPU is still saving it. Loads are
-/// read from per-processor atomics: no lock but the target's run queue is taken, so a
-/// wake-up costs the same whatever the number of CPUs (but for the scan of their loads).
+/// Make `thread` runnable on the processor the placement policy picks among those of its
+/// processor set, or queue it on its set's waiting queue if the set has none (`pset`).
+/// The thread is committed to run (`TH_RUN`), on no run queue, and no CPU is still saving
+/// it. Loads and sets are read from per-processor atomics: no lock but the target's run
+/// queue is taken, so a wake-up costs the same whatever the number of CPUs (but for the
+/// scan of their loads).
 pub fn setrun(thread: Arc<Thread>) {
     let n = percpu::cpu_count();
-    let mut loads = [ProcessorLoad {
-        eligible: false,
-        idle: false,
-        load: 0,
-    }; MAX_CPUS];
-    for (cpu, load) in CpuId::first(n).zip(loads.iter_mut()) {
-        let p = processor(cpu);
-        let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
-        let idle = p.running_idle.load(Ordering::Acquire);
-        *load = ProcessorLoad {
-            eligible: p.online.load(Ordering::Acquire),
-            idle: idle && queued == 0,
-            load: queued + usize::from(!idle),
+    let mut thread = thread;
+    let mut tries = 0;
+    let target = loop {
+        let mut loads = [ProcessorLoad {
+            eligible: false,
+            idle: false,
+            load: 0,
+        }; MAX_CPUS];
+        let last = thread.last_processor.load(Ordering::Relaxed);
+        let bound = thread.bound_processor.load(Ordering::Relaxed);
+        let bound = (bound != NO_PROCESSOR).then_some(bound as usize);
+        let set = thread.processor_set.load(Ordering::Relaxed);
+        for (cpu, load) in CpuId::first(n).zip(loads.iter_mut()) {
+            let p = processor(cpu);
+            let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
+            let idle = p.running_idle.load(Ordering::Acquire);
+            *load = ProcessorLoad {
+                eligible: p.online.load(Ordering::Acquire)
+                    && may_run(p.pset.load(Ordering::Relaxed), set, bound, cpu.index()),
+                idle: idle && queued == 0,
+                load: queued + usize::from(!idle),
+            };
+        }
+        let hints = ThreadHints {
+            bound,
+            last_processor: (last != NO_PROCESSOR).then_some(last as usize),
+            cache_warmth: 0,
         };
-    }
-    let last = thread.last_processor.load(Ordering::Relaxed);
-    let bound = thread.bound_processor.load(Ordering::Relaxed);
-    let hints = ThreadHints {
-        bound: (bound != NO_PROCESSOR).then_some(bound as usize),
-        last_processor: (last != NO_PROCESSOR).then_some(last as usize),
-        cache_warmth: 0,
+        match select_processor(&loads[..n], hints) {
+            Some(target) => break CpuId::new(target),
+            // A bound thread whose processor is not online runs here (as before sets).
+            None if bound.is_some() => break percpu::current_cpu(),
+            // Its set has no processor, or had none when the loads were read: wait for
+            // one, or look again (a processor arrived, or the set was destroyed and the
+            // thread is in the default set now, which always has the boot processor).
+            None if tries < 3 => match pset::wait_for_processor(thread) {
+                Ok(()) => return,
+                Err(back) => {
+                    thread = back;
+                    tries += 1;
+                }
+            },
+            None => break crate::kern::boot::boot_cpu(),
+        }
     };
-    let target = select_processor(&loads[..n], hints)
-        .map(CpuId::new)
-        .unwrap_or_else(percpu::current_cpu);
     let priority = thread.sched_priority.load(Ordering::Relaxed);
     thread.set_state(RunState::Running);
     let p = processor(target);
@@ -297,8 +336,11 @@ pub fn schedule(how: Switch) -> bool {
         return false;
     }
     // A yielding thread gives way to queued threads at least as urgent and goes back on
-    // the queue; the idle thread gives way to any.
-    let requeue = how == Switch::Yield && !prev.is_idle;
+    // the queue; the idle thread gives way to any. A thread whose processor set this
+    // processor has left (or which has left it) gives way to any and is placed again
+    // once saved (`finish_switch`).
+    let leaving = how == Switch::Yield && misplaced(me, prev);
+    let requeue = how == Switch::Yield && !prev.is_idle && !leaving;
     let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
     let next = {
         let mut rq = me.runq.lock();
@@ -322,8 +364,15 @@ pub fn schedule(how: Switch) -> bool {
         next
     };
     let next = match next {
+        // A thread of another set, queued before one of them moved: placed again (it is
+        // off every CPU), and this CPU runs its idle thread, which looks at the queue again.
+        Some(next) if misplaced(me, &next) => {
+            setrun(next);
+            // SAFETY: as above.
+            unsafe { me.idle.get().clone() }.expect("an idle thread")
+        }
         Some(next) => next,
-        None if how == Switch::Yield => {
+        None if how == Switch::Yield && !leaving => {
             cpu::irq_restore(saved);
             return false;
         }
@@ -475,7 +524,11 @@ pub extern "C" fn finish_switch() {
     // SAFETY: our own processor, interrupts are still masked from the switch.
     let (zombie, requeue) = unsafe { (me.zombie.get().take(), me.requeue.get().take()) };
     if let Some(thread) = requeue {
-        me.enqueue(me.id(), thread);
+        if misplaced(me, &thread) {
+            setrun(thread);
+        } else {
+            me.enqueue(me.id(), thread);
+        }
     }
     drop(zombie);
 }
@@ -613,6 +666,10 @@ pub fn tick() {
         return;
     };
     let queued = me.nr_queued.load(Ordering::Relaxed) != 0;
+    // A thread of another set (moved while it ran, or handed this CPU) leaves.
+    if misplaced(me, current) {
+        me.need_resched.store(true, Ordering::Release);
+    }
     if current.is_idle {
         add(&me.idle_ticks, 1);
         if queued {
