@@ -25,7 +25,7 @@ use crate::mm::kmem::{self, Charge, Ledger};
 use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::sync::Arc;
 use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use mach_abi::KernReturn;
 
 /// Sets that can exist at once, the default set included.
@@ -97,6 +97,16 @@ static COUNTS: [Counts; MAX_SETS] = [const {
     }
 }; MAX_SETS];
 
+/// Set once a set is first created (never cleared): until then there is nothing for the
+/// switch path to check (`scheduler::misplaced`).
+static SETS_IN_USE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a set other than the default one was ever created.
+#[inline]
+pub fn sets_in_use() -> bool {
+    SETS_IN_USE.load(Ordering::Relaxed)
+}
+
 /// Whether `set` is a live set.
 pub fn is_live(set: ProcessorSetId) -> bool {
     LIVE[set.slot()].load(Ordering::Acquire) == set.0
@@ -151,6 +161,7 @@ pub fn processor_set_create(ledger: &Arc<Ledger>) -> Result<ProcessorSetId, Kern
     COUNTS[slot].tasks.store(0, Ordering::Relaxed);
     COUNTS[slot].threads.store(0, Ordering::Relaxed);
     LIVE[slot].store(id.0, Ordering::Release);
+    SETS_IN_USE.store(true, Ordering::Release);
     drop(table);
     // Empty leftovers of a destroyed set, freed outside the lock.
     drop((old_waiting, old_charge));

@@ -132,11 +132,14 @@ fn named(raw: u32) -> Option<CpuId> {
 }
 
 /// Whether `thread` may not run on `me`: it belongs to another processor set and is not
-/// bound here (one of them moved while it was queued or running). Two loads and a compare
-/// on the switch path; the rest only when they differ.
+/// bound here (one of them moved while it was queued or running). Until a set is first
+/// created every thread and processor is in the default set, and the switch path pays one
+/// load of a global flag for the check; after, two loads and a compare, the rest only when
+/// they differ.
 #[inline]
 fn misplaced(me: &Processor, thread: &Thread) -> bool {
-    thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
+    pset::sets_in_use()
+        && thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
         && !thread.is_idle
         && thread.bound_processor.load(Ordering::Relaxed) != me.index.load(Ordering::Relaxed)
 }
@@ -308,6 +311,14 @@ pub fn setrun(thread: Arc<Thread>) {
     }
 }
 
+/// `setrun` for a thread found on a processor outside its set: rare, and kept out of line
+/// so that the switch path around it stays as small as it was.
+#[cold]
+#[inline(never)]
+fn place_elsewhere(thread: Arc<Thread>) {
+    setrun(thread);
+}
+
 /// Why the running thread gives up the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Switch {
@@ -336,11 +347,9 @@ pub fn schedule(how: Switch) -> bool {
         return false;
     }
     // A yielding thread gives way to queued threads at least as urgent and goes back on
-    // the queue; the idle thread gives way to any. A thread whose processor set this
-    // processor has left (or which has left it) gives way to any and is placed again
-    // once saved (`finish_switch`).
-    let leaving = how == Switch::Yield && misplaced(me, prev);
-    let requeue = how == Switch::Yield && !prev.is_idle && !leaving;
+    // the queue; the idle thread gives way to any. A thread of another processor set
+    // (it or this processor moved) queued here is found when dequeued, below.
+    let requeue = how == Switch::Yield && !prev.is_idle;
     let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
     let next = {
         let mut rq = me.runq.lock();
@@ -367,12 +376,15 @@ pub fn schedule(how: Switch) -> bool {
         // A thread of another set, queued before one of them moved: placed again (it is
         // off every CPU), and this CPU runs its idle thread, which looks at the queue again.
         Some(next) if misplaced(me, &next) => {
-            setrun(next);
+            place_elsewhere(next);
             // SAFETY: as above.
             unsafe { me.idle.get().clone() }.expect("an idle thread")
         }
         Some(next) => next,
-        None if how == Switch::Yield && !leaving => {
+        // With nothing else to run a yielding thread goes on, unless it may not run here:
+        // then this CPU goes idle and the thread is placed again once saved
+        // (`finish_switch`).
+        None if how == Switch::Yield && !misplaced(me, prev) => {
             cpu::irq_restore(saved);
             return false;
         }
@@ -525,7 +537,7 @@ pub extern "C" fn finish_switch() {
     let (zombie, requeue) = unsafe { (me.zombie.get().take(), me.requeue.get().take()) };
     if let Some(thread) = requeue {
         if misplaced(me, &thread) {
-            setrun(thread);
+            place_elsewhere(thread);
         } else {
             me.enqueue(me.id(), thread);
         }
