@@ -307,7 +307,7 @@ const USER_MACHINES: &[(Board, u32, Gic, bool)] = &[
 const MANY_CPU_MACHINES: &[(Board, u32, Gic, bool)] = &[(Board::Virt, 8, Gic::V2, false)];
 
 /// Programs whose point is concurrency across CPUs, run on `MANY_CPU_MACHINES` too.
-const MANY_CPU_PROGRAMS: &[&str] = &[ISOLATION_PROGRAM, "waitstress", "unmaprace"];
+const MANY_CPU_PROGRAMS: &[&str] = &[ISOLATION_PROGRAM, "waitstress", "unmaprace", "psets"];
 
 /// The program started as several tasks at once, and how many.
 pub const ISOLATION_PROGRAM: &str = "isolation";

@@ -107,9 +107,11 @@ pub fn sets_in_use() -> bool {
     SETS_IN_USE.load(Ordering::Relaxed)
 }
 
-/// Whether `set` is a live set.
+/// Whether `set` is a live set (any id may come from a user: a slot past the table is
+/// no set). Every other use of a slot index below follows this check or `resolve`.
 pub fn is_live(set: ProcessorSetId) -> bool {
-    LIVE[set.slot()].load(Ordering::Acquire) == set.0
+    LIVE.get(set.slot())
+        .is_some_and(|id| id.load(Ordering::Acquire) == set.0)
 }
 
 /// The set `set` stands for: itself while it lives, the default set once destroyed.
