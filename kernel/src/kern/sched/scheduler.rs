@@ -319,6 +319,16 @@ fn place_elsewhere(thread: Arc<Thread>) {
     setrun(thread);
 }
 
+/// A thread dequeued here that may not run here: placed again, and the idle thread runs
+/// instead (it looks at the queue again at once).
+#[cold]
+#[inline(never)]
+fn reject(me: &Processor, thread: Arc<Thread>) -> Arc<Thread> {
+    setrun(thread);
+    // SAFETY: our own processor, interrupts masked (called from `schedule`).
+    unsafe { me.idle.get().clone() }.expect("an idle thread")
+}
+
 /// Why the running thread gives up the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Switch {
@@ -375,11 +385,7 @@ pub fn schedule(how: Switch) -> bool {
     let next = match next {
         // A thread of another set, queued before one of them moved: placed again (it is
         // off every CPU), and this CPU runs its idle thread, which looks at the queue again.
-        Some(next) if misplaced(me, &next) => {
-            place_elsewhere(next);
-            // SAFETY: as above.
-            unsafe { me.idle.get().clone() }.expect("an idle thread")
-        }
+        Some(next) if misplaced(me, &next) => reject(me, next),
         Some(next) => next,
         // With nothing else to run a yielding thread goes on, unless it may not run here:
         // then this CPU goes idle and the thread is placed again once saved
