@@ -2,7 +2,8 @@
 //! `mach_host` routines). Worker threads moved into an empty set stop running until a
 //! processor is assigned to it; then they run only on that processor (seen through the
 //! temporary `CURRENT_CPU`) while the main thread, in the default set, never runs there;
-//! moved back they run again; destroying a set returns its processor and threads to the
+//! a handoff to one of them (`thread_switch` with a hint) does not run it elsewhere; moved
+//! back they run again; destroying a set returns its processor and threads to the
 //! default set (a waiting thread runs again); `task_assign` puts the task's new threads in
 //! its set; GNU Mach's refusals (the boot processor, the default set's destruction, unknown
 //! sets, threads and processors) give `KERN_INVALID_ARGUMENT`. On one CPU the parts that
@@ -17,6 +18,7 @@ use alloc::vec::Vec;
 use armach_tests::{Checks, cpu_bit, cpu_list, sleep_ms};
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use libmach::abi::traps::SWITCH_OPTION_NONE;
 use libmach::traps::{
     processor_assign, processor_get_assignment, processor_set_counts, processor_set_create,
     processor_set_destroy, task_assign, thread_assign, thread_get_assignment,
@@ -26,6 +28,9 @@ use libmach::{Args, KernReturn, thread};
 libmach::main!(main);
 
 const WORKERS: usize = 3;
+/// A thread's name for `thread_switch`'s hint: this plus its id (the kernel's placeholder
+/// names until threads have ports).
+const THREAD_NAME_BASE: u32 = 0x1000;
 /// Phases the main thread sets; workers record the CPUs they run on in `IN_SET`.
 const RUN: u32 = 0;
 const IN_SET: u32 = 1;
@@ -191,8 +196,12 @@ fn main(_args: &Args) -> i32 {
             format_args!("{:?}", counts(&all)),
         );
         let mut main_seen = 0u64;
-        for _ in 0..10 {
+        for round in 0..10 {
             sleep_ms(10);
+            main_seen |= cpu_bit(libmach::cpu());
+            // A handoff (`thread_switch` with a hint) to a worker must not run it here.
+            let hint = libmach::PortName(THREAD_NAME_BASE + ids[round % ids.len()] as u32);
+            let _ = libmach::traps::thread_switch(hint, SWITCH_OPTION_NONE, 0);
             main_seen |= cpu_bit(libmach::cpu());
         }
         let mut seen = 0u64;

@@ -416,12 +416,21 @@ fn commit_block(prev: &Thread) -> bool {
 /// handoff and `thread_switch` with a hint. `next` must be committed to run, on no run
 /// queue and off every CPU. The running thread is dealt with as `how` says (`Block` after
 /// `assert_wait`: if the wait already ended, `next` is queued instead and the caller goes
-/// on). Returns when the running thread runs again.
+/// on). A `next` of another processor set is placed in its set instead, and the running
+/// thread gives up the CPU through `schedule`. Returns when the running thread runs again.
 pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
     let saved = cpu::irq_save();
     let me = this_processor();
     // SAFETY: our own processor, interrupts masked.
     let prev = unsafe { me.current.get().as_ref() }.expect("a current thread");
+    // A thread of another processor set is not handed this CPU: it is placed in its set,
+    // and the caller gives up the CPU the ordinary way.
+    if misplaced(me, &next) {
+        cpu::irq_restore(saved);
+        place_elsewhere(next);
+        schedule(how);
+        return;
+    }
     if how == Switch::Block && !commit_block(prev) {
         cpu::irq_restore(saved);
         setrun(next);
