@@ -306,35 +306,35 @@ fn main(_args: &Args) -> i32 {
     // Churn: processors and threads moved in and out of a set over and over while the
     // workers run (the races between placement, the switch and the moves); nothing is lost
     // and, once all are back, every worker runs.
-    if online >= 2 {
-        if let Ok(set4) = processor_set_create() {
-            let mut failures = 0u32;
-            for round in 0..300u32 {
-                let cpu = 1 + round % (online - 1);
-                let worker = ids[round as usize % ids.len()];
-                let steps = [
-                    processor_assign(cpu, set4),
-                    thread_assign(worker, set4),
-                    processor_assign(cpu, 0),
-                    thread_assign(worker, if round % 3 == 0 { set4 } else { 0 }),
-                ];
-                failures += steps.iter().filter(|r| r.is_err()).count() as u32;
-                if round % 16 == 0 {
-                    libmach::yield_now();
-                }
+    if online >= 2
+        && let Ok(set4) = processor_set_create()
+    {
+        let mut failures = 0u32;
+        for round in 0..300u32 {
+            let cpu = 1 + round % (online - 1);
+            let worker = ids[round as usize % ids.len()];
+            let steps = [
+                processor_assign(cpu, set4),
+                thread_assign(worker, set4),
+                processor_assign(cpu, 0),
+                thread_assign(worker, if round % 3 == 0 { set4 } else { 0 }),
+            ];
+            failures += steps.iter().filter(|r| r.is_err()).count() as u32;
+            if round % 16 == 0 {
+                libmach::yield_now();
             }
-            c.check_eq("moves refused during the churn", failures, 0);
-            c.check_eq(
-                "processor_set_destroy after the churn",
-                processor_set_destroy(set4),
-                Ok(()),
-            );
-            c.check(
-                running(&all),
-                "every worker runs after the churn",
-                format_args!("{:?}", counts(&all)),
-            );
         }
+        c.check_eq("moves refused during the churn", failures, 0);
+        c.check_eq(
+            "processor_set_destroy after the churn",
+            processor_set_destroy(set4),
+            Ok(()),
+        );
+        c.check(
+            running(&all),
+            "every worker runs after the churn",
+            format_args!("{:?}", counts(&all)),
+        );
     }
 
     // task_assign: the task's new threads are created in its set.
