@@ -34,6 +34,33 @@ pub struct ThreadId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct TaskId(pub u64);
 
+/// A processor set: its slot in the scheduler's table (low 8 bits) and the slot's
+/// generation above them, so an id of a destroyed set never names a later one. The default
+/// set is slot 0, generation 0, and is never destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ProcessorSetId(pub u32);
+
+impl ProcessorSetId {
+    /// The default set: every processor at boot.
+    pub const DEFAULT: ProcessorSetId = ProcessorSetId(0);
+    const SLOT_BITS: u32 = 8;
+
+    /// The id of generation `generation` of slot `slot`.
+    pub const fn new(slot: usize, generation: u32) -> Self {
+        ProcessorSetId(generation << Self::SLOT_BITS | (slot as u32 & 0xff))
+    }
+
+    /// Its slot in the table.
+    pub const fn slot(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+
+    /// Its slot's generation.
+    pub const fn generation(self) -> u32 {
+        self.0 >> Self::SLOT_BITS
+    }
+}
+
 macro_rules! display_as_number {
     ($($t:ty),*) => {$(
         impl fmt::Display for $t {
@@ -43,7 +70,7 @@ macro_rules! display_as_number {
         }
     )*};
 }
-display_as_number!(CpuId, ThreadId, TaskId);
+display_as_number!(CpuId, ThreadId, TaskId, ProcessorSetId);
 
 #[cfg(test)]
 mod tests {
@@ -59,5 +86,13 @@ mod tests {
         assert_eq!(CpuId::new(7).index(), 7);
         let all: Vec<usize> = CpuId::first(3).map(CpuId::index).collect();
         assert_eq!(all, [0, 1, 2]);
+    }
+
+    #[test]
+    fn processor_set_ids_keep_slot_and_generation_apart() {
+        let id = ProcessorSetId::new(5, 3);
+        assert_eq!((id.slot(), id.generation()), (5, 3));
+        assert_ne!(id, ProcessorSetId::new(5, 4));
+        assert_eq!(ProcessorSetId::new(0, 0), ProcessorSetId::DEFAULT);
     }
 }

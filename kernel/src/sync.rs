@@ -43,22 +43,25 @@ pub enum LockLevel {
     WaitBucket = 6,
     /// A thread's wait/run state (GNU Mach's thread lock).
     ThreadState = 7,
+    /// The processor-set table: the sets, their processor counts and the queues of
+    /// threads waiting for a processor (`sched::pset`).
+    ProcessorSets = 8,
     /// A processor's timeout queue.
-    TimerQueue = 8,
+    TimerQueue = 9,
     /// A processor's run queue. Two may be held together, the lower CPU index first.
-    RunQueue = 9,
+    RunQueue = 10,
     /// Kernel stack slots and the dead-stack batch.
-    StackSlots = 10,
+    StackSlots = 11,
     /// The kernel translation tables.
-    KernelTables = 11,
+    KernelTables = 12,
     /// The ASID allocator.
-    Asids = 12,
+    Asids = 13,
     /// The physical frame allocator.
-    Frames = 13,
+    Frames = 14,
     /// The console.
-    Console = 14,
+    Console = 15,
     /// The kernel heap: innermost, since any code may allocate.
-    Heap = 15,
+    Heap = 16,
 }
 
 impl LockLevel {

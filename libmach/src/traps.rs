@@ -311,6 +311,80 @@ pub fn rendezvous_lookup(slot: u32) -> PortName {
     )
 }
 
+/// Counts of a processor set (temporary `PSET_INFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PsetCounts {
+    pub processors: u64,
+    pub tasks: u64,
+    pub threads: u64,
+}
+
+fn code_and_x1(r: TrapResult) -> Result<u64, KernReturn> {
+    KernReturn::from_reg(r.x0).result().map(|()| r.x1)
+}
+
+/// Temporary `PSET_CREATE`: `processor_set_create`; returns the new set's id.
+pub fn processor_set_create() -> Result<u32, KernReturn> {
+    code_and_x1(value_trap(temporary::PSET_CREATE, [0; 6])).map(|id| id as u32)
+}
+
+/// Temporary `PSET_DESTROY`: `processor_set_destroy`.
+pub fn processor_set_destroy(set: u32) -> Result<(), KernReturn> {
+    let r = value_trap(temporary::PSET_DESTROY, [set as u64, 0, 0, 0, 0, 0]);
+    KernReturn::from_reg(r.x0).result()
+}
+
+/// Temporary `PROCESSOR_ASSIGN`: `processor_assign` of CPU `cpu` to `set`.
+pub fn processor_assign(cpu: u32, set: u32) -> Result<(), KernReturn> {
+    let r = value_trap(
+        temporary::PROCESSOR_ASSIGN,
+        [cpu as u64, set as u64, 0, 0, 0, 0],
+    );
+    KernReturn::from_reg(r.x0).result()
+}
+
+/// Temporary `THREAD_ASSIGN`: `thread_assign` of the caller's thread `thread` (its id) to
+/// `set` (0, the default set: `thread_assign_default`).
+pub fn thread_assign(thread: u64, set: u32) -> Result<(), KernReturn> {
+    let r = value_trap(temporary::THREAD_ASSIGN, [thread, set as u64, 0, 0, 0, 0]);
+    KernReturn::from_reg(r.x0).result()
+}
+
+/// Temporary `TASK_ASSIGN`: `task_assign` of the caller's task.
+pub fn task_assign(set: u32, assign_threads: bool) -> Result<(), KernReturn> {
+    let r = value_trap(
+        temporary::TASK_ASSIGN,
+        [set as u64, assign_threads as u64, 0, 0, 0, 0],
+    );
+    KernReturn::from_reg(r.x0).result()
+}
+
+/// Temporary `PSET_INFO`: a set's processor, task and thread counts.
+pub fn processor_set_counts(set: u32) -> Result<PsetCounts, KernReturn> {
+    let r = value_trap(temporary::PSET_INFO, [set as u64, 0, 0, 0, 0, 0]);
+    KernReturn::from_reg(r.x0).result().map(|()| PsetCounts {
+        processors: r.x1,
+        tasks: r.x2,
+        threads: r.x3,
+    })
+}
+
+/// Temporary `PROCESSOR_GET_ASSIGNMENT`: the set of CPU `cpu`.
+pub fn processor_get_assignment(cpu: u32) -> Result<u32, KernReturn> {
+    let r = value_trap(
+        temporary::PROCESSOR_GET_ASSIGNMENT,
+        [cpu as u64, 0, 0, 0, 0, 0],
+    );
+    code_and_x1(r).map(|id| id as u32)
+}
+
+/// Temporary `THREAD_GET_ASSIGNMENT`: the set of the caller's thread `thread` (0: the
+/// caller itself).
+pub fn thread_get_assignment(thread: u64) -> Result<u32, KernReturn> {
+    let r = value_trap(temporary::THREAD_GET_ASSIGNMENT, [thread, 0, 0, 0, 0, 0]);
+    code_and_x1(r).map(|id| id as u32)
+}
+
 /// Temporary `CURRENT_CPU`: the index of the CPU the caller runs on.
 pub fn current_cpu() -> u32 {
     value_trap(temporary::CURRENT_CPU, [0; 6]).x0 as u32

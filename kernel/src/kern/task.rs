@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
 pub struct Task {
@@ -39,6 +39,8 @@ pub struct Task {
     /// The task's kernel port (its kobject is the task itself: the cycle is broken by
     /// `Port::dealloc_kernel` at teardown).
     pub self_port: Once<Arc<Port>>,
+    /// Its processor set (a `ProcessorSetId`, `sched::pset`): where its new threads go.
+    pub processor_set: AtomicU32,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
 }
@@ -65,6 +67,7 @@ impl Task {
                     kmem: Arc::new(Ledger::new(&kmem::BUDGET, 0)),
                     ipc: None,
                     self_port: Once::new(),
+                    processor_set: AtomicU32::new(0),
                     _threads_root: None,
                 })
             })
@@ -91,8 +94,10 @@ impl Task {
             kmem: ledger,
             ipc: Some(ipc_space),
             self_port: Once::new(),
+            processor_set: AtomicU32::new(0),
             _threads_root: Some(threads_root),
         });
+        crate::kern::sched::pset::note_task_created(&task);
         // On failure the kobject goes with the refused port: no cycle is left.
         let port = Port::alloc_kernel(
             &dyn_ledger,
@@ -155,6 +160,9 @@ impl Drop for Task {
         // Free the address space now, so that when the last task is reported gone its
         // frames are back with the allocator.
         let was_user = self.map.take().is_some();
+        if was_user {
+            crate::kern::sched::pset::note_task_gone(self);
+        }
         if was_user && USER_TASKS.fetch_sub(1, Ordering::AcqRel) == 1 {
             crate::kern::sched::note_tasks_gone();
         }

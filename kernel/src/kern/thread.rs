@@ -204,6 +204,8 @@ pub struct Thread {
     pub sched_priority: AtomicU8,
     pub last_processor: AtomicU32,
     pub bound_processor: AtomicU32,
+    /// Its processor set (a `ProcessorSetId`, `sched::pset`): where it may run.
+    pub processor_set: AtomicU32,
     /// Time in user mode and in the kernel, in counter ticks, and the counter value
     /// from which the running thread's current stretch is counted. Only the CPU running
     /// the thread writes them (DESIGN.md 5: charged at every kernel entry, exit and switch).
@@ -278,6 +280,7 @@ impl Thread {
             sched_priority: AtomicU8::new(priority),
             last_processor: AtomicU32::new(NO_PROCESSOR),
             bound_processor: AtomicU32::new(NO_PROCESSOR),
+            processor_set: AtomicU32::new(0),
             user_time: AtomicU64::new(0),
             system_time: AtomicU64::new(0),
             time_stamp: AtomicU64::new(crate::arch::timer::counter()),
@@ -347,6 +350,7 @@ impl Thread {
             Some(KObject::new(KObjectKind::Thread, thread.clone())),
         )?;
         thread.self_port.call_once(|| port);
+        crate::kern::sched::pset::note_thread_created(&thread);
         task.live_threads.fetch_add(1, Ordering::AcqRel);
         task.threads
             .lock()
@@ -414,5 +418,8 @@ impl Drop for Thread {
         // The stack goes first, then (with the fields) the task reference: a task's last
         // thread frees its stack before the task frees its map.
         self.kstack.take();
+        if !self.is_idle {
+            crate::kern::sched::pset::note_thread_gone(self);
+        }
     }
 }

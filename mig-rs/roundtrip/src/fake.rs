@@ -31,6 +31,10 @@ std::thread_local! {
     static MEMORY: RefCell<BTreeMap<u64, Box<[u8]>>> = const { RefCell::new(BTreeMap::new()) };
     static RELEASED: RefCell<Vec<(PortName, PortRight)>> = const { RefCell::new(Vec::new()) };
     static UNMAPPED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+    /// Unmapped regions, kept allocated until `reset` so that no later region of the test
+    /// gets the same address (a reused address would make an unmapped region look mapped
+    /// again).
+    static RETIRED: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The address space and name space of the tests' tasks: releases are logged, regions the
@@ -45,7 +49,9 @@ impl Space for TestSpace {
 
     fn deallocate(address: u64, size: u64) {
         UNMAPPED.with(|u| u.borrow_mut().push((address, size)));
-        MEMORY.with(|m| m.borrow_mut().remove(&address));
+        if let Some(region) = MEMORY.with(|m| m.borrow_mut().remove(&address)) {
+            RETIRED.with(|r| r.borrow_mut().push(region));
+        }
     }
 }
 
@@ -94,6 +100,7 @@ pub fn reset() {
     released();
     unmapped();
     MEMORY.with(|m| m.borrow_mut().clear());
+    RETIRED.with(|r| r.borrow_mut().clear());
 }
 
 /// Reads `len` bytes of the sender's region at `address`.

@@ -313,6 +313,7 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     "unmaprace",
     "machmsg",
     IPC_TASKS_PROGRAM,
+    "psets",
 ];
 
 /// The program started as several tasks at once, and how many.

@@ -6,6 +6,11 @@
 //! of its set, its last processor first; otherwise the least loaded one, except that the
 //! last processor keeps the thread while its cache is warm and its load is within
 //! `WARM_TOLERANCE` runnable threads of the least loaded.
+//!
+//! Processor sets bound the choice: a processor is eligible for a thread only while it is
+//! online and in the thread's set ([`may_run`]); a bound thread ignores sets, as in GNU
+//! Mach. When no processor is eligible the thread waits on its set's queue until one is
+//! assigned to the set (the mechanism, `sched::pset`, does that).
 
 /// What the placement needs to know of one processor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +37,19 @@ pub const WARM_TOLERANCE: usize = 2;
 /// Warmth at or above which the last processor is preferred.
 pub const WARM_THRESHOLD: u8 = 64;
 
-/// The processor index for the thread, or `None` if no processor is eligible.
+/// Whether a processor in set `processor_set` may run a thread of set `thread_set` bound
+/// to `bound` (if any) when the processor is `cpu`: a bound thread only on its processor,
+/// whatever its set; any other only on processors of its own set.
+#[inline]
+pub fn may_run(processor_set: u32, thread_set: u32, bound: Option<usize>, cpu: usize) -> bool {
+    match bound {
+        Some(b) => b == cpu,
+        None => processor_set == thread_set,
+    }
+}
+
+/// The processor index for the thread, or `None` if no processor is eligible (the
+/// thread then waits for a processor on its set's queue).
 pub fn select_processor(cpus: &[ProcessorLoad], thread: ThreadHints) -> Option<usize> {
     select_processor_by(cpus.len(), |i| cpus[i], thread)
 }
@@ -86,6 +103,9 @@ pub fn select_processor_by(
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+    use proptest::prelude::*;
+    use std::vec::Vec;
 
     fn busy(load: usize) -> ProcessorLoad {
         ProcessorLoad {
@@ -163,5 +183,155 @@ mod tests {
         assert_eq!(select_processor(&cpus, hints), Some(1));
         assert_eq!(select_processor(&[OFF, OFF], ThreadHints::default()), None);
         assert_eq!(select_processor(&[], ThreadHints::default()), None);
+    }
+
+    #[test]
+    fn sets_bound_eligibility_and_bound_threads_ignore_them() {
+        assert!(may_run(2, 2, None, 5));
+        assert!(!may_run(0, 2, None, 5));
+        assert!(may_run(0, 2, Some(5), 5));
+        assert!(!may_run(2, 2, Some(4), 5));
+    }
+
+    /// A model of the mechanism: processors with a set each and a run queue each, and per
+    /// set a queue of threads waiting for a processor. Threads are placed as `setrun`
+    /// places them; a processor leaving its set sends its queued threads through the
+    /// placement again, and one arriving takes its new set's waiting threads.
+    struct Model {
+        online: Vec<bool>,
+        set_of: Vec<u32>,
+        /// Per processor: (thread id, thread set).
+        queues: Vec<Vec<(usize, u32)>>,
+        /// Per set: waiting thread ids.
+        waiting: Vec<Vec<usize>>,
+    }
+
+    impl Model {
+        fn loads(&self, thread_set: u32) -> Vec<ProcessorLoad> {
+            (0..self.online.len())
+                .map(|i| ProcessorLoad {
+                    eligible: self.online[i] && may_run(self.set_of[i], thread_set, None, i),
+                    idle: self.queues[i].is_empty(),
+                    load: self.queues[i].len(),
+                })
+                .collect()
+        }
+
+        fn setrun(&mut self, thread: usize, set: u32) {
+            match select_processor(&self.loads(set), ThreadHints::default()) {
+                Some(cpu) => self.queues[cpu].push((thread, set)),
+                None => self.waiting[set as usize].push(thread),
+            }
+        }
+
+        fn assign(&mut self, cpu: usize, set: u32) {
+            self.set_of[cpu] = set;
+            let (stay, leave): (Vec<_>, Vec<_>) = core::mem::take(&mut self.queues[cpu])
+                .into_iter()
+                .partition(|&(_, s)| s == set);
+            self.queues[cpu] = stay;
+            for (t, s) in leave {
+                self.setrun(t, s);
+            }
+            let waiting = core::mem::take(&mut self.waiting[set as usize]);
+            for t in waiting {
+                self.setrun(t, set);
+            }
+        }
+
+        /// Every queued thread is on an online processor of its set, and a set's threads
+        /// wait only while it has no online processor.
+        fn check(&self) {
+            for (cpu, q) in self.queues.iter().enumerate() {
+                for &(_, s) in q {
+                    assert!(self.online[cpu] && self.set_of[cpu] == s);
+                }
+            }
+            for (set, w) in self.waiting.iter().enumerate() {
+                let has =
+                    (0..self.online.len()).any(|i| self.online[i] && self.set_of[i] == set as u32);
+                assert!(w.is_empty() || !has, "set {set} waits with processors");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_set_keeps_its_threads_waiting_until_a_processor_arrives() {
+        let mut m = Model {
+            online: std::vec![true; 3],
+            set_of: std::vec![0; 3],
+            queues: std::vec![Vec::new(); 3],
+            waiting: std::vec![Vec::new(); 2],
+        };
+        m.setrun(1, 1);
+        m.setrun(2, 1);
+        assert_eq!(m.waiting[1], [1, 2]);
+        m.assign(2, 1);
+        assert!(m.waiting[1].is_empty());
+        assert_eq!(m.queues[2].len(), 2);
+        m.check();
+        // Leaving the set again: back to waiting, the set has no other processor.
+        m.assign(2, 0);
+        assert_eq!(m.waiting[1].len(), 2);
+        m.check();
+    }
+
+    proptest! {
+        #[test]
+        fn placement_respects_sets_through_any_reassignment(
+            cpus in 1usize..9,
+            threads in proptest::collection::vec(0u32..3, 0..40),
+            moves in proptest::collection::vec((0usize..8, 0u32..3), 0..20),
+            offline in proptest::collection::vec(any::<bool>(), 8),
+        ) {
+            let mut m = Model {
+                // The boot processor (0) is always online and never leaves the default set.
+                online: (0..cpus).map(|i| i == 0 || !offline[i]).collect(),
+                set_of: std::vec![0; cpus],
+                queues: std::vec![Vec::new(); cpus],
+                waiting: std::vec![Vec::new(); 3],
+            };
+            for (t, &s) in threads.iter().enumerate() {
+                m.setrun(t, s);
+                m.check();
+            }
+            for &(cpu, set) in &moves {
+                if cpu == 0 || cpu >= cpus {
+                    continue;
+                }
+                m.assign(cpu, set);
+                m.check();
+            }
+            // Nothing is lost: every thread is queued or waiting exactly once.
+            let mut seen: Vec<usize> = m.queues.iter().flatten().map(|&(t, _)| t)
+                .chain(m.waiting.iter().flatten().copied()).collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..threads.len()).collect::<Vec<_>>());
+            // The default set always has the boot processor, so its threads never wait.
+            prop_assert!(m.waiting[0].is_empty());
+        }
+
+        #[test]
+        fn the_choice_is_always_eligible(
+            loads in proptest::collection::vec((any::<bool>(), any::<bool>(), 0usize..6), 0..9),
+            last in proptest::option::of(0usize..10),
+            bound in proptest::option::of(0usize..10),
+            warmth in any::<u8>(),
+        ) {
+            let cpus: Vec<ProcessorLoad> = loads.iter()
+                .map(|&(eligible, idle, load)| ProcessorLoad { eligible, idle, load })
+                .collect();
+            let hints = ThreadHints { bound, last_processor: last, cache_warmth: warmth };
+            match select_processor(&cpus, hints) {
+                Some(i) => {
+                    prop_assert!(cpus[i].eligible);
+                    if let Some(b) = bound { prop_assert_eq!(i, b); }
+                }
+                None => match bound {
+                    Some(b) => prop_assert!(cpus.get(b).is_none_or(|p| !p.eligible)),
+                    None => prop_assert!(cpus.iter().all(|p| !p.eligible)),
+                },
+            }
+        }
     }
 }

@@ -48,6 +48,9 @@ impl<T> Default for RunQueue<T> {
 }
 
 impl<T> RunQueue<T> {
+    /// Heap bytes one reserved item takes (for charging a reservation, `mm::kmem`).
+    pub const NODE_BYTES: usize = core::mem::size_of::<Node<T>>();
+
     pub const fn new() -> Self {
         RunQueue {
             nodes: Vec::new(),

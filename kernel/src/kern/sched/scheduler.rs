@@ -7,7 +7,8 @@
 
 extern crate alloc;
 
-use super::policy::{ProcessorLoad, ThreadHints, select_processor_by};
+use super::policy::{ProcessorLoad, ThreadHints, may_run, select_processor_by};
+use super::pset;
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
@@ -62,6 +63,9 @@ pub struct Processor {
     /// thread to run here once its context is saved (a queued thread is never on a CPU).
     requeue: CpuLocal<Option<Arc<Thread>>>,
     pub online: AtomicBool,
+    /// Its processor set (a `ProcessorSetId`), written under the set table's lock
+    /// (`pset`); placement and the switch read it without a lock.
+    pub pset: AtomicU32,
     pub running_idle: AtomicBool,
     pub current_priority: AtomicU8,
     /// Threads on the run queue, mirrored from it under its lock so that placement reads
@@ -91,6 +95,7 @@ impl Processor {
             zombie: CpuLocal(UnsafeCell::new(None)),
             requeue: CpuLocal(UnsafeCell::new(None)),
             online: AtomicBool::new(false),
+            pset: AtomicU32::new(0),
             running_idle: AtomicBool::new(true),
             current_priority: AtomicU8::new(IDLE_PRI),
             nr_queued: AtomicU32::new(0),
@@ -120,9 +125,23 @@ pub fn processor(cpu: CpuId) -> &'static Processor {
     &PROCESSORS[cpu.index().min(MAX_CPUS - 1)]
 }
 
-/// The processor a thread field names (`queued_on`, `last_processor`), if any.
+/// The processor a thread field names (`queued_on`, `last_processor`), if any (not
+/// `NO_PROCESSOR`, nor `pset::WAITING_ON_SET` for a thread waiting on its set's queue).
 fn named(raw: u32) -> Option<CpuId> {
-    (raw != NO_PROCESSOR).then(|| CpuId::new(raw as usize))
+    ((raw as usize) < MAX_CPUS).then(|| CpuId::new(raw as usize))
+}
+
+/// Whether `thread` may not run on `me`: it belongs to another processor set and is not
+/// bound here (one of them moved while it was queued or running). Until a set is first
+/// created every thread and processor is in the default set, and the switch path pays one
+/// load of a global flag for the check; after, two loads and a compare, the rest only when
+/// they differ.
+#[inline]
+fn misplaced(me: &Processor, thread: &Thread) -> bool {
+    pset::sets_in_use()
+        && thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
+        && !thread.is_idle
+        && thread.bound_processor.load(Ordering::Relaxed) != me.index.load(Ordering::Relaxed)
 }
 
 fn this_processor() -> &'static Processor {
@@ -161,6 +180,7 @@ pub fn init_this_cpu() {
     }
     me.index
         .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
+    pset::processor_online(percpu::current_cpu());
     percpu::current()
         .processor
         .store(me as *const Processor as usize, Ordering::Relaxed);
@@ -223,32 +243,56 @@ pub fn thread_start(thread: Arc<Thread>) {
     }
 }
 
-/// Make `thread` runnable on the processor the placement policy picks. The thread is
-/// committed to run (`TH_RUN`), on no run queue, and no CPU is still saving it. Loads are
-/// read from per-processor atomics: no lock but the target's run queue is taken, so a
-/// wake-up costs the same whatever the number of CPUs (but for the scan of their loads).
+/// Make `thread` runnable on the processor the placement policy picks among those of its
+/// processor set, or queue it on its set's waiting queue if the set has none (`pset`).
+/// The thread is committed to run (`TH_RUN`), on no run queue, and no CPU is still saving
+/// it. Loads and sets are read from per-processor atomics: no lock but the target's run
+/// queue is taken, so a wake-up costs the same whatever the number of CPUs (but for the
+/// scan of their loads).
 pub fn setrun(thread: Arc<Thread>) {
     let n = percpu::cpu_count();
-    let load_of = |i: usize| {
-        let p = processor(CpuId::new(i));
-        let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
-        let idle = p.running_idle.load(Ordering::Acquire);
-        ProcessorLoad {
-            eligible: p.online.load(Ordering::Acquire),
-            idle: idle && queued == 0,
-            load: queued + usize::from(!idle),
+    let mut thread = thread;
+    let mut tries = 0;
+    let target = loop {
+        let last = thread.last_processor.load(Ordering::Relaxed);
+        let bound = thread.bound_processor.load(Ordering::Relaxed);
+        let bound = (bound != NO_PROCESSOR).then_some(bound as usize);
+        let set = thread.processor_set.load(Ordering::Relaxed);
+        // Each processor's load is read when the policy asks for it: no snapshot of every
+        // possible CPU on the kernel stack.
+        let load_of = |i: usize| {
+            let p = processor(CpuId::new(i));
+            let queued = p.nr_queued.load(Ordering::Relaxed) as usize;
+            let idle = p.running_idle.load(Ordering::Acquire);
+            ProcessorLoad {
+                eligible: p.online.load(Ordering::Acquire)
+                    && may_run(p.pset.load(Ordering::Relaxed), set, bound, i),
+                idle: idle && queued == 0,
+                load: queued + usize::from(!idle),
+            }
+        };
+        let hints = ThreadHints {
+            bound,
+            last_processor: (last != NO_PROCESSOR).then_some(last as usize),
+            cache_warmth: 0,
+        };
+        match select_processor_by(n, load_of, hints) {
+            Some(target) => break CpuId::new(target),
+            // A bound thread whose processor is not online runs here (as before sets).
+            None if bound.is_some() => break percpu::current_cpu(),
+            // Its set has no processor, or had none when the loads were read: wait for
+            // one, or look again (a processor arrived, or the set was destroyed and the
+            // thread is in the default set now, which always has the boot processor).
+            None if tries < 3 => match pset::wait_for_processor(thread) {
+                Ok(()) => return,
+                Err(back) => {
+                    thread = back;
+                    tries += 1;
+                }
+            },
+            None => break crate::kern::boot::boot_cpu(),
         }
     };
-    let last = thread.last_processor.load(Ordering::Relaxed);
-    let bound = thread.bound_processor.load(Ordering::Relaxed);
-    let hints = ThreadHints {
-        bound: (bound != NO_PROCESSOR).then_some(bound as usize),
-        last_processor: (last != NO_PROCESSOR).then_some(last as usize),
-        cache_warmth: 0,
-    };
-    let target = select_processor_by(n, load_of, hints)
-        .map(CpuId::new)
-        .unwrap_or_else(percpu::current_cpu);
     let priority = thread.sched_priority.load(Ordering::Relaxed);
     thread.set_state(RunState::Running);
     let p = processor(target);
@@ -262,6 +306,24 @@ pub fn setrun(thread: Arc<Thread>) {
     {
         kick(target);
     }
+}
+
+/// `setrun` for a thread found on a processor outside its set: rare, and kept out of line
+/// so that the switch path around it stays as small as it was.
+#[cold]
+#[inline(never)]
+fn place_elsewhere(thread: Arc<Thread>) {
+    setrun(thread);
+}
+
+/// A thread dequeued here that may not run here: placed again, and the idle thread runs
+/// instead (it looks at the queue again at once).
+#[cold]
+#[inline(never)]
+fn reject(me: &Processor, thread: Arc<Thread>) -> Arc<Thread> {
+    setrun(thread);
+    // SAFETY: our own processor, interrupts masked (called from `schedule`).
+    unsafe { me.idle.get().clone() }.expect("an idle thread")
 }
 
 /// Why the running thread gives up the CPU.
@@ -292,7 +354,8 @@ pub fn schedule(how: Switch) -> bool {
         return false;
     }
     // A yielding thread gives way to queued threads at least as urgent and goes back on
-    // the queue; the idle thread gives way to any.
+    // the queue; the idle thread gives way to any. A thread of another processor set
+    // (it or this processor moved) queued here is found when dequeued, below.
     let requeue = how == Switch::Yield && !prev.is_idle;
     let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
     let next = {
@@ -317,8 +380,14 @@ pub fn schedule(how: Switch) -> bool {
         next
     };
     let next = match next {
+        // A thread of another set, queued before one of them moved: placed again (it is
+        // off every CPU), and this CPU runs its idle thread, which looks at the queue again.
+        Some(next) if misplaced(me, &next) => reject(me, next),
         Some(next) => next,
-        None if how == Switch::Yield => {
+        // With nothing else to run a yielding thread goes on, unless it may not run here:
+        // then this CPU goes idle and the thread is placed again once saved
+        // (`finish_switch`).
+        None if how == Switch::Yield && !misplaced(me, prev) => {
             cpu::irq_restore(saved);
             return false;
         }
@@ -344,12 +413,21 @@ fn commit_block(prev: &Thread) -> bool {
 /// handoff and `thread_switch` with a hint. `next` must be committed to run, on no run
 /// queue and off every CPU. The running thread is dealt with as `how` says (`Block` after
 /// `assert_wait`: if the wait already ended, `next` is queued instead and the caller goes
-/// on). Returns when the running thread runs again.
+/// on). A `next` of another processor set is placed in its set instead, and the running
+/// thread gives up the CPU through `schedule`. Returns when the running thread runs again.
 pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
     let saved = cpu::irq_save();
     let me = this_processor();
     // SAFETY: our own processor, interrupts masked.
     let prev = unsafe { me.current.get().as_ref() }.expect("a current thread");
+    // A thread of another processor set is not handed this CPU: it is placed in its set,
+    // and the caller gives up the CPU the ordinary way.
+    if misplaced(me, &next) {
+        cpu::irq_restore(saved);
+        place_elsewhere(next);
+        schedule(how);
+        return;
+    }
     if how == Switch::Block && !commit_block(prev) {
         cpu::irq_restore(saved);
         setrun(next);
@@ -470,7 +548,11 @@ pub extern "C" fn finish_switch() {
     // SAFETY: our own processor, interrupts are still masked from the switch.
     let (zombie, requeue) = unsafe { (me.zombie.get().take(), me.requeue.get().take()) };
     if let Some(thread) = requeue {
-        me.enqueue(me.id(), thread);
+        if misplaced(me, &thread) {
+            place_elsewhere(thread);
+        } else {
+            me.enqueue(me.id(), thread);
+        }
     }
     drop(zombie);
 }
@@ -608,6 +690,10 @@ pub fn tick() {
         return;
     };
     let queued = me.nr_queued.load(Ordering::Relaxed) != 0;
+    // A thread of another set (moved while it ran, or handed this CPU) leaves.
+    if misplaced(me, current) {
+        me.need_resched.store(true, Ordering::Release);
+    }
     if current.is_idle {
         add(&me.idle_ticks, 1);
         if queued {
