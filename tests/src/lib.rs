@@ -6,6 +6,8 @@
 
 extern crate alloc;
 
+pub mod msg;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;

@@ -15,12 +15,12 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use armach_tests::Checks;
+use armach_tests::msg::{Msg, int_desc};
 use libmach::abi::message::{
-    MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_INTEGER_32, MACH_MSG_TYPE_MAKE_SEND,
-    MACH_MSG_TYPE_MAKE_SEND_ONCE, MACH_MSG_TYPE_MOVE_SEND, MACH_MSG_TYPE_MOVE_SEND_ONCE,
-    MACH_MSGH_BITS_COMPLEX, TypeDesc, msgh_bits, notify, option,
+    MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE,
+    MACH_MSG_TYPE_MOVE_SEND, MACH_MSG_TYPE_MOVE_SEND_ONCE, MACH_MSGH_BITS_COMPLEX, TypeDesc,
+    msgh_bits, notify, option,
 };
-use libmach::abi::traps::SWITCH_OPTION_WAIT;
 use libmach::{Args, KernReturn, PortName, traps};
 
 libmach::main!(main);
@@ -32,71 +32,6 @@ const OOL: i32 = 4;
 const STOP: i32 = 9;
 const RPCS: u32 = 100;
 const OOL_BYTES: u32 = 6000;
-
-#[derive(Clone)]
-struct Msg {
-    words: [u64; 16],
-}
-
-impl Msg {
-    fn new() -> Self {
-        Msg { words: [0; 16] }
-    }
-    fn put32(&mut self, at: usize, v: u32) {
-        let w = &mut self.words[at / 8];
-        let shift = (at % 8) * 8;
-        *w = (*w & !(0xffff_ffffu64 << shift)) | (u64::from(v) << shift);
-    }
-    fn get32(&self, at: usize) -> u32 {
-        (self.words[at / 8] >> ((at % 8) * 8)) as u32
-    }
-    fn header(&mut self, bits: u32, dest: PortName, reply: PortName, id: i32) {
-        self.words[0] = u64::from(bits);
-        self.words[1] = u64::from(dest.0);
-        self.words[2] = u64::from(reply.0);
-        self.words[3] = u64::from(id as u32) << 32;
-    }
-    fn id(&self) -> i32 {
-        self.get32(28) as i32
-    }
-    fn remote(&self) -> PortName {
-        PortName(self.words[1] as u32)
-    }
-    fn desc(&mut self, at: usize, d: TypeDesc) {
-        self.words[at / 8] = u64::from(d.word()) | u64::from(d.number) << 32;
-    }
-}
-
-fn int_desc() -> TypeDesc {
-    TypeDesc {
-        name: MACH_MSG_TYPE_INTEGER_32,
-        size: 32,
-        number: 1,
-        inline: true,
-        longform: false,
-        deallocate: false,
-    }
-}
-
-fn msg(m: &mut Msg, opt: u32, send: u32, rcv: u32, name: PortName, timeout: u32) -> KernReturn {
-    // SAFETY: the buffer is 128 bytes and every size passed is at most that; out-of-line
-    // regions named are only read.
-    unsafe {
-        traps::mach_msg(
-            m.words.as_mut_ptr() as *mut u8,
-            opt,
-            send,
-            rcv,
-            name,
-            timeout,
-            PortName(0),
-        )
-    }
-}
-
-fn sleep_ms(ms: u64) {
-    let _ = traps::thread_switch(PortName(0), SWITCH_OPTION_WAIT, ms);
-}
 
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("ipctasks");
@@ -125,7 +60,7 @@ fn server(c: &mut Checks, port: PortName) {
     let mut m = Msg::new();
     let mut rpcs = 0;
     loop {
-        let r = msg(&mut m, option::RCV_MSG, 0, 128, port, 0);
+        let r = armach_tests::msg::mach_msg(&mut m, option::RCV_MSG, 0, 128, port, 0);
         if r != KernReturn::Success {
             c.check_eq("server receive", r, KernReturn::Success);
             return;
@@ -133,7 +68,7 @@ fn server(c: &mut Checks, port: PortName) {
         match m.id() {
             RPC => {
                 let v = m.get32(40);
-                let reply = m.remote();
+                let reply = m.remote_name();
                 m = Msg::new();
                 m.header(
                     msgh_bits(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
@@ -143,7 +78,9 @@ fn server(c: &mut Checks, port: PortName) {
                 );
                 m.desc(32, int_desc());
                 m.put32(40, v.wrapping_mul(3));
-                if msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0) == KernReturn::Success {
+                if armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0)
+                    == KernReturn::Success
+                {
                     rpcs += 1;
                 }
             }
@@ -156,7 +93,8 @@ fn server(c: &mut Checks, port: PortName) {
                     PortName(0),
                     ON_GIVEN,
                 );
-                let r = msg(&mut m, option::SEND_MSG, 32, 0, PortName(0), 0);
+                let r =
+                    armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 32, 0, PortName(0), 0);
                 c.check_eq("server: message on the given right", r, KernReturn::Success);
             }
             OOL => {
@@ -165,7 +103,7 @@ fn server(c: &mut Checks, port: PortName) {
                 // SAFETY: the kernel mapped `len` bytes at `addr` for this task.
                 let data = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
                 let sum: u32 = data.iter().map(|&b| u32::from(b)).sum();
-                let reply = m.remote();
+                let reply = m.remote_name();
                 m = Msg::new();
                 m.header(
                     msgh_bits(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
@@ -175,7 +113,8 @@ fn server(c: &mut Checks, port: PortName) {
                 );
                 m.desc(32, int_desc());
                 m.put32(40, sum);
-                let _ = msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0);
+                let _ =
+                    armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0);
             }
             STOP => {
                 // Exit holding the client's send-once reply right.
@@ -197,7 +136,7 @@ fn client(c: &mut Checks, task: PortName) {
         if server.0 != 0 {
             break;
         }
-        sleep_ms(10);
+        armach_tests::sleep_ms(10);
     }
     c.check(
         server.0 != 0,
@@ -220,7 +159,7 @@ fn client(c: &mut Checks, task: PortName) {
         );
         m.desc(32, int_desc());
         m.put32(40, i);
-        let r = msg(
+        let r = armach_tests::msg::mach_msg(
             &mut m,
             option::SEND_MSG | option::RCV_MSG,
             48,
@@ -255,13 +194,13 @@ fn client(c: &mut Checks, task: PortName) {
         },
     );
     m.words[5] = u64::from(mine.0);
-    let r = msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0);
+    let r = armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0);
     c.check_eq(
         "client: a send right sent to the other task",
         r,
         KernReturn::Success,
     );
-    let r = msg(
+    let r = armach_tests::msg::mach_msg(
         &mut m,
         option::RCV_MSG | option::RCV_TIMEOUT,
         0,
@@ -297,7 +236,7 @@ fn client(c: &mut Checks, task: PortName) {
         },
     );
     m.words[5] = data.as_ptr() as u64;
-    let r = msg(
+    let r = armach_tests::msg::mach_msg(
         &mut m,
         option::SEND_MSG | option::RCV_MSG,
         48,
@@ -319,7 +258,7 @@ fn client(c: &mut Checks, task: PortName) {
         reply,
         STOP,
     );
-    let r = msg(
+    let r = armach_tests::msg::mach_msg(
         &mut m,
         option::SEND_MSG | option::RCV_MSG | option::RCV_TIMEOUT,
         32,
@@ -340,7 +279,7 @@ fn client(c: &mut Checks, task: PortName) {
         PortName(0),
         RPC,
     );
-    let r = msg(&mut m, option::SEND_MSG, 32, 0, PortName(0), 0);
+    let r = armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 32, 0, PortName(0), 0);
     c.check(
         matches!(r, KernReturn::Success | KernReturn::SendInvalidDest),
         "client: a message to the dead server",
@@ -370,7 +309,7 @@ fn client(c: &mut Checks, task: PortName) {
             },
         );
         m.words[5] = data.as_ptr() as u64;
-        let r = msg(
+        let r = armach_tests::msg::mach_msg(
             &mut m,
             option::SEND_MSG | option::SEND_TIMEOUT,
             48,

@@ -14,11 +14,12 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use armach_tests::msg::{Msg, int_desc, port_desc};
 use armach_tests::{Checks, counter, counter_frequency};
 use libmach::abi::message::{
-    MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_INTEGER_32, MACH_MSG_TYPE_MAKE_SEND,
-    MACH_MSG_TYPE_MAKE_SEND_ONCE, MACH_MSG_TYPE_MOVE_RECEIVE, MACH_MSG_TYPE_MOVE_SEND,
-    MACH_MSG_TYPE_MOVE_SEND_ONCE, MACH_MSGH_BITS_COMPLEX, TypeDesc, msgh_bits, option,
+    MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE,
+    MACH_MSG_TYPE_MOVE_RECEIVE, MACH_MSG_TYPE_MOVE_SEND, MACH_MSG_TYPE_MOVE_SEND_ONCE,
+    MACH_MSGH_BITS_COMPLEX, TypeDesc, msgh_bits, option,
 };
 use libmach::abi::port::PortRight;
 use libmach::{Args, KernReturn, PortName, thread, traps};
@@ -26,95 +27,6 @@ use libmach::{Args, KernReturn, PortName, thread, traps};
 libmach::main!(main);
 
 const BYTE: u8 = 9;
-
-/// A message buffer, 8-aligned.
-#[derive(Clone)]
-struct Msg {
-    words: [u64; 16],
-}
-
-impl Msg {
-    fn new() -> Self {
-        Msg { words: [0; 16] }
-    }
-    fn bytes(&mut self) -> &mut [u8; 128] {
-        // SAFETY: `[u64; 16]` and `[u8; 128]` have the same size and u8 has no alignment.
-        unsafe { &mut *(self.words.as_mut_ptr() as *mut [u8; 128]) }
-    }
-    fn put32(&mut self, at: usize, v: u32) {
-        self.bytes()[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    fn get32(&mut self, at: usize) -> u32 {
-        let b = self.bytes();
-        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-    }
-    fn put64(&mut self, at: usize, v: u64) {
-        self.bytes()[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    }
-    fn get64(&mut self, at: usize) -> u64 {
-        self.words[at / 8]
-    }
-    /// Header: bits, size, dest, reply, id.
-    fn header(&mut self, bits: u32, dest: PortName, reply: PortName, id: i32) {
-        self.put32(0, bits);
-        self.put32(4, 0);
-        self.put64(8, u64::from(dest.0));
-        self.put64(16, u64::from(reply.0));
-        self.put32(24, 0);
-        self.put32(28, id as u32);
-    }
-    fn desc(&mut self, at: usize, d: TypeDesc) {
-        self.put32(at, d.word());
-        self.put32(at + 4, d.number);
-    }
-    fn bits(&mut self) -> u32 {
-        self.get32(0)
-    }
-    fn size(&mut self) -> u32 {
-        self.get32(4)
-    }
-    fn remote(&mut self) -> u64 {
-        self.get64(8)
-    }
-    fn local(&mut self) -> u64 {
-        self.get64(16)
-    }
-    fn id(&mut self) -> i32 {
-        self.get32(28) as i32
-    }
-    fn ptr(&mut self) -> *mut u8 {
-        self.words.as_mut_ptr() as *mut u8
-    }
-}
-
-fn int_desc() -> TypeDesc {
-    TypeDesc {
-        name: MACH_MSG_TYPE_INTEGER_32,
-        size: 32,
-        number: 1,
-        inline: true,
-        longform: false,
-        deallocate: false,
-    }
-}
-
-fn port_desc(disposition: u8, number: u32) -> TypeDesc {
-    TypeDesc {
-        name: disposition,
-        size: 64,
-        number,
-        inline: true,
-        longform: false,
-        deallocate: false,
-    }
-}
-
-/// `mach_msg` on a buffer.
-fn msg(m: &mut Msg, opt: u32, send: u32, rcv: u32, name: PortName, timeout: u32) -> KernReturn {
-    // SAFETY: the buffer is 128 bytes, every size passed is at most that, and nothing
-    // out-of-line marked deallocate is named unless the caller owns it.
-    unsafe { traps::mach_msg(m.ptr(), opt, send, rcv, name, timeout, PortName(0)) }
-}
 
 const SEND: u32 = option::SEND_MSG;
 const RCV: u32 = option::RCV_MSG;
@@ -319,7 +231,7 @@ fn echo(c: &mut Checks) {
         1234,
         0xfeed,
     );
-    let r = msg(&mut m, SEND | RCV, 48, 128, p, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 48, 128, p, 0);
     c.check_eq("echo, send+receive in one call", r, KernReturn::Success);
     c.check_eq("echo: id", m.id(), 1234);
     c.check_eq("echo: size", m.size(), 48);
@@ -344,13 +256,13 @@ fn echo(c: &mut Checks) {
     );
     c.check_eq(
         "split send",
-        msg(&mut m, SEND, 48, 0, PortName(0), 0),
+        armach_tests::msg::mach_msg(&mut m, SEND, 48, 0, PortName(0), 0),
         KernReturn::Success,
     );
     let mut r = Msg::new();
     c.check_eq(
         "split receive",
-        msg(&mut r, RCV, 0, 128, p, 0),
+        armach_tests::msg::mach_msg(&mut r, RCV, 0, 128, p, 0),
         KernReturn::Success,
     );
     c.check_eq("split: id", r.id(), 77);
@@ -374,10 +286,10 @@ fn echo(c: &mut Checks) {
     );
     c.check_eq(
         "reply on send-once",
-        msg(&mut m, SEND, 48, 0, PortName(0), 0),
+        armach_tests::msg::mach_msg(&mut m, SEND, 48, 0, PortName(0), 0),
         KernReturn::Success,
     );
-    let r2 = msg(&mut r, RCV | option::RCV_TIMEOUT, 0, 128, reply, 100);
+    let r2 = armach_tests::msg::mach_msg(&mut r, RCV | option::RCV_TIMEOUT, 0, 128, reply, 100);
     c.check_eq("reply received", r2, KernReturn::Success);
     c.check_eq("reply: id", r.id(), 177);
 }
@@ -428,7 +340,7 @@ fn dispositions(c: &mut Checks, task: PortName) {
         );
         m.desc(32, port_desc(d, 1));
         m.put64(40, u64::from(x.0));
-        let r = msg(&mut m, SEND | RCV, 48, 128, p, 0);
+        let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 48, 128, p, 0);
         c.check_eq("right in a body", (what, r), (what, KernReturn::Success));
         let desc = TypeDesc::from_words(m.get32(32), m.get32(36));
         c.check_eq("received type", (what, desc.name), (what, received));
@@ -454,7 +366,7 @@ fn dispositions(c: &mut Checks, task: PortName) {
         PortName(0),
         11,
     );
-    let r = msg(&mut m, SEND | RCV, 32, 128, x, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 32, 128, x, 0);
     c.check_eq(
         "message on the moved send-once right",
         r,
@@ -463,7 +375,7 @@ fn dispositions(c: &mut Checks, task: PortName) {
     // The moved receive right still receives.
     m = Msg::new();
     m.header(msgh_bits(MACH_MSG_TYPE_MAKE_SEND, 0), x, PortName(0), 12);
-    let r = msg(&mut m, SEND | RCV, 32, 128, x, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 32, 128, x, 0);
     c.check_eq(
         "the moved receive right receives",
         (r, m.id()),
@@ -480,7 +392,7 @@ fn dispositions(c: &mut Checks, task: PortName) {
     m.desc(32, port_desc(MACH_MSG_TYPE_COPY_SEND, 2));
     m.put64(40, 0);
     m.put64(48, 0xffff_ffff);
-    let r = msg(&mut m, SEND | RCV, 56, 128, p, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 56, 128, p, 0);
     c.check_eq("null and dead names in a body", r, KernReturn::Success);
     c.check_eq("  null stays null", m.get64(40), 0);
     c.check_eq("  dead stays dead", m.get64(48), 0xffff_ffff);
@@ -508,7 +420,7 @@ fn out_of_line(c: &mut Checks) {
         },
     );
     m.put64(40, data.as_ptr() as u64);
-    let r = msg(&mut m, SEND | RCV, 48, 128, p, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 48, 128, p, 0);
     c.check_eq("out-of-line: send+receive", r, KernReturn::Success);
     let addr = m.get64(40);
     c.check(
@@ -549,7 +461,7 @@ fn out_of_line(c: &mut Checks) {
         },
     );
     m.put64(40, names.as_ptr() as u64);
-    let r = msg(&mut m, SEND | RCV, 48, 128, p, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 48, 128, p, 0);
     c.check_eq("out-of-line port array", r, KernReturn::Success);
     let desc = TypeDesc::from_words(m.get32(32), m.get32(36));
     c.check_eq(
@@ -588,7 +500,7 @@ fn out_of_line(c: &mut Checks) {
             deallocate: false,
         },
     );
-    let r = msg(&mut m, SEND, 48, 0, PortName(0), 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND, 48, 0, PortName(0), 0);
     c.check_eq(
         "out-of-line port array of 64-bit names",
         r,
@@ -614,7 +526,7 @@ fn out_of_line(c: &mut Checks) {
         21,
     );
     m.put64(40, 0x10);
-    let r = msg(&mut m, SEND, 48, 0, PortName(0), 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND, 48, 0, PortName(0), 0);
     c.check_eq(
         "out-of-line at a bad address",
         r,
@@ -629,10 +541,10 @@ fn elapsed_ms(start: u64) -> u64 {
 fn timeouts(c: &mut Checks) {
     let p = recv_port(c);
     let mut m = Msg::new();
-    let r = msg(&mut m, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
+    let r = armach_tests::msg::mach_msg(&mut m, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
     c.check_eq("receive, timeout 0, empty", r, KernReturn::RcvTimedOut);
     let start = counter();
-    let r = msg(&mut m, RCV | option::RCV_TIMEOUT, 0, 128, p, 30);
+    let r = armach_tests::msg::mach_msg(&mut m, RCV | option::RCV_TIMEOUT, 0, 128, p, 30);
     let ms = elapsed_ms(start);
     c.check_eq("receive, timeout 30 ms, empty", r, KernReturn::RcvTimedOut);
     c.check(ms >= 25, "  waited about 30 ms", format_args!("{ms} ms"));
@@ -643,7 +555,7 @@ fn full_queue(c: &mut Checks) {
     let mut m = Msg::new();
     let send = |m: &mut Msg, timeout: u32, opt: u32| {
         simple(m, p, MACH_MSG_TYPE_MAKE_SEND, PortName(0), 0, 30, 0);
-        msg(m, SEND | opt, 48, 0, PortName(0), timeout)
+        armach_tests::msg::mach_msg(m, SEND | opt, 48, 0, PortName(0), timeout)
     };
     let mut sent = 0;
     while sent < 10 && send(&mut m, 0, option::SEND_TIMEOUT) == KernReturn::Success {
@@ -674,7 +586,7 @@ fn full_queue(c: &mut Checks) {
         31,
         0,
     );
-    let r = msg(&mut m, SEND | option::SEND_TIMEOUT, 48, 0, PortName(0), 0);
+    let r = armach_tests::msg::mach_msg(&mut m, SEND | option::SEND_TIMEOUT, 48, 0, PortName(0), 0);
     c.check_eq(
         "send to a full queue, timeout 0",
         r,
@@ -700,7 +612,7 @@ fn full_queue(c: &mut Checks) {
         ),
     );
     let mut n = Msg::new();
-    let r = msg(&mut n, RCV | option::RCV_TIMEOUT, 0, 128, reply, 0);
+    let r = armach_tests::msg::mach_msg(&mut n, RCV | option::RCV_TIMEOUT, 0, 128, reply, 0);
     c.check_eq(
         "  no notification on the reply port",
         r,
@@ -712,7 +624,7 @@ fn full_queue(c: &mut Checks) {
         libmach::traps::thread_switch(PortName(0), libmach::abi::traps::SWITCH_OPTION_WAIT, 30)
             .ok();
         let mut m = Msg::new();
-        msg(&mut m, RCV, 0, 128, name, 0)
+        armach_tests::msg::mach_msg(&mut m, RCV, 0, 128, name, 0)
     });
     let r = send(&mut m, 0, 0);
     c.check_eq("blocking send to a full queue", r, KernReturn::Success);
@@ -720,7 +632,7 @@ fn full_queue(c: &mut Checks) {
         c.check_eq("  the receiver got one", t.join(), KernReturn::Success);
     }
     for _ in 0..6 {
-        let _ = msg(&mut m, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
+        let _ = armach_tests::msg::mach_msg(&mut m, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
     }
 }
 
@@ -730,7 +642,14 @@ fn malformed(c: &mut Checks, task: PortName) {
     let mut try_send = |what: &str, size: u32, expect: KernReturn, f: &dyn Fn(&mut Msg)| {
         simple(&mut m, p, MACH_MSG_TYPE_MAKE_SEND, PortName(0), 0, 40, 0);
         f(&mut m);
-        let r = msg(&mut m, SEND | option::SEND_TIMEOUT, size, 0, PortName(0), 0);
+        let r = armach_tests::msg::mach_msg(
+            &mut m,
+            SEND | option::SEND_TIMEOUT,
+            size,
+            0,
+            PortName(0),
+            0,
+        );
         c.check_eq(what, r, expect);
     };
     try_send("send size 16", 16, KernReturn::SendMsgTooSmall, &|_| {});
@@ -840,7 +759,7 @@ fn malformed(c: &mut Checks, task: PortName) {
         },
     );
     let mut r = Msg::new();
-    let _ = msg(&mut r, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
+    let _ = armach_tests::msg::mach_msg(&mut r, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
     // SAFETY: the kernel reads through the pointer only by copyin, which fails.
     let bad = unsafe { traps::mach_msg(0x10 as *mut u8, SEND, 48, 0, PortName(0), 0, PortName(0)) };
     c.check_eq("message at a bad address", bad, KernReturn::SendInvalidData);
@@ -862,7 +781,7 @@ fn malformed(c: &mut Checks, task: PortName) {
         KernReturn::SendInvalidData,
     );
     // Receive errors.
-    let e = msg(
+    let e = armach_tests::msg::mach_msg(
         &mut r,
         RCV | option::RCV_TIMEOUT,
         0,
@@ -871,29 +790,29 @@ fn malformed(c: &mut Checks, task: PortName) {
         0,
     );
     c.check_eq("receive on no such name", e, KernReturn::RcvInvalidName);
-    let e = msg(&mut r, RCV | option::RCV_TIMEOUT, 0, 128, task, 0);
+    let e = armach_tests::msg::mach_msg(&mut r, RCV | option::RCV_TIMEOUT, 0, 128, task, 0);
     c.check_eq("receive on a send right", e, KernReturn::RcvInvalidName);
     let mut big = m_for(p);
-    let e = msg(&mut big, SEND | RCV | option::RCV_LARGE, 48, 40, p, 0);
+    let e = armach_tests::msg::mach_msg(&mut big, SEND | RCV | option::RCV_LARGE, 48, 40, p, 0);
     c.check_eq(
         "MACH_RCV_LARGE, buffer too small",
         e,
         KernReturn::RcvTooLarge,
     );
     c.check_eq("  the size is reported", big.size(), 48);
-    let e = msg(&mut big, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
+    let e = armach_tests::msg::mach_msg(&mut big, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
     c.check_eq(
         "  the message stayed queued",
         (e, big.id()),
         (KernReturn::Success, 41),
     );
     let mut small = m_for(p);
-    let e = msg(&mut small, SEND | RCV, 48, 40, p, 0);
+    let e = armach_tests::msg::mach_msg(&mut small, SEND | RCV, 48, 40, p, 0);
     c.check_eq("buffer too small", e, KernReturn::RcvTooLarge);
-    let e = msg(&mut small, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
+    let e = armach_tests::msg::mach_msg(&mut small, RCV | option::RCV_TIMEOUT, 0, 128, p, 0);
     c.check_eq("  the message was destroyed", e, KernReturn::RcvTimedOut);
     let mut s = m_for(p);
-    let e = msg(&mut s, SEND, 48, 0, PortName(0), 0);
+    let e = armach_tests::msg::mach_msg(&mut s, SEND, 48, 0, PortName(0), 0);
     c.check_eq("send for a bad receive buffer", e, KernReturn::Success);
     // SAFETY: the kernel writes through the pointer only by copyout, which fails.
     let e = unsafe {
@@ -928,7 +847,7 @@ fn kernel_port(c: &mut Checks, task: PortName) {
         reply,
         9999,
     );
-    let r = msg(
+    let r = armach_tests::msg::mach_msg(
         &mut m,
         SEND | RCV | option::RCV_TIMEOUT,
         32,
@@ -953,7 +872,7 @@ fn across_threads(c: &mut Checks) {
         let mut m = Msg::new();
         let mut served = 0u32;
         while served < RPCS {
-            if msg(&mut m, RCV, 0, 128, service, 0) != KernReturn::Success {
+            if armach_tests::msg::mach_msg(&mut m, RCV, 0, 128, service, 0) != KernReturn::Success {
                 break;
             }
             let reply = PortName(m.remote() as u32);
@@ -967,7 +886,9 @@ fn across_threads(c: &mut Checks) {
                 200,
                 v + 1,
             );
-            if msg(&mut m, SEND, 48, 0, PortName(0), 0) != KernReturn::Success {
+            if armach_tests::msg::mach_msg(&mut m, SEND, 48, 0, PortName(0), 0)
+                != KernReturn::Success
+            {
                 break;
             }
             served += 1;
@@ -987,7 +908,7 @@ fn across_threads(c: &mut Checks) {
             100,
             i,
         );
-        let r = msg(&mut m, SEND | RCV, 48, 128, reply, 0);
+        let r = armach_tests::msg::mach_msg(&mut m, SEND | RCV, 48, 128, reply, 0);
         if r == KernReturn::Success && m.id() == 200 && m.get32(40) == i + 1 {
             ok += 1;
         }
@@ -1016,7 +937,14 @@ fn exhaustion(c: &mut Checks, task: PortName) {
                     50,
                     ports,
                 );
-                let r = msg(&mut m, SEND | option::SEND_TIMEOUT, 48, 0, PortName(0), 0);
+                let r = armach_tests::msg::mach_msg(
+                    &mut m,
+                    SEND | option::SEND_TIMEOUT,
+                    48,
+                    0,
+                    PortName(0),
+                    0,
+                );
                 if r != KernReturn::Success {
                     refused = Some(r);
                 }
@@ -1046,7 +974,7 @@ fn leave_blocked(c: &mut Checks) {
     let p = traps::mach_reply_port();
     let t = thread::spawn(move || {
         let mut m = Msg::new();
-        msg(&mut m, RCV, 0, 128, p, 0)
+        armach_tests::msg::mach_msg(&mut m, RCV, 0, 128, p, 0)
     });
     c.check(
         t.is_ok(),
