@@ -113,7 +113,10 @@ pub fn mach_msg(
     name: PortName,
     timeout: u32,
 ) -> KernReturn {
-    assert!(send <= 128 && rcv <= 128, "sizes beyond the 128-byte buffer");
+    assert!(
+        send <= 128 && rcv <= 128,
+        "sizes beyond the 128-byte buffer"
+    );
     // SAFETY: the sizes are within the buffer's 128 bytes (checked); what out-of-line
     // memory a message names is the caller's business (see above).
     unsafe { traps::mach_msg(m.ptr(), option, send, rcv, name, timeout, PortName(0)) }
