@@ -132,9 +132,13 @@ fn space_of(thread: &Thread) -> Option<&Arc<Space>> {
     thread.task.ipc.as_ref()
 }
 
-/// The task a name in the caller's space stands for (a send right to a task's port), as
-/// GNU Mach's `port_name_to_task`.
-pub fn task_of(thread: &Thread, name: u64) -> Option<Arc<Task>> {
+/// The kernel object of `kind` a name in the caller's space stands for (a send right to
+/// its port), as GNU Mach's `port_name_to_task` and `port_name_to_thread`.
+fn kobject_of<O: Send + Sync + 'static>(
+    thread: &Thread,
+    name: u64,
+    kind: crate::ipc::KObjectKind,
+) -> Option<Arc<O>> {
     let name = u32::try_from(name).ok().filter(|&n| n != 0)?;
     let space = space_of(thread)?;
     let right = space
@@ -143,20 +147,17 @@ pub fn task_of(thread: &Thread, name: u64) -> Option<Arc<Task>> {
         .into_right()?;
     let kobject = right.port().kobject();
     drop(right);
-    kobject?.get::<Task>(crate::ipc::KObjectKind::Task)
+    kobject?.get::<O>(kind)
+}
+
+/// The task a name in the caller's space stands for.
+pub fn task_of(thread: &Thread, name: u64) -> Option<Arc<Task>> {
+    kobject_of(thread, name, crate::ipc::KObjectKind::Task)
 }
 
 /// The thread a name in the caller's space stands for.
 pub fn thread_of(thread: &Thread, name: u64) -> Option<Arc<Thread>> {
-    let name = u32::try_from(name).ok().filter(|&n| n != 0)?;
-    let space = space_of(thread)?;
-    let right = space
-        .copyin(PortName(name), Disposition::CopySend)
-        .ok()?
-        .into_right()?;
-    let kobject = right.port().kobject();
-    drop(right);
-    kobject?.get::<Thread>(crate::ipc::KObjectKind::Thread)
+    kobject_of(thread, name, crate::ipc::KObjectKind::Thread)
 }
 
 /// The IPC space of the task `name` stands for.
