@@ -98,6 +98,19 @@ impl<T, const INLINE: usize> Chunked<T, INLINE> {
         self.inline.len() + self.chunks.iter().map(Vec::len).sum::<usize>()
     }
 
+    /// Whether no element has room outside the store itself (nothing on the heap).
+    pub fn in_place(&self) -> bool {
+        self.chunks.capacity() == 0
+    }
+
+    /// Remove every element (the reserved room stays).
+    pub fn clear(&mut self) {
+        self.inline.clear();
+        for chunk in self.chunks.iter_mut() {
+            chunk.clear();
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.inline.is_empty()
     }

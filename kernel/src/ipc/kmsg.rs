@@ -11,6 +11,11 @@
 //!
 //! A message dropped with rights in it releases them (`right::Reaper`), so a message lost
 //! on any path leaks nothing; do not drop one while holding an IPC lock.
+//!
+//! A [`Kmsg`] is one pointer: its data lives in one heap block from creation to
+//! destruction, which is also its queue node ([`KmsgQueue`] links messages through it).
+//! Moving a message from the sender to a queue and out to the receiver moves that pointer,
+//! never the data, and queueing allocates nothing.
 
 extern crate alloc;
 
@@ -22,6 +27,55 @@ use super::right::{MsgPort, Reaper, Right, RightKind};
 use crate::mm::kmem;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use core::mem::ManuallyDrop;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// One spare message block, kept when a small message dies and reused by the next (GNU
+/// Mach's `ikm_cache`): most messages are small, and this saves building and freeing a
+/// block for each. Only blocks whose variable parts are all in place are kept, emptied.
+/// Null or a pointer from `Box::into_raw`, owned by whoever swaps it out. Host tests keep
+/// one per thread, so that each test's heap counts are its own.
+#[cfg(not(test))]
+static SPARE: AtomicPtr<KmsgData> = AtomicPtr::new(ptr::null_mut());
+
+#[cfg(test)]
+std::thread_local! {
+    static SPARE: AtomicPtr<KmsgData> = const { AtomicPtr::new(ptr::null_mut()) };
+}
+
+fn with_spare<R>(f: impl FnOnce(&AtomicPtr<KmsgData>) -> R) -> R {
+    #[cfg(not(test))]
+    return f(&SPARE);
+    #[cfg(test)]
+    return SPARE.with(f);
+}
+
+/// Take the spare block, if there is one.
+fn take_spare() -> Option<Box<KmsgData>> {
+    let p = with_spare(|s| s.swap(ptr::null_mut(), Ordering::Acquire));
+    // SAFETY: a non-null spare came from `Box::into_raw` (`keep_spare`), and the swap
+    // made this caller its only owner.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+}
+
+/// Keep `data` (emptied) as the spare block, or free it if there is one already.
+fn keep_spare(data: Box<KmsgData>) {
+    let p = Box::into_raw(data);
+    let kept = with_spare(|s| {
+        s.compare_exchange(ptr::null_mut(), p, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    });
+    if !kept {
+        // SAFETY: `p` came from `Box::into_raw` just above and was not published.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// Free the spare block, so that heap counts show only live messages (leak checks).
+pub fn release_spare() {
+    drop(take_spare());
+}
 
 /// Size of the LP64 message header (`mach_msg_header_t`).
 pub const HEADER_SIZE: usize = 32;
@@ -55,7 +109,24 @@ pub struct OolSlot {
     pub memory: Box<dyn OolMemory>,
 }
 
-pub struct Kmsg {
+/// A kernel message: an owning pointer to its data (see the module comment). The box is
+/// taken out only in `drop`, to be freed or kept as the spare block.
+pub struct Kmsg(ManuallyDrop<Box<KmsgData>>);
+
+impl core::ops::Deref for Kmsg {
+    type Target = KmsgData;
+    fn deref(&self) -> &KmsgData {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Kmsg {
+    fn deref_mut(&mut self) -> &mut KmsgData {
+        &mut self.0
+    }
+}
+
+pub struct KmsgData {
     /// `msgh_bits`: after copyin the two port fields hold the rights' received types
     /// (`MACH_MSG_TYPE_PORT_*`), as in GNU Mach.
     pub bits: u32,
@@ -74,13 +145,15 @@ pub struct Kmsg {
     /// What the message's heap blocks are charged (the sender's ledger, or a send-once
     /// right's prepaid granule for a notification), given back when it is dropped.
     _charge: Option<Charge>,
+    /// The next message in the queue holding this one ([`KmsgQueue`]).
+    next: Option<Kmsg>,
 }
 
-// The queue node holding a message (two links and the message) fits a granule: a
-// notification, whose body and one right are in place, is one granule.
+// A message's own block (its data and queue link) fits a granule: a notification, whose
+// body and one right are in place, is one granule.
 const _: () = assert!(kmem::fits_granule(
-    core::mem::size_of::<Kmsg>() + 2 * core::mem::size_of::<usize>(),
-    core::mem::align_of::<Kmsg>()
+    core::mem::size_of::<KmsgData>(),
+    core::mem::align_of::<KmsgData>()
 ));
 
 /// Sizes of the variable parts of a message about to be built.
@@ -92,7 +165,12 @@ pub struct KmsgShape {
 }
 
 impl KmsgShape {
-    /// Heap granules a message of this shape takes (its queue node and its chunks), or
+    /// Whether every variable part of a message of this shape is kept in place.
+    fn in_place(&self) -> bool {
+        self.body_len <= BODY_INLINE && self.ports <= PORTS_INLINE && self.ool <= 1
+    }
+
+    /// Heap granules a message of this shape takes (its own block and its chunks), or
     /// `None` if it is too large to hold.
     pub fn blocks(&self) -> Option<usize> {
         Some(
@@ -115,7 +193,18 @@ impl Kmsg {
     }
 
     pub(crate) fn with_charge(shape: KmsgShape, charge: Option<Charge>) -> Option<Kmsg> {
-        Some(Kmsg {
+        if shape.in_place()
+            && let Some(mut data) = take_spare()
+        {
+            // Emptied when it was kept; only the header fields and the charge change.
+            data.bits = 0;
+            data.size = 0;
+            data.id = 0;
+            data.seqno = 0;
+            data._charge = charge;
+            return Some(Kmsg(ManuallyDrop::new(data)));
+        }
+        Some(Kmsg(ManuallyDrop::new(Box::new(KmsgData {
             bits: 0,
             size: 0,
             id: 0,
@@ -126,7 +215,8 @@ impl Kmsg {
             ports: Chunked::with_capacity(shape.ports).ok()?,
             ool: Chunked::with_capacity(shape.ool).ok()?,
             _charge: charge,
-        })
+            next: None,
+        }))))
     }
 
     /// Set the header's rights: the destination and the reply (after `copyin_header`).
@@ -253,6 +343,15 @@ impl Drop for Kmsg {
             reaper.destroy_msg(self, false);
             reaper.run();
         }
+        // SAFETY: `drop` runs once and nothing uses the box after this.
+        let mut data = unsafe { ManuallyDrop::take(&mut self.0) };
+        debug_assert!(data.next.is_none());
+        if !(data.body.in_place() && data.ports.in_place() && data.ool.in_place()) {
+            return;
+        }
+        data._charge = None;
+        data.body.clear();
+        keep_spare(data);
     }
 }
 
@@ -266,6 +365,100 @@ impl core::fmt::Debug for Kmsg {
             self.bits,
             self.ports.len()
         )
+    }
+}
+
+/// A FIFO of messages linked through their own blocks (GNU Mach's `ipc_kmsg_queue`):
+/// pushing and popping allocate nothing and move one pointer.
+pub struct KmsgQueue {
+    head: Option<Kmsg>,
+    /// The last message's data (inside the chain `head` owns), or null when empty.
+    tail: *mut KmsgData,
+    len: usize,
+}
+
+// SAFETY: `tail` only ever points into a block the queue owns through `head`; the queue
+// is moved and shared only as a whole (under its port's or set's lock), like the boxes.
+unsafe impl Send for KmsgQueue {}
+// SAFETY: as above; `&KmsgQueue` reads through `head` only.
+unsafe impl Sync for KmsgQueue {}
+
+impl Default for KmsgQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KmsgQueue {
+    pub const fn new() -> Self {
+        KmsgQueue {
+            head: None,
+            tail: core::ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    pub fn front(&self) -> Option<&Kmsg> {
+        self.head.as_ref()
+    }
+
+    pub fn push_back(&mut self, mut kmsg: Kmsg) {
+        debug_assert!(kmsg.next.is_none());
+        kmsg.next = None;
+        let data: *mut KmsgData = &mut **kmsg.0;
+        if self.tail.is_null() {
+            self.head = Some(kmsg);
+        } else {
+            // SAFETY: `tail` points at the last block of the chain `head` owns (see the
+            // field), which is alive and not otherwise borrowed while `self` is `&mut`.
+            unsafe { (*self.tail).next = Some(kmsg) };
+        }
+        self.tail = data;
+        self.len += 1;
+    }
+
+    pub fn pop_front(&mut self) -> Option<Kmsg> {
+        let mut kmsg = self.head.take()?;
+        self.head = kmsg.next.take();
+        if self.head.is_none() {
+            self.tail = core::ptr::null_mut();
+        }
+        self.len -= 1;
+        Some(kmsg)
+    }
+
+    /// Move every message of `other` to the end of this queue, in order.
+    pub fn append(&mut self, other: &mut KmsgQueue) {
+        while let Some(k) = other.pop_front() {
+            self.push_back(k);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Kmsg> {
+        core::iter::successors(self.head.as_ref(), |k| k.next.as_ref())
+    }
+}
+
+impl Drop for KmsgQueue {
+    /// Messages go one at a time (a chain dropped whole would recurse through `next`).
+    fn drop(&mut self) {
+        while self.pop_front().is_some() {}
+    }
+}
+
+impl<'a> IntoIterator for &'a KmsgQueue {
+    type Item = &'a Kmsg;
+    type IntoIter = core::iter::Successors<&'a Kmsg, fn(&&'a Kmsg) -> Option<&'a Kmsg>>;
+    fn into_iter(self) -> Self::IntoIter {
+        core::iter::successors(self.head.as_ref(), |k| k.next.as_ref())
     }
 }
 

@@ -101,9 +101,6 @@ static TRANSIT: IrqSpinLock<()> = IrqSpinLock::new(LockLevel::IpcTransit, ());
 
 /// What became of a message given to [`send`].
 #[derive(Debug)]
-// A message travels by value, as it does into and out of a queue node; boxing the
-// variant would cost a heap allocation per send.
-#[allow(clippy::large_enum_variant)]
 pub enum SendResult {
     /// Queued on its port (or its port's set).
     Queued,

@@ -11,13 +11,13 @@
 extern crate alloc;
 
 use super::abi::{MACH_PORT_QLIMIT_DEFAULT, PortName};
-use super::kmsg::Kmsg;
+use super::kmsg::KmsgQueue;
 use super::ledger::{Charge, Kind, Ledger};
 use super::pset::PortSet;
 use super::right::{Right, RightKind};
 use crate::mm::kmem;
 use crate::sync::{IrqSpinLock, IrqSpinLockGuard, LockLevel};
-use alloc::collections::{BTreeMap, LinkedList};
+use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use core::any::Any;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -108,7 +108,7 @@ pub(crate) struct PortState {
     /// Messages queued for this port (in its queue or its set's).
     pub msgcount: u32,
     /// The port's messages while it is in no set.
-    pub queue: LinkedList<Kmsg>,
+    pub queue: KmsgQueue,
     pub pset: Option<Arc<PortSet>>,
     pub kobject: Option<KObject>,
     /// No-senders and port-destroyed requests (send-once rights).
@@ -169,7 +169,7 @@ impl Port {
                     sorights: 0,
                     qlimit: MACH_PORT_QLIMIT_DEFAULT,
                     msgcount: 0,
-                    queue: LinkedList::new(),
+                    queue: KmsgQueue::new(),
                     pset: None,
                     kobject: None,
                     nsrequest: None,

@@ -10,12 +10,11 @@
 extern crate alloc;
 
 use super::abi::PortName;
-use super::kmsg::Kmsg;
+use super::kmsg::KmsgQueue;
 use super::ledger::{Charge, Kind, Ledger};
 use super::port::{Port, next_id};
 use crate::mm::kmem;
 use crate::sync::{IrqSpinLock, IrqSpinLockGuard, LockLevel};
-use alloc::collections::LinkedList;
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
 
@@ -24,7 +23,7 @@ pub(crate) struct SetState {
     /// The space holding the set and its name there.
     pub space: u64,
     pub name: PortName,
-    pub queue: LinkedList<Kmsg>,
+    pub queue: KmsgQueue,
     pub members: u32,
     pub receivers_waiting: bool,
 }
@@ -55,7 +54,7 @@ impl PortSet {
                     active: true,
                     space,
                     name,
-                    queue: LinkedList::new(),
+                    queue: KmsgQueue::new(),
                     members: 0,
                     receivers_waiting: false,
                 },
@@ -91,17 +90,15 @@ impl PortSet {
     }
 }
 
-/// Move the messages sent to `port` from `from` to the end of `to`, in order. Nodes are
-/// relinked, not reallocated: this allocates nothing.
-pub(crate) fn move_messages(from: &mut LinkedList<Kmsg>, to: &mut LinkedList<Kmsg>, port: &Port) {
-    let mut rest = LinkedList::new();
-    while !from.is_empty() {
-        let tail = from.split_off(1);
-        let mut one = core::mem::replace(from, tail);
-        if one.front().is_some_and(|m| m.is_for(port)) {
-            to.append(&mut one);
+/// Move the messages sent to `port` from `from` to the end of `to`, in order. Messages
+/// are relinked, not reallocated: this allocates nothing.
+pub(crate) fn move_messages(from: &mut KmsgQueue, to: &mut KmsgQueue, port: &Port) {
+    let mut rest = KmsgQueue::new();
+    while let Some(kmsg) = from.pop_front() {
+        if kmsg.is_for(port) {
+            to.push_back(kmsg);
         } else {
-            rest.append(&mut one);
+            rest.push_back(kmsg);
         }
     }
     *from = rest;

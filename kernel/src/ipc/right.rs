@@ -16,12 +16,11 @@
 extern crate alloc;
 
 use super::abi::{PortName, msg_type, msgh_bits, notify};
-use super::kmsg::{HEADER_SIZE, Kmsg, KmsgShape};
+use super::kmsg::{HEADER_SIZE, Kmsg, KmsgQueue, KmsgShape};
 use super::ledger::Charge;
 use super::mqueue::{self, SendResult};
 use super::port::{Port, Receiver};
 use super::pset::move_messages;
-use alloc::collections::LinkedList;
 use alloc::sync::Arc;
 use arrayvec::ArrayVec;
 
@@ -223,13 +222,13 @@ impl Deferred {
 /// Destroys rights, ports and messages without recursion (see the module comment).
 pub(crate) struct Reaper {
     /// Messages of dead ports, to be taken apart. Their destination rights die quietly.
-    msgs: LinkedList<Kmsg>,
+    msgs: KmsgQueue,
 }
 
 impl Reaper {
     pub fn new() -> Self {
         Reaper {
-            msgs: LinkedList::new(),
+            msgs: KmsgQueue::new(),
         }
     }
 

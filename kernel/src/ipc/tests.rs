@@ -1729,6 +1729,7 @@ fn every_block_is_charged_and_fits_a_granule() {
         s.destroy();
         c.destroy();
         drop((s, c));
+        crate::ipc::kmsg::release_spare();
     });
     assert_eq!((t.live_blocks(), l.total()), (0, 0));
 }

@@ -1,5 +1,6 @@
 //! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words and bare
-//! flags. Parsing only; each subsystem asks for its own keys. A value the kernel cannot use
+//! flags, then optionally a lone `--` after which every word belongs to the `init=` programs
+//! (their `argv[3..]`, as Linux hands words after `--` to init). Parsing only; each subsystem asks for its own keys. A value the kernel cannot use
 //! is never dropped silently: [`bad_values`] names each such word and the value used instead,
 //! and the boot sequence prints them on the console.
 
@@ -14,20 +15,31 @@ impl<'a> BootArgs<'a> {
         BootArgs(line)
     }
 
-    /// The value of the last `key=value` word for `key`.
-    pub fn get(&self, key: &str) -> Option<&'a str> {
+    /// The kernel's own words: those before a lone `--`.
+    fn words(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.split_ascii_whitespace().take_while(|w| *w != "--")
+    }
+
+    /// The words after the first lone `--`, for the `init=` programs (none without `--`).
+    pub fn init_args(&self) -> impl Iterator<Item = &'a str> + 'a {
         self.0
             .split_ascii_whitespace()
+            .skip_while(|w| *w != "--")
+            .skip(1)
+    }
+
+    /// The value of the last `key=value` word for `key`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.words()
             .filter_map(|word| word.split_once('='))
             .filter(|(k, _)| *k == key)
             .map(|(_, v)| v)
-            .next_back()
+            .last()
     }
 
     /// Whether the bare word `flag` (or `flag=…`) appears.
     pub fn has(&self, flag: &str) -> bool {
-        self.0
-            .split_ascii_whitespace()
+        self.words()
             .any(|word| word == flag || word.split_once('=').is_some_and(|(k, _)| k == flag))
     }
 
@@ -298,6 +310,19 @@ mod tests {
         assert_eq!(log_level(&a), log::LevelFilter::Debug);
         assert_eq!(hz(&a), 250);
         assert_eq!(bad_values(&a).count(), 0);
+    }
+
+    #[test]
+    fn words_after_a_lone_double_dash_belong_to_init() {
+        let a = BootArgs::new("init=bench loglevel=warn -- profile null-rpc hz=5 --");
+        assert_eq!(a.get("init"), Some("bench"));
+        assert_eq!(a.get("hz"), None);
+        assert!(!a.has("profile"));
+        let args: Vec<&str> = a.init_args().collect();
+        assert_eq!(args, ["profile", "null-rpc", "hz=5", "--"]);
+        assert_eq!(BootArgs::new("init=x --x y").init_args().count(), 0);
+        assert_eq!(BootArgs::new("init=x --x y").get("init"), Some("x"));
+        assert_eq!(BootArgs::new("--").init_args().count(), 0);
     }
 
     #[test]

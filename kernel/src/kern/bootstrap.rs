@@ -27,7 +27,8 @@ static HEAP_BEFORE: AtomicU64 = AtomicU64::new(0);
 const MAX_INIT_PROGRAMS: usize = 16;
 
 /// Start the bootstrap programs from the RAM disk (`init=a,b,c`, each its own task, in that
-/// order; else the RAM disk's first file), then become the boot CPU's idle thread. Every
+/// order; else the RAM disk's first file), each with the command line's words after `--`
+/// as `argv[3..]`, then become the boot CPU's idle thread. Every
 /// program is loaded before any runs, so the run cannot end while one is still to start.
 /// When every task has gone, check that every frame came back and power off.
 pub fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
@@ -90,11 +91,13 @@ pub fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
                     .map_or(PortName::NULL, |space| task::copyout_send(port, space))
             };
             let ports = host::ports();
-            alloc::vec![
+            let mut argv = alloc::vec![
                 String::from(entry.name),
                 alloc::format!("{}", name(ports.map(|p| &p.host_priv)).0),
                 alloc::format!("{}", name(ports.map(|p| &p.device)).0),
-            ]
+            ];
+            argv.extend(args.init_args().map(String::from));
+            argv
         };
         match loader::load_program(entry.name, entry.data, &argv) {
             Ok((task, thread)) => {
@@ -137,6 +140,7 @@ fn check_when_tasks_gone() {
     let heap_before = HEAP_BEFORE.load(Ordering::Relaxed);
     thread::purge_dead_stacks();
     let (after, total) = frame::counts();
+    crate::ipc::kmsg::release_spare();
     let heap_after = heap::usage().0 as u64;
     let charged = kmem::BUDGET.charged();
     let clean = after == before && heap_after == heap_before && charged == 0;

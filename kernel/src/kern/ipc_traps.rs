@@ -543,7 +543,7 @@ fn send(
         Err(e) => return e,
     };
     // The body.
-    {
+    if body_len > 0 {
         let mut map = mapl.lock();
         let mut buf = [0u8; 256];
         let mut at = 0usize;

@@ -142,6 +142,7 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             );
         }
         temporary::KMEM_COUNTS => {
+            crate::ipc::kmsg::release_spare();
             let (in_use, total) = crate::mm::heap::usage();
             frame.set_result(0, in_use as u64);
             frame.set_result(1, total as u64);

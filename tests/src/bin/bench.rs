@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libmach::traps;
 use libmach::{Args, KernReturn, PortName, println, thread};
 
@@ -36,10 +37,20 @@ fn per_op(ticks: u64, iterations: u64) -> u64 {
     (ns / iterations as u128) as u64
 }
 
+/// Whether this run is the profiled one (`bench_profile_mark` around the measured part).
+static PROFILING: AtomicBool = AtomicBool::new(false);
+
 fn report(name: &str, op: &str, iterations: u64, f: impl FnOnce()) {
+    let profiling = PROFILING.load(Ordering::Relaxed);
+    if profiling {
+        bench_profile_mark();
+    }
     let start = counter();
     f();
     let ticks = counter() - start;
+    if profiling {
+        bench_profile_mark();
+    }
     println!(
         "bench: {name}: {} instructions per {op} ({iterations} iterations)",
         per_op(ticks, iterations)
@@ -51,7 +62,7 @@ fn report(name: &str, op: &str, iterations: u64, f: impl FnOnce()) {
 /// wake-ups and two waits. On more than one CPU the two usually run on different CPUs, so
 /// each wake-up crosses CPUs (an IPI to an idle one).
 fn wakeup_round_trip() {
-    const ROUNDS: u64 = 2_000;
+    let rounds = iterations(2_000);
     static PING: u64 = 0;
     static PONG: u64 = 0;
     let ping = &PING as *const u64 as usize;
@@ -64,15 +75,15 @@ fn wakeup_round_trip() {
     report(
         "wakeup-round-trip",
         "round trip of two wake-ups",
-        ROUNDS,
+        rounds,
         || {
             let other = thread::spawn(move || {
-                for _ in 0..ROUNDS {
+                for _ in 0..rounds {
                     traps::event_wait(ping, 0);
                     wake(pong);
                 }
             });
-            for _ in 0..ROUNDS {
+            for _ in 0..rounds {
                 wake(ping);
                 traps::event_wait(pong, 0);
             }
@@ -108,13 +119,13 @@ fn null_rpc() {
         MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE, MACH_MSG_TYPE_MOVE_SEND_ONCE,
         msgh_bits, option,
     };
-    const RPCS: u64 = 5_000;
+    let rpcs = iterations(5_000);
     let service = traps::mach_reply_port();
     let reply = traps::mach_reply_port();
     let server = thread::spawn(move || {
         let mut buf = [0u64; 8];
         let mut r = mach_msg(&mut buf, option::RCV_MSG, 0, 64, service);
-        for _ in 0..RPCS {
+        for _ in 0..rpcs {
             if r != KernReturn::Success {
                 return;
             }
@@ -133,10 +144,10 @@ fn null_rpc() {
     report(
         "null-rpc-same-cpu",
         "null RPC (request and reply)",
-        RPCS,
+        rpcs,
         || {
             let mut buf = [0u64; 8];
-            for _ in 0..RPCS {
+            for _ in 0..rpcs {
                 buf[0] = u64::from(msgh_bits(
                     MACH_MSG_TYPE_MAKE_SEND,
                     MACH_MSG_TYPE_MAKE_SEND_ONCE,
@@ -152,7 +163,163 @@ fn null_rpc() {
     core::mem::forget(server);
 }
 
-fn main(_args: &Args) -> i32 {
+/// Iterations for a benchmark: `normal`, or the profile's count in profile mode.
+fn iterations(normal: u64) -> u64 {
+    match PROFILE_ITERATIONS.load(Ordering::Relaxed) {
+        0 => normal,
+        n => n,
+    }
+}
+
+/// Iterations of a profiled benchmark (0: not profiling).
+static PROFILE_ITERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Where `cargo xtask bench --profile` opens and closes its window: the instructions between
+/// the first two executions of this function are the profile. Not inlined, and exported
+/// under this name so that the xtask finds it in the program's symbols.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn bench_profile_mark() {
+    core::hint::black_box(());
+}
+
+fn null_trap() {
+    let n = iterations(20_000);
+    report("null-trap", "mach_task_self", n, || {
+        for _ in 0..n {
+            core::hint::black_box(traps::mach_task_self());
+        }
+    });
+}
+
+fn yield_alone() {
+    let n = iterations(20_000);
+    report("yield-alone", "swtch with nothing else to run", n, || {
+        for _ in 0..n {
+            core::hint::black_box(traps::swtch());
+        }
+    });
+}
+
+/// Two threads taking turns on one CPU: every swtch is a switch to the other thread.
+fn context_switch() {
+    let n = iterations(5_000);
+    report(
+        "context-switch",
+        "switch (half a swtch round trip)",
+        2 * n,
+        || {
+            let other = thread::spawn(move || {
+                for _ in 0..n {
+                    traps::swtch();
+                }
+            });
+            for _ in 0..n {
+                traps::swtch();
+            }
+            if let Ok(h) = other {
+                h.join();
+            }
+        },
+    );
+}
+
+fn page_fault() {
+    let task = traps::mach_task_self();
+    let pages = iterations(1024);
+    let mut region = 0;
+    report(
+        "page-fault",
+        "first touch of a page (zero fill)",
+        pages,
+        || {
+            if let Ok(addr) = traps::vm_allocate(task, 0, pages * 4096, true) {
+                region = addr;
+                for i in 0..pages {
+                    // SAFETY: the page was just allocated for this loop.
+                    unsafe { core::ptr::write_volatile((addr + i * 4096) as *mut u8, 1) };
+                }
+            }
+        },
+    );
+    // SAFETY: the region was allocated above and nothing refers to it any more.
+    let _ = unsafe { traps::vm_deallocate(task, region, pages * 4096) };
+}
+
+fn vm_allocate_deallocate() {
+    let task = traps::mach_task_self();
+    let n = iterations(2_000);
+    report(
+        "vm-allocate-deallocate",
+        "pair of one page, untouched",
+        n,
+        || {
+            for _ in 0..n {
+                if let Ok(addr) = traps::vm_allocate(task, 0, 4096, true) {
+                    // SAFETY: the page was just allocated and is not used.
+                    let _ = unsafe { traps::vm_deallocate(task, addr, 4096) };
+                }
+            }
+        },
+    );
+}
+
+fn thread_create_join() {
+    let n = iterations(200);
+    report(
+        "thread-create-join",
+        "spawn, run an empty closure, join",
+        n,
+        || {
+            for _ in 0..n {
+                if let Ok(h) = thread::spawn(|| {}) {
+                    h.join();
+                }
+            }
+        },
+    );
+}
+
+/// The benchmarks of a one-CPU run, in order, by the names they print.
+const BENCHMARKS: &[(&str, fn())] = &[
+    ("null-trap", null_trap),
+    ("yield-alone", yield_alone),
+    ("context-switch", context_switch),
+    ("page-fault", page_fault),
+    ("vm-allocate-deallocate", vm_allocate_deallocate),
+    ("thread-create-join", thread_create_join),
+    ("null-rpc-same-cpu", null_rpc),
+    ("wakeup-round-trip", wakeup_round_trip),
+];
+
+/// `bench profile NAME [N]` (arguments after `--` on the kernel command line): run only
+/// NAME, first 5 times to warm it up, then N times (default 20) between two calls of
+/// [`bench_profile_mark`].
+fn profile(args: &Args) -> i32 {
+    let name = args.get(4).and_then(|n| n.to_str().ok()).unwrap_or("");
+    let count = args
+        .get(5)
+        .and_then(|n| n.to_str().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20u64)
+        .max(1);
+    let Some((_, run)) = BENCHMARKS.iter().find(|(n, _)| *n == name) else {
+        println!("bench: no benchmark {name:?}");
+        return 1;
+    };
+    PROFILE_ITERATIONS.store(5, Ordering::Relaxed);
+    run();
+    PROFILE_ITERATIONS.store(count, Ordering::Relaxed);
+    PROFILING.store(true, Ordering::Relaxed);
+    run();
+    println!("bench: done");
+    0
+}
+
+fn main(args: &Args) -> i32 {
+    if args.get(3).is_some_and(|a| a.to_bytes() == b"profile") {
+        return profile(args);
+    }
     if traps::cpu_count() > 1 {
         // `cargo xtask bench` boots more CPUs only for the wake-up path.
         wakeup_round_trip();
@@ -163,99 +330,9 @@ fn main(_args: &Args) -> i32 {
         "bench: start: {} instructions from reset to main",
         per_op(counter(), 1)
     );
-    let task = traps::mach_task_self();
-
-    const TRAPS: u64 = 20_000;
-    report("null-trap", "mach_task_self", TRAPS, || {
-        for _ in 0..TRAPS {
-            core::hint::black_box(traps::mach_task_self());
-        }
-    });
-
-    report(
-        "yield-alone",
-        "swtch with nothing else to run",
-        TRAPS,
-        || {
-            for _ in 0..TRAPS {
-                core::hint::black_box(traps::swtch());
-            }
-        },
-    );
-
-    // Two threads taking turns on one CPU: every swtch is a switch to the other thread.
-    const SWITCHES: u64 = 5_000;
-    report(
-        "context-switch",
-        "switch (half a swtch round trip)",
-        2 * SWITCHES,
-        || {
-            let other = thread::spawn(|| {
-                for _ in 0..SWITCHES {
-                    traps::swtch();
-                }
-            });
-            for _ in 0..SWITCHES {
-                traps::swtch();
-            }
-            if let Ok(h) = other {
-                h.join();
-            }
-        },
-    );
-
-    const PAGES: u64 = 1024;
-    let mut region = 0;
-    report(
-        "page-fault",
-        "first touch of a page (zero fill)",
-        PAGES,
-        || {
-            if let Ok(addr) = traps::vm_allocate(task, 0, PAGES * 4096, true) {
-                region = addr;
-                for i in 0..PAGES {
-                    // SAFETY: the page was just allocated for this loop.
-                    unsafe { core::ptr::write_volatile((addr + i * 4096) as *mut u8, 1) };
-                }
-            }
-        },
-    );
-    // SAFETY: the region was allocated above and nothing refers to it any more.
-    let _ = unsafe { traps::vm_deallocate(task, region, PAGES * 4096) };
-
-    const ALLOCS: u64 = 2_000;
-    report(
-        "vm-allocate-deallocate",
-        "pair of one page, untouched",
-        ALLOCS,
-        || {
-            for _ in 0..ALLOCS {
-                if let Ok(addr) = traps::vm_allocate(task, 0, 4096, true) {
-                    // SAFETY: the page was just allocated and is not used.
-                    let _ = unsafe { traps::vm_deallocate(task, addr, 4096) };
-                }
-            }
-        },
-    );
-
-    const THREADS: u64 = 200;
-    report(
-        "thread-create-join",
-        "spawn, run an empty closure, join",
-        THREADS,
-        || {
-            for _ in 0..THREADS {
-                if let Ok(h) = thread::spawn(|| {}) {
-                    h.join();
-                }
-            }
-        },
-    );
-
-    null_rpc();
-
-    wakeup_round_trip();
-
+    for (_, run) in BENCHMARKS {
+        run();
+    }
     println!("bench: done");
     0
 }

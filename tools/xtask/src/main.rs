@@ -16,6 +16,7 @@ mod kernel;
 mod lint;
 mod prereq;
 mod proc;
+mod profile;
 mod qemu;
 mod test;
 mod userland;
@@ -67,6 +68,16 @@ struct BenchArgs {
     /// metric names of DESIGN.md 8) to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
+    /// Instead of the figures: where one benchmark's instructions go, per function (kernel
+    /// and program symbols), from a QEMU trace of every instruction (e.g. null-rpc-same-cpu).
+    #[arg(long, value_name = "BENCHMARK")]
+    profile: Option<String>,
+    /// Iterations of the profiled benchmark.
+    #[arg(long, default_value_t = 20, requires = "profile")]
+    iterations: u64,
+    /// Functions listed in the profile.
+    #[arg(long, default_value_t = 40, requires = "profile")]
+    top: usize,
 }
 
 /// The machine options `run` and `test` share; unset ones take the board's default.
@@ -179,7 +190,10 @@ fn main() -> ExitCode {
             list: args.list,
         }),
         Command::Lint => lint::run(),
-        Command::Bench(args) => bench::run(args.json.as_deref()),
+        Command::Bench(args) => match &args.profile {
+            Some(name) => profile::run(name, args.iterations.max(1), args.top),
+            None => bench::run(args.json.as_deref()),
+        },
         Command::Image(args) => cmd_image(args),
         Command::Setup => cmd_setup(),
     };
