@@ -206,13 +206,14 @@ impl Deferred {
         }
     }
 
-    /// Do it all (no IPC lock may be held).
-    pub fn run(self) {
+    /// Do it all (no IPC lock may be held). Takes `&mut self`: a by-value call would copy
+    /// the whole list (most often empty) on every message.
+    pub fn run(&mut self) {
         if self.work.is_empty() {
             return;
         }
         let mut r = Reaper::new();
-        for w in self.work {
+        for w in self.work.drain(..) {
             r.work(w);
         }
         r.run();

@@ -26,9 +26,13 @@ pub enum Access {
 }
 
 impl Access {
+    /// The protection that allows the access. Reading is allowed wherever anything is,
+    /// as the MMU allows it to the program itself (`perm`: no AArch64 EL0 mapping is
+    /// writable or executable without being readable), so a kernel copy sees what the
+    /// program sees.
     fn needs(self) -> VmProt {
         match self {
-            Access::Read => VM_PROT_READ,
+            Access::Read => VM_PROT_READ | VM_PROT_WRITE | VM_PROT_EXECUTE,
             Access::Write => VM_PROT_WRITE,
             Access::Execute => VM_PROT_EXECUTE,
         }
@@ -179,6 +183,13 @@ impl VmMap {
     pub fn fault(&mut self, va: u64, access: Access) -> Result<PhysAddr, KernReturn> {
         if va >= VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
+        }
+        // The MMU's answer where it has one: a page it lets EL0 read (write) lies in a
+        // region whose protection allows it (`perm`, `Access::needs`), already mapped.
+        if access != Access::Execute
+            && let Some(pa) = self.pt.translate_if_current(va, access == Access::Write)
+        {
+            return Ok(pa);
         }
         let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
         if region.prot & access.needs() == 0 {

@@ -6,6 +6,7 @@ pub mod boot;
 pub mod context;
 pub mod cpu;
 pub mod exception;
+mod mem;
 pub mod mmu;
 pub mod pagetable;
 pub mod psci;

@@ -317,6 +317,39 @@ impl UserPageTable {
         }
     }
 
+    /// The frame of user page `va` as the MMU translates it for EL0 (read, or write if
+    /// `write`), if this table is the one this CPU runs (`TTBR0_EL1`) and the
+    /// translation succeeds; `None` otherwise (not current, unmapped, or not permitted).
+    /// A few instructions instead of a table walk in software. The caller holds the map's
+    /// lock, which keeps the entries still; no entry is left in the TLB past its unmapping
+    /// (see `unmap`), so the answer is the table's.
+    pub fn translate_if_current(&self, va: u64, write: bool) -> Option<PhysAddr> {
+        /// `TTBR0_EL1.BADDR`: the table's address (bits 47:1; bit 0 is CnP).
+        const BADDR: u64 = 0x0000_ffff_ffff_fffe;
+        /// `PAR_EL1.PA`, bits 47:12.
+        const PA: u64 = 0x0000_ffff_ffff_f000;
+        let ttbr0: u64;
+        // SAFETY: reading TTBR0_EL1 has no side effect.
+        unsafe { core::arch::asm!("mrs {}, ttbr0_el1", out(reg) ttbr0, options(nomem, nostack)) };
+        if ttbr0 & BADDR != self.space.root.as_u64() {
+            return None;
+        }
+        let par: u64;
+        // SAFETY: address translation instructions only write PAR_EL1 (read back at once;
+        // the map lock masks interrupts, so no handler runs in between). They never fault.
+        unsafe {
+            if write {
+                core::arch::asm!("at s1e0w, {va}", "isb", "mrs {par}, par_el1",
+                    va = in(reg) va, par = out(reg) par, options(nostack));
+            } else {
+                core::arch::asm!("at s1e0r, {va}", "isb", "mrs {par}, par_el1",
+                    va = in(reg) va, par = out(reg) par, options(nostack));
+            }
+        }
+        // PAR_EL1.F (bit 0) set: the translation faulted.
+        (par & 1 == 0).then_some(PhysAddr(par & PA))
+    }
+
     /// The frame of page `va`, and whether it was mapped just now: if no page is mapped
     /// there, the one `fill` gives (a frame it made ready) is mapped with `perm`, in the
     /// same walk. `KERN_RESOURCE_SHORTAGE` if `fill` or a table allocation fails (tables
