@@ -213,6 +213,39 @@ fn allocate_each_kind_and_refuse_others() {
 }
 
 #[test]
+fn copyout_send_existing_adds_a_uref_only_where_a_send_right_is() {
+    let l = ledger();
+    let s = space(&l);
+    let c = space(&l);
+    let r = s.allocate(R_RECV).unwrap();
+    let port = port_of(&s, r);
+    // No send right in either space yet: the caller must make one.
+    assert_eq!(c.copyout_send_existing(&port), None);
+    assert_eq!(s.copyout_send_existing(&port), None);
+    let name = c.copyout(port.make_send().unwrap(), true).unwrap();
+    assert_eq!(port.status().srights, 1);
+    assert_eq!(c.copyout_send_existing(&port), Some(name));
+    assert_eq!(c.copyout_send_existing(&port), Some(name));
+    // Same as copying out two more rights: three user references, still one right.
+    assert_eq!(refs(&c, name, R_SEND), 3);
+    assert_eq!(port.status().srights, 1);
+    // Saturates like a copyout with overflow.
+    c.mod_refs(name, R_SEND, (MACH_PORT_UREFS_MAX - 4) as i32)
+        .unwrap();
+    assert_eq!(refs(&c, name, R_SEND), MACH_PORT_UREFS_MAX - 1);
+    assert_eq!(c.copyout_send_existing(&port), Some(name));
+    assert_eq!(refs(&c, name, R_SEND), MACH_PORT_UREFS_MAX - 1);
+    // A dead port or a dead space: nothing.
+    s.destroy_name(r).unwrap();
+    assert_eq!(c.copyout_send_existing(&port), None);
+    c.destroy();
+    assert_eq!(c.copyout_send_existing(&port), None);
+    s.destroy();
+    drop((s, c, port));
+    assert_eq!(l.total(), 0);
+}
+
+#[test]
 fn allocate_name_checks_name_then_right_then_use() {
     let l = ledger();
     let s = space(&l);

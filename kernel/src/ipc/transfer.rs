@@ -11,7 +11,7 @@ use super::abi::{Disposition, MACH_PORT_UREFS_MAX, MsgReturn, PortName, msg_type
 use super::kmsg::Kmsg;
 use super::ledger::{Charge, Kind};
 use super::mqueue::{self, RecvSource};
-use super::port::Receiver;
+use super::port::{Port, Receiver};
 use super::right::{Deferred, MsgPort, Notification, Reaper, Right, RightKind};
 use super::space::{Entry, Object, Space, SpaceState, dncancel};
 use mach_abi::KernReturn;
@@ -535,6 +535,28 @@ impl Space {
                 Err(MsgReturn::SEND_INVALID_REPLY)
             }
         }
+    }
+
+    /// What copying a send right to `port` out into this space with `overflow` does when
+    /// the space already holds a send right for it: one more user reference on that name
+    /// (saturating at the maximum). Made for the self traps (`mach_task_self` and the
+    /// like), it makes and merges no right, so the port's right counts are not touched.
+    /// `None` if the space holds no send right for an active `port`: the caller then makes
+    /// the right and uses [`Space::copyout`].
+    pub fn copyout_send_existing(&self, port: &Port) -> Option<PortName> {
+        let mut st = self.lock();
+        if !st.active {
+            return None;
+        }
+        let name = *st.reverse.get(&port.id())?;
+        let e = st.entries.get_mut(&name)?;
+        if e.ty & SEND == 0 || !port.is_active() {
+            return None;
+        }
+        if e.urefs + 1 < MACH_PORT_UREFS_MAX {
+            e.urefs += 1;
+        }
+        Some(PortName(name))
     }
 
     /// Put a right into this space under a name of the kernel's choosing, or the name it

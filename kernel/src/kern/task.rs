@@ -172,6 +172,9 @@ impl Drop for Task {
 /// A new send right to `port` copied out into `space` (`MACH_PORT_NULL` on any failure;
 /// the right is then released).
 pub fn copyout_send(port: Option<&Arc<Port>>, space: &Space) -> PortName {
+    if let Some(name) = port.and_then(|p| space.copyout_send_existing(p)) {
+        return name;
+    }
     let Some(right) = port.and_then(|p| p.make_send()) else {
         return PortName::NULL;
     };

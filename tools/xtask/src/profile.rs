@@ -28,14 +28,29 @@ impl Symbols {
         let file = object::File::parse(data).map_err(|e| e.to_string())?;
         let mut functions: Vec<(u64, u64, String)> = file
             .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            .filter(|s| {
+                matches!(
+                    s.kind(),
+                    SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown
+                ) && s.address() != 0
+                    && s.section_index().is_some()
+            })
             .filter_map(|s| {
-                let name = s.name().ok()?;
-                let end = s.address() + s.size().max(4);
-                Some((s.address(), end, short_name(name)))
+                let name = s
+                    .name()
+                    .ok()
+                    .filter(|n| !n.is_empty() && !n.starts_with('$'))?;
+                Some((s.address(), s.address() + s.size(), short_name(name)))
             })
             .collect();
         functions.sort();
+        functions.dedup_by_key(|f| f.0);
+        // Assembly labels have no size: each runs to the next symbol.
+        for i in 0..functions.len() {
+            if functions[i].1 == functions[i].0 {
+                functions[i].1 = functions.get(i + 1).map_or(functions[i].0 + 4, |f| f.0);
+            }
+        }
         Ok(Symbols(functions))
     }
 
