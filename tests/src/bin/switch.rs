@@ -63,18 +63,29 @@ fn main(_args: &Args) -> i32 {
         ));
     }
 
-    // The hint: B is queued first, then C; a switch hinted at C runs C first.
-    let b = thread::spawn(|| record(0xb));
-    let cc = thread::spawn(|| record(0xc));
-    let (Ok(b), Ok(cc)) = (b, cc) else {
-        c.check(false, "threads start", format_args!("spawn failed"));
-        return c.finish();
-    };
-    let r = thread_switch(thread_name(cc.id()), SWITCH_OPTION_NONE, 0);
-    c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
-    b.join();
-    cc.join();
-    let order = ORDER.load(Ordering::Acquire);
+    // The hint: B is queued first, then C; a switch hinted at C runs C first. A clock tick
+    // that preempts this thread between the spawns and the switch lets B run first
+    // without any hint, so on one CPU the scenario is tried up to 5 times: with the hint
+    // ignored, C could never run first.
+    let mut order = 0;
+    for _ in 0..5 {
+        ORDER.store(0, Ordering::Release);
+        NEXT.store(0, Ordering::Release);
+        let b = thread::spawn(|| record(0xb));
+        let cc = thread::spawn(|| record(0xc));
+        let (Ok(b), Ok(cc)) = (b, cc) else {
+            c.check(false, "threads start", format_args!("spawn failed"));
+            return c.finish();
+        };
+        let r = thread_switch(thread_name(cc.id()), SWITCH_OPTION_NONE, 0);
+        c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
+        b.join();
+        cc.join();
+        order = ORDER.load(Ordering::Acquire);
+        if !one_cpu || order == 0xb0c {
+            break;
+        }
+    }
     if one_cpu {
         c.check_eq("run order after the hint (C then B)", order, 0xb0c);
     }

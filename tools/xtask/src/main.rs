@@ -11,6 +11,7 @@
 mod bench;
 mod dtbpatch;
 mod error;
+mod foreign;
 mod image;
 mod kernel;
 mod lint;
@@ -149,6 +150,30 @@ struct RunArgs {
     /// rpi4 only: boot the files of a folder made by `cargo xtask image` instead of building.
     #[arg(long, value_name = "DIR")]
     image: Option<PathBuf>,
+    #[command(flatten)]
+    init: InitArgs,
+}
+
+/// A foreign first program (see `foreign.rs` and the README's start-up contract).
+#[derive(Args, Clone, Debug, Default)]
+struct InitArgs {
+    /// Boot this static AArch64 ELF program (any toolchain) as the first task, alone,
+    /// instead of the test programs; the run's status is the one it gives `host_reboot`.
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
+    /// Words the --init program gets as argv[3..] (after its name and the host-privileged
+    /// and device port names).
+    #[arg(long, value_name = "WORDS", requires = "init")]
+    init_args: Option<String>,
+}
+
+impl InitArgs {
+    fn prepare(&self) -> Result<Option<foreign::Foreign>> {
+        self.init
+            .as_deref()
+            .map(|file| foreign::prepare(file, self.init_args.as_deref()))
+            .transpose()
+    }
 }
 
 #[derive(Args)]
@@ -162,6 +187,10 @@ struct TestArgs {
     /// Print the names of the tests that would run (what --filter matches), run nothing.
     #[arg(long)]
     list: bool,
+    /// Instead of the suite: one run of a foreign program on the machine options given
+    /// (default virt), passing if it prints GNU Mach's success line and exits with 0.
+    #[command(flatten)]
+    init: InitArgs,
 }
 
 #[derive(Args)]
@@ -181,13 +210,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
-        Command::Test(args) => test::run_all(&test::Plan {
-            machine: args
-                .machine
-                .given()
-                .then(|| (args.machine.board(), args.machine.options(false))),
-            filters: args.filter,
-            list: args.list,
+        Command::Test(args) => args.init.prepare().and_then(|foreign| {
+            test::run_all(&test::Plan {
+                machine: (args.machine.given() || foreign.is_some())
+                    .then(|| (args.machine.board(), args.machine.options(false))),
+                filters: args.filter,
+                list: args.list,
+                foreign,
+            })
         }),
         Command::Lint => lint::run(),
         Command::Bench(args) => match &args.profile {
@@ -242,11 +272,15 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
         None => {
             prereq::ensure_rust_targets()?;
             let image = kernel::build()?;
-            (
-                image,
-                Some(kernel::initrd()?),
-                args.bootargs.clone().unwrap_or_default(),
-            )
+            let extra = args.bootargs.clone().unwrap_or_default();
+            match args.init.prepare()? {
+                Some(f) => (
+                    image,
+                    Some(f.initrd),
+                    foreign::bootargs(&f.name, &extra, &f.args),
+                ),
+                None => (image, Some(kernel::initrd()?), extra),
+            }
         }
     };
     let boot = qemu::Boot {

@@ -189,6 +189,27 @@ pub fn asid_matrix(initrd: &Path) -> Vec<QemuTest> {
         .collect()
 }
 
+/// Words after a lone `--` on the command line reach the `init=` program as `argv[3..]`
+/// (what `--init-args` uses), and the kernel does not read them as its own (`hz=5` there
+/// would be out of range for the kernel).
+pub fn init_args_matrix(initrd: &Path) -> Vec<QemuTest> {
+    let boot = QemuTest::boot(Board::Virt, 1, Gic::V3, false);
+    vec![QemuTest {
+        name: format!("init-args-hello-{}", boot.name),
+        bootargs: "init=hello -- alpha hz=5".to_owned(),
+        initrd: Some(initrd.to_path_buf()),
+        expect: Vec::new(),
+        expect_text: vec![
+            "hello: argc = 5".to_owned(),
+            "hello: argv[3] = \"alpha\"".to_owned(),
+            "hello: argv[4] = \"hz=5\"".to_owned(),
+        ],
+        expect_counts: vec![(USER_PASS_MARKER.to_owned(), 1)],
+        fail_on: vec![USER_FAIL_MARKER.to_owned(), "bootargs: hz=".to_owned()],
+        ..boot
+    }]
+}
+
 /// Kernel command-line values the kernel cannot use as given: it must name each on the
 /// console with the value it uses instead, and still boot (with that value).
 pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
@@ -397,6 +418,20 @@ pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<Qe
         .collect()
 }
 
+/// The one run of `cargo xtask test --init FILE`: the program alone as the first task,
+/// passing when it prints GNU Mach's success line once and the machine exits with 0.
+fn foreign_run(boot: &QemuTest, f: &crate::foreign::Foreign, machine: &Machine) -> QemuTest {
+    QemuTest {
+        name: format!("{}-{}", f.name, machine_name(machine)),
+        bootargs: crate::foreign::bootargs(&f.name, "", &f.args),
+        initrd: Some(f.initrd.clone()),
+        expect: Vec::new(),
+        expect_text: Vec::new(),
+        expect_counts: vec![(USER_PASS_MARKER.to_owned(), 1)],
+        ..boot.clone()
+    }
+}
+
 /// Totals of passed and failed tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -553,6 +588,8 @@ pub struct Plan {
     pub filters: Vec<String>,
     /// Print the selected names instead of running them.
     pub list: bool,
+    /// `Some`: only this foreign program, once, on `machine` (`--init`).
+    pub foreign: Option<crate::foreign::Foreign>,
 }
 
 /// The user programs that are tests (from `tests/src/bin`, less the benchmark).
@@ -573,6 +610,15 @@ pub fn qemu_selection(
     programs: &[String],
 ) -> Result<(Vec<QemuTest>, bool)> {
     let (mut runs, failed_cpu) = match &plan.machine {
+        Some((board, options)) if plan.foreign.is_some() => {
+            let machine = Machine::resolve(*board, options.clone())?;
+            let boot = QemuTest::boot_on(*board, options.clone());
+            let f = plan
+                .foreign
+                .as_ref()
+                .map(|f| foreign_run(&boot, f, &machine));
+            (f.into_iter().collect(), false)
+        }
         Some((board, options)) => {
             // Refuse a machine that cannot be (say, a 32-bit --cpu) before anything runs.
             let machine = Machine::resolve(*board, options.clone())?;
@@ -593,6 +639,7 @@ pub fn qemu_selection(
             runs.extend(bad_bootargs_matrix());
             runs.extend(user_matrix(initrd, programs));
             runs.extend(asid_matrix(initrd));
+            runs.extend(init_args_matrix(initrd));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
     };
@@ -659,7 +706,9 @@ pub fn run_all(plan: &Plan) -> Result<u8> {
             }
         }
     }
-    if selection.iter().any(|t| t.initrd.is_some()) {
+    if plan.foreign.is_some() {
+        matrix.extend(selection);
+    } else if selection.iter().any(|t| t.initrd.is_some()) {
         match kernel::initrd() {
             Ok(initrd) => matrix.extend(selection.into_iter().map(|t| QemuTest {
                 initrd: t.initrd.as_ref().map(|_| initrd.clone()),
@@ -1086,6 +1135,7 @@ mod tests {
             machine,
             filters: filters.iter().map(|f| (*f).to_owned()).collect(),
             list: false,
+            foreign: None,
         };
         // Everything: boot, crash, bootargs and user runs, and the CPU-failure run.
         let (all, failed_cpu) = qemu_selection(&plan(None, &[]), initrd, &programs).unwrap();
