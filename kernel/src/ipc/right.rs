@@ -363,7 +363,11 @@ impl Reaper {
     }
 
     /// Send notification `n` through `soright` (which pays for it): queued on its port
-    /// whatever the queue limit, or destroyed if the port is dead.
+    /// whatever the queue limit, or destroyed if the port is dead. Never inlined: the
+    /// message is built on the stack (up to a granule, moved a few times), and inlined into
+    /// each of its callers' several call sites it made their frames kilobytes deep, enough
+    /// for a port destroyed from the kernel's object server to overflow a kernel stack.
+    #[inline(never)]
     pub fn notify(&mut self, soright: Right, n: Notification) {
         if let Some(kmsg) = self.notification(soright, n) {
             match mqueue::deliver(kmsg, true, |_| false, self) {
