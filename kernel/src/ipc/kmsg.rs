@@ -55,6 +55,17 @@ pub struct OolSlot {
     pub memory: Box<dyn OolMemory>,
 }
 
+/// A msg-accepted request (GNU Mach `ipc_marequest`): who forced a message onto a full
+/// queue with `MACH_SEND_NOTIFY`, and the send-once right (made from the sender's notify
+/// port, prepaid) the notification goes through. The sender's entry for the port is
+/// marked while it lasts (`Space::marequest_create`), so a second forced message from the
+/// same space gets `MACH_SEND_NOTIFY_IN_PROGRESS`.
+pub struct MaRequest {
+    pub(crate) space: alloc::sync::Weak<super::space::Space>,
+    pub(crate) port: Arc<Port>,
+    pub(crate) soright: Right,
+}
+
 pub struct Kmsg {
     /// `msgh_bits`: after copyin the two port fields hold the rights' received types
     /// (`MACH_MSG_TYPE_PORT_*`), as in GNU Mach.
@@ -71,6 +82,9 @@ pub struct Kmsg {
     pub body: Body,
     ports: Chunked<PortSlot, PORTS_INLINE>,
     ool: Chunked<OolSlot, 1>,
+    /// A msg-accepted request (`MACH_SEND_NOTIFY` on a full queue): notified when the
+    /// message leaves its queue, received or destroyed.
+    marequest: Option<MaRequest>,
     /// What the message's heap blocks are charged (the sender's ledger, or a send-once
     /// right's prepaid granule for a notification), given back when it is dropped.
     _charge: Option<Charge>,
@@ -125,6 +139,7 @@ impl Kmsg {
             body: Body::with_capacity(shape.body_len).ok()?,
             ports: Chunked::with_capacity(shape.ports).ok()?,
             ool: Chunked::with_capacity(shape.ool).ok()?,
+            marequest: None,
             _charge: charge,
         })
     }
@@ -227,9 +242,30 @@ impl Kmsg {
         msgh_bits::remote(self.bits) == msg_type::PORT_SEND_ONCE
     }
 
+    /// Attach a msg-accepted request (GNU Mach's `ikm_marequest`).
+    pub fn set_marequest(&mut self, request: MaRequest) {
+        self.marequest = Some(request);
+    }
+
+    pub(crate) fn take_marequest(&mut self) -> Option<MaRequest> {
+        self.marequest.take()
+    }
+
+    /// The message has left its queue for a receiver: a msg-accepted request it carries
+    /// is notified now (GNU Mach `ipc_marequest_destroy` at dequeue). Call with no IPC
+    /// lock held.
+    pub fn accepted(&mut self) {
+        if let Some(request) = self.marequest.take() {
+            let mut reaper = Reaper::new();
+            reaper.msg_accepted(request);
+            reaper.run();
+        }
+    }
+
     /// Whether anything in it needs releasing.
     fn holds_anything(&self) -> bool {
-        self.remote.is_some()
+        self.marequest.is_some()
+            || self.remote.is_some()
             || matches!(self.local, MsgPort::Right(_))
             || !self.ports.is_empty()
             || !self.ool.is_empty()

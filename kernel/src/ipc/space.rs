@@ -59,6 +59,9 @@ pub(super) struct Entry {
     pub object: Object,
     /// A dead-name request for this name is registered on the port.
     pub dnrequest: bool,
+    /// A message this space forced onto the port's full queue (`MACH_SEND_NOTIFY`) is
+    /// still queued (GNU Mach's `IE_BITS_MAREQUEST`).
+    pub marequest: bool,
     /// A send-once right's prepaid message.
     pub prepaid: Option<Charge>,
 }
@@ -410,6 +413,7 @@ impl Space {
                 urefs,
                 object,
                 dnrequest: false,
+                marequest: false,
                 prepaid: None,
             },
         );

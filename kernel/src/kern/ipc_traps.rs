@@ -428,14 +428,17 @@ pub fn mach_msg(
     rcv_size: u64,
     rcv_name: u64,
     timeout: u64,
+    notify: u64,
 ) -> u64 {
     let opt = opt as u32;
     let timeout = timeout as u32;
+    // A name is 32 bits; a wider value names nothing (`MACH_*_INVALID_NOTIFY` if used).
+    let notify = PortName(u32::try_from(notify).unwrap_or(u32::MAX));
     let both = option::SEND_MSG | option::RCV_MSG;
     let mut pending = Pending(None);
     if opt & option::SEND_MSG != 0 {
         let handoff = (opt & both == both).then_some(&mut pending);
-        let r = send(thread, msg, opt, send_size, timeout, handoff);
+        let r = send(thread, msg, opt, send_size, timeout, notify, handoff);
         if r != MsgReturn::SUCCESS {
             return msg_code(r);
         }
@@ -448,6 +451,7 @@ pub fn mach_msg(
             rcv_size,
             rcv_name,
             timeout,
+            notify,
             &mut pending,
         ));
     }
@@ -478,12 +482,14 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// `handoff`: where to keep the receiver the message wakes (a send-and-receive).
+#[allow(clippy::too_many_arguments)] // The trap's arguments.
 fn send(
     thread: &Arc<Thread>,
     msg: u64,
     opt: u32,
     send_size: u64,
     timeout: u32,
+    notify: PortName,
     mut handoff: Option<&mut Pending>,
 ) -> MsgReturn {
     let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
@@ -561,7 +567,16 @@ fn send(
             at += n;
         }
     }
-    let copied = match space.copyin_header(bits, PortName(dest), PortName(reply)) {
+    let copied = if opt & option::SEND_CANCEL != 0 {
+        // GNU Mach: MACH_SEND_CANCEL needs a notify port.
+        if notify == PortName::NULL {
+            return MsgReturn::SEND_INVALID_NOTIFY;
+        }
+        space.copyin_header_cancel(bits, PortName(dest), PortName(reply), notify)
+    } else {
+        space.copyin_header(bits, PortName(dest), PortName(reply))
+    };
+    let copied = match copied {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -580,8 +595,16 @@ fn send(
         }
         return MsgReturn::SUCCESS;
     }
-    let may_wait = opt & option::SEND_TIMEOUT == 0 || timeout != 0;
-    let end = (opt & option::SEND_TIMEOUT != 0).then(|| deadline(timeout));
+    // MACH_SEND_NOTIFY: a full queue waits only as MACH_SEND_TIMEOUT says (not at all
+    // without it), then the message is forced on with a msg-accepted request (GNU Mach).
+    let send_notify = opt & option::SEND_NOTIFY != 0;
+    let timed = opt & option::SEND_TIMEOUT != 0;
+    let may_wait = if send_notify {
+        timed && timeout != 0
+    } else {
+        !timed || timeout != 0
+    };
+    let end = timed.then(|| deadline(timeout));
     loop {
         let asserted = Cell::new(false);
         if handoff.is_some() {
@@ -617,9 +640,45 @@ fn send(
                         WaitResult::Interrupted => MsgReturn::SEND_INTERRUPTED,
                     }
                 };
+                let code = if send_notify && code == MsgReturn::SEND_TIMED_OUT {
+                    match force_with_notify(space, kmsg, notify) {
+                        Ok(()) => return MsgReturn::SEND_WILL_NOTIFY,
+                        Err((e, k)) => {
+                            kmsg = k;
+                            e
+                        }
+                    }
+                } else {
+                    code
+                };
                 return pseudo_receive(space, mapl, msg, kmsg, code);
             }
         }
+    }
+}
+
+/// `MACH_SEND_NOTIFY` on a full queue (GNU Mach `mach_msg_send`): with a msg-accepted
+/// request made from `notify` (see `Space::marequest_create`), the message is queued past
+/// the limit; without one it comes back with the error.
+fn force_with_notify(
+    space: &Arc<Space>,
+    mut kmsg: Kmsg,
+    notify: PortName,
+) -> Result<(), (MsgReturn, Kmsg)> {
+    if notify == PortName::NULL {
+        return Err((MsgReturn::SEND_INVALID_NOTIFY, kmsg));
+    }
+    let Some(port) = kmsg.remote().map(|r| r.port().clone()) else {
+        return Err((MsgReturn::SEND_INVALID_DEST, kmsg));
+    };
+    match space.marequest_create(&port, notify) {
+        Ok(request) => {
+            kmsg.set_marequest(request);
+            // Queued or, if the port died meanwhile, destroyed (which notifies at once).
+            let _ = crate::ipc::mqueue::send(kmsg, true, |_| false);
+            Ok(())
+        }
+        Err(e) => Err((e, kmsg)),
     }
 }
 
@@ -837,6 +896,7 @@ fn copyin_ool(thread: &Thread, addr: u64, len: usize) -> Result<Box<dyn OolMemor
     }))
 }
 
+#[allow(clippy::too_many_arguments)] // The trap's arguments.
 fn receive(
     thread: &Arc<Thread>,
     msg: u64,
@@ -844,6 +904,7 @@ fn receive(
     rcv_size: u64,
     rcv_name: u64,
     timeout: u32,
+    notify: PortName,
     handoff: &mut Pending,
 ) -> MsgReturn {
     let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
@@ -911,7 +972,14 @@ fn receive(
             .copyout(msg.wrapping_add(4), &size.to_le_bytes());
         return MsgReturn::RCV_TOO_LARGE;
     }
-    let header = match space.copyout_header(&mut kmsg) {
+    let header = if opt & option::RCV_NOTIFY == 0 {
+        space.copyout_header(&mut kmsg)
+    } else if notify == PortName::NULL {
+        Err(MsgReturn::RCV_INVALID_NOTIFY)
+    } else {
+        space.copyout_header_notify(&mut kmsg, notify)
+    };
+    let header = match header {
         Ok(h) => h,
         Err(e) => {
             let h = space.copyout_dest(&mut kmsg);

@@ -4,6 +4,14 @@
 //! name or count in the body, and the counts the kernel keeps (user references, send-once
 //! rights, requests) before and after.
 //!
+//! Then `mach_msg`'s notify options, as GNU Mach has them (`ipc/mach_msg.c`,
+//! `ipc/ipc_kmsg.c`): `MACH_SEND_CANCEL` (moving the last send right of a name with a
+//! dead-name request sends no port-deleted notification to the notify port),
+//! `MACH_RCV_NOTIFY` (a reply right received under a new name gets a dead-name request for
+//! the notify port) and `MACH_SEND_NOTIFY` (a message for a full queue is queued anyway and
+//! `MACH_SEND_WILL_NOTIFY` returned; a msg-accepted notification follows when it leaves
+//! the queue).
+//!
 //! A task holds its send and receive rights for a port under one name, so to see a dead
 //! name or a deleted one in a single task the receive right is first moved into a message
 //! queued on another port: the task keeps only the send right, and destroying the other
@@ -16,6 +24,7 @@ use armach_tests::Checks;
 use armach_tests::msg::{Msg, mach_msg, port_desc};
 use libmach::abi::message::{
     MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE, MACH_MSG_TYPE_MOVE_RECEIVE,
+    MACH_MSG_TYPE_MOVE_SEND,
     MACH_MSG_TYPE_PORT_RECEIVE, MACH_MSG_TYPE_PORT_SEND_ONCE, MACH_MSGH_BITS_COMPLEX, msgh_bits,
     option,
 };
@@ -28,6 +37,7 @@ libmach::main!(main);
 
 /// `notify.defs` message ids (`mach/notify.h`).
 const PORT_DELETED: i32 = 65;
+const MSG_ACCEPTED: i32 = 66;
 const PORT_DESTROYED: i32 = 69;
 const NO_SENDERS: i32 = 70;
 const SEND_ONCE: i32 = 71;
@@ -127,6 +137,46 @@ impl T {
         self.c.check_eq("the receive right leaves in a message", r, KernReturn::Success);
     }
 
+    /// `mach_msg` with `notify`: a header-only message (`bits`, `dest`, `reply`, `id`)
+    /// sent with `opt`.
+    fn send_with(
+        &mut self,
+        opt: u32,
+        bits: u32,
+        dest: PortName,
+        reply: PortName,
+        id: i32,
+        notify: PortName,
+    ) -> KernReturn {
+        let mut m = Msg::new();
+        m.header(bits, dest, reply, id);
+        // SAFETY: a 32-byte message in the 128-byte buffer.
+        unsafe { traps::mach_msg(m.ptr(), opt, 32, 0, PortName(0), 0, notify) }
+    }
+
+    /// Receive on `name` with `MACH_RCV_NOTIFY` and `notify`, not waiting.
+    fn receive_notify(&mut self, name: PortName, notify: PortName) -> (KernReturn, Msg) {
+        let mut m = Msg::new();
+        // SAFETY: receives at most 128 bytes into the 128-byte buffer.
+        let r = unsafe {
+            traps::mach_msg(
+                m.ptr(),
+                option::RCV_MSG | option::RCV_TIMEOUT | option::RCV_NOTIFY,
+                0,
+                128,
+                name,
+                0,
+                notify,
+            )
+        };
+        (r, m)
+    }
+
+    fn qlimit(&self, name: PortName, limit: u32) -> Result<(), KernReturn> {
+        let task = ipc::task_self();
+        mach_port::mach_port_set_qlimit(&mut ipc::transport(), &task, name, limit)
+    }
+
     /// Receive on `n`, waiting up to `ms`.
     fn receive(&mut self, n: PortName, ms: u32) -> (KernReturn, Msg) {
         let mut m = Msg::new();
@@ -172,6 +222,9 @@ fn main(_args: &Args) -> i32 {
     no_senders(&mut t);
     send_once(&mut t);
     port_destroyed(&mut t);
+    send_cancel(&mut t);
+    rcv_notify(&mut t);
+    send_notify(&mut t);
     t.c.finish()
 }
 
@@ -377,5 +430,176 @@ fn port_destroyed(t: &mut T) {
     t.c.check_eq("  receive right refs", t.refs(r, RIGHT_RECEIVE), Some(1));
     let _ = t.destroy(r);
     t.nothing(n, "  destroyed for good this time: no notification");
+    let _ = t.destroy(n);
+}
+
+/// `MACH_SEND_CANCEL`: the port-deleted notification the destination's copyin would send
+/// to the notify port is not sent.
+fn send_cancel(t: &mut T) {
+    let task = t.task();
+    let n = t.port();
+    let p = t.port();
+    let _ = traps::mach_port_insert_right(task, p, p, MACH_MSG_TYPE_MAKE_SEND);
+    let q = t.port();
+    t.park_receive(p, q);
+    let _ = t.request(p, DEAD_NAME, 0, n);
+    let send_cancel = option::SEND_MSG | option::SEND_CANCEL;
+    let move_send = msgh_bits(MACH_MSG_TYPE_MOVE_SEND, 0);
+    let r = t.send_with(send_cancel, move_send, p, PortName(0), 1, PortName(0));
+    t.c.check_eq(
+        "SEND_CANCEL without a notify port",
+        r,
+        KernReturn::SendInvalidNotify,
+    );
+    let r = t.send_with(send_cancel, move_send, p, PortName(0), 1, p);
+    t.c.check_eq(
+        "SEND_CANCEL with a notify name that is no receive right",
+        r,
+        KernReturn::SendInvalidNotify,
+    );
+    t.c.check_eq(
+        "  the send right is still there",
+        t.ptype(p),
+        Ok(TYPE_SEND | TYPE_DNREQUEST),
+    );
+    let r = t.send_with(send_cancel, move_send, p, PortName(0), 1, n);
+    t.c.check_eq("SEND_CANCEL moving the last send right", r, KernReturn::Success);
+    t.c.check_eq("  the name is gone", t.ptype(p), Err(KernReturn::InvalidName));
+    t.nothing(n, "  no port-deleted notification");
+    t.c.check_eq(
+        "  the request's send-once right died quietly",
+        t.status(n)[STATUS_SORIGHTS],
+        0,
+    );
+
+    // The same with a notify port the request does not go to: the notification comes.
+    let p2 = t.port();
+    let _ = traps::mach_port_insert_right(task, p2, p2, MACH_MSG_TYPE_MAKE_SEND);
+    t.park_receive(p2, q);
+    let _ = t.request(p2, DEAD_NAME, 0, n);
+    let other = t.port();
+    let r = t.send_with(send_cancel, move_send, p2, PortName(0), 2, other);
+    t.c.check_eq("SEND_CANCEL naming another notify port", r, KernReturn::Success);
+    let m = t.notification(n, "  the port-deleted notification is sent", PORT_DELETED, 48);
+    t.c.check_eq("  it names the name", m.get32(40), p2.0);
+    for name in [q, n, other] {
+        let _ = t.destroy(name);
+    }
+}
+
+/// `MACH_RCV_NOTIFY`: a reply right received under a new name comes with a dead-name
+/// request for the notify port.
+fn rcv_notify(t: &mut T) {
+    let n = t.port();
+    let s = t.port();
+    let r = t.port();
+    let request = msgh_bits(MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE);
+    let sent = t.send_with(option::SEND_MSG, request, s, r, 10, PortName(0));
+    t.c.check_eq("RCV_NOTIFY: a request with a reply port", sent, KernReturn::Success);
+    let (got, m) = t.receive_notify(s, n);
+    t.c.check_eq("  received with RCV_NOTIFY", (got, m.id()), (KernReturn::Success, 10));
+    let so = m.remote_name();
+    t.c.check_eq(
+        "  the reply right has a dead-name request",
+        t.ptype(so),
+        Ok((1 << 18) | TYPE_DNREQUEST),
+    );
+    t.c.check_eq(
+        "  made from the notify port",
+        t.status(n)[STATUS_SORIGHTS],
+        1,
+    );
+    t.c.check_eq("  destroy the reply port", t.destroy(r), Ok(()));
+    let m = t.notification(n, "  dead-name notification", DEAD_NAME, 48);
+    t.c.check_eq("  it names the reply right", m.get32(40), so.0);
+    let task = t.task();
+    let _ = traps::mach_port_deallocate(task, so);
+    let _ = traps::mach_port_deallocate(task, so);
+
+    // A send right for a port the space already names: no new name, no request.
+    let sent = t.send_with(
+        option::SEND_MSG,
+        msgh_bits(MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND),
+        s,
+        s,
+        11,
+        PortName(0),
+    );
+    t.c.check_eq("a request whose reply is a send right to s", sent, KernReturn::Success);
+    let (got, m) = t.receive_notify(s, n);
+    t.c.check_eq("  received with RCV_NOTIFY", (got, m.id()), (KernReturn::Success, 11));
+    t.c.check_eq("  under s's own name", m.remote_name(), s);
+    t.c.check_eq(
+        "  no request on it",
+        t.ptype(s),
+        Ok(TYPE_RECEIVE | TYPE_SEND),
+    );
+    t.c.check_eq("  no send-once right made", t.status(n)[STATUS_SORIGHTS], 0);
+    let _ = traps::mach_port_deallocate(task, s);
+
+    // No notify port, or one that is no receive right: the message is taken and its
+    // rights destroyed (the reply's send-once right notifies its port).
+    for (notify, what) in [(PortName(0), "null"), (so, "not a receive right")] {
+        let r2 = t.port();
+        let _ = t.send_with(option::SEND_MSG, request, s, r2, 12, PortName(0));
+        let (got, _) = t.receive_notify(s, notify);
+        t.c.check(
+            got == KernReturn::RcvInvalidNotify,
+            "RCV_NOTIFY with a bad notify name",
+            format_args!("{what}: {got:?}"),
+        );
+        t.nothing(s, "  the message was taken");
+        t.notification(r2, "  its reply right was destroyed", SEND_ONCE, 32);
+        let _ = t.destroy(r2);
+    }
+    let _ = t.destroy(s);
+    let _ = t.destroy(n);
+}
+
+/// `MACH_SEND_NOTIFY`: a message for a full queue is queued anyway with a msg-accepted
+/// request; the notification comes when it leaves the queue.
+fn send_notify(t: &mut T) {
+    let n = t.port();
+    let q = t.port();
+    t.c.check_eq("SEND_NOTIFY: queue limit 1", t.qlimit(q, 1), Ok(()));
+    let bits = msgh_bits(MACH_MSG_TYPE_MAKE_SEND, 0);
+    let send_notify = option::SEND_MSG | option::SEND_NOTIFY;
+    let r = t.send_with(send_notify, bits, q, PortName(0), 1, n);
+    t.c.check_eq("  with room: sent as usual", r, KernReturn::Success);
+    t.nothing(n, "  no notification for it");
+    let r = t.send_with(send_notify, bits, q, PortName(0), 2, PortName(0));
+    t.c.check_eq(
+        "  full, no notify port",
+        r,
+        KernReturn::SendInvalidNotify,
+    );
+    let r = t.send_with(send_notify, bits, q, PortName(0), 2, n);
+    t.c.check_eq("  full: queued anyway", r, KernReturn::SendWillNotify);
+    t.c.check_eq("  two messages queued", t.status(q)[STATUS_MSGCOUNT], 2);
+    let r = t.send_with(send_notify, bits, q, PortName(0), 3, n);
+    t.c.check_eq(
+        "  a second forced message",
+        r,
+        KernReturn::SendNotifyInProgress,
+    );
+    let r = t.send_with(option::SEND_MSG | option::SEND_TIMEOUT, bits, q, PortName(0), 3, n);
+    t.c.check_eq("  without SEND_NOTIFY the queue is full", r, KernReturn::SendTimedOut);
+    let (r, m) = t.receive(q, 0);
+    t.c.check_eq("  receive the first", (r, m.id()), (KernReturn::Success, 1));
+    t.nothing(n, "  no notification yet");
+    let (r, m) = t.receive(q, 0);
+    t.c.check_eq("  receive the forced one", (r, m.id()), (KernReturn::Success, 2));
+    let m = t.notification(n, "msg-accepted notification", MSG_ACCEPTED, 48);
+    t.c.check_eq("  it names the port", m.get32(40), q.0);
+    t.c.check_eq("  its send-once right used", t.status(n)[STATUS_SORIGHTS], 0);
+
+    // Forced again, then the port destroyed with it queued: notified, with no name.
+    let _ = t.send_with(option::SEND_MSG, bits, q, PortName(0), 4, PortName(0));
+    let r = t.send_with(send_notify, bits, q, PortName(0), 5, n);
+    t.c.check_eq("  forced again", r, KernReturn::SendWillNotify);
+    t.c.check_eq("  destroy the port", t.destroy(q), Ok(()));
+    let m = t.notification(n, "msg-accepted for a destroyed message", MSG_ACCEPTED, 48);
+    t.c.check_eq("  no name (the entry is gone)", m.get32(40), 0);
+    t.nothing(n, "  one notification only");
     let _ = t.destroy(n);
 }
