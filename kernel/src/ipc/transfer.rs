@@ -9,13 +9,13 @@ extern crate alloc;
 use super::abi::port_type::{DEAD_NAME, PORT_SET, RECEIVE, SEND, SEND_ONCE, SEND_RIGHTS};
 use super::abi::{Disposition, MACH_PORT_UREFS_MAX, MsgReturn, PortName, msg_type, msgh_bits};
 use super::kmsg::{Kmsg, MaRequest};
-use super::port::Port;
-use alloc::sync::Arc;
 use super::ledger::{Charge, Kind};
 use super::mqueue::{self, RecvSource};
+use super::port::Port;
 use super::port::Receiver;
 use super::right::{Deferred, MsgPort, Notification, Reaper, Right, RightKind};
 use super::space::{Entry, Object, Space, SpaceState, dncancel};
+use alloc::sync::Arc;
 use mach_abi::KernReturn;
 
 /// A header after `copyin_header`: the bits with the received types in the port fields,
@@ -821,8 +821,7 @@ impl Space {
         notify: PortName,
     ) -> Result<MaRequest, MsgReturn> {
         let mut prepaid = Some(
-            Charge::new(self.ledger(), Kind::SendOnce, 1)
-                .map_err(|_| MsgReturn::SEND_NO_NOTIFY)?,
+            Charge::new(self.ledger(), Kind::SendOnce, 1).map_err(|_| MsgReturn::SEND_NO_NOTIFY)?,
         );
         let mut work = Deferred::new();
         let r = {
@@ -929,9 +928,8 @@ impl Space {
             };
             if fresh {
                 let mut prepaid = Some(
-                    Charge::new(self.ledger(), Kind::SendOnce, 1).map_err(|_| {
-                        MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_KERNEL)
-                    })?,
+                    Charge::new(self.ledger(), Kind::SendOnce, 1)
+                        .map_err(|_| MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_KERNEL))?,
                 );
                 st.right_copyin(
                     notify,

@@ -24,9 +24,8 @@ use armach_tests::Checks;
 use armach_tests::msg::{Msg, mach_msg, port_desc};
 use libmach::abi::message::{
     MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE, MACH_MSG_TYPE_MOVE_RECEIVE,
-    MACH_MSG_TYPE_MOVE_SEND,
-    MACH_MSG_TYPE_PORT_RECEIVE, MACH_MSG_TYPE_PORT_SEND_ONCE, MACH_MSGH_BITS_COMPLEX, msgh_bits,
-    option,
+    MACH_MSG_TYPE_MOVE_SEND, MACH_MSG_TYPE_PORT_RECEIVE, MACH_MSG_TYPE_PORT_SEND_ONCE,
+    MACH_MSGH_BITS_COMPLEX, msgh_bits, option,
 };
 use libmach::abi::mig::PortArg;
 use libmach::ipc;
@@ -134,7 +133,11 @@ impl T {
         m.desc(32, port_desc(MACH_MSG_TYPE_MOVE_RECEIVE, 1));
         m.put64(40, u64::from(p.0));
         let r = mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName(0), 0);
-        self.c.check_eq("the receive right leaves in a message", r, KernReturn::Success);
+        self.c.check_eq(
+            "the receive right leaves in a message",
+            r,
+            KernReturn::Success,
+        );
     }
 
     /// `mach_msg` with `notify`: a header-only message (`bits`, `dest`, `reply`, `id`)
@@ -180,14 +183,7 @@ impl T {
     /// Receive on `n`, waiting up to `ms`.
     fn receive(&mut self, n: PortName, ms: u32) -> (KernReturn, Msg) {
         let mut m = Msg::new();
-        let r = mach_msg(
-            &mut m,
-            option::RCV_MSG | option::RCV_TIMEOUT,
-            0,
-            128,
-            n,
-            ms,
-        );
+        let r = mach_msg(&mut m, option::RCV_MSG | option::RCV_TIMEOUT, 0, 128, n, ms);
         (r, m)
     }
 
@@ -197,7 +193,8 @@ impl T {
         self.c.check_eq(what, r, KernReturn::Success);
         self.c.check_eq("  its id", m.id(), id);
         self.c.check_eq("  its size", m.size(), size);
-        self.c.check_eq("  it came to the notify port", m.local(), u64::from(n.0));
+        self.c
+            .check_eq("  it came to the notify port", m.local(), u64::from(n.0));
         self.c.check_eq("  no reply port", m.remote(), 0);
         m
     }
@@ -237,7 +234,11 @@ fn dead_name(t: &mut T) {
     t.c.check_eq("dead-name: a send right", r, Ok(()));
     let q = t.port();
     t.park_receive(p, q);
-    t.c.check_eq("  the name holds the send right only", t.ptype(p), Ok(TYPE_SEND));
+    t.c.check_eq(
+        "  the name holds the send right only",
+        t.ptype(p),
+        Ok(TYPE_SEND),
+    );
     let prev = t.request(p, DEAD_NAME, 0, n);
     t.c.check_eq("  request a dead-name notification", prev, Ok(PortName(0)));
     t.c.check_eq(
@@ -252,7 +253,11 @@ fn dead_name(t: &mut T) {
     );
     t.nothing(n, "  no notification yet");
     // Destroying q destroys the message holding p's receive right: p dies.
-    t.c.check_eq("  destroy the port holding the receive right", t.destroy(q), Ok(()));
+    t.c.check_eq(
+        "  destroy the port holding the receive right",
+        t.destroy(q),
+        Ok(()),
+    );
     let m = t.notification(n, "dead-name notification", DEAD_NAME, 48);
     t.c.check_eq("  it names the dead name", m.get32(40), p.0);
     t.c.check_eq(
@@ -262,7 +267,11 @@ fn dead_name(t: &mut T) {
     );
     t.c.check_eq("  the name is a dead name", t.ptype(p), Ok(TYPE_DEAD_NAME));
     // GNU Mach: the send right's reference plus one for the notification.
-    t.c.check_eq("  two dead-name references", t.refs(p, RIGHT_DEAD_NAME), Some(2));
+    t.c.check_eq(
+        "  two dead-name references",
+        t.refs(p, RIGHT_DEAD_NAME),
+        Some(2),
+    );
     t.c.check_eq(
         "  the notify port's send-once right was used",
         t.status(n)[STATUS_SORIGHTS],
@@ -277,7 +286,11 @@ fn dead_name(t: &mut T) {
         ),
         (Ok(()), Ok(())),
     );
-    t.c.check_eq("  then it is gone", t.ptype(p), Err(KernReturn::InvalidName));
+    t.c.check_eq(
+        "  then it is gone",
+        t.ptype(p),
+        Err(KernReturn::InvalidName),
+    );
     t.nothing(n, "  one notification only");
     let _ = t.destroy(n);
 }
@@ -291,13 +304,25 @@ fn port_deleted(t: &mut T) {
     let q = t.port();
     t.park_receive(p, q);
     let prev = t.request(p, DEAD_NAME, 0, n);
-    t.c.check_eq("port-deleted: request on the send right", prev, Ok(PortName(0)));
+    t.c.check_eq(
+        "port-deleted: request on the send right",
+        prev,
+        Ok(PortName(0)),
+    );
     let r = traps::mach_port_deallocate(task, p);
     t.c.check_eq("  deallocate the send right", r, Ok(()));
     let m = t.notification(n, "port-deleted notification", PORT_DELETED, 48);
     t.c.check_eq("  it names the deleted name", m.get32(40), p.0);
-    t.c.check_eq("  the name is gone", t.ptype(p), Err(KernReturn::InvalidName));
-    t.c.check_eq("  no send-once right left out", t.status(n)[STATUS_SORIGHTS], 0);
+    t.c.check_eq(
+        "  the name is gone",
+        t.ptype(p),
+        Err(KernReturn::InvalidName),
+    );
+    t.c.check_eq(
+        "  no send-once right left out",
+        t.status(n)[STATUS_SORIGHTS],
+        0,
+    );
     // The port dies now, but nobody asks about it any more.
     let _ = t.destroy(q);
     t.nothing(n, "  no dead-name notification after");
@@ -361,7 +386,11 @@ fn send_once(t: &mut T) {
     // A request replaced: the previous right comes back.
     let n = t.port();
     let first = t.request(p, DEAD_NAME, 0, n);
-    t.c.check_eq("  a dead-name request on a receive right", first, Ok(PortName(0)));
+    t.c.check_eq(
+        "  a dead-name request on a receive right",
+        first,
+        Ok(PortName(0)),
+    );
     let again = t.request(p, DEAD_NAME, 0, n);
     let prev = again.unwrap_or(PortName(0));
     t.c.check(
@@ -369,7 +398,11 @@ fn send_once(t: &mut T) {
         "  replacing it gives back the previous send-once right",
         format_args!("{again:?}"),
     );
-    t.c.check_eq("  two send-once rights out", t.status(n)[STATUS_SORIGHTS], 2);
+    t.c.check_eq(
+        "  two send-once rights out",
+        t.status(n)[STATUS_SORIGHTS],
+        2,
+    );
     let r = traps::mach_port_deallocate(task, prev);
     t.c.check_eq("  deallocate the returned right", r, Ok(()));
     t.notification(n, "  its send-once notification", SEND_ONCE, 32);
@@ -400,7 +433,11 @@ fn port_destroyed(t: &mut T) {
     let r = mach_msg(&mut m, option::SEND_MSG, 32, 0, PortName(0), 0);
     t.c.check_eq("port-destroyed: a message queued", r, KernReturn::Success);
     let prev = t.request(p, PORT_DESTROYED, 0, n);
-    t.c.check_eq("  request a port-destroyed notification", prev, Ok(PortName(0)));
+    t.c.check_eq(
+        "  request a port-destroyed notification",
+        prev,
+        Ok(PortName(0)),
+    );
     t.c.check_eq("  the request is held", t.status(p)[STATUS_PDREQUEST], 1);
     let bad = t.request(p, PORT_DESTROYED, 1, n);
     t.c.check_eq(
@@ -409,10 +446,19 @@ fn port_destroyed(t: &mut T) {
         Err(KernReturn::InvalidValue),
     );
     // The refused request's send-once right is destroyed with it (GNU Mach's server).
-    t.notification(n, "  its right comes back as a send-once notification", SEND_ONCE, 32);
+    t.notification(
+        n,
+        "  its right comes back as a send-once notification",
+        SEND_ONCE,
+        32,
+    );
     t.c.check_eq("  one send-once right out", t.status(n)[STATUS_SORIGHTS], 1);
     t.c.check_eq("  destroy the receive right", t.destroy(p), Ok(()));
-    t.c.check_eq("  the name is gone", t.ptype(p), Err(KernReturn::InvalidName));
+    t.c.check_eq(
+        "  the name is gone",
+        t.ptype(p),
+        Err(KernReturn::InvalidName),
+    );
     let m = t.notification(n, "port-destroyed notification", PORT_DESTROYED, 48);
     t.c.check_eq(
         "  header bits",
@@ -420,13 +466,25 @@ fn port_destroyed(t: &mut T) {
         MACH_MSGH_BITS_COMPLEX | msgh_bits(0, MACH_MSG_TYPE_PORT_SEND_ONCE),
     );
     let desc = libmach::abi::message::TypeDesc::from_words(m.get32(32), m.get32(36));
-    t.c.check_eq("  it carries a receive right", desc.name, MACH_MSG_TYPE_PORT_RECEIVE);
+    t.c.check_eq(
+        "  it carries a receive right",
+        desc.name,
+        MACH_MSG_TYPE_PORT_RECEIVE,
+    );
     let r = PortName(m.get64(40) as u32);
     t.c.check_eq("  the right is ours", t.ptype(r), Ok(TYPE_RECEIVE));
     t.c.check_eq("  with its message", t.status(r)[STATUS_MSGCOUNT], 1);
-    t.c.check_eq("  and no request any more", t.status(r)[STATUS_PDREQUEST], 0);
+    t.c.check_eq(
+        "  and no request any more",
+        t.status(r)[STATUS_PDREQUEST],
+        0,
+    );
     let (got, m) = t.receive(r, 0);
-    t.c.check_eq("  the message is still there", (got, m.id()), (KernReturn::Success, 4242));
+    t.c.check_eq(
+        "  the message is still there",
+        (got, m.id()),
+        (KernReturn::Success, 4242),
+    );
     t.c.check_eq("  receive right refs", t.refs(r, RIGHT_RECEIVE), Some(1));
     let _ = t.destroy(r);
     t.nothing(n, "  destroyed for good this time: no notification");
@@ -463,8 +521,16 @@ fn send_cancel(t: &mut T) {
         Ok(TYPE_SEND | TYPE_DNREQUEST),
     );
     let r = t.send_with(send_cancel, move_send, p, PortName(0), 1, n);
-    t.c.check_eq("SEND_CANCEL moving the last send right", r, KernReturn::Success);
-    t.c.check_eq("  the name is gone", t.ptype(p), Err(KernReturn::InvalidName));
+    t.c.check_eq(
+        "SEND_CANCEL moving the last send right",
+        r,
+        KernReturn::Success,
+    );
+    t.c.check_eq(
+        "  the name is gone",
+        t.ptype(p),
+        Err(KernReturn::InvalidName),
+    );
     t.nothing(n, "  no port-deleted notification");
     t.c.check_eq(
         "  the request's send-once right died quietly",
@@ -479,8 +545,17 @@ fn send_cancel(t: &mut T) {
     let _ = t.request(p2, DEAD_NAME, 0, n);
     let other = t.port();
     let r = t.send_with(send_cancel, move_send, p2, PortName(0), 2, other);
-    t.c.check_eq("SEND_CANCEL naming another notify port", r, KernReturn::Success);
-    let m = t.notification(n, "  the port-deleted notification is sent", PORT_DELETED, 48);
+    t.c.check_eq(
+        "SEND_CANCEL naming another notify port",
+        r,
+        KernReturn::Success,
+    );
+    let m = t.notification(
+        n,
+        "  the port-deleted notification is sent",
+        PORT_DELETED,
+        48,
+    );
     t.c.check_eq("  it names the name", m.get32(40), p2.0);
     for name in [q, n, other] {
         let _ = t.destroy(name);
@@ -495,9 +570,17 @@ fn rcv_notify(t: &mut T) {
     let r = t.port();
     let request = msgh_bits(MACH_MSG_TYPE_MAKE_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE);
     let sent = t.send_with(option::SEND_MSG, request, s, r, 10, PortName(0));
-    t.c.check_eq("RCV_NOTIFY: a request with a reply port", sent, KernReturn::Success);
+    t.c.check_eq(
+        "RCV_NOTIFY: a request with a reply port",
+        sent,
+        KernReturn::Success,
+    );
     let (got, m) = t.receive_notify(s, n);
-    t.c.check_eq("  received with RCV_NOTIFY", (got, m.id()), (KernReturn::Success, 10));
+    t.c.check_eq(
+        "  received with RCV_NOTIFY",
+        (got, m.id()),
+        (KernReturn::Success, 10),
+    );
     let so = m.remote_name();
     t.c.check_eq(
         "  the reply right has a dead-name request",
@@ -525,9 +608,17 @@ fn rcv_notify(t: &mut T) {
         11,
         PortName(0),
     );
-    t.c.check_eq("a request whose reply is a send right to s", sent, KernReturn::Success);
+    t.c.check_eq(
+        "a request whose reply is a send right to s",
+        sent,
+        KernReturn::Success,
+    );
     let (got, m) = t.receive_notify(s, n);
-    t.c.check_eq("  received with RCV_NOTIFY", (got, m.id()), (KernReturn::Success, 11));
+    t.c.check_eq(
+        "  received with RCV_NOTIFY",
+        (got, m.id()),
+        (KernReturn::Success, 11),
+    );
     t.c.check_eq("  under s's own name", m.remote_name(), s);
     t.c.check_eq(
         "  no request on it",
@@ -568,11 +659,7 @@ fn send_notify(t: &mut T) {
     t.c.check_eq("  with room: sent as usual", r, KernReturn::Success);
     t.nothing(n, "  no notification for it");
     let r = t.send_with(send_notify, bits, q, PortName(0), 2, PortName(0));
-    t.c.check_eq(
-        "  full, no notify port",
-        r,
-        KernReturn::SendInvalidNotify,
-    );
+    t.c.check_eq("  full, no notify port", r, KernReturn::SendInvalidNotify);
     let r = t.send_with(send_notify, bits, q, PortName(0), 2, n);
     t.c.check_eq("  full: queued anyway", r, KernReturn::SendWillNotify);
     t.c.check_eq("  two messages queued", t.status(q)[STATUS_MSGCOUNT], 2);
@@ -582,16 +669,35 @@ fn send_notify(t: &mut T) {
         r,
         KernReturn::SendNotifyInProgress,
     );
-    let r = t.send_with(option::SEND_MSG | option::SEND_TIMEOUT, bits, q, PortName(0), 3, n);
-    t.c.check_eq("  without SEND_NOTIFY the queue is full", r, KernReturn::SendTimedOut);
+    let r = t.send_with(
+        option::SEND_MSG | option::SEND_TIMEOUT,
+        bits,
+        q,
+        PortName(0),
+        3,
+        n,
+    );
+    t.c.check_eq(
+        "  without SEND_NOTIFY the queue is full",
+        r,
+        KernReturn::SendTimedOut,
+    );
     let (r, m) = t.receive(q, 0);
     t.c.check_eq("  receive the first", (r, m.id()), (KernReturn::Success, 1));
     t.nothing(n, "  no notification yet");
     let (r, m) = t.receive(q, 0);
-    t.c.check_eq("  receive the forced one", (r, m.id()), (KernReturn::Success, 2));
+    t.c.check_eq(
+        "  receive the forced one",
+        (r, m.id()),
+        (KernReturn::Success, 2),
+    );
     let m = t.notification(n, "msg-accepted notification", MSG_ACCEPTED, 48);
     t.c.check_eq("  it names the port", m.get32(40), q.0);
-    t.c.check_eq("  its send-once right used", t.status(n)[STATUS_SORIGHTS], 0);
+    t.c.check_eq(
+        "  its send-once right used",
+        t.status(n)[STATUS_SORIGHTS],
+        0,
+    );
 
     // Forced again, then the port destroyed with it queued: notified, with no name.
     let _ = t.send_with(option::SEND_MSG, bits, q, PortName(0), 4, PortName(0));

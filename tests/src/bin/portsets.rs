@@ -12,8 +12,8 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use armach_tests::msg::{Msg, int_desc, mach_msg};
 use armach_tests::Checks;
+use armach_tests::msg::{Msg, int_desc, mach_msg};
 use libmach::abi::message::{MACH_MSG_TYPE_MAKE_SEND, msgh_bits, option};
 use libmach::abi::port::PortRight;
 use libmach::ipc;
@@ -48,7 +48,11 @@ fn new_port(c: &mut Checks) -> PortName {
 
 fn new_set(c: &mut Checks) -> PortName {
     let s = traps::mach_port_allocate(task(), PortRight::PortSet).unwrap_or(PortName(0));
-    c.check(s.0 != 0, "mach_port_allocate(PORT_SET)", format_args!("{s:?}"));
+    c.check(
+        s.0 != 0,
+        "mach_port_allocate(PORT_SET)",
+        format_args!("{s:?}"),
+    );
     s
 }
 
@@ -114,7 +118,11 @@ fn members_and_order(c: &mut Checks) {
         KernReturn::RcvTimedOut,
     );
     // A message queued on b before it joins moves into the set with it.
-    c.check_eq("a message to b before it joins", send(b, 20), KernReturn::Success);
+    c.check_eq(
+        "a message to b before it joins",
+        send(b, 20),
+        KernReturn::Success,
+    );
     c.check_eq("move a into the set", move_member(a, set), Ok(()));
     c.check_eq("move b into the set", move_member(b, set), Ok(()));
     c.check_eq("the set's members", members(set), Ok(alloc::vec![a, b]));
@@ -174,7 +182,11 @@ fn members_and_order(c: &mut Checks) {
         receive(set, 0).0,
         KernReturn::RcvTimedOut,
     );
-    c.check_eq("a receives its own", receive(a, 0), (KernReturn::Success, 4, a));
+    c.check_eq(
+        "a receives its own",
+        receive(a, 0),
+        (KernReturn::Success, 4, a),
+    );
 
     // Moving a member to another set takes its queued messages along.
     let other = new_set(c);
@@ -248,7 +260,14 @@ fn blocked_receivers(c: &mut Checks) {
         // The receiver acknowledges before blocking on the set again, so it is blocked
         // (or about to be) when the next message goes.
         let mut m = Msg::new();
-        let r = mach_msg(&mut m, option::RCV_MSG | option::RCV_TIMEOUT, 0, 128, ack, 10_000);
+        let r = mach_msg(
+            &mut m,
+            option::RCV_MSG | option::RCV_TIMEOUT,
+            0,
+            128,
+            ack,
+            10_000,
+        );
         // The body carries what the receiver saw as msgh_local_port.
         if sent == KernReturn::Success
             && r == KernReturn::Success
@@ -275,7 +294,11 @@ fn destroy_set(c: &mut Checks) {
     let set = new_set(c);
     let a = new_port(c);
     let _ = move_member(a, set);
-    c.check_eq("a message queued in the set", send(a, 8), KernReturn::Success);
+    c.check_eq(
+        "a message queued in the set",
+        send(a, 8),
+        KernReturn::Success,
+    );
     c.check_eq("destroy the set", destroy(set), Ok(()));
     c.check_eq("a is in no set", pset_of(a), 0);
     c.check_eq(
