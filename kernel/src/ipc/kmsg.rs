@@ -48,6 +48,8 @@ pub trait OolMemory: Send {
     fn size(&self) -> u64;
     /// The region as its concrete type, for the VM code that made it.
     fn as_any(&self) -> &dyn core::any::Any;
+    /// The same, to take what it holds (frames handed to a receiver's map).
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any;
 }
 
 pub struct OolSlot {
