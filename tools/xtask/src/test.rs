@@ -560,8 +560,8 @@ pub struct Plan {
 fn user_programs() -> Result<Vec<String>> {
     let mut programs =
         crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
-    // The bench program measures, it checks nothing: `cargo xtask bench` runs it.
-    programs.retain(|p| p != crate::bench::PROGRAM);
+    // The bench programs measure, they check nothing: `cargo xtask bench` runs them.
+    programs.retain(|p| p != crate::bench::PROGRAM && p != crate::bench::SERVER);
     Ok(programs)
 }
 
