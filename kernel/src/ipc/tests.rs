@@ -1343,6 +1343,11 @@ fn rights_that_cannot_be_placed_at_receive() {
     let c = space(&l);
     let r = s.allocate(R_RECV).unwrap();
     let q = c.allocate(R_RECV).unwrap();
+    // Names are charged per map node (`kmem::BTREE_MIN_KEYS` names a granule): with five
+    // names, c's next one needs a granule more.
+    for _ in 0..4 {
+        c.allocate(R_RECV).unwrap();
+    }
     give_send(&c, q, &s, n(1));
     let port = port_of(&s, r);
     // No memory for a name: the body right is destroyed and named null.
@@ -1767,6 +1772,62 @@ fn a_long_chain_of_queued_receive_rights_dies_without_deep_recursion() {
     s.destroy_name(prev).unwrap();
     assert_eq!(l.of(Kind::Port), 0);
     drop(s);
+    assert_eq!(l.total(), 0);
+}
+
+/// A space's maps are charged per B-tree node, not per name: 10,000 receive rights cost
+/// their ports and about two fifths of a granule each for the two maps, and the real nodes
+/// never outnumber the granules charged, while names come and go in any order.
+#[test]
+fn ten_thousand_receive_rights_charged_per_node() {
+    use crate::mm::kmem::GRANULE;
+    use crate::testalloc::Tracker;
+    const N: usize = 10_000;
+    let l = ledger();
+    let mut t = Tracker::new();
+    let s = t.run(|| space(&l));
+    let mut names = Vec::with_capacity(N);
+    for i in 0..N {
+        names.push(t.run(|| s.allocate(R_RECV)).unwrap());
+        if i % 97 == 0 {
+            assert!(t.live_blocks() <= l.total(), "{i}: {:?}", kinds(&l));
+        }
+    }
+    assert!(t.largest_block() <= GRANULE);
+    assert!(t.live_blocks() <= l.total(), "{:?}", kinds(&l));
+    assert_eq!(l.of(Kind::Port), N);
+    let maps = l.of(Kind::Entry);
+    assert!(
+        maps <= space::SPACE_BLOCKS + 2 * N.div_ceil(5),
+        "{maps} granules for the maps of {N} names"
+    );
+    assert!(
+        l.total() * 10 <= N * 15,
+        "{} granules for {N} receive rights",
+        l.total()
+    );
+    // Destroyed in a scattered order: nodes merge, and the charge follows them down.
+    let mut x: u64 = 7;
+    while !names.is_empty() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let i = (x >> 33) as usize % names.len();
+        let name = names.swap_remove(i);
+        t.run(|| s.destroy_name(name)).unwrap();
+        if names.len() % 89 == 0 {
+            assert!(
+                t.live_blocks() <= l.total(),
+                "{} left: {} blocks, {:?}",
+                names.len(),
+                t.live_blocks(),
+                kinds(&l)
+            );
+        }
+    }
+    assert_eq!(l.total(), space::SPACE_BLOCKS);
+    assert!(t.live_blocks() <= space::SPACE_BLOCKS);
+    t.run(|| drop(s));
     assert_eq!(l.total(), 0);
 }
 
