@@ -838,10 +838,10 @@ impl Space {
                 Err(MsgReturn::SEND_INVALID_NOTIFY)
             } else if name.is_some_and(|n| st.entries.get(&n).is_some_and(|e| e.marequest)) {
                 Err(MsgReturn::SEND_NOTIFY_IN_PROGRESS)
-            } else if !st
+            } else if st
                 .entries
                 .get(&notify.0)
-                .is_some_and(|e| e.ty & RECEIVE != 0)
+                .is_none_or(|e| e.ty & RECEIVE == 0)
             {
                 Err(MsgReturn::SEND_INVALID_NOTIFY)
             } else {
@@ -915,10 +915,10 @@ impl Space {
             if !st.active {
                 return Err(MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_SPACE));
             }
-            if !st
+            if st
                 .entries
                 .get(&notify.0)
-                .is_some_and(|e| e.ty & RECEIVE != 0)
+                .is_none_or(|e| e.ty & RECEIVE == 0)
             {
                 return Err(MsgReturn::RCV_INVALID_NOTIFY);
             }

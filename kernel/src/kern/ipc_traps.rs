@@ -710,6 +710,8 @@ fn send(
 /// `MACH_SEND_NOTIFY` on a full queue (GNU Mach `mach_msg_send`): with a msg-accepted
 /// request made from `notify` (see `Space::marequest_create`), the message is queued past
 /// the limit; without one it comes back with the error.
+// The message travels by value, as into and out of a queue (see `mqueue::SendResult`).
+#[allow(clippy::result_large_err)]
 fn force_with_notify(
     space: &Arc<Space>,
     mut kmsg: Kmsg,

@@ -130,7 +130,7 @@ fn server(c: &mut Checks, port: PortName) {
                 let len = m.get32(36) as usize;
                 // The region is whole pages of this task: the bytes, then zeroes.
                 let mapped = len.div_ceil(PAGE) * PAGE;
-                let aligned = addr % PAGE as u64 == 0;
+                let aligned = addr.is_multiple_of(PAGE as u64);
                 let (sum, tail_clear) = if addr == 0 || !aligned {
                     (0, false)
                 } else {
