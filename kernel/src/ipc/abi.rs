@@ -170,6 +170,7 @@ pub mod msgh_bits {
 /// Notification message ids (`mach/notify.h`, `MACH_NOTIFY_FIRST` = 0100).
 pub mod notify {
     pub const PORT_DELETED: i32 = 0o101;
+    pub const MSG_ACCEPTED: i32 = 0o102;
     pub const PORT_DESTROYED: i32 = 0o105;
     pub const NO_SENDERS: i32 = 0o106;
     pub const SEND_ONCE: i32 = 0o107;
@@ -186,6 +187,8 @@ impl MsgReturn {
     pub const SEND_INVALID_DATA: MsgReturn = MsgReturn(0x1000_0002);
     pub const SEND_INVALID_DEST: MsgReturn = MsgReturn(0x1000_0003);
     pub const SEND_TIMED_OUT: MsgReturn = MsgReturn(0x1000_0004);
+    pub const SEND_WILL_NOTIFY: MsgReturn = MsgReturn(0x1000_0005);
+    pub const SEND_NOTIFY_IN_PROGRESS: MsgReturn = MsgReturn(0x1000_0006);
     pub const SEND_INTERRUPTED: MsgReturn = MsgReturn(0x1000_0007);
     pub const SEND_MSG_TOO_SMALL: MsgReturn = MsgReturn(0x1000_0008);
     pub const SEND_INVALID_REPLY: MsgReturn = MsgReturn(0x1000_0009);
@@ -193,6 +196,7 @@ impl MsgReturn {
     pub const SEND_INVALID_NOTIFY: MsgReturn = MsgReturn(0x1000_000b);
     pub const SEND_INVALID_MEMORY: MsgReturn = MsgReturn(0x1000_000c);
     pub const SEND_NO_BUFFER: MsgReturn = MsgReturn(0x1000_000d);
+    pub const SEND_NO_NOTIFY: MsgReturn = MsgReturn(0x1000_000e);
     pub const SEND_INVALID_TYPE: MsgReturn = MsgReturn(0x1000_000f);
     pub const SEND_INVALID_HEADER: MsgReturn = MsgReturn(0x1000_0010);
     pub const RCV_INVALID_NAME: MsgReturn = MsgReturn(0x1000_4002);
@@ -235,8 +239,13 @@ mod tests {
         assert_eq!(msgh_bits::local(0x8000_1513), 21);
         assert_eq!(msgh_bits::other(0x8000_1513), 0x8000_0000);
         assert_eq!(
-            (notify::PORT_DELETED, notify::NO_SENDERS, notify::DEAD_NAME),
-            (65, 70, 72)
+            (
+                notify::PORT_DELETED,
+                notify::MSG_ACCEPTED,
+                notify::NO_SENDERS,
+                notify::DEAD_NAME
+            ),
+            (65, 66, 70, 72)
         );
         assert_eq!(
             MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_SPACE).0,

@@ -102,11 +102,24 @@ pub trait OolMemory: Send {
     fn size(&self) -> u64;
     /// The region as its concrete type, for the VM code that made it.
     fn as_any(&self) -> &dyn core::any::Any;
+    /// The same, to take what it holds (frames handed to a receiver's map).
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any;
 }
 
 pub struct OolSlot {
     pub at: u64,
     pub memory: Box<dyn OolMemory>,
+}
+
+/// A msg-accepted request (GNU Mach `ipc_marequest`): who forced a message onto a full
+/// queue with `MACH_SEND_NOTIFY`, and the send-once right (made from the sender's notify
+/// port, prepaid) the notification goes through. The sender's entry for the port is
+/// marked while it lasts (`Space::marequest_create`), so a second forced message from the
+/// same space gets `MACH_SEND_NOTIFY_IN_PROGRESS`.
+pub struct MaRequest {
+    pub(crate) space: alloc::sync::Weak<super::space::Space>,
+    pub(crate) port: Arc<Port>,
+    pub(crate) soright: Right,
 }
 
 /// A kernel message: an owning pointer to its data (see the module comment). The box is
@@ -142,6 +155,9 @@ pub struct KmsgData {
     pub body: Body,
     ports: Chunked<PortSlot, PORTS_INLINE>,
     ool: Chunked<OolSlot, 1>,
+    /// A msg-accepted request (`MACH_SEND_NOTIFY` on a full queue): notified when the
+    /// message leaves its queue, received or destroyed.
+    marequest: Option<MaRequest>,
     /// What the message's heap blocks are charged (the sender's ledger, or a send-once
     /// right's prepaid granule for a notification), given back when it is dropped.
     _charge: Option<Charge>,
@@ -214,6 +230,7 @@ impl Kmsg {
             body: Body::with_capacity(shape.body_len).ok()?,
             ports: Chunked::with_capacity(shape.ports).ok()?,
             ool: Chunked::with_capacity(shape.ool).ok()?,
+            marequest: None,
             _charge: charge,
             next: None,
         }))))
@@ -317,9 +334,30 @@ impl Kmsg {
         msgh_bits::remote(self.bits) == msg_type::PORT_SEND_ONCE
     }
 
+    /// Attach a msg-accepted request (GNU Mach's `ikm_marequest`).
+    pub fn set_marequest(&mut self, request: MaRequest) {
+        self.marequest = Some(request);
+    }
+
+    pub(crate) fn take_marequest(&mut self) -> Option<MaRequest> {
+        self.marequest.take()
+    }
+
+    /// The message has left its queue for a receiver: a msg-accepted request it carries
+    /// is notified now (GNU Mach `ipc_marequest_destroy` at dequeue). Call with no IPC
+    /// lock held.
+    pub fn accepted(&mut self) {
+        if let Some(request) = self.marequest.take() {
+            let mut reaper = Reaper::new();
+            reaper.msg_accepted(request);
+            reaper.run();
+        }
+    }
+
     /// Whether anything in it needs releasing.
     fn holds_anything(&self) -> bool {
-        self.remote.is_some()
+        self.marequest.is_some()
+            || self.remote.is_some()
             || matches!(self.local, MsgPort::Right(_))
             || !self.ports.is_empty()
             || !self.ool.is_empty()
@@ -350,6 +388,7 @@ impl Drop for Kmsg {
             return;
         }
         data._charge = None;
+        data.marequest = None;
         data.body.clear();
         keep_spare(data);
     }

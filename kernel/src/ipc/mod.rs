@@ -106,7 +106,7 @@ pub mod transfer;
 mod tests;
 
 pub use abi::{Disposition, MsgReturn, PortName, PortRight};
-pub use kmsg::{Kmsg, KmsgShape, OolMemory};
+pub use kmsg::{Kmsg, KmsgShape, MaRequest, OolMemory};
 pub use ledger::{Charge, Kind, Ledger};
 pub use mqueue::{RecvResult, RecvSource, SendResult, WaitKey, WaitOn};
 pub use port::{KObject, KObjectKind, Port, PortStatus};

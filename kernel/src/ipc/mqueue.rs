@@ -239,18 +239,23 @@ pub enum RecvSource {
 impl RecvSource {
     /// Take the oldest message (GNU Mach `ipc_mqueue_receive`), if it is at most
     /// `max_size` bytes (`None`: any size). `on_empty` runs under the queue's lock when
-    /// there is nothing to take.
+    /// there is nothing to take. A msg-accepted request on the message taken is notified
+    /// (after the locks).
     pub fn receive(
         &self,
         max_size: Option<u32>,
         on_empty: impl FnOnce(WaitKey) -> bool,
     ) -> RecvResult {
-        match self {
+        let mut r = match self {
             RecvSource::Port { port, space } => {
                 receive_port(port, Some(*space), max_size, on_empty)
             }
             RecvSource::Set { set, space } => receive_set(set, *space, max_size, on_empty),
+        };
+        if let RecvResult::Message(kmsg) = &mut r {
+            kmsg.accepted();
         }
+        r
     }
 
     /// The name the receiving space has for the port or set now.
@@ -267,7 +272,11 @@ impl RecvSource {
 
 /// Receive from a port whose receive right the kernel holds (a kernel object's port).
 pub fn receive_kernel(port: &Arc<Port>, max_size: Option<u32>) -> RecvResult {
-    receive_port(port, None, max_size, |_| false)
+    let mut r = receive_port(port, None, max_size, |_| false);
+    if let RecvResult::Message(kmsg) = &mut r {
+        kmsg.accepted();
+    }
+    r
 }
 
 fn too_large(kmsg: &Kmsg, max: Option<u32>) -> Option<u32> {

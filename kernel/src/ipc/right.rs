@@ -153,6 +153,9 @@ impl MsgPort {
 /// A notification (GNU Mach `ipc_notify_*`), sent through a send-once right.
 pub(crate) enum Notification {
     PortDeleted(PortName),
+    /// A message forced onto a full queue with `MACH_SEND_NOTIFY` left it; the sender's
+    /// name for the port (null if the sender no longer has one).
+    MsgAccepted(PortName),
     PortDestroyed(Right),
     NoSenders(u32),
     SendOnce,
@@ -203,6 +206,22 @@ impl Deferred {
     pub fn notify(&mut self, soright: Option<Right>, n: Notification) {
         if let Some(r) = soright {
             self.push(Work::Notify(r, n));
+        }
+    }
+
+    /// Take out the port-deleted notification for `name` that would go to `port`, if one
+    /// was queued (`MACH_SEND_CANCEL`): its send-once right.
+    pub fn take_port_deleted(&mut self, name: PortName, port: &Arc<Port>) -> Option<Right> {
+        let i = self.work.iter().position(|w| {
+            matches!(w, Work::Notify(r, Notification::PortDeleted(n))
+                if *n == name && Arc::ptr_eq(r.port(), port))
+        })?;
+        match self.work.remove(i) {
+            Work::Notify(r, _) => Some(r),
+            other => {
+                self.push(other);
+                None
+            }
         }
     }
 
@@ -344,6 +363,9 @@ impl Reaper {
     /// Take a message apart: its rights are released (the destination quietly if
     /// `quiet_dest`), its regions dropped. The emptied message is left to its owner.
     pub fn destroy_msg(&mut self, kmsg: &mut Kmsg, quiet_dest: bool) {
+        if let Some(request) = kmsg.take_marequest() {
+            self.msg_accepted(request);
+        }
         if let Some(dest) = kmsg.take_remote() {
             if quiet_dest {
                 self.consume_quietly(dest);
@@ -363,7 +385,11 @@ impl Reaper {
     }
 
     /// Send notification `n` through `soright` (which pays for it): queued on its port
-    /// whatever the queue limit, or destroyed if the port is dead.
+    /// whatever the queue limit, or destroyed if the port is dead. Never inlined: the
+    /// message is built on the stack (up to a granule, moved a few times), and inlined into
+    /// each of its callers' several call sites it made their frames kilobytes deep, enough
+    /// for a port destroyed from the kernel's object server to overflow a kernel stack.
+    #[inline(never)]
     pub fn notify(&mut self, soright: Right, n: Notification) {
         if let Some(kmsg) = self.notification(soright, n) {
             match mqueue::deliver(kmsg, true, |_| false, self) {
@@ -372,6 +398,22 @@ impl Reaper {
                 SendResult::Full(k) => self.destroy_dead_letter(k),
             }
         }
+    }
+
+    /// A msg-accepted request ends (its message was received or destroyed): the sender's
+    /// entry is unmarked and the notification sent with the sender's name for the port,
+    /// or null if it has none now (GNU Mach `ipc_marequest_destroy`).
+    pub fn msg_accepted(&mut self, request: super::kmsg::MaRequest) {
+        let super::kmsg::MaRequest {
+            space,
+            port,
+            soright,
+        } = request;
+        let name = space
+            .upgrade()
+            .map_or(PortName::NULL, |s| s.marequest_done(&port));
+        drop(port);
+        self.notify(soright, Notification::MsgAccepted(name));
     }
 
     fn destroy_dead_letter(&mut self, mut kmsg: Kmsg) {
@@ -403,6 +445,12 @@ impl Reaper {
         let (id, descriptor, value, right): (i32, u64, u64, Option<Right>) = match n {
             Notification::PortDeleted(name) => (
                 notify::PORT_DELETED,
+                inline_descriptor(msg_type::PORT_NAME, 32),
+                u64::from(name.0),
+                None,
+            ),
+            Notification::MsgAccepted(name) => (
+                notify::MSG_ACCEPTED,
                 inline_descriptor(msg_type::PORT_NAME, 32),
                 u64::from(name.0),
                 None,

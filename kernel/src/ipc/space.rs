@@ -7,10 +7,13 @@
 //! set, and whether a dead-name request is registered. A reverse map from port to name
 //! finds the entry holding send or receive rights for a port, so that send rights
 //! received in messages merge under one name. Both maps are B-trees (O(log n)), charged
-//! as `mm::kmem` charges its maps: a granule per entry of either map plus one for each
-//! root, held in one charge per space that grows before an insert and is brought back
-//! to the exact count whenever the space's lock is let go ([`SpaceGuard`]). An entry
-//! stays small enough (const-checked) for a node of either map to fit a granule.
+//! per node: a granule for each root and one for every `kmem::BTREE_MIN_KEYS` entries of
+//! either map (`kmem::btree_nodes`, a bound on the nodes a standard B-tree of that many
+//! entries holds), so a name costs about a fifth of a granule in each map rather than a
+//! granule. The charge is held in one `Charge` per space that grows before an insert and
+//! is brought back to the exact bound whenever the space's lock is let go
+//! ([`SpaceGuard`]). An entry stays small enough (const-checked) for a node of either map
+//! to fit a granule; host tests measure real maps against the charge.
 //!
 //! Names are handed out from a cursor that only moves forward (skipping `MACH_PORT_NULL`,
 //! `MACH_PORT_DEAD` and names in use), so a name is not reused until the 32-bit name space
@@ -36,6 +39,7 @@ use super::mqueue;
 use super::port::{DnRequest, Port, PortState, Receiver, next_id};
 use super::pset::PortSet;
 use super::right::{Deferred, MsgPort, Notification, Right, RightKind, Work};
+use crate::mm::kmem::btree_nodes;
 use crate::sync::{IrqSpinLock, IrqSpinLockGuard, LockLevel};
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -59,6 +63,9 @@ pub(super) struct Entry {
     pub object: Object,
     /// A dead-name request for this name is registered on the port.
     pub dnrequest: bool,
+    /// A message this space forced onto the port's full queue (`MACH_SEND_NOTIFY`) is
+    /// still queued (GNU Mach's `IE_BITS_MAREQUEST`).
+    pub marequest: bool,
     /// A send-once right's prepaid message.
     pub prepaid: Option<Charge>,
 }
@@ -79,8 +86,7 @@ pub(super) struct SpaceState {
     /// The name holding send or receive rights for a port, by port id.
     pub reverse: BTreeMap<u64, u32>,
     pub next_name: u32,
-    /// `SPACE_BLOCKS` plus a granule per entry of either map (more just before an
-    /// insert).
+    /// `SpaceState::charge_for` its maps (more just before an insert).
     pub charge: Charge,
 }
 
@@ -93,8 +99,9 @@ pub struct Space {
 /// Granules a space is charged: itself and the roots of its two maps.
 pub const SPACE_BLOCKS: usize = 3;
 
-// A node of either map fits the granule each entry is charged (`mm::kmem`); the host test
-// `map_nodes_fit_a_granule` measures real nodes.
+// A node of either map fits the granule each node is charged (`mm::kmem`); the host tests
+// `every_block_is_charged_and_fits_a_granule` and `ten_thousand_receive_rights_charged_per_node`
+// measure real nodes.
 const _: () = assert!(crate::mm::kmem::fits_granule(
     crate::mm::regions::btree_node_bound(
         core::mem::size_of::<u32>(),
@@ -170,12 +177,18 @@ pub(super) fn dncancel(ps: &mut PortState, space: u64, name: u32) -> Option<Righ
 impl SpaceState {
     /// Granules the maps take now.
     fn needed(&self) -> usize {
-        SPACE_BLOCKS + self.entries.len() + self.reverse.len()
+        Self::charge_for(self.entries.len(), self.reverse.len())
     }
 
-    /// Charge for `n` more entries (of either map) before inserting them.
+    /// Granules a space with `entries` names and `reverse` reverse entries is charged.
+    pub(super) const fn charge_for(entries: usize, reverse: usize) -> usize {
+        SPACE_BLOCKS + btree_nodes(entries) + btree_nodes(reverse)
+    }
+
+    /// Charge for `n` more entries (of either map, so up to `n` in each) before inserting
+    /// them.
     pub fn reserve(&mut self, n: usize) -> Result<(), KernReturn> {
-        let want = self.needed() + n;
+        let want = Self::charge_for(self.entries.len() + n, self.reverse.len() + n);
         let held = self.charge.blocks();
         if want > held {
             self.charge.grow(want - held)?;
@@ -410,6 +423,7 @@ impl Space {
                 urefs,
                 object,
                 dnrequest: false,
+                marequest: false,
                 prepaid: None,
             },
         );
@@ -1258,7 +1272,7 @@ impl Space {
                 }
             }
         }
-        if st.charge.blocks() != SPACE_BLOCKS + st.entries.len() + st.reverse.len() {
+        if st.charge.blocks() != SpaceState::charge_for(st.entries.len(), st.reverse.len()) {
             return Err(format!("charged {} granules", st.charge.blocks()));
         }
         if reversed != st.reverse.len() {

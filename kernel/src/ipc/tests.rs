@@ -1054,6 +1054,140 @@ fn port_deleted_when_a_watched_name_goes_away() {
     assert_eq!(l.total(), 0);
 }
 
+#[test]
+fn send_cancel_drops_only_the_notify_ports_port_deleted() {
+    let l = ledger();
+    let s = space(&l);
+    let c = space(&l);
+    let r = s.allocate(R_RECV).unwrap();
+    let r2 = s.allocate(R_RECV).unwrap();
+    let q = c.allocate(R_RECV).unwrap();
+    let other = c.allocate(R_RECV).unwrap();
+    give_send(&s, r, &c, n(1));
+    give_send(&s, r2, &c, n(2));
+    for name in [n(1), n(2)] {
+        c.request_notification(name, nid::DEAD_NAME, 0, notify_right(&c, q))
+            .unwrap();
+    }
+    let bits = msgh_bits::make(MoveSend as u32, 0);
+    // The notify name must be a receive right; nothing changes otherwise.
+    for bad in [n(1), n(99)] {
+        assert_eq!(
+            c.copyin_header_cancel(bits, n(1), PortName::NULL, bad)
+                .map(|_| ()),
+            Err(MsgReturn::SEND_INVALID_NOTIFY)
+        );
+    }
+    assert_eq!(c.port_type(n(1)), Ok(pt::SEND | pt::DNREQUEST));
+    // Cancelled: no notification, the send-once right gone quietly.
+    let h = c
+        .copyin_header_cancel(bits, n(1), PortName::NULL, q)
+        .unwrap();
+    drop(h);
+    assert!(recv(&c, q).unwrap().is_none());
+    assert_eq!(c.get_receive_status(q).unwrap().sorights, 1);
+    // Another notify port: the notification goes as usual.
+    let h = c
+        .copyin_header_cancel(bits, n(2), PortName::NULL, other)
+        .unwrap();
+    drop(h);
+    let got = recv_one(&c, q);
+    assert_eq!((got.id, got.value()), (nid::PORT_DELETED, n(2).0));
+    assert_eq!(port_of(&s, r).status().dnrequests, 0);
+    assert_eq!(port_of(&s, r2).status().dnrequests, 0);
+    drop((s, c));
+    assert_eq!(l.total(), 0);
+}
+
+#[test]
+fn a_forced_message_notifies_when_received_or_destroyed() {
+    let l = ledger();
+    let s = space(&l);
+    let c = space(&l);
+    let r = s.allocate(R_RECV).unwrap();
+    s.set_qlimit(r, 1).unwrap();
+    let q = c.allocate(R_RECV).unwrap();
+    give_send(&s, r, &c, n(1));
+    let port = port_of(&s, r);
+    assert!(matches!(
+        send(&c, n(1), CopySend, PortName::NULL, None, &[]),
+        Ok(SendResult::Queued)
+    ));
+    let Ok(SendResult::Full(mut k)) = send(&c, n(1), CopySend, PortName::NULL, None, &[]) else {
+        panic!("the queue is full");
+    };
+    assert_eq!(
+        c.marequest_create(&port, n(1)).map(|_| ()),
+        Err(MsgReturn::SEND_INVALID_NOTIFY)
+    );
+    let request = c.marequest_create(&port, q).unwrap();
+    assert_eq!(
+        c.marequest_create(&port, q).map(|_| ()),
+        Err(MsgReturn::SEND_NOTIFY_IN_PROGRESS)
+    );
+    k.set_marequest(request);
+    assert!(matches!(
+        mqueue::send(k, true, |_| false),
+        SendResult::Queued
+    ));
+    assert_eq!(c.get_receive_status(q).unwrap().sorights, 1);
+    recv_one(&s, r);
+    assert!(recv(&c, q).unwrap().is_none());
+    recv_one(&s, r);
+    let got = recv_one(&c, q);
+    assert_eq!((got.id, got.value()), (nid::MSG_ACCEPTED, n(1).0));
+    // The mark is gone: another request may be made. Its message destroyed unreceived
+    // (the receive right destroyed) notifies too; the name is still the sender's.
+    let mut k = match send(&c, n(1), CopySend, PortName::NULL, None, &[]) {
+        Ok(SendResult::Queued) => match send(&c, n(1), CopySend, PortName::NULL, None, &[]) {
+            Ok(SendResult::Full(k)) => k,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    k.set_marequest(c.marequest_create(&port, q).unwrap());
+    assert!(matches!(
+        mqueue::send(k, true, |_| false),
+        SendResult::Queued
+    ));
+    drop(port);
+    s.destroy_name(r).unwrap();
+    let got = recv_one(&c, q);
+    assert_eq!((got.id, got.value()), (nid::MSG_ACCEPTED, n(1).0));
+    assert!(recv(&c, q).unwrap().is_none());
+    drop((s, c));
+    assert_eq!(l.total(), 0);
+}
+
+#[test]
+fn rcv_notify_requests_a_dead_name_for_a_new_reply_name() {
+    let l = ledger();
+    let s = space(&l);
+    let c = space(&l);
+    let r = s.allocate(R_RECV).unwrap();
+    let reply = c.allocate(R_RECV).unwrap();
+    let watch = s.allocate(R_RECV).unwrap();
+    give_send(&s, r, &c, n(1));
+    send(&c, n(1), CopySend, reply, Some(MakeSendOnce), &[]).unwrap();
+    let src = s.mqueue_copyin(r).unwrap();
+    let RecvResult::Message(mut k) = src.receive(None, |_| false) else {
+        panic!("a message");
+    };
+    drop(src);
+    assert_eq!(
+        s.copyout_header_notify(&mut k, n(7)),
+        Err(MsgReturn::RCV_INVALID_NOTIFY)
+    );
+    let h = s.copyout_header_notify(&mut k, watch).unwrap();
+    drop(k);
+    assert_eq!(s.port_type(h.remote), Ok(pt::SEND_ONCE | pt::DNREQUEST));
+    c.destroy_name(reply).unwrap();
+    let got = recv_one(&s, watch);
+    assert_eq!((got.id, got.value()), (nid::DEAD_NAME, h.remote.0));
+    drop((s, c));
+    assert_eq!(l.total(), 0);
+}
+
 // ---------------------------------------------------------------- insert, extract
 
 #[test]
@@ -1242,6 +1376,11 @@ fn rights_that_cannot_be_placed_at_receive() {
     let c = space(&l);
     let r = s.allocate(R_RECV).unwrap();
     let q = c.allocate(R_RECV).unwrap();
+    // Names are charged per map node (`kmem::BTREE_MIN_KEYS` names a granule): with five
+    // names, c's next one needs a granule more.
+    for _ in 0..4 {
+        c.allocate(R_RECV).unwrap();
+    }
     give_send(&c, q, &s, n(1));
     let port = port_of(&s, r);
     // No memory for a name: the body right is destroyed and named null.
@@ -1666,6 +1805,62 @@ fn a_long_chain_of_queued_receive_rights_dies_without_deep_recursion() {
     s.destroy_name(prev).unwrap();
     assert_eq!(l.of(Kind::Port), 0);
     drop(s);
+    assert_eq!(l.total(), 0);
+}
+
+/// A space's maps are charged per B-tree node, not per name: 10,000 receive rights cost
+/// their ports and about two fifths of a granule each for the two maps, and the real nodes
+/// never outnumber the granules charged, while names come and go in any order.
+#[test]
+fn ten_thousand_receive_rights_charged_per_node() {
+    use crate::mm::kmem::GRANULE;
+    use crate::testalloc::Tracker;
+    const N: usize = 10_000;
+    let l = ledger();
+    let mut t = Tracker::new();
+    let s = t.run(|| space(&l));
+    let mut names = Vec::with_capacity(N);
+    for i in 0..N {
+        names.push(t.run(|| s.allocate(R_RECV)).unwrap());
+        if i % 97 == 0 {
+            assert!(t.live_blocks() <= l.total(), "{i}: {:?}", kinds(&l));
+        }
+    }
+    assert!(t.largest_block() <= GRANULE);
+    assert!(t.live_blocks() <= l.total(), "{:?}", kinds(&l));
+    assert_eq!(l.of(Kind::Port), N);
+    let maps = l.of(Kind::Entry);
+    assert!(
+        maps <= space::SPACE_BLOCKS + 2 * N.div_ceil(5),
+        "{maps} granules for the maps of {N} names"
+    );
+    assert!(
+        l.total() * 10 <= N * 15,
+        "{} granules for {N} receive rights",
+        l.total()
+    );
+    // Destroyed in a scattered order: nodes merge, and the charge follows them down.
+    let mut x: u64 = 7;
+    while !names.is_empty() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let i = (x >> 33) as usize % names.len();
+        let name = names.swap_remove(i);
+        t.run(|| s.destroy_name(name)).unwrap();
+        if names.len() % 89 == 0 {
+            assert!(
+                t.live_blocks() <= l.total(),
+                "{} left: {} blocks, {:?}",
+                names.len(),
+                t.live_blocks(),
+                kinds(&l)
+            );
+        }
+    }
+    assert_eq!(l.total(), space::SPACE_BLOCKS);
+    assert!(t.live_blocks() <= space::SPACE_BLOCKS);
+    t.run(|| drop(s));
     assert_eq!(l.total(), 0);
 }
 

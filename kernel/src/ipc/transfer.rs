@@ -8,12 +8,13 @@ extern crate alloc;
 
 use super::abi::port_type::{DEAD_NAME, PORT_SET, RECEIVE, SEND, SEND_ONCE, SEND_RIGHTS};
 use super::abi::{Disposition, MACH_PORT_UREFS_MAX, MsgReturn, PortName, msg_type, msgh_bits};
-use super::kmsg::Kmsg;
+use super::kmsg::{Kmsg, MaRequest};
 use super::ledger::{Charge, Kind};
 use super::mqueue::{self, RecvSource};
 use super::port::{Port, Receiver};
 use super::right::{Deferred, MsgPort, Notification, Reaper, Right, RightKind};
 use super::space::{Entry, Object, Space, SpaceState, dncancel};
+use alloc::sync::Arc;
 use mach_abi::KernReturn;
 
 /// A header after `copyin_header`: the bits with the received types in the port fields,
@@ -373,15 +374,40 @@ impl Space {
         }
     }
 
-    /// Copy in a message header's rights (GNU Mach `ipc_kmsg_copyin_header`, without
-    /// `MACH_SEND_CANCEL`): `bits` as the sender wrote them, the destination and reply
-    /// names. All or nothing: on error the space is as it was.
+    /// Copy in a message header's rights (GNU Mach `ipc_kmsg_copyin_header`): `bits` as
+    /// the sender wrote them, the destination and reply names. All or nothing: on error
+    /// the space is as it was.
     pub fn copyin_header(
         &self,
         bits: u32,
         dest_name: PortName,
         reply_name: PortName,
     ) -> Result<CopiedHeader, MsgReturn> {
+        self.copyin_header_cancel(bits, dest_name, reply_name, PortName::NULL)
+    }
+
+    /// [`copyin_header`](Self::copyin_header) with `MACH_SEND_CANCEL`'s `notify` (null:
+    /// none). `notify` must name a receive right (`MACH_SEND_INVALID_NOTIFY`); if moving
+    /// the destination right deletes its name and so would send a port-deleted
+    /// notification to `notify`'s port (a dead-name request registered with it), that
+    /// notification is not sent and its send-once right dies quietly (GNU Mach). Only the
+    /// destination's notification is cancelled, as in GNU Mach.
+    pub fn copyin_header_cancel(
+        &self,
+        bits: u32,
+        dest_name: PortName,
+        reply_name: PortName,
+        notify: PortName,
+    ) -> Result<CopiedHeader, MsgReturn> {
+        let notify_port = if notify == PortName::NULL {
+            None
+        } else {
+            let mut st = self.lock();
+            match st.lookup(notify) {
+                Ok(e) if e.ty & RECEIVE != 0 => e.port().cloned(),
+                _ => return Err(MsgReturn::SEND_INVALID_NOTIFY),
+            }
+        };
         let mbits = bits & !msgh_bits::CIRCULAR;
         let dest_d = Disposition::from_u32(msgh_bits::remote(mbits))
             .filter(|d| d.is_any_send())
@@ -420,7 +446,14 @@ impl Space {
             &mut reply_prepaid,
             &mut work,
         );
+        let cancelled = match (&r, &notify_port) {
+            (Ok(_), Some(port)) => work.take_port_deleted(dest_name, port),
+            _ => None,
+        };
         work.run();
+        if let Some(soright) = cancelled {
+            Reaper::new().consume_quietly(soright);
+        }
         let (dest, reply) = r?;
         let reply_bits = reply_d.map_or(0, copyin_type);
         Ok(CopiedHeader {
@@ -791,6 +824,172 @@ fn new_entry() -> Entry {
         urefs: 0,
         object: Object::None,
         dnrequest: false,
+        marequest: false,
         prepaid: None,
+    }
+}
+
+impl Space {
+    /// A msg-accepted request for a message this space forces onto `port`'s full queue
+    /// with `MACH_SEND_NOTIFY` (GNU Mach `ipc_marequest_create`): the space's entry for
+    /// the port, if it has one, is marked (`MACH_SEND_NOTIFY_IN_PROGRESS` if it already
+    /// is), and `notify`, which must name a receive right (`MACH_SEND_INVALID_NOTIFY`),
+    /// gives a send-once right for the notification (`MACH_SEND_NO_NOTIFY` if it cannot
+    /// be paid for).
+    pub fn marequest_create(
+        self: &Arc<Self>,
+        port: &Arc<Port>,
+        notify: PortName,
+    ) -> Result<MaRequest, MsgReturn> {
+        let mut prepaid = Some(
+            Charge::new(self.ledger(), Kind::SendOnce, 1).map_err(|_| MsgReturn::SEND_NO_NOTIFY)?,
+        );
+        let mut work = Deferred::new();
+        let r = {
+            let mut st = self.lock();
+            let name = if st.active {
+                st.reverse
+                    .get(&port.id())
+                    .copied()
+                    .filter(|_| port.lock().active)
+            } else {
+                None
+            };
+            if !st.active {
+                Err(MsgReturn::SEND_INVALID_NOTIFY)
+            } else if name.is_some_and(|n| st.entries.get(&n).is_some_and(|e| e.marequest)) {
+                Err(MsgReturn::SEND_NOTIFY_IN_PROGRESS)
+            } else if st
+                .entries
+                .get(&notify.0)
+                .is_none_or(|e| e.ty & RECEIVE == 0)
+            {
+                Err(MsgReturn::SEND_INVALID_NOTIFY)
+            } else {
+                let soright = st
+                    .right_copyin(
+                        notify,
+                        Disposition::MakeSendOnce,
+                        false,
+                        &mut prepaid,
+                        &mut work,
+                    )
+                    .ok()
+                    .and_then(MsgPort::into_right);
+                match soright {
+                    Some(soright) => {
+                        if let Some(e) = name.and_then(|n| st.entries.get_mut(&n)) {
+                            e.marequest = true;
+                        }
+                        Ok(MaRequest {
+                            space: Arc::downgrade(self),
+                            port: port.clone(),
+                            soright,
+                        })
+                    }
+                    None => Err(MsgReturn::SEND_INVALID_NOTIFY),
+                }
+            }
+        };
+        work.run();
+        r
+    }
+
+    /// A msg-accepted request of this space for `port` ends: the space's name for the
+    /// port, its mark cleared, or null if the space has no marked name for it now (the
+    /// entry was destroyed: GNU Mach's `ipc_marequest_cancel`).
+    pub(crate) fn marequest_done(&self, port: &Port) -> PortName {
+        let mut st = self.lock();
+        if !st.active {
+            return PortName::NULL;
+        }
+        let Some(&n) = st.reverse.get(&port.id()) else {
+            return PortName::NULL;
+        };
+        match st.entries.get_mut(&n) {
+            Some(e) if e.marequest => {
+                e.marequest = false;
+                PortName(n)
+            }
+            _ => PortName::NULL,
+        }
+    }
+
+    /// [`copyout_header`](Self::copyout_header) with `MACH_RCV_NOTIFY`'s `notify` (GNU
+    /// Mach `ipc_kmsg_copyout_header`): `notify` must name a receive right
+    /// (`MACH_RCV_INVALID_NOTIFY`, checked even when not needed, the message left as it
+    /// was); if the reply right lands under a new name (a send-once right always does, a
+    /// send right when the space had no name for its port), a dead-name request is
+    /// registered for that name with a send-once right made from `notify`.
+    ///
+    /// GNU Mach registers the request in the same step as the copyout; here it follows
+    /// it, so if the request cannot be paid for the reply is still received (without the
+    /// request, the send-once right destroyed, which notifies `notify`'s port).
+    pub fn copyout_header_notify(
+        &self,
+        kmsg: &mut Kmsg,
+        notify: PortName,
+    ) -> Result<ReceivedHeader, MsgReturn> {
+        let mut work = Deferred::new();
+        let soright = {
+            let mut st = self.lock();
+            if !st.active {
+                return Err(MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_SPACE));
+            }
+            if st
+                .entries
+                .get(&notify.0)
+                .is_none_or(|e| e.ty & RECEIVE == 0)
+            {
+                return Err(MsgReturn::RCV_INVALID_NOTIFY);
+            }
+            let fresh = match kmsg.local() {
+                MsgPort::Right(r) => st.reverse_of(r).is_none(),
+                _ => false,
+            };
+            if fresh {
+                let mut prepaid = Some(
+                    Charge::new(self.ledger(), Kind::SendOnce, 1)
+                        .map_err(|_| MsgReturn::RCV_HEADER_ERROR.with(MsgReturn::IPC_KERNEL))?,
+                );
+                st.right_copyin(
+                    notify,
+                    Disposition::MakeSendOnce,
+                    false,
+                    &mut prepaid,
+                    &mut work,
+                )
+                .ok()
+                .and_then(MsgPort::into_right)
+            } else {
+                None
+            }
+        };
+        work.run();
+        let header = match self.copyout_header(kmsg) {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(so) = soright {
+                    Reaper::new().consume_quietly(so);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(so) = soright {
+            if header.remote.is_valid() {
+                // Nothing was registered for a name just made, so nothing comes back.
+                let previous = self.request_notification(
+                    header.remote,
+                    super::abi::notify::DEAD_NAME,
+                    0,
+                    MsgPort::Right(so),
+                );
+                drop(previous);
+            } else {
+                // The reply port died: no new name, no request (GNU Mach).
+                Reaper::new().consume_quietly(so);
+            }
+        }
+        Ok(header)
     }
 }

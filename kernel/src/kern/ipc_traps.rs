@@ -4,19 +4,26 @@
 //!
 //! `mach_msg` follows the recipe at the end of `ipc/mod.rs`. Messages are GNU Mach's LP64
 //! typed format. Inline data and port rights (every disposition, inline arrays) travel;
-//! out-of-line data is copied byte by byte into charged kernel memory at send and into a
-//! fresh region of the receiver at receive (a copy, not a mapping; `deallocate` unmaps the
-//! sender's region). Out-of-line port arrays (32-bit names) travel as rights in the
-//! message and arrive as a fresh region of names. A message to a kernel object's port goes
+//! out-of-line data of any size is copied once at send into frames the message owns,
+//! charged to the sender, and those frames are mapped into a fresh region of the receiver
+//! at receive (`OolFrames`; `deallocate` unmaps the sender's region). Out-of-line port
+//! arrays (32-bit names) travel as rights in the message and arrive as a fresh region of
+//! names. A message to a kernel object's port goes
 //! to `server::kernel_server` in the sender's context. Handoff: in a send-and-receive, the
 //! receiver the request wakes gets this CPU directly when the sender blocks for its reply
 //! (`thread_invoke`). A send that times out or is interrupted gives the message back to
 //! the sender's buffer with its rights (GNU Mach's pseudo-receive).
+//!
+//! The notify argument (x6) serves GNU Mach's three options: `MACH_SEND_CANCEL`
+//! (`Space::copyin_header_cancel`), `MACH_RCV_NOTIFY` (`Space::copyout_header_notify`) and
+//! `MACH_SEND_NOTIFY` (a full queue waits only as `MACH_SEND_TIMEOUT` says, then the message
+//! is queued anyway with a msg-accepted request and `MACH_SEND_WILL_NOTIFY` returned).
 
 extern crate alloc;
 
 use crate::ids::TaskId;
 use crate::ipc::abi::{Disposition, MsgReturn, msgh_bits};
+use crate::ipc::chunk::Chunked;
 use crate::ipc::kmsg::HEADER_SIZE;
 use crate::ipc::{
     Kmsg, KmsgShape, Ledger, OolMemory, PortName, RecvResult, SendResult, Space, WaitKey,
@@ -25,7 +32,9 @@ use crate::ipc::{MsgPort, Right};
 use crate::kern::sched::{self, wait::WaitResult, waitq::Event};
 use crate::kern::task::Task;
 use crate::kern::thread::Thread;
+use crate::mm::kmem::GRANULE;
 use crate::mm::vm::VmMap;
+use crate::mm::{PAGE_SIZE, PhysAddr, frame};
 use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -322,50 +331,94 @@ fn msg_code(r: MsgReturn) -> u64 {
     u64::from(r.0)
 }
 
-/// Out-of-line data in flight: a charged copy of the sender's bytes. The kernel's server
-/// reads a request's regions with [`OolBytes::of`] and puts regions in its replies with
-/// [`OolBytes::boxed`] (`Kmsg::push_ool` at the descriptor's data slot); a receiver gets each
-/// as a fresh region of its own.
-pub struct OolBytes {
-    data: crate::ipc::kmsg::Body,
+/// Out-of-line data in flight: at send the sender's bytes are copied into whole frames the
+/// message owns (packed from the first frame's start, the last frame's tail zeroed); at
+/// receive those frames are mapped as they are into a fresh region of the receiver
+/// (`VmMap::allocate_with_frames`), so the data is copied once, not twice, and needs no
+/// kernel heap. While the message holds them the frames are charged to the sender's
+/// kernel-memory ledger (`PAGE_SIZE / GRANULE` granules a page, plus the frame index), so
+/// what a task can pin in messages is bounded by its quota; frames not handed over are
+/// freed when the region is dropped (message destroyed unreceived, or no room in the
+/// receiver).
+pub struct OolFrames {
+    frames: Chunked<Option<PhysAddr>, 0>,
+    len: usize,
     _charge: crate::ipc::Charge,
 }
 
-impl OolBytes {
-    /// A region holding a copy of `bytes`, charged to `ledger` (`MACH_SEND_NO_BUFFER` if
-    /// refused or larger than `OOL_MAX`).
-    pub fn boxed(ledger: &Arc<dyn Ledger>, bytes: &[u8]) -> Result<Box<dyn OolMemory>, MsgReturn> {
-        if bytes.len() > OOL_MAX {
-            return Err(MsgReturn::SEND_NO_BUFFER);
-        }
-        let blocks =
-            crate::ipc::kmsg::Body::blocks_for(bytes.len()).ok_or(MsgReturn::SEND_NO_BUFFER)? + 1;
+impl OolFrames {
+    /// A copy of `len` bytes of `map` at `addr`, charged to `ledger`.
+    fn copyin(
+        ledger: &Arc<dyn Ledger>,
+        map: &mut VmMap,
+        addr: u64,
+        len: usize,
+    ) -> Result<OolFrames, MsgReturn> {
+        let page = PAGE_SIZE as usize;
+        let pages = len.div_ceil(page);
+        let index =
+            Chunked::<Option<PhysAddr>, 0>::blocks_for(pages).ok_or(MsgReturn::SEND_NO_BUFFER)?;
+        // The frames, their index, and the box the message holds the region in.
+        let blocks = pages
+            .checked_mul(page / GRANULE)
+            .and_then(|b| b.checked_add(index + 1))
+            .ok_or(MsgReturn::SEND_NO_BUFFER)?;
         let charge = crate::ipc::Charge::new(ledger, crate::ipc::Kind::Message, blocks)
             .map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
-        let data =
-            crate::ipc::kmsg::Body::from_slice(bytes).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
-        Ok(Box::new(OolBytes {
-            data,
+        let frames = Chunked::with_capacity(pages).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+        // Frames are freed by the region's drop on any error below.
+        let mut region = OolFrames {
+            frames,
+            len,
             _charge: charge,
-        }))
+        };
+        for i in 0..pages {
+            let pa = frame::alloc(1).ok_or(MsgReturn::SEND_NO_BUFFER)?;
+            if region.frames.push(Some(pa)).is_err() {
+                frame::free(pa, 1);
+                return Err(MsgReturn::SEND_NO_BUFFER);
+            }
+            let at = i * page;
+            let n = (len - at).min(page);
+            // SAFETY: the frame was just allocated, so nothing else refers to it, and RAM
+            // is mapped read-write in the linear map.
+            let bytes =
+                unsafe { core::slice::from_raw_parts_mut(pa.to_linear().as_mut_ptr::<u8>(), page) };
+            map.copyin(addr + at as u64, &mut bytes[..n])
+                .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?;
+            bytes[n..].fill(0);
+        }
+        Ok(region)
     }
 
-    /// The bytes of a region, if it is out-of-line data (not a port array).
-    pub fn of(memory: &dyn OolMemory) -> Option<&OolBytes> {
-        memory.as_any().downcast_ref::<OolBytes>()
-    }
-
-    /// The bytes, in pieces.
-    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
-        self.data.slices()
+    /// Map the frames into a fresh region of `map`; its address. On an error, frames not
+    /// yet mapped stay here (and are freed with the region).
+    fn copyout(&mut self, map: &mut VmMap) -> Result<u64, KernReturn> {
+        if self.len == 0 {
+            return Ok(0);
+        }
+        let pages = self.frames.len();
+        let frames = &mut self.frames;
+        map.allocate_with_frames(pages, &mut |i| frames.get_mut(i).and_then(Option::take))
     }
 }
 
-impl OolMemory for OolBytes {
+impl Drop for OolFrames {
+    fn drop(&mut self) {
+        for pa in self.frames.iter_mut().filter_map(Option::take) {
+            frame::free(pa, 1);
+        }
+    }
+}
+
+impl OolMemory for OolFrames {
     fn size(&self) -> u64 {
-        self.data.len() as u64
+        self.len as u64
     }
     fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
         self
     }
 }
@@ -415,9 +468,6 @@ fn is_port_type(name: u8) -> bool {
 /// `MACH_MSG_VM_SPACE`: a receive error bit, no room for out-of-line memory.
 const MACH_MSG_VM_SPACE: u32 = 0x0000_1000;
 
-/// Largest out-of-line region accepted (bytes), as a byte copy in kernel memory.
-const OOL_MAX: usize = 32 * 1024;
-
 /// `mach_msg` (trap 25).
 #[allow(clippy::too_many_arguments)] // The trap's arguments.
 pub fn mach_msg(
@@ -428,14 +478,17 @@ pub fn mach_msg(
     rcv_size: u64,
     rcv_name: u64,
     timeout: u64,
+    notify: u64,
 ) -> u64 {
     let opt = opt as u32;
     let timeout = timeout as u32;
+    // A name is 32 bits; a wider value names nothing (`MACH_*_INVALID_NOTIFY` if used).
+    let notify = PortName(u32::try_from(notify).unwrap_or(u32::MAX));
     let both = option::SEND_MSG | option::RCV_MSG;
     let mut pending = Pending(None);
     if opt & option::SEND_MSG != 0 {
         let handoff = (opt & both == both).then_some(&mut pending);
-        let r = send(thread, msg, opt, send_size, timeout, handoff);
+        let r = send(thread, msg, opt, send_size, timeout, notify, handoff);
         if r != MsgReturn::SUCCESS {
             return msg_code(r);
         }
@@ -448,6 +501,7 @@ pub fn mach_msg(
             rcv_size,
             rcv_name,
             timeout,
+            notify,
             &mut pending,
         ));
     }
@@ -478,12 +532,14 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// `handoff`: where to keep the receiver the message wakes (a send-and-receive).
+#[allow(clippy::too_many_arguments)] // The trap's arguments.
 fn send(
     thread: &Arc<Thread>,
     msg: u64,
     opt: u32,
     send_size: u64,
     timeout: u32,
+    notify: PortName,
     mut handoff: Option<&mut Pending>,
 ) -> MsgReturn {
     let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
@@ -561,7 +617,16 @@ fn send(
             at += n;
         }
     }
-    let copied = match space.copyin_header(bits, PortName(dest), PortName(reply)) {
+    let copied = if opt & option::SEND_CANCEL != 0 {
+        // GNU Mach: MACH_SEND_CANCEL needs a notify port.
+        if notify == PortName::NULL {
+            return MsgReturn::SEND_INVALID_NOTIFY;
+        }
+        space.copyin_header_cancel(bits, PortName(dest), PortName(reply), notify)
+    } else {
+        space.copyin_header(bits, PortName(dest), PortName(reply))
+    };
+    let copied = match copied {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -580,8 +645,16 @@ fn send(
         }
         return MsgReturn::SUCCESS;
     }
-    let may_wait = opt & option::SEND_TIMEOUT == 0 || timeout != 0;
-    let end = (opt & option::SEND_TIMEOUT != 0).then(|| deadline(timeout));
+    // MACH_SEND_NOTIFY: a full queue waits only as MACH_SEND_TIMEOUT says (not at all
+    // without it), then the message is forced on with a msg-accepted request (GNU Mach).
+    let send_notify = opt & option::SEND_NOTIFY != 0;
+    let timed = opt & option::SEND_TIMEOUT != 0;
+    let may_wait = if send_notify {
+        timed && timeout != 0
+    } else {
+        !timed || timeout != 0
+    };
+    let end = timed.then(|| deadline(timeout));
     loop {
         let asserted = Cell::new(false);
         if handoff.is_some() {
@@ -617,9 +690,47 @@ fn send(
                         WaitResult::Interrupted => MsgReturn::SEND_INTERRUPTED,
                     }
                 };
+                let code = if send_notify && code == MsgReturn::SEND_TIMED_OUT {
+                    match force_with_notify(space, kmsg, notify) {
+                        Ok(()) => return MsgReturn::SEND_WILL_NOTIFY,
+                        Err((e, k)) => {
+                            kmsg = k;
+                            e
+                        }
+                    }
+                } else {
+                    code
+                };
                 return pseudo_receive(space, mapl, msg, kmsg, code);
             }
         }
+    }
+}
+
+/// `MACH_SEND_NOTIFY` on a full queue (GNU Mach `mach_msg_send`): with a msg-accepted
+/// request made from `notify` (see `Space::marequest_create`), the message is queued past
+/// the limit; without one it comes back with the error.
+// The message travels by value, as into and out of a queue (see `mqueue::SendResult`).
+#[allow(clippy::result_large_err)]
+fn force_with_notify(
+    space: &Arc<Space>,
+    mut kmsg: Kmsg,
+    notify: PortName,
+) -> Result<(), (MsgReturn, Kmsg)> {
+    if notify == PortName::NULL {
+        return Err((MsgReturn::SEND_INVALID_NOTIFY, kmsg));
+    }
+    let Some(port) = kmsg.remote().map(|r| r.port().clone()) else {
+        return Err((MsgReturn::SEND_INVALID_DEST, kmsg));
+    };
+    match space.marequest_create(&port, notify) {
+        Ok(request) => {
+            kmsg.set_marequest(request);
+            // Queued or, if the port died meanwhile, destroyed (which notifies at once).
+            let _ = crate::ipc::mqueue::send(kmsg, true, |_| false);
+            Ok(())
+        }
+        Err(e) => Err((e, kmsg)),
     }
 }
 
@@ -730,6 +841,9 @@ impl OolMemory for OolPorts {
     fn as_any(&self) -> &dyn core::any::Any {
         self
     }
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
 }
 
 /// Copy in an out-of-line array of port names (32-bit elements, GNU Mach's LP64 format)
@@ -805,38 +919,21 @@ fn copyin_ool_ports(
     Ok(())
 }
 
-/// A charged copy of `len` bytes of the caller's memory at `addr`.
+/// A charged copy of `len` bytes of the caller's memory at `addr`, in frames.
 fn copyin_ool(thread: &Thread, addr: u64, len: usize) -> Result<Box<dyn OolMemory>, MsgReturn> {
-    if len > OOL_MAX {
-        return Err(MsgReturn::SEND_NO_BUFFER);
-    }
     if len != 0 && (addr >= VM_MAX_USER_ADDRESS || addr.checked_add(len as u64).is_none()) {
         return Err(MsgReturn::SEND_INVALID_MEMORY);
     }
     let ledger: Arc<dyn Ledger> = thread.task.kmem.clone();
-    let blocks = crate::ipc::kmsg::Body::blocks_for(len).ok_or(MsgReturn::SEND_NO_BUFFER)? + 1;
-    let charge = crate::ipc::Charge::new(&ledger, crate::ipc::Kind::Message, blocks)
-        .map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
-    let mut data =
-        crate::ipc::kmsg::Body::with_capacity(len).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
     let mut map = map_of(thread)
         .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?
         .lock();
-    let mut buf = [0u8; 256];
-    let mut at = 0usize;
-    while at < len {
-        let n = (len - at).min(buf.len());
-        map.copyin(addr + at as u64, &mut buf[..n])
-            .map_err(|_| MsgReturn::SEND_INVALID_MEMORY)?;
-        data.extend_from_slice(&buf[..n]);
-        at += n;
-    }
-    Ok(Box::new(OolBytes {
-        data,
-        _charge: charge,
-    }))
+    let region = OolFrames::copyin(&ledger, &mut map, addr, len)?;
+    drop(map);
+    Ok(Box::new(region))
 }
 
+#[allow(clippy::too_many_arguments)] // The trap's arguments.
 fn receive(
     thread: &Arc<Thread>,
     msg: u64,
@@ -844,6 +941,7 @@ fn receive(
     rcv_size: u64,
     rcv_name: u64,
     timeout: u32,
+    notify: PortName,
     handoff: &mut Pending,
 ) -> MsgReturn {
     let (Some(space), Ok(mapl)) = (space_of(thread), map_of(thread)) else {
@@ -911,7 +1009,14 @@ fn receive(
             .copyout(msg.wrapping_add(4), &size.to_le_bytes());
         return MsgReturn::RCV_TOO_LARGE;
     }
-    let header = match space.copyout_header(&mut kmsg) {
+    let header = if opt & option::RCV_NOTIFY == 0 {
+        space.copyout_header(&mut kmsg)
+    } else if notify == PortName::NULL {
+        Err(MsgReturn::RCV_INVALID_NOTIFY)
+    } else {
+        space.copyout_header_notify(&mut kmsg, notify)
+    };
+    let header = match header {
         Ok(h) => h,
         Err(e) => {
             let h = space.copyout_dest(&mut kmsg);
@@ -966,14 +1071,18 @@ fn copyout_body(
     // theirs filled in with the names below).
     let mut error_bits = 0u32;
     let mut arrays: arrayvec::ArrayVec<(u64, u64), 16> = arrayvec::ArrayVec::new();
-    while let Some(slot) = kmsg.take_ool() {
-        let memory = slot.memory.as_any();
-        let addr = if let Some(ool) = memory.downcast_ref::<OolBytes>() {
-            copyout_ool(&mut mapl.lock(), ool).unwrap_or_else(|_| {
+    while let Some(mut slot) = kmsg.take_ool() {
+        if let Some(ool) = slot.memory.as_any_mut().downcast_mut::<OolFrames>() {
+            let addr = ool.copyout(&mut mapl.lock()).unwrap_or_else(|_| {
                 error_bits |= MACH_MSG_VM_SPACE;
                 0
-            })
-        } else if let Some(region) = memory.downcast_ref::<crate::server::KernelRegion>() {
+            });
+            kmsg.body
+                .write(slot.at as usize - HEADER_SIZE, &addr.to_le_bytes());
+            continue;
+        }
+        let memory = slot.memory.as_any();
+        let addr = if let Some(region) = memory.downcast_ref::<crate::server::KernelRegion>() {
             copyout_kernel_region(&mut mapl.lock(), region).unwrap_or_else(|_| {
                 error_bits |= MACH_MSG_VM_SPACE;
                 0
@@ -1066,24 +1175,6 @@ fn pseudo_receive(
     let (_, error_bits) = copyout_body(space, mapl, msg, &mut kmsg, bits, dest_name, reply_name);
     drop(kmsg);
     code.with(dest_bits | reply_bits | error_bits)
-}
-
-/// A new region of the receiver holding `ool`'s bytes; its address.
-fn copyout_ool(map: &mut VmMap, ool: &OolBytes) -> Result<u64, KernReturn> {
-    let len = ool.data.len() as u64;
-    if len == 0 {
-        return Ok(0);
-    }
-    let start = map.allocate(0, len, true)?;
-    let mut at = start;
-    for piece in ool.data.slices() {
-        if let Err(e) = map.copyout(at, piece) {
-            let _ = map.deallocate(start, len);
-            return Err(e);
-        }
-        at += piece.len() as u64;
-    }
-    Ok(start)
 }
 
 /// A new region of the receiver holding the bytes of a region the kernel's object server

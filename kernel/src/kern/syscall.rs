@@ -58,7 +58,7 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         traps::MACH_HOST_SELF => frame.set_result(0, self_name(thread, SelfPort::Host)),
         traps::MACH_THREAD_SELF => frame.set_result(0, self_name(thread, SelfPort::Thread)),
         traps::MACH_MSG_TRAP => {
-            let r = ipc_traps::mach_msg(thread, a[0], a[1], a[2], a[3], a[4], a[5]);
+            let r = ipc_traps::mach_msg(thread, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
             frame.set_result(0, r);
         }
         traps::MACH_REPLY_PORT => frame.set_result(0, ipc_traps::mach_reply_port(thread)),

@@ -49,6 +49,19 @@ pub const fn fits_granule(size: usize, align: usize) -> bool {
 /// fits one.
 pub const BTREE_BLOCKS_PER_ENTRY: usize = 1;
 
+/// Fewest keys a node of the standard `BTreeMap` other than its root holds (its `MIN_LEN`,
+/// `B - 1` with `B = 6`): an insert that splits a full node of 11 leaves at least 5 on
+/// each side, and a remove that leaves a node with fewer takes keys from a sibling or
+/// merges with it, up to the root. Values live in every node, so a map of `n` entries has
+/// at most `1 + (n - 1) / 5` nodes. Host tests measure real maps against [`btree_nodes`].
+pub const BTREE_MIN_KEYS: usize = 5;
+
+/// Nodes a `BTreeMap` of `n` entries may hold besides its root (an upper bound, from
+/// [`BTREE_MIN_KEYS`]): what a map charged per node is charged beyond its root's granule.
+pub const fn btree_nodes(n: usize) -> usize {
+    n.div_ceil(BTREE_MIN_KEYS)
+}
+
 /// The kernel-wide limit on what all tasks together may have charged.
 pub struct Budget {
     /// Bytes that may be charged.

@@ -111,6 +111,34 @@ impl VmMap {
         Ok(start)
     }
 
+    /// A new read-write region of `pages` pages anywhere, backed from the start by frames
+    /// `take(0)`, `take(1)`, ... (each called once the page tables for its page exist, so
+    /// a frame taken is always mapped; the region owns it from then on and frees it when
+    /// deallocated). On an error the region is gone again, with the frames already taken;
+    /// the others stay with the caller. This is how out-of-line memory in a message
+    /// reaches its receiver without a second copy.
+    pub fn allocate_with_frames(
+        &mut self,
+        pages: usize,
+        take: &mut dyn FnMut(usize) -> Option<PhysAddr>,
+    ) -> Result<u64, KernReturn> {
+        let size = (pages as u64)
+            .checked_mul(PAGE_SIZE)
+            .ok_or(KernReturn::NoSpace)?;
+        let start = self.allocate(0, size, true)?;
+        for i in 0..pages {
+            let va = start + i as u64 * PAGE_SIZE;
+            match self.pt.find_or_map(va, perm(VM_PROT_DEFAULT), || take(i)) {
+                Ok((_, new)) => self.resident += u64::from(new),
+                Err(e) => {
+                    let _ = self.deallocate(start, size);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(start)
+    }
+
     /// Record `[start, end)` with protection `prot` (program loading).
     pub fn allocate_fixed(&mut self, start: u64, end: u64, prot: VmProt) -> Result<(), KernReturn> {
         if writable_and_executable(prot) {

@@ -115,6 +115,9 @@ impl OolMemory for KernelRegion {
     fn as_any(&self) -> &dyn core::any::Any {
         self
     }
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
 }
 
 impl core::fmt::Debug for KernelRegion {

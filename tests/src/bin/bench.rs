@@ -163,6 +163,80 @@ fn null_rpc() {
     core::mem::forget(server);
 }
 
+/// A null RPC to another task on another CPU: `benchsrv` (started with this program as
+/// `init=bench,benchsrv`) publishes its port in rendezvous slot 1; a `SETUP` request has it
+/// take CPU 1 in a processor set of its own, leaving CPU 0 to this task, so every request
+/// and every reply crosses CPUs (the receiver, blocked on an idle CPU, is woken with an
+/// IPI; nothing spins). Header-only requests with a send-once reply right, each sent and
+/// its reply received in one `mach_msg`, as in `null_rpc`. Skipped if no server is found
+/// within a second (`init=bench` alone).
+fn null_rpc_cross_cpu() {
+    use libmach::abi::message::{
+        MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE, msgh_bits, option,
+    };
+    let rpcs = iterations(5_000);
+    const SETUP: u64 = 1;
+    const STOP: u64 = 2;
+    let mut service = PortName(0);
+    for _ in 0..100 {
+        service = traps::rendezvous_lookup(1);
+        if service.0 != 0 {
+            break;
+        }
+        let _ = traps::thread_switch(PortName(0), libmach::abi::traps::SWITCH_OPTION_WAIT, 10);
+    }
+    if service.0 == 0 {
+        println!("bench: null-rpc-cross-cpu: no server (start as init=bench,benchsrv)");
+        return;
+    }
+    let reply = traps::mach_reply_port();
+    let request = |buf: &mut [u64; 8], id: u64| {
+        buf[0] = u64::from(msgh_bits(
+            MACH_MSG_TYPE_COPY_SEND,
+            MACH_MSG_TYPE_MAKE_SEND_ONCE,
+        ));
+        buf[1] = u64::from(service.0);
+        buf[2] = u64::from(reply.0);
+        buf[3] = id << 32;
+        mach_msg(buf, option::SEND_MSG | option::RCV_MSG, 32, 64, reply)
+    };
+    let mut buf = [0u64; 8];
+    let r = request(&mut buf, SETUP);
+    let server_cpu = (buf[3] >> 32) as u32;
+    // This thread is in the default set, which now holds CPU 0 only.
+    while traps::current_cpu() != 0 {
+        traps::swtch();
+    }
+    let client_cpu = traps::current_cpu();
+    if r != KernReturn::Success || server_cpu == client_cpu {
+        println!(
+            "bench: null-rpc-cross-cpu: setup failed ({r:?}, server on CPU {server_cpu}, client on CPU {client_cpu})"
+        );
+        return;
+    }
+    let mut failed = 0u64;
+    report(
+        "null-rpc-cross-cpu",
+        "null RPC to another task on another CPU (request and reply)",
+        rpcs,
+        || {
+            for _ in 0..rpcs {
+                if request(&mut buf, 0) != KernReturn::Success {
+                    failed += 1;
+                }
+            }
+        },
+    );
+    println!(
+        "bench: null-rpc-cross-cpu-placement: client on CPU {client_cpu}, server task on CPU {server_cpu}, {failed} failed"
+    );
+    buf[0] = u64::from(msgh_bits(MACH_MSG_TYPE_COPY_SEND, 0));
+    buf[1] = u64::from(service.0);
+    buf[2] = 0;
+    buf[3] = STOP << 32;
+    let _ = mach_msg(&mut buf, option::SEND_MSG, 32, 0, PortName(0));
+}
+
 /// Iterations for a benchmark: `normal`, or the profile's count in profile mode.
 fn iterations(normal: u64) -> u64 {
     match PROFILE_ITERATIONS.load(Ordering::Relaxed) {
@@ -321,8 +395,10 @@ fn main(args: &Args) -> i32 {
         return profile(args);
     }
     if traps::cpu_count() > 1 {
-        // `cargo xtask bench` boots more CPUs only for the wake-up path.
+        // `cargo xtask bench` boots more CPUs for the wake-up path and (on 2, with
+        // `benchsrv`) the cross-CPU null RPC.
         wakeup_round_trip();
+        null_rpc_cross_cpu();
         println!("bench: done");
         return 0;
     }

@@ -85,6 +85,7 @@ fn main(_args: &Args) -> i32 {
     kernel_port(&mut c, task);
     across_threads(&mut c);
     leave_blocked(&mut c);
+    many_names(&mut c, task);
     exhaustion(&mut c, task);
     c.finish()
 }
@@ -917,6 +918,81 @@ fn across_threads(c: &mut Checks) {
     if let Ok(s) = server {
         c.check_eq("  the server served them", s.join(), RPCS);
     }
+}
+
+/// Receive rights until the task's kernel memory refuses, all destroyed again: the
+/// task's account comes back to where it was. A name's two map entries are charged per
+/// B-tree node (about two fifths of a granule), so the count is bounded by the ports
+/// themselves (a granule each): over 2,000 under the default 4 MiB limit (about 1,250 when
+/// every map entry took a granule).
+fn many_names(c: &mut Checks, task: PortName) {
+    let mut transport = libmach::ipc::transport();
+    let me = libmach::ipc::task_self();
+    // Dead names to give back at the limit, so that the RPCs destroying the receive rights
+    // have room for their messages; one RPC now, so the thread's reply port exists.
+    let spare: Vec<PortName> = (0..200)
+        .filter_map(|_| traps::mach_port_allocate(task, PortRight::DeadName).ok())
+        .collect();
+    let _ = libmach::mig::mach_port::mach_port_type(&mut transport, &me, task);
+    let before = traps::kmem_counts();
+    let mut names = Vec::new();
+    if names.try_reserve(20_000).is_err() {
+        c.check(false, "room for the names", format_args!(""));
+        return;
+    }
+    let refused = loop {
+        match traps::mach_port_allocate(task, PortRight::Receive) {
+            Ok(p) => names.push(p),
+            Err(e) => break Some(e),
+        }
+        if names.len() >= 20_000 {
+            break None;
+        }
+    };
+    let after = traps::kmem_counts();
+    let per_name = (after.task_charged - before.task_charged) / names.len().max(1) as u64;
+    c.check(
+        refused == Some(KernReturn::ResourceShortage) && names.len() > 2_000,
+        "receive rights until the kernel-memory limit",
+        format_args!(
+            "{} names, then {refused:?}; {per_name} bytes charged a name; limit {} KiB",
+            names.len(),
+            after.task_limit / 1024
+        ),
+    );
+    for &d in &spare {
+        let _ = traps::mach_port_deallocate(task, d);
+    }
+    let k = traps::kmem_counts();
+    c.note(format_args!(
+        "at the limit, spares freed: {} of {}",
+        k.task_charged, k.task_limit
+    ));
+    let mut failed = 0;
+    let mut first_error = None;
+    for &p in &names {
+        if let Err(e) = libmach::mig::mach_port::mach_port_destroy(&mut transport, &me, p) {
+            failed += 1;
+            first_error.get_or_insert(e);
+        }
+    }
+    c.check(
+        failed == 0,
+        "  all destroyed",
+        format_args!("{failed} failed, first with {first_error:?}"),
+    );
+    drop(names);
+    let end = traps::kmem_counts();
+    // Less the spare dead names' share of the map (about 200 / 5 granules).
+    c.check(
+        end.task_charged <= before.task_charged
+            && before.task_charged - end.task_charged <= 45 * 1024,
+        "  the task's kernel-memory account is back",
+        format_args!(
+            "{} bytes before, {} after",
+            before.task_charged, end.task_charged
+        ),
+    );
 }
 
 /// Ports with messages queued until the task's kernel memory refuses: an error, no panic.

@@ -1,9 +1,10 @@
 //! `cargo xtask bench`: the cost of common kernel operations in guest instructions. Boots the
 //! `bench` program (tests/src/bin/bench.rs) on one CPU under `-icount shift=0`, where the
 //! virtual counter advances one nanosecond per instruction, so the figures are instruction
-//! counts and repeat to the unit; then on 2 and 8 CPUs, where the program measures only the
+//! counts and repeat to the unit; then on 2 and 8 CPUs, where the program measures the
 //! wake-up path (two threads waking each other), to show that a wake-up does not cost more
-//! with more CPUs; then boots it again without `-icount` for the host wall-clock time of the
+//! with more CPUs, and on 2 CPUs, started with `benchsrv` (`init=bench,benchsrv`), the null
+//! RPC to a task on the other CPU (`null_rpc_cross_cpu`); then boots it again without `-icount` for the host wall-clock time of the
 //! whole run (MTTCG, the default mode), reported separately. `--json FILE` writes the
 //! figures under DESIGN.md 8's metric names.
 
@@ -14,6 +15,8 @@ use crate::{Error, Result, kernel, prereq, target_dir};
 
 /// The program that measures, and the line prefix of its figures.
 pub const PROGRAM: &str = "bench";
+/// The server task of its cross-CPU null RPC, started with it on 2 CPUs.
+pub const SERVER: &str = "benchsrv";
 const PREFIX: &str = "bench: ";
 
 /// The figures a run printed: (name, rest of the line).
@@ -24,6 +27,16 @@ pub fn figures(console: &str) -> Vec<(String, String)> {
         .map(|rest| rest.split_once(": ").unwrap_or((rest, "")))
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect()
+}
+
+/// The `init=` list of a bench run on `smp` CPUs: on 2, the server of the cross-CPU null
+/// RPC too.
+fn init_list(smp: u32) -> String {
+    if smp == 2 {
+        format!("{PROGRAM},{SERVER}")
+    } else {
+        PROGRAM.to_owned()
+    }
 }
 
 fn boot_bench(
@@ -46,7 +59,7 @@ fn boot_bench(
         kernel: image.to_path_buf(),
         initrd: Some(initrd.to_path_buf()),
         dtb: None,
-        bootargs: format!("init={PROGRAM} loglevel=warn"),
+        bootargs: format!("init={} loglevel=warn", init_list(smp)),
         gdb: false,
     };
     let args = qemu::command_line(&machine, &boot);
@@ -82,6 +95,7 @@ fn metric_name(figure: &str) -> Option<&'static str> {
         "context-switch" => Some("context_switch"),
         "page-fault" => Some("page_fault"),
         "null-rpc-same-cpu" => Some("null_rpc_same_cpu"),
+        "null-rpc-cross-cpu" => Some("null_rpc_cross_cpu"),
         _ => None,
     }
 }
@@ -118,10 +132,23 @@ pub fn run(json: Option<&std::path::Path>) -> Result<u8> {
             metrics.push((metric.to_owned(), n, "instructions", "virt-smp1".to_owned()));
         }
     }
-    println!("\nThe wake-up path on more CPUs (same program, only its wake-up figure):");
+    println!(
+        "\nThe wake-up path on more CPUs (same program, only its wake-up figure), and on 2 CPUs the null RPC to a task on the other CPU:"
+    );
     for smp in [2, 8] {
         let run = boot_bench(true, smp, &initrd, &image)?;
         let wake = figures(&run.console);
+        for (name, value) in wake.iter().filter(|(name, _)| name.starts_with("null-rpc")) {
+            println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+            if let (Some(metric), Some(n)) = (metric_name(name), leading_number(value)) {
+                metrics.push((
+                    metric.to_owned(),
+                    n,
+                    "instructions",
+                    format!("virt-smp{smp}"),
+                ));
+            }
+        }
         let Some((name, value)) = wake.iter().find(|(name, _)| name.starts_with("wakeup")) else {
             return Err(Error::new(format!(
                 "the bench program printed no wake-up figure on {smp} CPUs (see target/test-logs/bench-icount-smp{smp}.log)"
@@ -172,6 +199,12 @@ mod tests {
     fn metrics_and_json() {
         assert_eq!(metric_name("null-trap"), Some("null_trap"));
         assert_eq!(metric_name("yield-alone"), None);
+        assert_eq!(
+            metric_name("null-rpc-cross-cpu"),
+            Some("null_rpc_cross_cpu")
+        );
+        assert_eq!(init_list(2), "bench,benchsrv");
+        assert_eq!(init_list(8), "bench");
         assert_eq!(leading_number("182 instructions per x"), Some(182));
         assert_eq!(leading_number("n/a"), None);
         let json = to_json(&[("null_trap".into(), 162, "instructions", "virt-smp1".into())]);

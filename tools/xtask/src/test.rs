@@ -335,6 +335,7 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     "machmsg",
     IPC_TASKS_PROGRAM,
     "psets",
+    "portsets",
 ];
 
 /// The program started as several tasks at once, and how many.
@@ -596,8 +597,8 @@ pub struct Plan {
 fn user_programs() -> Result<Vec<String>> {
     let mut programs =
         crate::userland::test_program_names(&crate::workspace_root()).map_err(Error::new)?;
-    // The bench program measures, it checks nothing: `cargo xtask bench` runs it.
-    programs.retain(|p| p != crate::bench::PROGRAM);
+    // The bench programs measure, they check nothing: `cargo xtask bench` runs them.
+    programs.retain(|p| p != crate::bench::PROGRAM && p != crate::bench::SERVER);
     Ok(programs)
 }
 
