@@ -123,13 +123,18 @@ impl<'a> Elf<'a> {
         if u32_at(b, o)? != PT_LOAD {
             return Ok(None);
         }
-        let s = Segment {
+        let mut s = Segment {
             flags: u32_at(b, o + 4)?,
             offset: u64_at(b, o + 8)?,
             vaddr: u64_at(b, o + 16)?,
             filesz: u64_at(b, o + 32)?,
             memsz: u64_at(b, o + 40)?,
         };
+        // A segment with no file bytes (only `.bss`) takes none from the file, wherever its
+        // offset points: GNU ld gives such a segment an offset past the end of the file.
+        if s.filesz == 0 {
+            s.offset = 0;
+        }
         let file_end = s.offset.checked_add(s.filesz).ok_or(ElfError::BadSegment)?;
         let mem_end = s.vaddr.checked_add(s.memsz).ok_or(ElfError::BadSegment)?;
         if s.filesz > s.memsz || file_end > b.len() as u64 || mem_end > VM_MAX_USER_ADDRESS {
@@ -198,6 +203,17 @@ mod tests {
         assert_eq!(Elf::parse(&wx).err(), Some(ElfError::WritableAndExecutable));
         let kernel = build(&[(0xffff_0000_0000_0000, PF_R, b"x", 1)]);
         assert_eq!(Elf::parse(&kernel).err(), Some(ElfError::BadSegment));
+        // Only-bss segment whose offset is past the end of the file (as GNU ld makes them).
+        let mut bss = build(&[
+            (0x40_0000, PF_R | PF_X, b"code", 4),
+            (0x41_ffe8, PF_R | PF_W, b"", 8),
+        ]);
+        let p = 64 + 56;
+        bss[p + 8..p + 16].copy_from_slice(&0xffe8u64.to_le_bytes());
+        let elf = Elf::parse(&bss).unwrap();
+        let segs: Vec<_> = elf.segments().map(Result::unwrap).collect();
+        assert_eq!((segs[1].filesz, segs[1].memsz), (0, 8));
+        assert_eq!(elf.data(&segs[1]), b"");
         let bigger_file = build(&[(0x40_0000, PF_R, b"xyz", 1)]);
         assert_eq!(Elf::parse(&bigger_file).err(), Some(ElfError::BadSegment));
         let none = build(&[]);

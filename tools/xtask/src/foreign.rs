@@ -101,6 +101,46 @@ pub fn prepare(file: &Path, args: Option<&str>) -> Result<Foreign> {
     })
 }
 
+/// The cross compiler for the C program of `tests/foreign` (Debian's
+/// `gcc-aarch64-linux-gnu`; only its compiler and linker are used, no C library).
+pub const CROSS_GCC: &str = "aarch64-linux-gnu-gcc";
+
+/// Build `tests/foreign/contract.c` with GCC into `target/foreign/contract` (installing the
+/// cross compiler first if it is missing) and prepare it as `--init FILE --init-args
+/// "alpha beta"` would: the words are what the program checks for.
+pub fn build_contract() -> Result<Foreign> {
+    crate::prereq::ensure_cross_gcc()?;
+    let source = crate::workspace_root().join("tests/foreign/contract.c");
+    let dir = target_dir().join("foreign");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format_args!("creating {}", dir.display()), e))?;
+    let out = dir.join("contract");
+    crate::proc::run_checked(
+        std::process::Command::new(CROSS_GCC)
+            .args([
+                "-static",
+                "-nostdlib",
+                "-ffreestanding",
+                "-fno-pic",
+                "-no-pie",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-o",
+            ])
+            .arg(&out)
+            .arg(&source),
+    )?;
+    let mut f = prepare(&out, Some("alpha beta"))?;
+    // Its own RAM disk, so that a `--init` run and the suite do not share one.
+    let initrd = dir.join("contract.cpio");
+    std::fs::rename(&f.initrd, &initrd)
+        .map_err(|e| Error::io(format_args!("writing {}", initrd.display()), e))?;
+    f.initrd = initrd;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,6 +175,44 @@ pub fn ensure_qemu() -> Result<()> {
     }
 }
 
+/// Makes sure the AArch64 cross compiler the foreign-program test builds with is there,
+/// installing Debian's `gcc-aarch64-linux-gnu` as root if it is missing.
+pub fn ensure_cross_gcc() -> Result<()> {
+    let gcc = crate::foreign::CROSS_GCC;
+    if proc::query_stdout(gcc, ["--version"]).is_some() {
+        return Ok(());
+    }
+    let command = "apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu";
+    if !is_root() {
+        return Err(Error::new(format!(
+            "{gcc} is not installed; as root, run: {command}"
+        )));
+    }
+    println!("xtask: {gcc} is not installed; installing gcc-aarch64-linux-gnu from Debian");
+    let install = || {
+        proc::run_checked(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args([
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "gcc-aarch64-linux-gnu",
+                ]),
+        )
+    };
+    if install().is_err() {
+        proc::run_checked(Command::new("apt-get").arg("update"))?;
+        install()?;
+    }
+    match proc::query_stdout(gcc, ["--version"]) {
+        Some(_) => Ok(()),
+        None => Err(Error::new(format!(
+            "{gcc} is still missing after installing gcc-aarch64-linux-gnu"
+        ))),
+    }
+}
+
 fn backports_configured() -> bool {
     let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {

@@ -419,6 +419,9 @@ pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<Qe
         .collect()
 }
 
+/// The C program of `tests/foreign`, built by GCC and booted as `--init` boots a file.
+pub const FOREIGN_TEST: &str = "foreign-contract-virt-gicv3-smp2";
+
 /// The one run of `cargo xtask test --init FILE`: the program alone as the first task,
 /// passing when it prints GNU Mach's success line once and the machine exits with 0.
 fn foreign_run(boot: &QemuTest, f: &crate::foreign::Foreign, machine: &Machine) -> QemuTest {
@@ -682,6 +685,10 @@ pub fn run_all(plan: &Plan) -> Result<u8> {
         if failed_cpu {
             println!("{FAILED_CPU_TEST}");
         }
+        if plan.foreign.is_none() && plan.machine.is_none() && selected(FOREIGN_TEST, &plan.filters)
+        {
+            println!("{FOREIGN_TEST}");
+        }
         return Ok(0);
     }
     // Prerequisites first: the host tests read the Pi 4 device tree from the cache (and
@@ -703,6 +710,23 @@ pub fn run_all(plan: &Plan) -> Result<u8> {
             Ok(test) => matrix.push(test),
             Err(e) => {
                 println!("FAIL {FAILED_CPU_TEST}: cannot prepare its device tree: {e}");
+                totals.failed += 1;
+            }
+        }
+    }
+    if plan.foreign.is_none() && plan.machine.is_none() && selected(FOREIGN_TEST, &plan.filters) {
+        match crate::foreign::build_contract() {
+            Ok(f) => {
+                let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+                if let Ok(machine) = Machine::resolve(boot.board, boot.options.clone()) {
+                    matrix.push(QemuTest {
+                        name: FOREIGN_TEST.to_owned(),
+                        ..foreign_run(&boot, &f, &machine)
+                    });
+                }
+            }
+            Err(e) => {
+                println!("FAIL {FOREIGN_TEST}: {e}");
                 totals.failed += 1;
             }
         }
