@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use spin::Once;
 
 pub struct Task {
@@ -41,6 +41,9 @@ pub struct Task {
     pub self_port: Once<Arc<Port>>,
     /// Its processor set (a `ProcessorSetId`, `sched::pset`): where its new threads go.
     pub processor_set: AtomicU32,
+    /// The priority its new threads start with (`task_priority`; GNU Mach's
+    /// `task->priority`).
+    pub priority: AtomicU8,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
 }
@@ -68,6 +71,7 @@ impl Task {
                     ipc: None,
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
+            priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
                     _threads_root: None,
                 })
             })
@@ -95,6 +99,7 @@ impl Task {
             ipc: Some(ipc_space),
             self_port: Once::new(),
             processor_set: AtomicU32::new(0),
+            priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
             _threads_root: Some(threads_root),
         });
         crate::kern::sched::pset::note_task_created(&task);

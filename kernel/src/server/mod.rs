@@ -34,6 +34,7 @@ pub mod kobject;
 pub mod mach;
 pub mod objects;
 pub mod port;
+pub mod processor;
 pub mod region;
 pub mod slots;
 
