@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
 pub struct Task {
@@ -71,7 +71,7 @@ impl Task {
                     ipc: None,
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
-            priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
+                    priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
                     _threads_root: None,
                 })
             })

@@ -143,7 +143,10 @@ impl Host {
     /// `host_get_time64`: the calendar time, a `time_value64_t` (seconds, nanoseconds):
     /// the time since boot plus the boot time the kernel knows (`HostFacts::boot_time_ns`).
     pub fn time64(&self) -> [i64; 2] {
-        let ns = self.facts.boot_time_ns().saturating_add(self.facts.uptime_ns());
+        let ns = self
+            .facts
+            .boot_time_ns()
+            .saturating_add(self.facts.uptime_ns());
         [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]
     }
 

@@ -83,11 +83,11 @@ impl<T: TaskIpc> Kernel<'_, T> {
         ports: impl Iterator<Item = Option<&'p Arc<crate::ipc::Port>>> + Clone,
     ) -> Result<Ool, KernReturn> {
         let count = ports.clone().count();
-        let blocks = Chunked::<MsgPort, 0>::blocks_for(count).ok_or(KernReturn::ResourceShortage)?;
+        let blocks =
+            Chunked::<MsgPort, 0>::blocks_for(count).ok_or(KernReturn::ResourceShortage)?;
         // The array's chunks, then the box the reply holds it in.
         let charge = Charge::new(self.ledger, Kind::Message, blocks + 1)?;
-        let mut rights =
-            Chunked::with_capacity(count).map_err(|_| KernReturn::ResourceShortage)?;
+        let mut rights = Chunked::with_capacity(count).map_err(|_| KernReturn::ResourceShortage)?;
         for port in ports {
             let right = port
                 .and_then(|p| p.make_send())
@@ -218,7 +218,10 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         drop(self.slots.take(port));
     }
 
-    fn host_processors(&mut self, host: &Arc<Host>) -> Result<mach_host::HostProcessorsOut, KernReturn> {
+    fn host_processors(
+        &mut self,
+        host: &Arc<Host>,
+    ) -> Result<mach_host::HostProcessorsOut, KernReturn> {
         let processors = host.machine.processors();
         Ok(mach_host::HostProcessorsOut {
             processor_list: self.port_array(processors.iter().map(|p| p.port()))?,
@@ -408,10 +411,11 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         if invalid_pri(max_priority) {
             return Err(KernReturn::InvalidArgument);
         }
-        host_of(&set.host)?
-            .machine
-            .sched
-            .pset_max_priority(set.id, max_priority as u32, change_threads)
+        host_of(&set.host)?.machine.sched.pset_max_priority(
+            set.id,
+            max_priority as u32,
+            change_threads,
+        )
     }
 
     fn host_processor_sets(

@@ -16,10 +16,10 @@ use crate::ids::ProcessorSetId;
 use crate::ipc::{KObject, KObjectKind, Ledger, MsgPort, Space};
 use alloc::sync::Arc;
 use core::any::Any;
-use mach_abi::KernReturn;
-use mach_abi::mig::PortSlot;
 #[cfg(target_os = "none")]
 use core::sync::atomic::Ordering;
+use mach_abi::KernReturn;
+use mach_abi::mig::PortSlot;
 
 /// What the object server needs of a thread: the kernel object behind a thread port is
 /// an `Arc<T::Thread>` tagged `KObjectKind::Thread`.

@@ -9,9 +9,9 @@
 
 extern crate alloc;
 
+use super::host::Host;
 use crate::ids::ProcessorSetId;
 use crate::ipc::{KObject, KObjectKind, Ledger, Port, ledger::Unmetered};
-use super::host::Host;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;

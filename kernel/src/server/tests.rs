@@ -13,7 +13,6 @@ use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
 use super::processor::{HostSched, SetCounts};
 use crate::ids::ProcessorSetId;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use crate::ipc::abi::{Disposition, PortName, msgh_bits, port_type as pt};
 use crate::ipc::ledger::counting::{CountingLedger, dyn_ledger};
 use crate::ipc::transfer::copyin_type;
@@ -23,6 +22,7 @@ use crate::ipc::{
 use mach_abi::KernReturn as K;
 use mach_abi::mig::{self, Encoder, Header, TypeDesc};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::vec::Vec;
 
 const R_SEND_RIGHT: u32 = 0;
@@ -148,7 +148,11 @@ impl HostSched for FakeSched {
         }
     }
     fn pset_info(&self, set: ProcessorSetId) -> Result<SetCounts, K> {
-        let processors = self.assigned.iter().filter(|a| a.load(Relaxed) == set.0).count();
+        let processors = self
+            .assigned
+            .iter()
+            .filter(|a| a.load(Relaxed) == set.0)
+            .count();
         Ok(SetCounts {
             processor_count: processors as u32,
             task_count: 2,
@@ -1333,10 +1337,7 @@ fn processors_come_out_of_line_and_answer_processor_info() {
         assert_eq!(info(1, 4).code(), K::Failure);
         assert_eq!(info(2, 5).code(), K::Failure);
         // Processors cannot be started, stopped or controlled here.
-        for id in [
-            mach_host::PROCESSOR_START_ID,
-            mach_host::PROCESSOR_EXIT_ID,
-        ] {
+        for id in [mach_host::PROCESSOR_START_ID, mach_host::PROCESSOR_EXIT_ID] {
             assert_eq!(w.call(p, id, &[]).unwrap().code(), K::Failure);
         }
     }
@@ -1480,10 +1481,7 @@ fn priorities_follow_gnu_mach() {
     // Above its maximum (25): refused.
     assert_eq!(prio(10, 0), K::Failure);
     assert_eq!(prio(30, 1), K::Success);
-    assert_eq!(
-        (thread.base_priority(), thread.max_priority()),
-        (30, 30)
-    );
+    assert_eq!((thread.base_priority(), thread.max_priority()), (30, 30));
     assert_eq!(prio(28, 0), K::Failure);
     // thread_max_priority needs the thread's own set's control port.
     let g = w
@@ -1510,10 +1508,7 @@ fn priorities_follow_gnu_mach() {
     assert_eq!(max(default_name, 20), K::InvalidArgument);
     assert_eq!(max(default, 99), K::InvalidArgument);
     assert_eq!(max(default, 40), K::Success);
-    assert_eq!(
-        (thread.base_priority(), thread.max_priority()),
-        (40, 40)
-    );
+    assert_eq!((thread.base_priority(), thread.max_priority()), (40, 40));
     // A task's priority with its threads.
     let task = TestTask::new(None);
     task.threads.lock().unwrap().push(thread.clone());
@@ -1535,19 +1530,19 @@ fn priorities_follow_gnu_mach() {
     assert_eq!(tprio(50, 1), K::Success);
     assert_eq!(thread.base_priority(), 50);
     // thread_depress_abort, and the wrong object for each.
-    let g = w
-        .call(t, mach_host::THREAD_DEPRESS_ABORT_ID, &[])
-        .unwrap();
+    let g = w.call(t, mach_host::THREAD_DEPRESS_ABORT_ID, &[]).unwrap();
     assert_eq!(g.code(), K::Success);
     assert_eq!(thread.depress_aborts.load(Relaxed), 1);
-    let g = w
-        .call(tk, mach_host::THREAD_DEPRESS_ABORT_ID, &[])
-        .unwrap();
+    let g = w.call(tk, mach_host::THREAD_DEPRESS_ABORT_ID, &[]).unwrap();
     assert_eq!(g.code(), K::InvalidArgument);
     assert_eq!(
-        w.call(t, mach_host::TASK_PRIORITY_ID, &[Item::Int(30), Item::Bool(0)])
-            .unwrap()
-            .code(),
+        w.call(
+            t,
+            mach_host::TASK_PRIORITY_ID,
+            &[Item::Int(30), Item::Bool(0)]
+        )
+        .unwrap()
+        .code(),
         K::InvalidArgument
     );
     // thread_wire: only the caller itself (the fake thread never is).
@@ -1572,7 +1567,9 @@ fn priorities_follow_gnu_mach() {
 #[test]
 fn time_reboot_and_wiring_follow_gnu_mach() {
     let w = World::new();
-    let g = w.call(w.host_name, mach_host::HOST_GET_TIME64_ID, &[]).unwrap();
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_TIME64_ID, &[])
+        .unwrap();
     assert_eq!(g.code(), K::Success);
     // Boot time 10^18 ns plus 3.500000007 s.
     assert_eq!(
@@ -1581,7 +1578,9 @@ fn time_reboot_and_wiring_follow_gnu_mach() {
             .map(|v: u64| v as u32)
             .to_vec()
     );
-    let g = w.call(w.host_name, mach_host::HOST_GET_TIME_ID, &[]).unwrap();
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_TIME_ID, &[])
+        .unwrap();
     assert_eq!(words(&g, 64, 1), [500_000]);
     // host_reboot needs the privileged port (KERN_INVALID_HOST otherwise).
     let g = w
@@ -1589,7 +1588,11 @@ fn time_reboot_and_wiring_follow_gnu_mach() {
         .unwrap();
     assert_eq!(g.code(), K::InvalidHost);
     let g = w
-        .call(w.host_priv, mach_host::HOST_REBOOT_ID, &[Item::Int(0x8 | 4)])
+        .call(
+            w.host_priv,
+            mach_host::HOST_REBOOT_ID,
+            &[Item::Int(0x8 | 4)],
+        )
         .unwrap();
     assert_eq!(g.code(), K::Success);
     assert_eq!(SCHED.rebooted.load(Relaxed), 4);
