@@ -152,7 +152,60 @@ fn null_rpc() {
     core::mem::forget(server);
 }
 
-fn main(_args: &Args) -> i32 {
+/// `processor_info(PROCESSOR_BASIC_INFO)` on the boot processor's port, through the
+/// generated stub over `mach_msg` (request, served in the kernel, reply received): the
+/// round trip in instructions. The stub's message buffer is reused (no 4 KiB clearing per
+/// call); the host right each reply carries is kept, its references released at the end.
+fn processor_info_rpc(args: &Args) {
+    use libmach::ipc;
+    use libmach::mig::mach_host;
+    const RPCS: u64 = 2_000;
+    let Some(host_priv) = args.host_priv_port() else {
+        println!("bench: processor-info-rpc: n/a (no host-privileged port)");
+        return;
+    };
+    let mut t = ipc::transport();
+    let host_priv = core::mem::ManuallyDrop::new(ipc::SendRight::from_name(host_priv));
+    let Ok(out) = mach_host::host_processors(&mut t, &host_priv) else {
+        println!("bench: processor-info-rpc: n/a (host_processors failed)");
+        return;
+    };
+    let Some(cpu0) = out.processor_list.name(0) else {
+        return;
+    };
+    let cpu0 = core::mem::ManuallyDrop::new(ipc::SendRight::from_name(cpu0));
+    let mut buf = alloc::vec![0u8; mach_host::MAX_REPLY_SIZE];
+    let mut info = [0i32; 5];
+    let mut host = PortName::NULL;
+    let mut failed = 0u64;
+    report(
+        "processor-info-rpc",
+        "processor_info round trip",
+        RPCS,
+        || {
+            for _ in 0..RPCS {
+                match mach_host::processor_info_with(&mut t, &mut buf, &cpu0, 1, &mut info) {
+                    Ok(o) => host = o.host.into_name(),
+                    Err(_) => failed += 1,
+                }
+            }
+        },
+    );
+    if failed != 0 || info[3] != 0 {
+        println!(
+            "bench: processor-info-rpc: {failed} calls failed, slot {}",
+            info[3]
+        );
+    }
+    // The host right's references, one per reply.
+    let task = traps::mach_task_self();
+    for _ in 0..(RPCS - failed) {
+        let _ = traps::mach_port_deallocate(task, host);
+    }
+    drop(out);
+}
+
+fn main(args: &Args) -> i32 {
     if traps::cpu_count() > 1 {
         // `cargo xtask bench` boots more CPUs only for the wake-up path.
         wakeup_round_trip();
@@ -253,6 +306,8 @@ fn main(_args: &Args) -> i32 {
     );
 
     null_rpc();
+
+    processor_info_rpc(args);
 
     wakeup_round_trip();
 
