@@ -529,8 +529,8 @@ fn main(args: &Args) -> i32 {
     for h in handles {
         h.join();
     }
-    for i in 0..=WORKERS {
-        let name = PORTS[i].load(Ordering::Acquire);
+    for port in &PORTS {
+        let name = port.load(Ordering::Acquire);
         if name != 0 {
             drop(SendRight::from_name(PortName(name)));
         }
