@@ -236,8 +236,8 @@ impl<T: TaskIpc> Kernel<'_, T> {
             .ok_or_else(|| null_host(msg_id))
     }
 
-    /// The destination's kernel object of `kind`, for objects whose routines are not
-    /// served yet (threads, processors, sets, memory objects).
+    /// The destination's kernel object of `kind`, for the hooks of routines not served
+    /// yet (`mach`'s threads, sets and memory objects).
     pub fn other(&self, port: PortSlot, kind: KObjectKind) -> Result<KObject, KernReturn> {
         self.object(port, kind).ok_or(KernReturn::InvalidArgument)
     }
