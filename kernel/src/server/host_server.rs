@@ -11,9 +11,8 @@
 //!
 //! Not served, each answering `MIG_BAD_ID` (listed with the generated macro below):
 //! scheduling policies (`thread_policy`, `processor_set_policy_enable`/`_disable`: one
-//! policy, timesharing), setting the time (`host_set_time`, `host_adjust_time` and their
-//! 64-bit forms: no calendar clock), and `processor_set_tasks`/`processor_set_threads`
-//! (the kernel keeps no list of every task and thread to enumerate).
+//! policy, timesharing) and setting the time (`host_set_time`, `host_adjust_time` and
+//! their 64-bit forms: no calendar clock).
 
 extern crate alloc;
 
@@ -83,25 +82,44 @@ impl<T: TaskIpc> Kernel<'_, T> {
         ports: impl Iterator<Item = Option<&'p Arc<crate::ipc::Port>>> + Clone,
     ) -> Result<Ool, KernReturn> {
         let count = ports.clone().count();
+        self.port_array_of(count, |put| {
+            for port in ports {
+                put(port);
+            }
+        })
+    }
+
+    /// An out-of-line array of send rights to at most `count` ports, which `fill` hands
+    /// to the function it is given (ports past `count` are left out: the list grew since
+    /// it was counted).
+    fn port_array_of(
+        &mut self,
+        count: usize,
+        fill: impl FnOnce(&mut dyn FnMut(Option<&Arc<crate::ipc::Port>>)),
+    ) -> Result<Ool, KernReturn> {
         let blocks =
             Chunked::<MsgPort, 0>::blocks_for(count).ok_or(KernReturn::ResourceShortage)?;
         // The array's chunks, then the box the reply holds it in.
         let charge = Charge::new(self.ledger, Kind::Message, blocks + 1)?;
-        let mut rights = Chunked::with_capacity(count).map_err(|_| KernReturn::ResourceShortage)?;
-        for port in ports {
-            let right = port
-                .and_then(|p| p.make_send())
-                .map_or(MsgPort::Null, MsgPort::Right);
-            // Room for `count` was reserved.
-            let _ = rights.push(right);
-        }
+        let mut rights: Chunked<MsgPort, 0> =
+            Chunked::with_capacity(count).map_err(|_| KernReturn::ResourceShortage)?;
+        fill(&mut |port| {
+            if rights.len() < count {
+                let right = port
+                    .and_then(|p| p.make_send())
+                    .map_or(MsgPort::Null, MsgPort::Right);
+                // Room for `count` was reserved.
+                let _ = rights.push(right);
+            }
+        });
+        let n = rights.len() as u32;
         let handle = self.slots.put_port_array(PortArray {
             rights,
             _charge: charge,
         })?;
         Ok(Ool {
             address: handle,
-            count: count as u32,
+            count: n,
         })
     }
 
@@ -411,11 +429,55 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         if invalid_pri(max_priority) {
             return Err(KernReturn::InvalidArgument);
         }
-        host_of(&set.host)?.machine.sched.pset_max_priority(
-            set.id,
-            max_priority as u32,
-            change_threads,
-        )
+        let max = max_priority as u32;
+        let sched = host_of(&set.host)?.machine.sched;
+        sched.pset_max_priority(set.id, max, change_threads)?;
+        if change_threads {
+            // GNU Mach lowers each thread of the set whose maximum is higher (a lower
+            // number) to the new maximum, as `thread_max_priority` does.
+            sched.each_thread(set.id, &mut |port| {
+                let Some(thread) = port
+                    .kobject()
+                    .and_then(|k| k.get::<T::Thread>(crate::ipc::KObjectKind::Thread))
+                else {
+                    return;
+                };
+                if thread.max_priority() < max {
+                    thread.set_max_priority(max);
+                    if max > thread.base_priority() {
+                        thread.set_priority(max);
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn processor_set_tasks(
+        &mut self,
+        set: &Arc<ProcessorSet>,
+    ) -> Result<mach_host::ProcessorSetTasksOut, KernReturn> {
+        let sched = host_of(&set.host)?.machine.sched;
+        let mut count = 0;
+        sched.each_task(set.id, &mut |_| count += 1);
+        Ok(mach_host::ProcessorSetTasksOut {
+            task_list: self
+                .port_array_of(count, |put| sched.each_task(set.id, &mut |p| put(Some(p))))?,
+        })
+    }
+
+    fn processor_set_threads(
+        &mut self,
+        set: &Arc<ProcessorSet>,
+    ) -> Result<mach_host::ProcessorSetThreadsOut, KernReturn> {
+        let sched = host_of(&set.host)?.machine.sched;
+        let mut count = 0;
+        sched.each_thread(set.id, &mut |_| count += 1);
+        Ok(mach_host::ProcessorSetThreadsOut {
+            thread_list: self.port_array_of(count, |put| {
+                sched.each_thread(set.id, &mut |p| put(Some(p)))
+            })?,
+        })
     }
 
     fn host_processor_sets(
@@ -581,8 +643,6 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         thread_policy,
         processor_set_policy_enable,
         processor_set_policy_disable,
-        processor_set_tasks,
-        processor_set_threads,
         host_set_time,
         host_adjust_time,
         host_set_time64,

@@ -69,6 +69,10 @@ pub trait HostSched: Send + Sync {
     fn processor_assignment(&self, slot: u32) -> Result<ProcessorSetId, KernReturn>;
     /// End the run with `status` (never returns on the kernel; a fake records it).
     fn reboot(&self, status: u32);
+    /// Call `f` with the kernel port of each task assigned to `set`.
+    fn each_task(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>));
+    /// Call `f` with the kernel port of each thread assigned to `set`.
+    fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>));
 }
 
 /// A processor (GNU Mach's `processor`): its slot and its port.
@@ -352,5 +356,28 @@ impl HostSched for KernelSched {
     }
     fn reboot(&self, status: u32) {
         crate::kern::power::power_off_with(status)
+    }
+    fn each_task(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
+        use crate::kern::sched::pset;
+        crate::kern::task::each_task(|task| {
+            if pset::task_get_assignment(task) == set
+                && let Some(port) = task.self_port.get()
+            {
+                f(port);
+            }
+        });
+    }
+    fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
+        use super::objects::TaskIpc;
+        use crate::kern::sched::pset;
+        crate::kern::task::each_task(|task| {
+            task.for_each_thread(&mut |thread| {
+                if pset::thread_get_assignment(thread) == set
+                    && let Some(port) = thread.self_port.get()
+                {
+                    f(port);
+                }
+            });
+        });
     }
 }

@@ -110,6 +110,8 @@ struct FakeSched {
     next: AtomicU32,
     assigned: [AtomicU32; 4],
     rebooted: AtomicU32,
+    /// Ports standing for the tasks (and threads) of each set.
+    members: std::sync::Mutex<Vec<(u32, Arc<Port>)>>,
 }
 
 static SCHED: FakeSched = FakeSched {
@@ -117,6 +119,7 @@ static SCHED: FakeSched = FakeSched {
     next: AtomicU32::new(1),
     assigned: [const { AtomicU32::new(0) }; 4],
     rebooted: AtomicU32::new(u32::MAX),
+    members: std::sync::Mutex::new(Vec::new()),
 };
 
 impl HostSched for FakeSched {
@@ -180,6 +183,16 @@ impl HostSched for FakeSched {
     }
     fn reboot(&self, status: u32) {
         self.rebooted.store(status, Relaxed);
+    }
+    fn each_task(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
+        for (s, port) in self.members.lock().unwrap().iter() {
+            if *s == set.0 {
+                f(port);
+            }
+        }
+    }
+    fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
+        self.each_task(set, f);
     }
 }
 
@@ -1438,11 +1451,32 @@ fn sets_have_a_name_port_and_a_control_port_with_gnu_mach_s_privileges() {
         .call(name, mach_host::PROCESSOR_SET_PROCESSORS_ID, &[])
         .unwrap();
     assert_eq!((g.code(), g.ports.clone()), (K::Success, vec![cpus[3]]));
-    // Not served: the kernel keeps no list of every task to enumerate.
-    let g = w
-        .call(control, mach_host::PROCESSOR_SET_TASKS_ID, &[])
-        .unwrap();
-    assert_eq!(g.code(), K::MigBadId);
+    // Its tasks and threads, out of line (three members of this World's new set).
+    let id = w._host.host.machine.sets().last().unwrap().id.0;
+    let members: Vec<Arc<Port>> = (0..3)
+        .map(|_| Port::alloc_kernel(&w.sender, None).unwrap())
+        .collect();
+    SCHED
+        .members
+        .lock()
+        .unwrap()
+        .extend(members.iter().map(|p| (id, p.clone())));
+    for which in [
+        mach_host::PROCESSOR_SET_TASKS_ID,
+        mach_host::PROCESSOR_SET_THREADS_ID,
+    ] {
+        let g = w.call(control, which, &[]).unwrap();
+        assert_eq!(g.code(), K::Success);
+        assert_eq!(g.ports.len(), 3);
+        assert_eq!(g.desc(48).number, 3);
+        // The name port does not list them.
+        let g = w.call(name, which, &[]).unwrap();
+        assert_eq!(g.code(), K::InvalidArgument);
+    }
+    SCHED.members.lock().unwrap().retain(|(s, _)| *s != id);
+    for p in members {
+        Port::dealloc_kernel(p);
+    }
     // The host lists the default set and this one by their name ports.
     let g = w
         .call(w.host_name, mach_host::HOST_PROCESSOR_SETS_ID, &[])
@@ -1612,4 +1646,48 @@ fn time_reboot_and_wiring_follow_gnu_mach() {
     assert_eq!(wire(w.host_name, w.task, 1 << 20, 1), K::NoAccess);
     assert_eq!(wire(w.host_priv, w.task, 1 << 20, 1), K::Success);
     assert_eq!(wire(w.host_name, w.task, 4096, 3), K::Success);
+}
+
+#[test]
+fn a_set_s_new_maximum_lowers_its_threads_with_change_threads() {
+    let w = World::new();
+    let g = w
+        .call(w.host_priv, mach_host::PROCESSOR_SET_CREATE_ID, &[])
+        .unwrap();
+    let control = g.ports[0];
+    let id = w._host.host.machine.sets().last().unwrap().id.0;
+    let (high, low) = (TestThread::new(), TestThread::new());
+    high.max_priority.store(10, Relaxed);
+    high.priority.store(12, Relaxed);
+    low.max_priority.store(50, Relaxed);
+    low.priority.store(55, Relaxed);
+    let ports: Vec<Arc<Port>> = [high.clone(), low.clone()]
+        .into_iter()
+        .map(|t| Port::alloc_kernel(&w.sender, Some(KObject::new(KObjectKind::Thread, t))).unwrap())
+        .collect();
+    SCHED
+        .members
+        .lock()
+        .unwrap()
+        .extend(ports.iter().map(|p| (id, p.clone())));
+    let max = |p: i32, change: u32| {
+        w.call(
+            control,
+            mach_host::PROCESSOR_SET_MAX_PRIORITY_ID,
+            &[Item::Int(p as u32), Item::Bool(change)],
+        )
+        .unwrap()
+        .code()
+    };
+    // Without change_threads nothing moves; with it the higher thread is lowered.
+    assert_eq!(max(30, 0), K::Success);
+    assert_eq!((high.max_priority(), high.base_priority()), (10, 12));
+    assert_eq!(max(30, 1), K::Success);
+    assert_eq!((high.max_priority(), high.base_priority()), (30, 30));
+    assert_eq!((low.max_priority(), low.base_priority()), (50, 55));
+    assert_eq!(max(65, 1), K::InvalidArgument);
+    SCHED.members.lock().unwrap().retain(|(s, _)| *s != id);
+    for p in ports {
+        Port::dealloc_kernel(p);
+    }
 }

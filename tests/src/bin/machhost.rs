@@ -286,15 +286,41 @@ fn main(args: &Args) -> i32 {
             c.check(false, "processor_set_processors", format_args!("{kr}"));
         }
     }
+    match mach_host::processor_set_tasks(&mut t, &default_control) {
+        Ok(out) => {
+            let names: Vec<PortName> = out.task_list.names().collect();
+            c.check(
+                names.contains(&task.name()),
+                "processor_set_tasks(default) lists this task's port",
+                format_args!("{names:?} (task {:?})", task.name()),
+            );
+        }
+        Err(kr) => {
+            c.check(false, "processor_set_tasks", format_args!("{kr}"));
+        }
+    }
+    match mach_host::processor_set_threads(&mut t, &default_control) {
+        Ok(out) => {
+            let names: Vec<PortName> = out.thread_list.names().collect();
+            c.check(
+                names.contains(&me.name()),
+                "processor_set_threads(default) lists this thread's port",
+                format_args!("{names:?} (thread {:?})", me.name()),
+            );
+        }
+        Err(kr) => {
+            c.check(false, "processor_set_threads", format_args!("{kr}"));
+        }
+    }
     c.check_eq(
-        "processor_set_tasks (not served)",
-        mach_host::processor_set_tasks(&mut t, &default_control).err(),
-        Some(KernReturn::MigBadId),
+        "processor_set_tasks on the name port",
+        mach_host::processor_set_tasks(&mut t, &default).err(),
+        Some(INVAL),
     );
     c.check_eq(
-        "processor_set_threads (not served)",
-        mach_host::processor_set_threads(&mut t, &default_control).err(),
-        Some(KernReturn::MigBadId),
+        "processor_set_threads on the name port",
+        mach_host::processor_set_threads(&mut t, &default).err(),
+        Some(INVAL),
     );
     c.check_eq(
         "processor_set_create on the unprivileged host port",
@@ -566,6 +592,33 @@ fn main(args: &Args) -> i32 {
         "thread_wire on the unprivileged host port",
         mach_host::thread_wire(&mut t, &host, &me, true),
         Err(KernReturn::InvalidHost),
+    );
+    // A set's new maximum with change_threads lowers its threads' maxima.
+    let other_port = lend(PortName(OTHER.load(Ordering::Acquire)));
+    c.check_eq(
+        "thread_assign(other thread, set)",
+        mach_host::thread_assign(&mut t, &other_port, &set),
+        Ok(()),
+    );
+    c.check_eq(
+        "processor_set_max_priority(40, change threads)",
+        mach_host::processor_set_max_priority(&mut t, &set, 40, true),
+        Ok(()),
+    );
+    c.check_eq(
+        "thread_priority(35) above the thread's lowered maximum",
+        mach_host::thread_priority(&mut t, &other_port, 35, false),
+        Err(KernReturn::Failure),
+    );
+    c.check_eq(
+        "thread_priority(45) within it",
+        mach_host::thread_priority(&mut t, &other_port, 45, false),
+        Ok(()),
+    );
+    c.check_eq(
+        "thread_assign_default(other thread)",
+        mach_host::thread_assign_default(&mut t, &other_port),
+        Ok(()),
     );
     STOP.store(true, Ordering::Release);
     if let Ok(h) = other {

@@ -248,6 +248,18 @@ fn main(args: &Args) -> i32 {
         set_counts(&mut t, &set_name).map(|n| n[2]),
         Ok(WORKERS as i32),
     );
+    match mach_host::processor_set_threads(&mut t, &set) {
+        Ok(out) => {
+            let mut names: Vec<PortName> = out.thread_list.names().collect();
+            names.sort_by_key(|n| n.0);
+            let mut want = ports.clone();
+            want.sort_by_key(|n| n.0);
+            c.check_eq("processor_set_threads(set) lists the workers", names, want);
+        }
+        Err(kr) => {
+            c.check(false, "processor_set_threads(set)", format_args!("{kr}"));
+        }
+    }
     c.check(
         stopped(&all),
         "workers in an empty set do not run",
@@ -461,6 +473,12 @@ fn main(args: &Args) -> i32 {
             "task_assign(set, no threads)",
             mach_host::task_assign(&mut t, &task, &set3, false),
             Ok(()),
+        );
+        c.check_eq(
+            "processor_set_tasks(set) lists this task",
+            mach_host::processor_set_tasks(&mut t, &set3)
+                .map(|o| o.task_list.names().collect::<Vec<_>>()),
+            Ok(alloc::vec![task.name()]),
         );
         c.check_eq(
             "task_get_assignment(self)",

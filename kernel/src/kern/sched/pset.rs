@@ -480,9 +480,8 @@ pub fn task_assign_default(task: &Arc<Task>, assign_threads: bool) -> Result<(),
 
 /// `processor_set_max_priority`: the highest priority (lowest number) a thread assigned
 /// to `set` keeps; `KERN_INVALID_ARGUMENT` for a priority outside 0..IDLE_PRI or a set not
-/// live. NOT YET: with `change_threads` GNU Mach also lowers the threads already in the
-/// set; here they keep theirs (a set keeps no list of its threads), and only threads
-/// assigned later are lowered.
+/// live. With `change_threads` GNU Mach also lowers the threads already in the set: the
+/// object server does that (`server::host_server`, through the list of tasks), not this.
 pub fn processor_set_max_priority(
     set: ProcessorSetId,
     max_priority: u32,
