@@ -620,6 +620,13 @@ fn main(args: &Args) -> i32 {
         mach_host::thread_assign_default(&mut t, &other_port),
         Ok(()),
     );
+    // Back in the default set its maximum is the default set's again: it may run at
+    // BASEPRI_USER (above this thread's 28, so that it gets the CPU to finish on one CPU).
+    c.check_eq(
+        "thread_priority(BASEPRI_USER) in the default set",
+        mach_host::thread_priority(&mut t, &other_port, BASEPRI_USER, false),
+        Ok(()),
+    );
     STOP.store(true, Ordering::Release);
     if let Ok(h) = other {
         h.join();
