@@ -7,7 +7,8 @@
 //! Mach's `cpu_start` answer), `processor_exit` and `processor_control` answer
 //! `KERN_FAILURE`; `host_get_time` counts from the boot time the kernel knows (none: from
 //! boot); `host_reboot` ends the run with the status in `options` (see [`reboot_status`]);
-//! wiring changes nothing (no memory is ever paged out) once GNU Mach's checks pass.
+//! wiring changes nothing (no memory is ever paged out) once GNU Mach's checks pass (for
+//! `vm_wire`, its range check: `KERN_NO_SPACE` for a hole or a refused access).
 //!
 //! Not served, each answering `MIG_BAD_ID` (listed with the generated macro below):
 //! scheduling policies (`thread_policy`, `processor_set_policy_enable`/`_disable`: one
@@ -533,7 +534,7 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         &mut self,
         host: PortSlot,
         map: &Option<Arc<T>>,
-        _address: u64,
+        address: u64,
         size: u64,
         access: i32,
     ) -> Result<(), KernReturn> {
@@ -545,17 +546,18 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
                 false
             }
         };
-        if map.is_none() {
+        let Some(map) = map else {
             return Err(KernReturn::InvalidTask);
-        }
+        };
         if access & !VM_PROT_ALL != 0 {
             return Err(KernReturn::InvalidArgument);
         }
         if !privileged && access != 0 && size > UNPRIVILEGED_WIRE_MAX {
             return Err(KernReturn::NoAccess);
         }
-        // Every page of a task is resident for its life: wired already.
-        Ok(())
+        // Every page of a task is resident for its life: wired already once the range
+        // passes GNU Mach's check.
+        map.wire(address, size, access as u32)
     }
 
     fn thread_wire(

@@ -55,6 +55,9 @@ pub trait TaskIpc: Any + Send + Sync {
     fn set_priority(&self, priority: u32);
     /// Call `f` on each of its threads.
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>));
+    /// `vm_wire`'s range check of its map (`KERN_NO_SPACE` for a hole or a protection
+    /// that refuses `access`).
+    fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn>;
     /// The task's IPC space (`task->itk_space`), or `None` once the task is going.
     fn ipc_space(&self) -> Option<Arc<Space>>;
     /// A copy of the send right in special-port slot `which` (`TASK_KERNEL_PORT`: the
@@ -116,6 +119,12 @@ impl TaskIpc for crate::kern::task::Task {
     }
     fn set_priority(&self, priority: u32) {
         self.priority.store(priority as u8, Ordering::Relaxed);
+    }
+    fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn> {
+        match &self.map {
+            Some(map) => map.lock().wire(address, size, access),
+            None => Err(KernReturn::InvalidTask),
+        }
     }
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>)) {
         // In batches, so that no lock is held while `f` runs and nothing allocates.

@@ -218,6 +218,14 @@ impl TaskIpc for TestTask {
             f(t);
         }
     }
+    fn wire(&self, address: u64, _: u64, _: u32) -> Result<(), K> {
+        // One fake region: [0x10000, 0x200000).
+        if (0x10000..0x200000).contains(&address) {
+            Ok(())
+        } else {
+            Err(K::NoSpace)
+        }
+    }
     fn ipc_space(&self) -> Option<Arc<Space>> {
         self.space.clone()
     }
@@ -1646,6 +1654,21 @@ fn time_reboot_and_wiring_follow_gnu_mach() {
     assert_eq!(wire(w.host_name, w.task, 1 << 20, 1), K::NoAccess);
     assert_eq!(wire(w.host_priv, w.task, 1 << 20, 1), K::Success);
     assert_eq!(wire(w.host_name, w.task, 4096, 3), K::Success);
+    assert_eq!(
+        w.call(
+            w.host_name,
+            mach_host::VM_WIRE_ID,
+            &[
+                Item::Right(w.task, Disposition::CopySend),
+                Item::U64(0x400000),
+                Item::U64(4096),
+                Item::Int(1),
+            ],
+        )
+        .unwrap()
+        .code(),
+        K::NoSpace
+    );
 }
 
 #[test]

@@ -534,7 +534,14 @@ fn main(args: &Args) -> i32 {
     );
 
     // --- Wiring. ---
-    let page = &info as *const _ as u64 & !4095;
+    const MIB: u64 = 1 << 20;
+    let region = libmach::traps::vm_allocate(libmach::traps::mach_task_self(), 0, MIB, true);
+    c.check(
+        region.is_ok(),
+        "vm_allocate 1 MiB to wire",
+        format_args!("{region:?}"),
+    );
+    let page = region.unwrap_or(0);
     c.check_eq(
         "vm_wire(host, task, a page, read)",
         mach_host::vm_wire(&mut t, &host, &task, page, 4096, VM_PROT_READ),
@@ -554,6 +561,18 @@ fn main(args: &Args) -> i32 {
         "vm_wire of 1 MiB with privilege",
         mach_host::vm_wire(&mut t, &hp, &task, page, 1 << 20, VM_PROT_READ),
         Ok(()),
+    );
+    c.check_eq(
+        "vm_wire past the region (a hole)",
+        mach_host::vm_wire(&mut t, &hp, &task, page, 2 * MIB, VM_PROT_READ),
+        Err(KernReturn::NoSpace),
+    );
+    // SAFETY: the region was allocated above and nothing refers to it.
+    let _ = unsafe { libmach::traps::vm_deallocate(libmach::traps::mach_task_self(), page, MIB) };
+    c.check_eq(
+        "vm_wire of memory no longer allocated",
+        mach_host::vm_wire(&mut t, &hp, &task, page, 4096, VM_PROT_READ),
+        Err(KernReturn::NoSpace),
     );
     c.check_eq(
         "vm_wire with no host",
