@@ -60,8 +60,11 @@ pub enum LockLevel {
     Frames = 14,
     /// The console.
     Console = 15,
+    /// The list of every user task (`kern::task`): taken with no other lock but the heap's
+    /// inside, so that a task may be dropped anywhere (no task is dropped under it).
+    Tasks = 16,
     /// The kernel heap: innermost, since any code may allocate.
-    Heap = 16,
+    Heap = 17,
 }
 
 impl LockLevel {

@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+pub mod host;
 pub mod msg;
 
 use alloc::string::String;

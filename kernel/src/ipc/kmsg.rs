@@ -106,6 +106,49 @@ pub trait OolMemory: Send {
     fn as_any_mut(&mut self) -> &mut dyn core::any::Any;
 }
 
+/// Port slots of rights in an out-of-line array are marked with this bit; the rest of `at`
+/// is the array's slot in the message (bits 24-62) and the element's index (bits 0-23).
+pub const OOL_PORT: u64 = 1 << 63;
+
+/// The port slot `at` of element `index` of the out-of-line array of rights whose
+/// descriptor's data is at byte `slot` of the message.
+pub fn ool_port_at(slot: usize, index: usize) -> u64 {
+    OOL_PORT | ((slot as u64) << 24) | index as u64
+}
+
+/// An out-of-line array of rights in flight: the rights are port slots of the message
+/// (marked [`OOL_PORT`]); this records the array's length (32-bit names at receive).
+pub struct OolPorts {
+    count: u32,
+    _charge: Charge,
+}
+
+impl OolPorts {
+    /// An array of `count` rights; `charge` pays for the box the message holds it in.
+    pub fn new(count: u32, charge: Charge) -> OolPorts {
+        OolPorts {
+            count,
+            _charge: charge,
+        }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+impl OolMemory for OolPorts {
+    fn size(&self) -> u64 {
+        u64::from(self.count) * 4
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
+}
+
 pub struct OolSlot {
     pub at: u64,
     pub memory: Box<dyn OolMemory>,

@@ -816,35 +816,10 @@ fn copyin_body(
     Ok(())
 }
 
-/// Port slots of rights in an out-of-line array are marked with this bit; the rest of `at`
-/// is the array's slot in the message (bits 24-62) and the element's index (bits 0-23).
-const OOL_PORT: u64 = 1 << 63;
-
-fn ool_port_at(slot: usize, index: usize) -> u64 {
-    OOL_PORT | ((slot as u64) << 24) | index as u64
-}
+use crate::ipc::kmsg::{OOL_PORT, OolPorts, ool_port_at};
 
 /// Most rights in one out-of-line array.
 const OOL_PORTS_MAX: u32 = 1024;
-
-/// An out-of-line array of rights in flight: the rights are port slots of the message
-/// (marked `OOL_PORT`); this records the array's length.
-struct OolPorts {
-    count: u32,
-    _charge: crate::ipc::Charge,
-}
-
-impl OolMemory for OolPorts {
-    fn size(&self) -> u64 {
-        u64::from(self.count) * 4
-    }
-    fn as_any(&self) -> &dyn core::any::Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
-        self
-    }
-}
 
 /// Copy in an out-of-line array of port names (32-bit elements, GNU Mach's LP64 format)
 /// as rights of the descriptor's disposition.
@@ -903,10 +878,7 @@ fn copyin_ool_ports(
         let end = (addr + len).next_multiple_of(crate::mm::PAGE_SIZE);
         let _ = mapl.lock().deallocate(start, end - start);
     }
-    let array = Box::new(OolPorts {
-        count: d.number,
-        _charge: charge,
-    });
+    let array = Box::new(OolPorts::new(d.number, charge));
     if kmsg.push_ool(slot as u64, array).is_err() {
         return Err(MsgReturn::SEND_INVALID_TYPE);
     }
@@ -1088,7 +1060,7 @@ fn copyout_body(
                 0
             })
         } else if let Some(ports) = memory.downcast_ref::<OolPorts>() {
-            let len = u64::from(ports.count) * 4;
+            let len = u64::from(ports.count()) * 4;
             let addr = if len == 0 {
                 0
             } else {

@@ -23,8 +23,6 @@ pub mod loader;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
-pub mod pset_traps;
-#[cfg(target_os = "none")]
 pub mod selftest;
 #[cfg(target_os = "none")]
 pub mod smp;

@@ -46,9 +46,14 @@ pub fn psci_conduit() -> Option<PsciConduit> {
 
 /// Stop every other CPU, then end the run with `status`.
 pub fn power_off(status: ExitStatus) -> ! {
+    power_off_with(status as u32)
+}
+
+/// Stop every other CPU, then end the run with exit code `code` (`host_reboot` passes
+/// the status a program asks for).
+pub fn power_off_with(code: u32) -> ! {
     cpu::irq_disable();
     irq::stop_other_cpus();
-    let code = status as u32;
     if SEMIHOSTING.load(Ordering::Relaxed) {
         semihosting::exit(code);
     }

@@ -171,10 +171,6 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
                     .count() as u64,
             );
         }
-        // TEMPORARY: processor sets until `mach_host` is served over IPC.
-        n if crate::kern::pset_traps::is_pset_trap(n) => {
-            crate::kern::pset_traps::handle(frame, thread, n, a)
-        }
         _ => trap::user_exception_raise(
             frame,
             thread,

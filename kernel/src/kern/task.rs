@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
 pub struct Task {
@@ -41,6 +41,9 @@ pub struct Task {
     pub self_port: Once<Arc<Port>>,
     /// Its processor set (a `ProcessorSetId`, `sched::pset`): where its new threads go.
     pub processor_set: AtomicU32,
+    /// The priority its new threads start with (`task_priority`; GNU Mach's
+    /// `task->priority`).
+    pub priority: AtomicU8,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
 }
@@ -49,6 +52,32 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// User tasks that exist (not yet dropped).
 static USER_TASKS: AtomicUsize = AtomicUsize::new(0);
 static KERNEL_TASK: Once<Arc<Task>> = Once::new();
+/// Every user task, for `processor_set_tasks` and `processor_set_threads`; an entry leaves
+/// when its task is dropped. (Each task pays a granule for its share of the map's nodes.)
+static TASKS: IrqSpinLock<BTreeMap<TaskId, Weak<Task>>> =
+    IrqSpinLock::new(LockLevel::Tasks, BTreeMap::new());
+
+/// Tasks listed per batch of [`each_task`] (the list's lock is dropped between batches).
+const BATCH: usize = 32;
+
+/// Call `f` on every user task that still exists, in id order, with no lock held.
+pub fn each_task(mut f: impl FnMut(&Arc<Task>)) {
+    let mut after = TaskId(0);
+    loop {
+        let batch: arrayvec::ArrayVec<Arc<Task>, BATCH> = TASKS
+            .lock()
+            .range(after..)
+            .filter_map(|(_, t)| t.upgrade())
+            .take(BATCH)
+            .collect();
+        let Some(last) = batch.last() else { break };
+        after = TaskId(last.id.0 + 1);
+        for task in &batch {
+            f(task);
+        }
+        // The batch's references are dropped here, after the lock.
+    }
+}
 
 impl Task {
     /// The kernel's task.
@@ -68,6 +97,7 @@ impl Task {
                     ipc: None,
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
+                    priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
                     _threads_root: None,
                 })
             })
@@ -77,7 +107,8 @@ impl Task {
     /// A new user task with an empty address space and its own kernel-memory ledger.
     pub fn new_user(name: &str) -> Option<Arc<Task>> {
         let ledger = kmem::task_ledger();
-        let threads_root = ledger.charge(1).ok()?;
+        // The root of its threads table and its share of the task list.
+        let threads_root = ledger.charge(2).ok()?;
         let map = VmMap::new(&ledger)?;
         let space = map.space().clone();
         let dyn_ledger: Arc<dyn ipc::Ledger> = ledger.clone();
@@ -95,6 +126,7 @@ impl Task {
             ipc: Some(ipc_space),
             self_port: Once::new(),
             processor_set: AtomicU32::new(0),
+            priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
             _threads_root: Some(threads_root),
         });
         crate::kern::sched::pset::note_task_created(&task);
@@ -105,6 +137,7 @@ impl Task {
         )
         .ok()?;
         task.self_port.call_once(|| port);
+        TASKS.lock().insert(task.id, Arc::downgrade(&task));
         Some(task)
     }
 
@@ -161,6 +194,14 @@ impl Drop for Task {
         // frames are back with the allocator.
         let was_user = self.map.take().is_some();
         if was_user {
+            let mut tasks = TASKS.lock();
+            tasks.remove(&self.id);
+            if tasks.is_empty() {
+                // An emptied map keeps its root node: give it back, so that the kernel
+                // heap is as it was before the first task (the leak check).
+                *tasks = BTreeMap::new();
+            }
+            drop(tasks);
             crate::kern::sched::pset::note_task_gone(self);
         }
         if was_user && USER_TASKS.fetch_sub(1, Ordering::AcqRel) == 1 {

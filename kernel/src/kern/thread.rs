@@ -201,6 +201,9 @@ pub struct Thread {
     pub on_cpu: AtomicBool,
     state: AtomicU8,
     pub base_priority: AtomicU8,
+    /// The highest priority (lowest number) `thread_priority` may set (GNU Mach's
+    /// `max_priority`; the set's maximum when the thread is assigned to a set).
+    pub max_priority: AtomicU8,
     pub sched_priority: AtomicU8,
     pub last_processor: AtomicU32,
     pub bound_processor: AtomicU32,
@@ -277,6 +280,7 @@ impl Thread {
                 RunState::Stopped
             } as u8),
             base_priority: AtomicU8::new(priority),
+            max_priority: AtomicU8::new(priority),
             sched_priority: AtomicU8::new(priority),
             last_processor: AtomicU32::new(NO_PROCESSOR),
             bound_processor: AtomicU32::new(NO_PROCESSOR),
@@ -350,6 +354,9 @@ impl Thread {
             Some(KObject::new(KObjectKind::Thread, thread.clone())),
         )?;
         thread.self_port.call_once(|| port);
+        let priority = task.priority.load(Ordering::Relaxed);
+        thread.base_priority.store(priority, Ordering::Relaxed);
+        thread.sched_priority.store(priority, Ordering::Relaxed);
         crate::kern::sched::pset::note_thread_created(&thread);
         task.live_threads.fetch_add(1, Ordering::AcqRel);
         task.threads

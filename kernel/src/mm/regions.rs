@@ -78,6 +78,25 @@ impl Regions {
         (addr < region.end).then_some((start, region))
     }
 
+    /// Whether `[start, end)` may be wired for `access` (GNU Mach `vm_map_pageable` with
+    /// its range check): `start` lies in a region, the regions run on without a hole to
+    /// `end`, and each allows `access`; `KERN_NO_SPACE` otherwise.
+    pub fn check_wire(&self, start: u64, end: u64, access: VmProt) -> Result<(), KernReturn> {
+        let (_, mut region) = self.lookup(start).ok_or(KernReturn::NoSpace)?;
+        loop {
+            if region.prot & access != access {
+                return Err(KernReturn::NoSpace);
+            }
+            if region.end >= end {
+                return Ok(());
+            }
+            match self.map.get(&region.end) {
+                Some(&next) => region = next,
+                None => return Err(KernReturn::NoSpace),
+            }
+        }
+    }
+
     fn overlaps(&self, start: u64, end: u64) -> bool {
         if let Some((_, r)) = self.map.range(..start).next_back()
             && r.end > start
@@ -320,6 +339,34 @@ mod tests {
             out.push((s, e, p))
         })?;
         Ok(out)
+    }
+
+    #[test]
+    fn wiring_needs_contiguous_regions_that_allow_the_access() {
+        let mut r = regions();
+        r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+            .unwrap();
+        r.insert(0x20 * P, 0x30 * P, VM_PROT_READ, VM_PROT_ALL)
+            .unwrap();
+        r.insert(0x40 * P, 0x50 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+            .unwrap();
+        assert_eq!(r.check_wire(0x10 * P, 0x30 * P, VM_PROT_READ), Ok(()));
+        assert_eq!(r.check_wire(0x18 * P, 0x18 * P, VM_PROT_READ), Ok(()));
+        // Write is not allowed in the second region.
+        assert_eq!(
+            r.check_wire(0x10 * P, 0x21 * P, VM_PROT_WRITE),
+            Err(KernReturn::NoSpace)
+        );
+        assert_eq!(r.check_wire(0x10 * P, 0x20 * P, VM_PROT_WRITE), Ok(()));
+        // A hole, a start outside any region.
+        assert_eq!(
+            r.check_wire(0x10 * P, 0x41 * P, VM_PROT_READ),
+            Err(KernReturn::NoSpace)
+        );
+        assert_eq!(
+            r.check_wire(0x30 * P, 0x31 * P, 0),
+            Err(KernReturn::NoSpace)
+        );
     }
 
     #[test]

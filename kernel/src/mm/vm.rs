@@ -153,6 +153,16 @@ impl VmMap {
     /// `vm_deallocate`: everything in the page-rounded range goes; nothing there is fine.
     /// A hole inside one region needs one more entry: `KERN_RESOURCE_SHORTAGE`, nothing
     /// freed, when the task is at its kernel-memory limit (`mm::kmem`).
+    /// `vm_wire`'s check of `[addr, addr + size)` for `access` (`Regions::check_wire`,
+    /// on whole pages, cut at the top of user space as GNU Mach's `VM_MAP_RANGE_CHECK`
+    /// does). Nothing more is done: no page of a task is ever paged out.
+    pub fn wire(&self, addr: u64, size: u64, access: VmProt) -> Result<(), KernReturn> {
+        let start = addr & !(PAGE_SIZE - 1);
+        let end = addr.saturating_add(size).saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let end = end.min(VM_MAX_USER_ADDRESS);
+        self.regions.check_wire(start, end.max(start), access)
+    }
+
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), KernReturn> {
         if size == 0 {
             return Ok(());

@@ -3,11 +3,12 @@
 //! [`HostFacts`] (the running kernel's, or a test's), so the flavors are plain functions
 //! over plain data.
 //!
-//! Processors and processor sets are not here (a later issue): routines about them are
-//! left unimplemented in `mach_host`'s server.
+//! The host holds the processor and processor-set objects ([`Machine`], in `processor`);
+//! the routines about them are in `host_server`.
 
 extern crate alloc;
 
+use super::processor::{HostSched, Machine};
 use crate::ipc::{KObject, KObjectKind, Ledger, Port, ledger::Unmetered};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
@@ -45,16 +46,39 @@ pub trait HostFacts: Send + Sync {
     fn load(&self) -> ([i32; 3], [i32; 3]);
     /// Nanoseconds since boot.
     fn uptime_ns(&self) -> u64;
+    /// The calendar time at boot, in nanoseconds since the epoch (0 where the machine has
+    /// no clock the kernel reads: then `host_get_time` counts from boot).
+    fn boot_time_ns(&self) -> u64;
 }
 
-/// The host (GNU Mach's `realhost`): its facts.
+/// The host (GNU Mach's `realhost`): its facts, its processors and processor sets.
 pub struct Host {
     facts: &'static dyn HostFacts,
+    pub machine: Machine,
 }
 
 impl Host {
-    pub fn new(facts: &'static dyn HostFacts) -> Host {
-        Host { facts }
+    /// The host, with objects for its processors and its default set.
+    pub fn new(
+        facts: &'static dyn HostFacts,
+        sched: &'static dyn HostSched,
+    ) -> Result<Arc<Host>, KernReturn> {
+        let mut failed = None;
+        let host = Arc::new_cyclic(|me| {
+            let machine = Machine::new(sched, facts.max_cpus(), me.clone()).unwrap_or_else(|e| {
+                failed = Some(e);
+                Machine::empty(sched)
+            });
+            Host { facts, machine }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(host),
+        }
+    }
+
+    pub fn facts(&self) -> &'static dyn HostFacts {
+        self.facts
     }
 
     /// `host_info` (GNU Mach's, flavor by flavor, with its error codes: a count too small
@@ -114,6 +138,22 @@ impl Host {
     pub fn uptime(&self) -> [i64; 2] {
         let ns = self.facts.uptime_ns();
         [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]
+    }
+
+    /// `host_get_time64`: the calendar time, a `time_value64_t` (seconds, nanoseconds):
+    /// the time since boot plus the boot time the kernel knows (`HostFacts::boot_time_ns`).
+    pub fn time64(&self) -> [i64; 2] {
+        let ns = self
+            .facts
+            .boot_time_ns()
+            .saturating_add(self.facts.uptime_ns());
+        [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]
+    }
+
+    /// `host_get_time`: the same as a `time_value_t` (seconds, microseconds).
+    pub fn time(&self) -> [i64; 2] {
+        let [s, ns] = self.time64();
+        [s, ns / 1000]
     }
 }
 
@@ -189,6 +229,10 @@ mod kernel_facts {
         fn uptime_ns(&self) -> u64 {
             crate::kern::sched::ticks_to_ns(crate::arch::timer::counter())
         }
+        fn boot_time_ns(&self) -> u64 {
+            // No real-time clock is read (QEMU's PL031 and the Pi's have no driver).
+            0
+        }
     }
 }
 
@@ -196,9 +240,13 @@ mod kernel_facts {
 #[cfg(target_os = "none")]
 pub fn realhost() -> Option<&'static HostPorts> {
     static FACTS: kernel_facts::KernelFacts = kernel_facts::KernelFacts;
+    static SCHED: super::processor::KernelSched = super::processor::KernelSched;
     static REALHOST: spin::Once<Option<HostPorts>> = spin::Once::new();
     REALHOST
-        .call_once(|| HostPorts::new(Arc::new(Host::new(&FACTS))).ok())
+        .call_once(|| {
+            let host = Host::new(&FACTS, &SCHED).ok()?;
+            HostPorts::new(host).ok()
+        })
         .as_ref()
 }
 

@@ -20,9 +20,9 @@ extern crate alloc;
 
 use super::generated::{mach, mach_debug, mach_host, mach_port};
 use super::objects::{Kernel, TaskIpc};
-use super::slots::{self, MAX_PORTS, MAX_REGIONS, Slots};
+use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
 use crate::ipc::abi::msgh_bits;
-use crate::ipc::kmsg::HEADER_SIZE;
+use crate::ipc::kmsg::{HEADER_SIZE, OolPorts, ool_port_at};
 use crate::ipc::right::Reaper;
 use crate::ipc::{Charge, KObjectKind, Kind, Kmsg, KmsgShape, Ledger, MsgPort, Right, RightKind};
 use alloc::boxed::Box;
@@ -258,6 +258,7 @@ fn make_reply(msg: &[u8], slots: &mut Slots, mut charge: Charge) -> Result<Kmsg,
     let header = Header::read(msg).ok_or(KernReturn::MigTypeError)?;
     let mut ports: ArrayVec<(u64, PortSlot), MAX_PORTS> = ArrayVec::new();
     let mut regions: ArrayVec<(u64, u64), MAX_REGIONS> = ArrayVec::new();
+    let mut arrays: ArrayVec<(u64, u64), MAX_ARRAYS> = ArrayVec::new();
     // The reply is the generated code's own: walk its items to find the slots.
     let mut at = HEADER_SIZE;
     while at < msg.len() {
@@ -276,8 +277,14 @@ fn make_reply(msg: &[u8], slots: &mut Slots, mut charge: Charge) -> Result<Kmsg,
                 }
             }
         } else if mig::is_port_right(d.name) {
-            // Out-of-line arrays of rights: no served routine returns one yet.
-            return Err(KernReturn::MigTypeError);
+            // An out-of-line array of rights: its handle stands for the address.
+            let value = msg.get(data..data + 8).ok_or(KernReturn::MigTypeError)?;
+            let handle = u64::from_le_bytes(value.try_into().unwrap_or_default());
+            if handle != 0 || d.number != 0 {
+                arrays
+                    .try_push((data as u64, handle))
+                    .map_err(|_| KernReturn::MigTypeError)?;
+            }
         } else {
             let value = msg.get(data..data + 8).ok_or(KernReturn::MigTypeError)?;
             let handle = u64::from_le_bytes(value.try_into().unwrap_or_default());
@@ -289,12 +296,28 @@ fn make_reply(msg: &[u8], slots: &mut Slots, mut charge: Charge) -> Result<Kmsg,
         }
         at = data + len;
     }
+    let mut taken: ArrayVec<(u64, PortArray), MAX_ARRAYS> = ArrayVec::new();
+    let mut array_rights = 0;
+    for &(at, handle) in &arrays {
+        let array = slots
+            .take_port_array(handle)
+            .ok_or(KernReturn::MigTypeError)?;
+        array_rights += array.rights.len();
+        // Room for MAX_ARRAYS was made above.
+        let _ = taken.try_push((at, array));
+    }
     let shape = KmsgShape {
         body_len: msg.len() - HEADER_SIZE,
-        ports: ports.len(),
-        ool: regions.len(),
+        ports: ports.len() + array_rights,
+        ool: regions.len() + taken.len(),
     };
-    charge.shrink_to(shape.blocks().ok_or(KernReturn::MigTypeError)?);
+    let blocks = shape.blocks().ok_or(KernReturn::MigTypeError)?;
+    let charged = reply_blocks();
+    if blocks > charged {
+        charge.grow(blocks - charged)?;
+    } else {
+        charge.shrink_to(blocks);
+    }
     let mut kmsg = Kmsg::with_charge(shape, Some(charge)).ok_or(KernReturn::ResourceShortage)?;
     kmsg.id = header.id;
     kmsg.size = msg.len() as u32;
@@ -308,6 +331,16 @@ fn make_reply(msg: &[u8], slots: &mut Slots, mut charge: Charge) -> Result<Kmsg,
         if let Some(region) = slots.take_region(handle) {
             let _ = kmsg.push_ool(at, Box::new(region));
         }
+    }
+    for (at, mut array) in taken {
+        let count = array.rights.len();
+        let mut i = 0;
+        while let Some(right) = array.rights.get_mut(i).map(MsgPort::take) {
+            let _ = kmsg.push_port(ool_port_at(at as usize, i), right);
+            i += 1;
+        }
+        let PortArray { _charge, .. } = array;
+        let _ = kmsg.push_ool(at, Box::new(OolPorts::new(count as u32, _charge)));
     }
     Ok(kmsg)
 }

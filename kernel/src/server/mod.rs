@@ -10,6 +10,7 @@
 //! objects      Kernel, the traits' implementor; port -> object translation; TaskIpc
 //! port         mach_port (3200): Space methods on the target task's space
 //! host         the host object, host_info; host_server: mach_host (2600)
+//! processor    processors and processor sets as objects with ports; HostSched
 //! mach         mach (2000) and mach_debug (3000): hooks only, routines not served yet
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
@@ -24,8 +25,11 @@
 //! message) or `None`.
 //!
 //! What the rest of the kernel gives the servers: a task's port carries
-//! `KObject::new(KObjectKind::Task, Arc<Task>)` and `TaskIpc for Task` (in `objects`)
-//! returns the task's space; the host and host-privileged ports are [`realhost`]'s.
+//! `KObject::new(KObjectKind::Task, Arc<Task>)` and a thread's `KObject::new(KObjectKind::
+//! Thread, Arc<Thread>)`; `TaskIpc for Task` and `ThreadIpc for Thread` (in `objects`) give
+//! their space and scheduling; the host and host-privileged ports are [`realhost`]'s, and
+//! the host holds the processor and processor-set objects (`processor::Machine`), whose
+//! scheduling is `kern::sched::pset`'s through `processor::KernelSched`.
 
 pub mod generated;
 pub mod host;
@@ -34,6 +38,7 @@ pub mod kobject;
 pub mod mach;
 pub mod objects;
 pub mod port;
+pub mod processor;
 pub mod region;
 pub mod slots;
 
@@ -50,7 +55,7 @@ use crate::kern::task::Task;
 use alloc::sync::Arc;
 
 pub use host::{Host, HostFacts, HostPorts, realhost};
-pub use objects::TaskIpc;
+pub use objects::{TaskIpc, ThreadIpc};
 pub use region::KernelRegion;
 
 /// Serve `request`, whose destination is a kernel object's port (`Port::is_kernel`), for

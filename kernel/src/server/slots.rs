@@ -9,10 +9,13 @@
 //! kernel object), never taken.
 //!
 //! Out-of-line data in a request is not given handles: no served routine takes any, and
-//! the regions go with the request.
+//! the regions go with the request. Out-of-line arrays of rights in a reply
+//! (`host_processors`' processors, `host_processor_sets`' sets) are put in whole
+//! ([`Slots::put_port_array`]) and their handle stands in the descriptor's address.
 
 use super::region::KernelRegion;
-use crate::ipc::{KObject, MsgPort};
+use crate::ipc::chunk::Chunked;
+use crate::ipc::{Charge, KObject, MsgPort};
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;
 use mach_abi::mig::PortSlot;
@@ -22,6 +25,8 @@ use mach_abi::mig::PortSlot;
 const PORT_TAG: u64 = 0xffff_a000_0000_0000;
 /// High bits of an out-of-line region's handle.
 const REGION_TAG: u64 = 0xffff_b000_0000_0000;
+/// High bits of an out-of-line array of rights' handle.
+const ARRAY_TAG: u64 = 0xffff_c000_0000_0000;
 
 /// The destination right's handle (index 0, never taken).
 pub const DEST: PortSlot = PortSlot(PORT_TAG);
@@ -35,6 +40,15 @@ const FIRST_TAKEABLE: usize = 2;
 pub const MAX_PORTS: usize = 12;
 /// Out-of-line regions one reply carries.
 pub const MAX_REGIONS: usize = 2;
+/// Out-of-line arrays of rights one reply carries.
+pub const MAX_ARRAYS: usize = 1;
+
+/// An out-of-line array of rights for a reply, in kernel memory charged to the task the
+/// reply is for (in granule-sized chunks).
+pub struct PortArray {
+    pub rights: Chunked<MsgPort, 0>,
+    pub _charge: Charge,
+}
 
 /// The table behind the handles of one request and its reply.
 pub struct Slots {
@@ -44,6 +58,7 @@ pub struct Slots {
     /// The destination's kernel object, read once.
     dest: Option<KObject>,
     regions: ArrayVec<Option<KernelRegion>, MAX_REGIONS>,
+    arrays: ArrayVec<Option<PortArray>, MAX_ARRAYS>,
 }
 
 impl Slots {
@@ -56,6 +71,7 @@ impl Slots {
             ports,
             dest,
             regions: ArrayVec::new(),
+            arrays: ArrayVec::new(),
         }
     }
 
@@ -111,6 +127,24 @@ impl Slots {
             .try_push(Some(region))
             .map_err(|_| KernReturn::ResourceShortage)?;
         Ok(REGION_TAG | i as u64)
+    }
+
+    /// Put an array of rights in; returns its handle, or `KERN_RESOURCE_SHORTAGE` (the
+    /// array dropped) if the table is full.
+    pub fn put_port_array(&mut self, array: PortArray) -> Result<u64, KernReturn> {
+        let i = self.arrays.len();
+        self.arrays
+            .try_push(Some(array))
+            .map_err(|_| KernReturn::ResourceShortage)?;
+        Ok(ARRAY_TAG | i as u64)
+    }
+
+    /// Take the array of rights behind `handle`.
+    pub fn take_port_array(&mut self, handle: u64) -> Option<PortArray> {
+        if handle & !0xffff != ARRAY_TAG {
+            return None;
+        }
+        self.arrays.get_mut((handle & 0xffff) as usize)?.take()
     }
 
     /// Take the region behind `handle`.

@@ -10,7 +10,9 @@ extern crate std;
 use super::generated::{mach_host, mach_port};
 use super::host::{Host, HostFacts, HostPorts, flavor};
 use super::kobject::serve;
-use super::objects::TaskIpc;
+use super::objects::{TaskIpc, ThreadIpc};
+use super::processor::{HostSched, SetCounts};
+use crate::ids::ProcessorSetId;
 use crate::ipc::abi::{Disposition, PortName, msgh_bits, port_type as pt};
 use crate::ipc::ledger::counting::{CountingLedger, dyn_ledger};
 use crate::ipc::transfer::copyin_type;
@@ -20,6 +22,7 @@ use crate::ipc::{
 use mach_abi::KernReturn as K;
 use mach_abi::mig::{self, Encoder, Header, TypeDesc};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::vec::Vec;
 
 const R_SEND_RIGHT: u32 = 0;
@@ -27,10 +30,13 @@ const R_RECV: u32 = 1;
 const R_PSET: u32 = 3;
 const R_DEAD: u32 = 4;
 
-/// A task as the server sees one: its space and its own port.
+/// A task as the server sees one: its space, its own port, its threads.
 struct TestTask {
     space: Option<Arc<Space>>,
     sself: std::sync::OnceLock<crate::ipc::Right>,
+    pset: AtomicU32,
+    priority: AtomicU32,
+    threads: std::sync::Mutex<Vec<Arc<TestThread>>>,
 }
 
 impl TestTask {
@@ -38,11 +44,188 @@ impl TestTask {
         Arc::new(TestTask {
             space,
             sself: std::sync::OnceLock::new(),
+            pset: AtomicU32::new(0),
+            priority: AtomicU32::new(25),
+            threads: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
 
+/// A thread as the server sees one: its set and priorities.
+struct TestThread {
+    pset: AtomicU32,
+    priority: AtomicU32,
+    max_priority: AtomicU32,
+    depress_aborts: AtomicU32,
+}
+
+impl TestThread {
+    fn new() -> Arc<TestThread> {
+        Arc::new(TestThread {
+            pset: AtomicU32::new(0),
+            priority: AtomicU32::new(25),
+            max_priority: AtomicU32::new(25),
+            depress_aborts: AtomicU32::new(0),
+        })
+    }
+}
+
+impl ThreadIpc for TestThread {
+    fn processor_set(&self) -> ProcessorSetId {
+        ProcessorSetId(self.pset.load(Relaxed))
+    }
+    fn assign(self: &Arc<Self>, set: ProcessorSetId) -> Result<(), K> {
+        if !SCHED.sets.lock().unwrap().contains(&set.0) {
+            return Err(K::InvalidArgument);
+        }
+        self.pset.store(set.0, Relaxed);
+        Ok(())
+    }
+    fn base_priority(&self) -> u32 {
+        self.priority.load(Relaxed)
+    }
+    fn max_priority(&self) -> u32 {
+        self.max_priority.load(Relaxed)
+    }
+    fn set_priority(self: &Arc<Self>, priority: u32) {
+        self.priority.store(priority, Relaxed);
+    }
+    fn set_max_priority(&self, max_priority: u32) {
+        self.max_priority.store(max_priority, Relaxed);
+    }
+    fn depress_abort(self: &Arc<Self>) {
+        self.depress_aborts.fetch_add(1, Relaxed);
+    }
+    fn is_current(&self) -> bool {
+        false
+    }
+    fn self_port(&self) -> Option<Arc<Port>> {
+        None
+    }
+}
+
+/// The scheduler's side of processor sets, faked: live set ids, each processor's set.
+struct FakeSched {
+    sets: std::sync::Mutex<Vec<u32>>,
+    next: AtomicU32,
+    assigned: [AtomicU32; 4],
+    rebooted: AtomicU32,
+    /// Ports standing for the tasks (and threads) of each set.
+    members: std::sync::Mutex<Vec<(u32, Arc<Port>)>>,
+}
+
+static SCHED: FakeSched = FakeSched {
+    sets: std::sync::Mutex::new(Vec::new()),
+    next: AtomicU32::new(1),
+    assigned: [const { AtomicU32::new(0) }; 4],
+    rebooted: AtomicU32::new(u32::MAX),
+    members: std::sync::Mutex::new(Vec::new()),
+};
+
+impl HostSched for FakeSched {
+    fn master(&self) -> u32 {
+        0
+    }
+    fn pset_create(&self, ledger: &Arc<dyn Ledger>) -> Result<ProcessorSetId, K> {
+        // A set costs its creator a granule.
+        ledger.take(crate::ipc::Kind::Port, 1)?;
+        let id = self.next.fetch_add(1, Relaxed);
+        let mut sets = self.sets.lock().unwrap();
+        if !sets.contains(&0) {
+            sets.push(0);
+        }
+        sets.push(id);
+        Ok(ProcessorSetId(id))
+    }
+    fn pset_destroy(&self, set: ProcessorSetId) -> Result<(), K> {
+        let mut sets = self.sets.lock().unwrap();
+        match sets.iter().position(|&s| s == set.0) {
+            Some(i) if set.0 != 0 => {
+                sets.remove(i);
+                for a in &self.assigned {
+                    let _ = a.compare_exchange(set.0, 0, Relaxed, Relaxed);
+                }
+                Ok(())
+            }
+            _ => Err(K::InvalidArgument),
+        }
+    }
+    fn pset_info(&self, set: ProcessorSetId) -> Result<SetCounts, K> {
+        let processors = self
+            .assigned
+            .iter()
+            .filter(|a| a.load(Relaxed) == set.0)
+            .count();
+        Ok(SetCounts {
+            processor_count: processors as u32,
+            task_count: 2,
+            thread_count: 3,
+            load_average: 4,
+            mach_factor: 5,
+            max_priority: 25,
+        })
+    }
+    fn pset_max_priority(&self, _: ProcessorSetId, _: u32, _: bool) -> Result<(), K> {
+        Ok(())
+    }
+    fn processor_assign(&self, slot: u32, set: ProcessorSetId) -> Result<(), K> {
+        if slot == 0 || slot >= 4 || !self.sets.lock().unwrap().contains(&set.0) {
+            return Err(K::InvalidArgument);
+        }
+        self.assigned[slot as usize].store(set.0, Relaxed);
+        Ok(())
+    }
+    fn processor_assignment(&self, slot: u32) -> Result<ProcessorSetId, K> {
+        self.assigned
+            .get(slot as usize)
+            .map(|a| ProcessorSetId(a.load(Relaxed)))
+            .ok_or(K::InvalidArgument)
+    }
+    fn reboot(&self, status: u32) {
+        self.rebooted.store(status, Relaxed);
+    }
+    fn each_task(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
+        for (s, port) in self.members.lock().unwrap().iter() {
+            if *s == set.0 {
+                f(port);
+            }
+        }
+    }
+    fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
+        self.each_task(set, f);
+    }
+}
+
 impl TaskIpc for TestTask {
+    type Thread = TestThread;
+    fn processor_set(&self) -> ProcessorSetId {
+        ProcessorSetId(self.pset.load(Relaxed))
+    }
+    fn assign(self: &Arc<Self>, set: ProcessorSetId, threads: bool) -> Result<(), K> {
+        self.pset.store(set.0, Relaxed);
+        if threads {
+            for t in self.threads.lock().unwrap().iter() {
+                t.assign(set)?;
+            }
+        }
+        Ok(())
+    }
+    fn set_priority(&self, priority: u32) {
+        self.priority.store(priority, Relaxed);
+    }
+    fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<TestThread>)) {
+        for t in self.threads.lock().unwrap().iter() {
+            f(t);
+        }
+    }
+    fn wire(&self, address: u64, _: u64, _: u32) -> Result<(), K> {
+        // One fake region: [0x10000, 0x200000).
+        if (0x10000..0x200000).contains(&address) {
+            Ok(())
+        } else {
+            Err(K::NoSpace)
+        }
+    }
     fn ipc_space(&self) -> Option<Arc<Space>> {
         self.space.clone()
     }
@@ -78,6 +261,9 @@ impl HostFacts for Facts {
     fn uptime_ns(&self) -> u64 {
         3_500_000_007
     }
+    fn boot_time_ns(&self) -> u64 {
+        1_000_000_000_000_000_000
+    }
 }
 
 static FACTS: Facts = Facts;
@@ -110,7 +296,7 @@ impl World {
         let task_port =
             Port::alloc_kernel(&d, Some(KObject::new(KObjectKind::Task, task.clone()))).unwrap();
         let _ = task.sself.set(task_port.make_send().unwrap());
-        let host = HostPorts::new(Arc::new(Host::new(&FACTS))).unwrap();
+        let host = HostPorts::new(Host::new(&FACTS, &SCHED).unwrap()).unwrap();
         let name = |p: &Arc<Port>| client.copyout(p.make_send().unwrap(), false).unwrap();
         let (task_name, host_name, host_priv) = (
             name(&task_port),
@@ -156,6 +342,10 @@ impl World {
                 }
                 Item::Name(v) => {
                     e.item(desc(15, 32));
+                    e.put(v);
+                }
+                Item::Bool(v) => {
+                    e.item(desc(0, 32));
                     e.put(v);
                 }
                 Item::U64(v) => {
@@ -225,6 +415,8 @@ impl World {
 
 enum Item {
     Int(u32),
+    /// A `boolean_t` (`MACH_MSG_TYPE_BOOLEAN`, 0).
+    Bool(u32),
     Name(u32),
     U64(u64),
     Right(PortName, Disposition),
@@ -414,10 +606,6 @@ fn bad_requests_get_mig_errors() {
         .unwrap();
     assert_eq!(g.code(), K::InvalidTask);
     // Routines left out answer MIG_BAD_ID, explicitly.
-    let g = w
-        .call(w.host_name, mach_host::HOST_GET_TIME_ID, &[])
-        .unwrap();
-    assert_eq!(g.code(), K::MigBadId);
     let g = w
         .call(
             w.task,
@@ -1114,5 +1302,415 @@ mod props {
             }
             prop_assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
         }
+    }
+}
+
+/// A send right named in the client's space to a kernel port standing for `object`.
+fn kernel_name<O: std::any::Any + Send + Sync>(
+    w: &World,
+    kind: KObjectKind,
+    object: Arc<O>,
+) -> (PortName, Arc<Port>) {
+    let port = Port::alloc_kernel(&w.sender, Some(KObject::new(kind, object))).unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    (name, port)
+}
+
+#[test]
+fn processors_come_out_of_line_and_answer_processor_info() {
+    let w = World::new();
+    // Privileged only: the host name port is no host_priv_t (GNU Mach's null host).
+    let g = w
+        .call(w.host_name, mach_host::HOST_PROCESSORS_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    let g = w
+        .call(w.host_priv, mach_host::HOST_PROCESSORS_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.complex);
+    let d = g.desc(48);
+    assert_eq!(
+        (d.name, d.size, d.number, d.inline, d.longform),
+        (17, 32, 4, false, true)
+    );
+    assert_eq!(g.ool, [16]);
+    assert_eq!(g.ports.len(), 4);
+    for (slot, &p) in g.ports.iter().enumerate() {
+        let info = |flavor: i32, count: u32| {
+            w.call(
+                p,
+                mach_host::PROCESSOR_INFO_ID,
+                &[Item::Int(flavor as u32), Item::Int(count)],
+            )
+            .unwrap()
+        };
+        let g = info(1, 5);
+        assert_eq!(g.code(), K::Success);
+        // RetCode, the host right (null: host tests have no realhost), then the info.
+        assert_eq!(g.desc(64).number, 5);
+        let running = u32::from(slot != 2);
+        assert_eq!(
+            words(&g, 72, 5),
+            [22, 0, running, slot as u32, u32::from(slot == 0)]
+        );
+        // GNU Mach: a short count or an unknown flavor is KERN_FAILURE.
+        assert_eq!(info(1, 4).code(), K::Failure);
+        assert_eq!(info(2, 5).code(), K::Failure);
+        // Processors cannot be started, stopped or controlled here.
+        for id in [mach_host::PROCESSOR_START_ID, mach_host::PROCESSOR_EXIT_ID] {
+            assert_eq!(w.call(p, id, &[]).unwrap().code(), K::Failure);
+        }
+    }
+    // processor_info on the host port: no processor.
+    let g = w
+        .call(
+            w.host_name,
+            mach_host::PROCESSOR_INFO_ID,
+            &[Item::Int(1), Item::Int(5)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    // Each right the reply carried was paid for and given back.
+    drop(w.client.clone());
+    assert_eq!(w.ledger.of(crate::ipc::Kind::Message), 0);
+}
+
+#[test]
+fn sets_have_a_name_port_and_a_control_port_with_gnu_mach_s_privileges() {
+    let w = World::new();
+    // Creation needs the privileged port.
+    let g = w
+        .call(w.host_name, mach_host::PROCESSOR_SET_CREATE_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    let before = w.ledger.total();
+    let g = w
+        .call(w.host_priv, mach_host::PROCESSOR_SET_CREATE_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    let (control, name) = (g.ports[0], g.ports[1]);
+    assert_ne!(control, name);
+    // The set, its two ports, charged to the creator.
+    assert!(w.ledger.total() >= before + 3, "{}", w.ledger.total());
+    let info = |dest, flavor: i32, count: u32| {
+        w.call(
+            dest,
+            mach_host::PROCESSOR_SET_INFO_ID,
+            &[Item::Int(flavor as u32), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    // Information through either port.
+    for p in [name, control] {
+        let g = info(p, 1, 5);
+        assert_eq!(g.code(), K::Success);
+        assert_eq!(words(&g, 72, 5), [0, 2, 3, 4, 5]);
+        let g = info(p, 2, 2);
+        assert_eq!(words(&g, 72, 2), [1, 25]);
+    }
+    assert_eq!(info(name, 1, 4).code(), K::Failure);
+    assert_eq!(info(name, 2, 1).code(), K::Failure);
+    assert_eq!(info(name, 3, 5).code(), K::InvalidArgument);
+    // The name port controls nothing.
+    let g = w
+        .call(name, mach_host::PROCESSOR_SET_DESTROY_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    // host_processor_set_priv turns the name into the control port.
+    let g = w
+        .call(
+            w.host_priv,
+            mach_host::HOST_PROCESSOR_SET_PRIV_ID,
+            &[Item::Right(name, Disposition::CopySend)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.ports[0]), (K::Success, control));
+    let g = w
+        .call(
+            w.host_name,
+            mach_host::HOST_PROCESSOR_SET_PRIV_ID,
+            &[Item::Right(name, Disposition::CopySend)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    // Processors move in with the control port; the master never does.
+    let g = w
+        .call(w.host_priv, mach_host::HOST_PROCESSORS_ID, &[])
+        .unwrap();
+    let cpus = g.ports.clone();
+    let assign = |cpu, set| {
+        w.call(
+            cpu,
+            mach_host::PROCESSOR_ASSIGN_ID,
+            &[Item::Right(set, Disposition::CopySend), Item::Bool(0)],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(assign(cpus[3], name), K::InvalidArgument);
+    assert_eq!(assign(cpus[0], control), K::InvalidArgument);
+    assert_eq!(assign(cpus[3], control), K::Success);
+    let g = w
+        .call(cpus[3], mach_host::PROCESSOR_GET_ASSIGNMENT_ID, &[])
+        .unwrap();
+    assert_eq!((g.code(), g.ports[0]), (K::Success, name));
+    let g = w
+        .call(name, mach_host::PROCESSOR_SET_PROCESSORS_ID, &[])
+        .unwrap();
+    assert_eq!((g.code(), g.ports.clone()), (K::Success, vec![cpus[3]]));
+    // Its tasks and threads, out of line (three members of this World's new set).
+    let id = w._host.host.machine.sets().last().unwrap().id.0;
+    let members: Vec<Arc<Port>> = (0..3)
+        .map(|_| Port::alloc_kernel(&w.sender, None).unwrap())
+        .collect();
+    SCHED
+        .members
+        .lock()
+        .unwrap()
+        .extend(members.iter().map(|p| (id, p.clone())));
+    for which in [
+        mach_host::PROCESSOR_SET_TASKS_ID,
+        mach_host::PROCESSOR_SET_THREADS_ID,
+    ] {
+        let g = w.call(control, which, &[]).unwrap();
+        assert_eq!(g.code(), K::Success);
+        assert_eq!(g.ports.len(), 3);
+        assert_eq!(g.desc(48).number, 3);
+        // The name port does not list them.
+        let g = w.call(name, which, &[]).unwrap();
+        assert_eq!(g.code(), K::InvalidArgument);
+    }
+    SCHED.members.lock().unwrap().retain(|(s, _)| *s != id);
+    for p in members {
+        Port::dealloc_kernel(p);
+    }
+    // The host lists the default set and this one by their name ports.
+    let g = w
+        .call(w.host_name, mach_host::HOST_PROCESSOR_SETS_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.ports.contains(&name) && !g.ports.contains(&control));
+    // Destroyed: its processor is back in the default set, its ports are dead.
+    let g = w
+        .call(control, mach_host::PROCESSOR_SET_DESTROY_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    let g = w
+        .call(cpus[3], mach_host::PROCESSOR_GET_ASSIGNMENT_ID, &[])
+        .unwrap();
+    assert_ne!(g.ports[0], name);
+    assert_eq!(w.client.port_type(name).unwrap(), pt::DEAD_NAME);
+    assert_eq!(w.client.port_type(control).unwrap(), pt::DEAD_NAME);
+}
+
+#[test]
+fn priorities_follow_gnu_mach() {
+    let w = World::new();
+    let thread = TestThread::new();
+    let (t, _port) = kernel_name(&w, KObjectKind::Thread, thread.clone());
+    let prio = |p: i32, set_max: u32| {
+        w.call(
+            t,
+            mach_host::THREAD_PRIORITY_ID,
+            &[Item::Int(p as u32), Item::Bool(set_max)],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(prio(-1, 0), K::InvalidArgument);
+    assert_eq!(prio(65, 0), K::InvalidArgument);
+    // Above its maximum (25): refused.
+    assert_eq!(prio(10, 0), K::Failure);
+    assert_eq!(prio(30, 1), K::Success);
+    assert_eq!((thread.base_priority(), thread.max_priority()), (30, 30));
+    assert_eq!(prio(28, 0), K::Failure);
+    // thread_max_priority needs the thread's own set's control port.
+    let g = w
+        .call(w.host_name, mach_host::PROCESSOR_SET_DEFAULT_ID, &[])
+        .unwrap();
+    let default_name = g.ports[0];
+    let g = w
+        .call(
+            w.host_priv,
+            mach_host::HOST_PROCESSOR_SET_PRIV_ID,
+            &[Item::Right(default_name, Disposition::CopySend)],
+        )
+        .unwrap();
+    let default = g.ports[0];
+    let max = |set, p: i32| {
+        w.call(
+            t,
+            mach_host::THREAD_MAX_PRIORITY_ID,
+            &[Item::Right(set, Disposition::CopySend), Item::Int(p as u32)],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(max(default_name, 20), K::InvalidArgument);
+    assert_eq!(max(default, 99), K::InvalidArgument);
+    assert_eq!(max(default, 40), K::Success);
+    assert_eq!((thread.base_priority(), thread.max_priority()), (40, 40));
+    // A task's priority with its threads.
+    let task = TestTask::new(None);
+    task.threads.lock().unwrap().push(thread.clone());
+    let (tk, _tport) = kernel_name(&w, KObjectKind::Task, task.clone());
+    let tprio = |p: i32, change: u32| {
+        w.call(
+            tk,
+            mach_host::TASK_PRIORITY_ID,
+            &[Item::Int(p as u32), Item::Bool(change)],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(tprio(70, 0), K::InvalidArgument);
+    assert_eq!(tprio(30, 0), K::Success);
+    assert_eq!(task.priority.load(Relaxed), 30);
+    // The thread's maximum (40) forbids 30: KERN_FAILURE, the task's priority set anyway.
+    assert_eq!(tprio(35, 1), K::Failure);
+    assert_eq!(tprio(50, 1), K::Success);
+    assert_eq!(thread.base_priority(), 50);
+    // thread_depress_abort, and the wrong object for each.
+    let g = w.call(t, mach_host::THREAD_DEPRESS_ABORT_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(thread.depress_aborts.load(Relaxed), 1);
+    let g = w.call(tk, mach_host::THREAD_DEPRESS_ABORT_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    assert_eq!(
+        w.call(
+            t,
+            mach_host::TASK_PRIORITY_ID,
+            &[Item::Int(30), Item::Bool(0)]
+        )
+        .unwrap()
+        .code(),
+        K::InvalidArgument
+    );
+    // thread_wire: only the caller itself (the fake thread never is).
+    let g = w
+        .call(
+            w.host_priv,
+            mach_host::THREAD_WIRE_ID,
+            &[Item::Right(t, Disposition::CopySend), Item::Bool(1)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    let g = w
+        .call(
+            w.host_name,
+            mach_host::THREAD_WIRE_ID,
+            &[Item::Right(t, Disposition::CopySend), Item::Bool(1)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidHost);
+}
+
+#[test]
+fn time_reboot_and_wiring_follow_gnu_mach() {
+    let w = World::new();
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_TIME64_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    // Boot time 10^18 ns plus 3.500000007 s.
+    assert_eq!(words(&g, 56, 4), [1_000_000_003, 0, 500_000_007, 0]);
+    let g = w
+        .call(w.host_name, mach_host::HOST_GET_TIME_ID, &[])
+        .unwrap();
+    assert_eq!(words(&g, 64, 1), [500_000]);
+    // host_reboot needs the privileged port (KERN_INVALID_HOST otherwise).
+    let g = w
+        .call(w.host_name, mach_host::HOST_REBOOT_ID, &[Item::Int(0)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidHost);
+    let g = w
+        .call(
+            w.host_priv,
+            mach_host::HOST_REBOOT_ID,
+            &[Item::Int(0x8 | 4)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(SCHED.rebooted.load(Relaxed), 4);
+    // vm_wire: the host first, then the map, then the access.
+    let wire = |host, task, size: u64, access: i32| {
+        w.call(
+            host,
+            mach_host::VM_WIRE_ID,
+            &[
+                Item::Right(task, Disposition::CopySend),
+                Item::U64(0x10000),
+                Item::U64(size),
+                Item::Int(access as u32),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(wire(w.task, w.task, 4096, 1), K::InvalidHost);
+    assert_eq!(wire(w.host_name, w.host_name, 4096, 1), K::InvalidTask);
+    assert_eq!(wire(w.host_name, w.task, 4096, 8), K::InvalidArgument);
+    assert_eq!(wire(w.host_name, w.task, 1 << 20, 1), K::NoAccess);
+    assert_eq!(wire(w.host_priv, w.task, 1 << 20, 1), K::Success);
+    assert_eq!(wire(w.host_name, w.task, 4096, 3), K::Success);
+    assert_eq!(
+        w.call(
+            w.host_name,
+            mach_host::VM_WIRE_ID,
+            &[
+                Item::Right(w.task, Disposition::CopySend),
+                Item::U64(0x400000),
+                Item::U64(4096),
+                Item::Int(1),
+            ],
+        )
+        .unwrap()
+        .code(),
+        K::NoSpace
+    );
+}
+
+#[test]
+fn a_set_s_new_maximum_lowers_its_threads_with_change_threads() {
+    let w = World::new();
+    let g = w
+        .call(w.host_priv, mach_host::PROCESSOR_SET_CREATE_ID, &[])
+        .unwrap();
+    let control = g.ports[0];
+    let id = w._host.host.machine.sets().last().unwrap().id.0;
+    let (high, low) = (TestThread::new(), TestThread::new());
+    high.max_priority.store(10, Relaxed);
+    high.priority.store(12, Relaxed);
+    low.max_priority.store(50, Relaxed);
+    low.priority.store(55, Relaxed);
+    let ports: Vec<Arc<Port>> = [high.clone(), low.clone()]
+        .into_iter()
+        .map(|t| Port::alloc_kernel(&w.sender, Some(KObject::new(KObjectKind::Thread, t))).unwrap())
+        .collect();
+    SCHED
+        .members
+        .lock()
+        .unwrap()
+        .extend(ports.iter().map(|p| (id, p.clone())));
+    let max = |p: i32, change: u32| {
+        w.call(
+            control,
+            mach_host::PROCESSOR_SET_MAX_PRIORITY_ID,
+            &[Item::Int(p as u32), Item::Bool(change)],
+        )
+        .unwrap()
+        .code()
+    };
+    // Without change_threads nothing moves; with it the higher thread is lowered.
+    assert_eq!(max(30, 0), K::Success);
+    assert_eq!((high.max_priority(), high.base_priority()), (10, 12));
+    assert_eq!(max(30, 1), K::Success);
+    assert_eq!((high.max_priority(), high.base_priority()), (30, 30));
+    assert_eq!((low.max_priority(), low.base_priority()), (50, 55));
+    assert_eq!(max(65, 1), K::InvalidArgument);
+    SCHED.members.lock().unwrap().retain(|(s, _)| *s != id);
+    for p in ports {
+        Port::dealloc_kernel(p);
     }
 }

@@ -66,30 +66,6 @@ pub mod temporary {
     pub const RENDEZVOUS_LOOKUP: u32 = 1011;
     /// Slots of `RENDEZVOUS_PUBLISH`.
     pub const RENDEZVOUS_SLOTS: u32 = 8;
-
-    // Processor sets (1020-1027), standing in for the `mach_host` routines of the same
-    // names until that server is reached over IPC. A set is named by its id (the default
-    // set is 0), a thread by its id within the caller's task, a processor by its CPU index.
-    // Each returns a GNU Mach return code in `x0`.
-
-    /// `() -> (code, set id in x1)`: `processor_set_create`.
-    pub const PSET_CREATE: u32 = 1020;
-    /// `(set) -> code`: `processor_set_destroy`.
-    pub const PSET_DESTROY: u32 = 1021;
-    /// `(cpu, set) -> code`: `processor_assign`.
-    pub const PROCESSOR_ASSIGN: u32 = 1022;
-    /// `(thread id, set) -> code`: `thread_assign` (set 0: `thread_assign_default`).
-    pub const THREAD_ASSIGN: u32 = 1023;
-    /// `(set, assign_threads) -> code`: `task_assign` of the caller's task.
-    pub const TASK_ASSIGN: u32 = 1024;
-    /// `(set) -> (code, processors in x1, tasks in x2, threads in x3)`:
-    /// `processor_set_info(PROCESSOR_SET_BASIC_INFO)`'s counts.
-    pub const PSET_INFO: u32 = 1025;
-    /// `(cpu) -> (code, set in x1)`: `processor_get_assignment`.
-    pub const PROCESSOR_GET_ASSIGNMENT: u32 = 1026;
-    /// `(thread id) -> (code, set in x1)`: `thread_get_assignment` (thread id 0: the
-    /// caller).
-    pub const THREAD_GET_ASSIGNMENT: u32 = 1027;
 }
 
 /// Highest address a user mapping may reach (exclusive): the TTBR0 half, 48 bits.

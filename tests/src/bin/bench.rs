@@ -237,6 +237,60 @@ fn null_rpc_cross_cpu() {
     let _ = mach_msg(&mut buf, option::SEND_MSG, 32, 0, PortName(0));
 }
 
+/// `processor_info(PROCESSOR_BASIC_INFO)` on the boot processor's port, through the
+/// generated stub over `mach_msg` (request, served in the kernel, reply received): the
+/// round trip in instructions. The stub's message buffer is reused (no 4 KiB clearing per
+/// call); the host right each reply carries is kept, its references released at the end.
+fn processor_info_rpc() {
+    let args = libmach::start::args();
+    use libmach::ipc;
+    use libmach::mig::mach_host;
+    let rpcs = iterations(2_000);
+    let Some(host_priv) = args.host_priv_port() else {
+        println!("bench: processor-info-rpc: n/a (no host-privileged port)");
+        return;
+    };
+    let mut t = ipc::transport();
+    let host_priv = core::mem::ManuallyDrop::new(ipc::SendRight::from_name(host_priv));
+    let Ok(out) = mach_host::host_processors(&mut t, &host_priv) else {
+        println!("bench: processor-info-rpc: n/a (host_processors failed)");
+        return;
+    };
+    let Some(cpu0) = out.processor_list.name(0) else {
+        return;
+    };
+    let cpu0 = core::mem::ManuallyDrop::new(ipc::SendRight::from_name(cpu0));
+    let mut buf = alloc::vec![0u8; mach_host::MAX_REPLY_SIZE];
+    let mut info = [0i32; 5];
+    let mut host = PortName::NULL;
+    let mut failed = 0u64;
+    report(
+        "processor-info-rpc",
+        "processor_info round trip",
+        rpcs,
+        || {
+            for _ in 0..rpcs {
+                match mach_host::processor_info_with(&mut t, &mut buf, &cpu0, 1, &mut info) {
+                    Ok(o) => host = o.host.into_name(),
+                    Err(_) => failed += 1,
+                }
+            }
+        },
+    );
+    if failed != 0 || info[3] != 0 {
+        println!(
+            "bench: processor-info-rpc: {failed} calls failed, slot {}",
+            info[3]
+        );
+    }
+    // The host right's references, one per reply.
+    let task = traps::mach_task_self();
+    for _ in 0..(rpcs - failed) {
+        let _ = traps::mach_port_deallocate(task, host);
+    }
+    drop(out);
+}
+
 /// Iterations for a benchmark: `normal`, or the profile's count in profile mode.
 fn iterations(normal: u64) -> u64 {
     match PROFILE_ITERATIONS.load(Ordering::Relaxed) {
@@ -363,6 +417,7 @@ const BENCHMARKS: &[(&str, fn())] = &[
     ("vm-allocate-deallocate", vm_allocate_deallocate),
     ("thread-create-join", thread_create_join),
     ("null-rpc-same-cpu", null_rpc),
+    ("processor-info-rpc", processor_info_rpc),
     ("wakeup-round-trip", wakeup_round_trip),
 ];
 

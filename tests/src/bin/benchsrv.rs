@@ -10,7 +10,10 @@
 #![no_std]
 #![no_main]
 
+use armach_tests::host::{lend, processors};
 use libmach::abi::message::{MACH_MSG_TYPE_MOVE_SEND_ONCE, msgh_bits, option};
+use libmach::ipc::{self, SendRight};
+use libmach::mig::mach_host;
 use libmach::{Args, KernReturn, PortName, println, traps};
 
 libmach::main!(main);
@@ -39,7 +42,7 @@ fn mach_msg(buf: &mut [u64; 8], option: u32, send: u32, rcv: u32, name: PortName
     }
 }
 
-fn main(_args: &Args) -> i32 {
+fn main(args: &Args) -> i32 {
     let task = traps::mach_task_self();
     let service = traps::mach_reply_port();
     let made = traps::mach_port_insert_right(
@@ -65,7 +68,7 @@ fn main(_args: &Args) -> i32 {
             break;
         }
         if id == SETUP && set.is_none() {
-            set = processor_set_create_with(SERVER_CPU);
+            set = processor_set_create_with(args, SERVER_CPU);
         }
         // The reply goes to the send-once right the request carried (its remote port); a
         // setup reply carries the CPU this thread runs on in its id.
@@ -85,19 +88,29 @@ fn main(_args: &Args) -> i32 {
         );
     }
     if let Some(set) = set {
-        let _ = traps::task_assign(0, true);
-        let _ = traps::processor_assign(SERVER_CPU, 0);
-        let _ = traps::processor_set_destroy(set);
+        // Destroying the set returns its processor, this task and its threads to the
+        // default set.
+        let mut t = ipc::transport();
+        let _ = mach_host::processor_set_destroy(&mut t, &set);
     }
     0
 }
 
-/// A processor set holding CPU `cpu`, with this task (and its threads) in it; the thread
-/// is on `cpu` when this returns.
-fn processor_set_create_with(cpu: u32) -> Option<u32> {
-    let set = traps::processor_set_create().ok()?;
-    if traps::processor_assign(cpu, set).is_err() || traps::task_assign(set, true).is_err() {
-        let _ = traps::processor_set_destroy(set);
+/// A processor set (its control port) holding CPU `cpu`, with this task and its threads in
+/// it, made over IPC with the `mach_host` stubs; the thread is on `cpu` when this returns.
+fn processor_set_create_with(args: &Args, cpu: u32) -> Option<SendRight> {
+    let mut t = ipc::transport();
+    let host_priv = lend(args.host_priv_port()?);
+    let processors = processors(&mut t, &host_priv).ok()?;
+    let processor = processors.get(cpu as usize)?;
+    let set = mach_host::processor_set_create(&mut t, &host_priv)
+        .ok()?
+        .new_set;
+    let task = ipc::task_self();
+    if mach_host::processor_assign(&mut t, processor, &set, true).is_err()
+        || mach_host::task_assign(&mut t, &lend(task.name()), &set, true).is_err()
+    {
+        let _ = mach_host::processor_set_destroy(&mut t, &set);
         return None;
     }
     // The move takes effect at this thread's next reschedule.

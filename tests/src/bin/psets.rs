@@ -1,13 +1,14 @@
-//! `psets`: processor sets through the temporary traps 1020-1027 (stand-ins for the
-//! `mach_host` routines). Worker threads moved into an empty set stop running until a
-//! processor is assigned to it; then they run only on that processor (seen through the
-//! temporary `CURRENT_CPU`) while the main thread, in the default set, never runs there;
-//! a handoff to one of them (`thread_switch` with a hint) does not run it elsewhere; moved
-//! back they run again; destroying a set returns its processor and threads to the
-//! default set (a waiting thread runs again); `task_assign` puts the task's new threads in
-//! its set; GNU Mach's refusals (the boot processor, the default set's destruction, unknown
-//! sets, threads and processors) give `KERN_INVALID_ARGUMENT`. On one CPU the parts that
-//! need a second processor are skipped.
+//! `psets`: processor sets through the `mach_host` routines over IPC (the stubs mig-rs
+//! generates). A set is made with `processor_set_create` (a control and a name port);
+//! worker threads assigned to it while it is empty stop running until a processor is
+//! assigned to it; then they run only on that processor (seen through the temporary
+//! `CURRENT_CPU`) while the main thread, in the default set, never runs there, and
+//! `thread_get_assignment`, `processor_get_assignment`, `processor_info` and
+//! `processor_set_info` agree; a handoff to one of them (`thread_switch` with its port as
+//! the hint) does not run it elsewhere; moved back they run again; destroying a set
+//! returns its processor and threads to the default set (a waiting thread runs again) and
+//! kills its ports; `task_assign` puts the task's new threads in its set. On one CPU the
+//! parts that need a second processor are skipped.
 
 #![no_std]
 #![no_main]
@@ -15,32 +16,34 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use armach_tests::host::{lend, processors};
 use armach_tests::{Checks, cpu_bit, cpu_list, sleep_ms};
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use libmach::abi::traps::SWITCH_OPTION_NONE;
-use libmach::traps::{
-    processor_assign, processor_get_assignment, processor_set_counts, processor_set_create,
-    processor_set_destroy, task_assign, thread_assign, thread_get_assignment,
-};
-use libmach::{Args, KernReturn, thread};
+use libmach::ipc::{self, Client, SendRight, Trap};
+use libmach::mig::mach_host;
+use libmach::{Args, KernReturn, PortName, thread};
 
 libmach::main!(main);
 
 const WORKERS: usize = 3;
-/// A thread's name for `thread_switch`'s hint: this plus its id (the kernel's placeholder
-/// names until threads have ports).
-const THREAD_NAME_BASE: u32 = 0x1000;
 /// Phases the main thread sets; workers record the CPUs they run on in `IN_SET`.
 const RUN: u32 = 0;
 const IN_SET: u32 = 1;
 const STOP: u32 = 2;
 
+const PROCESSOR_BASIC_INFO: i32 = 1;
+const PROCESSOR_SET_BASIC_INFO: i32 = 1;
+
 static PHASE: AtomicU32 = AtomicU32::new(RUN);
 static COUNTS: [AtomicU64; WORKERS + 1] = [const { AtomicU64::new(0) }; WORKERS + 1];
 static SEEN_IN_SET: [AtomicU64; WORKERS + 1] = [const { AtomicU64::new(0) }; WORKERS + 1];
+/// Each worker's thread port (`mach_thread_self`), once it runs.
+static PORTS: [AtomicU32; WORKERS + 1] = [const { AtomicU32::new(0) }; WORKERS + 1];
 
 fn work(index: usize) {
+    PORTS[index].store(libmach::traps::mach_thread_self().0, Ordering::Release);
     loop {
         let phase = PHASE.load(Ordering::Acquire);
         if phase == STOP {
@@ -81,49 +84,100 @@ fn running(of: &[usize]) -> bool {
     })
 }
 
-fn main(_args: &Args) -> i32 {
+/// The set (its name port's name) thread `thread` is assigned to.
+fn thread_set(t: &mut Client<Trap>, thread: PortName) -> Result<PortName, KernReturn> {
+    mach_host::thread_get_assignment(t, &lend(thread)).map(|o| o.assigned_set.name())
+}
+
+fn processor_set(t: &mut Client<Trap>, processor: &SendRight) -> Result<PortName, KernReturn> {
+    mach_host::processor_get_assignment(t, processor).map(|o| o.assigned_set.name())
+}
+
+/// `processor_set_info(PROCESSOR_SET_BASIC_INFO)`: processors, tasks, threads.
+fn set_counts(t: &mut Client<Trap>, set: &SendRight) -> Result<[i32; 3], KernReturn> {
+    let mut info = [0i32; 5];
+    mach_host::processor_set_info(t, set, PROCESSOR_SET_BASIC_INFO, &mut info)
+        .map(|_| [info[0], info[1], info[2]])
+}
+
+/// `processor_info(PROCESSOR_BASIC_INFO)`: running, slot, master.
+fn processor_facts(t: &mut Client<Trap>, p: &SendRight) -> Result<[i32; 3], KernReturn> {
+    let mut info = [0i32; 5];
+    mach_host::processor_info(t, p, PROCESSOR_BASIC_INFO, &mut info)
+        .map(|_| [info[2], info[3], info[4]])
+}
+
+fn main(args: &Args) -> i32 {
     let mut c = Checks::new("psets");
-    let online = libmach::cpu_count();
-    c.note(format_args!("{online} CPUs online"));
-    let boot = 0;
+    let mut t = ipc::transport();
+    let host = ipc::host_self();
+    let Some(priv_name) = args.host_priv_port() else {
+        c.check(
+            false,
+            "argv[1] names the host-privileged port",
+            format_args!("{:?}", args.str(1)),
+        );
+        return c.finish();
+    };
+    let host_priv = lend(priv_name);
+    let task = ipc::task_self();
+    let me = ipc::thread_self();
+
+    // The processors, by slot, and the default set's two ports.
+    let processors = match processors(&mut t, &host_priv) {
+        Ok(v) => v,
+        Err(kr) => {
+            c.check(false, "host_processors", format_args!("{kr}"));
+            return c.finish();
+        }
+    };
+    let online = processors.len() as u32;
+    c.note(format_args!("{online} processors"));
+    let default = match mach_host::processor_set_default(&mut t, &host) {
+        Ok(o) => o.default_set,
+        Err(kr) => {
+            c.check(false, "processor_set_default", format_args!("{kr}"));
+            return c.finish();
+        }
+    };
+    let default_name = default.name();
+    let default_control = match mach_host::host_processor_set_priv(&mut t, &host_priv, &default) {
+        Ok(o) => o.set,
+        Err(kr) => {
+            c.check(
+                false,
+                "host_processor_set_priv(default)",
+                format_args!("{kr}"),
+            );
+            return c.finish();
+        }
+    };
+    let master = processors
+        .iter()
+        .position(|p| processor_facts(&mut t, p).is_ok_and(|f| f[2] == 1));
+    c.check_eq("the master processor is slot 0", master, Some(0));
 
     // GNU Mach's refusals.
     let inval = Err(KernReturn::InvalidArgument);
     c.check_eq(
         "processor_assign(boot processor)",
-        processor_assign(boot, 0),
-        inval,
-    );
-    c.check_eq(
-        "processor_assign(no such cpu)",
-        processor_assign(4096, 0),
+        mach_host::processor_assign(&mut t, &processors[0], &default_control, false),
         inval,
     );
     c.check_eq(
         "processor_set_destroy(default)",
-        processor_set_destroy(0),
+        mach_host::processor_set_destroy(&mut t, &default_control),
         inval,
     );
-    c.check_eq(
-        "processor_set_destroy(unknown)",
-        processor_set_destroy(77),
-        inval,
-    );
-    c.check_eq(
-        "thread_assign(no such thread)",
-        thread_assign(0xdead_beef, 0),
-        inval,
-    );
-    c.check_eq("thread_assign(unknown set)", thread_assign(0, 12345), inval);
     c.check_eq(
         "processor_get_assignment(boot)",
-        processor_get_assignment(boot),
-        Ok(0),
+        processor_set(&mut t, &processors[0]),
+        Ok(default_name),
     );
     c.check_eq(
         "thread_get_assignment(self)",
-        thread_get_assignment(0),
-        Ok(0),
+        thread_set(&mut t, me.name()),
+        Ok(default_name),
     );
 
     let mut handles = Vec::new();
@@ -134,8 +188,19 @@ fn main(_args: &Args) -> i32 {
         }
     }
     c.check_eq("workers spawned", handles.len(), WORKERS);
-    let ids: Vec<u64> = handles.iter().map(|h| h.id()).collect();
     let all: Vec<usize> = (0..handles.len()).collect();
+    let started = armach_tests::poll_sleeping(2000, || {
+        all.iter().all(|&i| PORTS[i].load(Ordering::Acquire) != 0)
+    });
+    c.check(
+        started,
+        "workers know their thread ports",
+        format_args!("{:?}", PORTS),
+    );
+    let ports: Vec<PortName> = all
+        .iter()
+        .map(|&i| PortName(PORTS[i].load(Ordering::Acquire)))
+        .collect();
     c.check(
         running(&all),
         "workers run in the default set",
@@ -143,8 +208,8 @@ fn main(_args: &Args) -> i32 {
     );
 
     // An empty set keeps its threads waiting.
-    let set = match processor_set_create() {
-        Ok(set) => set,
+    let (set, set_name) = match mach_host::processor_set_create(&mut t, &host_priv) {
+        Ok(o) => (o.new_set, o.new_name),
         Err(kr) => {
             c.check(false, "processor_set_create", format_args!("{kr}"));
             PHASE.store(STOP, Ordering::Release);
@@ -152,22 +217,49 @@ fn main(_args: &Args) -> i32 {
         }
     };
     c.check(
-        set != 0,
-        "a new set is not the default set",
-        format_args!("{set}"),
+        set_name.name() != default_name && set.name() != set_name.name(),
+        "a new set has its own name and control ports",
+        format_args!("{:?} {:?}", set.name(), set_name.name()),
     );
-    let empty = processor_set_counts(set).map(|n| (n.processors, n.threads));
-    c.check_eq("a new set is empty", empty, Ok((0, 0)));
-    for &id in &ids {
-        c.check_eq("thread_assign(worker, set)", thread_assign(id, set), Ok(()));
+    c.check_eq(
+        "a new set is empty",
+        set_counts(&mut t, &set_name),
+        Ok([0, 0, 0]),
+    );
+    for &p in &ports {
+        c.check_eq(
+            "thread_assign(worker, set)",
+            mach_host::thread_assign(&mut t, &lend(p), &set),
+            Ok(()),
+        );
     }
     c.check_eq(
-        "thread_get_assignment(worker)",
-        thread_get_assignment(ids[0]),
-        Ok(set),
+        "thread_assign(worker, set name port) is refused",
+        mach_host::thread_assign(&mut t, &lend(ports[0]), &set_name),
+        inval,
     );
-    let n = processor_set_counts(set).map(|n| n.threads);
-    c.check_eq("threads counted in the set", n, Ok(WORKERS as u64));
+    c.check_eq(
+        "thread_get_assignment(worker)",
+        thread_set(&mut t, ports[0]),
+        Ok(set_name.name()),
+    );
+    c.check_eq(
+        "threads counted in the set",
+        set_counts(&mut t, &set_name).map(|n| n[2]),
+        Ok(WORKERS as i32),
+    );
+    match mach_host::processor_set_threads(&mut t, &set) {
+        Ok(out) => {
+            let mut names: Vec<PortName> = out.thread_list.names().collect();
+            names.sort_by_key(|n| n.0);
+            let mut want = ports.clone();
+            want.sort_by_key(|n| n.0);
+            c.check_eq("processor_set_threads(set) lists the workers", names, want);
+        }
+        Err(kr) => {
+            c.check(false, "processor_set_threads(set)", format_args!("{kr}"));
+        }
+    }
     c.check(
         stopped(&all),
         "workers in an empty set do not run",
@@ -177,19 +269,41 @@ fn main(_args: &Args) -> i32 {
     if online >= 2 {
         // A processor arrives: the workers run there, and only there.
         let target = online - 1;
+        let cpu = &processors[target as usize];
         PHASE.store(IN_SET, Ordering::Release);
         c.check_eq(
             "processor_assign(cpu, set)",
-            processor_assign(target, set),
+            mach_host::processor_assign(&mut t, cpu, &set, true),
             Ok(()),
         );
         c.check_eq(
             "processor_get_assignment(cpu)",
-            processor_get_assignment(target),
-            Ok(set),
+            processor_set(&mut t, cpu),
+            Ok(set_name.name()),
         );
-        let n = processor_set_counts(set).map(|n| n.processors);
-        c.check_eq("processors counted in the set", n, Ok(1));
+        c.check_eq(
+            "processor_info(cpu): running, its slot, not the master",
+            processor_facts(&mut t, cpu),
+            Ok([1, target as i32, 0]),
+        );
+        c.check_eq(
+            "processors counted in the set",
+            set_counts(&mut t, &set_name).map(|n| n[0]),
+            Ok(1),
+        );
+        match mach_host::processor_set_processors(&mut t, &set_name) {
+            Ok(out) => {
+                let names: Vec<PortName> = out.processors_list.names().collect();
+                c.check_eq(
+                    "processor_set_processors(set) lists the processor",
+                    names,
+                    alloc::vec![cpu.name()],
+                );
+            }
+            Err(kr) => {
+                c.check(false, "processor_set_processors", format_args!("{kr}"));
+            }
+        }
         c.check(
             running(&all),
             "workers run once the set has a processor",
@@ -200,7 +314,7 @@ fn main(_args: &Args) -> i32 {
             sleep_ms(10);
             main_seen |= cpu_bit(libmach::cpu());
             // A handoff (`thread_switch` with a hint) to a worker must not run it here.
-            let hint = libmach::PortName(THREAD_NAME_BASE + ids[round % ids.len()] as u32);
+            let hint = ports[round % ports.len()];
             let _ = libmach::traps::thread_switch(hint, SWITCH_OPTION_NONE, 0);
             main_seen |= cpu_bit(libmach::cpu());
         }
@@ -221,7 +335,7 @@ fn main(_args: &Args) -> i32 {
         // The processor goes back: its threads wait again.
         c.check_eq(
             "processor_assign(cpu, default)",
-            processor_assign(target, 0),
+            mach_host::processor_assign(&mut t, cpu, &default_control, false),
             Ok(()),
         );
         c.check(
@@ -233,61 +347,69 @@ fn main(_args: &Args) -> i32 {
     }
 
     // Back to the default set: they run again.
-    for &id in &ids {
+    for &p in &ports {
         c.check_eq(
-            "thread_assign(worker, default)",
-            thread_assign(id, 0),
+            "thread_assign_default(worker)",
+            mach_host::thread_assign_default(&mut t, &lend(p)),
             Ok(()),
         );
     }
+    c.check_eq(
+        "thread_get_assignment(worker) after the move back",
+        thread_set(&mut t, ports[0]),
+        Ok(default_name),
+    );
     c.check(
         running(&all),
         "workers run again in the default set",
         format_args!("{:?}", counts(&all)),
     );
     c.check_eq(
-        "processor_set_destroy(set)",
-        processor_set_destroy(set),
-        Ok(()),
-    );
-    c.check_eq(
-        "processor_set_destroy(set) again",
-        processor_set_destroy(set),
+        "processor_set_destroy(name port) is refused",
+        mach_host::processor_set_destroy(&mut t, &set_name),
         inval,
     );
     c.check_eq(
-        "processor_set_info(destroyed set)",
-        processor_set_counts(set).map(|n| n.threads),
-        Err(KernReturn::InvalidArgument),
+        "processor_set_destroy(set)",
+        mach_host::processor_set_destroy(&mut t, &set),
+        Ok(()),
     );
+    c.check_eq(
+        "processor_set_destroy(set) again: its port is dead",
+        mach_host::processor_set_destroy(&mut t, &set),
+        Err(KernReturn::SendInvalidDest),
+    );
+    c.check_eq(
+        "processor_set_info(destroyed set)",
+        set_counts(&mut t, &set_name),
+        Err(KernReturn::SendInvalidDest),
+    );
+    drop((set, set_name));
 
     // Destroying a set returns its threads (one waiting, one running) and its processor.
-    if let Ok(set2) = processor_set_create() {
-        c.check(
-            set2 != set,
-            "a new set gets a new id",
-            format_args!("{set2}"),
-        );
-        let _ = thread_assign(ids[0], set2);
+    if let Ok(o) = mach_host::processor_set_create(&mut t, &host_priv) {
+        let (set2, name2) = (o.new_set, o.new_name);
+        let _ = mach_host::thread_assign(&mut t, &lend(ports[0]), &set2);
         if online >= 2 {
-            let _ = processor_assign(online - 1, set2);
-            let _ = thread_assign(ids[1], set2);
+            let _ =
+                mach_host::processor_assign(&mut t, &processors[online as usize - 1], &set2, false);
+            let _ = mach_host::thread_assign(&mut t, &lend(ports[1]), &set2);
         }
         c.check_eq(
             "processor_set_destroy(set with threads)",
-            processor_set_destroy(set2),
+            mach_host::processor_set_destroy(&mut t, &set2),
             Ok(()),
         );
         c.check_eq(
             "a destroyed set's thread is in the default set",
-            thread_get_assignment(ids[0]),
-            Ok(0),
+            thread_set(&mut t, ports[0]),
+            Ok(default_name),
         );
         if online >= 2 {
             c.check_eq(
                 "a destroyed set's processor is in the default set",
-                processor_get_assignment(online - 1),
-                Ok(0),
+                processor_set(&mut t, &processors[online as usize - 1]),
+                Ok(default_name),
             );
         }
         c.check(
@@ -295,6 +417,7 @@ fn main(_args: &Args) -> i32 {
             "a destroyed set's threads run",
             format_args!("{:?}", counts(&all)),
         );
+        drop((set2, name2));
     } else {
         c.check(
             false,
@@ -307,17 +430,23 @@ fn main(_args: &Args) -> i32 {
     // workers run (the races between placement, the switch and the moves); nothing is lost
     // and, once all are back, every worker runs.
     if online >= 2
-        && let Ok(set4) = processor_set_create()
+        && let Ok(o) = mach_host::processor_set_create(&mut t, &host_priv)
     {
+        let set4 = o.new_set;
         let mut failures = 0u32;
         for round in 0..300u32 {
-            let cpu = 1 + round % (online - 1);
-            let worker = ids[round as usize % ids.len()];
+            let cpu = &processors[(1 + round % (online - 1)) as usize];
+            let worker = lend(ports[round as usize % ports.len()]);
+            let back = if round % 3 == 0 {
+                &set4
+            } else {
+                &default_control
+            };
             let steps = [
-                processor_assign(cpu, set4),
-                thread_assign(worker, set4),
-                processor_assign(cpu, 0),
-                thread_assign(worker, if round % 3 == 0 { set4 } else { 0 }),
+                mach_host::processor_assign(&mut t, cpu, &set4, false),
+                mach_host::thread_assign(&mut t, &worker, &set4),
+                mach_host::processor_assign(&mut t, cpu, &default_control, false),
+                mach_host::thread_assign(&mut t, &worker, back),
             ];
             failures += steps.iter().filter(|r| r.is_err()).count() as u32;
             if round % 16 == 0 {
@@ -327,7 +456,7 @@ fn main(_args: &Args) -> i32 {
         c.check_eq("moves refused during the churn", failures, 0);
         c.check_eq(
             "processor_set_destroy after the churn",
-            processor_set_destroy(set4),
+            mach_host::processor_set_destroy(&mut t, &set4),
             Ok(()),
         );
         c.check(
@@ -338,23 +467,36 @@ fn main(_args: &Args) -> i32 {
     }
 
     // task_assign: the task's new threads are created in its set.
-    if let Ok(set3) = processor_set_create() {
+    if let Ok(o) = mach_host::processor_set_create(&mut t, &host_priv) {
+        let (set3, name3) = (o.new_set, o.new_name);
         c.check_eq(
             "task_assign(set, no threads)",
-            task_assign(set3, false),
+            mach_host::task_assign(&mut t, &task, &set3, false),
             Ok(()),
         );
         c.check_eq(
+            "processor_set_tasks(set) lists this task",
+            mach_host::processor_set_tasks(&mut t, &set3)
+                .map(|o| o.task_list.names().collect::<Vec<_>>()),
+            Ok(alloc::vec![task.name()]),
+        );
+        c.check_eq(
+            "task_get_assignment(self)",
+            mach_host::task_get_assignment(&mut t, &task).map(|o| o.assigned_set.name()),
+            Ok(name3.name()),
+        );
+        c.check_eq(
             "the caller stays where it was",
-            thread_get_assignment(0),
-            Ok(0),
+            thread_set(&mut t, me.name()),
+            Ok(default_name),
         );
         match thread::spawn(|| work(WORKERS)) {
             Ok(h) => {
+                // It cannot run to say its port: find it as the set's only thread.
                 c.check_eq(
-                    "a new thread is in the task's set",
-                    thread_get_assignment(h.id()),
-                    Ok(set3),
+                    "a new thread is counted in the task's set",
+                    set_counts(&mut t, &name3).map(|n| n[2]),
+                    Ok(1),
                 );
                 c.check(
                     stopped(&[WORKERS]),
@@ -362,13 +504,13 @@ fn main(_args: &Args) -> i32 {
                     format_args!("{}", COUNTS[WORKERS].load(Ordering::Relaxed)),
                 );
                 c.check_eq(
-                    "task_assign(default, threads)",
-                    task_assign(0, true),
+                    "task_assign_default(threads)",
+                    mach_host::task_assign_default(&mut t, &task, true),
                     Ok(()),
                 );
                 c.check_eq(
                     "the new thread follows its task",
-                    thread_get_assignment(h.id()),
+                    set_counts(&mut t, &name3).map(|n| n[2]),
                     Ok(0),
                 );
                 c.check(
@@ -384,9 +526,10 @@ fn main(_args: &Args) -> i32 {
         }
         c.check_eq(
             "processor_set_destroy(set3)",
-            processor_set_destroy(set3),
+            mach_host::processor_set_destroy(&mut t, &set3),
             Ok(()),
         );
+        drop((set3, name3));
     } else {
         c.check(
             false,
@@ -395,15 +538,21 @@ fn main(_args: &Args) -> i32 {
         );
     }
 
-    let n = processor_set_counts(0).map(|n| n.processors);
     c.check_eq(
         "every processor is back in the default set",
-        n,
-        Ok(online as u64),
+        set_counts(&mut t, &default).map(|n| n[0]),
+        Ok(online as i32),
     );
     PHASE.store(STOP, Ordering::Release);
     for h in handles {
         h.join();
     }
+    for port in &PORTS {
+        let name = port.load(Ordering::Acquire);
+        if name != 0 {
+            drop(SendRight::from_name(PortName(name)));
+        }
+    }
+    drop(default_control);
     c.finish()
 }

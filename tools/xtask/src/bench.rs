@@ -96,6 +96,7 @@ fn metric_name(figure: &str) -> Option<&'static str> {
         "page-fault" => Some("page_fault"),
         "null-rpc-same-cpu" => Some("null_rpc_same_cpu"),
         "null-rpc-cross-cpu" => Some("null_rpc_cross_cpu"),
+        "processor-info-rpc" => Some("processor_info_rpc"),
         _ => None,
     }
 }
@@ -202,6 +203,10 @@ mod tests {
         assert_eq!(
             metric_name("null-rpc-cross-cpu"),
             Some("null_rpc_cross_cpu")
+        );
+        assert_eq!(
+            metric_name("processor-info-rpc"),
+            Some("processor_info_rpc")
         );
         assert_eq!(init_list(2), "bench,benchsrv");
         assert_eq!(init_list(8), "bench");

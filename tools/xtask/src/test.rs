@@ -336,6 +336,7 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     IPC_TASKS_PROGRAM,
     "psets",
     "portsets",
+    "machhost",
 ];
 
 /// The program started as several tasks at once, and how many.

@@ -19,9 +19,10 @@ extern crate alloc;
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::scheduler::{kick, processor, setrun};
 use crate::ids::{CpuId, ProcessorSetId};
+use crate::ipc::{Charge, Kind, Ledger};
 use crate::kern::task::Task;
 use crate::kern::thread::{MAX_THREADS, NO_PROCESSOR, Thread};
-use crate::mm::kmem::{self, Charge, Ledger};
+use crate::mm::kmem;
 use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::sync::Arc;
 use arrayvec::ArrayVec;
@@ -139,9 +140,10 @@ pub fn processor_set_default() -> ProcessorSetId {
 /// `processor_set_create`: a new, empty set. Its waiting queue is reserved for every
 /// thread there can be and charged to `ledger`; `KERN_RESOURCE_SHORTAGE` when the table is
 /// full or the charge or the memory is refused.
-pub fn processor_set_create(ledger: &Arc<Ledger>) -> Result<ProcessorSetId, KernReturn> {
+pub fn processor_set_create(ledger: &Arc<dyn Ledger>) -> Result<ProcessorSetId, KernReturn> {
     let bytes = MAX_THREADS as usize * RunQueue::<Arc<Thread>>::NODE_BYTES;
-    let charge = ledger.charge(bytes.div_ceil(kmem::GRANULE))?;
+    // A set is a kernel object: charged with the ports (its own ports are too).
+    let charge = Charge::new(ledger, Kind::Port, bytes.div_ceil(kmem::GRANULE))?;
     // Reserved outside the table's lock (the heap's lock is innermost anyway, but the
     // reservation is large and the table is on the placement path).
     let mut waiting = RunQueue::new();
@@ -375,6 +377,7 @@ pub fn thread_assign(thread: &Arc<Thread>, set: ProcessorSetId) -> Result<(), Ke
             count_add(&COUNTS[set.slot()].threads, 1);
         }
         let max = table[set.slot()].max_priority;
+        thread.max_priority.store(max, Ordering::Relaxed);
         if thread.base_priority.load(Ordering::Relaxed) < max {
             thread.base_priority.store(max, Ordering::Relaxed);
             if !thread.depressed.load(Ordering::Relaxed) {
@@ -477,9 +480,8 @@ pub fn task_assign_default(task: &Arc<Task>, assign_threads: bool) -> Result<(),
 
 /// `processor_set_max_priority`: the highest priority (lowest number) a thread assigned
 /// to `set` keeps; `KERN_INVALID_ARGUMENT` for a priority outside 0..IDLE_PRI or a set not
-/// live. NOT YET: with `change_threads` GNU Mach also lowers the threads already in the
-/// set; here they keep theirs (a set keeps no list of its threads), and only threads
-/// assigned later are lowered.
+/// live. With `change_threads` GNU Mach also lowers the threads already in the set: the
+/// object server does that (`server::host_server`, through the list of tasks), not this.
 pub fn processor_set_max_priority(
     set: ProcessorSetId,
     max_priority: u32,

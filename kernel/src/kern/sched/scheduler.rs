@@ -674,6 +674,29 @@ pub fn depress_end(thread: &Arc<Thread>) {
     }
 }
 
+/// Set `thread`'s base priority (`thread_priority`, `thread_max_priority`): a depressed
+/// thread gets it when its depression ends; otherwise it runs at it now, and a queued
+/// thread moves to its new level.
+pub fn set_priority(thread: &Arc<Thread>, priority: u8) {
+    thread.base_priority.store(priority, Ordering::Relaxed);
+    if thread.depressed.load(Ordering::Relaxed) {
+        return;
+    }
+    thread.sched_priority.store(priority, Ordering::Relaxed);
+    if let Some(cpu) = named(thread.queued_on.load(Ordering::Relaxed)) {
+        let p = processor(cpu);
+        let mut rq = p.runq.lock();
+        if let Some(t) = rq.remove_first(|t| Arc::ptr_eq(t, thread)) {
+            rq.enqueue(t, priority);
+            let preempts = priority < p.current_priority.load(Ordering::Relaxed);
+            drop(rq);
+            if preempts {
+                kick(cpu);
+            }
+        }
+    }
+}
+
 /// `thread_depress_abort`: end the depression of `thread` now.
 pub fn depress_abort(thread: &Arc<Thread>) {
     waitq::cancel_depress(thread);
