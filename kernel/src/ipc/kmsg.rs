@@ -33,7 +33,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// One spare message block, kept when a small message dies and reused by the next (GNU
 /// Mach's `ikm_cache`): most messages are small, and this saves building and freeing a
-/// block for each. Only blocks whose variable parts are all in place are kept, emptied.
+/// block for each. A block is kept emptied, its variable parts back in place.
 /// Null or a pointer from `Box::into_raw`, owned by whoever swaps it out. Host tests keep
 /// one per thread, so that each test's heap counts are its own.
 #[cfg(not(test))]
@@ -224,11 +224,6 @@ pub struct KmsgShape {
 }
 
 impl KmsgShape {
-    /// Whether every variable part of a message of this shape is kept in place.
-    fn in_place(&self) -> bool {
-        self.body_len <= BODY_INLINE && self.ports <= PORTS_INLINE && self.ool <= 1
-    }
-
     /// Heap granules a message of this shape takes (its own block and its chunks), or
     /// `None` if it is too large to hold.
     pub fn blocks(&self) -> Option<usize> {
@@ -252,31 +247,39 @@ impl Kmsg {
     }
 
     pub(crate) fn with_charge(shape: KmsgShape, charge: Option<Charge>) -> Option<Kmsg> {
-        if shape.in_place()
-            && let Some(mut data) = take_spare()
-        {
-            // Emptied when it was kept; only the header fields and the charge change.
-            data.bits = 0;
-            data.size = 0;
-            data.id = 0;
-            data.seqno = 0;
-            data._charge = charge;
-            return Some(Kmsg(ManuallyDrop::new(data)));
+        // The spare block if there is one (emptied when it was kept, its variable parts in
+        // place), else a new empty one; then room outside it for what does not fit.
+        let mut data = take_spare().unwrap_or_else(|| {
+            Box::new(KmsgData {
+                bits: 0,
+                size: 0,
+                id: 0,
+                seqno: 0,
+                remote: None,
+                local: MsgPort::Null,
+                body: Body::new(),
+                ports: Chunked::new(),
+                ool: Chunked::new(),
+                marequest: None,
+                _charge: None,
+                next: None,
+            })
+        });
+        data.bits = 0;
+        data.size = 0;
+        data.id = 0;
+        data.seqno = 0;
+        data._charge = charge;
+        if shape.body_len > data.body.capacity() {
+            data.body = Body::with_capacity(shape.body_len).ok()?;
         }
-        Some(Kmsg(ManuallyDrop::new(Box::new(KmsgData {
-            bits: 0,
-            size: 0,
-            id: 0,
-            seqno: 0,
-            remote: None,
-            local: MsgPort::Null,
-            body: Body::with_capacity(shape.body_len).ok()?,
-            ports: Chunked::with_capacity(shape.ports).ok()?,
-            ool: Chunked::with_capacity(shape.ool).ok()?,
-            marequest: None,
-            _charge: charge,
-            next: None,
-        }))))
+        if shape.ports > data.ports.capacity() {
+            data.ports = Chunked::with_capacity(shape.ports).ok()?;
+        }
+        if shape.ool > data.ool.capacity() {
+            data.ool = Chunked::with_capacity(shape.ool).ok()?;
+        }
+        Some(Kmsg(ManuallyDrop::new(data)))
     }
 
     /// Set the header's rights: the destination and the reply (after `copyin_header`).
@@ -427,12 +430,20 @@ impl Drop for Kmsg {
         // SAFETY: `drop` runs once and nothing uses the box after this.
         let mut data = unsafe { ManuallyDrop::take(&mut self.0) };
         debug_assert!(data.next.is_none());
-        if !(data.body.in_place() && data.ports.in_place() && data.ool.in_place()) {
-            return;
-        }
+        // Kept as the spare with its variable parts back in place: chunks are freed.
         data._charge = None;
         data.marequest = None;
-        data.body.clear();
+        if data.body.in_place() {
+            data.body.clear();
+        } else {
+            data.body = Body::new();
+        }
+        if !data.ports.in_place() {
+            data.ports = Chunked::new();
+        }
+        if !data.ool.in_place() {
+            data.ool = Chunked::new();
+        }
         keep_spare(data);
     }
 }

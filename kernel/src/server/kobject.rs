@@ -117,6 +117,15 @@ fn reply_blocks() -> usize {
 /// kernel memory `ledger` is; returns the reply to send to its reply right, if any.
 /// `T` is the type of the task objects behind task ports.
 pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<Kmsg> {
+    let reply = serve_in_place::<T>(ledger, &mut request);
+    // Whatever no routine took: the request's rights and regions.
+    drop(request);
+    reply
+}
+
+/// The body of [`serve`]. The handle table lives and dies in this frame (rights put in for
+/// a reply that was not sent go with it) without being moved: it is several hundred bytes.
+fn serve_in_place<T: TaskIpc>(ledger: &Arc<dyn Ledger>, request: &mut Kmsg) -> Option<Kmsg> {
     let dest = request.take_remote();
     let reply_right = request.take_local();
     // A port that died (or that the kernel let go of) stands for nothing.
@@ -134,7 +143,7 @@ pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<
                 request: req,
                 reply,
             } = &mut *bufs;
-            let served = run::<T>(ledger, &mut request, &reply_right, &mut slots, req, reply);
+            let served = run::<T>(ledger, request, &reply_right, &mut slots, req, reply);
             // No reply right: whatever the routine returned goes with the request.
             match (served, &reply_right) {
                 (Some(size), MsgPort::Right(_)) => {
@@ -157,19 +166,14 @@ pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<
             drop(dest);
         }
     }
-    let reply = match (result, reply_right) {
+    match (result, reply_right) {
         (Some(Ok(mut kmsg)), MsgPort::Right(right)) => {
             kmsg.set_ports(right, MsgPort::Null, 0);
             Some(kmsg)
         }
         (Some(Err(code)), MsgPort::Right(right)) => error_reply(right, request.id, code),
         _ => None,
-    };
-    // Whatever no routine took: the request's rights and regions, and rights put in for a
-    // reply that was not sent.
-    drop(slots);
-    drop(request);
-    reply
+    }
 }
 
 /// Run the demux chain on `request`; the reply's size if there is one to send.
