@@ -15,11 +15,70 @@ use crate::ipc::{KObject, KObjectKind, Ledger, MsgPort, Space};
 use alloc::sync::Arc;
 use core::any::Any;
 use mach_abi::KernReturn;
+use mach_abi::info::{ThreadBasicInfo, ThreadSchedInfo, VmStatistics};
 use mach_abi::mig::PortSlot;
+use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
+
+/// What the object server needs of a thread: the kernel object behind a thread port is an
+/// `Arc<T::Thread>` tagged `KObjectKind::Thread` (GNU Mach's `IKOT_THREAD`). The routines'
+/// rules (which thread may be asked what, counts, flavors, codes) are the server's
+/// (`mach`); these are the mechanisms they reach.
+pub trait ThreadIpc: Any + Send + Sync {
+    /// Whether this is the thread the request is served for (the caller).
+    fn is_current(&self) -> bool;
+    /// A send right to the thread's own port (`thread->ith_self`), or null.
+    fn self_port(&self) -> MsgPort;
+    /// `THREAD_BASIC_INFO`'s values (all of them; the server sends what the count allows).
+    fn basic_info(&self) -> ThreadBasicInfo;
+    /// `THREAD_SCHED_INFO`'s values.
+    fn sched_info(&self) -> ThreadSchedInfo;
+    /// `user_stop_count`.
+    fn user_stop_count(&self) -> u32;
+    /// One more user suspension; the first holds the thread (GNU Mach `thread_suspend`
+    /// without its wait, which the caller's context does after the reply).
+    fn suspend(&self);
+    /// One user suspension fewer; the last releases the thread (starts it, the first
+    /// time). `KERN_FAILURE` if it was not suspended.
+    fn resume(self: &Arc<Self>) -> Result<(), KernReturn>;
+    /// Ask the thread to end at its next return to user mode (now, if it never ran).
+    /// `KERN_FAILURE` for a kernel thread.
+    fn terminate(self: &Arc<Self>) -> Result<(), KernReturn>;
+    /// End an interruptible wait it is in with `THREAD_INTERRUPTED` and any priority
+    /// depression (GNU Mach `thread_abort`).
+    fn abort(self: &Arc<Self>);
+    /// Its saved user registers, if it is stopped (`None`: it is running).
+    fn user_state(&self) -> Option<(Aarch64ThreadState, Aarch64FloatState)>;
+    /// Replace the saved user registers of a stopped thread (`None`: it is running): the
+    /// general ones, the FP/SIMD ones, or both.
+    fn set_user_state(
+        &self,
+        general: Option<&Aarch64ThreadState>,
+        float: Option<&Aarch64FloatState>,
+    ) -> Option<()>;
+}
 
 /// What the object server needs of a task: the kernel object behind a task port is an
 /// `Arc<T>` tagged `KObjectKind::Task` (GNU Mach's `ip_kobject` of an `IKOT_TASK` port).
 pub trait TaskIpc: Any + Send + Sync {
+    /// The type of the task's threads.
+    type Thread: ThreadIpc;
+    /// A new thread in the task, suspended once (GNU Mach `thread_create`): it starts at
+    /// its first `thread_resume`, from the state `thread_set_state` gave it.
+    fn thread_create(self: &Arc<Self>) -> Result<Arc<Self::Thread>, KernReturn>;
+    /// `vm_allocate` in the task's map: the start of the new region.
+    fn vm_allocate(&self, address: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn>;
+    /// `vm_deallocate`.
+    fn vm_deallocate(&self, address: u64, size: u64) -> Result<(), KernReturn>;
+    /// `vm_protect`.
+    fn vm_protect(
+        &self,
+        address: u64,
+        size: u64,
+        set_maximum: bool,
+        protection: i32,
+    ) -> Result<(), KernReturn>;
+    /// `vm_statistics`: the machine's page counts.
+    fn vm_statistics(&self) -> VmStatistics;
     /// The task's IPC space (`task->itk_space`), or `None` once the task is going.
     fn ipc_space(&self) -> Option<Arc<Space>>;
     /// A copy of the send right in special-port slot `which` (`TASK_KERNEL_PORT`: the
@@ -39,6 +98,52 @@ pub mod special {
 /// The kernel's tasks: their IPC space, and their own kernel port as the kernel special
 /// port (exception and bootstrap ports do not exist yet: null).
 impl TaskIpc for crate::kern::task::Task {
+    type Thread = crate::kern::thread::Thread;
+
+    fn thread_create(self: &Arc<Self>) -> Result<Arc<Self::Thread>, KernReturn> {
+        use crate::kern::thread::Thread;
+        // The state is the caller's to set: a thread that is resumed without it faults at
+        // address 0, as in GNU Mach.
+        let thread = Thread::new_user(self, 0, 0, 0)?;
+        thread
+            .user_stop_count
+            .store(1, core::sync::atomic::Ordering::SeqCst);
+        thread.hold();
+        Ok(thread)
+    }
+
+    fn vm_allocate(&self, address: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().allocate(address, size, anywhere)
+    }
+
+    fn vm_deallocate(&self, address: u64, size: u64) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().deallocate(address, size)
+    }
+
+    fn vm_protect(
+        &self,
+        address: u64,
+        size: u64,
+        set_maximum: bool,
+        protection: i32,
+    ) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().protect(address, size, set_maximum, protection as u32)
+    }
+
+    fn vm_statistics(&self) -> VmStatistics {
+        crate::kern::thread::purge_dead_stacks();
+        let (free, total) = crate::mm::frame::counts();
+        VmStatistics {
+            pagesize: mach_abi::traps::PAGE_SIZE as i32,
+            free_count: free.min(i32::MAX as u64) as i32,
+            active_count: total.saturating_sub(free).min(i32::MAX as u64) as i32,
+            ..VmStatistics::default()
+        }
+    }
+
     fn ipc_space(&self) -> Option<Arc<Space>> {
         self.ipc.clone()
     }
@@ -50,6 +155,197 @@ impl TaskIpc for crate::kern::task::Task {
                 .and_then(|port| port.make_send())
                 .map_or(MsgPort::Null, MsgPort::Right),
             _ => MsgPort::Null,
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+/// The kernel's threads: their holds and suspensions (`Thread::hold`), their accounting, and
+/// their saved user state (`Thread::with_user_state`).
+impl ThreadIpc for crate::kern::thread::Thread {
+    fn is_current(&self) -> bool {
+        core::ptr::eq(
+            Arc::as_ptr(&crate::kern::sched::current_thread()),
+            self as *const Self,
+        )
+    }
+
+    fn self_port(&self) -> MsgPort {
+        self.self_port
+            .get()
+            .and_then(|port| port.make_send())
+            .map_or(MsgPort::Null, MsgPort::Right)
+    }
+
+    fn basic_info(&self) -> ThreadBasicInfo {
+        thread_facts::basic(self)
+    }
+
+    fn sched_info(&self) -> ThreadSchedInfo {
+        thread_facts::sched(self)
+    }
+
+    fn user_stop_count(&self) -> u32 {
+        self.user_stop_count.load(core::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn suspend(&self) {
+        use core::sync::atomic::Ordering;
+        if self.user_stop_count.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.hold();
+        }
+    }
+
+    fn resume(self: &Arc<Self>) -> Result<(), KernReturn> {
+        use core::sync::atomic::Ordering;
+        let was = self
+            .user_stop_count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map_err(|_| KernReturn::Failure)?;
+        if was == 1 {
+            self.release();
+        }
+        Ok(())
+    }
+
+    fn terminate(self: &Arc<Self>) -> Result<(), KernReturn> {
+        use core::sync::atomic::Ordering;
+        if self.task.is_kernel() {
+            return Err(KernReturn::Failure);
+        }
+        self.request_termination();
+        // A thread that never ran ends at its first return to user mode.
+        if !self.started.load(Ordering::SeqCst) {
+            crate::kern::sched::thread_start(self.clone());
+        }
+        Ok(())
+    }
+
+    fn abort(self: &Arc<Self>) {
+        crate::kern::sched::clear_wait(
+            self,
+            None,
+            crate::kern::sched::WaitResult::Interrupted,
+        );
+        crate::kern::sched::depress_abort(self);
+    }
+
+    fn user_state(&self) -> Option<(Aarch64ThreadState, Aarch64FloatState)> {
+        self.with_user_state(|frame, fp, tpidr| {
+            let general = Aarch64ThreadState {
+                x: frame.x,
+                sp: frame.sp_el0,
+                pc: frame.elr,
+                tpidr_el0: *tpidr,
+                cpsr: frame.spsr,
+            };
+            let float = Aarch64FloatState {
+                v: fp.v,
+                fpsr: fp.fpsr,
+                fpcr: fp.fpcr,
+                ..Aarch64FloatState::default()
+            };
+            (general, float)
+        })
+    }
+
+    fn set_user_state(
+        &self,
+        general: Option<&Aarch64ThreadState>,
+        float: Option<&Aarch64FloatState>,
+    ) -> Option<()> {
+        self.with_user_state(|frame, fp, tpidr| {
+            if let Some(g) = general {
+                frame.set_user_registers(&g.x, g.sp, g.pc, g.cpsr);
+                *tpidr = g.tpidr_el0;
+            }
+            if let Some(f) = float {
+                fp.v = f.v;
+                fp.fpsr = f.fpsr;
+                fp.fpcr = f.fpcr;
+            }
+        })
+    }
+}
+
+/// What `thread_info` reports of a kernel thread, from its accounting.
+#[cfg(target_os = "none")]
+mod thread_facts {
+    use crate::kern::sched;
+    use crate::kern::thread::{NO_PROCESSOR, Thread};
+    use core::sync::atomic::Ordering;
+    use mach_abi::info::*;
+
+    /// User and system time in ns, the running thread's current stretch included.
+    fn times(t: &Thread) -> (u64, u64) {
+        let user = t.user_time.load(Ordering::Relaxed);
+        let mut system = t.system_time.load(Ordering::Relaxed);
+        // The caller asks about itself from the kernel: this stretch is system time.
+        if t.is_current() {
+            let now = crate::arch::timer::counter();
+            system += now.saturating_sub(t.time_stamp.load(Ordering::Relaxed));
+        }
+        (sched::ticks_to_ns(user), sched::ticks_to_ns(system))
+    }
+
+    use super::ThreadIpc;
+
+    fn run_state(t: &Thread) -> i32 {
+        let st = t.wait.lock();
+        if st.running && !t.parked.load(Ordering::SeqCst) {
+            TH_STATE_RUNNING
+        } else if st.waiting && !st.interruptible {
+            TH_STATE_UNINTERRUPTIBLE
+        } else if t.hold_count.load(Ordering::SeqCst) != 0 || !t.started.load(Ordering::SeqCst) {
+            TH_STATE_STOPPED
+        } else if st.waiting {
+            TH_STATE_WAITING
+        } else {
+            TH_STATE_HALTED
+        }
+    }
+
+    pub fn basic(t: &Thread) -> ThreadBasicInfo {
+        let (user, system) = times(t);
+        let now = crate::arch::timer::counter();
+        let created = sched::ticks_to_ns(t.created);
+        let alive = sched::ticks_to_ns(now.saturating_sub(t.created)).max(1);
+        let usage = ((user + system) as u128 * TH_USAGE_SCALE as u128 / alive as u128)
+            .min(TH_USAGE_SCALE as u128) as i32;
+        ThreadBasicInfo {
+            user_time: TimeValue::from_ns(user),
+            system_time: TimeValue::from_ns(system),
+            cpu_usage: usage,
+            base_priority: i32::from(t.base_priority.load(Ordering::Relaxed)),
+            cur_priority: i32::from(t.sched_priority.load(Ordering::Relaxed)),
+            run_state: run_state(t),
+            flags: if t.is_idle { TH_FLAGS_IDLE } else { 0 },
+            suspend_count: t.user_stop_count.load(Ordering::SeqCst) as i32,
+            sleep_time: 0,
+            creation_time: TimeValue::from_ns(created),
+            user_time64: TimeValue64::from_ns(user),
+            system_time64: TimeValue64::from_ns(system),
+            creation_time64: TimeValue64::from_ns(created),
+        }
+    }
+
+    pub fn sched(t: &Thread) -> ThreadSchedInfo {
+        let depressed = t.depressed.load(Ordering::Relaxed);
+        let last = t.last_processor.load(Ordering::Relaxed);
+        ThreadSchedInfo {
+            policy: POLICY_TIMESHARE,
+            data: 0,
+            base_priority: i32::from(t.base_priority.load(Ordering::Relaxed)),
+            // No thread_max_priority yet: every user thread has the task's, BASEPRI_USER.
+            max_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
+            cur_priority: i32::from(t.sched_priority.load(Ordering::Relaxed)),
+            depressed: i32::from(depressed),
+            depress_priority: if depressed {
+                i32::from(t.base_priority.load(Ordering::Relaxed))
+            } else {
+                -1
+            },
+            last_processor: if last == NO_PROCESSOR { -1 } else { last as i32 },
         }
     }
 }
@@ -70,6 +366,13 @@ fn invalid_host_ids(id: i32) -> bool {
 }
 
 impl<T: TaskIpc> Kernel<'_, T> {
+    /// `convert_port_to_thread`: the thread a thread port stands for.
+    pub fn thread(&self, port: PortSlot) -> Result<Arc<T::Thread>, KernReturn> {
+        self.object(port, KObjectKind::Thread)
+            .and_then(|k| k.get::<T::Thread>(KObjectKind::Thread))
+            .ok_or(KernReturn::InvalidArgument)
+    }
+
     /// The destination's kernel object if it is of `kind`.
     fn object(&self, port: PortSlot, kind: KObjectKind) -> Option<KObject> {
         self.slots.kobject(port).filter(|k| k.kind() == kind)
