@@ -7,10 +7,10 @@
 extern crate alloc;
 
 use crate::arch::exception::TrapFrame;
-use crate::ids::{CpuId, ProcessorSetId, ThreadId};
+use crate::ids::{CpuId, ProcessorSetId};
 use crate::kern::sched::pset;
 use crate::kern::thread::Thread;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use mach_abi::KernReturn;
 use mach_abi::traps::temporary;
 
@@ -33,17 +33,13 @@ fn cpu_arg(raw: u64) -> Result<CpuId, KernReturn> {
         .ok_or(KernReturn::InvalidArgument)
 }
 
-/// A thread of the caller's task by id (0: the caller).
+/// A thread of the caller's task by the caller's name for its port (0: the caller).
 fn thread_arg(caller: &Arc<Thread>, raw: u64) -> Result<Arc<Thread>, KernReturn> {
     if raw == 0 {
         return Ok(caller.clone());
     }
-    caller
-        .task
-        .threads
-        .lock()
-        .get(&ThreadId(raw))
-        .and_then(Weak::upgrade)
+    crate::kern::ipc_traps::thread_of(caller, raw)
+        .filter(|t| Arc::ptr_eq(&t.task, &caller.task))
         .ok_or(KernReturn::InvalidArgument)
 }
 

@@ -401,8 +401,14 @@ impl Thread {
 
     /// Ask the thread to terminate at its next return to user mode; a wait it is in ends
     /// with `THREAD_INTERRUPTED`.
+    /// A thread that never ran (made by `thread_create` and not resumed) starts now, only
+    /// to end at its first return to user mode.
     pub fn request_termination(self: &Arc<Self>) {
         self.terminate.store(true, Ordering::Release);
+        if !self.is_idle && !self.started.load(Ordering::SeqCst) {
+            crate::kern::sched::thread_start(self.clone());
+            return;
+        }
         crate::kern::sched::clear_wait(self, None, WaitResult::Interrupted);
         let cpu = self.last_processor.load(Ordering::Relaxed);
         if cpu != NO_PROCESSOR {

@@ -209,15 +209,11 @@ impl ThreadIpc for crate::kern::thread::Thread {
     }
 
     fn terminate(self: &Arc<Self>) -> Result<(), KernReturn> {
-        use core::sync::atomic::Ordering;
         if self.task.is_kernel() {
             return Err(KernReturn::Failure);
         }
-        self.request_termination();
         // A thread that never ran ends at its first return to user mode.
-        if !self.started.load(Ordering::SeqCst) {
-            crate::kern::sched::thread_start(self.clone());
-        }
+        self.request_termination();
         Ok(())
     }
 

@@ -20,21 +20,12 @@ pub const MACH_PORT_ALLOCATE_NAME: u32 = 75;
 pub const THREAD_SET_SELF_STATE: u32 = 77;
 
 /// Temporary traps, outside GNU Mach's table. Each goes when the IPC interface that
-/// replaces it arrives: `thread_create` + `thread_set_state` + `thread_resume`,
-/// `thread_terminate`, `thread_info` (`last_processor`, times), `vm_statistics` and
-/// `gsync`.
+/// replaces it arrives (`thread_info` for the times, `gsync`, exception ports, a name
+/// server, `mach_host` for processor sets). 1000-1004 (thread creation and exit, the
+/// current CPU, frame and CPU counts) are gone: `thread_create` + `thread_set_state` +
+/// `thread_resume`, `thread_terminate`, `thread_info`, `vm_statistics` and `host_info`
+/// replaced them.
 pub mod temporary {
-    /// `(entry, stack_top, arg) -> thread id or negative error`: a new thread in the
-    /// caller's task, running `entry(arg)` on `stack_top`.
-    pub const THREAD_CREATE: u32 = 1000;
-    /// Terminate the calling thread (the task ends with its last thread).
-    pub const THREAD_EXIT: u32 = 1001;
-    /// `() -> cpu index` the caller runs on.
-    pub const CURRENT_CPU: u32 = 1002;
-    /// `() -> (free in x0, total in x1)` physical frame counts.
-    pub const FRAME_COUNTS: u32 = 1003;
-    /// `() -> number of CPUs online`.
-    pub const CPU_COUNT: u32 = 1004;
     /// `(address, timeout_ms) -> wait result`: wait on the event named by `address` in the
     /// caller's task (no timeout if `timeout_ms` is 0). Results: 0 awakened, 1 timed out,
     /// 2 interrupted (GNU Mach's `THREAD_*` wait results). Stands in for `gsync_wait`.
@@ -69,7 +60,7 @@ pub mod temporary {
 
     // Processor sets (1020-1027), standing in for the `mach_host` routines of the same
     // names until that server is reached over IPC. A set is named by its id (the default
-    // set is 0), a thread by its id within the caller's task, a processor by its CPU index.
+    // set is 0), a thread by the caller's name for its port, a processor by its CPU index.
     // Each returns a GNU Mach return code in `x0`.
 
     /// `() -> (code, set id in x1)`: `processor_set_create`.
@@ -78,7 +69,7 @@ pub mod temporary {
     pub const PSET_DESTROY: u32 = 1021;
     /// `(cpu, set) -> code`: `processor_assign`.
     pub const PROCESSOR_ASSIGN: u32 = 1022;
-    /// `(thread id, set) -> code`: `thread_assign` (set 0: `thread_assign_default`).
+    /// `(thread name, set) -> code`: `thread_assign` (set 0: `thread_assign_default`).
     pub const THREAD_ASSIGN: u32 = 1023;
     /// `(set, assign_threads) -> code`: `task_assign` of the caller's task.
     pub const TASK_ASSIGN: u32 = 1024;
@@ -87,8 +78,7 @@ pub mod temporary {
     pub const PSET_INFO: u32 = 1025;
     /// `(cpu) -> (code, set in x1)`: `processor_get_assignment`.
     pub const PROCESSOR_GET_ASSIGNMENT: u32 = 1026;
-    /// `(thread id) -> (code, set in x1)`: `thread_get_assignment` (thread id 0: the
-    /// caller).
+    /// `(thread name) -> (code, set in x1)`: `thread_get_assignment` (0: the caller).
     pub const THREAD_GET_ASSIGNMENT: u32 = 1027;
 }
 

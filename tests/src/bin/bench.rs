@@ -153,7 +153,7 @@ fn null_rpc() {
 }
 
 fn main(_args: &Args) -> i32 {
-    if traps::cpu_count() > 1 {
+    if libmach::cpu_count() > 1 {
         // `cargo xtask bench` boots more CPUs only for the wake-up path.
         wakeup_round_trip();
         println!("bench: done");

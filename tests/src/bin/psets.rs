@@ -134,7 +134,7 @@ fn main(_args: &Args) -> i32 {
         }
     }
     c.check_eq("workers spawned", handles.len(), WORKERS);
-    let ids: Vec<u64> = handles.iter().map(|h| h.id()).collect();
+    let ids: Vec<u64> = handles.iter().map(|h| u64::from(h.port().0)).collect();
     let all: Vec<usize> = (0..handles.len()).collect();
     c.check(
         running(&all),
@@ -353,7 +353,7 @@ fn main(_args: &Args) -> i32 {
             Ok(h) => {
                 c.check_eq(
                     "a new thread is in the task's set",
-                    thread_get_assignment(h.id()),
+                    thread_get_assignment(u64::from(h.port().0)),
                     Ok(set3),
                 );
                 c.check(
@@ -368,7 +368,7 @@ fn main(_args: &Args) -> i32 {
                 );
                 c.check_eq(
                     "the new thread follows its task",
-                    thread_get_assignment(h.id()),
+                    thread_get_assignment(u64::from(h.port().0)),
                     Ok(0),
                 );
                 c.check(

@@ -11,7 +11,8 @@
 
 use armach_tests::Checks;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use libmach::traps::{cpu_count, thread_switch};
+use libmach::cpu_count;
+use libmach::traps::thread_switch;
 use libmach::{Args, PortName, thread};
 use mach_abi::traps::{SWITCH_OPTION_DEPRESS, SWITCH_OPTION_NONE};
 
@@ -39,11 +40,6 @@ fn spin_ms(ms: u64) {
     }
 }
 
-/// The name `thread_switch` takes for a thread: the placeholder `mach_thread_self` gives
-/// (`THREAD_BASE` + thread id) until thread ports exist.
-fn thread_name(id: u64) -> PortName {
-    PortName(0x1000 + id as u32)
-}
 
 static ORDER: AtomicU64 = AtomicU64::new(0);
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -70,7 +66,7 @@ fn main(_args: &Args) -> i32 {
         c.check(false, "threads start", format_args!("spawn failed"));
         return c.finish();
     };
-    let r = thread_switch(thread_name(cc.id()), SWITCH_OPTION_NONE, 0);
+    let r = thread_switch(cc.port(), SWITCH_OPTION_NONE, 0);
     c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
     b.join();
     cc.join();

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use armach_tests::Checks;
 use core::hint::black_box;
 use libmach::abi::traps::{PAGE_SIZE, VM_MAX_USER_ADDRESS};
-use libmach::traps::{self, frame_counts};
+use libmach::{frame_counts, traps};
 use libmach::{Args, KernReturn};
 
 libmach::main!(main);
