@@ -94,13 +94,16 @@ pub fn vm_protect(address: u64, size: u64, set_maximum: bool, prot: i32) -> Resu
 }
 
 /// `thread_terminate` of the calling thread, sent without a reply port (the thread ends at
-/// the return from the send, so nothing would receive a reply): never returns.
+/// the return from the send, so nothing would receive a reply) and with the reference
+/// `mach_thread_self` gave moved into the request: never returns. The thread's reply port,
+/// if it has one, is destroyed first.
 ///
 /// # Safety
 ///
 /// As for any thread end: nothing may rely on the calling thread's stack or on its frames
-/// finishing, and the thread must own no reply port (it would be left behind).
+/// finishing.
 pub unsafe fn thread_terminate_self() -> ! {
+    ipc::release_reply_port_at_exit();
     let me = traps::mach_thread_self();
     let mut t = NoReply;
     let right = core::mem::ManuallyDrop::new(SendRight::from_name(me));
@@ -112,7 +115,8 @@ pub unsafe fn thread_terminate_self() -> ! {
     }
 }
 
-/// A transport that sends requests without a reply port and never receives.
+/// A transport that sends requests without a reply port and never receives, moving the
+/// sender's send right to the destination into the request (the stubs copy it).
 struct NoReply;
 
 // SAFETY: it never hands a reply to a stub (every call fails after the send).
@@ -142,6 +146,12 @@ unsafe impl mach_abi::mig::Transport for NoReply {
         _: mach_abi::mig::CallOptions,
     ) -> Result<(), KernReturn> {
         use crate::ipc::MachMsg;
+        // The header's remote disposition (bits 0-7): MOVE_SEND instead of COPY_SEND.
+        if let Some(bits) = msg.first_mut() {
+            if *bits == mach_abi::message::MACH_MSG_TYPE_COPY_SEND {
+                *bits = mach_abi::message::MACH_MSG_TYPE_MOVE_SEND;
+            }
+        }
         // SAFETY: as for `rpc`.
         unsafe {
             ipc::Trap.mach_msg(

@@ -202,7 +202,8 @@ where
     F: FnOnce() -> T,
 {
     run(start);
-    // SAFETY: `run` has dropped everything this thread owned and its reply port; nothing
+    // SAFETY: `run` has dropped everything this thread owned (its reply port goes in
+    // `thread_terminate_self`); nothing
     // else borrows its stack, which the joiner frees only once the kernel says the thread
     // is gone.
     unsafe { crate::kern::thread_terminate_self() }
@@ -218,8 +219,6 @@ where
     // SAFETY: `spawn` passed ownership of the boxed `Start` to this thread.
     let Start { f, packet } = *unsafe { Box::from_raw(start) };
     let value = f();
-    // The thread's reply port, if it made one, goes with it.
-    crate::ipc::release_reply_port_at_exit();
     // SAFETY: until `done` is set, only this thread touches `result`; the packet lives until
     // the handle has seen the thread die.
     unsafe {
