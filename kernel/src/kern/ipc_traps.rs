@@ -439,9 +439,10 @@ pub fn mach_msg(
         if r != MsgReturn::SUCCESS {
             return msg_code(r);
         }
+        thread.task.messages_sent.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
     if opt & option::RCV_MSG != 0 {
-        return msg_code(receive(
+        let r = receive(
             thread,
             msg,
             opt,
@@ -449,7 +450,11 @@ pub fn mach_msg(
             rcv_name,
             timeout,
             &mut pending,
-        ));
+        );
+        if r == MsgReturn::SUCCESS {
+            thread.task.messages_received.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+        return msg_code(r);
     }
     0
 }

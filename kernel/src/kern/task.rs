@@ -41,6 +41,17 @@ pub struct Task {
     pub self_port: Once<Arc<Port>>,
     /// Its processor set (a `ProcessorSetId`, `sched::pset`): where its new threads go.
     pub processor_set: AtomicU32,
+    /// Counter value at creation.
+    pub created: u64,
+    /// Suspensions by `task_suspend` (GNU Mach `user_stop_count`): while non-zero every
+    /// thread of the task is held (`Thread::task_held`).
+    pub user_stop_count: AtomicU32,
+    /// User and system time of the task's threads that have ended, in counter ticks.
+    pub dead_user_time: AtomicU64,
+    pub dead_system_time: AtomicU64,
+    /// Messages sent and received by the task's threads (`TASK_EVENTS_INFO`).
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
 }
@@ -68,6 +79,12 @@ impl Task {
                     ipc: None,
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
+                    created: crate::arch::timer::counter(),
+                    user_stop_count: AtomicU32::new(0),
+                    dead_user_time: AtomicU64::new(0),
+                    dead_system_time: AtomicU64::new(0),
+                    messages_sent: AtomicU64::new(0),
+                    messages_received: AtomicU64::new(0),
                     _threads_root: None,
                 })
             })
@@ -95,6 +112,12 @@ impl Task {
             ipc: Some(ipc_space),
             self_port: Once::new(),
             processor_set: AtomicU32::new(0),
+            created: crate::arch::timer::counter(),
+            user_stop_count: AtomicU32::new(0),
+            dead_user_time: AtomicU64::new(0),
+            dead_system_time: AtomicU64::new(0),
+            messages_sent: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
             _threads_root: Some(threads_root),
         });
         crate::kern::sched::pset::note_task_created(&task);
@@ -136,7 +159,12 @@ impl Task {
     /// mode (the caller's own thread included).
     pub fn terminate(&self) {
         self.terminating.store(true, Ordering::Release);
-        // In batches, so that no allocation grows with the number of threads.
+        self.for_each_thread(|thread| thread.request_termination());
+    }
+
+    /// Run `f` on each live thread, in batches taken under the thread table's lock and run
+    /// outside it, so that no allocation grows with the number of threads.
+    pub fn for_each_thread(&self, mut f: impl FnMut(&Arc<Thread>)) {
         let mut after = ThreadId(0);
         loop {
             let batch: ArrayVec<Arc<Thread>, 32> = self
@@ -148,10 +176,31 @@ impl Task {
                 .collect();
             let Some(last) = batch.last() else { break };
             after = ThreadId(last.id.0 + 1);
-            for thread in batch {
-                thread.request_termination();
+            for thread in &batch {
+                f(thread);
             }
         }
+    }
+
+    /// `task_suspend` (GNU Mach `task_hold` on the first): every thread held, new ones too.
+    /// The threads stop at their next return to user mode; nothing waits for that here.
+    pub fn suspend(&self) {
+        if self.user_stop_count.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.for_each_thread(|t| t.task_hold());
+        }
+    }
+
+    /// `task_resume`: `KERN_FAILURE` if the task is not suspended; the last one releases
+    /// every thread.
+    pub fn resume(&self) -> Result<(), mach_abi::KernReturn> {
+        let was = self
+            .user_stop_count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map_err(|_| mach_abi::KernReturn::Failure)?;
+        if was == 1 {
+            self.for_each_thread(|t| t.task_release());
+        }
+        Ok(())
     }
 }
 

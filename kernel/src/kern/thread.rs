@@ -232,6 +232,8 @@ pub struct Thread {
     /// the kernel's own while it reads or writes the thread's state. While it is non-zero
     /// the thread stops at its next return to user mode (`sched::halt_self`).
     pub hold_count: AtomicU32,
+    /// Held by its task's `task_suspend`.
+    pub task_held: AtomicBool,
     /// Stopped at that clean point, its user state saved in its trap frame.
     pub parked: AtomicBool,
     /// Started once (`sched::thread_start`); a thread made by `thread_create` is not until
@@ -315,6 +317,7 @@ impl Thread {
             user_stop_count: AtomicU32::new(0),
             hold_count: AtomicU32::new(0),
             parked: AtomicBool::new(false),
+            task_held: AtomicBool::new(false),
             started: AtomicBool::new(is_idle),
             exception_resume: AtomicU64::new(0),
             is_idle,
@@ -370,6 +373,10 @@ impl Thread {
         task.threads
             .lock()
             .insert(thread.id, Arc::downgrade(&thread));
+        // A thread born into a suspended task is held with the others.
+        if task.user_stop_count.load(Ordering::SeqCst) != 0 {
+            thread.task_hold();
+        }
         Ok(thread)
     }
 
@@ -455,6 +462,20 @@ impl Thread {
         }
     }
 
+    /// The hold of its task's suspension, once.
+    pub fn task_hold(&self) {
+        if !self.task_held.swap(true, Ordering::SeqCst) {
+            self.hold();
+        }
+    }
+
+    /// Release the hold of its task's suspension, if it has it.
+    pub fn task_release(self: &Arc<Self>) {
+        if self.task_held.swap(false, Ordering::SeqCst) {
+            self.release();
+        }
+    }
+
     /// Whether the thread is stopped where its user state can be read and written: never
     /// started, held at its clean point, or blocked in an interruptible wait (GNU Mach
     /// `thread_dowait`'s "stopped"), and no CPU is still saving it.
@@ -503,6 +524,13 @@ impl Thread {
     /// Take the thread out of its task's accounts (it is exiting): its kernel port dies
     /// and, if it was the task's last thread, so does the task's IPC (`Task::ipc_teardown`).
     pub fn detach_from_task(self: &Arc<Self>) {
+        // Its times go to the task's account of ended threads (`task_info`).
+        self.task
+            .dead_user_time
+            .fetch_add(self.user_time.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.task
+            .dead_system_time
+            .fetch_add(self.system_time.load(Ordering::Relaxed), Ordering::Relaxed);
         if let Some(port) = self.self_port.get() {
             Port::dealloc_kernel(port.clone());
         }

@@ -53,6 +53,9 @@ pub struct VmMap {
     pt: UserPageTable,
     /// Pages with a frame behind them.
     resident: u64,
+    /// Faults taken from user mode, and pages zero-filled (GNU Mach's task events).
+    pub faults: u64,
+    pub zero_fills: u64,
 }
 
 impl VmMap {
@@ -63,6 +66,8 @@ impl VmMap {
             regions: Regions::new(ledger).ok()?,
             pt: UserPageTable::new()?,
             resident: 0,
+            faults: 0,
+            zero_fills: 0,
         })
     }
 
@@ -70,6 +75,11 @@ impl VmMap {
     /// context switch).
     pub fn space(&self) -> &Arc<AddressSpace> {
         self.pt.space()
+    }
+
+    /// Bytes the map's regions cover (`virtual_size`).
+    pub fn virtual_size(&self) -> u64 {
+        self.regions.iter().map(|(start, r)| r.end - start).sum()
     }
 
     pub fn resident_pages(&self) -> u64 {
@@ -180,6 +190,7 @@ impl VmMap {
         if va >= VM_MAX_USER_ADDRESS {
             return Err(KernReturn::InvalidAddress);
         }
+        self.faults += 1;
         let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
         if region.prot & access.needs() == 0 {
             return Err(KernReturn::ProtectionFailure);
@@ -204,6 +215,7 @@ impl VmMap {
         // was taken.
         let (pa, new) = self.pt.find_or_map(page, perm(prot), fill)?;
         self.resident += u64::from(new);
+        self.zero_fills += u64::from(new);
         Ok(pa)
     }
 

@@ -19,7 +19,8 @@ use crate::ipc::{KObject, KObjectKind, Space};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
 use mach_abi::info::{
-    THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
+    TASK_BASIC_INFO, TASK_BASIC_INFO_COUNT, TASK_EVENTS_INFO, TASK_EVENTS_INFO_COUNT,
+    TASK_THREAD_TIMES_INFO, TASK_THREAD_TIMES_INFO_COUNT, THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
     THREAD_SCHED_INFO_COUNT, THREAD_SCHED_INFO_OLD_COUNT,
 };
 use mach_abi::mig::{ArrayOut, ArrayRef, PortSlot};
@@ -117,6 +118,39 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         Ok(mach::ThreadCreateOut {
             child_thread: parent_task.thread_create()?,
         })
+    }
+
+    fn task_terminate(&mut self, task: &Arc<T>) -> Result<(), KernReturn> {
+        task.terminate()
+    }
+
+    fn task_suspend(&mut self, task: &Arc<T>) -> Result<(), KernReturn> {
+        task.suspend()
+    }
+
+    fn task_resume(&mut self, task: &Arc<T>) -> Result<(), KernReturn> {
+        task.resume()
+    }
+
+    fn task_info(
+        &mut self,
+        task: &Arc<T>,
+        flavor: i32,
+        out: &mut ArrayOut<'_, i32>,
+    ) -> Result<(), KernReturn> {
+        let room = out.capacity();
+        match flavor {
+            TASK_BASIC_INFO if room >= TASK_BASIC_INFO_COUNT => {
+                put_words(out, &task.basic_info().to_words())
+            }
+            TASK_EVENTS_INFO if room >= TASK_EVENTS_INFO_COUNT => {
+                put_words(out, &task.events_info())
+            }
+            TASK_THREAD_TIMES_INFO if room >= TASK_THREAD_TIMES_INFO_COUNT => {
+                put_words(out, &task.thread_times().to_words())
+            }
+            _ => Err(KernReturn::InvalidArgument),
+        }
     }
 
     fn thread_suspend(&mut self, thread: &Arc<T::Thread>) -> Result<(), KernReturn> {
@@ -295,12 +329,11 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     }
 
     mach::mach_unimplemented!(crate::server::generated::mach;
-        task_create, task_terminate, task_get_emulation_vector, task_set_emulation_vector,
-        task_threads, task_info, vm_inherit, vm_read, vm_write,
+        task_create, task_get_emulation_vector, task_set_emulation_vector,
+        task_threads, vm_inherit, vm_read, vm_write,
         vm_copy, vm_region, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
-        vm_set_default_memory_manager, memory_object_lock_request, task_suspend,
-        task_resume, task_set_special_port,
+        vm_set_default_memory_manager, memory_object_lock_request, task_set_special_port,
         thread_set_special_port, task_set_emulation, task_ras_control, vm_map,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
         memory_object_ready, memory_object_change_attributes, vm_machine_attribute);

@@ -15,7 +15,10 @@ use crate::ipc::{KObject, KObjectKind, Ledger, MsgPort, Space};
 use alloc::sync::Arc;
 use core::any::Any;
 use mach_abi::KernReturn;
-use mach_abi::info::{ThreadBasicInfo, ThreadSchedInfo, VmStatistics};
+use mach_abi::info::{
+    TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
+    VmStatistics,
+};
 use mach_abi::mig::PortSlot;
 use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
 
@@ -79,6 +82,18 @@ pub trait TaskIpc: Any + Send + Sync {
     ) -> Result<(), KernReturn>;
     /// `vm_statistics`: the machine's page counts.
     fn vm_statistics(&self) -> VmStatistics;
+    /// `task_terminate`: every thread asked to end. `KERN_FAILURE` for the kernel's task.
+    fn terminate(&self) -> Result<(), KernReturn>;
+    /// `task_suspend`: one more suspension, every thread held on the first.
+    fn suspend(&self) -> Result<(), KernReturn>;
+    /// `task_resume`: one fewer (`KERN_FAILURE` if none), every thread released on the last.
+    fn resume(&self) -> Result<(), KernReturn>;
+    /// `TASK_BASIC_INFO` (times of the threads that have ended, as GNU Mach).
+    fn basic_info(&self) -> TaskBasicInfo;
+    /// `TASK_EVENTS_INFO`.
+    fn events_info(&self) -> TaskEventsInfo;
+    /// `TASK_THREAD_TIMES_INFO`: the live threads' times.
+    fn thread_times(&self) -> TaskThreadTimesInfo;
     /// The task's IPC space (`task->itk_space`), or `None` once the task is going.
     fn ipc_space(&self) -> Option<Arc<Space>>;
     /// A copy of the send right in special-port slot `which` (`TASK_KERNEL_PORT`: the
@@ -141,6 +156,83 @@ impl TaskIpc for crate::kern::task::Task {
             free_count: free.min(i32::MAX as u64) as i32,
             active_count: total.saturating_sub(free).min(i32::MAX as u64) as i32,
             ..VmStatistics::default()
+        }
+    }
+
+    fn terminate(&self) -> Result<(), KernReturn> {
+        if self.is_kernel() {
+            return Err(KernReturn::Failure);
+        }
+        crate::kern::task::Task::terminate(self);
+        Ok(())
+    }
+
+    fn suspend(&self) -> Result<(), KernReturn> {
+        if self.is_kernel() {
+            return Err(KernReturn::Failure);
+        }
+        crate::kern::task::Task::suspend(self);
+        Ok(())
+    }
+
+    fn resume(&self) -> Result<(), KernReturn> {
+        crate::kern::task::Task::resume(self)
+    }
+
+    fn basic_info(&self) -> TaskBasicInfo {
+        use core::sync::atomic::Ordering;
+        use mach_abi::info::TimeValue;
+        let ns = crate::kern::sched::ticks_to_ns;
+        let (virtual_size, resident) = self.map.as_ref().map_or((0, 0), |m| {
+            let m = m.lock();
+            (m.virtual_size(), m.resident_pages())
+        });
+        TaskBasicInfo {
+            suspend_count: self.user_stop_count.load(Ordering::SeqCst) as i32,
+            base_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
+            virtual_size,
+            resident_size: resident * mach_abi::traps::PAGE_SIZE,
+            user_time: TimeValue::from_ns(ns(self.dead_user_time.load(Ordering::Relaxed))),
+            system_time: TimeValue::from_ns(ns(self.dead_system_time.load(Ordering::Relaxed))),
+            creation_time: TimeValue::from_ns(ns(self.created)),
+        }
+    }
+
+    fn events_info(&self) -> TaskEventsInfo {
+        use core::sync::atomic::Ordering;
+        let (faults, zero_fills) = self
+            .map
+            .as_ref()
+            .map_or((0, 0), |m| {
+                let m = m.lock();
+                (m.faults, m.zero_fills)
+            });
+        let n = |v: u64| v.min(i32::MAX as u64) as i32;
+        // faults, zero_fills, reactivations, pageins, cow_faults, messages_sent,
+        // messages_received: no paging and no copy-on-write here, so those are 0.
+        [
+            n(faults),
+            n(zero_fills),
+            0,
+            0,
+            0,
+            n(self.messages_sent.load(Ordering::Relaxed)),
+            n(self.messages_received.load(Ordering::Relaxed)),
+        ]
+    }
+
+    fn thread_times(&self) -> TaskThreadTimesInfo {
+        use mach_abi::info::TimeValue;
+        let (mut user, mut system) = (0u64, 0u64);
+        self.for_each_thread(|t| {
+            let b = ThreadIpc::basic_info(&**t);
+            user += b.user_time64.seconds as u64 * 1_000_000_000 + b.user_time64.nanoseconds as u64;
+            system +=
+                b.system_time64.seconds as u64 * 1_000_000_000 + b.system_time64.nanoseconds as u64;
+        });
+        TaskThreadTimesInfo {
+            user_time: TimeValue::from_ns(user),
+            system_time: TimeValue::from_ns(system),
         }
     }
 

@@ -11,7 +11,10 @@ use super::generated::{mach, mach_host, mach_port};
 use super::host::{Host, HostFacts, HostPorts, flavor};
 use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
-use mach_abi::info::{ThreadBasicInfo, ThreadSchedInfo, VmStatistics};
+use mach_abi::info::{
+    TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
+    VmStatistics,
+};
 use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
 use std::sync::Mutex;
 use crate::ipc::abi::{Disposition, PortName, msgh_bits, port_type as pt};
@@ -148,6 +151,27 @@ impl TaskIpc for TestTask {
             active_count: 20,
             ..Default::default()
         }
+    }
+    fn terminate(&self) -> Result<(), K> {
+        Ok(())
+    }
+    fn suspend(&self) -> Result<(), K> {
+        Ok(())
+    }
+    fn resume(&self) -> Result<(), K> {
+        Err(K::Failure)
+    }
+    fn basic_info(&self) -> TaskBasicInfo {
+        TaskBasicInfo {
+            virtual_size: 0x3000,
+            ..Default::default()
+        }
+    }
+    fn events_info(&self) -> TaskEventsInfo {
+        [1, 2, 3, 4, 5, 6, 7]
+    }
+    fn thread_times(&self) -> TaskThreadTimesInfo {
+        TaskThreadTimesInfo::default()
     }
 
     fn ipc_space(&self) -> Option<Arc<Space>> {
@@ -1392,4 +1416,29 @@ fn vm_statistics_and_thread_create_reach_the_task() {
     let g = w.call(w.task, mach::THREAD_CREATE_ID, &[]).unwrap();
     // The test's threads have no port: a null right comes back.
     assert_eq!(g.code(), K::Success);
+}
+
+#[test]
+fn task_info_flavors_and_counts_follow_gnu_mach() {
+    let w = World::new();
+    let info = |dest, flavor: u32, count: u32| {
+        w.call(dest, mach::TASK_INFO_ID, &[Item::Int(flavor), Item::Int(count)])
+            .unwrap()
+    };
+    let g = info(w.task, 1, 18);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 18));
+    assert_eq!(g.word(56 + 4 * 2), 0x3000, "virtual_size");
+    assert_eq!(info(w.task, 1, 17).code(), K::InvalidArgument);
+    let g = info(w.task, 2, 7);
+    assert_eq!((g.code(), g.word(56 + 4 * 6)), (K::Success, 7));
+    assert_eq!(info(w.task, 2, 6).code(), K::InvalidArgument);
+    assert_eq!(info(w.task, 3, 8).desc(48).number, 8);
+    assert_eq!(info(w.task, 3, 7).code(), K::InvalidArgument);
+    assert_eq!(info(w.task, 4, 32).code(), K::InvalidArgument);
+    // The host port is no task.
+    assert_eq!(info(w.host_name, 1, 18).code(), K::InvalidArgument);
+    assert_eq!(
+        w.call(w.task, mach::TASK_RESUME_ID, &[]).unwrap().code(),
+        K::Failure
+    );
 }
