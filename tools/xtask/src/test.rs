@@ -314,6 +314,7 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     "machmsg",
     IPC_TASKS_PROGRAM,
     "psets",
+    "taskthread",
 ];
 
 /// The program started as several tasks at once, and how many.
