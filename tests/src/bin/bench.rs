@@ -152,6 +152,35 @@ fn null_rpc() {
     core::mem::forget(server);
 }
 
+/// `thread_info(THREAD_BASIC_INFO)` of the calling thread through the generated stub and
+/// `mach_msg`, served by the kernel in the caller's context: instructions per round trip
+/// (request, kernel server, reply). The stub's message buffer is reused, not zeroed for
+/// each call.
+fn thread_info_rpc() {
+    use libmach::abi::info::{THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT};
+    use libmach::ipc::{self, SendRight};
+    use libmach::mig::mach;
+    const RPCS: u64 = 2_000;
+    let me = SendRight::from_name(traps::mach_thread_self());
+    let mut transport = ipc::transport();
+    let mut buf = alloc::vec![0u8; 4152];
+    let mut info = [0i32; THREAD_BASIC_INFO_COUNT];
+    // The first call makes the thread's reply port.
+    let _ = mach::thread_info(&mut transport, &me, THREAD_BASIC_INFO, &mut info);
+    report("thread-info-rpc", "thread_info(THREAD_BASIC_INFO) RPC", RPCS, || {
+        for _ in 0..RPCS {
+            let r = mach::thread_info_with(
+                &mut transport,
+                &mut buf,
+                &me,
+                THREAD_BASIC_INFO,
+                &mut info,
+            );
+            core::hint::black_box(r.is_ok());
+        }
+    });
+}
+
 fn main(_args: &Args) -> i32 {
     if libmach::cpu_count() > 1 {
         // `cargo xtask bench` boots more CPUs only for the wake-up path.
@@ -253,6 +282,8 @@ fn main(_args: &Args) -> i32 {
     );
 
     null_rpc();
+
+    thread_info_rpc();
 
     wakeup_round_trip();
 

@@ -82,6 +82,7 @@ fn metric_name(figure: &str) -> Option<&'static str> {
         "context-switch" => Some("context_switch"),
         "page-fault" => Some("page_fault"),
         "null-rpc-same-cpu" => Some("null_rpc_same_cpu"),
+        "thread-info-rpc" => Some("thread_info_rpc"),
         _ => None,
     }
 }
@@ -171,6 +172,7 @@ mod tests {
     #[test]
     fn metrics_and_json() {
         assert_eq!(metric_name("null-trap"), Some("null_trap"));
+        assert_eq!(metric_name("thread-info-rpc"), Some("thread_info_rpc"));
         assert_eq!(metric_name("yield-alone"), None);
         assert_eq!(leading_number("182 instructions per x"), Some(182));
         assert_eq!(leading_number("n/a"), None);
