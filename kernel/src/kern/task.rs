@@ -158,8 +158,12 @@ impl Task {
     /// Ask every thread of the task to terminate; each does at its next return to user
     /// mode (the caller's own thread included).
     pub fn terminate(&self) {
-        self.terminating.store(true, Ordering::Release);
+        self.terminating.store(true, Ordering::SeqCst);
         self.for_each_thread(|thread| thread.request_termination());
+        // A task without threads (made by `task_create`) has no last thread to end its IPC.
+        if self.live_threads.load(Ordering::SeqCst) == 0 {
+            self.ipc_teardown();
+        }
     }
 
     /// Run `f` on each live thread, in batches taken under the thread table's lock and run

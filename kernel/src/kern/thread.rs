@@ -373,6 +373,10 @@ impl Thread {
         task.threads
             .lock()
             .insert(thread.id, Arc::downgrade(&thread));
+        // A task terminated meanwhile did not see this thread: it ends at once.
+        if task.terminating.load(Ordering::SeqCst) {
+            thread.request_termination();
+        }
         // A thread born into a suspended task is held with the others.
         if task.user_stop_count.load(Ordering::SeqCst) != 0 {
             thread.task_hold();

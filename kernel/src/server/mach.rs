@@ -68,9 +68,20 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         drop(task);
     }
 
-    fn convert_task_to_port(&mut self, _: Arc<T>) -> PortSlot {
-        // No routine that returns a task is served yet (`task_create`).
-        PortSlot::NULL
+    fn convert_task_to_port(&mut self, task: Arc<T>) -> PortSlot {
+        let port = task.self_port();
+        self.put(port)
+    }
+
+    fn task_create(
+        &mut self,
+        parent: &Arc<T>,
+        _inherit_memory: bool,
+    ) -> Result<mach::TaskCreateOut<Arc<T>>, KernReturn> {
+        // No copy of the parent's memory: the child's address space starts empty.
+        Ok(mach::TaskCreateOut {
+            child_task: parent.task_create()?,
+        })
     }
 
     fn convert_port_to_thread(
@@ -329,7 +340,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     }
 
     mach::mach_unimplemented!(crate::server::generated::mach;
-        task_create, task_get_emulation_vector, task_set_emulation_vector,
+        task_get_emulation_vector, task_set_emulation_vector,
         task_threads, vm_inherit, vm_read, vm_write,
         vm_copy, vm_region, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,

@@ -65,6 +65,11 @@ pub trait ThreadIpc: Any + Send + Sync {
 pub trait TaskIpc: Any + Send + Sync {
     /// The type of the task's threads.
     type Thread: ThreadIpc;
+    /// `task_create`: a new task with an empty address space and no threads (whatever
+    /// `inherit_memory` says), in the parent's processor set.
+    fn task_create(self: &Arc<Self>) -> Result<Arc<Self>, KernReturn>;
+    /// A send right to the task's own port (`convert_task_to_port`), or null.
+    fn self_port(&self) -> MsgPort;
     /// A new thread in the task, suspended once (GNU Mach `thread_create`): it starts at
     /// its first `thread_resume`, from the state `thread_set_state` gave it.
     fn thread_create(self: &Arc<Self>) -> Result<Arc<Self::Thread>, KernReturn>;
@@ -114,6 +119,21 @@ pub mod special {
 /// port (exception and bootstrap ports do not exist yet: null).
 impl TaskIpc for crate::kern::task::Task {
     type Thread = crate::kern::thread::Thread;
+
+    fn task_create(self: &Arc<Self>) -> Result<Arc<Self>, KernReturn> {
+        if self.is_kernel() {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let child =
+            crate::kern::task::Task::new_user(&self.name).ok_or(KernReturn::ResourceShortage)?;
+        let set = crate::kern::sched::pset::task_get_assignment(self);
+        let _ = crate::kern::sched::pset::task_assign(&child, set, false);
+        Ok(child)
+    }
+
+    fn self_port(&self) -> MsgPort {
+        self.special_port(special::TASK_KERNEL_PORT)
+    }
 
     fn thread_create(self: &Arc<Self>) -> Result<Arc<Self::Thread>, KernReturn> {
         use crate::kern::thread::Thread;

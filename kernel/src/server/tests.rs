@@ -130,6 +130,13 @@ impl ThreadIpc for TestThread {
 impl TaskIpc for TestTask {
     type Thread = TestThread;
 
+    fn task_create(self: &Arc<Self>) -> Result<Arc<TestTask>, K> {
+        Ok(TestTask::new(None))
+    }
+    fn self_port(&self) -> MsgPort {
+        self.special_port(1)
+    }
+
     fn thread_create(self: &Arc<Self>) -> Result<Arc<TestThread>, K> {
         let t = Arc::new(TestThread::default());
         t.suspend();

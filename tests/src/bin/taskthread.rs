@@ -13,7 +13,8 @@
 //! - `thread_info`: a thread that spins for 200 ms of wall time alone on its CPU reports
 //!   about 200 ms of user time, one that sleeps as long almost none; `last_processor` is a
 //!   CPU that is online.
-//! - `task_info` (basic, events, thread times), `task_resume`, `vm_statistics`,
+//! - `task_create` (an empty task), `task_suspend`/`task_resume`/`task_terminate` of it,
+//!   `task_info` (basic, events, thread times), `vm_statistics`,
 //!   `vm_allocate`/`vm_deallocate`/`vm_protect` over IPC.
 
 #![no_std]
@@ -630,6 +631,49 @@ fn task_routines(c: &mut Checks) {
         "task_resume of a task not suspended",
         mach::task_resume(&mut t(), &task).err(),
         Some(KernReturn::Failure),
+    );
+    // A child task: empty, suspendable, with a thread that never runs, then terminated.
+    match mach::task_create(&mut t(), &task, true) {
+        Ok(out) => {
+            let child = out.child_task;
+            let r = mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut w);
+            let b = TaskBasicInfo::from_words(&w);
+            c.check(
+                r.is_ok() && b.is_some_and(|b| b.virtual_size == 0 && b.resident_size == 0),
+                "task_create makes a task with an empty address space",
+                format_args!("{b:?}"),
+            );
+            c.check_eq("task_suspend of the child", mach::task_suspend(&mut t(), &child), Ok(()));
+            let th = mach::thread_create(&mut t(), &child).map(|o| o.child_thread);
+            c.check(th.is_ok(), "thread_create in the child", format_args!("{:?}", th.as_ref().err()));
+            let r = mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut w);
+            c.check_eq(
+                "the child's suspend_count",
+                r.ok().and(TaskBasicInfo::from_words(&w)).map(|b| b.suspend_count),
+                Some(1),
+            );
+            c.check_eq("task_resume of the child", mach::task_resume(&mut t(), &child), Ok(()));
+            c.check_eq(
+                "task_resume of the child again",
+                mach::task_resume(&mut t(), &child).err(),
+                Some(KernReturn::Failure),
+            );
+            c.check_eq("task_terminate of the child", mach::task_terminate(&mut t(), &child), Ok(()));
+            let gone = armach_tests::poll_sleeping(5_000, || {
+                mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut w).err()
+                    == Some(KernReturn::SendInvalidDest)
+            });
+            c.check(gone, "the child's port is dead", format_args!("{gone}"));
+            drop(th);
+        }
+        Err(code) => {
+            c.check(false, "task_create", format_args!("{code:?}"));
+        }
+    }
+    c.check_eq(
+        "task_create on the host port",
+        mach::task_create(&mut t(), &ipc::host_self(), false).err(),
+        Some(KernReturn::InvalidArgument),
     );
     c.check_eq(
         "task_terminate on the host port",
