@@ -257,6 +257,53 @@ impl VmMap {
         self.present(va, region.prot)
     }
 
+    /// Check that `[addr, addr + size)` is covered by regions that allow `access`
+    /// (`KERN_INVALID_ADDRESS` for a hole, `KERN_PROTECTION_FAILURE` for a region that
+    /// forbids it), touching nothing.
+    pub fn check_range(&self, addr: u64, size: u64, access: Access) -> Result<(), KernReturn> {
+        let end = addr.checked_add(size).ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        let mut at = addr;
+        while at < end {
+            let (_, region) = self.regions.lookup(at).ok_or(KernReturn::InvalidAddress)?;
+            if region.prot & access.needs() == 0 {
+                return Err(KernReturn::ProtectionFailure);
+            }
+            at = region.end;
+        }
+        Ok(())
+    }
+
+    /// `vm_copy` within this map: `size` bytes from `src` to `dst`, as if through a buffer
+    /// (overlapping ranges copy right); nothing is written unless the source is all
+    /// readable and the destination all writable.
+    pub fn copy_within(&mut self, src: u64, size: u64, dst: u64) -> Result<(), KernReturn> {
+        self.check_range(src, size, Access::Read)?;
+        self.check_range(dst, size, Access::Write)?;
+        let mut buf = [0u8; 512];
+        let backwards = dst > src && dst < src + size;
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(buf.len() as u64);
+            let off = if backwards { size - done - n } else { done };
+            self.copyin(src + off, &mut buf[..n as usize])?;
+            self.copyout(dst + off, &buf[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The region that holds `addr` or, if none does, the first one above it (`vm_region`).
+    pub fn region_from(&self, addr: u64) -> Option<(u64, crate::mm::regions::Region)> {
+        self.regions.lookup(addr).or_else(|| {
+            self.regions
+                .iter()
+                .find(|&(start, _)| start >= addr)
+        })
+    }
+
     /// Copy from user memory into `buf`.
     pub fn copyin(&mut self, uaddr: u64, buf: &mut [u8]) -> Result<(), KernReturn> {
         let dst = buf.as_mut_ptr();

@@ -312,6 +312,69 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         task.vm_protect(address, size, set_maximum, new_protection)
     }
 
+    fn vm_read(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        size: u64,
+    ) -> Result<mach::VmReadOut, KernReturn> {
+        if size == 0 {
+            return Ok(mach::VmReadOut {
+                data: mach_abi::mig::Ool::default(),
+            });
+        }
+        let bytes = usize::try_from(size).map_err(|_| KernReturn::InvalidArgument)?;
+        let count = u32::try_from(size).map_err(|_| KernReturn::InvalidArgument)?;
+        // The pages first (an address error before a memory shortage), then the copy.
+        let mut region = None;
+        task.vm_read(address, size, &mut |piece| {
+            let r = match &mut region {
+                Some(r) => r,
+                None => match super::region::KernelRegion::with_capacity(self.ledger, bytes) {
+                    Ok(r) => region.insert(r),
+                    Err(_) => return false,
+                },
+            };
+            r.push(piece)
+        })?;
+        let region = region.ok_or(KernReturn::ResourceShortage)?;
+        Ok(mach::VmReadOut {
+            data: mach_abi::mig::Ool {
+                address: self.slots.put_region(region)?,
+                count,
+            },
+        })
+    }
+
+    fn vm_copy(
+        &mut self,
+        task: &Arc<T>,
+        source: u64,
+        size: u64,
+        dest: u64,
+    ) -> Result<(), KernReturn> {
+        task.vm_copy(source, size, dest)
+    }
+
+    fn vm_region(
+        &mut self,
+        task: &Arc<T>,
+        address: &mut u64,
+    ) -> Result<mach::VmRegionOut, KernReturn> {
+        let (start, end, protection, max_protection) = task.vm_region(*address)?;
+        *address = start;
+        Ok(mach::VmRegionOut {
+            size: end - start,
+            protection,
+            max_protection,
+            // No inheritance attribute yet: every region has the default, VM_INHERIT_COPY.
+            inheritance: 1,
+            is_shared: false,
+            object_name: PortSlot::NULL,
+            offset: 0,
+        })
+    }
+
     fn vm_statistics(&mut self, task: &Arc<T>) -> Result<mach::VmStatisticsOut, KernReturn> {
         Ok(mach::VmStatisticsOut {
             vm_stats: task.vm_statistics().to_words(),
@@ -341,8 +404,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
 
     mach::mach_unimplemented!(crate::server::generated::mach;
         task_get_emulation_vector, task_set_emulation_vector,
-        task_threads, vm_inherit, vm_read, vm_write,
-        vm_copy, vm_region, mach_ports_register, mach_ports_lookup,
+        task_threads, vm_inherit, vm_write, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request, task_set_special_port,
         thread_set_special_port, task_set_emulation, task_ras_control, vm_map,

@@ -87,6 +87,19 @@ pub trait TaskIpc: Any + Send + Sync {
     ) -> Result<(), KernReturn>;
     /// `vm_statistics`: the machine's page counts.
     fn vm_statistics(&self) -> VmStatistics;
+    /// `vm_read`'s copy: the `size` bytes at `address` handed to `out` piece by piece, after
+    /// checking that all of them are readable.
+    fn vm_read(
+        &self,
+        address: u64,
+        size: u64,
+        out: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), KernReturn>;
+    /// `vm_copy` within the task's map.
+    fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn>;
+    /// `vm_region`: the region holding `address` or the next one: (start, end, protection,
+    /// maximum protection); `KERN_NO_SPACE` if there is none.
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32), KernReturn>;
     /// `task_terminate`: every thread asked to end. `KERN_FAILURE` for the kernel's task.
     fn terminate(&self) -> Result<(), KernReturn>;
     /// `task_suspend`: one more suspension, every thread held on the first.
@@ -166,6 +179,40 @@ impl TaskIpc for crate::kern::task::Task {
     ) -> Result<(), KernReturn> {
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
         map.lock().protect(address, size, set_maximum, protection as u32)
+    }
+
+    fn vm_read(
+        &self,
+        address: u64,
+        size: u64,
+        out: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), KernReturn> {
+        use crate::mm::vm::Access;
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let mut map = map.lock();
+        map.check_range(address, size, Access::Read)?;
+        let mut buf = [0u8; 512];
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(buf.len() as u64) as usize;
+            map.copyin(address + done, &mut buf[..n])?;
+            if !out(&buf[..n]) {
+                return Err(KernReturn::ResourceShortage);
+            }
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().copy_within(source, size, dest)
+    }
+
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let (start, r) = map.lock().region_from(address).ok_or(KernReturn::NoSpace)?;
+        Ok((start, r.end, r.prot as i32, r.max_prot as i32))
     }
 
     fn vm_statistics(&self) -> VmStatistics {

@@ -159,6 +159,22 @@ impl TaskIpc for TestTask {
             ..Default::default()
         }
     }
+    fn vm_read(&self, address: u64, size: u64, out: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), K> {
+        if address == 0 {
+            return Err(K::InvalidAddress);
+        }
+        let bytes: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        if out(&bytes) { Ok(()) } else { Err(K::ResourceShortage) }
+    }
+    fn vm_copy(&self, _: u64, _: u64, _: u64) -> Result<(), K> {
+        Ok(())
+    }
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32), K> {
+        if address > 0x10_0000 {
+            return Err(K::NoSpace);
+        }
+        Ok((0x10_0000, 0x10_4000, 3, 7))
+    }
     fn terminate(&self) -> Result<(), K> {
         Ok(())
     }
@@ -1448,4 +1464,27 @@ fn task_info_flavors_and_counts_follow_gnu_mach() {
         w.call(w.task, mach::TASK_RESUME_ID, &[]).unwrap().code(),
         K::Failure
     );
+}
+
+#[test]
+fn vm_read_returns_out_of_line_data_and_vm_region_the_next_region() {
+    let w = World::new();
+    let g = w
+        .call(w.task, mach::VM_READ_ID, &[Item::U64(0x1000), Item::U64(10)])
+        .unwrap();
+    assert_eq!((g.code(), g.complex, g.ool.clone()), (K::Success, true, vec![10]));
+    let g = w
+        .call(w.task, mach::VM_READ_ID, &[Item::U64(0), Item::U64(10)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidAddress);
+    let g = w
+        .call(w.task, mach::VM_REGION_ID, &[Item::U64(0x8000)])
+        .unwrap();
+    // address @56, size @72: the region above the address asked for.
+    assert_eq!(g.code(), K::Success);
+    assert_eq!((g.word(56), g.word(72)), (0x10_0000, 0x4000));
+    let g = w
+        .call(w.task, mach::VM_REGION_ID, &[Item::U64(0x20_0000)])
+        .unwrap();
+    assert_eq!(g.code(), K::NoSpace);
 }

@@ -708,6 +708,55 @@ fn vm_routines(c: &mut Checks) {
             mach::vm_protect(&mut t(), &task, at, 4096, false, VM_PROT_BAD).err(),
             Some(KernReturn::InvalidArgument),
         );
+        // vm_read, vm_copy and vm_region on it.
+        // SAFETY: the region is ours and 3 pages long.
+        unsafe {
+            for i in 0..64u64 {
+                core::ptr::write_volatile((at + 8 * i) as *mut u64, 0x1111 * (i + 1));
+            }
+        }
+        let read = mach::vm_read(&mut t(), &task, at + 8, 40);
+        let expect: alloc::vec::Vec<u8> = (1..6u64)
+            .flat_map(|i| (0x1111 * (i + 1)).to_le_bytes())
+            .collect();
+        c.check(
+            read.as_ref().is_ok_and(|r| r.data.as_bytes() == expect.as_slice()),
+            "vm_read returns the bytes out of line",
+            format_args!("{:?}", read.as_ref().map(|r| r.data.byte_len())),
+        );
+        drop(read);
+        c.check_eq(
+            "vm_read of an unallocated page",
+            mach::vm_read(&mut t(), &task, 0x1000, 16).err(),
+            Some(KernReturn::InvalidAddress),
+        );
+        c.check_eq(
+            "vm_copy of 16 bytes onto the next page",
+            mach::vm_copy(&mut t(), &task, at, 16, at + 4096),
+            Ok(()),
+        );
+        // SAFETY: as above.
+        let copied = unsafe { core::ptr::read_volatile((at + 4096 + 8) as *const u64) };
+        c.check_eq("vm_copy copied", copied, 0x2222);
+        c.check_eq(
+            "vm_copy into an unallocated page",
+            mach::vm_copy(&mut t(), &task, at, 16, 0x1000).err(),
+            Some(KernReturn::InvalidAddress),
+        );
+        let mut addr = at + 100;
+        let region = mach::vm_region(&mut t(), &task, &mut addr);
+        c.check(
+            region.as_ref().is_ok_and(|r| r.size == 4096 && r.protection == VM_PROT_DEFAULT)
+                && addr == at,
+            "vm_region of an address in the first page (its own entry since vm_protect)",
+            format_args!("{addr:#x} {:?}", region.as_ref().map(|r| (r.size, r.protection))),
+        );
+        let mut top = 0xffff_ffff_0000;
+        c.check_eq(
+            "vm_region above every region",
+            mach::vm_region(&mut t(), &task, &mut top).err(),
+            Some(KernReturn::NoSpace),
+        );
         c.check_eq(
             "vm_deallocate over IPC",
             mach::vm_deallocate(&mut t(), &task, at, 3 * 4096),
