@@ -74,8 +74,12 @@ const HOST_BASIC_INFO_COUNT: usize = 6;
 /// CPUs online: `host_info(HOST_BASIC_INFO).avail_cpus` (0 if the call fails).
 pub fn cpu_count() -> u32 {
     let mut w = [0i32; HOST_BASIC_INFO_COUNT];
-    match mach_host::host_info(&mut ipc::transport(), &ipc::host_self(), HOST_BASIC_INFO, &mut w)
-    {
+    match mach_host::host_info(
+        &mut ipc::transport(),
+        &ipc::host_self(),
+        HOST_BASIC_INFO,
+        &mut w,
+    ) {
         Ok(_) => w[1].max(0) as u32,
         Err(_) => 0,
     }
@@ -147,10 +151,11 @@ unsafe impl mach_abi::mig::Transport for NoReply {
     ) -> Result<(), KernReturn> {
         use crate::ipc::MachMsg;
         // The header's remote disposition (bits 0-7): MOVE_SEND instead of COPY_SEND.
-        if let Some(bits) = msg.first_mut() {
-            if *bits == mach_abi::message::MACH_MSG_TYPE_COPY_SEND {
-                *bits = mach_abi::message::MACH_MSG_TYPE_MOVE_SEND;
-            }
+        if let Some(bits) = msg
+            .first_mut()
+            .filter(|b| **b == mach_abi::message::MACH_MSG_TYPE_COPY_SEND)
+        {
+            *bits = mach_abi::message::MACH_MSG_TYPE_MOVE_SEND;
         }
         // SAFETY: as for `rpc`.
         unsafe {

@@ -33,9 +33,9 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod heap;
+pub mod ipc;
 #[cfg(target_os = "none")]
 pub mod kern;
-pub mod ipc;
 pub mod mig;
 #[cfg(target_os = "none")]
 mod panic;
@@ -50,12 +50,12 @@ pub mod thread;
 #[cfg(target_os = "none")]
 pub mod traps;
 
+#[cfg(target_os = "none")]
+pub use kern::{cpu_count, current_cpu, frame_counts};
 pub use mach_abi as abi;
 pub use mach_abi::{KernReturn, PortName};
 #[cfg(target_os = "none")]
 pub use start::Args;
-#[cfg(target_os = "none")]
-pub use kern::{cpu_count, current_cpu, frame_counts};
 #[cfg(target_os = "none")]
 pub use traps::{kmem_counts, mach_host_self, mach_task_self, mach_thread_self};
 

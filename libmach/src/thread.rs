@@ -163,11 +163,15 @@ impl Builder {
         }));
         let start = Box::into_raw(Box::new(Start { f, packet }));
         let entry = thread_main::<F, T> as extern "C" fn(*mut Start<F, T>) -> !;
-        let mut state = Aarch64ThreadState::default();
-        state.pc = entry as usize as u64;
-        // Page-aligned, so 16-byte aligned as the ABI wants.
-        state.sp = stack_base + stack_len;
-        state.x[0] = start as u64;
+        let mut x = [0; 31];
+        x[0] = start as u64;
+        let state = Aarch64ThreadState {
+            x,
+            pc: entry as usize as u64,
+            // Page-aligned, so 16-byte aligned as the ABI wants.
+            sp: stack_base + stack_len,
+            ..Aarch64ThreadState::default()
+        };
         let started = mach::thread_set_state(
             transport,
             thread,

@@ -439,20 +439,18 @@ pub fn mach_msg(
         if r != MsgReturn::SUCCESS {
             return msg_code(r);
         }
-        thread.task.messages_sent.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        thread
+            .task
+            .messages_sent
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
     if opt & option::RCV_MSG != 0 {
-        let r = receive(
-            thread,
-            msg,
-            opt,
-            rcv_size,
-            rcv_name,
-            timeout,
-            &mut pending,
-        );
+        let r = receive(thread, msg, opt, rcv_size, rcv_name, timeout, &mut pending);
         if r == MsgReturn::SUCCESS {
-            thread.task.messages_received.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            thread
+                .task
+                .messages_received
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
         return msg_code(r);
     }

@@ -297,11 +297,9 @@ impl VmMap {
 
     /// The region that holds `addr` or, if none does, the first one above it (`vm_region`).
     pub fn region_from(&self, addr: u64) -> Option<(u64, crate::mm::regions::Region)> {
-        self.regions.lookup(addr).or_else(|| {
-            self.regions
-                .iter()
-                .find(|&(start, _)| start >= addr)
-        })
+        self.regions
+            .lookup(addr)
+            .or_else(|| self.regions.iter().find(|&(start, _)| start >= addr))
     }
 
     /// Copy from user memory into `buf`.

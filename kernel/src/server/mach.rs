@@ -14,13 +14,15 @@ extern crate alloc;
 use super::generated::mach::{self, MachServer};
 use super::generated::mach_debug::{self, MachDebugServer};
 use super::host::Host;
+use super::objects::ThreadIpc;
 use super::objects::{Kernel, TaskIpc, special};
 use crate::ipc::{KObject, KObjectKind, Space};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
 use mach_abi::info::{
     TASK_BASIC_INFO, TASK_BASIC_INFO_COUNT, TASK_EVENTS_INFO, TASK_EVENTS_INFO_COUNT,
-    TASK_THREAD_TIMES_INFO, TASK_THREAD_TIMES_INFO_COUNT, THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
+    TASK_THREAD_TIMES_INFO, TASK_THREAD_TIMES_INFO_COUNT, THREAD_BASIC_INFO,
+    THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
     THREAD_SCHED_INFO_COUNT, THREAD_SCHED_INFO_OLD_COUNT,
 };
 use mach_abi::mig::{ArrayOut, ArrayRef, PortSlot};
@@ -28,7 +30,6 @@ use mach_abi::thread_state::{
     AARCH64_FLOAT_STATE, AARCH64_FLOAT_STATE_COUNT, AARCH64_THREAD_STATE,
     AARCH64_THREAD_STATE_COUNT, Aarch64FloatState, Aarch64ThreadState, THREAD_STATE_FLAVOR_LIST,
 };
-use super::objects::ThreadIpc;
 
 /// `thread_get_special_port`'s slots (`mach/thread_special_ports.h`).
 pub mod thread_special {
@@ -235,8 +236,8 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
                 thread.set_user_state(Some(&state), None)
             }
             AARCH64_FLOAT_STATE => {
-                let state =
-                    Aarch64FloatState::from_words(&words[..n]).ok_or(KernReturn::InvalidArgument)?;
+                let state = Aarch64FloatState::from_words(&words[..n])
+                    .ok_or(KernReturn::InvalidArgument)?;
                 thread.set_user_state(None, Some(&state))
             }
             _ => return Err(KernReturn::InvalidArgument),

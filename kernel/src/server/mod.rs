@@ -72,8 +72,10 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     use core::sync::atomic::Ordering;
     let ledger: Arc<dyn Ledger> = sender.kmem.clone();
     let id = request.id;
-    let target = matches!(id, ids::THREAD_GET_STATE | ids::THREAD_SET_STATE
-        | ids::THREAD_SUSPEND | ids::THREAD_ABORT)
+    let target = matches!(
+        id,
+        ids::THREAD_GET_STATE | ids::THREAD_SET_STATE | ids::THREAD_SUSPEND | ids::THREAD_ABORT
+    )
     .then(|| request.remote())
     .flatten()
     .filter(|r| r.port().is_kernel())

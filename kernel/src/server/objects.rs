@@ -178,7 +178,8 @@ impl TaskIpc for crate::kern::task::Task {
         protection: i32,
     ) -> Result<(), KernReturn> {
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
-        map.lock().protect(address, size, set_maximum, protection as u32)
+        map.lock()
+            .protect(address, size, set_maximum, protection as u32)
     }
 
     fn vm_read(
@@ -267,13 +268,10 @@ impl TaskIpc for crate::kern::task::Task {
 
     fn events_info(&self) -> TaskEventsInfo {
         use core::sync::atomic::Ordering;
-        let (faults, zero_fills) = self
-            .map
-            .as_ref()
-            .map_or((0, 0), |m| {
-                let m = m.lock();
-                (m.faults, m.zero_fills)
-            });
+        let (faults, zero_fills) = self.map.as_ref().map_or((0, 0), |m| {
+            let m = m.lock();
+            (m.faults, m.zero_fills)
+        });
         let n = |v: u64| v.min(i32::MAX as u64) as i32;
         // faults, zero_fills, reactivations, pageins, cow_faults, messages_sent,
         // messages_received: no paging and no copy-on-write here, so those are 0.
@@ -345,7 +343,8 @@ impl ThreadIpc for crate::kern::thread::Thread {
     }
 
     fn user_stop_count(&self) -> u32 {
-        self.user_stop_count.load(core::sync::atomic::Ordering::SeqCst)
+        self.user_stop_count
+            .load(core::sync::atomic::Ordering::SeqCst)
     }
 
     fn suspend(&self) {
@@ -377,11 +376,7 @@ impl ThreadIpc for crate::kern::thread::Thread {
     }
 
     fn abort(self: &Arc<Self>) {
-        crate::kern::sched::clear_wait(
-            self,
-            None,
-            crate::kern::sched::WaitResult::Interrupted,
-        );
+        crate::kern::sched::clear_wait(self, None, crate::kern::sched::WaitResult::Interrupted);
         crate::kern::sched::depress_abort(self);
     }
 
@@ -500,7 +495,11 @@ mod thread_facts {
             } else {
                 -1
             },
-            last_processor: if last == NO_PROCESSOR { -1 } else { last as i32 },
+            last_processor: if last == NO_PROCESSOR {
+                -1
+            } else {
+                last as i32
+            },
         }
     }
 }

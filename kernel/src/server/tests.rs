@@ -11,12 +11,6 @@ use super::generated::{mach, mach_host, mach_port};
 use super::host::{Host, HostFacts, HostPorts, flavor};
 use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
-use mach_abi::info::{
-    TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
-    VmStatistics,
-};
-use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
-use std::sync::Mutex;
 use crate::ipc::abi::{Disposition, PortName, msgh_bits, port_type as pt};
 use crate::ipc::ledger::counting::{CountingLedger, dyn_ledger};
 use crate::ipc::transfer::copyin_type;
@@ -24,8 +18,14 @@ use crate::ipc::{
     KObject, KObjectKind, Kmsg, KmsgShape, Ledger, MsgPort, Port, RecvResult, Space, mqueue,
 };
 use mach_abi::KernReturn as K;
+use mach_abi::info::{
+    TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
+    VmStatistics,
+};
 use mach_abi::mig::{self, Encoder, Header, TypeDesc};
+use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::vec::Vec;
 
 const R_SEND_RIGHT: u32 = 0;
@@ -159,12 +159,21 @@ impl TaskIpc for TestTask {
             ..Default::default()
         }
     }
-    fn vm_read(&self, address: u64, size: u64, out: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), K> {
+    fn vm_read(
+        &self,
+        address: u64,
+        size: u64,
+        out: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), K> {
         if address == 0 {
             return Err(K::InvalidAddress);
         }
         let bytes: Vec<u8> = (0..size).map(|i| i as u8).collect();
-        if out(&bytes) { Ok(()) } else { Err(K::ResourceShortage) }
+        if out(&bytes) {
+            Ok(())
+        } else {
+            Err(K::ResourceShortage)
+        }
     }
     fn vm_copy(&self, _: u64, _: u64, _: u64) -> Result<(), K> {
         Ok(())
@@ -1349,7 +1358,10 @@ fn thread_suspend_resume_and_state_follow_gnu_mach() {
         s
     };
     assert_eq!(
-        call(mach::THREAD_SET_STATE_ID, &[Item::Int(1), Item::Words(&STATE)]),
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(1), Item::Words(&STATE)]
+        ),
         K::Success
     );
     assert_eq!(thread.st.lock().unwrap().general.x[0], 0x1234);
@@ -1368,11 +1380,17 @@ fn thread_suspend_resume_and_state_follow_gnu_mach() {
         s
     };
     assert_eq!(
-        call(mach::THREAD_SET_STATE_ID, &[Item::Int(1), Item::Words(&EL1)]),
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(1), Item::Words(&EL1)]
+        ),
         K::InvalidArgument
     );
     assert_eq!(
-        call(mach::THREAD_SET_STATE_ID, &[Item::Int(7), Item::Words(&STATE)]),
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(7), Item::Words(&STATE)]
+        ),
         K::InvalidArgument
     );
     let g = w
@@ -1393,11 +1411,19 @@ fn thread_suspend_resume_and_state_follow_gnu_mach() {
         K::InvalidArgument
     );
     let g = w
-        .call(name, mach::THREAD_GET_STATE_ID, &[Item::Int(2), Item::Int(136)])
+        .call(
+            name,
+            mach::THREAD_GET_STATE_ID,
+            &[Item::Int(2), Item::Int(136)],
+        )
         .unwrap();
     assert_eq!((g.code(), g.desc(48).number), (K::Success, 136));
     let g = w
-        .call(name, mach::THREAD_GET_STATE_ID, &[Item::Int(0), Item::Int(2)])
+        .call(
+            name,
+            mach::THREAD_GET_STATE_ID,
+            &[Item::Int(0), Item::Int(2)],
+        )
         .unwrap();
     assert_eq!((g.code(), g.word(56), g.word(60)), (K::Success, 1, 2));
     assert_eq!(call(mach::THREAD_ABORT_ID, &[]), K::Success);
@@ -1445,8 +1471,12 @@ fn vm_statistics_and_thread_create_reach_the_task() {
 fn task_info_flavors_and_counts_follow_gnu_mach() {
     let w = World::new();
     let info = |dest, flavor: u32, count: u32| {
-        w.call(dest, mach::TASK_INFO_ID, &[Item::Int(flavor), Item::Int(count)])
-            .unwrap()
+        w.call(
+            dest,
+            mach::TASK_INFO_ID,
+            &[Item::Int(flavor), Item::Int(count)],
+        )
+        .unwrap()
     };
     let g = info(w.task, 1, 18);
     assert_eq!((g.code(), g.desc(48).number), (K::Success, 18));
@@ -1470,9 +1500,16 @@ fn task_info_flavors_and_counts_follow_gnu_mach() {
 fn vm_read_returns_out_of_line_data_and_vm_region_the_next_region() {
     let w = World::new();
     let g = w
-        .call(w.task, mach::VM_READ_ID, &[Item::U64(0x1000), Item::U64(10)])
+        .call(
+            w.task,
+            mach::VM_READ_ID,
+            &[Item::U64(0x1000), Item::U64(10)],
+        )
         .unwrap();
-    assert_eq!((g.code(), g.complex, g.ool.clone()), (K::Success, true, vec![10]));
+    assert_eq!(
+        (g.code(), g.complex, g.ool.clone()),
+        (K::Success, true, vec![10])
+    );
     let g = w
         .call(w.task, mach::VM_READ_ID, &[Item::U64(0), Item::U64(10)])
         .unwrap();

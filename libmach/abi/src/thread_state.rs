@@ -42,7 +42,10 @@ impl Aarch64ThreadState {
     /// The state as the 32-bit words of a message (`thread_state_t`), little-endian halves.
     pub fn to_words(&self) -> [u32; AARCH64_THREAD_STATE_COUNT as usize] {
         let mut w = [0; AARCH64_THREAD_STATE_COUNT as usize];
-        let all = self.x.iter().chain([&self.sp, &self.pc, &self.tpidr_el0, &self.cpsr]);
+        let all = self
+            .x
+            .iter()
+            .chain([&self.sp, &self.pc, &self.tpidr_el0, &self.cpsr]);
         for (i, v) in all.enumerate() {
             w[2 * i] = *v as u32;
             w[2 * i + 1] = (*v >> 32) as u32;

@@ -167,18 +167,23 @@ fn thread_info_rpc() {
     let mut info = [0i32; THREAD_BASIC_INFO_COUNT];
     // The first call makes the thread's reply port.
     let _ = mach::thread_info(&mut transport, &me, THREAD_BASIC_INFO, &mut info);
-    report("thread-info-rpc", "thread_info(THREAD_BASIC_INFO) RPC", RPCS, || {
-        for _ in 0..RPCS {
-            let r = mach::thread_info_with(
-                &mut transport,
-                &mut buf,
-                &me,
-                THREAD_BASIC_INFO,
-                &mut info,
-            );
-            core::hint::black_box(r.is_ok());
-        }
-    });
+    report(
+        "thread-info-rpc",
+        "thread_info(THREAD_BASIC_INFO) RPC",
+        RPCS,
+        || {
+            for _ in 0..RPCS {
+                let r = mach::thread_info_with(
+                    &mut transport,
+                    &mut buf,
+                    &me,
+                    THREAD_BASIC_INFO,
+                    &mut info,
+                );
+                core::hint::black_box(r.is_ok());
+            }
+        },
+    );
 }
 
 fn main(_args: &Args) -> i32 {

@@ -94,8 +94,7 @@ unsafe impl Transport for Capture<'_> {
         _: CallOptions,
     ) -> Result<(), KernReturn> {
         self.len = send_size;
-        if let (Some(to), Some(from)) = (self.request.get_mut(..send_size), msg.get(..send_size))
-        {
+        if let (Some(to), Some(from)) = (self.request.get_mut(..send_size), msg.get(..send_size)) {
             to.copy_from_slice(from);
         }
         Err(KernReturn::MigNoReply)

@@ -213,9 +213,11 @@ fn start_thread(entry: u64, stack_top: u64) -> Result<SendRight, (KernReturn, Op
     let thread = mach::thread_create(t, &ipc::task_self())
         .map_err(|code| (code, None))?
         .child_thread;
-    let mut state = Aarch64ThreadState::default();
-    state.pc = entry;
-    state.sp = stack_top;
+    let state = Aarch64ThreadState {
+        pc: entry,
+        sp: stack_top,
+        ..Aarch64ThreadState::default()
+    };
     let r = mach::thread_set_state(t, &thread, AARCH64_THREAD_STATE as i32, &state.to_words())
         .and_then(|()| mach::thread_resume(t, &thread));
     match r {
@@ -246,7 +248,10 @@ fn threads(c: &mut Checks) {
     // leaves the task charged one granule more for good, which this run does not explain),
     // and room for the threads' names in our heap, so that neither counts below.
     let mut started = alloc::vec::Vec::with_capacity(stacks as usize);
-    match start_thread(worker_once as extern "C" fn(u64) -> ! as usize as u64, base + PAGE) {
+    match start_thread(
+        worker_once as extern "C" fn(u64) -> ! as usize as u64,
+        base + PAGE,
+    ) {
         Ok(thread) => {
             let ran = armach_tests::poll_sleeping(5_000, || ONCE.load(Ordering::SeqCst));
             c.check(ran, "a first thread ran", format_args!("{ran}"));

@@ -40,7 +40,6 @@ fn spin_ms(ms: u64) {
     }
 }
 
-
 static ORDER: AtomicU64 = AtomicU64::new(0);
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

@@ -26,9 +26,8 @@ use armach_tests::msg::{Msg, int_desc};
 use armach_tests::{Checks, counter, counter_frequency};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use libmach::abi::info::{
-    TASK_BASIC_INFO, TASK_EVENTS_INFO, TASK_THREAD_TIMES_INFO, TH_STATE_STOPPED,
-    TH_STATE_WAITING, THREAD_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, TaskThreadTimesInfo,
-    ThreadBasicInfo,
+    TASK_BASIC_INFO, TASK_EVENTS_INFO, TASK_THREAD_TIMES_INFO, TH_STATE_STOPPED, TH_STATE_WAITING,
+    THREAD_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, TaskThreadTimesInfo, ThreadBasicInfo,
 };
 use libmach::abi::message::{MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND, option};
 use libmach::abi::thread_state::{
@@ -100,7 +99,8 @@ fn create_and_state(c: &mut Checks) {
     let mut words = [0u32; AARCH64_THREAD_STATE_COUNT as usize];
     let got = mach::thread_get_state(&mut t(), &th, AARCH64_THREAD_STATE as i32, &mut words);
     c.check(
-        got.as_ref().is_ok_and(|o| o.old_state_count == AARCH64_THREAD_STATE_COUNT)
+        got.as_ref()
+            .is_ok_and(|o| o.old_state_count == AARCH64_THREAD_STATE_COUNT)
             && words.iter().all(|&w| w == 0),
         "thread_get_state of a new thread: 70 words, all zero",
         format_args!("{got:?}"),
@@ -123,18 +123,29 @@ fn create_and_state(c: &mut Checks) {
     // A stack for it: its own region, freed once it is gone.
     let size = 16 * 4096;
     let stack = traps::vm_allocate(traps::mach_task_self(), 0, size, true).unwrap_or(0);
-    let mut state = Aarch64ThreadState::default();
-    state.pc = entry as extern "C" fn(u64) -> ! as usize as u64;
-    state.sp = stack + size;
-    state.x[0] = 0xfeed_0042;
-    state.x[29] = 0;
-    let set = mach::thread_set_state(&mut t(), &th, AARCH64_THREAD_STATE as i32, &state.to_words());
+    let mut x = [0; 31];
+    x[0] = 0xfeed_0042;
+    let state = Aarch64ThreadState {
+        x,
+        pc: entry as extern "C" fn(u64) -> ! as usize as u64,
+        sp: stack + size,
+        ..Aarch64ThreadState::default()
+    };
+    let set = mach::thread_set_state(
+        &mut t(),
+        &th,
+        AARCH64_THREAD_STATE as i32,
+        &state.to_words(),
+    );
     c.check_eq("thread_set_state of the suspended thread", set, Ok(()));
     let got = mach::thread_get_state(&mut t(), &th, AARCH64_THREAD_STATE as i32, &mut words);
     c.check(
         got.is_ok() && Aarch64ThreadState::from_words(&words) == Some(state),
         "thread_get_state reads back what was set",
-        format_args!("{:?}", Aarch64ThreadState::from_words(&words).map(|s| (s.pc, s.sp, s.x[0]))),
+        format_args!(
+            "{:?}",
+            Aarch64ThreadState::from_words(&words).map(|s| (s.pc, s.sp, s.x[0]))
+        ),
     );
     // A state that asks for EL1: refused, nothing changed.
     let mut el1 = state;
@@ -145,7 +156,11 @@ fn create_and_state(c: &mut Checks) {
         Err(KernReturn::InvalidArgument),
     );
     let notify = NotifyOnDeath::new(&th);
-    c.check_eq("thread_resume starts it", mach::thread_resume(&mut t(), &th), Ok(()));
+    c.check_eq(
+        "thread_resume starts it",
+        mach::thread_resume(&mut t(), &th),
+        Ok(()),
+    );
     let died = notify.map(|n| n.wait());
     c.check_eq(
         "it ran from the state set: x0 as given",
@@ -338,11 +353,7 @@ fn bad_arguments(c: &mut Checks) {
         mach::thread_terminate(&mut t(), &th),
         Ok(()),
     );
-    c.check_eq(
-        "it is gone",
-        notify.map(|n| n.wait()),
-        Some(()),
-    );
+    c.check_eq("it is gone", notify.map(|n| n.wait()), Some(()));
 }
 
 // --- thread_suspend, thread_resume, thread_terminate ---------------------------------------
@@ -363,14 +374,22 @@ fn suspend_and_resume(c: &mut Checks) {
         return;
     };
     armach_tests::poll_sleeping(5_000, || SPINS.load(Ordering::Relaxed) > 1000);
-    c.check_eq("thread_suspend", mach::thread_suspend(&mut t(), h.thread()), Ok(()));
+    c.check_eq(
+        "thread_suspend",
+        mach::thread_suspend(&mut t(), h.thread()),
+        Ok(()),
+    );
     let info = basic(h.thread());
     c.check(
         info.is_ok_and(|i| i.suspend_count == 1 && i.run_state == TH_STATE_STOPPED),
         "a suspended thread: suspend_count 1, stopped",
         format_args!("{info:?}"),
     );
-    c.check_eq("thread_suspend again", mach::thread_suspend(&mut t(), h.thread()), Ok(()));
+    c.check_eq(
+        "thread_suspend again",
+        mach::thread_suspend(&mut t(), h.thread()),
+        Ok(()),
+    );
     let before = SPINS.load(Ordering::SeqCst);
     armach_tests::sleep_ms(50);
     let after = SPINS.load(Ordering::SeqCst);
@@ -386,16 +405,28 @@ fn suspend_and_resume(c: &mut Checks) {
         "its state reads the same twice, pc in the program",
         format_args!("pc {pc:#x}, same {}", a == b),
     );
-    c.check_eq("thread_resume", mach::thread_resume(&mut t(), h.thread()), Ok(()));
+    c.check_eq(
+        "thread_resume",
+        mach::thread_resume(&mut t(), h.thread()),
+        Ok(()),
+    );
     armach_tests::sleep_ms(20);
     c.check_eq(
         "still held by the second suspension",
         SPINS.load(Ordering::SeqCst),
         after,
     );
-    c.check_eq("thread_resume again", mach::thread_resume(&mut t(), h.thread()), Ok(()));
+    c.check_eq(
+        "thread_resume again",
+        mach::thread_resume(&mut t(), h.thread()),
+        Ok(()),
+    );
     let moved = armach_tests::poll_sleeping(5_000, || SPINS.load(Ordering::Relaxed) > after);
-    c.check(moved, "resumed, it spins again", format_args!("{}", SPINS.load(Ordering::SeqCst)));
+    c.check(
+        moved,
+        "resumed, it spins again",
+        format_args!("{}", SPINS.load(Ordering::SeqCst)),
+    );
     c.check_eq(
         "a third thread_resume",
         mach::thread_resume(&mut t(), h.thread()).err(),
@@ -406,8 +437,10 @@ fn suspend_and_resume(c: &mut Checks) {
 
     // thread_terminate of a suspended thread ends it.
     STOP.store(0, Ordering::SeqCst);
-    let h = thread::spawn(|| loop {
-        SPINS.fetch_add(1, Ordering::Relaxed);
+    let h = thread::spawn(|| {
+        loop {
+            SPINS.fetch_add(1, Ordering::Relaxed);
+        }
     });
     if let Ok(h) = h {
         let _ = mach::thread_suspend(&mut t(), h.thread());
@@ -449,8 +482,16 @@ fn abort_in_mach_msg(c: &mut Checks) {
     RESULT.store(0, Ordering::SeqCst);
     if let Ok(h) = thread::spawn(move || blocked_receive(port)) {
         let waiting = wait_until_waiting(h.thread());
-        c.check(waiting, "the receiver blocks in mach_msg", format_args!("{waiting}"));
-        c.check_eq("thread_abort", mach::thread_abort(&mut t(), h.thread()), Ok(()));
+        c.check(
+            waiting,
+            "the receiver blocks in mach_msg",
+            format_args!("{waiting}"),
+        );
+        c.check_eq(
+            "thread_abort",
+            mach::thread_abort(&mut t(), h.thread()),
+            Ok(()),
+        );
         h.join();
         c.check_eq(
             "its mach_msg returns MACH_RCV_INTERRUPTED",
@@ -466,7 +507,12 @@ fn abort_in_mach_msg(c: &mut Checks) {
         let mut r = KernReturn::Success;
         for i in 0..6 {
             let mut m = Msg::new();
-            m.header(u32::from(MACH_MSG_TYPE_COPY_SEND), port, PortName::NULL, 100 + i);
+            m.header(
+                u32::from(MACH_MSG_TYPE_COPY_SEND),
+                port,
+                PortName::NULL,
+                100 + i,
+            );
             m.desc(32, int_desc());
             m.put32(40, i as u32);
             r = armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName::NULL, 0);
@@ -478,8 +524,16 @@ fn abort_in_mach_msg(c: &mut Checks) {
     };
     if let Ok(h) = thread::spawn(send) {
         let waiting = wait_until_waiting(h.thread());
-        c.check(waiting, "the sender blocks on the full queue", format_args!("{waiting}"));
-        c.check_eq("thread_abort", mach::thread_abort(&mut t(), h.thread()), Ok(()));
+        c.check(
+            waiting,
+            "the sender blocks on the full queue",
+            format_args!("{waiting}"),
+        );
+        c.check_eq(
+            "thread_abort",
+            mach::thread_abort(&mut t(), h.thread()),
+            Ok(()),
+        );
         h.join();
         c.check_eq(
             "its mach_msg returns MACH_SEND_INTERRUPTED",
@@ -507,7 +561,11 @@ fn set_state_of_aborted(c: &mut Checks) {
         mach::thread_suspend(&mut t(), h.thread()),
         Ok(()),
     );
-    c.check_eq("thread_abort of it", mach::thread_abort(&mut t(), h.thread()), Ok(()));
+    c.check_eq(
+        "thread_abort of it",
+        mach::thread_abort(&mut t(), h.thread()),
+        Ok(()),
+    );
     let mut words = [0u32; 70];
     let got = mach::thread_get_state(&mut t(), h.thread(), 1, &mut words);
     let mut state = Aarch64ThreadState::from_words(&words).unwrap_or_default();
@@ -522,7 +580,11 @@ fn set_state_of_aborted(c: &mut Checks) {
         mach::thread_set_state(&mut t(), h.thread(), 1, &state.to_words()),
         Ok(()),
     );
-    c.check_eq("thread_resume", mach::thread_resume(&mut t(), h.thread()), Ok(()));
+    c.check_eq(
+        "thread_resume",
+        mach::thread_resume(&mut t(), h.thread()),
+        Ok(()),
+    );
     h.join();
     c.check_eq(
         "mach_msg returned the value set",
@@ -559,7 +621,11 @@ fn times(c: &mut Checks) {
         c.check(
             (190 * MS..=230 * MS).contains(&user),
             "a thread that spins 200 ms reports about 200 ms of user time",
-            format_args!("{} us user, {} us system", user / 1000, (ns(&b.system_time64) - ns(&a.system_time64)) / 1000),
+            format_args!(
+                "{} us user, {} us system",
+                user / 1000,
+                (ns(&b.system_time64) - ns(&a.system_time64)) / 1000
+            ),
         );
         c.check(
             b.user_time.as_us() / 1000 == ns(&b.user_time64) / MS,
@@ -643,22 +709,40 @@ fn task_routines(c: &mut Checks) {
                 "task_create makes a task with an empty address space",
                 format_args!("{b:?}"),
             );
-            c.check_eq("task_suspend of the child", mach::task_suspend(&mut t(), &child), Ok(()));
+            c.check_eq(
+                "task_suspend of the child",
+                mach::task_suspend(&mut t(), &child),
+                Ok(()),
+            );
             let th = mach::thread_create(&mut t(), &child).map(|o| o.child_thread);
-            c.check(th.is_ok(), "thread_create in the child", format_args!("{:?}", th.as_ref().err()));
+            c.check(
+                th.is_ok(),
+                "thread_create in the child",
+                format_args!("{:?}", th.as_ref().err()),
+            );
             let r = mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut w);
             c.check_eq(
                 "the child's suspend_count",
-                r.ok().and(TaskBasicInfo::from_words(&w)).map(|b| b.suspend_count),
+                r.ok()
+                    .and(TaskBasicInfo::from_words(&w))
+                    .map(|b| b.suspend_count),
                 Some(1),
             );
-            c.check_eq("task_resume of the child", mach::task_resume(&mut t(), &child), Ok(()));
+            c.check_eq(
+                "task_resume of the child",
+                mach::task_resume(&mut t(), &child),
+                Ok(()),
+            );
             c.check_eq(
                 "task_resume of the child again",
                 mach::task_resume(&mut t(), &child).err(),
                 Some(KernReturn::Failure),
             );
-            c.check_eq("task_terminate of the child", mach::task_terminate(&mut t(), &child), Ok(()));
+            c.check_eq(
+                "task_terminate of the child",
+                mach::task_terminate(&mut t(), &child),
+                Ok(()),
+            );
             let gone = armach_tests::poll_sleeping(5_000, || {
                 mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut w).err()
                     == Some(KernReturn::SendInvalidDest)
@@ -694,7 +778,11 @@ fn vm_routines(c: &mut Checks) {
     );
     let mut at = 0;
     let r = mach::vm_allocate(&mut t(), &task, &mut at, 3 * 4096, true).map(|()| at);
-    c.check(r.is_ok_and(|a| a != 0), "vm_allocate(anywhere) over IPC", format_args!("{r:?}"));
+    c.check(
+        r.is_ok_and(|a| a != 0),
+        "vm_allocate(anywhere) over IPC",
+        format_args!("{r:?}"),
+    );
     if at != 0 {
         // SAFETY: the region was just allocated for this.
         unsafe { core::ptr::write_volatile(at as *mut u64, 7) };
@@ -720,7 +808,8 @@ fn vm_routines(c: &mut Checks) {
             .flat_map(|i| (0x1111 * (i + 1)).to_le_bytes())
             .collect();
         c.check(
-            read.as_ref().is_ok_and(|r| r.data.as_bytes() == expect.as_slice()),
+            read.as_ref()
+                .is_ok_and(|r| r.data.as_bytes() == expect.as_slice()),
             "vm_read returns the bytes out of line",
             format_args!("{:?}", read.as_ref().map(|r| r.data.byte_len())),
         );
@@ -746,10 +835,15 @@ fn vm_routines(c: &mut Checks) {
         let mut addr = at + 100;
         let region = mach::vm_region(&mut t(), &task, &mut addr);
         c.check(
-            region.as_ref().is_ok_and(|r| r.size == 4096 && r.protection == VM_PROT_DEFAULT)
+            region
+                .as_ref()
+                .is_ok_and(|r| r.size == 4096 && r.protection == VM_PROT_DEFAULT)
                 && addr == at,
             "vm_region of an address in the first page (its own entry since vm_protect)",
-            format_args!("{addr:#x} {:?}", region.as_ref().map(|r| (r.size, r.protection))),
+            format_args!(
+                "{addr:#x} {:?}",
+                region.as_ref().map(|r| (r.size, r.protection))
+            ),
         );
         let mut top = 0xffff_ffff_0000;
         c.check_eq(
