@@ -43,6 +43,9 @@ pub struct Task {
     pub processor_set: AtomicU32,
     /// Counter value at creation.
     pub created: u64,
+    /// The exception and bootstrap special ports `task_set_special_port` stored (send
+    /// rights, or null); released at the task's IPC teardown.
+    pub special_ports: spin::Mutex<[ipc::MsgPort; 2]>,
     /// Suspensions by `task_suspend` (GNU Mach `user_stop_count`): while non-zero every
     /// thread of the task is held (`Thread::task_held`).
     pub user_stop_count: AtomicU32,
@@ -80,6 +83,7 @@ impl Task {
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
                     created: crate::arch::timer::counter(),
+                    special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
                     user_stop_count: AtomicU32::new(0),
                     dead_user_time: AtomicU64::new(0),
                     dead_system_time: AtomicU64::new(0),
@@ -113,6 +117,7 @@ impl Task {
             self_port: Once::new(),
             processor_set: AtomicU32::new(0),
             created: crate::arch::timer::counter(),
+            special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
             user_stop_count: AtomicU32::new(0),
             dead_user_time: AtomicU64::new(0),
             dead_system_time: AtomicU64::new(0),
@@ -146,6 +151,8 @@ impl Task {
         if let Some(space) = &self.ipc {
             space.destroy();
         }
+        let ports = core::mem::take(&mut *self.special_ports.lock());
+        drop(ports);
         if let Some(port) = self.self_port.get() {
             Port::dealloc_kernel(port.clone());
         }

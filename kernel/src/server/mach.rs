@@ -278,13 +278,23 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     ) -> Result<mach::ThreadGetSpecialPortOut, KernReturn> {
         let port = match which {
             thread_special::THREAD_KERNEL_PORT => thread.self_port(),
-            // No exception ports yet: the slot is empty.
+            // No thread exception ports yet: the slot is empty.
             thread_special::THREAD_EXCEPTION_PORT => crate::ipc::MsgPort::Null,
             _ => return Err(KernReturn::InvalidArgument),
         };
         Ok(mach::ThreadGetSpecialPortOut {
             special_port: self.put(port),
         })
+    }
+
+    fn task_set_special_port(
+        &mut self,
+        task: &Arc<T>,
+        which: i32,
+        special_port: PortSlot,
+    ) -> Result<(), KernReturn> {
+        let port = self.slots.take(special_port);
+        task.set_special_port(which, port)
     }
 
     fn vm_allocate(
@@ -407,8 +417,8 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         task_get_emulation_vector, task_set_emulation_vector,
         task_threads, vm_inherit, vm_write, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
-        vm_set_default_memory_manager, memory_object_lock_request, task_set_special_port,
-        thread_set_special_port, task_set_emulation, task_ras_control, vm_map,
+        vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
+        task_set_emulation, task_ras_control, vm_map,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
         memory_object_ready, memory_object_change_attributes, vm_machine_attribute);
 }

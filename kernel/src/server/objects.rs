@@ -118,6 +118,21 @@ pub trait TaskIpc: Any + Send + Sync {
     /// task's own port, `itk_sself`; `TASK_EXCEPTION_PORT`; `TASK_BOOTSTRAP_PORT`), or
     /// null if the slot holds none (GNU Mach `ipc_port_copy_send`).
     fn special_port(&self, which: i32) -> MsgPort;
+    /// `task_set_special_port`: store `port` (a send right, or null) in slot `which`
+    /// (`TASK_EXCEPTION_PORT`, `TASK_BOOTSTRAP_PORT`), releasing what was there.
+    /// `KERN_INVALID_ARGUMENT` for another slot (the task's own port cannot be replaced
+    /// here), `KERN_FAILURE` once the task is going.
+    fn set_special_port(&self, which: i32, port: MsgPort) -> Result<(), KernReturn>;
+}
+
+/// A copy of a stored send right (`ipc_port_copy_send`): null stays null, a dead port
+/// gives a dead name.
+pub fn copy_send(port: &MsgPort) -> MsgPort {
+    match port {
+        MsgPort::Right(r) => r.copy_send(),
+        MsgPort::Dead => MsgPort::Dead,
+        MsgPort::Null => MsgPort::Null,
+    }
 }
 
 /// `task_get_special_port`'s slots (`mach/task_special_ports.h`).
@@ -311,8 +326,24 @@ impl TaskIpc for crate::kern::task::Task {
                 .get()
                 .and_then(|port| port.make_send())
                 .map_or(MsgPort::Null, MsgPort::Right),
+            special::TASK_EXCEPTION_PORT => copy_send(&self.special_ports.lock()[0]),
+            special::TASK_BOOTSTRAP_PORT => copy_send(&self.special_ports.lock()[1]),
             _ => MsgPort::Null,
         }
+    }
+
+    fn set_special_port(&self, which: i32, port: MsgPort) -> Result<(), KernReturn> {
+        let slot = match which {
+            special::TASK_EXCEPTION_PORT => 0,
+            special::TASK_BOOTSTRAP_PORT => 1,
+            _ => return Err(KernReturn::InvalidArgument),
+        };
+        if self.ipc.is_none() || self.terminating.load(core::sync::atomic::Ordering::SeqCst) {
+            return Err(KernReturn::Failure);
+        }
+        let old = core::mem::replace(&mut self.special_ports.lock()[slot], port);
+        drop(old);
+        Ok(())
     }
 }
 

@@ -215,6 +215,9 @@ impl TaskIpc for TestTask {
             _ => MsgPort::Null,
         }
     }
+    fn set_special_port(&self, _: i32, _: MsgPort) -> Result<(), K> {
+        Err(K::InvalidArgument)
+    }
 }
 
 struct Facts;

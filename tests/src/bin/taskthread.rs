@@ -13,7 +13,8 @@
 //! - `thread_info`: a thread that spins for 200 ms of wall time alone on its CPU reports
 //!   about 200 ms of user time, one that sleeps as long almost none; `last_processor` is a
 //!   CPU that is online.
-//! - `task_create` (an empty task), `task_suspend`/`task_resume`/`task_terminate` of it,
+//! - `task_set_special_port`/`task_get_special_port` of the bootstrap port,
+//!   `task_create` (an empty task), `task_suspend`/`task_resume`/`task_terminate` of it,
 //!   `task_info` (basic, events, thread times), `vm_statistics`,
 //!   `vm_allocate`/`vm_deallocate`/`vm_protect` over IPC.
 
@@ -46,8 +47,9 @@ const RIGHT_RECEIVE: libmach::abi::PortRight = libmach::abi::PortRight::Receive;
 /// `VM_PROT_READ | VM_PROT_WRITE`, and a bit no protection has.
 const VM_PROT_DEFAULT: i32 = 3;
 const VM_PROT_BAD: i32 = 0x10;
-/// `THREAD_KERNEL_PORT`.
+/// `THREAD_KERNEL_PORT`, `TASK_BOOTSTRAP_PORT`.
 const THREAD_KERNEL_PORT: i32 = 1;
+const TASK_BOOTSTRAP_PORT: i32 = 4;
 
 fn t() -> ipc::Client<ipc::Trap> {
     ipc::transport()
@@ -698,6 +700,49 @@ fn task_routines(c: &mut Checks) {
         mach::task_resume(&mut t(), &task).err(),
         Some(KernReturn::Failure),
     );
+    // The bootstrap special port: set to a port of ours, read back, cleared.
+    if let Ok(name) = traps::mach_port_allocate(traps::mach_task_self(), RIGHT_RECEIVE) {
+        let _ = traps::mach_port_insert_right(
+            traps::mach_task_self(),
+            name,
+            name,
+            MACH_MSG_TYPE_MAKE_SEND,
+        );
+        let right = SendRight::from_name(name);
+        c.check_eq(
+            "task_set_special_port(TASK_BOOTSTRAP_PORT)",
+            mach::task_set_special_port(&mut t(), &task, TASK_BOOTSTRAP_PORT, &right),
+            Ok(()),
+        );
+        let got = mach::task_get_special_port(&mut t(), &task, TASK_BOOTSTRAP_PORT);
+        c.check_eq(
+            "task_get_special_port(TASK_BOOTSTRAP_PORT) gives it back",
+            got.as_ref().map(|o| o.special_port.name()).ok(),
+            Some(name),
+        );
+        drop(got);
+        c.check_eq(
+            "task_set_special_port(99)",
+            mach::task_set_special_port(&mut t(), &task, 99, &right).err(),
+            Some(KernReturn::InvalidArgument),
+        );
+        let null = core::mem::ManuallyDrop::new(SendRight::from_name(PortName::NULL));
+        c.check_eq(
+            "task_set_special_port(TASK_BOOTSTRAP_PORT, null)",
+            mach::task_set_special_port(&mut t(), &task, TASK_BOOTSTRAP_PORT, &null),
+            Ok(()),
+        );
+        let got = mach::task_get_special_port(&mut t(), &task, TASK_BOOTSTRAP_PORT);
+        c.check_eq(
+            "now it reads null",
+            got.as_ref().map(|o| o.special_port.name()).ok(),
+            Some(PortName::NULL),
+        );
+        drop(got);
+        drop(right);
+        let _ = libmach::mig::mach_port::mach_port_destroy(&mut t(), &ipc::task_self(), name);
+    }
+
     // A child task: empty, suspendable, with a thread that never runs, then terminated.
     match mach::task_create(&mut t(), &task, true) {
         Ok(out) => {
