@@ -1,12 +1,12 @@
 //! `badargs`: bad pointers and bad arguments to every trap come back as error codes, never
 //! as a fault of the caller or a kernel panic: `mach_print`, `vm_allocate`,
-//! `vm_deallocate`, `thread_switch`, `THREAD_CREATE` and `task_terminate`. Each check
+//! `vm_deallocate`, `thread_switch` and `task_terminate`. Each check
 //! expects exactly one code: the one GNU Mach returns (`kern/ipc_mig.c` `syscall_*`,
 //! `vm/vm_user.c`, `vm/vm_map.c`: a name that is not a task is `MACH_SEND_INTERRUPTED`, a
 //! size that rounds to 0 `KERN_INVALID_ARGUMENT`, a fixed range outside the map
 //! `KERN_INVALID_ADDRESS`, no room `KERN_NO_SPACE`, and `vm_deallocate` clips its range to the
-//! map, so a range outside it succeeds). `THREAD_CREATE` is armach's temporary trap: its codes
-//! are armach's own (a bad entry `KERN_INVALID_ARGUMENT`, a bad stack `KERN_INVALID_ADDRESS`).
+//! map, so a range outside it succeeds). Thread creation is an IPC routine now; `taskthread`
+//! gives it bad arguments.
 
 #![no_std]
 #![no_main]

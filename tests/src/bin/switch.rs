@@ -58,13 +58,39 @@ fn main(_args: &Args) -> i32 {
         ));
     }
 
-    // The hint: B is queued first, then C; a switch hinted at C runs C first.
-    let b = thread::spawn(|| record(0xb));
-    let cc = thread::spawn(|| record(0xc));
+    // The hint: B is queued first, then C; a switch hinted at C runs C first. Each first
+    // waits on GO (B before C), so that both become runnable together, in that order, when
+    // the main thread wakes them, just before its switch (a spawn is several calls now: a
+    // timer tick during them could run a thread spawned earlier).
+    static GO: AtomicU32 = AtomicU32::new(0);
+    let go = &GO as *const AtomicU32 as usize;
+    let gated = move |tag| {
+        while GO.load(Ordering::Acquire) == 0 {
+            libmach::traps::event_wait(go, 0);
+        }
+        record(tag)
+    };
+    let b = thread::spawn(move || gated(0xb));
+    let waiting = |h: &thread::JoinHandle<()>| {
+        armach_tests::poll_sleeping(5_000, || {
+            libmach::kern::thread_basic_info(h.thread())
+                .is_ok_and(|i| i.run_state == libmach::abi::info::TH_STATE_WAITING)
+        })
+    };
+    let b_waits = b.as_ref().is_ok_and(waiting);
+    let cc = thread::spawn(move || gated(0xc));
+    let c_waits = cc.as_ref().is_ok_and(waiting);
+    c.check(
+        b_waits && c_waits,
+        "B, then C, wait to be released",
+        format_args!("{b_waits} {c_waits}"),
+    );
     let (Ok(b), Ok(cc)) = (b, cc) else {
         c.check(false, "threads start", format_args!("spawn failed"));
         return c.finish();
     };
+    GO.store(1, Ordering::Release);
+    libmach::traps::event_wake(go, true);
     let r = thread_switch(cc.port(), SWITCH_OPTION_NONE, 0);
     c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
     b.join();
