@@ -108,10 +108,20 @@ pub fn vm_protect(address: u64, size: u64, set_maximum: bool, prot: i32) -> Resu
 /// finishing.
 pub unsafe fn thread_terminate_self() -> ! {
     ipc::release_reply_port_at_exit();
+    // One reference, moved into the request once it is queued.
     let me = traps::mach_thread_self();
-    let mut t = NoReply;
-    let right = core::mem::ManuallyDrop::new(SendRight::from_name(me));
-    let _ = mach::thread_terminate(&mut t, &right);
+    loop {
+        let mut t = NoReply;
+        let right = core::mem::ManuallyDrop::new(SendRight::from_name(me));
+        let sent = mach::thread_terminate(&mut t, &right);
+        // The task is at its kernel-memory limit (the request could not be queued): wait
+        // for memory to come back and try again.
+        if sent == Err(KernReturn::SendNoBuffer) {
+            let _ = traps::thread_switch(PortName::NULL, mach_abi::traps::SWITCH_OPTION_WAIT, 10);
+            continue;
+        }
+        break;
+    }
     // The kernel refused (a kernel bug): end the task rather than run on.
     let _ = traps::task_terminate(traps::mach_task_self());
     loop {

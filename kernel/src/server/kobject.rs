@@ -127,7 +127,13 @@ pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<
         .and_then(|p| p.kobject());
     let mut slots = Slots::new(kobject);
 
-    let result = match Charge::new(ledger, Kind::Message, reply_blocks()) {
+    // Without a reply right there is no reply to pay for (a thread ending itself with
+    // `thread_terminate` sends so, and must not be refused for want of memory).
+    let blocks = match reply_right {
+        MsgPort::Right(_) => reply_blocks(),
+        _ => 0,
+    };
+    let result = match Charge::new(ledger, Kind::Message, blocks) {
         Ok(charge) => {
             let mut bufs = buffers();
             let Buffers {

@@ -255,7 +255,21 @@ fn threads(c: &mut Checks) {
         Ok(thread) => {
             let ran = armach_tests::poll_sleeping(5_000, || ONCE.load(Ordering::SeqCst));
             c.check(ran, "a first thread ran", format_args!("{ran}"));
+            // Gone: its port is dead, then the kernel frees it once its CPU has let go.
+            armach_tests::poll_sleeping(5_000, || {
+                libmach::kern::thread_basic_info(&thread) == Err(KernReturn::SendInvalidDest)
+            });
             drop(thread);
+            let settled = armach_tests::poll_sleeping(5_000, || {
+                let a = (kmem_counts().task_charged, frame_counts().free);
+                armach_tests::sleep_ms(20);
+                a == (kmem_counts().task_charged, frame_counts().free)
+            });
+            c.check(
+                settled,
+                "the first thread is gone",
+                format_args!("{settled}"),
+            );
         }
         Err((code, _)) => {
             c.check(false, "a first thread", format_args!("{code:?}"));
