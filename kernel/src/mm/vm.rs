@@ -295,6 +295,19 @@ impl VmMap {
         Ok(())
     }
 
+    /// `vm_inherit` on `[addr, addr + size)`, widened to whole pages.
+    pub fn inherit(&mut self, addr: u64, size: u64, inheritance: u32) -> Result<(), KernReturn> {
+        let start = align_down(addr, PAGE_SIZE);
+        let end = addr
+            .checked_add(size)
+            .map(|e| align_up(e, PAGE_SIZE))
+            .ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        self.regions.inherit(start, end, inheritance)
+    }
+
     /// The region that holds `addr` or, if none does, the first one above it (`vm_region`).
     pub fn region_from(&self, addr: u64) -> Option<(u64, crate::mm::regions::Region)> {
         self.regions

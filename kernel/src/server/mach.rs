@@ -357,6 +357,16 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         })
     }
 
+    fn vm_inherit(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        size: u64,
+        inheritance: i32,
+    ) -> Result<(), KernReturn> {
+        task.vm_inherit(address, size, inheritance)
+    }
+
     fn vm_copy(
         &mut self,
         task: &Arc<T>,
@@ -372,14 +382,13 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         task: &Arc<T>,
         address: &mut u64,
     ) -> Result<mach::VmRegionOut, KernReturn> {
-        let (start, end, protection, max_protection) = task.vm_region(*address)?;
+        let (start, end, protection, max_protection, inheritance) = task.vm_region(*address)?;
         *address = start;
         Ok(mach::VmRegionOut {
             size: end - start,
             protection,
             max_protection,
-            // No inheritance attribute yet: every region has the default, VM_INHERIT_COPY.
-            inheritance: 1,
+            inheritance,
             is_shared: false,
             object_name: PortSlot::NULL,
             offset: 0,
@@ -415,7 +424,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
 
     mach::mach_unimplemented!(crate::server::generated::mach;
         task_get_emulation_vector, task_set_emulation_vector,
-        task_threads, vm_inherit, vm_write, mach_ports_register, mach_ports_lookup,
+        task_threads, vm_write, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
         task_set_emulation, task_ras_control, vm_map,

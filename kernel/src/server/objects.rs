@@ -95,11 +95,13 @@ pub trait TaskIpc: Any + Send + Sync {
         size: u64,
         out: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), KernReturn>;
+    /// `vm_inherit` in the task's map.
+    fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn>;
     /// `vm_copy` within the task's map.
     fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn>;
     /// `vm_region`: the region holding `address` or the next one: (start, end, protection,
-    /// maximum protection); `KERN_NO_SPACE` if there is none.
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32), KernReturn>;
+    /// maximum protection, inheritance); `KERN_NO_SPACE` if there is none.
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn>;
     /// `task_terminate`: every thread asked to end. `KERN_FAILURE` for the kernel's task.
     fn terminate(&self) -> Result<(), KernReturn>;
     /// `task_suspend`: one more suspension, every thread held on the first.
@@ -225,10 +227,22 @@ impl TaskIpc for crate::kern::task::Task {
         map.lock().copy_within(source, size, dest)
     }
 
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32), KernReturn> {
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn> {
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
         let (start, r) = map.lock().region_from(address).ok_or(KernReturn::NoSpace)?;
-        Ok((start, r.end, r.prot as i32, r.max_prot as i32))
+        Ok((
+            start,
+            r.end,
+            r.prot as i32,
+            r.max_prot as i32,
+            r.inheritance as i32,
+        ))
+    }
+
+    fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let value = u32::try_from(inheritance).map_err(|_| KernReturn::InvalidArgument)?;
+        map.lock().inherit(address, size, value)
     }
 
     fn vm_statistics(&self) -> VmStatistics {

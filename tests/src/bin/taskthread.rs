@@ -16,7 +16,8 @@
 //! - `task_set_special_port`/`task_get_special_port` of the bootstrap port,
 //!   `task_create` (an empty task), `task_suspend`/`task_resume`/`task_terminate` of it,
 //!   `task_info` (basic, events, thread times), `vm_statistics`,
-//!   `vm_allocate`/`vm_deallocate`/`vm_protect` over IPC.
+//!   `vm_allocate`/`vm_deallocate`/`vm_protect`/`vm_inherit`/`vm_read`/`vm_copy`/`vm_region`
+//!   over IPC.
 
 #![no_std]
 #![no_main]
@@ -889,6 +890,26 @@ fn vm_routines(c: &mut Checks) {
                 "{addr:#x} {:?}",
                 region.as_ref().map(|r| (r.size, r.protection))
             ),
+        );
+        c.check_eq(
+            "vm_inherit(VM_INHERIT_NONE) of the second page",
+            mach::vm_inherit(&mut t(), &task, at + 4096, 4096, 2),
+            Ok(()),
+        );
+        let mut second = at + 4096;
+        let region = mach::vm_region(&mut t(), &task, &mut second);
+        c.check_eq(
+            "vm_region reports it",
+            region
+                .as_ref()
+                .map(|r| (second, r.size, r.inheritance))
+                .ok(),
+            Some((at + 4096, 4096, 2)),
+        );
+        c.check_eq(
+            "vm_inherit with an unknown value",
+            mach::vm_inherit(&mut t(), &task, at, 4096, 7).err(),
+            Some(KernReturn::InvalidArgument),
         );
         let mut top = 0xffff_ffff_0000;
         c.check_eq(

@@ -726,6 +726,13 @@ pub fn ast_check(thread: &Thread) {
     }
     if this_processor().need_resched.load(Ordering::Acquire) {
         schedule(Switch::Yield);
+        // Held or asked to end while it waited for a processor: not back to user mode.
+        if thread.should_terminate() {
+            thread_exit();
+        }
+        if thread.hold_count.load(Ordering::SeqCst) != 0 {
+            halt_self();
+        }
     }
 }
 
