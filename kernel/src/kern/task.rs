@@ -57,7 +57,19 @@ pub struct Task {
     pub messages_received: AtomicU64,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
+    /// What a task made by `task_create` costs its parent (`CHILD_BLOCKS`).
+    _creation: Option<Charge>,
 }
+
+/// Kernel heap granules a task made by `task_create` is charged to its parent: its `Task`,
+/// its ledger and its name, which its own ledger cannot pay for (it pays for its map and
+/// space), so that no task can exhaust the kernel heap by making tasks.
+pub const CHILD_BLOCKS: usize = 3;
+
+const _: () = assert!(kmem::fits_granule(
+    core::mem::size_of::<Task>() + 2 * core::mem::size_of::<usize>(),
+    core::mem::align_of::<Task>()
+));
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// User tasks that exist (not yet dropped).
@@ -90,6 +102,7 @@ impl Task {
                     messages_sent: AtomicU64::new(0),
                     messages_received: AtomicU64::new(0),
                     _threads_root: None,
+                    _creation: None,
                 })
             })
             .clone()
@@ -97,6 +110,19 @@ impl Task {
 
     /// A new user task with an empty address space and its own kernel-memory ledger.
     pub fn new_user(name: &str) -> Option<Arc<Task>> {
+        Self::new_user_charged(name, None)
+    }
+
+    /// A task for `task_create`: as [`new_user`](Self::new_user), with `CHILD_BLOCKS`
+    /// charged to `parent` until it is gone (`KERN_RESOURCE_SHORTAGE` if the parent cannot
+    /// pay, or memory is short).
+    pub fn new_child(parent: &Task) -> Result<Arc<Task>, mach_abi::KernReturn> {
+        let charge = parent.kmem.charge(CHILD_BLOCKS)?;
+        Self::new_user_charged(&parent.name, Some(charge))
+            .ok_or(mach_abi::KernReturn::ResourceShortage)
+    }
+
+    fn new_user_charged(name: &str, creation: Option<Charge>) -> Option<Arc<Task>> {
         let ledger = kmem::task_ledger();
         let threads_root = ledger.charge(1).ok()?;
         let map = VmMap::new(&ledger)?;
@@ -124,6 +150,7 @@ impl Task {
             messages_sent: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             _threads_root: Some(threads_root),
+            _creation: creation,
         });
         crate::kern::sched::pset::note_task_created(&task);
         // On failure the kobject goes with the refused port: no cycle is left.

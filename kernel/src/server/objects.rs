@@ -154,8 +154,7 @@ impl TaskIpc for crate::kern::task::Task {
         if self.is_kernel() {
             return Err(KernReturn::InvalidArgument);
         }
-        let child =
-            crate::kern::task::Task::new_user(&self.name).ok_or(KernReturn::ResourceShortage)?;
+        let child = crate::kern::task::Task::new_child(self)?;
         let set = crate::kern::sched::pset::task_get_assignment(self);
         let _ = crate::kern::sched::pset::task_assign(&child, set, false);
         Ok(child)

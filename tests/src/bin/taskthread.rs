@@ -56,6 +56,52 @@ fn t() -> ipc::Client<ipc::Trap> {
     ipc::transport()
 }
 
+/// A transport that only sends (no reply port, nothing received).
+struct OneWay;
+
+// SAFETY: it never hands a reply to a stub (every call fails after the send).
+unsafe impl libmach::abi::mig::Transport for OneWay {
+    type Space = ipc::TaskSpace;
+
+    fn reply_port(&mut self) -> PortName {
+        PortName::NULL
+    }
+
+    unsafe fn rpc(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _: PortName,
+        options: libmach::abi::mig::CallOptions,
+    ) -> Result<(), KernReturn> {
+        // SAFETY: the caller's guarantee (`Transport::rpc`).
+        unsafe { self.send(msg, send_size, options) }?;
+        Err(KernReturn::MigNoReply)
+    }
+
+    unsafe fn send(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _: libmach::abi::mig::CallOptions,
+    ) -> Result<(), KernReturn> {
+        let size = u32::try_from(send_size).map_err(|_| KernReturn::SendMsgTooSmall)?;
+        // SAFETY: `msg` holds `send_size` bytes of a simple request.
+        unsafe {
+            traps::mach_msg(
+                msg.as_mut_ptr(),
+                option::SEND_MSG,
+                size,
+                0,
+                PortName::NULL,
+                0,
+                PortName::NULL,
+            )
+        }
+        .result()
+    }
+}
+
 fn basic(thread: &SendRight) -> Result<ThreadBasicInfo, KernReturn> {
     kern::thread_basic_info(thread)
 }
@@ -800,6 +846,36 @@ fn task_routines(c: &mut Checks) {
             c.check(false, "task_create", format_args!("{code:?}"));
         }
     }
+    // Children until the kernel refuses: each costs its parent kernel memory.
+    let mut children = alloc::vec::Vec::new();
+    let refusal = loop {
+        match mach::task_create(&mut t(), &task, false) {
+            Ok(out) if children.len() < 5_000 => children.push(out.child_task),
+            Ok(out) => {
+                children.push(out.child_task);
+                break None;
+            }
+            Err(code) => break Some(code),
+        }
+    };
+    c.check(
+        refusal == Some(KernReturn::ResourceShortage) && children.len() >= 100,
+        "task_create until refused: KERN_RESOURCE_SHORTAGE at the task's limit",
+        format_args!("{refusal:?} after {} tasks", children.len()),
+    );
+    // At the limit a call with a reply cannot be paid for: the first terminations go
+    // without one.
+    for child in children.iter().take(8) {
+        let _ = mach::task_terminate(&mut OneWay, child);
+    }
+    let mut failed = 0;
+    for child in children.iter().skip(8) {
+        if mach::task_terminate(&mut t(), child).is_err() {
+            failed += 1;
+        }
+    }
+    c.check_eq("every child terminated", failed, 0);
+    drop(children);
     c.check_eq(
         "task_create on the host port",
         mach::task_create(&mut t(), &ipc::host_self(), false).err(),
