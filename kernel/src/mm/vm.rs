@@ -278,9 +278,20 @@ impl VmMap {
 
     /// `vm_copy` within this map: `size` bytes from `src` to `dst`, as if through a buffer
     /// (overlapping ranges copy right); nothing is written unless the source is all
-    /// readable and the destination all writable.
+    /// readable and the destination all writable. As GNU Mach (`vm_map_copyin`, then
+    /// `vm_map_copy_overwrite`): the source is checked first, then the source, size and
+    /// destination must be page-aligned (`KERN_INVALID_ARGUMENT`), then the destination.
     pub fn copy_within(&mut self, src: u64, size: u64, dst: u64) -> Result<(), KernReturn> {
         self.check_range(src, size, Access::Read)?;
+        if !(src.is_multiple_of(PAGE_SIZE)
+            && size.is_multiple_of(PAGE_SIZE)
+            && dst.is_multiple_of(PAGE_SIZE))
+        {
+            return Err(KernReturn::InvalidArgument);
+        }
+        if size == 0 {
+            return Ok(());
+        }
         self.check_range(dst, size, Access::Write)?;
         let mut buf = [0u8; 512];
         let backwards = dst > src && dst < src + size;

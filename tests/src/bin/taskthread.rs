@@ -942,16 +942,26 @@ fn vm_routines(c: &mut Checks) {
             Some(KernReturn::InvalidAddress),
         );
         c.check_eq(
-            "vm_copy of 16 bytes onto the next page",
-            mach::vm_copy(&mut t(), &task, at, 16, at + 4096),
+            "vm_copy of a page onto the next page",
+            mach::vm_copy(&mut t(), &task, at, 4096, at + 4096),
             Ok(()),
         );
         // SAFETY: as above.
         let copied = unsafe { core::ptr::read_volatile((at + 4096 + 8) as *const u64) };
         c.check_eq("vm_copy copied", copied, 0x2222);
         c.check_eq(
+            "vm_copy of 16 bytes (not whole pages)",
+            mach::vm_copy(&mut t(), &task, at, 16, at + 4096).err(),
+            Some(KernReturn::InvalidArgument),
+        );
+        c.check_eq(
+            "vm_copy from an unallocated page",
+            mach::vm_copy(&mut t(), &task, 0x1000, 4096, at).err(),
+            Some(KernReturn::InvalidAddress),
+        );
+        c.check_eq(
             "vm_copy into an unallocated page",
-            mach::vm_copy(&mut t(), &task, at, 16, 0x1000).err(),
+            mach::vm_copy(&mut t(), &task, at, 4096, 0x1000).err(),
             Some(KernReturn::InvalidAddress),
         );
         let mut addr = at + 100;
