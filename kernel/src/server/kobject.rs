@@ -232,6 +232,20 @@ fn run<T: TaskIpc>(
             }
         }
     }
+    // Its out-of-line regions too.
+    while let Some(s) = request.take_ool() {
+        let at = s.at as usize;
+        if at < HEADER_SIZE || at.saturating_add(8) > len {
+            continue;
+        }
+        match slots.put_incoming(s.memory) {
+            Ok(handle) => req[at..at + 8].copy_from_slice(&handle.to_le_bytes()),
+            Err(memory) => {
+                drop(memory);
+                overflow = true;
+            }
+        }
+    }
     if overflow {
         return Some(mig::error_reply(
             &header,

@@ -1,7 +1,9 @@
 //! `mach.defs` (2000) and `mach_debug.defs` (3000): their translation hooks and the
 //! routines served, with GNU Mach's rules and codes (`kern/thread.c`, `kern/ipc_tt.c`,
 //! `vm/vm_user.c`): thread creation, control, state and info, the thread's and task's
-//! kernel special ports, `vm_allocate`/`vm_deallocate`/`vm_protect`/`vm_statistics`.
+//! kernel special ports, task creation, control and info, and the VM calls (`vm_allocate`,
+//! `vm_deallocate`, `vm_protect`, `vm_inherit`, `vm_read`, `vm_write`, `vm_copy`,
+//! `vm_region`, `vm_statistics`).
 //! Every other routine answers `MIG_BAD_ID` (the `mach_unimplemented!` lists).
 //!
 //! Waiting is not done here (a server call never blocks, `kobject`): `thread_suspend`,
@@ -357,6 +359,20 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         })
     }
 
+    fn vm_write(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        data: mach_abi::mig::Ool,
+    ) -> Result<(), KernReturn> {
+        match self.slots.take_incoming(data.address) {
+            Some(memory) => task.vm_write(address, &*memory),
+            // Nothing sent: nothing to write (GNU Mach: a null copy succeeds).
+            None if data.count == 0 => Ok(()),
+            None => Err(KernReturn::InvalidArgument),
+        }
+    }
+
     fn vm_inherit(
         &mut self,
         task: &Arc<T>,
@@ -424,7 +440,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
 
     mach::mach_unimplemented!(crate::server::generated::mach;
         task_get_emulation_vector, task_set_emulation_vector,
-        task_threads, vm_write, mach_ports_register, mach_ports_lookup,
+        task_threads, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
         task_set_emulation, task_ras_control, vm_map,

@@ -95,6 +95,10 @@ pub trait TaskIpc: Any + Send + Sync {
         size: u64,
         out: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), KernReturn>;
+    /// `vm_write`: the bytes of `data` (a request's out-of-line region) at `address`, which
+    /// must be page-aligned as the size must (`KERN_INVALID_ARGUMENT`), over writable
+    /// memory only (nothing written otherwise).
+    fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), KernReturn>;
     /// `vm_inherit` in the task's map.
     fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn>;
     /// `vm_copy` within the task's map.
@@ -217,6 +221,26 @@ impl TaskIpc for crate::kern::task::Task {
                 return Err(KernReturn::ResourceShortage);
             }
             done += n as u64;
+        }
+        Ok(())
+    }
+
+    fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), KernReturn> {
+        use crate::mm::vm::Access;
+        let page = mach_abi::traps::PAGE_SIZE;
+        let bytes =
+            crate::kern::ipc_traps::OolBytes::of(data).ok_or(KernReturn::InvalidArgument)?;
+        let size = data.size();
+        if !(address.is_multiple_of(page) && size.is_multiple_of(page)) {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let mut map = map.lock();
+        map.check_range(address, size, Access::Write)?;
+        let mut at = address;
+        for piece in bytes.slices() {
+            map.copyout(at, piece)?;
+            at += piece.len() as u64;
         }
         Ok(())
     }

@@ -8,11 +8,14 @@
 //! the demux fixed handles for them; the destination is only ever looked at (to find its
 //! kernel object), never taken.
 //!
-//! Out-of-line data in a request is not given handles: no served routine takes any, and
-//! the regions go with the request.
+//! Out-of-line data in a request gets handles too (`vm_write` takes its region); what no
+//! routine takes goes with the table.
+
+extern crate alloc;
 
 use super::region::KernelRegion;
-use crate::ipc::{KObject, MsgPort};
+use crate::ipc::{KObject, MsgPort, OolMemory};
+use alloc::boxed::Box;
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;
 use mach_abi::mig::PortSlot;
@@ -22,6 +25,10 @@ use mach_abi::mig::PortSlot;
 const PORT_TAG: u64 = 0xffff_a000_0000_0000;
 /// High bits of an out-of-line region's handle.
 const REGION_TAG: u64 = 0xffff_b000_0000_0000;
+/// High bits of the handle of a region a request brought.
+const INCOMING_TAG: u64 = 0xffff_c000_0000_0000;
+/// Out-of-line regions one request brings: more than any kernel routine takes.
+pub const MAX_INCOMING: usize = 4;
 
 /// The destination right's handle (index 0, never taken).
 pub const DEST: PortSlot = PortSlot(PORT_TAG);
@@ -44,6 +51,8 @@ pub struct Slots {
     /// The destination's kernel object, read once.
     dest: Option<KObject>,
     regions: ArrayVec<Option<KernelRegion>, MAX_REGIONS>,
+    /// The request's out-of-line regions; taken entries are left `None`.
+    incoming: ArrayVec<Option<Box<dyn OolMemory>>, MAX_INCOMING>,
 }
 
 impl Slots {
@@ -56,7 +65,27 @@ impl Slots {
             ports,
             dest,
             regions: ArrayVec::new(),
+            incoming: ArrayVec::new(),
         }
+    }
+
+    /// Put a region of the request in; returns its handle, or hands it back if the table
+    /// is full.
+    pub fn put_incoming(&mut self, memory: Box<dyn OolMemory>) -> Result<u64, Box<dyn OolMemory>> {
+        if self.incoming.is_full() {
+            return Err(memory);
+        }
+        let i = self.incoming.len();
+        self.incoming.push(Some(memory));
+        Ok(INCOMING_TAG | i as u64)
+    }
+
+    /// Take the request's region behind `handle`.
+    pub fn take_incoming(&mut self, handle: u64) -> Option<Box<dyn OolMemory>> {
+        if handle & !0xffff != INCOMING_TAG {
+            return None;
+        }
+        self.incoming.get_mut((handle & 0xffff) as usize)?.take()
     }
 
     /// The kernel object behind `slot`: the destination's, or that of a kernel port a

@@ -175,6 +175,12 @@ impl TaskIpc for TestTask {
             Err(K::ResourceShortage)
         }
     }
+    fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), K> {
+        if address % 4096 != 0 || data.size() % 4096 != 0 {
+            return Err(K::InvalidArgument);
+        }
+        Ok(())
+    }
     fn vm_copy(&self, _: u64, _: u64, _: u64) -> Result<(), K> {
         Ok(())
     }

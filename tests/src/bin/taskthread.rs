@@ -16,8 +16,8 @@
 //! - `task_set_special_port`/`task_get_special_port` of the bootstrap port,
 //!   `task_create` (an empty task), `task_suspend`/`task_resume`/`task_terminate` of it,
 //!   `task_info` (basic, events, thread times), `vm_statistics`,
-//!   `vm_allocate`/`vm_deallocate`/`vm_protect`/`vm_inherit`/`vm_read`/`vm_copy`/`vm_region`
-//!   over IPC.
+//!   `vm_allocate`/`vm_deallocate`/`vm_protect`/`vm_inherit`/`vm_read`/`vm_write`/`vm_copy`/
+//!   `vm_region` over IPC.
 
 #![no_std]
 #![no_main]
@@ -976,6 +976,25 @@ fn vm_routines(c: &mut Checks) {
                 "{addr:#x} {:?}",
                 region.as_ref().map(|r| (r.size, r.protection))
             ),
+        );
+        let page: alloc::vec::Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+        c.check_eq(
+            "vm_write of a page (out of line)",
+            mach::vm_write(&mut t(), &task, at + 2 * 4096, &page),
+            Ok(()),
+        );
+        // SAFETY: as above.
+        let written = unsafe { core::ptr::read_volatile((at + 2 * 4096 + 100) as *const u8) };
+        c.check_eq("vm_write wrote", written, 700u32 as u8);
+        c.check_eq(
+            "vm_write of 16 bytes (not whole pages)",
+            mach::vm_write(&mut t(), &task, at + 2 * 4096, &page[..16]).err(),
+            Some(KernReturn::InvalidArgument),
+        );
+        c.check_eq(
+            "vm_write to an unallocated page",
+            mach::vm_write(&mut t(), &task, 0x1000, &page).err(),
+            Some(KernReturn::InvalidAddress),
         );
         c.check_eq(
             "vm_inherit(VM_INHERIT_NONE) of the second page",
