@@ -176,7 +176,7 @@ impl TaskIpc for TestTask {
         }
     }
     fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), K> {
-        if address % 4096 != 0 || data.size() % 4096 != 0 {
+        if !address.is_multiple_of(4096) || !data.size().is_multiple_of(4096) {
             return Err(K::InvalidArgument);
         }
         Ok(())
