@@ -9,6 +9,7 @@
 //!  start   (_start: argc/argv from sp, bss, main, task_terminate)
 //!  print   (print!/println! over mach_print)     panic (report, terminate)
 //!  heap    (global allocator, grows by vm_allocate)  thread (spawn/join)
+//!  kern    (typed task/thread/VM/host calls over the generated stubs)
 //!  sync    (spin lock that yields)
 //!  mig     (generated client stubs)   ipc (transport, rights, messages, server loop)
 //!  traps   (one `svc #0` primitive + typed wrappers, mach_msg)
@@ -33,6 +34,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod heap;
 pub mod ipc;
+#[cfg(target_os = "none")]
+pub mod kern;
 pub mod mig;
 #[cfg(target_os = "none")]
 mod panic;
@@ -47,20 +50,19 @@ pub mod thread;
 #[cfg(target_os = "none")]
 pub mod traps;
 
+#[cfg(target_os = "none")]
+pub use kern::{cpu_count, current_cpu, frame_counts};
 pub use mach_abi as abi;
 pub use mach_abi::{KernReturn, PortName};
 #[cfg(target_os = "none")]
 pub use start::Args;
 #[cfg(target_os = "none")]
-pub use traps::{
-    cpu_count, current_cpu, frame_counts, kmem_counts, mach_host_self, mach_task_self,
-    mach_thread_self,
-};
+pub use traps::{kmem_counts, mach_host_self, mach_task_self, mach_thread_self};
 
-/// The CPU the calling thread runs on (a temporary trap; `thread_info` replaces it).
+/// The CPU the calling thread runs on (`thread_info(THREAD_SCHED_INFO).last_processor`).
 #[cfg(target_os = "none")]
 pub fn cpu() -> u32 {
-    traps::current_cpu()
+    kern::current_cpu()
 }
 
 /// Gives the processor to another thread if one is ready (`swtch`).

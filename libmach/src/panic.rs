@@ -18,11 +18,11 @@ fn panic(info: &PanicInfo<'_>) -> ! {
             "panic: {} (program {}, cpu {})",
             info,
             crate::start::args().program_name(),
-            traps::current_cpu()
+            crate::kern::current_cpu()
         );
     }
     let _ = traps::task_terminate(traps::mach_task_self());
     // task_terminate refused (a kernel bug): stop at least this thread.
     // SAFETY: the program is failing; this thread's stack is abandoned on purpose.
-    unsafe { traps::thread_exit() }
+    unsafe { crate::kern::thread_terminate_self() }
 }

@@ -89,7 +89,7 @@ pub fn exit(status: i32) -> ! {
     let code = traps::task_terminate(traps::mach_task_self());
     crate::println!("{}: task_terminate failed: {}", args().program_name(), code);
     // SAFETY: the task is ending; nothing waits on this thread's stack.
-    unsafe { traps::thread_exit() }
+    unsafe { crate::kern::thread_terminate_self() }
 }
 
 /// The argument vector as the kernel laid it out: `argc` strings and the (empty) environment.

@@ -265,34 +265,6 @@ pub fn task_terminate(task: PortName) -> KernReturn {
     KernReturn::from_reg(value_trap(nr::TASK_TERMINATE, [task.0 as u64, 0, 0, 0, 0, 0]).x0)
 }
 
-/// Temporary `THREAD_CREATE`: a new thread in the caller's task running at `entry` with
-/// `x0 = arg` and `sp = stack_top`. Returns its thread id.
-///
-/// # Safety
-///
-/// `entry` must be code that runs on the stack below `stack_top` (16-byte aligned, mapped
-/// and used by nothing else) with `arg` and ends with [`thread_exit`], never returning.
-pub unsafe fn thread_create(entry: u64, stack_top: u64, arg: u64) -> Result<u64, KernReturn> {
-    // SAFETY: the caller guarantees entry, stack and arg are fit for a new thread.
-    let r = unsafe { syscall(temporary::THREAD_CREATE, [entry, stack_top, arg, 0, 0, 0]) };
-    KernReturn::from_reg(r.x0).result().map(|()| r.x1)
-}
-
-/// Temporary `THREAD_EXIT`: ends the calling thread (and the task with its last thread).
-///
-/// # Safety
-///
-/// Nothing may rely on the calling thread's stack or on its frames finishing: no other
-/// thread may hold a borrow into the stack, and destructors of live locals do not run.
-pub unsafe fn thread_exit() -> ! {
-    // SAFETY: the caller guarantees the stack may be abandoned.
-    unsafe { syscall(temporary::THREAD_EXIT, [0; 6]) };
-    // A kernel that returned from THREAD_EXIT is broken; stop here rather than run on.
-    loop {
-        swtch();
-    }
-}
-
 /// Temporary `RENDEZVOUS_PUBLISH`: publish a send right to `name`'s port in `slot`.
 pub fn rendezvous_publish(slot: u32, name: PortName) -> Result<(), KernReturn> {
     let args = [u64::from(slot), u64::from(name.0), 0, 0, 0, 0];
@@ -309,27 +281,6 @@ pub fn rendezvous_lookup(slot: u32) -> PortName {
         )
         .x0 as u32,
     )
-}
-
-/// Temporary `CURRENT_CPU`: the index of the CPU the caller runs on.
-pub fn current_cpu() -> u32 {
-    value_trap(temporary::CURRENT_CPU, [0; 6]).x0 as u32
-}
-
-/// Physical frame counts (temporary `FRAME_COUNTS`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameCounts {
-    pub free: u64,
-    pub total: u64,
-}
-
-/// Temporary `FRAME_COUNTS`: free and total physical frames.
-pub fn frame_counts() -> FrameCounts {
-    let r = value_trap(temporary::FRAME_COUNTS, [0; 6]);
-    FrameCounts {
-        free: r.x0,
-        total: r.x1,
-    }
 }
 
 /// Kernel memory figures (temporary `KMEM_COUNTS`).
@@ -354,11 +305,6 @@ pub fn kmem_counts() -> KmemCounts {
         task_charged: r.x2,
         task_limit: r.x3,
     }
-}
-
-/// Temporary `CPU_COUNT`: CPUs online.
-pub fn cpu_count() -> u32 {
-    value_trap(temporary::CPU_COUNT, [0; 6]).x0 as u32
 }
 
 /// How a temporary `EVENT_WAIT` ended (GNU Mach's wait results).

@@ -391,6 +391,25 @@ impl OolFrames {
         Ok(region)
     }
 
+    /// The region `memory` is, if it is user data in flight (for the kernel's own server:
+    /// `vm_write`'s data).
+    pub fn of(memory: &dyn OolMemory) -> Option<&OolFrames> {
+        memory.as_any().downcast_ref::<OolFrames>()
+    }
+
+    /// The data, a page (or less, at the end) at a time, through the linear map.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        let page = PAGE_SIZE as usize;
+        self.frames.iter().enumerate().filter_map(move |(i, pa)| {
+            let pa = (*pa)?;
+            let n = (self.len - i * page).min(page);
+            // SAFETY: the frame belongs to this region (it is freed only when the region
+            // is dropped or handed over, neither while `&self` is borrowed) and RAM is
+            // mapped in the linear map.
+            Some(unsafe { core::slice::from_raw_parts(pa.to_linear().as_ptr::<u8>(), n) })
+        })
+    }
+
     /// Map the frames into a fresh region of `map`; its address. On an error, frames not
     /// yet mapped stay here (and are freed with the region).
     fn copyout(&mut self, map: &mut VmMap) -> Result<u64, KernReturn> {
@@ -492,9 +511,13 @@ pub fn mach_msg(
         if r != MsgReturn::SUCCESS {
             return msg_code(r);
         }
+        thread
+            .task
+            .messages_sent
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
     if opt & option::RCV_MSG != 0 {
-        return msg_code(receive(
+        let r = receive(
             thread,
             msg,
             opt,
@@ -503,7 +526,14 @@ pub fn mach_msg(
             timeout,
             notify,
             &mut pending,
-        ));
+        );
+        if r == MsgReturn::SUCCESS {
+            thread
+                .task
+                .messages_received
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+        return msg_code(r);
     }
     0
 }

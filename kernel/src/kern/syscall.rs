@@ -6,15 +6,12 @@
 extern crate alloc;
 
 use crate::arch::exception::TrapFrame;
-use crate::ids::ThreadId;
 use crate::kern::sched;
 use crate::kern::sched::waitq::Event;
 use crate::kern::task::{self, Task};
 use crate::kern::thread::Thread;
 use crate::kern::{ipc_traps, trap};
-use crate::mm::frame;
-use crate::percpu;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use mach_abi::KernReturn;
 use mach_abi::exception::{EXC_AARCH64_SVC, EXC_SOFTWARE};
@@ -26,10 +23,6 @@ use mach_abi::traps::{self, MACH_PRINT_MAX, VM_MAX_USER_ADDRESS, temporary};
 /// `MACH_SEND_INTERRUPTED`: what GNU Mach's VM traps return for a name that is not a task,
 /// so that the library falls back to the RPC.
 const MACH_SEND_INTERRUPTED: u64 = 0x1000_0007;
-
-/// Temporary: `thread_switch` also takes this plus a thread id as a hint (what
-/// `mach_thread_self` returned before thread ports; the `switch` test names threads so).
-const LEGACY_THREAD_BASE: u32 = 0x1000;
 
 fn ret(frame: &mut TrapFrame, kr: KernReturn) {
     frame.set_result(0, kr.as_reg());
@@ -102,23 +95,6 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             ret(frame, KernReturn::Success);
         }
         traps::THREAD_SET_SELF_STATE => thread_set_self_state(frame, thread, a[0], a[1], a[2]),
-        temporary::THREAD_CREATE => match thread_create(thread, a[0], a[1], a[2]) {
-            Ok(id) => {
-                frame.set_result(0, KernReturn::Success.as_reg());
-                frame.set_result(1, id.0);
-            }
-            Err(kr) => ret(frame, kr),
-        },
-        // The thread ends at the return to user mode (`sched::ast_check`), once this
-        // handler has let go of its references.
-        temporary::THREAD_EXIT => thread.request_termination(),
-        temporary::CURRENT_CPU => frame.set_result(0, percpu::current_cpu().index() as u64),
-        temporary::FRAME_COUNTS => {
-            crate::kern::thread::purge_dead_stacks();
-            let (free, total) = frame::counts();
-            frame.set_result(0, free);
-            frame.set_result(1, total);
-        }
         temporary::EVENT_WAIT => {
             let event = user_event(thread, a[0]);
             let timeout = (a[1] != 0).then_some(a[1]);
@@ -163,14 +139,6 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         temporary::RENDEZVOUS_LOOKUP => {
             frame.set_result(0, ipc_traps::rendezvous_lookup(thread, a[0]))
         }
-        temporary::CPU_COUNT => {
-            frame.set_result(
-                0,
-                crate::ids::CpuId::first(percpu::cpu_count())
-                    .filter(|&i| sched::processor(i).online.load(Ordering::Acquire))
-                    .count() as u64,
-            );
-        }
         _ => trap::user_exception_raise(
             frame,
             thread,
@@ -206,19 +174,8 @@ fn thread_switch(
         return Err(KernReturn::InvalidArgument);
     }
     let deadline = crate::arch::timer::counter().saturating_add(sched::ms_to_ticks(time_ms));
-    let by_legacy_id = || {
-        hint.checked_sub(LEGACY_THREAD_BASE).and_then(|id| {
-            thread
-                .task
-                .threads
-                .lock()
-                .get(&ThreadId(u64::from(id)))
-                .and_then(Weak::upgrade)
-        })
-    };
     let target = ipc_traps::thread_of(thread, u64::from(hint))
         .filter(|t| Arc::ptr_eq(&t.task, &thread.task))
-        .or_else(by_legacy_id)
         .filter(|t| !Arc::ptr_eq(t, thread));
     match option {
         traps::SWITCH_OPTION_WAIT => {
@@ -317,25 +274,6 @@ fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bo
         return KernReturn::InvalidAddress.as_reg();
     }
     KernReturn::Success.as_reg()
-}
-
-/// Temporary: a new thread in the caller's task at `entry(arg)` on `stack_top`.
-fn thread_create(
-    thread: &Thread,
-    entry: u64,
-    stack_top: u64,
-    arg: u64,
-) -> Result<ThreadId, KernReturn> {
-    if entry == 0 || entry >= VM_MAX_USER_ADDRESS || !entry.is_multiple_of(4) {
-        return Err(KernReturn::InvalidArgument);
-    }
-    if stack_top == 0 || stack_top > VM_MAX_USER_ADDRESS || !stack_top.is_multiple_of(16) {
-        return Err(KernReturn::InvalidAddress);
-    }
-    let new = Thread::new_user(&thread.task, entry, stack_top, arg)?;
-    let id = new.id;
-    sched::thread_start(new);
-    Ok(id)
 }
 
 /// `thread_set_self_state(flavor, state, count)`: replace the caller's registers; the trap

@@ -44,9 +44,35 @@ pub struct Task {
     /// The priority its new threads start with (`task_priority`; GNU Mach's
     /// `task->priority`).
     pub priority: AtomicU8,
+    /// Counter value at creation.
+    pub created: u64,
+    /// The exception and bootstrap special ports `task_set_special_port` stored (send
+    /// rights, or null); released at the task's IPC teardown.
+    pub special_ports: spin::Mutex<[ipc::MsgPort; 2]>,
+    /// Suspensions by `task_suspend` (GNU Mach `user_stop_count`): while non-zero every
+    /// thread of the task is held (`Thread::task_held`).
+    pub user_stop_count: AtomicU32,
+    /// User and system time of the task's threads that have ended, in counter ticks.
+    pub dead_user_time: AtomicU64,
+    pub dead_system_time: AtomicU64,
+    /// Messages sent and received by the task's threads (`TASK_EVENTS_INFO`).
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
+    /// What a task made by `task_create` costs its parent (`CHILD_BLOCKS`).
+    _creation: Option<Charge>,
 }
+
+/// Kernel heap granules a task made by `task_create` is charged to its parent: its `Task`,
+/// its ledger and its name, which its own ledger cannot pay for (it pays for its map and
+/// space), so that no task can exhaust the kernel heap by making tasks.
+pub const CHILD_BLOCKS: usize = 3;
+
+const _: () = assert!(kmem::fits_granule(
+    core::mem::size_of::<Task>() + 2 * core::mem::size_of::<usize>(),
+    core::mem::align_of::<Task>()
+));
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// User tasks that exist (not yet dropped).
@@ -98,7 +124,15 @@ impl Task {
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
                     priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
+                    created: crate::arch::timer::counter(),
+                    special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
+                    user_stop_count: AtomicU32::new(0),
+                    dead_user_time: AtomicU64::new(0),
+                    dead_system_time: AtomicU64::new(0),
+                    messages_sent: AtomicU64::new(0),
+                    messages_received: AtomicU64::new(0),
                     _threads_root: None,
+                    _creation: None,
                 })
             })
             .clone()
@@ -106,6 +140,19 @@ impl Task {
 
     /// A new user task with an empty address space and its own kernel-memory ledger.
     pub fn new_user(name: &str) -> Option<Arc<Task>> {
+        Self::new_user_charged(name, None)
+    }
+
+    /// A task for `task_create`: as [`new_user`](Self::new_user), with `CHILD_BLOCKS`
+    /// charged to `parent` until it is gone (`KERN_RESOURCE_SHORTAGE` if the parent cannot
+    /// pay, or memory is short).
+    pub fn new_child(parent: &Task) -> Result<Arc<Task>, mach_abi::KernReturn> {
+        let charge = parent.kmem.charge(CHILD_BLOCKS)?;
+        Self::new_user_charged(&parent.name, Some(charge))
+            .ok_or(mach_abi::KernReturn::ResourceShortage)
+    }
+
+    fn new_user_charged(name: &str, creation: Option<Charge>) -> Option<Arc<Task>> {
         let ledger = kmem::task_ledger();
         // The root of its threads table and its share of the task list.
         let threads_root = ledger.charge(2).ok()?;
@@ -127,7 +174,15 @@ impl Task {
             self_port: Once::new(),
             processor_set: AtomicU32::new(0),
             priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
+            created: crate::arch::timer::counter(),
+            special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
+            user_stop_count: AtomicU32::new(0),
+            dead_user_time: AtomicU64::new(0),
+            dead_system_time: AtomicU64::new(0),
+            messages_sent: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
             _threads_root: Some(threads_root),
+            _creation: creation,
         });
         crate::kern::sched::pset::note_task_created(&task);
         // On failure the kobject goes with the refused port: no cycle is left.
@@ -156,6 +211,8 @@ impl Task {
         if let Some(space) = &self.ipc {
             space.destroy();
         }
+        let ports = core::mem::take(&mut *self.special_ports.lock());
+        drop(ports);
         if let Some(port) = self.self_port.get() {
             Port::dealloc_kernel(port.clone());
         }
@@ -168,8 +225,17 @@ impl Task {
     /// Ask every thread of the task to terminate; each does at its next return to user
     /// mode (the caller's own thread included).
     pub fn terminate(&self) {
-        self.terminating.store(true, Ordering::Release);
-        // In batches, so that no allocation grows with the number of threads.
+        self.terminating.store(true, Ordering::SeqCst);
+        self.for_each_thread(|thread| thread.request_termination());
+        // A task without threads (made by `task_create`) has no last thread to end its IPC.
+        if self.live_threads.load(Ordering::SeqCst) == 0 {
+            self.ipc_teardown();
+        }
+    }
+
+    /// Run `f` on each live thread, in batches taken under the thread table's lock and run
+    /// outside it, so that no allocation grows with the number of threads.
+    pub fn for_each_thread(&self, mut f: impl FnMut(&Arc<Thread>)) {
         let mut after = ThreadId(0);
         loop {
             let batch: ArrayVec<Arc<Thread>, 32> = self
@@ -181,10 +247,31 @@ impl Task {
                 .collect();
             let Some(last) = batch.last() else { break };
             after = ThreadId(last.id.0 + 1);
-            for thread in batch {
-                thread.request_termination();
+            for thread in &batch {
+                f(thread);
             }
         }
+    }
+
+    /// `task_suspend` (GNU Mach `task_hold` on the first): every thread held, new ones too.
+    /// The threads stop at their next return to user mode; nothing waits for that here.
+    pub fn suspend(&self) {
+        if self.user_stop_count.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.for_each_thread(|t| t.task_hold());
+        }
+    }
+
+    /// `task_resume`: `KERN_FAILURE` if the task is not suspended; the last one releases
+    /// every thread.
+    pub fn resume(&self) -> Result<(), mach_abi::KernReturn> {
+        let was = self
+            .user_stop_count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map_err(|_| mach_abi::KernReturn::Failure)?;
+        if was == 1 {
+            self.for_each_thread(|t| t.task_release());
+        }
+        Ok(())
     }
 }
 

@@ -229,6 +229,19 @@ pub struct Thread {
     /// Priority depressed by `thread_switch(SWITCH_OPTION_DEPRESS)` until its timer ends.
     pub depressed: AtomicBool,
     terminate: AtomicBool,
+    /// Suspensions asked for by `thread_suspend` (GNU Mach `user_stop_count`).
+    pub user_stop_count: AtomicU32,
+    /// Holds on the thread (GNU Mach `suspend_count`): one for any user suspensions plus
+    /// the kernel's own while it reads or writes the thread's state. While it is non-zero
+    /// the thread stops at its next return to user mode (`sched::halt_self`).
+    pub hold_count: AtomicU32,
+    /// Held by its task's `task_suspend`.
+    pub task_held: AtomicBool,
+    /// Stopped at that clean point, its user state saved in its trap frame.
+    pub parked: AtomicBool,
+    /// Started once (`sched::thread_start`); a thread made by `thread_create` is not until
+    /// its first `thread_resume`.
+    pub started: AtomicBool,
     /// Where the thread continues after an `EXC_BAD_ACCESS` instead of stopping (0: it
     /// stops); set by the temporary `EXCEPTION_RESUME` trap (`kern::trap`).
     pub exception_resume: AtomicU64,
@@ -305,6 +318,11 @@ impl Thread {
             queued_on: AtomicU32::new(NO_PROCESSOR),
             depressed: AtomicBool::new(false),
             terminate: AtomicBool::new(false),
+            user_stop_count: AtomicU32::new(0),
+            hold_count: AtomicU32::new(0),
+            parked: AtomicBool::new(false),
+            task_held: AtomicBool::new(false),
+            started: AtomicBool::new(is_idle),
             exception_resume: AtomicU64::new(0),
             is_idle,
             created: crate::arch::timer::counter(),
@@ -362,6 +380,14 @@ impl Thread {
         task.threads
             .lock()
             .insert(thread.id, Arc::downgrade(&thread));
+        // A task terminated meanwhile did not see this thread: it ends at once.
+        if task.terminating.load(Ordering::SeqCst) {
+            thread.request_termination();
+        }
+        // A thread born into a suspended task is held with the others.
+        if task.user_stop_count.load(Ordering::SeqCst) != 0 {
+            thread.task_hold();
+        }
         Ok(thread)
     }
 
@@ -393,13 +419,113 @@ impl Thread {
 
     /// Ask the thread to terminate at its next return to user mode; a wait it is in ends
     /// with `THREAD_INTERRUPTED`.
+    /// A thread that never ran (made by `thread_create` and not resumed) starts now, only
+    /// to end at its first return to user mode.
     pub fn request_termination(self: &Arc<Self>) {
         self.terminate.store(true, Ordering::Release);
+        if !self.is_idle && !self.started.load(Ordering::SeqCst) {
+            crate::kern::sched::thread_start(self.clone());
+            return;
+        }
         crate::kern::sched::clear_wait(self, None, WaitResult::Interrupted);
         let cpu = self.last_processor.load(Ordering::Relaxed);
         if cpu != NO_PROCESSOR {
             crate::kern::sched::kick(crate::ids::CpuId::new(cpu as usize));
         }
+    }
+
+    /// The event a held thread waits on until it is released.
+    pub fn resume_event(&self) -> Event {
+        Event {
+            object: self as *const Thread as u64,
+            key: 1,
+        }
+    }
+
+    /// The event whoever waits for the thread to stop waits on (`sched::thread_dowait`).
+    pub fn stopped_event(&self) -> Event {
+        Event {
+            object: self as *const Thread as u64,
+            key: 2,
+        }
+    }
+
+    /// Add a hold (GNU Mach `thread_hold`): the thread stops at its next return to user
+    /// mode. The caller waits for that with `sched::thread_dowait` if it must.
+    pub fn hold(&self) {
+        self.hold_count.fetch_add(1, Ordering::SeqCst);
+        let cpu = self.last_processor.load(Ordering::Relaxed);
+        if cpu != NO_PROCESSOR && self.on_cpu.load(Ordering::Acquire) {
+            crate::kern::sched::kick(crate::ids::CpuId::new(cpu as usize));
+        }
+    }
+
+    /// Drop a hold (GNU Mach `thread_release`): the last one lets the thread go on, or
+    /// starts it the first time.
+    pub fn release(self: &Arc<Self>) {
+        if self.hold_count.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        if self.started.swap(true, Ordering::SeqCst) {
+            crate::kern::sched::thread_wakeup(self.resume_event(), true);
+        } else {
+            crate::kern::sched::thread_start(self.clone());
+        }
+    }
+
+    /// The hold of its task's suspension, once.
+    pub fn task_hold(&self) {
+        if !self.task_held.swap(true, Ordering::SeqCst) {
+            self.hold();
+        }
+    }
+
+    /// Release the hold of its task's suspension, if it has it.
+    pub fn task_release(self: &Arc<Self>) {
+        if self.task_held.swap(false, Ordering::SeqCst) {
+            self.release();
+        }
+    }
+
+    /// Whether the thread is stopped where its user state can be read and written: never
+    /// started, held at its clean point, or blocked in an interruptible wait (GNU Mach
+    /// `thread_dowait`'s "stopped"), and no CPU is still saving it.
+    pub fn is_stopped(&self) -> bool {
+        // A thread that has just parked is switching out: wait until it is saved.
+        while self.parked.load(Ordering::SeqCst) && self.on_cpu.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        if self.on_cpu.load(Ordering::Acquire) {
+            return false;
+        }
+        let st = self.wait.lock();
+        !st.running && (!st.waiting || st.interruptible)
+    }
+
+    /// Run `f` on the thread's saved user state (trap frame, FP/SIMD registers, TLS
+    /// register) if it is stopped off every CPU and cannot be made runnable meanwhile
+    /// (its wait lock is held throughout); `None` otherwise, or for an idle thread.
+    pub fn with_user_state<R>(
+        &self,
+        f: impl FnOnce(&mut TrapFrame, &mut FpState, &mut u64) -> R,
+    ) -> Option<R> {
+        let kstack = self.kstack.as_ref()?;
+        if self.on_cpu.load(Ordering::Acquire) {
+            return None;
+        }
+        let st = self.wait.lock();
+        if st.running || self.on_cpu.load(Ordering::Acquire) {
+            return None;
+        }
+        let frame = (kstack.top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+        // SAFETY: a user thread's user registers are in the trap frame at the top of its
+        // kernel stack whenever it is off CPU (it entered the kernel from EL0 with the stack
+        // empty, or was built so by `new_user`); its FP/SIMD and TLS registers were saved at
+        // its last switch. It is not running and cannot be made so while its wait lock is
+        // held, so nothing else touches them; the stack lives as long as `self`.
+        let r = unsafe { f(&mut *frame, &mut *self.fp.get(), &mut *self.tpidr_el0.get()) };
+        drop(st);
+        Some(r)
     }
 
     pub fn should_terminate(&self) -> bool {
@@ -409,6 +535,13 @@ impl Thread {
     /// Take the thread out of its task's accounts (it is exiting): its kernel port dies
     /// and, if it was the task's last thread, so does the task's IPC (`Task::ipc_teardown`).
     pub fn detach_from_task(self: &Arc<Self>) {
+        // Its times go to the task's account of ended threads (`task_info`).
+        self.task
+            .dead_user_time
+            .fetch_add(self.user_time.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.task
+            .dead_system_time
+            .fetch_add(self.system_time.load(Ordering::Relaxed), Ordering::Relaxed);
         if let Some(port) = self.self_port.get() {
             Port::dealloc_kernel(port.clone());
         }

@@ -23,11 +23,22 @@ pub const VM_PROT_EXECUTE: VmProt = 4;
 pub const VM_PROT_DEFAULT: VmProt = VM_PROT_READ | VM_PROT_WRITE;
 pub const VM_PROT_ALL: VmProt = VM_PROT_READ | VM_PROT_WRITE | VM_PROT_EXECUTE;
 
+/// `vm_inherit_t` values (`mach/vm_inherit.h`): what a child task made with inherited
+/// memory would get of a region. armach makes no such children yet: the attribute is kept
+/// and reported (`vm_region`), not acted on.
+pub type VmInherit = u32;
+pub const VM_INHERIT_SHARE: VmInherit = 0;
+pub const VM_INHERIT_COPY: VmInherit = 1;
+pub const VM_INHERIT_NONE: VmInherit = 2;
+/// What a new region gets.
+pub const VM_INHERIT_DEFAULT: VmInherit = VM_INHERIT_COPY;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
     pub end: u64,
     pub prot: VmProt,
     pub max_prot: VmProt,
+    pub inheritance: VmInherit,
 }
 
 /// An upper bound on a `BTreeMap` node's size for keys of `k` and values of `v` bytes
@@ -128,6 +139,7 @@ impl Regions {
                 end,
                 prot,
                 max_prot,
+                inheritance: VM_INHERIT_DEFAULT,
             },
         );
         Ok(())
@@ -254,6 +266,34 @@ impl Regions {
                 r.prot = prot;
             }
             changed(s, r.end, r.prot);
+        }
+        Ok(())
+    }
+
+    /// Set the inheritance of the allocated parts of `[start, end)` (GNU Mach
+    /// `vm_map_inherit`: holes are passed over); an unknown value is
+    /// `KERN_INVALID_ARGUMENT`, and a split the task cannot pay for
+    /// `KERN_RESOURCE_SHORTAGE`, with nothing changed.
+    pub fn inherit(
+        &mut self,
+        start: u64,
+        end: u64,
+        inheritance: VmInherit,
+    ) -> Result<(), KernReturn> {
+        if !matches!(
+            inheritance,
+            VM_INHERIT_SHARE | VM_INHERIT_COPY | VM_INHERIT_NONE
+        ) {
+            return Err(KernReturn::InvalidArgument);
+        }
+        if start >= end {
+            return Ok(());
+        }
+        self.charge_splits(start, end)?;
+        self.split_at(start);
+        self.split_at(end);
+        for (_, r) in self.map.range_mut(start..end) {
+            r.inheritance = inheritance;
         }
         Ok(())
     }
@@ -412,6 +452,39 @@ mod tests {
         );
         assert_eq!(r.lookup(0x19 * P), None);
         assert!(remove(&mut r, 0x50 * P, 0x60 * P).unwrap().is_empty());
+    }
+
+    #[test]
+    fn inherit_splits_passes_holes_and_refuses_unknown_values() {
+        let mut r = regions();
+        r.insert(0x10 * P, 0x20 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+            .unwrap();
+        r.insert(0x30 * P, 0x40 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+            .unwrap();
+        assert_eq!(r.lookup(0x11 * P).unwrap().1.inheritance, VM_INHERIT_COPY);
+        assert_eq!(
+            r.inherit(0x10 * P, 0x20 * P, 3),
+            Err(KernReturn::InvalidArgument)
+        );
+        // Across the hole: both regions' parts change, the hole stays one.
+        r.inherit(0x18 * P, 0x38 * P, VM_INHERIT_NONE).unwrap();
+        assert_eq!(r.lookup(0x17 * P).unwrap().1.inheritance, VM_INHERIT_COPY);
+        assert_eq!(
+            r.lookup(0x18 * P).unwrap(),
+            (
+                0x18 * P,
+                Region {
+                    end: 0x20 * P,
+                    prot: VM_PROT_DEFAULT,
+                    max_prot: VM_PROT_ALL,
+                    inheritance: VM_INHERIT_NONE,
+                }
+            )
+        );
+        assert_eq!(r.lookup(0x25 * P), None);
+        assert_eq!(r.lookup(0x30 * P).unwrap().1.inheritance, VM_INHERIT_NONE);
+        assert_eq!(r.lookup(0x38 * P).unwrap().1.inheritance, VM_INHERIT_COPY);
+        assert_eq!(r.len(), 4);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct VmMap {
     pt: UserPageTable,
     /// Pages with a frame behind them.
     resident: u64,
+    /// Faults taken from user mode, and pages zero-filled (GNU Mach's task events).
+    pub faults: u64,
+    pub zero_fills: u64,
 }
 
 impl VmMap {
@@ -67,6 +70,8 @@ impl VmMap {
             regions: Regions::new(ledger).ok()?,
             pt: UserPageTable::new()?,
             resident: 0,
+            faults: 0,
+            zero_fills: 0,
         })
     }
 
@@ -74,6 +79,11 @@ impl VmMap {
     /// context switch).
     pub fn space(&self) -> &Arc<AddressSpace> {
         self.pt.space()
+    }
+
+    /// Bytes the map's regions cover (`virtual_size`).
+    pub fn virtual_size(&self) -> u64 {
+        self.regions.iter().map(|(start, r)| r.end - start).sum()
     }
 
     pub fn resident_pages(&self) -> u64 {
@@ -229,6 +239,7 @@ impl VmMap {
         {
             return Ok(pa);
         }
+        self.faults += 1;
         let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
         if region.prot & access.needs() == 0 {
             return Err(KernReturn::ProtectionFailure);
@@ -253,6 +264,7 @@ impl VmMap {
         // was taken.
         let (pa, new) = self.pt.find_or_map(page, perm(prot), fill)?;
         self.resident += u64::from(new);
+        self.zero_fills += u64::from(new);
         Ok(pa)
     }
 
@@ -292,6 +304,75 @@ impl VmMap {
     fn fault_any(&mut self, va: u64) -> Result<PhysAddr, KernReturn> {
         let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
         self.present(va, region.prot)
+    }
+
+    /// Check that `[addr, addr + size)` is covered by regions that allow `access`
+    /// (`KERN_INVALID_ADDRESS` for a hole, `KERN_PROTECTION_FAILURE` for a region that
+    /// forbids it), touching nothing.
+    pub fn check_range(&self, addr: u64, size: u64, access: Access) -> Result<(), KernReturn> {
+        let end = addr.checked_add(size).ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        let mut at = addr;
+        while at < end {
+            let (_, region) = self.regions.lookup(at).ok_or(KernReturn::InvalidAddress)?;
+            if region.prot & access.needs() == 0 {
+                return Err(KernReturn::ProtectionFailure);
+            }
+            at = region.end;
+        }
+        Ok(())
+    }
+
+    /// `vm_copy` within this map: `size` bytes from `src` to `dst`, as if through a buffer
+    /// (overlapping ranges copy right); nothing is written unless the source is all
+    /// readable and the destination all writable. As GNU Mach (`vm_map_copyin`, then
+    /// `vm_map_copy_overwrite`): the source is checked first, then the source, size and
+    /// destination must be page-aligned (`KERN_INVALID_ARGUMENT`), then the destination.
+    pub fn copy_within(&mut self, src: u64, size: u64, dst: u64) -> Result<(), KernReturn> {
+        self.check_range(src, size, Access::Read)?;
+        if !(src.is_multiple_of(PAGE_SIZE)
+            && size.is_multiple_of(PAGE_SIZE)
+            && dst.is_multiple_of(PAGE_SIZE))
+        {
+            return Err(KernReturn::InvalidArgument);
+        }
+        if size == 0 {
+            return Ok(());
+        }
+        self.check_range(dst, size, Access::Write)?;
+        let mut buf = [0u8; 512];
+        let backwards = dst > src && dst < src + size;
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(buf.len() as u64);
+            let off = if backwards { size - done - n } else { done };
+            self.copyin(src + off, &mut buf[..n as usize])?;
+            self.copyout(dst + off, &buf[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// `vm_inherit` on `[addr, addr + size)`, widened to whole pages.
+    pub fn inherit(&mut self, addr: u64, size: u64, inheritance: u32) -> Result<(), KernReturn> {
+        let start = align_down(addr, PAGE_SIZE);
+        let end = addr
+            .checked_add(size)
+            .map(|e| align_up(e, PAGE_SIZE))
+            .ok_or(KernReturn::InvalidAddress)?;
+        if end > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidAddress);
+        }
+        self.regions.inherit(start, end, inheritance)
+    }
+
+    /// The region that holds `addr` or, if none does, the first one above it (`vm_region`).
+    pub fn region_from(&self, addr: u64) -> Option<(u64, crate::mm::regions::Region)> {
+        self.regions
+            .lookup(addr)
+            .or_else(|| self.regions.iter().find(|&(start, _)| start >= addr))
     }
 
     /// Copy from user memory into `buf`.

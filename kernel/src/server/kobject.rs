@@ -100,14 +100,25 @@ fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 4] {
     }
 }
 
-/// Granules the largest reply can take, charged before the routine runs (as GNU Mach
-/// allocates the reply first) so that a routine's effect is never lost for want of
-/// memory to report it.
-fn reply_blocks() -> usize {
+/// Granules the largest reply to request `id` can take, charged before the routine runs
+/// (as GNU Mach allocates the reply first) so that a routine's effect is never lost for
+/// want of memory to report it. The routine's own largest reply (from the generated
+/// tables), with as many rights and regions as its body could describe; only rights in
+/// out-of-line arrays come on top, for the queries that return them (`make_reply`).
+/// An id no server knows gets an error reply (`MIG_BAD_ID`, 48 bytes).
+fn reply_blocks(id: i32) -> usize {
+    let size = mach::max_reply_size(id)
+        .or(mach_host::max_reply_size(id))
+        .or(mach_port::max_reply_size(id))
+        .or(mach_debug::max_reply_size(id))
+        .unwrap_or(48)
+        .min(REPLY_MAX);
+    let body_len = size.saturating_sub(HEADER_SIZE);
     KmsgShape {
-        body_len: REPLY_MAX - HEADER_SIZE,
-        ports: MAX_PORTS,
-        ool: MAX_REGIONS,
+        body_len,
+        // A right's slot takes 8 bytes of the body, a region's descriptor and address 16.
+        ports: (body_len / 8).min(MAX_PORTS),
+        ool: (body_len / 16).min(MAX_REGIONS + 1),
     }
     .blocks()
     .unwrap_or(usize::MAX)
@@ -136,7 +147,13 @@ fn serve_in_place<T: TaskIpc>(ledger: &Arc<dyn Ledger>, request: &mut Kmsg) -> O
         .and_then(|p| p.kobject());
     let mut slots = Slots::new(kobject);
 
-    let result = match Charge::new(ledger, Kind::Message, reply_blocks()) {
+    // Without a reply right there is no reply to pay for (a thread ending itself with
+    // `thread_terminate` sends so, and must not be refused for want of memory).
+    let blocks = match reply_right {
+        MsgPort::Right(_) => reply_blocks(request.id),
+        _ => 0,
+    };
+    let result = match Charge::new(ledger, Kind::Message, blocks) {
         Ok(charge) => {
             let mut bufs = buffers();
             let Buffers {
@@ -230,6 +247,20 @@ fn run<T: TaskIpc>(
             }
         }
     }
+    // Its out-of-line regions too.
+    while let Some(s) = request.take_ool() {
+        let at = s.at as usize;
+        if at < HEADER_SIZE || at.saturating_add(8) > len {
+            continue;
+        }
+        match slots.put_incoming(s.memory) {
+            Ok(handle) => req[at..at + 8].copy_from_slice(&handle.to_le_bytes()),
+            Err(memory) => {
+                drop(memory);
+                overflow = true;
+            }
+        }
+    }
     if overflow {
         return Some(mig::error_reply(
             &header,
@@ -316,7 +347,7 @@ fn make_reply(msg: &[u8], slots: &mut Slots, mut charge: Charge) -> Result<Kmsg,
         ool: regions.len() + taken.len(),
     };
     let blocks = shape.blocks().ok_or(KernReturn::MigTypeError)?;
-    let charged = reply_blocks();
+    let charged = charge.blocks();
     if blocks > charged {
         charge.grow(blocks - charged)?;
     } else {

@@ -1,23 +1,64 @@
-//! `mach.defs` (2000) and `mach_debug.defs` (3000): their translation hooks,
-//! `task_get_special_port` (GNU Mach `kern/ipc_tt.c`), and every other routine marked
-//! unimplemented (`MIG_BAD_ID`) for now. Task and thread control, task and thread info,
-//! setting special ports and the VM calls need the task, thread and VM wiring (later
-//! issues); the debug calls need IPC and VM introspection the core does not offer yet.
+//! `mach.defs` (2000) and `mach_debug.defs` (3000): their translation hooks and the
+//! routines served, with GNU Mach's rules and codes (`kern/thread.c`, `kern/ipc_tt.c`,
+//! `vm/vm_user.c`): thread creation, control, state and info, the thread's and task's
+//! kernel special ports, task creation, control and info, and the VM calls (`vm_allocate`,
+//! `vm_deallocate`, `vm_protect`, `vm_inherit`, `vm_read`, `vm_write`, `vm_copy`,
+//! `vm_region`, `vm_statistics`).
+//! Every other routine answers `MIG_BAD_ID` (the `mach_unimplemented!` lists).
+//!
+//! Waiting is not done here (a server call never blocks, `kobject`): `thread_suspend`,
+//! `thread_abort`, `thread_get_state` and `thread_set_state` need the target stopped, and
+//! `kernel_server` (`server/mod.rs`) holds the thread and waits for it around the call,
+//! in the caller's context, as GNU Mach's `thread_hold` + `thread_dowait` do.
 
 extern crate alloc;
 
 use super::generated::mach::{self, MachServer};
 use super::generated::mach_debug::{self, MachDebugServer};
 use super::host::Host;
+use super::objects::ThreadIpc;
 use super::objects::{Kernel, TaskIpc, special};
 use crate::ipc::{KObject, KObjectKind, Space};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
-use mach_abi::mig::PortSlot;
+use mach_abi::info::{
+    TASK_BASIC_INFO, TASK_BASIC_INFO_COUNT, TASK_EVENTS_INFO, TASK_EVENTS_INFO_COUNT,
+    TASK_THREAD_TIMES_INFO, TASK_THREAD_TIMES_INFO_COUNT, THREAD_BASIC_INFO,
+    THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
+    THREAD_SCHED_INFO_COUNT, THREAD_SCHED_INFO_OLD_COUNT,
+};
+use mach_abi::mig::{ArrayOut, ArrayRef, PortSlot};
+use mach_abi::thread_state::{
+    AARCH64_FLOAT_STATE, AARCH64_FLOAT_STATE_COUNT, AARCH64_THREAD_STATE,
+    AARCH64_THREAD_STATE_COUNT, Aarch64FloatState, Aarch64ThreadState, THREAD_STATE_FLAVOR_LIST,
+};
+
+/// `thread_get_special_port`'s slots (`mach/thread_special_ports.h`).
+pub mod thread_special {
+    pub const THREAD_KERNEL_PORT: i32 = 1;
+    pub const THREAD_EXCEPTION_PORT: i32 = 3;
+}
+
+/// Copy `words` into `out`, all or nothing.
+fn put_words<E: mach_abi::mig::Element + Copy>(
+    out: &mut ArrayOut<'_, E>,
+    words: &[E],
+) -> Result<(), KernReturn> {
+    out.clear();
+    out.extend_from_slice(words)
+        .map_err(|_| KernReturn::InvalidArgument)
+}
+
+/// The part of a thread-state flavor that user code may set: `cpsr` must name EL0 in
+/// AArch64 (mode bits and nRW zero, as GNU Mach's `validate_cpsr`); the kernel keeps only
+/// its condition flags.
+fn valid_cpsr(cpsr: u64) -> bool {
+    cpsr & 0x1f == 0
+}
 
 impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     type Task = Arc<T>;
-    type Thread = KObject;
+    type Thread = Arc<T::Thread>;
     type VmMap = Arc<T>;
     type VmObject = KObject;
     type Host = Arc<Host>;
@@ -30,16 +71,31 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         drop(task);
     }
 
-    fn convert_task_to_port(&mut self, _: Arc<T>) -> PortSlot {
-        // No routine that returns a task is served yet (`task_create`).
-        PortSlot::NULL
+    fn convert_task_to_port(&mut self, task: Arc<T>) -> PortSlot {
+        let port = task.self_port();
+        self.put(port)
     }
 
-    fn convert_port_to_thread(&mut self, port: PortSlot, _: i32) -> Result<KObject, KernReturn> {
-        self.other(port, KObjectKind::Thread)
+    fn task_create(
+        &mut self,
+        parent: &Arc<T>,
+        _inherit_memory: bool,
+    ) -> Result<mach::TaskCreateOut<Arc<T>>, KernReturn> {
+        // No copy of the parent's memory: the child's address space starts empty.
+        Ok(mach::TaskCreateOut {
+            child_task: parent.task_create()?,
+        })
     }
 
-    fn thread_deallocate(&mut self, thread: KObject) {
+    fn convert_port_to_thread(
+        &mut self,
+        port: PortSlot,
+        _: i32,
+    ) -> Result<Arc<T::Thread>, KernReturn> {
+        self.thread(port)
+    }
+
+    fn thread_deallocate(&mut self, thread: Arc<T::Thread>) {
         drop(thread);
     }
 
@@ -64,9 +120,301 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         self.host_priv(port, msg_id)
     }
 
-    fn convert_thread_to_port(&mut self, _: KObject) -> PortSlot {
-        // No routine that returns a thread is served yet (`thread_create`).
-        PortSlot::NULL
+    fn convert_thread_to_port(&mut self, thread: Arc<T::Thread>) -> PortSlot {
+        let port = thread.self_port();
+        self.put(port)
+    }
+
+    fn thread_create(
+        &mut self,
+        parent_task: &Arc<T>,
+    ) -> Result<mach::ThreadCreateOut<Arc<T::Thread>>, KernReturn> {
+        Ok(mach::ThreadCreateOut {
+            child_thread: parent_task.thread_create()?,
+        })
+    }
+
+    fn task_terminate(&mut self, task: &Arc<T>) -> Result<(), KernReturn> {
+        task.terminate()
+    }
+
+    fn task_suspend(&mut self, task: &Arc<T>) -> Result<(), KernReturn> {
+        task.suspend()
+    }
+
+    fn task_resume(&mut self, task: &Arc<T>) -> Result<(), KernReturn> {
+        task.resume()
+    }
+
+    fn task_info(
+        &mut self,
+        task: &Arc<T>,
+        flavor: i32,
+        out: &mut ArrayOut<'_, i32>,
+    ) -> Result<(), KernReturn> {
+        let room = out.capacity();
+        match flavor {
+            TASK_BASIC_INFO if room >= TASK_BASIC_INFO_COUNT => {
+                put_words(out, &task.basic_info().to_words())
+            }
+            TASK_EVENTS_INFO if room >= TASK_EVENTS_INFO_COUNT => {
+                put_words(out, &task.events_info())
+            }
+            TASK_THREAD_TIMES_INFO if room >= TASK_THREAD_TIMES_INFO_COUNT => {
+                put_words(out, &task.thread_times().to_words())
+            }
+            _ => Err(KernReturn::InvalidArgument),
+        }
+    }
+
+    fn thread_suspend(&mut self, thread: &Arc<T::Thread>) -> Result<(), KernReturn> {
+        thread.suspend();
+        Ok(())
+    }
+
+    fn thread_resume(&mut self, thread: &Arc<T::Thread>) -> Result<(), KernReturn> {
+        thread.resume()
+    }
+
+    fn thread_terminate(&mut self, thread: &Arc<T::Thread>) -> Result<(), KernReturn> {
+        thread.terminate()
+    }
+
+    fn thread_abort(&mut self, thread: &Arc<T::Thread>) -> Result<(), KernReturn> {
+        if thread.is_current() {
+            return Err(KernReturn::InvalidArgument);
+        }
+        thread.abort();
+        Ok(())
+    }
+
+    fn thread_get_state(
+        &mut self,
+        thread: &Arc<T::Thread>,
+        flavor: i32,
+        old_state: &mut ArrayOut<'_, u32>,
+    ) -> Result<(), KernReturn> {
+        if thread.is_current() {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let need = match flavor as u32 {
+            THREAD_STATE_FLAVOR_LIST => 2,
+            AARCH64_THREAD_STATE => AARCH64_THREAD_STATE_COUNT as usize,
+            AARCH64_FLOAT_STATE => AARCH64_FLOAT_STATE_COUNT as usize,
+            _ => return Err(KernReturn::InvalidArgument),
+        };
+        if old_state.capacity() < need {
+            return Err(KernReturn::InvalidArgument);
+        }
+        if flavor as u32 == THREAD_STATE_FLAVOR_LIST {
+            return put_words(old_state, &[AARCH64_THREAD_STATE, AARCH64_FLOAT_STATE]);
+        }
+        // Held and waited for by `kernel_server`; still running only if something woke it
+        // meanwhile.
+        let (general, float) = thread.user_state().ok_or(KernReturn::Failure)?;
+        if flavor as u32 == AARCH64_THREAD_STATE {
+            put_words(old_state, &general.to_words())
+        } else {
+            put_words(old_state, &float.to_words())
+        }
+    }
+
+    fn thread_set_state(
+        &mut self,
+        thread: &Arc<T::Thread>,
+        flavor: i32,
+        new_state: ArrayRef<'_, u32>,
+    ) -> Result<(), KernReturn> {
+        if thread.is_current() {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let mut words = [0u32; AARCH64_FLOAT_STATE_COUNT as usize];
+        let n = new_state.copy_to(&mut words);
+        let done = match flavor as u32 {
+            AARCH64_THREAD_STATE => {
+                let state = Aarch64ThreadState::from_words(&words[..n])
+                    .filter(|s| valid_cpsr(s.cpsr))
+                    .ok_or(KernReturn::InvalidArgument)?;
+                thread.set_user_state(Some(&state), None)
+            }
+            AARCH64_FLOAT_STATE => {
+                let state = Aarch64FloatState::from_words(&words[..n])
+                    .ok_or(KernReturn::InvalidArgument)?;
+                thread.set_user_state(None, Some(&state))
+            }
+            _ => return Err(KernReturn::InvalidArgument),
+        };
+        done.ok_or(KernReturn::Failure)
+    }
+
+    fn thread_info(
+        &mut self,
+        thread: &Arc<T::Thread>,
+        flavor: i32,
+        out: &mut ArrayOut<'_, i32>,
+    ) -> Result<(), KernReturn> {
+        let room = out.capacity();
+        match flavor {
+            THREAD_BASIC_INFO if room >= THREAD_BASIC_INFO_OLD_COUNT => {
+                let words = thread.basic_info().to_words();
+                let n = room.min(THREAD_BASIC_INFO_COUNT);
+                let n = if n < THREAD_BASIC_INFO_COUNT {
+                    THREAD_BASIC_INFO_OLD_COUNT
+                } else {
+                    n
+                };
+                put_words(out, &words[..n])
+            }
+            THREAD_SCHED_INFO if room >= THREAD_SCHED_INFO_OLD_COUNT => {
+                let words = thread.sched_info().to_words();
+                put_words(out, &words[..room.min(THREAD_SCHED_INFO_COUNT)])
+            }
+            _ => Err(KernReturn::InvalidArgument),
+        }
+    }
+
+    fn thread_get_special_port(
+        &mut self,
+        thread: &Arc<T::Thread>,
+        which: i32,
+    ) -> Result<mach::ThreadGetSpecialPortOut, KernReturn> {
+        let port = match which {
+            thread_special::THREAD_KERNEL_PORT => thread.self_port(),
+            // No thread exception ports yet: the slot is empty.
+            thread_special::THREAD_EXCEPTION_PORT => crate::ipc::MsgPort::Null,
+            _ => return Err(KernReturn::InvalidArgument),
+        };
+        Ok(mach::ThreadGetSpecialPortOut {
+            special_port: self.put(port),
+        })
+    }
+
+    fn task_set_special_port(
+        &mut self,
+        task: &Arc<T>,
+        which: i32,
+        special_port: PortSlot,
+    ) -> Result<(), KernReturn> {
+        let port = self.slots.take(special_port);
+        task.set_special_port(which, port)
+    }
+
+    fn vm_allocate(
+        &mut self,
+        task: &Arc<T>,
+        address: &mut u64,
+        size: u64,
+        anywhere: bool,
+    ) -> Result<(), KernReturn> {
+        *address = task.vm_allocate(*address, size, anywhere)?;
+        Ok(())
+    }
+
+    fn vm_deallocate(&mut self, task: &Arc<T>, address: u64, size: u64) -> Result<(), KernReturn> {
+        task.vm_deallocate(address, size)
+    }
+
+    fn vm_protect(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        size: u64,
+        set_maximum: bool,
+        new_protection: i32,
+    ) -> Result<(), KernReturn> {
+        task.vm_protect(address, size, set_maximum, new_protection)
+    }
+
+    fn vm_read(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        size: u64,
+    ) -> Result<mach::VmReadOut, KernReturn> {
+        if size == 0 {
+            return Ok(mach::VmReadOut {
+                data: mach_abi::mig::Ool::default(),
+            });
+        }
+        let bytes = usize::try_from(size).map_err(|_| KernReturn::InvalidArgument)?;
+        let count = u32::try_from(size).map_err(|_| KernReturn::InvalidArgument)?;
+        // The pages first (an address error before a memory shortage), then the copy.
+        let mut region = None;
+        task.vm_read(address, size, &mut |piece| {
+            let r = match &mut region {
+                Some(r) => r,
+                None => match super::region::KernelRegion::with_capacity(self.ledger, bytes) {
+                    Ok(r) => region.insert(r),
+                    Err(_) => return false,
+                },
+            };
+            r.push(piece)
+        })?;
+        let region = region.ok_or(KernReturn::ResourceShortage)?;
+        Ok(mach::VmReadOut {
+            data: mach_abi::mig::Ool {
+                address: self.slots.put_region(region)?,
+                count,
+            },
+        })
+    }
+
+    fn vm_write(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        data: mach_abi::mig::Ool,
+    ) -> Result<(), KernReturn> {
+        match self.slots.take_incoming(data.address) {
+            Some(memory) => task.vm_write(address, &*memory),
+            // Nothing sent: nothing to write (GNU Mach: a null copy succeeds).
+            None if data.count == 0 => Ok(()),
+            None => Err(KernReturn::InvalidArgument),
+        }
+    }
+
+    fn vm_inherit(
+        &mut self,
+        task: &Arc<T>,
+        address: u64,
+        size: u64,
+        inheritance: i32,
+    ) -> Result<(), KernReturn> {
+        task.vm_inherit(address, size, inheritance)
+    }
+
+    fn vm_copy(
+        &mut self,
+        task: &Arc<T>,
+        source: u64,
+        size: u64,
+        dest: u64,
+    ) -> Result<(), KernReturn> {
+        task.vm_copy(source, size, dest)
+    }
+
+    fn vm_region(
+        &mut self,
+        task: &Arc<T>,
+        address: &mut u64,
+    ) -> Result<mach::VmRegionOut, KernReturn> {
+        let (start, end, protection, max_protection, inheritance) = task.vm_region(*address)?;
+        *address = start;
+        Ok(mach::VmRegionOut {
+            size: end - start,
+            protection,
+            max_protection,
+            inheritance,
+            is_shared: false,
+            object_name: PortSlot::NULL,
+            offset: 0,
+        })
+    }
+
+    fn vm_statistics(&mut self, task: &Arc<T>) -> Result<mach::VmStatisticsOut, KernReturn> {
+        Ok(mach::VmStatisticsOut {
+            vm_stats: task.vm_statistics().to_words(),
+        })
     }
 
     fn task_get_special_port(
@@ -91,15 +439,11 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     }
 
     mach::mach_unimplemented!(crate::server::generated::mach;
-        task_create, task_terminate, task_get_emulation_vector, task_set_emulation_vector,
-        task_threads, task_info, thread_terminate, thread_get_state, thread_set_state,
-        thread_info, vm_allocate, vm_deallocate, vm_protect, vm_inherit, vm_read, vm_write,
-        vm_copy, vm_region, vm_statistics, mach_ports_register, mach_ports_lookup,
+        task_get_emulation_vector, task_set_emulation_vector,
+        task_threads, mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
-        vm_set_default_memory_manager, memory_object_lock_request, task_suspend,
-        task_resume, task_set_special_port, thread_create,
-        thread_suspend, thread_resume, thread_abort, thread_get_special_port,
-        thread_set_special_port, task_set_emulation, task_ras_control, vm_map,
+        vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
+        task_set_emulation, task_ras_control, vm_map,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
         memory_object_ready, memory_object_change_attributes, vm_machine_attribute);
 }

@@ -11,7 +11,7 @@
 //! port         mach_port (3200): Space methods on the target task's space
 //! host         the host object, host_info; host_server: mach_host (2600)
 //! processor    processors and processor sets as objects with ports; HostSched
-//! mach         mach (2000) and mach_debug (3000): hooks only, routines not served yet
+//! mach         mach (2000): threads, their state and info, VM; mach_debug (3000): hooks
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
 //!
@@ -62,8 +62,54 @@ pub use region::KernelRegion;
 /// `sender` (GNU Mach `ipc_kobject_server`): consumes the request and returns the reply to
 /// queue on the request's reply right, or `None` when there is none to send. The reply and
 /// any out-of-line data in it are charged to `sender`. Never blocks.
+///
+/// Routines that need their target thread stopped are waited for here, around the call,
+/// since the call itself never blocks (GNU Mach's `thread_hold` + `thread_dowait`):
+/// `thread_get_state` and `thread_set_state` hold the thread and wait for it to stop
+/// before the call and release it after; `thread_suspend` and `thread_abort` of a
+/// suspended thread wait after the call until it has stopped (at its clean point, with
+/// the result of the call it was in already written).
 #[cfg(target_os = "none")]
 pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
+    use crate::kern::sched;
+    use crate::kern::thread::Thread;
+    use core::sync::atomic::Ordering;
     let ledger: Arc<dyn Ledger> = sender.kmem.clone();
-    kobject::serve::<Task>(&ledger, request)
+    let id = request.id;
+    let target = matches!(
+        id,
+        ids::THREAD_GET_STATE | ids::THREAD_SET_STATE | ids::THREAD_SUSPEND | ids::THREAD_ABORT
+    )
+    .then(|| request.remote())
+    .flatten()
+    .filter(|r| r.port().is_kernel())
+    .and_then(|r| r.port().kobject())
+    .and_then(|k| k.get::<Thread>(crate::ipc::KObjectKind::Thread))
+    .filter(|t| !Arc::ptr_eq(t, &sched::current_thread()) && !t.task.is_kernel());
+    let held = match &target {
+        Some(t) if matches!(id, ids::THREAD_GET_STATE | ids::THREAD_SET_STATE) => {
+            t.hold();
+            sched::thread_dowait(t);
+            true
+        }
+        _ => false,
+    };
+    let reply = kobject::serve::<Task>(&ledger, request);
+    if let Some(t) = target {
+        if held {
+            t.release();
+        } else if t.user_stop_count.load(Ordering::SeqCst) != 0 {
+            sched::thread_dowait(&t);
+        }
+    }
+    reply
+}
+
+/// Ids of the `mach.defs` routines `kernel_server` waits around.
+#[cfg(target_os = "none")]
+mod ids {
+    pub const THREAD_GET_STATE: i32 = 2017;
+    pub const THREAD_SET_STATE: i32 = 2018;
+    pub const THREAD_SUSPEND: i32 = 2062;
+    pub const THREAD_ABORT: i32 = 2064;
 }

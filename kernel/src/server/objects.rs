@@ -19,11 +19,49 @@ use core::any::Any;
 #[cfg(target_os = "none")]
 use core::sync::atomic::Ordering;
 use mach_abi::KernReturn;
+use mach_abi::info::{
+    TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
+    VmStatistics,
+};
 use mach_abi::mig::PortSlot;
+use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
 
-/// What the object server needs of a thread: the kernel object behind a thread port is
-/// an `Arc<T::Thread>` tagged `KObjectKind::Thread`.
+/// What the object server needs of a thread: the kernel object behind a thread port is an
+/// `Arc<T::Thread>` tagged `KObjectKind::Thread` (GNU Mach's `IKOT_THREAD`). The routines'
+/// rules (which thread may be asked what, counts, flavors, codes) are the server's
+/// (`mach`); these are the mechanisms they reach.
 pub trait ThreadIpc: Any + Send + Sync {
+    /// Whether this is the thread the request is served for (the caller).
+    fn is_current(&self) -> bool;
+    /// A send right to the thread's own port (`thread->ith_self`), or null.
+    fn self_port(&self) -> MsgPort;
+    /// `THREAD_BASIC_INFO`'s values (all of them; the server sends what the count allows).
+    fn basic_info(&self) -> ThreadBasicInfo;
+    /// `THREAD_SCHED_INFO`'s values.
+    fn sched_info(&self) -> ThreadSchedInfo;
+    /// `user_stop_count`.
+    fn user_stop_count(&self) -> u32;
+    /// One more user suspension; the first holds the thread (GNU Mach `thread_suspend`
+    /// without its wait, which the caller's context does after the reply).
+    fn suspend(&self);
+    /// One user suspension fewer; the last releases the thread (starts it, the first
+    /// time). `KERN_FAILURE` if it was not suspended.
+    fn resume(self: &Arc<Self>) -> Result<(), KernReturn>;
+    /// Ask the thread to end at its next return to user mode (now, if it never ran).
+    /// `KERN_FAILURE` for a kernel thread.
+    fn terminate(self: &Arc<Self>) -> Result<(), KernReturn>;
+    /// End an interruptible wait it is in with `THREAD_INTERRUPTED` and any priority
+    /// depression (GNU Mach `thread_abort`).
+    fn abort(self: &Arc<Self>);
+    /// Its saved user registers, if it is stopped (`None`: it is running).
+    fn user_state(&self) -> Option<(Aarch64ThreadState, Aarch64FloatState)>;
+    /// Replace the saved user registers of a stopped thread (`None`: it is running): the
+    /// general ones, the FP/SIMD ones, or both.
+    fn set_user_state(
+        &self,
+        general: Option<&Aarch64ThreadState>,
+        float: Option<&Aarch64FloatState>,
+    ) -> Option<()>;
     /// The thread's processor set (`thread_get_assignment`).
     fn processor_set(&self) -> ProcessorSetId;
     /// Move the thread to `set` (`thread_assign`; the scheduler's refusals).
@@ -36,10 +74,6 @@ pub trait ThreadIpc: Any + Send + Sync {
     fn set_max_priority(&self, max_priority: u32);
     /// End a priority depression now, if one is in progress.
     fn depress_abort(self: &Arc<Self>);
-    /// Whether it is the thread the request came from.
-    fn is_current(&self) -> bool;
-    /// Its kernel port.
-    fn self_port(&self) -> Option<Arc<crate::ipc::Port>>;
 }
 
 /// What the object server needs of a task: the kernel object behind a task port is an
@@ -58,12 +92,80 @@ pub trait TaskIpc: Any + Send + Sync {
     /// `vm_wire`'s range check of its map (`KERN_NO_SPACE` for a hole or a protection
     /// that refuses `access`).
     fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn>;
+    /// `task_create`: a new task with an empty address space and no threads (whatever
+    /// `inherit_memory` says), in the parent's processor set.
+    fn task_create(self: &Arc<Self>) -> Result<Arc<Self>, KernReturn>;
+    /// A send right to the task's own port (`convert_task_to_port`), or null.
+    fn self_port(&self) -> MsgPort;
+    /// A new thread in the task, suspended once (GNU Mach `thread_create`): it starts at
+    /// its first `thread_resume`, from the state `thread_set_state` gave it.
+    fn thread_create(self: &Arc<Self>) -> Result<Arc<Self::Thread>, KernReturn>;
+    /// `vm_allocate` in the task's map: the start of the new region.
+    fn vm_allocate(&self, address: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn>;
+    /// `vm_deallocate`.
+    fn vm_deallocate(&self, address: u64, size: u64) -> Result<(), KernReturn>;
+    /// `vm_protect`.
+    fn vm_protect(
+        &self,
+        address: u64,
+        size: u64,
+        set_maximum: bool,
+        protection: i32,
+    ) -> Result<(), KernReturn>;
+    /// `vm_statistics`: the machine's page counts.
+    fn vm_statistics(&self) -> VmStatistics;
+    /// `vm_read`'s copy: the `size` bytes at `address` handed to `out` piece by piece, after
+    /// checking that all of them are readable.
+    fn vm_read(
+        &self,
+        address: u64,
+        size: u64,
+        out: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), KernReturn>;
+    /// `vm_write`: the bytes of `data` (a request's out-of-line region) at `address`, which
+    /// must be page-aligned as the size must (`KERN_INVALID_ARGUMENT`), over writable
+    /// memory only (nothing written otherwise).
+    fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), KernReturn>;
+    /// `vm_inherit` in the task's map.
+    fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn>;
+    /// `vm_copy` within the task's map.
+    fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn>;
+    /// `vm_region`: the region holding `address` or the next one: (start, end, protection,
+    /// maximum protection, inheritance); `KERN_NO_SPACE` if there is none.
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn>;
+    /// `task_terminate`: every thread asked to end. `KERN_FAILURE` for the kernel's task.
+    fn terminate(&self) -> Result<(), KernReturn>;
+    /// `task_suspend`: one more suspension, every thread held on the first.
+    fn suspend(&self) -> Result<(), KernReturn>;
+    /// `task_resume`: one fewer (`KERN_FAILURE` if none), every thread released on the last.
+    fn resume(&self) -> Result<(), KernReturn>;
+    /// `TASK_BASIC_INFO` (times of the threads that have ended, as GNU Mach).
+    fn basic_info(&self) -> TaskBasicInfo;
+    /// `TASK_EVENTS_INFO`.
+    fn events_info(&self) -> TaskEventsInfo;
+    /// `TASK_THREAD_TIMES_INFO`: the live threads' times.
+    fn thread_times(&self) -> TaskThreadTimesInfo;
     /// The task's IPC space (`task->itk_space`), or `None` once the task is going.
     fn ipc_space(&self) -> Option<Arc<Space>>;
     /// A copy of the send right in special-port slot `which` (`TASK_KERNEL_PORT`: the
     /// task's own port, `itk_sself`; `TASK_EXCEPTION_PORT`; `TASK_BOOTSTRAP_PORT`), or
     /// null if the slot holds none (GNU Mach `ipc_port_copy_send`).
     fn special_port(&self, which: i32) -> MsgPort;
+    /// `task_set_special_port`: store `port` (a send right, or null) in slot `which`
+    /// (`TASK_EXCEPTION_PORT`, `TASK_BOOTSTRAP_PORT`), releasing what was there.
+    /// `KERN_INVALID_ARGUMENT` for another slot (the task's own port cannot be replaced
+    /// here), `KERN_FAILURE` once the task is going.
+    fn set_special_port(&self, which: i32, port: MsgPort) -> Result<(), KernReturn>;
+}
+
+/// A copy of a stored send right (`ipc_port_copy_send`): null stays null, a dead port
+/// gives a dead name.
+pub fn copy_send(port: &MsgPort) -> MsgPort {
+    match port {
+        MsgPort::Right(r) => r.copy_send(),
+        MsgPort::Dead => MsgPort::Dead,
+        MsgPort::Null => MsgPort::Null,
+    }
 }
 
 /// `task_get_special_port`'s slots (`mach/task_special_ports.h`).
@@ -71,39 +173,6 @@ pub mod special {
     pub const TASK_KERNEL_PORT: i32 = 1;
     pub const TASK_EXCEPTION_PORT: i32 = 3;
     pub const TASK_BOOTSTRAP_PORT: i32 = 4;
-}
-
-#[cfg(target_os = "none")]
-/// The kernel's threads: the scheduler's (`kern::sched`, `pset`).
-impl ThreadIpc for crate::kern::thread::Thread {
-    fn processor_set(&self) -> ProcessorSetId {
-        crate::kern::sched::pset::thread_get_assignment(self)
-    }
-    fn assign(self: &Arc<Self>, set: ProcessorSetId) -> Result<(), KernReturn> {
-        crate::kern::sched::pset::thread_assign(self, set)
-    }
-    fn base_priority(&self) -> u32 {
-        u32::from(self.base_priority.load(Ordering::Relaxed))
-    }
-    fn max_priority(&self) -> u32 {
-        u32::from(self.max_priority.load(Ordering::Relaxed))
-    }
-    fn set_priority(self: &Arc<Self>, priority: u32) {
-        crate::kern::sched::set_priority(self, priority as u8);
-    }
-    fn set_max_priority(&self, max_priority: u32) {
-        self.max_priority
-            .store(max_priority as u8, Ordering::Relaxed);
-    }
-    fn depress_abort(self: &Arc<Self>) {
-        crate::kern::sched::depress_abort(self);
-    }
-    fn is_current(&self) -> bool {
-        core::ptr::eq(&*crate::kern::sched::current_thread(), self)
-    }
-    fn self_port(&self) -> Option<Arc<crate::ipc::Port>> {
-        self.self_port.get().cloned()
-    }
 }
 
 #[cfg(target_os = "none")]
@@ -144,6 +213,206 @@ impl TaskIpc for crate::kern::task::Task {
             }
         }
     }
+
+    fn task_create(self: &Arc<Self>) -> Result<Arc<Self>, KernReturn> {
+        if self.is_kernel() {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let child = crate::kern::task::Task::new_child(self)?;
+        let set = crate::kern::sched::pset::task_get_assignment(self);
+        let _ = crate::kern::sched::pset::task_assign(&child, set, false);
+        Ok(child)
+    }
+
+    fn self_port(&self) -> MsgPort {
+        self.special_port(special::TASK_KERNEL_PORT)
+    }
+
+    fn thread_create(self: &Arc<Self>) -> Result<Arc<Self::Thread>, KernReturn> {
+        use crate::kern::thread::Thread;
+        // The state is the caller's to set: a thread that is resumed without it faults at
+        // address 0, as in GNU Mach.
+        let thread = Thread::new_user(self, 0, 0, 0)?;
+        thread
+            .user_stop_count
+            .store(1, core::sync::atomic::Ordering::SeqCst);
+        thread.hold();
+        Ok(thread)
+    }
+
+    fn vm_allocate(&self, address: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().allocate(address, size, anywhere)
+    }
+
+    fn vm_deallocate(&self, address: u64, size: u64) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().deallocate(address, size)
+    }
+
+    fn vm_protect(
+        &self,
+        address: u64,
+        size: u64,
+        set_maximum: bool,
+        protection: i32,
+    ) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock()
+            .protect(address, size, set_maximum, protection as u32)
+    }
+
+    fn vm_read(
+        &self,
+        address: u64,
+        size: u64,
+        out: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), KernReturn> {
+        use crate::mm::vm::Access;
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let mut map = map.lock();
+        map.check_range(address, size, Access::Read)?;
+        let mut buf = [0u8; 512];
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(buf.len() as u64) as usize;
+            map.copyin(address + done, &mut buf[..n])?;
+            if !out(&buf[..n]) {
+                return Err(KernReturn::ResourceShortage);
+            }
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), KernReturn> {
+        use crate::mm::vm::Access;
+        let page = mach_abi::traps::PAGE_SIZE;
+        let bytes =
+            crate::kern::ipc_traps::OolFrames::of(data).ok_or(KernReturn::InvalidArgument)?;
+        let size = data.size();
+        if !(address.is_multiple_of(page) && size.is_multiple_of(page)) {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let mut map = map.lock();
+        map.check_range(address, size, Access::Write)?;
+        let mut at = address;
+        for piece in bytes.slices() {
+            map.copyout(at, piece)?;
+            at += piece.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().copy_within(source, size, dest)
+    }
+
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let (start, r) = map.lock().region_from(address).ok_or(KernReturn::NoSpace)?;
+        Ok((
+            start,
+            r.end,
+            r.prot as i32,
+            r.max_prot as i32,
+            r.inheritance as i32,
+        ))
+    }
+
+    fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let value = u32::try_from(inheritance).map_err(|_| KernReturn::InvalidArgument)?;
+        map.lock().inherit(address, size, value)
+    }
+
+    fn vm_statistics(&self) -> VmStatistics {
+        crate::kern::thread::purge_dead_stacks();
+        let (free, total) = crate::mm::frame::counts();
+        VmStatistics {
+            pagesize: mach_abi::traps::PAGE_SIZE as i32,
+            free_count: free.min(i32::MAX as u64) as i32,
+            active_count: total.saturating_sub(free).min(i32::MAX as u64) as i32,
+            ..VmStatistics::default()
+        }
+    }
+
+    fn terminate(&self) -> Result<(), KernReturn> {
+        if self.is_kernel() {
+            return Err(KernReturn::Failure);
+        }
+        crate::kern::task::Task::terminate(self);
+        Ok(())
+    }
+
+    fn suspend(&self) -> Result<(), KernReturn> {
+        if self.is_kernel() {
+            return Err(KernReturn::Failure);
+        }
+        crate::kern::task::Task::suspend(self);
+        Ok(())
+    }
+
+    fn resume(&self) -> Result<(), KernReturn> {
+        crate::kern::task::Task::resume(self)
+    }
+
+    fn basic_info(&self) -> TaskBasicInfo {
+        use core::sync::atomic::Ordering;
+        use mach_abi::info::TimeValue;
+        let ns = crate::kern::sched::ticks_to_ns;
+        let (virtual_size, resident) = self.map.as_ref().map_or((0, 0), |m| {
+            let m = m.lock();
+            (m.virtual_size(), m.resident_pages())
+        });
+        TaskBasicInfo {
+            suspend_count: self.user_stop_count.load(Ordering::SeqCst) as i32,
+            base_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
+            virtual_size,
+            resident_size: resident * mach_abi::traps::PAGE_SIZE,
+            user_time: TimeValue::from_ns(ns(self.dead_user_time.load(Ordering::Relaxed))),
+            system_time: TimeValue::from_ns(ns(self.dead_system_time.load(Ordering::Relaxed))),
+            creation_time: TimeValue::from_ns(ns(self.created)),
+        }
+    }
+
+    fn events_info(&self) -> TaskEventsInfo {
+        use core::sync::atomic::Ordering;
+        let (faults, zero_fills) = self.map.as_ref().map_or((0, 0), |m| {
+            let m = m.lock();
+            (m.faults, m.zero_fills)
+        });
+        let n = |v: u64| v.min(i32::MAX as u64) as i32;
+        // faults, zero_fills, reactivations, pageins, cow_faults, messages_sent,
+        // messages_received: no paging and no copy-on-write here, so those are 0.
+        [
+            n(faults),
+            n(zero_fills),
+            0,
+            0,
+            0,
+            n(self.messages_sent.load(Ordering::Relaxed)),
+            n(self.messages_received.load(Ordering::Relaxed)),
+        ]
+    }
+
+    fn thread_times(&self) -> TaskThreadTimesInfo {
+        use mach_abi::info::TimeValue;
+        let (mut user, mut system) = (0u64, 0u64);
+        self.for_each_thread(|t| {
+            let b = ThreadIpc::basic_info(&**t);
+            user += b.user_time64.seconds as u64 * 1_000_000_000 + b.user_time64.nanoseconds as u64;
+            system +=
+                b.system_time64.seconds as u64 * 1_000_000_000 + b.system_time64.nanoseconds as u64;
+        });
+        TaskThreadTimesInfo {
+            user_time: TimeValue::from_ns(user),
+            system_time: TimeValue::from_ns(system),
+        }
+    }
+
     fn ipc_space(&self) -> Option<Arc<Space>> {
         self.ipc.clone()
     }
@@ -154,7 +423,234 @@ impl TaskIpc for crate::kern::task::Task {
                 .get()
                 .and_then(|port| port.make_send())
                 .map_or(MsgPort::Null, MsgPort::Right),
+            special::TASK_EXCEPTION_PORT => copy_send(&self.special_ports.lock()[0]),
+            special::TASK_BOOTSTRAP_PORT => copy_send(&self.special_ports.lock()[1]),
             _ => MsgPort::Null,
+        }
+    }
+
+    fn set_special_port(&self, which: i32, port: MsgPort) -> Result<(), KernReturn> {
+        let slot = match which {
+            special::TASK_EXCEPTION_PORT => 0,
+            special::TASK_BOOTSTRAP_PORT => 1,
+            _ => return Err(KernReturn::InvalidArgument),
+        };
+        if self.ipc.is_none() || self.terminating.load(core::sync::atomic::Ordering::SeqCst) {
+            return Err(KernReturn::Failure);
+        }
+        let old = core::mem::replace(&mut self.special_ports.lock()[slot], port);
+        drop(old);
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "none")]
+/// The kernel's threads: their scheduling (`kern::sched`, `pset`), their holds and
+/// suspensions (`Thread::hold`), their accounting, and their saved user state
+/// (`Thread::with_user_state`).
+impl ThreadIpc for crate::kern::thread::Thread {
+    fn processor_set(&self) -> ProcessorSetId {
+        crate::kern::sched::pset::thread_get_assignment(self)
+    }
+    fn assign(self: &Arc<Self>, set: ProcessorSetId) -> Result<(), KernReturn> {
+        crate::kern::sched::pset::thread_assign(self, set)
+    }
+    fn base_priority(&self) -> u32 {
+        u32::from(self.base_priority.load(Ordering::Relaxed))
+    }
+    fn max_priority(&self) -> u32 {
+        u32::from(self.max_priority.load(Ordering::Relaxed))
+    }
+    fn set_priority(self: &Arc<Self>, priority: u32) {
+        crate::kern::sched::set_priority(self, priority as u8);
+    }
+    fn set_max_priority(&self, max_priority: u32) {
+        self.max_priority
+            .store(max_priority as u8, Ordering::Relaxed);
+    }
+    fn depress_abort(self: &Arc<Self>) {
+        crate::kern::sched::depress_abort(self);
+    }
+    fn is_current(&self) -> bool {
+        core::ptr::eq(
+            Arc::as_ptr(&crate::kern::sched::current_thread()),
+            self as *const Self,
+        )
+    }
+
+    fn self_port(&self) -> MsgPort {
+        self.self_port
+            .get()
+            .and_then(|port| port.make_send())
+            .map_or(MsgPort::Null, MsgPort::Right)
+    }
+
+    fn basic_info(&self) -> ThreadBasicInfo {
+        thread_facts::basic(self)
+    }
+
+    fn sched_info(&self) -> ThreadSchedInfo {
+        thread_facts::sched(self)
+    }
+
+    fn user_stop_count(&self) -> u32 {
+        self.user_stop_count
+            .load(core::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn suspend(&self) {
+        use core::sync::atomic::Ordering;
+        if self.user_stop_count.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.hold();
+        }
+    }
+
+    fn resume(self: &Arc<Self>) -> Result<(), KernReturn> {
+        use core::sync::atomic::Ordering;
+        let was = self
+            .user_stop_count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map_err(|_| KernReturn::Failure)?;
+        if was == 1 {
+            self.release();
+        }
+        Ok(())
+    }
+
+    fn terminate(self: &Arc<Self>) -> Result<(), KernReturn> {
+        if self.task.is_kernel() {
+            return Err(KernReturn::Failure);
+        }
+        // A thread that never ran ends at its first return to user mode.
+        self.request_termination();
+        Ok(())
+    }
+
+    fn abort(self: &Arc<Self>) {
+        crate::kern::sched::clear_wait(self, None, crate::kern::sched::WaitResult::Interrupted);
+        crate::kern::sched::depress_abort(self);
+    }
+
+    fn user_state(&self) -> Option<(Aarch64ThreadState, Aarch64FloatState)> {
+        self.with_user_state(|frame, fp, tpidr| {
+            let general = Aarch64ThreadState {
+                x: frame.x,
+                sp: frame.sp_el0,
+                pc: frame.elr,
+                tpidr_el0: *tpidr,
+                cpsr: frame.spsr,
+            };
+            let float = Aarch64FloatState {
+                v: fp.v,
+                fpsr: fp.fpsr,
+                fpcr: fp.fpcr,
+                ..Aarch64FloatState::default()
+            };
+            (general, float)
+        })
+    }
+
+    fn set_user_state(
+        &self,
+        general: Option<&Aarch64ThreadState>,
+        float: Option<&Aarch64FloatState>,
+    ) -> Option<()> {
+        self.with_user_state(|frame, fp, tpidr| {
+            if let Some(g) = general {
+                frame.set_user_registers(&g.x, g.sp, g.pc, g.cpsr);
+                *tpidr = g.tpidr_el0;
+            }
+            if let Some(f) = float {
+                fp.v = f.v;
+                fp.fpsr = f.fpsr;
+                fp.fpcr = f.fpcr;
+            }
+        })
+    }
+}
+
+/// What `thread_info` reports of a kernel thread, from its accounting.
+#[cfg(target_os = "none")]
+mod thread_facts {
+    use crate::kern::sched;
+    use crate::kern::thread::{NO_PROCESSOR, Thread};
+    use core::sync::atomic::Ordering;
+    use mach_abi::info::*;
+
+    /// User and system time in ns, the running thread's current stretch included.
+    fn times(t: &Thread) -> (u64, u64) {
+        let user = t.user_time.load(Ordering::Relaxed);
+        let mut system = t.system_time.load(Ordering::Relaxed);
+        // The caller asks about itself from the kernel: this stretch is system time.
+        if t.is_current() {
+            let now = crate::arch::timer::counter();
+            system += now.saturating_sub(t.time_stamp.load(Ordering::Relaxed));
+        }
+        (sched::ticks_to_ns(user), sched::ticks_to_ns(system))
+    }
+
+    use super::ThreadIpc;
+
+    fn run_state(t: &Thread) -> i32 {
+        let st = t.wait.lock();
+        if st.running && !t.parked.load(Ordering::SeqCst) {
+            TH_STATE_RUNNING
+        } else if st.waiting && !st.interruptible {
+            TH_STATE_UNINTERRUPTIBLE
+        } else if t.hold_count.load(Ordering::SeqCst) != 0 || !t.started.load(Ordering::SeqCst) {
+            TH_STATE_STOPPED
+        } else if st.waiting {
+            TH_STATE_WAITING
+        } else {
+            TH_STATE_HALTED
+        }
+    }
+
+    pub fn basic(t: &Thread) -> ThreadBasicInfo {
+        let (user, system) = times(t);
+        let now = crate::arch::timer::counter();
+        let created = sched::ticks_to_ns(t.created);
+        let alive = sched::ticks_to_ns(now.saturating_sub(t.created)).max(1);
+        let usage = ((user + system) as u128 * TH_USAGE_SCALE as u128 / alive as u128)
+            .min(TH_USAGE_SCALE as u128) as i32;
+        ThreadBasicInfo {
+            user_time: TimeValue::from_ns(user),
+            system_time: TimeValue::from_ns(system),
+            cpu_usage: usage,
+            base_priority: i32::from(t.base_priority.load(Ordering::Relaxed)),
+            cur_priority: i32::from(t.sched_priority.load(Ordering::Relaxed)),
+            run_state: run_state(t),
+            flags: if t.is_idle { TH_FLAGS_IDLE } else { 0 },
+            suspend_count: t.user_stop_count.load(Ordering::SeqCst) as i32,
+            sleep_time: 0,
+            creation_time: TimeValue::from_ns(created),
+            user_time64: TimeValue64::from_ns(user),
+            system_time64: TimeValue64::from_ns(system),
+            creation_time64: TimeValue64::from_ns(created),
+        }
+    }
+
+    pub fn sched(t: &Thread) -> ThreadSchedInfo {
+        let depressed = t.depressed.load(Ordering::Relaxed);
+        let last = t.last_processor.load(Ordering::Relaxed);
+        ThreadSchedInfo {
+            policy: POLICY_TIMESHARE,
+            data: 0,
+            base_priority: i32::from(t.base_priority.load(Ordering::Relaxed)),
+            // No thread_max_priority yet: every user thread has the task's, BASEPRI_USER.
+            max_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
+            cur_priority: i32::from(t.sched_priority.load(Ordering::Relaxed)),
+            depressed: i32::from(depressed),
+            depress_priority: if depressed {
+                i32::from(t.base_priority.load(Ordering::Relaxed))
+            } else {
+                -1
+            },
+            last_processor: if last == NO_PROCESSOR {
+                -1
+            } else {
+                last as i32
+            },
         }
     }
 }
@@ -175,16 +671,16 @@ fn invalid_host_ids(id: i32) -> bool {
 }
 
 impl<T: TaskIpc> Kernel<'_, T> {
-    /// The destination's kernel object if it is of `kind`.
-    fn object(&self, port: PortSlot, kind: KObjectKind) -> Option<KObject> {
-        self.slots.kobject(port).filter(|k| k.kind() == kind)
-    }
-
-    /// `convert_port_to_thread`.
+    /// `convert_port_to_thread`: the thread a thread port stands for.
     pub fn thread(&self, port: PortSlot) -> Result<Arc<T::Thread>, KernReturn> {
         self.object(port, KObjectKind::Thread)
             .and_then(|k| k.get::<T::Thread>(KObjectKind::Thread))
             .ok_or(KernReturn::InvalidArgument)
+    }
+
+    /// The destination's kernel object if it is of `kind`.
+    fn object(&self, port: PortSlot, kind: KObjectKind) -> Option<KObject> {
+        self.slots.kobject(port).filter(|k| k.kind() == kind)
     }
 
     /// `convert_port_to_processor`.

@@ -368,10 +368,9 @@ impl HostSched for KernelSched {
         });
     }
     fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
-        use super::objects::TaskIpc;
         use crate::kern::sched::pset;
         crate::kern::task::each_task(|task| {
-            task.for_each_thread(&mut |thread| {
+            task.for_each_thread(|thread| {
                 if pset::thread_get_assignment(thread) == set
                     && let Some(port) = thread.self_port.get()
                 {

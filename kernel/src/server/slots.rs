@@ -8,14 +8,17 @@
 //! the demux fixed handles for them; the destination is only ever looked at (to find its
 //! kernel object), never taken.
 //!
-//! Out-of-line data in a request is not given handles: no served routine takes any, and
-//! the regions go with the request. Out-of-line arrays of rights in a reply
+//! Out-of-line data in a request gets handles too (`vm_write` takes its region); what no
+//! routine takes goes with the table. Out-of-line arrays of rights in a reply
 //! (`host_processors`' processors, `host_processor_sets`' sets) are put in whole
 //! ([`Slots::put_port_array`]) and their handle stands in the descriptor's address.
 
+extern crate alloc;
+
 use super::region::KernelRegion;
 use crate::ipc::chunk::Chunked;
-use crate::ipc::{Charge, KObject, MsgPort};
+use crate::ipc::{Charge, KObject, MsgPort, OolMemory};
+use alloc::boxed::Box;
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;
 use mach_abi::mig::PortSlot;
@@ -27,6 +30,10 @@ const PORT_TAG: u64 = 0xffff_a000_0000_0000;
 const REGION_TAG: u64 = 0xffff_b000_0000_0000;
 /// High bits of an out-of-line array of rights' handle.
 const ARRAY_TAG: u64 = 0xffff_c000_0000_0000;
+/// High bits of the handle of a region a request brought.
+const INCOMING_TAG: u64 = 0xffff_d000_0000_0000;
+/// Out-of-line regions one request brings: more than any kernel routine takes.
+pub const MAX_INCOMING: usize = 4;
 
 /// The destination right's handle (index 0, never taken).
 pub const DEST: PortSlot = PortSlot(PORT_TAG);
@@ -59,6 +66,8 @@ pub struct Slots {
     dest: Option<KObject>,
     regions: ArrayVec<Option<KernelRegion>, MAX_REGIONS>,
     arrays: ArrayVec<Option<PortArray>, MAX_ARRAYS>,
+    /// The request's out-of-line regions; taken entries are left `None`.
+    incoming: ArrayVec<Option<Box<dyn OolMemory>>, MAX_INCOMING>,
 }
 
 impl Slots {
@@ -72,7 +81,27 @@ impl Slots {
             dest,
             regions: ArrayVec::new(),
             arrays: ArrayVec::new(),
+            incoming: ArrayVec::new(),
         }
+    }
+
+    /// Put a region of the request in; returns its handle, or hands it back if the table
+    /// is full.
+    pub fn put_incoming(&mut self, memory: Box<dyn OolMemory>) -> Result<u64, Box<dyn OolMemory>> {
+        if self.incoming.is_full() {
+            return Err(memory);
+        }
+        let i = self.incoming.len();
+        self.incoming.push(Some(memory));
+        Ok(INCOMING_TAG | i as u64)
+    }
+
+    /// Take the request's region behind `handle`.
+    pub fn take_incoming(&mut self, handle: u64) -> Option<Box<dyn OolMemory>> {
+        if handle & !0xffff != INCOMING_TAG {
+            return None;
+        }
+        self.incoming.get_mut((handle & 0xffff) as usize)?.take()
     }
 
     /// The kernel object behind `slot`: the destination's, or that of a kernel port a

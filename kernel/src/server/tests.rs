@@ -7,7 +7,7 @@
 
 extern crate std;
 
-use super::generated::{mach_host, mach_port};
+use super::generated::{mach, mach_host, mach_port};
 use super::host::{Host, HostFacts, HostPorts, flavor};
 use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
@@ -20,8 +20,14 @@ use crate::ipc::{
     KObject, KObjectKind, Kmsg, KmsgShape, Ledger, MsgPort, Port, RecvResult, Space, mqueue,
 };
 use mach_abi::KernReturn as K;
+use mach_abi::info::{
+    TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
+    VmStatistics,
+};
 use mach_abi::mig::{self, Encoder, Header, TypeDesc};
+use mach_abi::thread_state::{Aarch64FloatState, Aarch64ThreadState};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::vec::Vec;
 
@@ -51,23 +57,35 @@ impl TestTask {
     }
 }
 
-/// A thread as the server sees one: its set and priorities.
+/// A thread as the server sees one: its set and priorities, its suspensions and a saved
+/// state (stopped whenever suspended).
+#[derive(Default)]
 struct TestThread {
     pset: AtomicU32,
     priority: AtomicU32,
     max_priority: AtomicU32,
     depress_aborts: AtomicU32,
+    current: bool,
+    st: Mutex<TestThreadState>,
 }
 
 impl TestThread {
     fn new() -> Arc<TestThread> {
         Arc::new(TestThread {
-            pset: AtomicU32::new(0),
             priority: AtomicU32::new(25),
             max_priority: AtomicU32::new(25),
-            depress_aborts: AtomicU32::new(0),
+            ..Default::default()
         })
     }
+}
+
+#[derive(Default)]
+struct TestThreadState {
+    stops: u32,
+    terminated: bool,
+    aborted: u32,
+    general: Aarch64ThreadState,
+    float: Aarch64FloatState,
 }
 
 impl ThreadIpc for TestThread {
@@ -97,10 +115,63 @@ impl ThreadIpc for TestThread {
         self.depress_aborts.fetch_add(1, Relaxed);
     }
     fn is_current(&self) -> bool {
-        false
+        self.current
     }
-    fn self_port(&self) -> Option<Arc<Port>> {
-        None
+    fn self_port(&self) -> MsgPort {
+        MsgPort::Null
+    }
+    fn basic_info(&self) -> ThreadBasicInfo {
+        ThreadBasicInfo {
+            suspend_count: self.st.lock().unwrap().stops as i32,
+            cpu_usage: 7,
+            user_time64: mach_abi::info::TimeValue64::from_ns(5),
+            ..Default::default()
+        }
+    }
+    fn sched_info(&self) -> ThreadSchedInfo {
+        ThreadSchedInfo {
+            last_processor: 3,
+            ..Default::default()
+        }
+    }
+    fn user_stop_count(&self) -> u32 {
+        self.st.lock().unwrap().stops
+    }
+    fn suspend(&self) {
+        self.st.lock().unwrap().stops += 1;
+    }
+    fn resume(self: &Arc<Self>) -> Result<(), K> {
+        let mut st = self.st.lock().unwrap();
+        st.stops = st.stops.checked_sub(1).ok_or(K::Failure)?;
+        Ok(())
+    }
+    fn terminate(self: &Arc<Self>) -> Result<(), K> {
+        self.st.lock().unwrap().terminated = true;
+        Ok(())
+    }
+    fn abort(self: &Arc<Self>) {
+        self.st.lock().unwrap().aborted += 1;
+    }
+    fn user_state(&self) -> Option<(Aarch64ThreadState, Aarch64FloatState)> {
+        let st = self.st.lock().unwrap();
+        (st.stops > 0).then_some((st.general, st.float))
+    }
+    fn set_user_state(
+        &self,
+        general: Option<&Aarch64ThreadState>,
+        float: Option<&Aarch64FloatState>,
+    ) -> Option<()> {
+        let mut st = self.st.lock().unwrap();
+        if st.stops == 0 {
+            return None;
+        }
+        if let Some(g) = general {
+            st.general = *g;
+        }
+        if let Some(f) = float {
+            st.float = *f;
+        }
+        Some(())
     }
 }
 
@@ -226,6 +297,92 @@ impl TaskIpc for TestTask {
             Err(K::NoSpace)
         }
     }
+
+    fn task_create(self: &Arc<Self>) -> Result<Arc<TestTask>, K> {
+        Ok(TestTask::new(None))
+    }
+    fn self_port(&self) -> MsgPort {
+        self.special_port(1)
+    }
+
+    fn thread_create(self: &Arc<Self>) -> Result<Arc<TestThread>, K> {
+        let t = Arc::new(TestThread::default());
+        t.suspend();
+        Ok(t)
+    }
+    fn vm_allocate(&self, address: u64, _: u64, anywhere: bool) -> Result<u64, K> {
+        Ok(if anywhere { 0x10_0000 } else { address })
+    }
+    fn vm_deallocate(&self, _: u64, _: u64) -> Result<(), K> {
+        Ok(())
+    }
+    fn vm_protect(&self, _: u64, _: u64, _: bool, _: i32) -> Result<(), K> {
+        Ok(())
+    }
+    fn vm_statistics(&self) -> VmStatistics {
+        VmStatistics {
+            pagesize: 4096,
+            free_count: 10,
+            active_count: 20,
+            ..Default::default()
+        }
+    }
+    fn vm_read(
+        &self,
+        address: u64,
+        size: u64,
+        out: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), K> {
+        if address == 0 {
+            return Err(K::InvalidAddress);
+        }
+        let bytes: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        if out(&bytes) {
+            Ok(())
+        } else {
+            Err(K::ResourceShortage)
+        }
+    }
+    fn vm_write(&self, address: u64, data: &dyn crate::ipc::OolMemory) -> Result<(), K> {
+        if !address.is_multiple_of(4096) || !data.size().is_multiple_of(4096) {
+            return Err(K::InvalidArgument);
+        }
+        Ok(())
+    }
+    fn vm_copy(&self, _: u64, _: u64, _: u64) -> Result<(), K> {
+        Ok(())
+    }
+    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), K> {
+        if address > 0x10_0000 {
+            return Err(K::NoSpace);
+        }
+        Ok((0x10_0000, 0x10_4000, 3, 7, 1))
+    }
+    fn vm_inherit(&self, _: u64, _: u64, _: i32) -> Result<(), K> {
+        Ok(())
+    }
+    fn terminate(&self) -> Result<(), K> {
+        Ok(())
+    }
+    fn suspend(&self) -> Result<(), K> {
+        Ok(())
+    }
+    fn resume(&self) -> Result<(), K> {
+        Err(K::Failure)
+    }
+    fn basic_info(&self) -> TaskBasicInfo {
+        TaskBasicInfo {
+            virtual_size: 0x3000,
+            ..Default::default()
+        }
+    }
+    fn events_info(&self) -> TaskEventsInfo {
+        [1, 2, 3, 4, 5, 6, 7]
+    }
+    fn thread_times(&self) -> TaskThreadTimesInfo {
+        TaskThreadTimesInfo::default()
+    }
+
     fn ipc_space(&self) -> Option<Arc<Space>> {
         self.space.clone()
     }
@@ -234,6 +391,9 @@ impl TaskIpc for TestTask {
             (1, Some(right)) => right.copy_send(),
             _ => MsgPort::Null,
         }
+    }
+    fn set_special_port(&self, _: i32, _: MsgPort) -> Result<(), K> {
+        Err(K::InvalidArgument)
     }
 }
 
@@ -331,7 +491,7 @@ impl World {
         } else {
             (PortName::NULL, 0)
         };
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         let mut e = Encoder::new(&mut buf);
         let mut rights = Vec::new();
         for item in items {
@@ -356,6 +516,18 @@ impl World {
                     e.item(desc(copyin_type(d) as u8, 64));
                     rights.push((e.pos(), name, d));
                     e.put(u64::from(name.0));
+                }
+                Item::Words(words) => {
+                    e.item(TypeDesc {
+                        number: words.len() as u32,
+                        ..desc(2, 32)
+                    });
+                    for &v in words {
+                        e.put(v);
+                    }
+                    if words.len() % 2 == 1 {
+                        e.put(0u32);
+                    }
                 }
             }
         }
@@ -420,6 +592,7 @@ enum Item {
     Name(u32),
     U64(u64),
     Right(PortName, Disposition),
+    Words(&'static [u32]),
 }
 
 fn desc(name: u8, size: u16) -> TypeDesc {
@@ -1713,4 +1886,237 @@ fn a_set_s_new_maximum_lowers_its_threads_with_change_threads() {
     for p in ports {
         Port::dealloc_kernel(p);
     }
+}
+
+/// The client's name for a kernel port standing for `thread`.
+fn thread_name(w: &World, thread: &Arc<TestThread>) -> (Arc<Port>, PortName) {
+    let port = Port::alloc_kernel(
+        &w.sender,
+        Some(KObject::new(KObjectKind::Thread, thread.clone())),
+    )
+    .unwrap();
+    let name = w.client.copyout(port.make_send().unwrap(), false).unwrap();
+    (port, name)
+}
+
+#[test]
+fn thread_info_flavors_counts_and_port_types_follow_gnu_mach() {
+    let w = World::new();
+    let thread = Arc::new(TestThread::default());
+    let (_port, name) = thread_name(&w, &thread);
+    let info = |dest, flavor: u32, count: u32| {
+        w.call(
+            dest,
+            mach::THREAD_INFO_ID,
+            &[Item::Int(flavor), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    // The reply: RetCode @32, the array's descriptor @48 (its number is the count), data @56.
+    let g = info(name, 1, 32);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 32));
+    assert_eq!(g.word(56 + 4 * 8), 7, "cpu_usage");
+    assert_eq!(g.word(56 + 4 * 22), 5, "user_time64.nanoseconds");
+    let g = info(name, 1, 20);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 20));
+    // More room than the flavor needs: the full count.
+    assert_eq!(info(name, 1, 1024).desc(48).number, 32);
+    assert_eq!(info(name, 1, 19).code(), K::InvalidArgument);
+    let g = info(name, 2, 8);
+    assert_eq!((g.code(), g.word(56 + 4 * 7)), (K::Success, 3));
+    assert_eq!(info(name, 2, 7).desc(48).number, 7);
+    assert_eq!(info(name, 2, 6).code(), K::InvalidArgument);
+    assert_eq!(info(name, 9, 32).code(), K::InvalidArgument);
+    // A task port is no thread.
+    assert_eq!(info(w.task, 1, 32).code(), K::InvalidArgument);
+}
+
+#[test]
+fn thread_suspend_resume_and_state_follow_gnu_mach() {
+    let w = World::new();
+    let thread = Arc::new(TestThread::default());
+    let (_port, name) = thread_name(&w, &thread);
+    let call = |id, items: &[Item]| w.call(name, id, items).unwrap().code();
+    assert_eq!(call(mach::THREAD_RESUME_ID, &[]), K::Failure);
+    // Running: its state cannot be read.
+    assert_eq!(
+        call(mach::THREAD_GET_STATE_ID, &[Item::Int(1), Item::Int(70)]),
+        K::Failure
+    );
+    assert_eq!(call(mach::THREAD_SUSPEND_ID, &[]), K::Success);
+    assert_eq!(thread.user_stop_count(), 1);
+    static STATE: [u32; 70] = {
+        let mut s = [0u32; 70];
+        s[0] = 0x1234; // x0
+        s[64] = 0x40_0000; // pc
+        s[68] = 0x6000_0000; // cpsr: flags only
+        s
+    };
+    assert_eq!(
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(1), Item::Words(&STATE)]
+        ),
+        K::Success
+    );
+    assert_eq!(thread.st.lock().unwrap().general.x[0], 0x1234);
+    assert_eq!(thread.st.lock().unwrap().general.pc, 0x40_0000);
+    // Too few words, a mode other than EL0t, an unknown flavor.
+    assert_eq!(
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(1), Item::Words(&STATE[..69])]
+        ),
+        K::InvalidArgument
+    );
+    static EL1: [u32; 70] = {
+        let mut s = [0u32; 70];
+        s[68] = 0x5;
+        s
+    };
+    assert_eq!(
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(1), Item::Words(&EL1)]
+        ),
+        K::InvalidArgument
+    );
+    assert_eq!(
+        call(
+            mach::THREAD_SET_STATE_ID,
+            &[Item::Int(7), Item::Words(&STATE)]
+        ),
+        K::InvalidArgument
+    );
+    let g = w
+        .call(
+            name,
+            mach::THREAD_GET_STATE_ID,
+            &[Item::Int(1), Item::Int(70)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 70));
+    assert_eq!((g.word(56), g.word(56 + 4 * 64)), (0x1234, 0x40_0000));
+    assert_eq!(
+        call(mach::THREAD_GET_STATE_ID, &[Item::Int(1), Item::Int(69)]),
+        K::InvalidArgument
+    );
+    assert_eq!(
+        call(mach::THREAD_GET_STATE_ID, &[Item::Int(2), Item::Int(135)]),
+        K::InvalidArgument
+    );
+    let g = w
+        .call(
+            name,
+            mach::THREAD_GET_STATE_ID,
+            &[Item::Int(2), Item::Int(136)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 136));
+    let g = w
+        .call(
+            name,
+            mach::THREAD_GET_STATE_ID,
+            &[Item::Int(0), Item::Int(2)],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.word(56), g.word(60)), (K::Success, 1, 2));
+    assert_eq!(call(mach::THREAD_ABORT_ID, &[]), K::Success);
+    assert_eq!(thread.st.lock().unwrap().aborted, 1);
+    assert_eq!(call(mach::THREAD_RESUME_ID, &[]), K::Success);
+    assert_eq!(call(mach::THREAD_RESUME_ID, &[]), K::Failure);
+    assert_eq!(call(mach::THREAD_TERMINATE_ID, &[]), K::Success);
+    assert!(thread.st.lock().unwrap().terminated);
+    // A task port is no thread.
+    assert_eq!(
+        w.call(w.task, mach::THREAD_SUSPEND_ID, &[]).unwrap().code(),
+        K::InvalidArgument
+    );
+}
+
+#[test]
+fn a_thread_may_not_read_abort_or_set_itself() {
+    let w = World::new();
+    let thread = Arc::new(TestThread {
+        current: true,
+        ..Default::default()
+    });
+    thread.suspend();
+    let (_port, name) = thread_name(&w, &thread);
+    let call = |id, items: &[Item]| w.call(name, id, items).unwrap().code();
+    assert_eq!(
+        call(mach::THREAD_GET_STATE_ID, &[Item::Int(1), Item::Int(70)]),
+        K::InvalidArgument
+    );
+    assert_eq!(call(mach::THREAD_ABORT_ID, &[]), K::InvalidArgument);
+}
+
+#[test]
+fn vm_statistics_and_thread_create_reach_the_task() {
+    let w = World::new();
+    let g = w.call(w.task, mach::VM_STATISTICS_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!((g.word(56), g.word(60), g.word(64)), (4096, 10, 20));
+    let g = w.call(w.task, mach::THREAD_CREATE_ID, &[]).unwrap();
+    // The test's threads have no port: a null right comes back.
+    assert_eq!(g.code(), K::Success);
+}
+
+#[test]
+fn task_info_flavors_and_counts_follow_gnu_mach() {
+    let w = World::new();
+    let info = |dest, flavor: u32, count: u32| {
+        w.call(
+            dest,
+            mach::TASK_INFO_ID,
+            &[Item::Int(flavor), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    let g = info(w.task, 1, 18);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 18));
+    assert_eq!(g.word(56 + 4 * 2), 0x3000, "virtual_size");
+    assert_eq!(info(w.task, 1, 17).code(), K::InvalidArgument);
+    let g = info(w.task, 2, 7);
+    assert_eq!((g.code(), g.word(56 + 4 * 6)), (K::Success, 7));
+    assert_eq!(info(w.task, 2, 6).code(), K::InvalidArgument);
+    assert_eq!(info(w.task, 3, 8).desc(48).number, 8);
+    assert_eq!(info(w.task, 3, 7).code(), K::InvalidArgument);
+    assert_eq!(info(w.task, 4, 32).code(), K::InvalidArgument);
+    // The host port is no task.
+    assert_eq!(info(w.host_name, 1, 18).code(), K::InvalidArgument);
+    assert_eq!(
+        w.call(w.task, mach::TASK_RESUME_ID, &[]).unwrap().code(),
+        K::Failure
+    );
+}
+
+#[test]
+fn vm_read_returns_out_of_line_data_and_vm_region_the_next_region() {
+    let w = World::new();
+    let g = w
+        .call(
+            w.task,
+            mach::VM_READ_ID,
+            &[Item::U64(0x1000), Item::U64(10)],
+        )
+        .unwrap();
+    assert_eq!(
+        (g.code(), g.complex, g.ool.clone()),
+        (K::Success, true, vec![10])
+    );
+    let g = w
+        .call(w.task, mach::VM_READ_ID, &[Item::U64(0), Item::U64(10)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidAddress);
+    let g = w
+        .call(w.task, mach::VM_REGION_ID, &[Item::U64(0x8000)])
+        .unwrap();
+    // address @56, size @72: the region above the address asked for.
+    assert_eq!(g.code(), K::Success);
+    assert_eq!((g.word(56), g.word(72)), (0x10_0000, 0x4000));
+    let g = w
+        .call(w.task, mach::VM_REGION_ID, &[Item::U64(0x20_0000)])
+        .unwrap();
+    assert_eq!(g.code(), K::NoSpace);
 }

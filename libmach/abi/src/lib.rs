@@ -11,6 +11,7 @@
 //!   port        PortName (32-bit names), PortSlot (64-bit message slots), PortRight
 //!   kern_return KernReturn: kern_return_t, MIG and mach_msg codes in one enum
 //!   traps, exception, thread_state   numbers and layouts
+//!   info        thread_info, task_info and vm_statistics flavors as typed structs
 //! ```
 //!
 //! `no_std`, no allocation, no dependencies; nothing panics on any input.
@@ -21,6 +22,7 @@
 extern crate std;
 
 pub mod exception;
+pub mod info;
 pub mod kern_return;
 pub mod message;
 pub mod mig;

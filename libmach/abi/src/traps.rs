@@ -20,21 +20,12 @@ pub const MACH_PORT_ALLOCATE_NAME: u32 = 75;
 pub const THREAD_SET_SELF_STATE: u32 = 77;
 
 /// Temporary traps, outside GNU Mach's table. Each goes when the IPC interface that
-/// replaces it arrives: `thread_create` + `thread_set_state` + `thread_resume`,
-/// `thread_terminate`, `thread_info` (`last_processor`, times), `vm_statistics` and
-/// `gsync`.
+/// replaces it arrives (`thread_info` for the times, `gsync`, exception ports, a name
+/// server, `mach_host` for processor sets). 1000-1004 (thread creation and exit, the
+/// current CPU, frame and CPU counts) are gone: `thread_create` + `thread_set_state` +
+/// `thread_resume`, `thread_terminate`, `thread_info`, `vm_statistics` and `host_info`
+/// replaced them.
 pub mod temporary {
-    /// `(entry, stack_top, arg) -> thread id or negative error`: a new thread in the
-    /// caller's task, running `entry(arg)` on `stack_top`.
-    pub const THREAD_CREATE: u32 = 1000;
-    /// Terminate the calling thread (the task ends with its last thread).
-    pub const THREAD_EXIT: u32 = 1001;
-    /// `() -> cpu index` the caller runs on.
-    pub const CURRENT_CPU: u32 = 1002;
-    /// `() -> (free in x0, total in x1)` physical frame counts.
-    pub const FRAME_COUNTS: u32 = 1003;
-    /// `() -> number of CPUs online`.
-    pub const CPU_COUNT: u32 = 1004;
     /// `(address, timeout_ms) -> wait result`: wait on the event named by `address` in the
     /// caller's task (no timeout if `timeout_ms` is 0). Results: 0 awakened, 1 timed out,
     /// 2 interrupted (GNU Mach's `THREAD_*` wait results). Stands in for `gsync_wait`.

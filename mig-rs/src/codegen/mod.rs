@@ -424,6 +424,30 @@ impl Gen<'_> {
             "/// Size of the largest reply of the subsystem (at least an error reply)."
         );
         let _ = writeln!(self.out, "pub const MAX_REPLY_SIZE: usize = {max_rep};");
+        let _ = writeln!(
+            self.out,
+            "/// Size of the largest reply to request `id` (at least an error reply), or `None`"
+        );
+        let _ = writeln!(
+            self.out,
+            "/// for an id that is not one of the subsystem's routines (or a simpleroutine's)."
+        );
+        let _ = writeln!(
+            self.out,
+            "pub const fn max_reply_size(id: i32) -> ::core::option::Option<usize> {{"
+        );
+        let _ = writeln!(self.out, "    match id {{");
+        for r in sub.routines.iter().filter(|r| !r.is_simple()) {
+            let size = crate::layout::reply_layout(sub, r).max_size.max(48);
+            let _ = writeln!(
+                self.out,
+                "        {}_ID => ::core::option::Option::Some({size}),",
+                upper(&r.name)
+            );
+        }
+        let _ = writeln!(self.out, "        _ => ::core::option::Option::None,");
+        let _ = writeln!(self.out, "    }}");
+        let _ = writeln!(self.out, "}}");
     }
 }
 

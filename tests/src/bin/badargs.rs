@@ -1,12 +1,12 @@
 //! `badargs`: bad pointers and bad arguments to every trap come back as error codes, never
 //! as a fault of the caller or a kernel panic: `mach_print`, `vm_allocate`,
-//! `vm_deallocate`, `thread_switch`, `THREAD_CREATE` and `task_terminate`. Each check
+//! `vm_deallocate`, `thread_switch` and `task_terminate`. Each check
 //! expects exactly one code: the one GNU Mach returns (`kern/ipc_mig.c` `syscall_*`,
 //! `vm/vm_user.c`, `vm/vm_map.c`: a name that is not a task is `MACH_SEND_INTERRUPTED`, a
 //! size that rounds to 0 `KERN_INVALID_ARGUMENT`, a fixed range outside the map
 //! `KERN_INVALID_ADDRESS`, no room `KERN_NO_SPACE`, and `vm_deallocate` clips its range to the
-//! map, so a range outside it succeeds). `THREAD_CREATE` is armach's temporary trap: its codes
-//! are armach's own (a bad entry `KERN_INVALID_ARGUMENT`, a bad stack `KERN_INVALID_ADDRESS`).
+//! map, so a range outside it succeeds). Thread creation is an IPC routine now; `taskthread`
+//! gives it bad arguments.
 
 #![no_std]
 #![no_main]
@@ -379,32 +379,8 @@ fn thread_checks(c: &mut Checks) {
     let depressed = traps::swtch_pri(0);
     c.note(format_args!("swtch_pri(0) returned {}", depressed));
 
-    let stack = allocate(c, "a stack for THREAD_CREATE", 4 * PAGE_SIZE).unwrap_or(0);
-    let top = stack + 4 * PAGE_SIZE;
-    let entry = thread_checks as *const () as u64;
-    // SAFETY: each call passes something the kernel must refuse (entry 0, a kernel entry, a
-    // kernel stack); had it accepted one, that thread would fault alone, touching nothing.
-    let (null_entry, kernel_entry, kernel_stack) = unsafe {
-        (
-            code_of(traps::thread_create(0, top, 0)),
-            code_of(traps::thread_create(KERNEL_HALF, top, 0)),
-            code_of(traps::thread_create(entry, KERNEL_HALF + 0x1000, 0)),
-        )
-    };
-    release(stack, 4 * PAGE_SIZE);
-    expect(c, "THREAD_CREATE(entry 0)", null_entry, INVALID_ARGUMENT);
-    expect(
-        c,
-        "THREAD_CREATE(entry in the kernel half)",
-        kernel_entry,
-        INVALID_ARGUMENT,
-    );
-    expect(
-        c,
-        "THREAD_CREATE(stack in the kernel half)",
-        kernel_stack,
-        INVALID_ADDRESS,
-    );
+    // Thread creation is an IPC routine now (`thread_create`); the `taskthread` test gives
+    // it and the other thread routines bad arguments.
 
     let seen = traps::task_terminate(BAD_TASK);
     expect(c, "task_terminate(bad task 0xdead)", seen, SEND_INTERRUPTED);

@@ -204,10 +204,10 @@ fn null_rpc_cross_cpu() {
     let r = request(&mut buf, SETUP);
     let server_cpu = (buf[3] >> 32) as u32;
     // This thread is in the default set, which now holds CPU 0 only.
-    while traps::current_cpu() != 0 {
+    while libmach::kern::current_cpu() != 0 {
         traps::swtch();
     }
-    let client_cpu = traps::current_cpu();
+    let client_cpu = libmach::kern::current_cpu();
     if r != KernReturn::Success || server_cpu == client_cpu {
         println!(
             "bench: null-rpc-cross-cpu: setup failed ({r:?}, server on CPU {server_cpu}, client on CPU {client_cpu})"
@@ -408,6 +408,40 @@ fn thread_create_join() {
     );
 }
 
+/// `thread_info(THREAD_BASIC_INFO)` of the calling thread through the generated stub and
+/// `mach_msg`, served by the kernel in the caller's context: instructions per round trip
+/// (request, kernel server, reply). The stub's message buffer is reused, not zeroed for
+/// each call.
+fn thread_info_rpc() {
+    use libmach::abi::info::{THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT};
+    use libmach::ipc::{self, SendRight};
+    use libmach::mig::mach;
+    let rpcs = iterations(2_000);
+    let me = SendRight::from_name(traps::mach_thread_self());
+    let mut transport = ipc::transport();
+    let mut buf = alloc::vec![0u8; 4152];
+    let mut info = [0i32; THREAD_BASIC_INFO_COUNT];
+    // The first call makes the thread's reply port.
+    let _ = mach::thread_info(&mut transport, &me, THREAD_BASIC_INFO, &mut info);
+    report(
+        "thread-info-rpc",
+        "thread_info(THREAD_BASIC_INFO) RPC",
+        rpcs,
+        || {
+            for _ in 0..rpcs {
+                let r = mach::thread_info_with(
+                    &mut transport,
+                    &mut buf,
+                    &me,
+                    THREAD_BASIC_INFO,
+                    &mut info,
+                );
+                core::hint::black_box(r.is_ok());
+            }
+        },
+    );
+}
+
 /// The benchmarks of a one-CPU run, in order, by the names they print.
 const BENCHMARKS: &[(&str, fn())] = &[
     ("null-trap", null_trap),
@@ -418,6 +452,7 @@ const BENCHMARKS: &[(&str, fn())] = &[
     ("thread-create-join", thread_create_join),
     ("null-rpc-same-cpu", null_rpc),
     ("processor-info-rpc", processor_info_rpc),
+    ("thread-info-rpc", thread_info_rpc),
     ("wakeup-round-trip", wakeup_round_trip),
 ];
 
@@ -449,7 +484,7 @@ fn main(args: &Args) -> i32 {
     if args.get(3).is_some_and(|a| a.to_bytes() == b"profile") {
         return profile(args);
     }
-    if traps::cpu_count() > 1 {
+    if libmach::kern::cpu_count() > 1 {
         // `cargo xtask bench` boots more CPUs for the wake-up path and (on 2, with
         // `benchsrv`) the cross-CPU null RPC.
         wakeup_round_trip();

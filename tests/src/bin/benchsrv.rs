@@ -75,7 +75,7 @@ fn main(args: &Args) -> i32 {
         buf[0] = u64::from(msgh_bits(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0));
         buf[2] = 0;
         buf[3] = if id == SETUP {
-            u64::from(traps::current_cpu()) << 32
+            u64::from(libmach::kern::current_cpu()) << 32
         } else {
             0
         };
@@ -114,7 +114,7 @@ fn processor_set_create_with(args: &Args, cpu: u32) -> Option<SendRight> {
         return None;
     }
     // The move takes effect at this thread's next reschedule.
-    while traps::current_cpu() != cpu {
+    while libmach::kern::current_cpu() != cpu {
         traps::swtch();
     }
     Some(set)

@@ -1,8 +1,9 @@
 //! `fp`: FP/SIMD state survives preemption, migration and traps. Several threads (and the
 //! main thread) each load distinct values into all 32 SIMD registers and their own FPCR and
 //! FPSR, then spin in assembly long enough to be preempted many times, sleeping briefly (so
-//! that they wake on other CPUs) and calling `CURRENT_CPU` as they go, and finally store
-//! everything back and compare. With more than one CPU some thread must have moved.
+//! that they wake on other CPUs) and asking the kernel, over `mach_msg` from the same
+//! assembly, which CPU they last ran on (`thread_info(THREAD_SCHED_INFO)`), and finally
+//! store everything back and compare. With more than one CPU some thread must have moved.
 
 #![no_std]
 #![no_main]
@@ -12,8 +13,13 @@ extern crate alloc;
 use alloc::vec::Vec;
 use armach_tests::Checks;
 use core::arch::asm;
-use libmach::abi::traps::{SWITCH_OPTION_WAIT, THREAD_SWITCH, temporary::CURRENT_CPU};
-use libmach::{Args, thread};
+use libmach::abi::info::{THREAD_SCHED_INFO, THREAD_SCHED_INFO_COUNT};
+use libmach::abi::message::option;
+use libmach::abi::mig::{CallOptions, Transport};
+use libmach::abi::traps::{MACH_MSG_TRAP, SWITCH_OPTION_WAIT, THREAD_SWITCH};
+use libmach::ipc::{ReceiveRight, SendRight, TaskSpace};
+use libmach::mig::mach;
+use libmach::{Args, KernReturn, PortName, thread, traps};
 
 libmach::main!(main);
 
@@ -58,8 +64,69 @@ fn fpsr_for(who: u32) -> u64 {
     ((k * 0x13 + 1) & 0x9f) | ((k & 1) << 27)
 }
 
+/// Size of the `thread_info` request the stub builds, and room for its reply (56 bytes
+/// and the 8 words of `THREAD_SCHED_INFO`).
+const REQUEST: usize = 64;
+const REPLY: usize = 128;
+/// Where `last_processor` is in that reply: the array at 56, its eighth word.
+const LAST_PROCESSOR_AT: usize = 56 + 4 * 7;
+
+/// A transport that keeps the request a stub builds instead of sending it.
+struct Capture<'a> {
+    reply: PortName,
+    request: &'a mut [u8; REQUEST],
+    len: usize,
+}
+
+// SAFETY: it never hands a reply to the stub (every call fails after the copy).
+unsafe impl Transport for Capture<'_> {
+    type Space = TaskSpace;
+
+    fn reply_port(&mut self) -> PortName {
+        self.reply
+    }
+
+    unsafe fn rpc(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _: PortName,
+        _: CallOptions,
+    ) -> Result<(), KernReturn> {
+        self.len = send_size;
+        if let (Some(to), Some(from)) = (self.request.get_mut(..send_size), msg.get(..send_size)) {
+            to.copy_from_slice(from);
+        }
+        Err(KernReturn::MigNoReply)
+    }
+
+    unsafe fn send(&mut self, _: &mut [u8], _: usize, _: CallOptions) -> Result<(), KernReturn> {
+        Err(KernReturn::MigNoReply)
+    }
+}
+
+/// The calling thread's `thread_info(THREAD_SCHED_INFO)` request as the generated stub
+/// builds it, with a reply port of its own; the assembly sends a copy of it each time.
+/// Returns the reply port and the thread's port (the caller releases both afterwards).
+fn sched_info_request(request: &mut [u8; REQUEST]) -> (ReceiveRight, SendRight) {
+    let reply = traps::mach_reply_port();
+    let me = SendRight::from_name(traps::mach_thread_self());
+    let mut capture = Capture {
+        reply,
+        request,
+        len: 0,
+    };
+    let mut info = [0i32; THREAD_SCHED_INFO_COUNT];
+    let _ = mach::thread_info(&mut capture, &me, THREAD_SCHED_INFO, &mut info);
+    assert_eq!(capture.len, REQUEST, "thread_info request size");
+    (ReceiveRight::from_name(reply), me)
+}
+
 /// Loads the pattern into v0-v31 and FPCR/FPSR, spins, stores them back.
 fn run(who: u32) -> Outcome {
+    let mut request = [0u8; REQUEST];
+    let (reply_port, me) = sched_info_request(&mut request);
+    let mut buffer = [0u64; REPLY / 8];
     let input = pattern(who);
     let mut output = [0u8; 512];
     let mut fpcr = fpcr_for(who);
@@ -67,8 +134,9 @@ fn run(who: u32) -> Outcome {
     let changes: u64;
     // SAFETY: the asm reads 512 bytes of `input` and writes 512 bytes of `output`, both
     // local arrays; it saves and restores the caller's FPCR/FPSR; every register it changes
-    // is declared, including x0-x8 for the traps (swtch and CURRENT_CPU, which only take
-    // values) and all SIMD registers.
+    // is declared, including x0-x8 for the traps (thread_switch, which only takes values,
+    // and mach_msg, which sends the request copied from `request` and receives the reply
+    // into `buffer`, both ours) and all SIMD registers.
     unsafe {
         asm!(
             "mrs x16, fpcr",
@@ -98,8 +166,25 @@ fn run(who: u32) -> Outcome {
             "2:",
             "tst x11, #{cpu_mask}",
             "b.ne 1b",
-            "mov x8, #{current_cpu}",
+            "ldp x0, x1, [x20]",
+            "stp x0, x1, [x21]",
+            "ldp x0, x1, [x20, #16]",
+            "stp x0, x1, [x21, #16]",
+            "ldp x0, x1, [x20, #32]",
+            "stp x0, x1, [x21, #32]",
+            "ldp x0, x1, [x20, #48]",
+            "stp x0, x1, [x21, #48]",
+            "mov x0, x21",
+            "mov x1, #{send_rcv}",
+            "mov x2, #{request}",
+            "mov x3, #{reply}",
+            "mov x4, x22",
+            "mov x5, #0",
+            "mov x6, #0",
+            "mov x8, #{mach_msg}",
             "svc #0",
+            "cbnz x0, 1b",
+            "ldr w0, [x21, #{last_processor}]",
             "cmp x0, x15",
             "b.eq 1b",
             "mov x15, x0",
@@ -122,7 +207,14 @@ fn run(who: u32) -> Outcome {
             cpu_mask = const CPU_MASK,
             thread_switch = const -(THREAD_SWITCH as i64),
             wait = const SWITCH_OPTION_WAIT,
-            current_cpu = const -(CURRENT_CPU as i64),
+            mach_msg = const -(MACH_MSG_TRAP as i64),
+            send_rcv = const option::SEND_MSG | option::RCV_MSG,
+            request = const REQUEST,
+            reply = const REPLY,
+            last_processor = const LAST_PROCESSOR_AT,
+            in("x20") request.as_ptr(),
+            in("x21") buffer.as_mut_ptr(),
+            in("x22") u64::from(reply_port.name().0),
             inout("x9") input.as_ptr() => _,
             inout("x10") output.as_mut_ptr() => _,
             inout("x11") ITERATIONS => _,
@@ -145,6 +237,7 @@ fn run(who: u32) -> Outcome {
             options(nostack),
         );
     }
+    drop((reply_port, me));
     let first_bad_register =
         (0..32).find(|r| input[r * 16..r * 16 + 16] != output[r * 16..r * 16 + 16]);
     Outcome {

@@ -1,8 +1,8 @@
 //! `psets`: processor sets through the `mach_host` routines over IPC (the stubs mig-rs
 //! generates). A set is made with `processor_set_create` (a control and a name port);
 //! worker threads assigned to it while it is empty stop running until a processor is
-//! assigned to it; then they run only on that processor (seen through the temporary
-//! `CURRENT_CPU`) while the main thread, in the default set, never runs there, and
+//! assigned to it; then they run only on that processor (seen through
+//! `thread_info(THREAD_SCHED_INFO).last_processor`) while the main thread, in the default set, never runs there, and
 //! `thread_get_assignment`, `processor_get_assignment`, `processor_info` and
 //! `processor_set_info` agree; a handoff to one of them (`thread_switch` with its port as
 //! the hint) does not run it elsewhere; moved back they run again; destroying a set

@@ -11,7 +11,8 @@
 
 use armach_tests::Checks;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use libmach::traps::{cpu_count, thread_switch};
+use libmach::cpu_count;
+use libmach::traps::thread_switch;
 use libmach::{Args, PortName, thread};
 use mach_abi::traps::{SWITCH_OPTION_DEPRESS, SWITCH_OPTION_NONE};
 
@@ -39,12 +40,6 @@ fn spin_ms(ms: u64) {
     }
 }
 
-/// The name `thread_switch` takes for a thread: the placeholder `mach_thread_self` gives
-/// (`THREAD_BASE` + thread id) until thread ports exist.
-fn thread_name(id: u64) -> PortName {
-    PortName(0x1000 + id as u32)
-}
-
 static ORDER: AtomicU64 = AtomicU64::new(0);
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -63,29 +58,44 @@ fn main(_args: &Args) -> i32 {
         ));
     }
 
-    // The hint: B is queued first, then C; a switch hinted at C runs C first. A clock tick
-    // that preempts this thread between the spawns and the switch lets B run first
-    // without any hint, so on one CPU the scenario is tried up to 5 times: with the hint
-    // ignored, C could never run first.
-    let mut order = 0;
-    for _ in 0..5 {
-        ORDER.store(0, Ordering::Release);
-        NEXT.store(0, Ordering::Release);
-        let b = thread::spawn(|| record(0xb));
-        let cc = thread::spawn(|| record(0xc));
-        let (Ok(b), Ok(cc)) = (b, cc) else {
-            c.check(false, "threads start", format_args!("spawn failed"));
-            return c.finish();
-        };
-        let r = thread_switch(thread_name(cc.id()), SWITCH_OPTION_NONE, 0);
-        c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
-        b.join();
-        cc.join();
-        order = ORDER.load(Ordering::Acquire);
-        if !one_cpu || order == 0xb0c {
-            break;
+    // The hint: B is queued first, then C; a switch hinted at C runs C first. Each first
+    // waits on GO (B before C), so that both become runnable together, in that order, when
+    // the main thread wakes them, just before its switch (a spawn is several calls now: a
+    // timer tick during them could run a thread spawned earlier).
+    static GO: AtomicU32 = AtomicU32::new(0);
+    let go = &GO as *const AtomicU32 as usize;
+    let gated = move |tag| {
+        while GO.load(Ordering::Acquire) == 0 {
+            libmach::traps::event_wait(go, 0);
         }
-    }
+        record(tag)
+    };
+    let b = thread::spawn(move || gated(0xb));
+    let waiting = |h: &thread::JoinHandle<()>| {
+        armach_tests::poll_sleeping(5_000, || {
+            libmach::kern::thread_basic_info(h.thread())
+                .is_ok_and(|i| i.run_state == libmach::abi::info::TH_STATE_WAITING)
+        })
+    };
+    let b_waits = b.as_ref().is_ok_and(waiting);
+    let cc = thread::spawn(move || gated(0xc));
+    let c_waits = cc.as_ref().is_ok_and(waiting);
+    c.check(
+        b_waits && c_waits,
+        "B, then C, wait to be released",
+        format_args!("{b_waits} {c_waits}"),
+    );
+    let (Ok(b), Ok(cc)) = (b, cc) else {
+        c.check(false, "threads start", format_args!("spawn failed"));
+        return c.finish();
+    };
+    GO.store(1, Ordering::Release);
+    libmach::traps::event_wake(go, true);
+    let r = thread_switch(cc.port(), SWITCH_OPTION_NONE, 0);
+    c.check_eq("thread_switch(hint C, NONE)", r, Ok(()));
+    b.join();
+    cc.join();
+    let order = ORDER.load(Ordering::Acquire);
     if one_cpu {
         c.check_eq("run order after the hint (C then B)", order, 0xb0c);
     }

@@ -14,8 +14,8 @@ use alloc::vec::Vec;
 use armach_tests::Checks;
 use core::hint::black_box;
 use libmach::abi::traps::{PAGE_SIZE, VM_MAX_USER_ADDRESS};
-use libmach::traps::{self, frame_counts};
 use libmach::{Args, KernReturn};
+use libmach::{frame_counts, traps};
 
 libmach::main!(main);
 

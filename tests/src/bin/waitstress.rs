@@ -128,7 +128,7 @@ fn waker(index: usize) -> u64 {
 
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("waitstress");
-    let cpus = libmach::traps::cpu_count();
+    let cpus = libmach::cpu_count();
     let min_ticks = TIMEOUT_MS * frequency() / 1000;
     c.note(format_args!(
         "{WAITERS} waiters x {ROUNDS} waits on {EVENTS} events (+1 silent), {WAKERS} wakers, {cpus} CPUs"

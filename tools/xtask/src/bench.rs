@@ -97,6 +97,7 @@ fn metric_name(figure: &str) -> Option<&'static str> {
         "null-rpc-same-cpu" => Some("null_rpc_same_cpu"),
         "null-rpc-cross-cpu" => Some("null_rpc_cross_cpu"),
         "processor-info-rpc" => Some("processor_info_rpc"),
+        "thread-info-rpc" => Some("thread_info_rpc"),
         _ => None,
     }
 }
@@ -199,6 +200,7 @@ mod tests {
     #[test]
     fn metrics_and_json() {
         assert_eq!(metric_name("null-trap"), Some("null_trap"));
+        assert_eq!(metric_name("thread-info-rpc"), Some("thread_info_rpc"));
         assert_eq!(metric_name("yield-alone"), None);
         assert_eq!(
             metric_name("null-rpc-cross-cpu"),

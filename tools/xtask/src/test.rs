@@ -337,6 +337,7 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     "psets",
     "portsets",
     "machhost",
+    "taskthread",
 ];
 
 /// The program started as several tasks at once, and how many.

@@ -237,6 +237,7 @@ pub fn kick(cpu: CpuId) {
 
 /// Start a thread created stopped (`Thread::new_user`).
 pub fn thread_start(thread: Arc<Thread>) {
+    thread.started.store(true, Ordering::SeqCst);
     let start = thread.wait.lock().start();
     if start {
         setrun(thread);
@@ -596,6 +597,8 @@ pub fn thread_exit() -> ! {
     me.detach_from_task();
     me.wait.lock().exit();
     waitq::cancel_depress(&me);
+    // Whoever waits for it to stop need wait no longer.
+    thread_wakeup(me.stopped_event(), true);
     drop(me);
     schedule(Switch::Exit);
     unreachable!("an exited thread was scheduled again");
@@ -741,8 +744,76 @@ pub fn ast_check(thread: &Thread) {
     if thread.should_terminate() {
         thread_exit();
     }
+    if thread.hold_count.load(Ordering::SeqCst) != 0 {
+        halt_self();
+    }
     if this_processor().need_resched.load(Ordering::Acquire) {
         schedule(Switch::Yield);
+        // Held or asked to end while it waited for a processor: not back to user mode.
+        if thread.should_terminate() {
+            thread_exit();
+        }
+        if thread.hold_count.load(Ordering::SeqCst) != 0 {
+            halt_self();
+        }
+    }
+}
+
+/// Stop the running thread here, at its return to user mode, while it is held (GNU Mach
+/// `thread_halt_self`): its user state stays saved in its trap frame for
+/// `thread_get_state`/`thread_set_state` until the last hold is released, or it ends here
+/// if it is terminated meanwhile.
+fn halt_self() {
+    let me = current_thread();
+    loop {
+        if me.should_terminate() {
+            drop(me);
+            thread_exit();
+        }
+        if me.hold_count.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        if assert_wait(Some(me.resume_event()), None, true).is_err() {
+            break;
+        }
+        me.parked.store(true, Ordering::SeqCst);
+        thread_wakeup(me.stopped_event(), true);
+        // Released (or terminated) between the check and the wait: do not block.
+        if me.hold_count.load(Ordering::SeqCst) == 0 || me.should_terminate() {
+            clear_wait(&me, None, WaitResult::Awakened);
+        } else {
+            thread_block();
+        }
+        me.parked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Wait until `target` (not the running thread) is stopped (GNU Mach `thread_dowait`):
+/// see `Thread::is_stopped`. A thread held by the caller gets there at its next return to
+/// user mode; one that is not held may never. Returns false if the caller was interrupted
+/// (it is being terminated) first.
+pub fn thread_dowait(target: &Arc<Thread>) -> bool {
+    let me = current_thread();
+    loop {
+        if target.is_stopped() {
+            return true;
+        }
+        if me.should_terminate() {
+            return false;
+        }
+        // A thread that blocks in an interruptible wait says nothing: look again now and
+        // then as well as when it parks.
+        let recheck = crate::arch::timer::counter().saturating_add(ms_to_ticks(5));
+        if assert_wait(Some(target.stopped_event()), Some(recheck), true).is_err() {
+            return false;
+        }
+        if target.is_stopped() {
+            clear_wait(&me, None, WaitResult::Awakened);
+            return true;
+        }
+        if thread_block() == WaitResult::Interrupted {
+            return false;
+        }
     }
 }
 

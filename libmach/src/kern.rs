@@ -1,0 +1,183 @@
+//! Typed calls of the kernel's task, thread, VM and host routines over IPC (the generated
+//! `mig::mach` and `mig::mach_host` stubs with the calling task's transport): info flavors
+//! as `mach-abi` structs, results as `Result<_, KernReturn>`, and what the temporary traps
+//! used to answer (the CPU a thread runs on, frame counts, the CPU count), now from
+//! `thread_info`, `vm_statistics` and `host_info`.
+
+use mach_abi::info::{
+    THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_SCHED_INFO, THREAD_SCHED_INFO_COUNT,
+    ThreadBasicInfo, ThreadSchedInfo, VmStatistics,
+};
+use mach_abi::mig::{KernReturn, PortName};
+
+use crate::ipc::{self, SendRight};
+use crate::mig::{mach, mach_host};
+use crate::traps;
+
+/// `thread_info(THREAD_BASIC_INFO)` of `thread`.
+pub fn thread_basic_info(thread: &SendRight) -> Result<ThreadBasicInfo, KernReturn> {
+    let mut w = [0i32; THREAD_BASIC_INFO_COUNT];
+    let out = mach::thread_info(&mut ipc::transport(), thread, THREAD_BASIC_INFO, &mut w)?;
+    ThreadBasicInfo::from_words(&w[..out.thread_info_out_count as usize])
+        .ok_or(KernReturn::MigTypeError)
+}
+
+/// `thread_info(THREAD_SCHED_INFO)` of `thread`.
+pub fn thread_sched_info(thread: &SendRight) -> Result<ThreadSchedInfo, KernReturn> {
+    let mut w = [0i32; THREAD_SCHED_INFO_COUNT];
+    let out = mach::thread_info(&mut ipc::transport(), thread, THREAD_SCHED_INFO, &mut w)?;
+    ThreadSchedInfo::from_words(&w[..out.thread_info_out_count as usize])
+        .ok_or(KernReturn::MigTypeError)
+}
+
+/// Run `f` with a send right to the calling thread's own port, released afterwards
+/// (`mach_thread_self` adds a user reference each time).
+pub fn with_thread_self<R>(f: impl FnOnce(&SendRight) -> R) -> R {
+    let me = SendRight::from_name(traps::mach_thread_self());
+    f(&me)
+}
+
+/// The CPU the calling thread last ran on, which is the one it runs on now:
+/// `thread_info(THREAD_SCHED_INFO).last_processor` of itself.
+pub fn current_cpu() -> u32 {
+    with_thread_self(thread_sched_info).map_or(u32::MAX, |s| s.last_processor as u32)
+}
+
+/// `vm_statistics` of the calling task (the machine's page counts).
+pub fn vm_statistics() -> Result<VmStatistics, KernReturn> {
+    let out = mach::vm_statistics(&mut ipc::transport(), &ipc::task_self())?;
+    Ok(VmStatistics::from_words(&out.vm_stats))
+}
+
+/// Physical frame counts, from `vm_statistics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// Free and total physical frames (`vm_statistics`: free, and free plus active, inactive
+/// and wired). Zero if the call fails.
+pub fn frame_counts() -> FrameCounts {
+    let s = vm_statistics().unwrap_or_default();
+    let n = |v: i32| v.max(0) as u64;
+    FrameCounts {
+        free: n(s.free_count),
+        total: n(s.free_count) + n(s.active_count) + n(s.inactive_count) + n(s.wire_count),
+    }
+}
+
+/// `HOST_BASIC_INFO` and its count.
+const HOST_BASIC_INFO: i32 = 1;
+const HOST_BASIC_INFO_COUNT: usize = 6;
+
+/// CPUs online: `host_info(HOST_BASIC_INFO).avail_cpus` (0 if the call fails).
+pub fn cpu_count() -> u32 {
+    let mut w = [0i32; HOST_BASIC_INFO_COUNT];
+    match mach_host::host_info(
+        &mut ipc::transport(),
+        &ipc::host_self(),
+        HOST_BASIC_INFO,
+        &mut w,
+    ) {
+        Ok(_) => w[1].max(0) as u32,
+        Err(_) => 0,
+    }
+}
+
+/// `vm_protect` in the calling task.
+pub fn vm_protect(address: u64, size: u64, set_maximum: bool, prot: i32) -> Result<(), KernReturn> {
+    mach::vm_protect(
+        &mut ipc::transport(),
+        &ipc::task_self(),
+        address,
+        size,
+        set_maximum,
+        prot,
+    )
+}
+
+/// `thread_terminate` of the calling thread, sent without a reply port (the thread ends at
+/// the return from the send, so nothing would receive a reply) and with the reference
+/// `mach_thread_self` gave moved into the request: never returns. The thread's reply port,
+/// if it has one, is destroyed first.
+///
+/// # Safety
+///
+/// As for any thread end: nothing may rely on the calling thread's stack or on its frames
+/// finishing.
+pub unsafe fn thread_terminate_self() -> ! {
+    ipc::release_reply_port_at_exit();
+    // One reference, moved into the request once it is queued.
+    let me = traps::mach_thread_self();
+    loop {
+        let mut t = NoReply;
+        let right = core::mem::ManuallyDrop::new(SendRight::from_name(me));
+        let sent = mach::thread_terminate(&mut t, &right);
+        // The task is at its kernel-memory limit (the request could not be queued): wait
+        // for memory to come back and try again.
+        if sent == Err(KernReturn::SendNoBuffer) {
+            let _ = traps::thread_switch(PortName::NULL, mach_abi::traps::SWITCH_OPTION_WAIT, 10);
+            continue;
+        }
+        break;
+    }
+    // The kernel refused (a kernel bug): end the task rather than run on.
+    let _ = traps::task_terminate(traps::mach_task_self());
+    loop {
+        traps::swtch();
+    }
+}
+
+/// A transport that sends requests without a reply port and never receives, moving the
+/// sender's send right to the destination into the request (the stubs copy it).
+struct NoReply;
+
+// SAFETY: it never hands a reply to a stub (every call fails after the send).
+unsafe impl mach_abi::mig::Transport for NoReply {
+    type Space = ipc::TaskSpace;
+
+    fn reply_port(&mut self) -> PortName {
+        PortName::NULL
+    }
+
+    unsafe fn rpc(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _: PortName,
+        options: mach_abi::mig::CallOptions,
+    ) -> Result<(), KernReturn> {
+        // SAFETY: the caller's guarantee about the message's regions (`Transport::rpc`).
+        unsafe { self.send(msg, send_size, options) }?;
+        Err(KernReturn::MigNoReply)
+    }
+
+    unsafe fn send(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _: mach_abi::mig::CallOptions,
+    ) -> Result<(), KernReturn> {
+        use crate::ipc::MachMsg;
+        // The header's remote disposition (bits 0-7): MOVE_SEND instead of COPY_SEND.
+        if let Some(bits) = msg
+            .first_mut()
+            .filter(|b| **b == mach_abi::message::MACH_MSG_TYPE_COPY_SEND)
+        {
+            *bits = mach_abi::message::MACH_MSG_TYPE_MOVE_SEND;
+        }
+        // SAFETY: as for `rpc`.
+        unsafe {
+            ipc::Trap.mach_msg(
+                msg,
+                mach_abi::message::option::SEND_MSG,
+                send_size,
+                PortName::NULL,
+                0,
+                PortName::NULL,
+            )
+        }
+        .result()
+    }
+}
