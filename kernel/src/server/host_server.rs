@@ -93,7 +93,7 @@ impl<T: TaskIpc> Kernel<'_, T> {
     /// An out-of-line array of send rights to at most `count` ports, which `fill` hands
     /// to the function it is given (ports past `count` are left out: the list grew since
     /// it was counted).
-    fn port_array_of(
+    pub(super) fn port_array_of(
         &mut self,
         count: usize,
         fill: impl FnOnce(&mut dyn FnMut(Option<&Arc<crate::ipc::Port>>)),

@@ -438,9 +438,21 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         })
     }
 
+    /// `task_threads` (GNU Mach `kern/task.c`): send rights to the task's threads' ports,
+    /// out of line, in the order the task holds them (by creation).
+    fn task_threads(&mut self, task: &Arc<T>) -> Result<mach::TaskThreadsOut, KernReturn> {
+        let mut count = 0;
+        task.for_each_thread(&mut |_| count += 1);
+        Ok(mach::TaskThreadsOut {
+            thread_list: self.port_array_of(count, |put| {
+                task.for_each_thread(&mut |t| put(t.kernel_port().as_ref()))
+            })?,
+        })
+    }
+
     mach::mach_unimplemented!(crate::server::generated::mach;
         task_get_emulation_vector, task_set_emulation_vector,
-        task_threads, mach_ports_register, mach_ports_lookup,
+        mach_ports_register, mach_ports_lookup,
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
         task_set_emulation, task_ras_control, vm_map,

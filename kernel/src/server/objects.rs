@@ -62,6 +62,9 @@ pub trait ThreadIpc: Any + Send + Sync {
         general: Option<&Aarch64ThreadState>,
         float: Option<&Aarch64FloatState>,
     ) -> Option<()>;
+    /// Its kernel port (`thread->ith_self`), for the arrays of thread ports that
+    /// `task_threads` and `processor_set_threads` return.
+    fn kernel_port(&self) -> Option<Arc<crate::ipc::Port>>;
     /// The thread's processor set (`thread_get_assignment`).
     fn processor_set(&self) -> ProcessorSetId;
     /// Move the thread to `set` (`thread_assign`; the scheduler's refusals).
@@ -449,6 +452,9 @@ impl TaskIpc for crate::kern::task::Task {
 /// suspensions (`Thread::hold`), their accounting, and their saved user state
 /// (`Thread::with_user_state`).
 impl ThreadIpc for crate::kern::thread::Thread {
+    fn kernel_port(&self) -> Option<Arc<crate::ipc::Port>> {
+        self.self_port.get().cloned()
+    }
     fn processor_set(&self) -> ProcessorSetId {
         crate::kern::sched::pset::thread_get_assignment(self)
     }

@@ -89,6 +89,9 @@ struct TestThreadState {
 }
 
 impl ThreadIpc for TestThread {
+    fn kernel_port(&self) -> Option<Arc<Port>> {
+        None
+    }
     fn processor_set(&self) -> ProcessorSetId {
         ProcessorSetId(self.pset.load(Relaxed))
     }

@@ -145,6 +145,25 @@ fn create_and_state(c: &mut Checks) {
         "a new thread is suspended once and stopped",
         format_args!("{info:?}"),
     );
+    // task_threads: this thread and the new one, under the names this task already has for
+    // them (the list's rights merge into those names; they are released with the list, so
+    // a name first made by the list would be gone after it).
+    let me = traps::mach_thread_self();
+    let listed = mach::task_threads(&mut t(), &task)
+        .map(|o| o.thread_list.names().collect::<alloc::vec::Vec<_>>());
+    c.check(
+        listed
+            .as_ref()
+            .is_ok_and(|l| l.contains(&th.name()) && l.contains(&me)),
+        "task_threads lists this thread and the new one",
+        format_args!("{listed:?} (new {:?}, this {me:?})", th.name()),
+    );
+    let wrong = mach::task_threads(&mut t(), &ipc::host_self()).map(|_| ());
+    c.check_eq(
+        "task_threads on the host port",
+        wrong,
+        Err(KernReturn::InvalidArgument),
+    );
     let mut words = [0u32; AARCH64_THREAD_STATE_COUNT as usize];
     let got = mach::thread_get_state(&mut t(), &th, AARCH64_THREAD_STATE as i32, &mut words);
     c.check(
