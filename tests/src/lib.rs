@@ -13,6 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use libmach::{KernReturn, PortName};
 pub use libmach::{print, println};
 
 /// The line a passing test prints last (GNU Mach's marker).
@@ -175,4 +176,97 @@ pub fn sleep_ms(ms: u64) {
         libmach::abi::traps::SWITCH_OPTION_WAIT,
         ms,
     );
+}
+
+/// Sleep `ms` milliseconds as GNU Mach's test library does (`msleep`): a receive with a
+/// timeout on a port of our own that no message ever reaches. `MACH_RCV_TIMED_OUT` is the
+/// expected end; anything else (say, `MACH_RCV_INTERRUPTED`) is returned.
+pub fn msleep(ms: u32) -> Result<(), KernReturn> {
+    use libmach::abi::message::option;
+    use libmach::ipc::{MachMsg, ReceiveRight, Trap};
+    let task = libmach::traps::mach_task_self();
+    let port = ReceiveRight::from_name(libmach::traps::mach_port_allocate(
+        task,
+        libmach::abi::mig::PortRight::Receive,
+    )?);
+    let mut buf = [0u8; 64];
+    // SAFETY: a receive into our own buffer.
+    let r = unsafe {
+        Trap.mach_msg(
+            &mut buf,
+            option::RCV_MSG | option::RCV_TIMEOUT,
+            0,
+            port.name(),
+            ms,
+            PortName::NULL,
+        )
+    };
+    drop(port);
+    match r {
+        KernReturn::RcvTimedOut => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Wait, blocked, until the thread `thread` names is gone (GNU Mach's test library's
+/// `wait_thread_terminated`): a dead-name notification is asked for on the name and
+/// received. `Ok` once the name is dead (at once if it already is); the caller keeps its
+/// (now dead) name. An error if the notification cannot be asked for.
+pub fn wait_thread_terminated(thread: PortName) -> Result<(), KernReturn> {
+    use libmach::abi::message::option;
+    use libmach::abi::mig::PortArg;
+    use libmach::ipc::{self, MachMsg, ReceiveRight, Trap};
+    use libmach::mig::mach_port;
+    let task = libmach::traps::mach_task_self();
+    let notify = ReceiveRight::from_name(libmach::traps::mach_port_allocate(
+        task,
+        libmach::abi::mig::PortRight::Receive,
+    )?);
+    let asked = mach_port::mach_port_request_notification(
+        &mut ipc::transport(),
+        &ipc::task_self(),
+        thread,
+        libmach::abi::message::notify::DEAD_NAME,
+        0,
+        PortArg::MakeSendOnce(&notify),
+    );
+    match asked {
+        Ok(previous) => drop(previous),
+        // Already a dead name: nothing to wait for.
+        Err(KernReturn::InvalidArgument) if is_dead_name(thread) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: a receive into our own buffer.
+        let r = unsafe {
+            Trap.mach_msg(
+                &mut buf,
+                option::RCV_MSG,
+                0,
+                notify.name(),
+                0,
+                PortName::NULL,
+            )
+        };
+        if r != KernReturn::RcvInterrupted {
+            return if r == KernReturn::Success {
+                Ok(())
+            } else {
+                Err(r)
+            };
+        }
+    }
+}
+
+/// Whether `name` is a dead name in this task's space.
+fn is_dead_name(name: PortName) -> bool {
+    /// `MACH_PORT_TYPE_DEAD_NAME` (`mach/port.h`: the type bit of right 4).
+    const MACH_PORT_TYPE_DEAD_NAME: u32 = 1 << (16 + 4);
+    libmach::mig::mach_port::mach_port_type(
+        &mut libmach::ipc::transport(),
+        &libmach::ipc::task_self(),
+        name,
+    )
+    .is_ok_and(|o| o.ptype & MACH_PORT_TYPE_DEAD_NAME != 0)
 }

@@ -83,6 +83,43 @@ fn main(_args: &Args) -> i32 {
         "the sleepers together took at least 5 x 20 ms",
         format_args!("{} ms", elapsed * 1000 / freq.max(1)),
     );
+
+    // The test library's GNU Mach-style helpers: `msleep` (a receive that times out) and
+    // `wait_thread_terminated` (a dead-name notification on the thread's port).
+    let before = counter();
+    let slept = armach_tests::msleep(SLEEP_MS as u32);
+    let took = counter() - before;
+    c.check(
+        slept.is_ok() && took >= min_ticks,
+        "msleep(20) ends with MACH_RCV_TIMED_OUT after at least 20 ms",
+        format_args!("{slept:?} after {} us", took * 1_000_000 / freq.max(1)),
+    );
+    static ENDED: AtomicU32 = AtomicU32::new(0);
+    let waited = thread::spawn(|| {
+        let _ = armach_tests::msleep(SLEEP_MS as u32);
+        ENDED.store(1, Ordering::SeqCst);
+    });
+    match waited {
+        Ok(h) => {
+            let name = h.port();
+            let r = armach_tests::wait_thread_terminated(name);
+            c.check(
+                r.is_ok() && ENDED.load(Ordering::SeqCst) == 1,
+                "wait_thread_terminated returns once the thread has ended",
+                format_args!("{r:?}, ended {}", ENDED.load(Ordering::SeqCst)),
+            );
+            let again = armach_tests::wait_thread_terminated(name);
+            c.check_eq(
+                "wait_thread_terminated on a thread already gone returns at once",
+                again,
+                Ok(()),
+            );
+            h.join();
+        }
+        Err(e) => {
+            c.check(false, "a thread to wait for", format_args!("{e:?}"));
+        }
+    }
     c.finish()
 }
 
