@@ -49,6 +49,9 @@ pub struct Task {
     /// The exception and bootstrap special ports `task_set_special_port` stored (send
     /// rights, or null); released at the task's IPC teardown.
     pub special_ports: spin::Mutex<[ipc::MsgPort; 2]>,
+    /// The send rights `mach_ports_register` stored (`itk_registered`, null where none),
+    /// inherited by the tasks it creates; released at the task's IPC teardown.
+    pub registered: spin::Mutex<[ipc::MsgPort; TASK_PORT_REGISTER_MAX]>,
     /// Suspensions by `task_suspend` (GNU Mach `user_stop_count`): while non-zero every
     /// thread of the task is held (`Thread::task_held`).
     pub user_stop_count: AtomicU32,
@@ -126,6 +129,9 @@ impl Task {
                     priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
                     created: crate::arch::timer::counter(),
                     special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
+                    registered: spin::Mutex::new(
+                        [const { ipc::MsgPort::Null }; TASK_PORT_REGISTER_MAX],
+                    ),
                     user_stop_count: AtomicU32::new(0),
                     dead_user_time: AtomicU64::new(0),
                     dead_system_time: AtomicU64::new(0),
@@ -176,6 +182,7 @@ impl Task {
             priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
             created: crate::arch::timer::counter(),
             special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
+            registered: spin::Mutex::new([const { ipc::MsgPort::Null }; TASK_PORT_REGISTER_MAX]),
             user_stop_count: AtomicU32::new(0),
             dead_user_time: AtomicU64::new(0),
             dead_system_time: AtomicU64::new(0),
@@ -213,6 +220,8 @@ impl Task {
         }
         let ports = core::mem::take(&mut *self.special_ports.lock());
         drop(ports);
+        let registered = core::mem::take(&mut *self.registered.lock());
+        drop(registered);
         if let Some(port) = self.self_port.get() {
             Port::dealloc_kernel(port.clone());
         }
@@ -319,3 +328,5 @@ pub fn copyout_send(port: Option<&Arc<Port>>, space: &Space) -> PortName {
 pub fn user_task_count() -> usize {
     USER_TASKS.load(Ordering::Acquire)
 }
+/// Ports one task may register (`mach/mach_param.h`).
+pub const TASK_PORT_REGISTER_MAX: usize = 3;

@@ -22,6 +22,7 @@ use super::generated::{mach, mach_debug, mach_host, mach_port};
 use super::objects::{Kernel, TaskIpc};
 use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
 use crate::ipc::abi::msgh_bits;
+use crate::ipc::kmsg::OOL_PORT;
 use crate::ipc::kmsg::{HEADER_SIZE, OolPorts, ool_port_at};
 use crate::ipc::right::Reaper;
 use crate::ipc::{Charge, KObjectKind, Kind, Kmsg, KmsgShape, Ledger, MsgPort, Right, RightKind};
@@ -234,6 +235,17 @@ fn run<T: TaskIpc>(
     // Each right of the body goes into the table, its handle into its slot.
     let mut overflow = false;
     for s in request.ports_mut() {
+        if s.at & OOL_PORT != 0 {
+            // A right of an out-of-line array: kept by array and index, for the routine
+            // that takes the array (or, past what the table keeps, released with the
+            // request: such an array is larger than any routine accepts).
+            let array = (s.at & !OOL_PORT) >> 24;
+            let index = (s.at & 0xff_ffff) as u32;
+            if let Err(port) = slots.put_incoming_right(array, index, s.port.take()) {
+                s.port = port;
+            }
+            continue;
+        }
         let at = s.at as usize;
         if at < HEADER_SIZE || at.saturating_add(8) > len {
             // Beyond what was copied: the request is too large to be served anyway.
@@ -253,7 +265,7 @@ fn run<T: TaskIpc>(
         if at < HEADER_SIZE || at.saturating_add(8) > len {
             continue;
         }
-        match slots.put_incoming(s.memory) {
+        match slots.put_incoming(s.at, s.memory) {
             Ok(handle) => req[at..at + 8].copy_from_slice(&handle.to_le_bytes()),
             Err(memory) => {
                 drop(memory);

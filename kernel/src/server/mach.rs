@@ -18,7 +18,7 @@ use super::generated::mach_debug::{self, MachDebugServer};
 use super::host::Host;
 use super::objects::ThreadIpc;
 use super::objects::{Kernel, TaskIpc, special};
-use crate::ipc::{KObject, KObjectKind, Space};
+use crate::ipc::{KObject, KObjectKind, MsgPort, Space};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
 use mach_abi::info::{
@@ -27,7 +27,7 @@ use mach_abi::info::{
     THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
     THREAD_SCHED_INFO_COUNT, THREAD_SCHED_INFO_OLD_COUNT,
 };
-use mach_abi::mig::{ArrayOut, ArrayRef, PortSlot};
+use mach_abi::mig::{self, ArrayOut, ArrayRef, PortSlot};
 use mach_abi::thread_state::{
     AARCH64_FLOAT_STATE, AARCH64_FLOAT_STATE_COUNT, AARCH64_THREAD_STATE,
     AARCH64_THREAD_STATE_COUNT, Aarch64FloatState, Aarch64ThreadState, THREAD_STATE_FLAVOR_LIST,
@@ -438,6 +438,47 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         })
     }
 
+    /// `mach_ports_register` (GNU Mach `kern/ipc_tt.c`): keep up to
+    /// `TASK_PORT_REGISTER_MAX` (3) send rights for the task, null-padded, in place of
+    /// those kept before; more is `KERN_INVALID_ARGUMENT`.
+    fn mach_ports_register(
+        &mut self,
+        task: &Arc<T>,
+        init_port_set: mig::Ool,
+    ) -> Result<(), KernReturn> {
+        const TASK_PORT_REGISTER_MAX: u32 = 3;
+        if init_port_set.count > TASK_PORT_REGISTER_MAX {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let rights = self
+            .slots
+            .take_incoming_rights(init_port_set.address, init_port_set.count as usize)
+            .ok_or(KernReturn::InvalidArgument)?;
+        let mut ports: [MsgPort; 3] = Default::default();
+        for (slot, right) in ports.iter_mut().zip(rights) {
+            *slot = right;
+        }
+        task.register_ports(ports)
+    }
+
+    /// `mach_ports_lookup`: send rights to the registered ports, always
+    /// `TASK_PORT_REGISTER_MAX` of them, null where none (a port that died is null too,
+    /// where GNU Mach gives a dead name).
+    fn mach_ports_lookup(&mut self, task: &Arc<T>) -> Result<mach::MachPortsLookupOut, KernReturn> {
+        let kept = task.registered_ports();
+        let ports = kept.iter().map(|p| match p {
+            MsgPort::Right(r) => Some(r.port()),
+            _ => None,
+        });
+        Ok(mach::MachPortsLookupOut {
+            init_port_set: self.port_array_of(3, |put| {
+                for p in ports {
+                    put(p);
+                }
+            })?,
+        })
+    }
+
     /// `task_threads` (GNU Mach `kern/task.c`): send rights to the task's threads' ports,
     /// out of line, in the order the task holds them (by creation).
     fn task_threads(&mut self, task: &Arc<T>) -> Result<mach::TaskThreadsOut, KernReturn> {
@@ -452,7 +493,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
 
     mach::mach_unimplemented!(crate::server::generated::mach;
         task_get_emulation_vector, task_set_emulation_vector,
-        mach_ports_register, mach_ports_lookup,
+
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
         task_set_emulation, task_ras_control, vm_map,

@@ -159,6 +159,11 @@ pub trait TaskIpc: Any + Send + Sync {
     /// `KERN_INVALID_ARGUMENT` for another slot (the task's own port cannot be replaced
     /// here), `KERN_FAILURE` once the task is going.
     fn set_special_port(&self, which: i32, port: MsgPort) -> Result<(), KernReturn>;
+    /// `mach_ports_register`: keep these send rights (null where none) in place of the
+    /// ones kept before, which are released. `KERN_FAILURE` once the task is going.
+    fn register_ports(&self, ports: [MsgPort; 3]) -> Result<(), KernReturn>;
+    /// `mach_ports_lookup`: copies of the registered send rights.
+    fn registered_ports(&self) -> [MsgPort; 3];
 }
 
 /// A copy of a stored send right (`ipc_port_copy_send`): null stays null, a dead port
@@ -222,6 +227,8 @@ impl TaskIpc for crate::kern::task::Task {
             return Err(KernReturn::InvalidArgument);
         }
         let child = crate::kern::task::Task::new_child(self)?;
+        // The registered ports are inherited (GNU Mach `ipc_task_init`).
+        *child.registered.lock() = self.registered_ports();
         let set = crate::kern::sched::pset::task_get_assignment(self);
         let _ = crate::kern::sched::pset::task_assign(&child, set, false);
         Ok(child)
@@ -444,6 +451,24 @@ impl TaskIpc for crate::kern::task::Task {
         let old = core::mem::replace(&mut self.special_ports.lock()[slot], port);
         drop(old);
         Ok(())
+    }
+
+    fn register_ports(&self, ports: [MsgPort; 3]) -> Result<(), KernReturn> {
+        if self.ipc.is_none() || self.terminating.load(core::sync::atomic::Ordering::SeqCst) {
+            return Err(KernReturn::Failure);
+        }
+        let old = core::mem::replace(&mut *self.registered.lock(), ports);
+        drop(old);
+        Ok(())
+    }
+
+    fn registered_ports(&self) -> [MsgPort; 3] {
+        let kept = self.registered.lock();
+        [
+            copy_send(&kept[0]),
+            copy_send(&kept[1]),
+            copy_send(&kept[2]),
+        ]
     }
 }
 

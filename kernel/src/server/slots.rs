@@ -34,6 +34,10 @@ const ARRAY_TAG: u64 = 0xffff_c000_0000_0000;
 const INCOMING_TAG: u64 = 0xffff_d000_0000_0000;
 /// Out-of-line regions one request brings: more than any kernel routine takes.
 pub const MAX_INCOMING: usize = 4;
+/// Rights in out-of-line arrays one request brings that the table keeps: as many as the
+/// one routine that takes such an array accepts (`mach_ports_register`,
+/// `TASK_PORT_REGISTER_MAX`). Rights of larger arrays go with the request.
+pub const MAX_INCOMING_RIGHTS: usize = 3;
 
 /// The destination right's handle (index 0, never taken).
 pub const DEST: PortSlot = PortSlot(PORT_TAG);
@@ -66,8 +70,11 @@ pub struct Slots {
     dest: Option<KObject>,
     regions: ArrayVec<Option<KernelRegion>, MAX_REGIONS>,
     arrays: ArrayVec<Option<PortArray>, MAX_ARRAYS>,
-    /// The request's out-of-line regions; taken entries are left `None`.
-    incoming: ArrayVec<Option<Box<dyn OolMemory>>, MAX_INCOMING>,
+    /// The request's out-of-line regions, each with the offset of its descriptor's address
+    /// slot; taken entries are left `None`.
+    incoming: ArrayVec<(u64, Option<Box<dyn OolMemory>>), MAX_INCOMING>,
+    /// Rights of the request's out-of-line arrays: (the array's slot offset, index, right).
+    incoming_rights: ArrayVec<(u64, u32, MsgPort), MAX_INCOMING_RIGHTS>,
 }
 
 impl Slots {
@@ -82,17 +89,22 @@ impl Slots {
             regions: ArrayVec::new(),
             arrays: ArrayVec::new(),
             incoming: ArrayVec::new(),
+            incoming_rights: ArrayVec::new(),
         }
     }
 
-    /// Put a region of the request in; returns its handle, or hands it back if the table
-    /// is full.
-    pub fn put_incoming(&mut self, memory: Box<dyn OolMemory>) -> Result<u64, Box<dyn OolMemory>> {
+    /// Put a region of the request in, whose descriptor's address slot is at `at`; returns
+    /// its handle, or hands it back if the table is full.
+    pub fn put_incoming(
+        &mut self,
+        at: u64,
+        memory: Box<dyn OolMemory>,
+    ) -> Result<u64, Box<dyn OolMemory>> {
         if self.incoming.is_full() {
             return Err(memory);
         }
         let i = self.incoming.len();
-        self.incoming.push(Some(memory));
+        self.incoming.push((at, Some(memory)));
         Ok(INCOMING_TAG | i as u64)
     }
 
@@ -101,7 +113,47 @@ impl Slots {
         if handle & !0xffff != INCOMING_TAG {
             return None;
         }
-        self.incoming.get_mut((handle & 0xffff) as usize)?.take()
+        self.incoming.get_mut((handle & 0xffff) as usize)?.1.take()
+    }
+
+    /// Keep right `index` of the out-of-line array whose address slot is at `array`; hands
+    /// it back if the table keeps no more.
+    pub fn put_incoming_right(
+        &mut self,
+        array: u64,
+        index: u32,
+        port: MsgPort,
+    ) -> Result<(), MsgPort> {
+        self.incoming_rights
+            .try_push((array, index, port))
+            .map_err(|e| e.element().2)
+    }
+
+    /// Take the `count` rights of the out-of-line array of rights behind `handle` (a
+    /// region handle), in order; `None` if it is no such array or the table did not keep
+    /// all of its rights.
+    pub fn take_incoming_rights(
+        &mut self,
+        handle: u64,
+        count: usize,
+    ) -> Option<ArrayVec<MsgPort, MAX_INCOMING_RIGHTS>> {
+        if handle & !0xffff != INCOMING_TAG || count > MAX_INCOMING_RIGHTS {
+            return None;
+        }
+        let array = self.incoming.get((handle & 0xffff) as usize)?.0;
+        let kept = self.incoming_rights.iter().filter(|r| r.0 == array).count();
+        if kept != count {
+            return None;
+        }
+        let mut out = ArrayVec::new();
+        for index in 0..count as u32 {
+            let r = self
+                .incoming_rights
+                .iter_mut()
+                .find(|r| r.0 == array && r.1 == index)?;
+            out.push(core::mem::take(&mut r.2));
+        }
+        Some(out)
     }
 
     /// The kernel object behind `slot`: the destination's, or that of a kernel port a

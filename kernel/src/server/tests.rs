@@ -398,6 +398,12 @@ impl TaskIpc for TestTask {
     fn set_special_port(&self, _: i32, _: MsgPort) -> Result<(), K> {
         Err(K::InvalidArgument)
     }
+    fn register_ports(&self, _: [MsgPort; 3]) -> Result<(), K> {
+        Err(K::Failure)
+    }
+    fn registered_ports(&self) -> [MsgPort; 3] {
+        Default::default()
+    }
 }
 
 struct Facts;

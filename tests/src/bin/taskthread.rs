@@ -722,6 +722,7 @@ fn times(c: &mut Checks) {
 
 fn task_routines(c: &mut Checks) {
     let task = ipc::task_self();
+    registered_ports(c, &task);
     let mut w = [0i32; 32];
     let r = mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w);
     let b = TaskBasicInfo::from_words(&w);
@@ -1052,4 +1053,57 @@ fn vm_routines(c: &mut Checks) {
         mach::vm_allocate(&mut t(), &ipc::host_self(), &mut 0, 4096, true).err(),
         Some(KernReturn::InvalidArgument),
     );
+}
+
+/// `mach_ports_register` / `mach_ports_lookup`: up to three send rights kept for the task
+/// (null-padded), more refused, and only on a task port.
+fn registered_ports(c: &mut Checks, task: &SendRight) {
+    let me = traps::mach_task_self();
+    let port = traps::mach_port_allocate(me, libmach::abi::mig::PortRight::Receive);
+    let Ok(port) = port else {
+        c.check(false, "a port to register", format_args!("{port:?}"));
+        return;
+    };
+    let _ = traps::mach_port_insert_right(me, port, port, MACH_MSG_TYPE_MAKE_SEND);
+    let lookup = |c: &mut Checks, what: &str, want: [PortName; 3]| {
+        let got = mach::mach_ports_lookup(&mut t(), task)
+            .map(|o| o.init_port_set.names().collect::<alloc::vec::Vec<_>>());
+        c.check_eq(what, got, Ok(want.to_vec()));
+    };
+    lookup(
+        c,
+        "mach_ports_lookup before any register: three nulls",
+        [PortName::NULL; 3],
+    );
+    c.check_eq(
+        "mach_ports_register(two rights)",
+        mach::mach_ports_register(&mut t(), task, &[port, me]),
+        Ok(()),
+    );
+    lookup(
+        c,
+        "mach_ports_lookup gives them back under this task's names, then a null",
+        [port, me, PortName::NULL],
+    );
+    c.check_eq(
+        "mach_ports_register(four rights) is refused",
+        mach::mach_ports_register(&mut t(), task, &[port, port, port, port]),
+        Err(KernReturn::InvalidArgument),
+    );
+    c.check_eq(
+        "mach_ports_register on the host port",
+        mach::mach_ports_register(&mut t(), &ipc::host_self(), &[port]),
+        Err(KernReturn::InvalidArgument),
+    );
+    c.check_eq(
+        "mach_ports_register(none) clears them",
+        mach::mach_ports_register(&mut t(), task, &[]),
+        Ok(()),
+    );
+    lookup(
+        c,
+        "mach_ports_lookup after clearing: three nulls",
+        [PortName::NULL; 3],
+    );
+    let _ = libmach::mig::mach_port::mach_port_destroy(&mut t(), task, port);
 }
