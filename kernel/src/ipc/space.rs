@@ -642,10 +642,24 @@ impl Space {
                         None
                     };
                     ps.srights = ps.srights.saturating_sub(1);
+                    // With a port-destroyed request the port lives on (its receive right
+                    // goes in the notification): if that send right was its last, its
+                    // no-senders request is answered now. (GNU Mach leaves `ip_srights`
+                    // one too high there, and the request waiting for a sender that is
+                    // gone.)
+                    let ns = if ps.pdrequest.is_some() && ps.srights == 0 {
+                        let mscount = ps.mscount;
+                        ps.nsrequest.take().map(|r| (r, mscount))
+                    } else {
+                        None
+                    };
                     mqueue::clear_receiver(&port, &mut ps);
                     drop(ps);
                     d.push(Work::DestroyPort(port));
                     d.notify(dn, Notification::DeadName(name));
+                    if let Some((r, mscount)) = ns {
+                        d.notify(Some(r), Notification::NoSenders(mscount));
+                    }
                 } else {
                     let mut e = st.remove(n).ok_or(KernReturn::InvalidName)?;
                     if let Object::Port(port) = core::mem::replace(&mut e.object, Object::None) {

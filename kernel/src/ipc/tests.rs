@@ -2542,4 +2542,60 @@ mod prop {
             prop_assert_eq!(l.total(), 0, "left charged: {:?}", kinds(&l));
         }
     }
+
+    /// A case the random operations found: the receive right of a port with a
+    /// port-destroyed request is dropped (`mod_refs(RECEIVE, -1)`) under a name that also
+    /// holds the last send right. The port lives on, so its no-senders request must be
+    /// answered then, not left waiting for a sender that is gone.
+    #[test]
+    fn no_senders_is_answered_when_the_last_send_right_goes_with_a_surviving_receive_right() {
+        use Op::*;
+        let ops = [
+            Deallocate { s: 0, i: 121 },
+            Send {
+                s: 1,
+                dest: 117,
+                body: Some((105, 16)),
+                reply: Some(0),
+            },
+            Allocate { s: 2, right: 1 },
+            Request {
+                s: 1,
+                i: 97,
+                id: nid::PORT_DESTROYED,
+                notify: 61,
+            },
+            Allocate { s: 0, right: 1 },
+            Deallocate { s: 2, i: 41 },
+            Receive { s: 2, i: 180 },
+            Destroy { s: 2, i: 72 },
+            Request {
+                s: 1,
+                i: 97,
+                id: nid::NO_SENDERS,
+                notify: 0,
+            },
+            ModRefs {
+                s: 1,
+                i: 65,
+                right: 1,
+                delta: -1,
+            },
+        ];
+        let l = CountingLedger::new(usize::MAX);
+        let mut spaces = populated(&l);
+        let cap = l.total() + 10;
+        l.set_limit(cap);
+        for op in &ops {
+            apply(&mut spaces, &l, op);
+            if let Err(e) = check_counts(&spaces) {
+                panic!("after {op:?}: {e}");
+            }
+        }
+        for s in &spaces {
+            s.destroy();
+        }
+        drop(spaces);
+        assert_eq!(l.total(), 0, "left charged: {:?}", kinds(&l));
+    }
 }
