@@ -229,6 +229,7 @@ impl Port {
     }
 
     /// Whether the port is alive.
+    #[inline]
     pub fn is_active(&self) -> bool {
         self.lock().active
     }

@@ -738,9 +738,21 @@ pub fn tick() {
     }
 }
 
-/// Terminate or reschedule `thread`, the running thread, if asked to (on the way to user
-/// mode).
+/// Terminate, stop or reschedule `thread`, the running thread, if asked to (on the way to
+/// user mode). The common case, nothing asked, is a few loads inlined into the caller.
+#[inline(always)]
 pub fn ast_check(thread: &Thread) {
+    if thread.should_terminate()
+        || thread.hold_count.load(Ordering::Relaxed) != 0
+        || this_processor().need_resched.load(Ordering::Relaxed)
+    {
+        ast_take(thread);
+    }
+}
+
+/// [`ast_check`]'s work, out of line.
+#[inline(never)]
+fn ast_take(thread: &Thread) {
     if thread.should_terminate() {
         thread_exit();
     }
