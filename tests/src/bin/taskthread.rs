@@ -686,14 +686,15 @@ fn times(c: &mut Checks) {
     if let Ok(h) = spin {
         let (a, b) = h.join();
         let user = ns(&b.user_time64) - ns(&a.user_time64);
+        let system = ns(&b.system_time64) - ns(&a.system_time64);
+        // Its 200 ms are its own CPU time, nearly all in user mode. The timer interrupts it
+        // takes meanwhile count as system time, and under a loaded host (QEMU without
+        // -icount) a virtual CPU can be away for milliseconds inside one: so the sum is
+        // checked to 190-230 ms and user time to at least 150 ms of it.
         c.check(
-            (190 * MS..=230 * MS).contains(&user),
-            "a thread that spins 200 ms reports about 200 ms of user time",
-            format_args!(
-                "{} us user, {} us system",
-                user / 1000,
-                (ns(&b.system_time64) - ns(&a.system_time64)) / 1000
-            ),
+            (190 * MS..=230 * MS).contains(&(user + system)) && user >= 150 * MS,
+            "a thread that spins 200 ms reports about 200 ms of its own time, nearly all user",
+            format_args!("{} us user, {} us system", user / 1000, system / 1000),
         );
         c.check(
             b.user_time.as_us() / 1000 == ns(&b.user_time64) / MS,
