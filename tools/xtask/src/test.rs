@@ -338,6 +338,8 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     "portsets",
     "machhost",
     "taskthread",
+    "notify",
+    "kobject",
 ];
 
 /// The program started as several tasks at once, and how many.
