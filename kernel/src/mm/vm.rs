@@ -52,6 +52,20 @@ fn writable_and_executable(prot: VmProt) -> bool {
     prot & VM_PROT_WRITE != 0 && prot & VM_PROT_EXECUTE != 0
 }
 
+/// `[addr, addr + size)` widened to whole pages, as GNU Mach's VM calls take it;
+/// `KERN_INVALID_ADDRESS` past the user address space.
+fn page_span(addr: u64, size: u64) -> Result<(u64, u64), KernReturn> {
+    let start = align_down(addr, PAGE_SIZE);
+    let end = addr
+        .checked_add(size)
+        .map(|e| align_up(e, PAGE_SIZE))
+        .ok_or(KernReturn::InvalidAddress)?;
+    if end > VM_MAX_USER_ADDRESS {
+        return Err(KernReturn::InvalidAddress);
+    }
+    Ok((start, end))
+}
+
 pub struct VmMap {
     regions: Regions,
     pt: UserPageTable,
@@ -210,14 +224,7 @@ impl VmMap {
         if !set_max && writable_and_executable(prot) {
             return Err(KernReturn::ProtectionFailure);
         }
-        let start = align_down(addr, PAGE_SIZE);
-        let end = addr
-            .checked_add(size)
-            .map(|e| align_up(e, PAGE_SIZE))
-            .ok_or(KernReturn::InvalidAddress)?;
-        if end > VM_MAX_USER_ADDRESS {
-            return Err(KernReturn::InvalidAddress);
-        }
+        let (start, end) = page_span(addr, size)?;
         let pt = &mut self.pt;
         self.regions
             .protect(start, end, prot, set_max, &mut |s, e, new| {
@@ -357,14 +364,7 @@ impl VmMap {
 
     /// `vm_inherit` on `[addr, addr + size)`, widened to whole pages.
     pub fn inherit(&mut self, addr: u64, size: u64, inheritance: u32) -> Result<(), KernReturn> {
-        let start = align_down(addr, PAGE_SIZE);
-        let end = addr
-            .checked_add(size)
-            .map(|e| align_up(e, PAGE_SIZE))
-            .ok_or(KernReturn::InvalidAddress)?;
-        if end > VM_MAX_USER_ADDRESS {
-            return Err(KernReturn::InvalidAddress);
-        }
+        let (start, end) = page_span(addr, size)?;
         self.regions.inherit(start, end, inheritance)
     }
 
