@@ -4,10 +4,14 @@
 //! host-tested; `scheduler` is the mechanism that locks, switches and sends IPIs, and
 //! `pset` keeps the processor sets that bound where each thread may run.
 
+pub mod balance;
+#[cfg(target_os = "none")]
+pub mod migrate;
 pub mod policy;
 #[cfg(target_os = "none")]
 pub mod pset;
 pub mod runqueue;
+pub mod stats;
 pub mod wait;
 #[cfg(target_os = "none")]
 pub mod waitq;
