@@ -104,6 +104,13 @@ pub struct ProcessorSched {
     /// Times this processor stayed idle for a whole balance interval while another
     /// processor of its set had 2 or more runnable threads, one of which it could run.
     pub invariant_violations: u64,
+    /// Nanoseconds (counter time) this processor spent in periodic balance passes: under
+    /// `-icount shift=0` with the other CPUs idle, instructions.
+    pub balance_ns: u64,
+    /// Threads woken (made runnable after a wait) whose placement was decided while this
+    /// processor was their last one, and how many of those were placed back on it.
+    pub wakeups: u64,
+    pub wakeups_on_last: u64,
     /// Its cluster (from `/cpus/cpu-map`; 0 without one).
     pub cluster: u32,
     /// Its processor set's slot.
