@@ -795,7 +795,8 @@ fn tree_with_cpu_map(map: Node) -> Node {
     let mut tree = base_tree();
     let cpus = tree.at("/cpus");
     for id in 0..2 {
-        cpus.at(&format!("/cpu@{id}")).set("phandle", cells(&[0x10 + id]));
+        cpus.at(&format!("/cpu@{id}"))
+            .set("phandle", cells(&[0x10 + id]));
     }
     cpus.children.push(
         cpu(2)

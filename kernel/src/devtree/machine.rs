@@ -9,11 +9,11 @@
 
 use super::blob::{Blob, Chain};
 use super::error::{DtError, DtErrorKind};
-use super::topology;
 use super::props::{
     cells_of, has_device_type, is_compatible, is_enabled, reg_entries, string_property, translate,
     u32_property, u64_property,
 };
+use super::topology;
 use super::{
     CpuInfo, EnableMethod, GicInfo, MAX_CPUS, MAX_MEM_REGIONS, MAX_REDIST_REGIONS, MachineConfig,
     PhysRange, PsciConduit, TimerInfo, UartInfo, UartKind,

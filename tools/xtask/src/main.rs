@@ -102,6 +102,10 @@ struct MachineArgs {
     /// RAM size (virt: default 512M; rpi4 is always 2G).
     #[arg(long)]
     mem: Option<String>,
+    /// virt: split the CPUs into C clusters of equal size (-smp N,clusters=C, which QEMU
+    /// describes in the device tree's cpu-map); C must divide N.
+    #[arg(long, value_name = "C")]
+    clusters: Option<u32>,
 }
 
 impl MachineArgs {
@@ -113,6 +117,7 @@ impl MachineArgs {
             || self.el2
             || self.cpu.is_some()
             || self.mem.is_some()
+            || self.clusters.is_some()
     }
 
     fn board(&self) -> Board {
@@ -127,6 +132,7 @@ impl MachineArgs {
             cpu: self.cpu.clone(),
             mem: self.mem.clone(),
             icount,
+            clusters: self.clusters,
         }
     }
 }
