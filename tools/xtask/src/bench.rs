@@ -6,7 +6,8 @@
 //! with more CPUs, and on 2 CPUs, started with `benchsrv` (`init=bench,benchsrv`), the null
 //! RPC to a task on the other CPU (`null_rpc_cross_cpu`); then boots it again without `-icount` for the host wall-clock time of the
 //! whole run (MTTCG, the default mode), reported separately. `--json FILE` writes the
-//! figures under DESIGN.md 8's metric names.
+//! figures under DESIGN.md 8's metric names. `--clusters C` boots the 8-CPU run as
+//! `-smp 8,clusters=C` (its figures are then labelled `virt-smp8-clustersC`).
 
 use std::time::Duration;
 
@@ -39,9 +40,18 @@ fn init_list(smp: u32) -> String {
     }
 }
 
+/// The machine a figure was measured on, as the JSON and the log names give it.
+fn machine_label(smp: u32, clusters: Option<u32>) -> String {
+    match clusters {
+        Some(clusters) => format!("virt-smp{smp}-clusters{clusters}"),
+        None => format!("virt-smp{smp}"),
+    }
+}
+
 fn boot_bench(
     icount: bool,
     smp: u32,
+    clusters: Option<u32>,
     initrd: &std::path::Path,
     image: &std::path::Path,
 ) -> Result<qemu::Outcome> {
@@ -52,6 +62,7 @@ fn boot_bench(
             // GICv2 takes up to 8 CPUs; the figures do not depend on the GIC.
             gic: Some(qemu::Gic::V2),
             icount,
+            clusters,
             ..MachineOptions::default()
         },
     )?;
@@ -64,8 +75,9 @@ fn boot_bench(
     };
     let args = qemu::command_line(&machine, &boot);
     let log = target_dir().join("test-logs").join(format!(
-        "bench{}-smp{smp}.log",
-        if icount { "-icount" } else { "-wallclock" }
+        "bench{}-{}.log",
+        if icount { "-icount" } else { "-wallclock" },
+        machine_label(smp, clusters).trim_start_matches("virt-")
     ));
     println!("xtask: {}", crate::proc::shell_words(qemu::QEMU, &args));
     let outcome = qemu::run(
@@ -114,12 +126,23 @@ fn to_json(metrics: &[(String, u64, &str, String)]) -> String {
     format!("{{\n{}\n}}\n", body.join(",\n"))
 }
 
-pub fn run(json: Option<&std::path::Path>) -> Result<u8> {
+pub fn run(json: Option<&std::path::Path>, clusters: Option<u32>) -> Result<u8> {
+    // Refuse a split of the 8 CPUs that cannot be before building anything.
+    let eight_cpus = |smp: u32| if smp == 8 { clusters } else { None };
+    Machine::resolve(
+        Board::Virt,
+        MachineOptions {
+            smp: Some(8),
+            gic: Some(qemu::Gic::V2),
+            clusters,
+            ..MachineOptions::default()
+        },
+    )?;
     prereq::ensure_rust_targets()?;
     prereq::ensure_qemu()?;
     let image = kernel::build()?;
     let initrd = kernel::initrd()?;
-    let counted = boot_bench(true, 1, &initrd, &image)?;
+    let counted = boot_bench(true, 1, None, &initrd, &image)?;
     let first = figures(&counted.console);
     if !first.iter().any(|(name, _)| name == "done") {
         return Err(Error::new(
@@ -138,35 +161,32 @@ pub fn run(json: Option<&std::path::Path>) -> Result<u8> {
         "\nThe wake-up path on more CPUs (same program, only its wake-up figure), and on 2 CPUs the null RPC to a task on the other CPU:"
     );
     for smp in [2, 8] {
-        let run = boot_bench(true, smp, &initrd, &image)?;
+        let label = machine_label(smp, eight_cpus(smp));
+        let run = boot_bench(true, smp, eight_cpus(smp), &initrd, &image)?;
         let wake = figures(&run.console);
         for (name, value) in wake.iter().filter(|(name, _)| name.starts_with("null-rpc")) {
-            println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+            println!("  {:<24} {value}", format!("{name} ({label})"));
             if let (Some(metric), Some(n)) = (metric_name(name), leading_number(value)) {
-                metrics.push((
-                    metric.to_owned(),
-                    n,
-                    "instructions",
-                    format!("virt-smp{smp}"),
-                ));
+                metrics.push((metric.to_owned(), n, "instructions", label.clone()));
             }
         }
         let Some((name, value)) = wake.iter().find(|(name, _)| name.starts_with("wakeup")) else {
             return Err(Error::new(format!(
-                "the bench program printed no wake-up figure on {smp} CPUs (see target/test-logs/bench-icount-smp{smp}.log)"
+                "the bench program printed no wake-up figure on {label} (see target/test-logs/bench-icount-{}.log)",
+                label.trim_start_matches("virt-")
             )));
         };
-        println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+        println!("  {:<24} {value}", format!("{name} ({label})"));
         if let Some(n) = leading_number(value) {
             metrics.push((
                 format!("wakeup_round_trip_{smp}_cpus"),
                 n,
                 "instructions",
-                format!("virt-smp{smp}"),
+                label.clone(),
             ));
         }
     }
-    let timed = boot_bench(false, 1, &initrd, &image)?;
+    let timed = boot_bench(false, 1, None, &initrd, &image)?;
     println!(
         "\nHost wall-clock of the whole boot-and-bench run without -icount (MTTCG): {:.2} s",
         timed.elapsed.as_secs_f64()
@@ -213,6 +233,8 @@ mod tests {
         assert_eq!(init_list(2), "bench,benchsrv");
         assert_eq!(init_list(8), "bench");
         assert_eq!(leading_number("182 instructions per x"), Some(182));
+        assert_eq!(machine_label(8, None), "virt-smp8");
+        assert_eq!(machine_label(8, Some(2)), "virt-smp8-clusters2");
         assert_eq!(leading_number("n/a"), None);
         let json = to_json(&[("null_trap".into(), 162, "instructions", "virt-smp1".into())]);
         assert_eq!(

@@ -45,6 +45,9 @@ pub struct MachineOptions {
     pub cpu: Option<String>,
     pub mem: Option<String>,
     pub icount: bool,
+    /// virt: split the CPUs into this many clusters (`-smp N,clusters=C`), which QEMU
+    /// describes in the device tree's `/cpus/cpu-map`.
+    pub clusters: Option<u32>,
 }
 
 /// A fully decided machine.
@@ -57,6 +60,8 @@ pub struct Machine {
     pub cpu: String,
     pub mem: String,
     pub icount: bool,
+    /// virt: `clusters=` of `-smp` (a divisor of `smp`); `None`: QEMU's default, one.
+    pub clusters: Option<u32>,
 }
 
 /// CPU models of QEMU's `virt` that implement AArch64 (what `-cpu help` lists, less the
@@ -113,6 +118,13 @@ impl Machine {
                         "virt with {gic:?} takes 1 to {max} CPUs, not {smp}"
                     )));
                 }
+                if let Some(clusters) = opts.clusters
+                    && (clusters == 0 || !smp.is_multiple_of(clusters))
+                {
+                    return Err(Error::new(format!(
+                        "--clusters {clusters} does not divide the {smp} CPUs into equal clusters"
+                    )));
+                }
                 let cpu = opts.cpu.unwrap_or_else(|| DEFAULT_CPU.to_owned());
                 check_cpu(&cpu)?;
                 Ok(Self {
@@ -123,6 +135,7 @@ impl Machine {
                     cpu,
                     mem: opts.mem.unwrap_or_else(|| DEFAULT_MEM.to_owned()),
                     icount: opts.icount,
+                    clusters: opts.clusters,
                 })
             }
             Board::Rpi4 => {
@@ -139,6 +152,11 @@ impl Machine {
                 if opts.el2 {
                     return Err(Error::new(
                         "raspi4b always enters at EL2; --el2 is for virt",
+                    ));
+                }
+                if opts.clusters.is_some() {
+                    return Err(Error::new(
+                        "raspi4b's four CPUs are one cluster; --clusters is for virt",
                     ));
                 }
                 if let Some(cpu) = opts.cpu.filter(|c| c != RPI4_CPU) {
@@ -160,6 +178,7 @@ impl Machine {
                     cpu: RPI4_CPU.to_owned(),
                     mem: RPI4_MEM.to_owned(),
                     icount: opts.icount,
+                    clusters: None,
                 })
             }
         }
@@ -196,7 +215,10 @@ pub fn command_line(machine: &Machine, boot: &Boot) -> Vec<String> {
             if machine.icount {
                 m.push_str(",dtb-randomness=off");
             }
-            let smp = machine.smp.to_string();
+            let smp = match machine.clusters {
+                Some(clusters) => format!("{},clusters={clusters}", machine.smp),
+                None => machine.smp.to_string(),
+            };
             push(&[
                 "-M",
                 &m,
@@ -468,6 +490,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Machine::resolve(Board::Virt, sixteen).unwrap().smp, 16);
+    }
+
+    #[test]
+    fn virt_clusters() {
+        let opts = |smp, clusters| MachineOptions {
+            smp: Some(smp),
+            clusters: Some(clusters),
+            ..Default::default()
+        };
+        let m = Machine::resolve(Board::Virt, opts(8, 2)).unwrap();
+        let line = command_line(&m, &boot()).join(" ");
+        assert!(line.contains(" -smp 8,clusters=2 "), "{line}");
+        for (smp, clusters) in [(8, 3), (8, 0), (2, 4)] {
+            let err = Machine::resolve(Board::Virt, opts(smp, clusters))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("does not divide"), "{err}");
+        }
+        let err = Machine::resolve(Board::Rpi4, opts(4, 2))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--clusters is for virt"), "{err}");
     }
 
     #[test]
