@@ -89,12 +89,6 @@ pub fn set_cpu_count(n: usize) {
     CPU_COUNT.store(n.min(MAX_CPUS) as u32, Ordering::Relaxed);
 }
 
-/// The cluster of `cpu` (PLACEHOLDER until `/cpus/cpu-map` is read: every CPU in 0).
-pub fn cluster(cpu: CpuId) -> u32 {
-    let _ = cpu;
-    0
-}
-
 pub fn cpu_count() -> usize {
     CPU_COUNT.load(Ordering::Relaxed) as usize
 }
