@@ -276,6 +276,7 @@ pub fn setrun(thread: Arc<Thread>) {
             bound,
             last_processor: (last != NO_PROCESSOR).then_some(last as usize),
             cache_warmth: 0,
+            ..ThreadHints::default()
         };
         match select_processor_by(n, load_of, hints) {
             Some(target) => break CpuId::new(target),

@@ -1,0 +1,1 @@
+//! Host simulator of processors and threads over ticks (not written yet).
