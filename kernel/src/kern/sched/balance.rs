@@ -375,7 +375,10 @@ mod tests {
         assert_eq!(load_average_tick(u32::MAX, u32::MAX), u32::MAX);
         let big = load_average_tick(0, u32::MAX);
         assert_eq!(big, u32::MAX.div_ceil(8));
-        assert_eq!(load_average_tick(u32::MAX, 0), u32::MAX - u32::MAX.div_ceil(8));
+        assert_eq!(
+            load_average_tick(u32::MAX, 0),
+            u32::MAX - u32::MAX.div_ceil(8)
+        );
         assert_eq!(load_average_tick(0, 0), 0);
     }
 
@@ -467,7 +470,10 @@ mod tests {
             assert!(m.count >= 1 && m.from != m.to, "{m:?}");
             assert!(f.eligible && t.eligible, "{m:?} {cpus:?}");
             assert!(m.count <= f.movable.min(f.runnable), "{m:?} {cpus:?}");
-            assert!(f.runnable - t.runnable >= params.threshold.max(2), "{m:?} {cpus:?}");
+            assert!(
+                f.runnable - t.runnable >= params.threshold.max(2),
+                "{m:?} {cpus:?}"
+            );
             // Never past each other (what the termination argument needs).
             assert!(m.count < f.runnable - t.runnable, "{m:?} {cpus:?}");
             let k = moved(&m).min(m.count);
@@ -576,7 +582,14 @@ mod tests {
         };
         let mut cpus = [off, cpu(8, 7), busy_off, cpu(0, 0)];
         let moves = pass(&mut cpus, &P, |m| m.count);
-        assert_eq!(moves, [Move { from: 1, to: 3, count: 4 }]);
+        assert_eq!(
+            moves,
+            [Move {
+                from: 1,
+                to: 3,
+                count: 4
+            }]
+        );
         assert_eq!(cpus[0], off);
         assert_eq!(cpus[2], busy_off);
     }
@@ -618,9 +631,21 @@ mod tests {
     #[test]
     fn within_a_cluster_first() {
         // Cluster 0 = {0, 1}, cluster 1 = {2, 3}: 0's surplus fills 1 before crossing.
-        let mut cpus = [clustered(0, 6), clustered(0, 0), clustered(1, 0), clustered(1, 2)];
+        let mut cpus = [
+            clustered(0, 6),
+            clustered(0, 0),
+            clustered(1, 0),
+            clustered(1, 2),
+        ];
         let moves = pass(&mut cpus, &P, |m| m.count);
-        assert_eq!(moves[0], Move { from: 0, to: 1, count: 2 });
+        assert_eq!(
+            moves[0],
+            Move {
+                from: 0,
+                to: 1,
+                count: 2
+            }
+        );
         let cross: u32 = moves
             .iter()
             .filter(|m| crosses_cluster(&cpus, m))
@@ -630,19 +655,59 @@ mod tests {
         assert_eq!(cross, 2, "{moves:?}");
         assert!(cpus.iter().all(|c| c.runnable == 2), "{cpus:?}");
         // Interleaved clusters: still in-cluster first.
-        let mut cpus = [clustered(0, 8), clustered(1, 4), clustered(0, 0), clustered(1, 4)];
+        let mut cpus = [
+            clustered(0, 8),
+            clustered(1, 4),
+            clustered(0, 0),
+            clustered(1, 4),
+        ];
         let moves = pass(&mut cpus, &P, |m| m.count);
-        assert_eq!(moves, [Move { from: 0, to: 2, count: 4 }]);
+        assert_eq!(
+            moves,
+            [Move {
+                from: 0,
+                to: 2,
+                count: 4
+            }]
+        );
         assert!(!crosses_cluster(&cpus, &moves[0]));
     }
 
     #[test]
     fn crosses_cluster_edges() {
         let cpus = [clustered(0, 0), clustered(1, 0), clustered(0, 0)];
-        assert!(crosses_cluster(&cpus, &Move { from: 0, to: 1, count: 1 }));
-        assert!(!crosses_cluster(&cpus, &Move { from: 0, to: 2, count: 1 }));
-        assert!(!crosses_cluster(&cpus, &Move { from: 0, to: 3, count: 1 }));
-        assert!(!crosses_cluster(&[], &Move { from: 0, to: 1, count: 1 }));
+        assert!(crosses_cluster(
+            &cpus,
+            &Move {
+                from: 0,
+                to: 1,
+                count: 1
+            }
+        ));
+        assert!(!crosses_cluster(
+            &cpus,
+            &Move {
+                from: 0,
+                to: 2,
+                count: 1
+            }
+        ));
+        assert!(!crosses_cluster(
+            &cpus,
+            &Move {
+                from: 0,
+                to: 3,
+                count: 1
+            }
+        ));
+        assert!(!crosses_cluster(
+            &[],
+            &Move {
+                from: 0,
+                to: 1,
+                count: 1
+            }
+        ));
     }
 
     /// The fewest threads to move from `cpus` to a balanced state (threshold 2), by brute
@@ -651,20 +716,31 @@ mod tests {
     /// another. Small inputs only.
     fn fewest_moves(cpus: &[CpuState]) -> u32 {
         let e: Vec<&CpuState> = cpus.iter().filter(|c| c.eligible).collect();
-        let fixed: Vec<u32> = e.iter().map(|c| c.runnable - c.movable.min(c.runnable)).collect();
+        let fixed: Vec<u32> = e
+            .iter()
+            .map(|c| c.runnable - c.movable.min(c.runnable))
+            .collect();
         let total: u32 = e.iter().map(|c| c.runnable).sum();
         let mut best = u32::MAX;
         let mut end = fixed.clone();
-        fn walk(i: usize, left: u32, end: &mut Vec<u32>, e: &[&CpuState], fixed: &[u32], best: &mut u32) {
+        fn walk(
+            i: usize,
+            left: u32,
+            end: &mut Vec<u32>,
+            e: &[&CpuState],
+            fixed: &[u32],
+            best: &mut u32,
+        ) {
             if i == end.len() {
                 if left != 0 {
                     return;
                 }
-                let ok = (0..end.len()).all(|a| {
-                    end[a] == fixed[a] || (0..end.len()).all(|b| end[a] <= end[b] + 1)
-                });
+                let ok = (0..end.len())
+                    .all(|a| end[a] == fixed[a] || (0..end.len()).all(|b| end[a] <= end[b] + 1));
                 if ok {
-                    let cost = (0..end.len()).map(|a| e[a].runnable.saturating_sub(end[a])).sum();
+                    let cost = (0..end.len())
+                        .map(|a| e[a].runnable.saturating_sub(end[a]))
+                        .sum();
                     *best = (*best).min(cost);
                 }
                 return;
@@ -679,9 +755,18 @@ mod tests {
         best
     }
 
-    fn states(max_cpus: usize, max_runnable: u32, clusters: u32) -> impl Strategy<Value = Vec<CpuState>> {
+    fn states(
+        max_cpus: usize,
+        max_runnable: u32,
+        clusters: u32,
+    ) -> impl Strategy<Value = Vec<CpuState>> {
         proptest::collection::vec(
-            (any::<bool>(), 0..=max_runnable, 0..=max_runnable + 1, 0..clusters.max(1)),
+            (
+                any::<bool>(),
+                0..=max_runnable,
+                0..=max_runnable + 1,
+                0..clusters.max(1),
+            ),
             0..=max_cpus,
         )
         .prop_map(|v| {
@@ -748,14 +833,22 @@ mod tests {
         off[0].eligible = false;
         assert_eq!(idle_pull_source(0, &off), None);
         // Needs 2 runnable and 1 movable.
-        assert_eq!(idle_pull_source(0, &[cpu(0, 0), cpu(1, 1), cpu(5, 0)]), None);
+        assert_eq!(
+            idle_pull_source(0, &[cpu(0, 0), cpu(1, 1), cpu(5, 0)]),
+            None
+        );
         assert_eq!(idle_pull_source(0, &[cpu(0, 0), cpu(2, 1)]), Some(1));
         // An ineligible busy processor is not a source.
         let mut src_off = cpus;
         src_off[2].eligible = false;
         assert_eq!(idle_pull_source(0, &src_off), Some(1));
         // Own cluster first, even if less busy; ties: the lower index.
-        let c = [clustered(0, 0), clustered(1, 9), clustered(0, 3), clustered(0, 3)];
+        let c = [
+            clustered(0, 0),
+            clustered(1, 9),
+            clustered(0, 3),
+            clustered(0, 3),
+        ];
         assert_eq!(idle_pull_source(0, &c), Some(2));
         let c = [clustered(0, 0), clustered(1, 9), clustered(0, 1)];
         assert_eq!(idle_pull_source(0, &c), Some(1));
@@ -766,7 +859,10 @@ mod tests {
         let c = |warmth, movable| Candidate { warmth, movable };
         assert_eq!(coldest([].into_iter()), None);
         assert_eq!(coldest([c(0, false), c(0, false)].into_iter()), None);
-        assert_eq!(coldest([c(9, true), c(0, false), c(3, true), c(3, true)].into_iter()), Some(2));
+        assert_eq!(
+            coldest([c(9, true), c(0, false), c(3, true), c(3, true)].into_iter()),
+            Some(2)
+        );
         assert_eq!(coldest([c(255, true), c(255, true)].into_iter()), Some(0));
         assert_eq!(coldest([c(255, false), c(255, true)].into_iter()), Some(1));
     }
