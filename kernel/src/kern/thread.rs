@@ -138,6 +138,27 @@ impl KernelStack {
     fn top(&self) -> u64 {
         stack_slot(self.slot as u64).1
     }
+
+    /// The user area at the top of the stack.
+    fn user_area(&self) -> *mut UserArea {
+        (self.top() - core::mem::size_of::<UserArea>() as u64) as *mut UserArea
+    }
+
+    /// The user trap frame, just below the user area: where a thread entering the kernel
+    /// from user mode with its stack empty saves its registers.
+    fn user_frame(&self) -> *mut TrapFrame {
+        (self.user_area() as u64 - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame
+    }
+}
+
+/// A user thread's FP/SIMD and TLS registers, saved while it is off CPU. It lives at the
+/// top of the thread's kernel stack rather than in `Thread` so that a thread stays within
+/// one kernel-heap granule (`THREAD_BLOCKS`) with room for its scheduling statistics; the
+/// stack below it starts with the user trap frame.
+#[repr(C, align(16))]
+struct UserArea {
+    fp: FpState,
+    tpidr_el0: u64,
 }
 
 /// Stacks of dead threads, still mapped: they are unmapped in batches with one broadcast
@@ -195,8 +216,9 @@ pub struct Thread {
     /// `None` for idle threads, which run on their CPU's boot stack.
     kstack: Option<KernelStack>,
     context: UnsafeCell<Context>,
-    fp: UnsafeCell<FpState>,
-    tpidr_el0: UnsafeCell<u64>,
+    /// Its FP/SIMD and TLS registers while off CPU, at the top of its kernel stack (null
+    /// for idle threads, which have no user state).
+    user_area: *mut UserArea,
     /// Set while a CPU runs this thread or is still saving its context.
     pub on_cpu: AtomicBool,
     state: AtomicU8,
@@ -255,7 +277,7 @@ pub struct Thread {
     _kmem: Option<Charge>,
 }
 
-// SAFETY: `context`, `fp` and `tpidr_el0` are only touched by the CPU that is switching the
+// SAFETY: `context` and the user area are only touched by the CPU that is switching the
 // thread in or out (the `on_cpu` protocol in `kern::sched` serialises that); `wait_links`
 // only under the lock of the wait bucket that holds the thread, the timer nodes only under
 // their processor's timer-queue lock (`sched::waitq`); everything else is atomic, locked
@@ -279,13 +301,15 @@ impl Thread {
         } else {
             BASEPRI_USER
         };
+        let user_area = kstack
+            .as_ref()
+            .map_or(core::ptr::null_mut(), KernelStack::user_area);
         Thread {
             id: ThreadId(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed)),
             task,
             kstack,
             context: UnsafeCell::new(context),
-            fp: UnsafeCell::new(FpState::default()),
-            tpidr_el0: UnsafeCell::new(0),
+            user_area,
             on_cpu: AtomicBool::new(is_idle),
             state: AtomicU8::new(if is_idle {
                 RunState::Running
@@ -356,9 +380,16 @@ impl Thread {
         }
         let charge = task.kmem.charge(THREAD_BLOCKS)?;
         let kstack = KernelStack::new()?;
-        let frame = (kstack.top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
-        // SAFETY: the frame lies at the top of the stack just mapped for this thread alone.
-        unsafe { frame.write(context::initial_user_frame(pc, sp, arg)) };
+        let frame = kstack.user_frame();
+        // SAFETY: the user area and the frame lie at the top of the stack just mapped for
+        // this thread alone.
+        unsafe {
+            kstack.user_area().write(UserArea {
+                fp: FpState::default(),
+                tpidr_el0: 0,
+            });
+            frame.write(context::initial_user_frame(pc, sp, arg));
+        }
         let thread = Arc::new(Thread::new(
             task.clone(),
             Some(kstack),
@@ -409,12 +440,18 @@ impl Thread {
         self.context.get()
     }
 
+    /// Where its FP/SIMD registers are saved: user threads only (null for idle threads).
     pub fn fp_ptr(&self) -> *mut FpState {
-        self.fp.get()
+        debug_assert!(!self.user_area.is_null());
+        // SAFETY: in bounds of the user area (no reference is made).
+        unsafe { &raw mut (*self.user_area).fp }
     }
 
+    /// Where its TLS register is saved: user threads only.
     pub fn tpidr_ptr(&self) -> *mut u64 {
-        self.tpidr_el0.get()
+        debug_assert!(!self.user_area.is_null());
+        // SAFETY: as in `fp_ptr`.
+        unsafe { &raw mut (*self.user_area).tpidr_el0 }
     }
 
     /// Ask the thread to terminate at its next return to user mode; a wait it is in ends
@@ -517,13 +554,13 @@ impl Thread {
         if st.running || self.on_cpu.load(Ordering::Acquire) {
             return None;
         }
-        let frame = (kstack.top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+        let frame = kstack.user_frame();
         // SAFETY: a user thread's user registers are in the trap frame at the top of its
-        // kernel stack whenever it is off CPU (it entered the kernel from EL0 with the stack
+        // kernel stack (below its user area) whenever it is off CPU (it entered the kernel from EL0 with the stack
         // empty, or was built so by `new_user`); its FP/SIMD and TLS registers were saved at
         // its last switch. It is not running and cannot be made so while its wait lock is
         // held, so nothing else touches them; the stack lives as long as `self`.
-        let r = unsafe { f(&mut *frame, &mut *self.fp.get(), &mut *self.tpidr_el0.get()) };
+        let r = unsafe { f(&mut *frame, &mut *self.fp_ptr(), &mut *self.tpidr_ptr()) };
         drop(st);
         Some(r)
     }
