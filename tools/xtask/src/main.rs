@@ -102,6 +102,10 @@ struct MachineArgs {
     /// RAM size (virt: default 512M; rpi4 is always 2G).
     #[arg(long)]
     mem: Option<String>,
+    /// virt: group the CPUs into this many clusters (QEMU `-smp N,clusters=C`, described
+    /// in the device tree's `/cpus/cpu-map`).
+    #[arg(long)]
+    clusters: Option<u32>,
 }
 
 impl MachineArgs {
@@ -113,6 +117,7 @@ impl MachineArgs {
             || self.el2
             || self.cpu.is_some()
             || self.mem.is_some()
+            || self.clusters.is_some()
     }
 
     fn board(&self) -> Board {
@@ -127,6 +132,7 @@ impl MachineArgs {
             cpu: self.cpu.clone(),
             mem: self.mem.clone(),
             icount,
+            clusters: self.clusters,
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct MachineOptions {
     pub cpu: Option<String>,
     pub mem: Option<String>,
     pub icount: bool,
+    /// virt: group the CPUs into this many clusters (`-smp N,clusters=C`; QEMU's device
+    /// tree then describes them in `/cpus/cpu-map`).
+    pub clusters: Option<u32>,
 }
 
 /// A fully decided machine.
@@ -57,6 +60,8 @@ pub struct Machine {
     pub cpu: String,
     pub mem: String,
     pub icount: bool,
+    /// virt: CPU clusters, when asked for (a divisor of `smp`).
+    pub clusters: Option<u32>,
 }
 
 /// CPU models of QEMU's `virt` that implement AArch64 (what `-cpu help` lists, less the
@@ -113,6 +118,13 @@ impl Machine {
                         "virt with {gic:?} takes 1 to {max} CPUs, not {smp}"
                     )));
                 }
+                if let Some(c) = opts.clusters
+                    && (c == 0 || !smp.is_multiple_of(c))
+                {
+                    return Err(Error::new(format!(
+                        "--clusters {c} must divide the {smp} CPUs into equal clusters"
+                    )));
+                }
                 let cpu = opts.cpu.unwrap_or_else(|| DEFAULT_CPU.to_owned());
                 check_cpu(&cpu)?;
                 Ok(Self {
@@ -123,6 +135,7 @@ impl Machine {
                     cpu,
                     mem: opts.mem.unwrap_or_else(|| DEFAULT_MEM.to_owned()),
                     icount: opts.icount,
+                    clusters: opts.clusters,
                 })
             }
             Board::Rpi4 => {
@@ -139,6 +152,11 @@ impl Machine {
                 if opts.el2 {
                     return Err(Error::new(
                         "raspi4b always enters at EL2; --el2 is for virt",
+                    ));
+                }
+                if opts.clusters.is_some() {
+                    return Err(Error::new(
+                        "raspi4b's four CPUs are one cluster; --clusters is for virt",
                     ));
                 }
                 if let Some(cpu) = opts.cpu.filter(|c| c != RPI4_CPU) {
@@ -160,6 +178,7 @@ impl Machine {
                     cpu: RPI4_CPU.to_owned(),
                     mem: RPI4_MEM.to_owned(),
                     icount: opts.icount,
+                    clusters: None,
                 })
             }
         }
@@ -196,7 +215,10 @@ pub fn command_line(machine: &Machine, boot: &Boot) -> Vec<String> {
             if machine.icount {
                 m.push_str(",dtb-randomness=off");
             }
-            let smp = machine.smp.to_string();
+            let smp = match machine.clusters {
+                Some(c) => format!("{},clusters={c}", machine.smp),
+                None => machine.smp.to_string(),
+            };
             push(&[
                 "-M",
                 &m,
@@ -453,6 +475,22 @@ mod tests {
             line.ends_with("-append exit=semihosting halt-after=boot -s -S"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn virt_clusters() {
+        let opts = |smp, clusters| MachineOptions {
+            smp: Some(smp),
+            clusters: Some(clusters),
+            ..Default::default()
+        };
+        let m = Machine::resolve(Board::Virt, opts(8, 2)).unwrap();
+        let args = command_line(&m, &boot());
+        let at = args.iter().position(|a| a == "-smp").unwrap();
+        assert_eq!(args[at + 1], "8,clusters=2");
+        assert!(Machine::resolve(Board::Virt, opts(8, 3)).is_err());
+        assert!(Machine::resolve(Board::Virt, opts(8, 0)).is_err());
+        assert!(Machine::resolve(Board::Rpi4, opts(4, 2)).is_err());
     }
 
     #[test]
