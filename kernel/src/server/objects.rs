@@ -13,8 +13,8 @@ use super::host::Host;
 use super::processor::{Processor, ProcessorSet};
 use super::slots::Slots;
 use crate::ids::ProcessorSetId;
-use crate::kern::sched::stats::ThreadMigration;
 use crate::ipc::{KObject, KObjectKind, Ledger, MsgPort, Space};
+use crate::kern::sched::stats::ThreadMigration;
 use alloc::sync::Arc;
 use core::any::Any;
 #[cfg(target_os = "none")]

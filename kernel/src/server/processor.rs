@@ -11,8 +11,8 @@ extern crate alloc;
 
 use super::host::Host;
 use crate::ids::ProcessorSetId;
-use crate::kern::sched::stats::{BalanceParams, ProcessorSched};
 use crate::ipc::{KObject, KObjectKind, Ledger, Port, ledger::Unmetered};
+use crate::kern::sched::stats::{BalanceParams, ProcessorSched};
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;

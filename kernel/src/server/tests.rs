@@ -13,13 +13,13 @@ use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
 use super::processor::{HostSched, SetCounts};
 use crate::ids::ProcessorSetId;
-use crate::kern::sched::stats::{BalanceParams, ProcessorSched, ThreadMigration};
 use crate::ipc::abi::{Disposition, PortName, msgh_bits, port_type as pt};
 use crate::ipc::ledger::counting::{CountingLedger, dyn_ledger};
 use crate::ipc::transfer::copyin_type;
 use crate::ipc::{
     KObject, KObjectKind, Kmsg, KmsgShape, Ledger, MsgPort, Port, RecvResult, Space, mqueue,
 };
+use crate::kern::sched::stats::{BalanceParams, ProcessorSched, ThreadMigration};
 use mach_abi::KernReturn as K;
 use mach_abi::info::{
     TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
@@ -2354,7 +2354,12 @@ fn thread_migrate_and_thread_bind_check_their_ports_and_pass_the_scheduler_s_cod
     // The processor rights the requests carried were released: each processor port
     // holds only the client's own send right again.
     for p in w._host.host.machine.processors() {
-        assert_eq!(p.port().unwrap().status().srights, 1, "processor {}", p.slot);
+        assert_eq!(
+            p.port().unwrap().status().srights,
+            1,
+            "processor {}",
+            p.slot
+        );
     }
     drop(port);
 }
@@ -2371,13 +2376,14 @@ fn balance_parameters_read_by_name_set_by_control_within_bounds() {
             .call(dest, armach_sched::PROCESSOR_SET_BALANCE_GET_ID, &[])
             .unwrap();
         let code = g.code();
-        (code == K::Success).then(|| {
-            [56, 72, 88, 104, 120]
-                .iter()
-                .map(|&at| g.word(at))
-                .collect::<Vec<_>>()
-        })
-        .ok_or(code)
+        (code == K::Success)
+            .then(|| {
+                [56, 72, 88, 104, 120]
+                    .iter()
+                    .map(|&at| g.word(at))
+                    .collect::<Vec<_>>()
+            })
+            .ok_or(code)
     };
     let set = |dest, v: [u32; 5]| {
         w.call(

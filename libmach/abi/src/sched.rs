@@ -271,7 +271,9 @@ mod tests {
         assert_eq!(ThreadMigrationInfo::from_words(&w[..9]), None);
         let never = ThreadMigrationInfo::default().to_words();
         assert_eq!(
-            ThreadMigrationInfo::from_words(&never).unwrap().last_processor,
+            ThreadMigrationInfo::from_words(&never)
+                .unwrap()
+                .last_processor,
             None
         );
         assert_eq!(never[2..4], [-1, -1]);

@@ -525,8 +525,9 @@ fn arguments(s: &mut Suite, hp: &SendRight) {
     );
     let mine = thread_migration_info(me);
     s.c.check(
-        mine.is_ok_and(|m| m.last_processor.is_some_and(|p| (p as usize) < s.n)
-            && m.since_last_run_ns == 0),
+        mine.is_ok_and(|m| {
+            m.last_processor.is_some_and(|p| (p as usize) < s.n) && m.since_last_run_ns == 0
+        }),
         "THREAD_MIGRATION_INFO of the running caller: a last processor, running now",
         format_args!("{mine:?}"),
     );
@@ -587,7 +588,11 @@ fn arguments(s: &mut Suite, hp: &SendRight) {
         r.map(drop),
         Err(KernReturn::Failure),
     );
-    for (what, port) in [("host", &host as &SendRight), ("thread", me), ("task", &task)] {
+    for (what, port) in [
+        ("host", &host as &SendRight),
+        ("thread", me),
+        ("task", &task),
+    ] {
         s.c.check_eq(
             "processor_sched_info(a port that is no processor)",
             processor_sched_info(port).map(drop).map_err(|e| (what, e)),
@@ -605,10 +610,18 @@ fn arguments(s: &mut Suite, hp: &SendRight) {
         ("dead name", &dead),
     ] {
         let seen = code(thread_migrate(me, port));
-        s.c.check_eq("thread_migrate(self, not a processor)", (what, seen), (what, INVAL));
+        s.c.check_eq(
+            "thread_migrate(self, not a processor)",
+            (what, seen),
+            (what, INVAL),
+        );
         if what != "null" {
             let seen = code(thread_bind(me, Some(port)));
-            s.c.check_eq("thread_bind(self, not a processor)", (what, seen), (what, INVAL));
+            s.c.check_eq(
+                "thread_bind(self, not a processor)",
+                (what, seen),
+                (what, INVAL),
+            );
         }
     }
     for (what, port, expected) in [
@@ -690,13 +703,37 @@ fn arguments(s: &mut Suite, hp: &SendRight) {
     );
     let d = Balance::DEFAULT;
     for (what, bad) in [
-        ("interval 0", Balance { interval_ticks: 0, ..d }),
-        ("interval 1001", Balance { interval_ticks: 1001, ..d }),
-        ("interval u32::MAX", Balance { interval_ticks: u32::MAX, ..d }),
+        (
+            "interval 0",
+            Balance {
+                interval_ticks: 0,
+                ..d
+            },
+        ),
+        (
+            "interval 1001",
+            Balance {
+                interval_ticks: 1001,
+                ..d
+            },
+        ),
+        (
+            "interval u32::MAX",
+            Balance {
+                interval_ticks: u32::MAX,
+                ..d
+            },
+        ),
         ("threshold 0", Balance { threshold: 0, ..d }),
         ("threshold 1", Balance { threshold: 1, ..d }),
         ("threshold 65", Balance { threshold: 65, ..d }),
-        ("tolerance 65", Balance { warmth_tolerance: 65, ..d }),
+        (
+            "tolerance 65",
+            Balance {
+                warmth_tolerance: 65,
+                ..d
+            },
+        ),
     ] {
         s.c.check_eq(
             "processor_set_balance_set(out of bounds)",
@@ -961,7 +998,11 @@ fn binding(s: &mut Suite) {
         let w = &compute[0];
         for step in 0..3 {
             let Ok(before) = w.info() else {
-                s.c.check(false, "THREAD_MIGRATION_INFO(computing thread)", format_args!("refused"));
+                s.c.check(
+                    false,
+                    "THREAD_MIGRATION_INFO(computing thread)",
+                    format_args!("refused"),
+                );
                 break;
             };
             let from = before.last_processor.unwrap_or(0) as usize;
@@ -972,8 +1013,7 @@ fn binding(s: &mut Suite) {
             let progress = w.ctl.progress.load(Ordering::Relaxed);
             let moved = s.wait(4 * iv, |_| {
                 w.ctl.progress.load(Ordering::Relaxed) > progress
-                    && w.info()
-                        .is_ok_and(|m| m.last_processor == Some(to as u32))
+                    && w.info().is_ok_and(|m| m.last_processor == Some(to as u32))
             });
             let after = w.info();
             s.c.check(
@@ -1009,7 +1049,11 @@ fn sets(s: &mut Suite, hp: &SendRight) {
         }
     };
     // The last CPU, and the one before it on 4 CPUs or more (never the boot CPU).
-    let members: Vec<usize> = if n >= 4 { alloc::vec![n - 2, n - 1] } else { alloc::vec![n - 1] };
+    let members: Vec<usize> = if n >= 4 {
+        alloc::vec![n - 2, n - 1]
+    } else {
+        alloc::vec![n - 1]
+    };
     for &m in &members {
         let r = mach_host::processor_assign(&mut t, &s.cpus[m], &set, true);
         s.c.check_eq("processor_assign(cpu, new set)", (m, r), (m, Ok(())));
@@ -1134,7 +1178,11 @@ fn warmth(s: &mut Suite) {
 
     // Cooled by a long sleep.
     let sleeper = s.start(1, Kind::SleepAfter { ms: 3000 }, Some(k), true);
-    if s.running(&sleeper, 20 * iv, "a worker runs bound to cpu 1, then sleeps") {
+    if s.running(
+        &sleeper,
+        20 * iv,
+        "a worker runs bound to cpu 1, then sleeps",
+    ) {
         s.pass_ticks(5 * iv);
         sleeper[0].ctl.stop.store(true, Ordering::Release);
         let asleep = s.wait(4 * iv, |_| {
@@ -1169,20 +1217,29 @@ fn warmth(s: &mut Suite) {
         busy.extend(s.start(count, Kind::Spin, Some(cpu), true));
     }
     let napper = s.start(1, Kind::Nap, None, false);
-    if s.running(&busy, 20 * iv, "a bound worker on every CPU, two on cpu 1") && !napper.is_empty() {
+    if s.running(&busy, 20 * iv, "a bound worker on every CPU, two on cpu 1") && !napper.is_empty()
+    {
         let r = thread_migrate(napper[0].thread(), &s.cpus[k]);
         s.c.check_eq("thread_migrate(napper, cpu 1)", r, Ok(()));
         go_all(&napper);
         let settled = s.wait(10 * iv, |_| {
             napper[0].ctl.wakes.load(Ordering::Acquire) > 0
-                && napper[0].info().is_ok_and(|m| m.last_processor == Some(k as u32))
+                && napper[0]
+                    .info()
+                    .is_ok_and(|m| m.last_processor == Some(k as u32))
         });
-        s.c.check(settled.is_ok(), "the napper runs on cpu 1", format_args!("{:?}", napper[0].info()));
+        s.c.check(
+            settled.is_ok(),
+            "the napper runs on cpu 1",
+            format_args!("{:?}", napper[0].info()),
+        );
         s.pass_ticks(2 * iv);
         let before = napper[0].info();
         let wakes = napper[0].ctl.wakes.load(Ordering::Acquire);
         let Some(base) = s.snap() else { return };
-        let woke = s.wait(40 * iv, |_| napper[0].ctl.wakes.load(Ordering::Acquire) >= wakes + 10);
+        let woke = s.wait(40 * iv, |_| {
+            napper[0].ctl.wakes.load(Ordering::Acquire) >= wakes + 10
+        });
         let after = napper[0].info();
         let Some(now) = s.snap() else { return };
         s.c.check(
@@ -1236,7 +1293,10 @@ fn idle_pull(s: &mut Suite) {
         periodic_balance: false,
         ..Balance::DEFAULT
     };
-    s.set_balance(periodic_off, "processor_set_balance_set(periodic off, idle on)");
+    s.set_balance(
+        periodic_off,
+        "processor_set_balance_set(periodic off, idle on)",
+    );
     let cpu0 = s.cpus[0].name();
     // CPU 0 busy with a worker that records the tick it ends at; CPUs 2.. busy too.
     let ender = s.start(1, Kind::MarkAtExit { processor: cpu0 }, Some(0), true);
@@ -1248,7 +1308,15 @@ fn idle_pull(s: &mut Suite) {
         && s.running(&busy, 20 * iv, "CPUs 2.. busy with bound workers");
     // Three unbound workers, all moved to cpu 1; each records the tick it first finds
     // itself on cpu 0.
-    let three = s.start(3, Kind::MarkOn { cpu: 0, processor: cpu0 }, None, false);
+    let three = s.start(
+        3,
+        Kind::MarkOn {
+            cpu: 0,
+            processor: cpu0,
+        },
+        None,
+        false,
+    );
     for w in &three {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(unbound worker, cpu 1)", r, Ok(()));
@@ -1256,9 +1324,7 @@ fn idle_pull(s: &mut Suite) {
     go_all(&three);
     let ready = ready
         && s.running(&three, 20 * iv, "three unbound workers run")
-        && s
-            .wait(10 * iv, |snap| snap.workers_on(1) == 3)
-            .is_ok();
+        && s.wait(10 * iv, |snap| snap.workers_on(1) == 3).is_ok();
     s.c.check(
         ready,
         "cpu 1 holds the 3 unbound workers, every other CPU one bound",
@@ -1288,7 +1354,10 @@ fn idle_pull(s: &mut Suite) {
         s.c.check(
             now.infos[0].idle_pulls > base.infos[0].idle_pulls,
             "cpu 0 counts an idle pull",
-            format_args!("{} -> {}", base.infos[0].idle_pulls, now.infos[0].idle_pulls),
+            format_args!(
+                "{} -> {}",
+                base.infos[0].idle_pulls, now.infos[0].idle_pulls
+            ),
         );
     }
     s.stop(three);
@@ -1307,7 +1376,10 @@ fn control(s: &mut Suite) {
         periodic_balance: false,
         ..Balance::DEFAULT
     };
-    s.set_balance(off, "processor_set_balance_set(periodic and idle balancing off)");
+    s.set_balance(
+        off,
+        "processor_set_balance_set(periodic and idle balancing off)",
+    );
     let four = s.start(4, Kind::Spin, None, false);
     for w in &four {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
@@ -1367,7 +1439,10 @@ fn control(s: &mut Suite) {
                 s.c.check(
                     false,
                     "balancing on: the set balances",
-                    format_args!("not after {ticks} ticks: {:?}", s.snap().map(|x| x.workers())),
+                    format_args!(
+                        "not after {ticks} ticks: {:?}",
+                        s.snap().map(|x| x.workers())
+                    ),
                 );
             }
         }
