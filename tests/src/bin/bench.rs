@@ -766,13 +766,11 @@ mod balance {
                 );
                 let ns = delta(&before, i, |p| p.balance_ns);
                 let passes = delta(&before, i, |p| p.balance_attempts);
-                if passes > 0 {
-                    println!(
-                        "bench: balance-pass: {} instructions per periodic balance pass ({passes} passes)",
-                        ns / passes
-                    );
-                } else {
-                    println!("bench: balance-pass: n/a (no balance pass counted)");
+                match ns.checked_div(passes) {
+                    Some(per) => println!(
+                        "bench: balance-pass: {per} instructions per periodic balance pass ({passes} passes)"
+                    ),
+                    None => println!("bench: balance-pass: n/a (no balance pass counted)"),
                 }
             }
             None => println!("bench: balance-ticks-16: n/a (not balanced within 100 intervals)"),
@@ -878,15 +876,13 @@ mod balance {
             (Some(a), Some(b)) => {
                 let wakeups = delta(&a, &b, |p| p.wakeups);
                 let on_last = delta(&a, &b, |p| p.wakeups_on_last);
-                if wakeups == 0 {
-                    println!("bench: wake-on-last: n/a (no wake-up counted)");
-                } else {
-                    let permille = on_last * 1000 / wakeups;
-                    println!(
+                match (on_last * 1000).checked_div(wakeups) {
+                    Some(permille) => println!(
                         "bench: wake-on-last: {}.{} percent of {wakeups} wake-ups placed on the last processor",
                         permille / 10,
                         permille % 10
-                    );
+                    ),
+                    None => println!("bench: wake-on-last: n/a (no wake-up counted)"),
                 }
             }
             _ => println!("bench: wake-on-last: n/a (PROCESSOR_SCHED_INFO refused)"),
