@@ -77,8 +77,9 @@ enum Kind {
     /// Sum `i*i` and `i as f64` for `i` = 0, 1, ... until `stop`, then return the count
     /// and both sums: the result of a computation that must survive migrations.
     Compute,
-    /// Wait for `go`, then burn a little and sleep a tick, over and over, counting wakes.
-    Nap,
+    /// Wait for `go`, then burn `burst` iterations and sleep a tick, over and over,
+    /// counting wakes.
+    Nap { burst: u64 },
     /// Wait for `go`, burn until `stop`, then say so (`asleep`) and sleep `ms`.
     SleepAfter { ms: u32 },
     /// Wait for `go`, burn until `stop`, then record this processor's `ticks` in `mark`
@@ -149,11 +150,11 @@ fn work(kind: Kind, ctl: Arc<Ctl>) -> (u64, u64, u64) {
             }
             (n, squares, sum.to_bits())
         }
-        Kind::Nap => {
+        Kind::Nap { burst } => {
             gate(&ctl);
             while !ctl.stop.load(Ordering::Acquire) {
                 ctl.progress.fetch_add(1, Ordering::Relaxed);
-                burn(20_000);
+                burn(burst);
                 let _ = msleep(POLL_MS);
                 ctl.wakes.fetch_add(1, Ordering::Release);
             }
@@ -932,9 +933,14 @@ fn spread_and_stability(s: &mut Suite) {
         format_args!("{:?}", infos.first()),
     );
 
-    // A difference of 1 moves nothing either.
-    let extra = s.start(1, Kind::Spin, None, true);
+    // A difference of 1 moves nothing either: a 17th thread, started on the last CPU (not
+    // on cpu 0, where the main thread's polls would make the difference 2 now and then).
+    let extra = s.start(1, Kind::Spin, Some(target), true);
     s.running(&extra, 10 * iv, "a 17th worker runs");
+    if let Some(x) = extra.first() {
+        let r = thread_bind(x.thread(), None);
+        s.c.check_eq("thread_bind(17th worker, null)", r, Ok(()));
+    }
     s.pass_ticks(2 * iv);
     let Some(before) = s.snap() else { return };
     s.pass_ticks(20 * iv);
@@ -992,7 +998,15 @@ fn binding(s: &mut Suite) {
     }
     s.stop(bound);
 
-    // A computing thread, moved while it runs: its result is still exact.
+    // A computing thread, moved while it runs: its result is still exact. Balancing is off
+    // meanwhile, so that only these explicit moves happen (on cpu 0 the main thread's
+    // polls would otherwise let an idle CPU pull it).
+    let off = Balance {
+        idle_balance: false,
+        periodic_balance: false,
+        ..Balance::DEFAULT
+    };
+    s.set_balance(off, "processor_set_balance_set(balancing off)");
     let compute = s.start(1, Kind::Compute, None, true);
     if s.running(&compute, 20 * iv, "a computing thread runs") {
         let w = &compute[0];
@@ -1025,6 +1039,7 @@ fn binding(s: &mut Suite) {
         }
         s.pass_ticks(iv);
     }
+    s.set_balance(Balance::DEFAULT, "processor_set_balance_set(defaults)");
     for (count, squares, sum) in s.stop(compute) {
         let (want_squares, want_sum) = compute_expected(count);
         s.c.check_eq(
@@ -1133,7 +1148,14 @@ fn warmth(s: &mut Suite) {
     let n = s.n;
     let k = 1usize;
 
-    // Grows while it runs on one CPU.
+    // Grows while it runs on one CPU. Balancing is off until the migration below, so that
+    // only the explicit one happens.
+    let off = Balance {
+        idle_balance: false,
+        periodic_balance: false,
+        ..Balance::DEFAULT
+    };
+    s.set_balance(off, "processor_set_balance_set(balancing off)");
     let w = s.start(1, Kind::Spin, Some(k), true);
     if s.running(&w, 20 * iv, "a worker runs bound to cpu 1") {
         s.pass_ticks(iv);
@@ -1158,23 +1180,22 @@ fn warmth(s: &mut Suite) {
         let r = thread_migrate(w[0].thread(), &s.cpus[0]);
         s.c.check_eq("thread_migrate(warm thread, cpu 0)", r, Ok(()));
         let reset = w[0].info();
-        s.c.check(
-            matches!((before, reset), (Ok(b), Ok(r)) if r.cache_warmth < b.cache_warmth),
-            "a migration resets cache_warmth",
-            format_args!("{before:?} -> {reset:?}"),
-        );
         let there = s.wait(4 * iv, |_| {
             w[0].info().is_ok_and(|m| m.last_processor == Some(0))
         });
         let after = w[0].info();
+        // Read at once and once it runs there (within the tick): it started again from 0.
         s.c.check(
             there.is_ok()
-                && matches!((before, after), (Ok(b), Ok(a)) if a.migration_count == b.migration_count + 1),
-            "and counts one migration once it runs there",
-            format_args!("{before:?} -> {after:?}"),
+                && matches!((before, after), (Ok(b), Ok(a))
+                    if b.cache_warmth > 0 && a.cache_warmth < b.cache_warmth
+                        && a.migration_count == b.migration_count + 1),
+            "a migration resets cache_warmth, and counts once it runs on the target",
+            format_args!("{before:?} -> at once {reset:?} -> running there {after:?}"),
         );
     }
     s.stop(w);
+    s.set_balance(Balance::DEFAULT, "processor_set_balance_set(defaults)");
 
     // Cooled by a long sleep.
     let sleeper = s.start(1, Kind::SleepAfter { ms: 3000 }, Some(k), true);
@@ -1216,9 +1237,14 @@ fn warmth(s: &mut Suite) {
         let count = if cpu == k { 2 } else { 1 };
         busy.extend(s.start(count, Kind::Spin, Some(cpu), true));
     }
-    let napper = s.start(1, Kind::Nap, None, false);
+    // About a tick of work per nap (a CPU runs about 10M/N instructions a tick under
+    // -icount), at the main thread's priority so that it runs as soon as it wakes.
+    let burst = 2_000_000 / n as u64;
+    let napper = s.start(1, Kind::Nap { burst }, None, false);
     if s.running(&busy, 20 * iv, "a bound worker on every CPU, two on cpu 1") && !napper.is_empty()
     {
+        let r = mach_host::thread_priority(&mut ipc::transport(), napper[0].thread(), 25, false);
+        s.c.check_eq("thread_priority(napper, 25)", r, Ok(()));
         let r = thread_migrate(napper[0].thread(), &s.cpus[k]);
         s.c.check_eq("thread_migrate(napper, cpu 1)", r, Ok(()));
         go_all(&napper);
@@ -1332,6 +1358,18 @@ fn idle_pull(s: &mut Suite) {
     );
     if ready {
         let Some(base) = s.snap() else { return };
+        // Only a run on cpu 0 from now on counts.
+        for w in &three {
+            w.ctl.mark.store(NONE, Ordering::Release);
+        }
+        let on_1 = three
+            .iter()
+            .all(|w| w.info().is_ok_and(|m| m.last_processor == Some(1)));
+        s.c.check(
+            on_1,
+            "the three last ran on cpu 1",
+            format_args!("{:?}", three[0].info()),
+        );
         ender[0].ctl.stop.store(true, Ordering::Release);
         let pulled = s.wait(10 * iv, |_| {
             ender[0].ctl.mark.load(Ordering::Acquire) != NONE
@@ -1347,7 +1385,11 @@ fn idle_pull(s: &mut Suite) {
             .unwrap_or(NONE);
         let Some(now) = s.snap() else { return };
         s.c.check(
-            pulled.is_ok() && first != NONE && ended != NONE && first.saturating_sub(ended) <= 1,
+            pulled.is_ok()
+                && first != NONE
+                && ended != NONE
+                && first >= ended
+                && first - ended <= 1,
             "cpu 0, emptied while cpu 1 has 3 runnable, takes one within one tick",
             format_args!("ended at tick {ended}, a worker ran there at tick {first}"),
         );
