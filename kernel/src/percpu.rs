@@ -1,9 +1,10 @@
 //! Per-CPU data, one slot per CPU of the device tree (same index), reached on the running
 //! CPU through the architecture's per-CPU pointer. Counters here are what the boot check
-//! and, later, the processor info interfaces read.
+//! and, later, the processor info interfaces read. Each CPU's cluster (from the device
+//! tree's `cpu-map`) is kept here too, for the scheduler to read with one load.
 
 use crate::arch::cpu;
-use crate::devtree::MAX_CPUS;
+use crate::devtree::{MAX_CPUS, MachineConfig};
 use crate::ids::CpuId;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -41,6 +42,8 @@ pub struct PerCpu {
     /// This CPU's scheduler processor (`kern::sched`), once it has one: one load away
     /// on the trap path instead of an index computation.
     pub processor: AtomicUsize,
+    /// The CPU's cluster, [`crate::devtree::CpuInfo::cluster`] (set once at boot).
+    cluster: AtomicU32,
 }
 
 impl PerCpu {
@@ -56,6 +59,7 @@ impl PerCpu {
             ring_sent: AtomicBool::new(false),
             lock_levels: AtomicU32::new(0),
             processor: AtomicUsize::new(0),
+            cluster: AtomicU32::new(0),
         }
     }
 
@@ -87,6 +91,30 @@ pub fn set_cpu_count(n: usize) {
 
 pub fn cpu_count() -> usize {
     CPU_COUNT.load(Ordering::Relaxed) as usize
+}
+
+/// How many clusters the CPUs are in (set once at boot).
+static CLUSTER_COUNT: AtomicU32 = AtomicU32::new(1);
+
+/// Records the device tree's topology: each CPU's cluster (same index as its slot), and
+/// how many distinct clusters there are. Called once at boot, before secondaries start.
+pub fn set_topology(config: &MachineConfig<'_>) {
+    for (slot, info) in CPUS.iter().zip(config.cpus.iter()) {
+        slot.cluster.store(info.cluster, Ordering::Relaxed);
+    }
+    let count = u32::try_from(config.cluster_count()).unwrap_or(u32::MAX);
+    CLUSTER_COUNT.store(count.max(1), Ordering::Relaxed);
+}
+
+/// CPU `cpu`'s cluster: an index from the device tree's `cpu-map` (0 without one).
+/// CPUs with the same value share a cluster; the values need not be dense.
+pub fn cluster(cpu: CpuId) -> u32 {
+    self::cpu(cpu).cluster.load(Ordering::Relaxed)
+}
+
+/// How many clusters the CPUs are in (1 without a `cpu-map`).
+pub fn cluster_count() -> usize {
+    CLUSTER_COUNT.load(Ordering::Relaxed) as usize
 }
 
 /// CPU `cpu`'s data.

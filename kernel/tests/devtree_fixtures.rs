@@ -25,6 +25,7 @@ fn psci_cpus(mpidrs: impl Iterator<Item = u64>) -> Vec<CpuInfo> {
         .map(|mpidr| CpuInfo {
             mpidr,
             enable: EnableMethod::Psci,
+            cluster: 0,
         })
         .collect()
 }
@@ -131,7 +132,8 @@ fn virt_single_cpu_three_gib() {
         config.cpus.as_slice(),
         &[CpuInfo {
             mpidr: 0,
-            enable: EnableMethod::Unspecified
+            enable: EnableMethod::Unspecified,
+            cluster: 0,
         }]
     );
     assert_eq!(config.bootargs, "");
@@ -158,6 +160,55 @@ fn virt_two_hundred_cpus_two_redistributor_regions() {
     );
 }
 
+/// The clusters of a tree's CPUs, in CPU order.
+fn clusters(config: &MachineConfig<'_>) -> Vec<u32> {
+    config.cpus.iter().map(|cpu| cpu.cluster).collect()
+}
+
+/// Every fixture without `clusters=` has a cpu-map of one socket with one cluster.
+#[test]
+fn one_cluster_without_clusters_option() {
+    for name in [
+        "virt-gicv2-4cpu.dtb",
+        "virt-gicv3-16cpu-initrd.dtb",
+        "virt-gicv3-200cpu.dtb",
+        "virt-gicv2-1cpu-3g.dtb",
+    ] {
+        let bytes = common::fixture(name);
+        let config = parse(&bytes);
+        assert_eq!(config.cpu_map_error, None, "{name}");
+        assert!(clusters(&config).iter().all(|&c| c == 0), "{name}");
+        assert_eq!(config.cluster_count(), 1, "{name}");
+    }
+}
+
+/// `-smp 8,clusters=2`: QEMU 10 writes socket0 { cluster0 { core0..3 } cluster1 { core0..3 } },
+/// and lists the cores' phandles in the opposite order of the CPU nodes (cpu@0 is
+/// 0x8008), so the clusters come out right only if each phandle is looked up.
+#[test]
+fn virt_eight_cpus_in_two_clusters() {
+    let bytes = common::fixture("virt-gicv3-8cpu-2clusters.dtb");
+    let config = parse(&bytes);
+    assert_eq!(config.cpu_map_error, None);
+    assert_eq!(config.cpus.len(), 8);
+    assert_eq!(clusters(&config), [0, 0, 0, 0, 1, 1, 1, 1]);
+    assert_eq!(config.cluster_count(), 2);
+    // The MPIDRs do not say it: QEMU numbers the CPUs 0..7 in Aff0 either way.
+    let mpidrs: Vec<_> = config.cpus.iter().map(|cpu| cpu.mpidr).collect();
+    assert_eq!(mpidrs, (0..8).collect::<Vec<_>>());
+}
+
+/// `-smp 8,sockets=2,clusters=2,threads=2`: clusters numbered across sockets (socket1's
+/// cluster0 is the third cluster node), and threads as the leaves.
+#[test]
+fn virt_clusters_in_two_sockets_with_threads() {
+    let bytes = common::fixture("virt-gicv3-8cpu-2sockets-2clusters-smt2.dtb");
+    let config = parse(&bytes);
+    assert_eq!(config.cpu_map_error, None);
+    assert_eq!(clusters(&config), [0, 0, 1, 1, 2, 2, 3, 3]);
+    assert_eq!(config.cluster_count(), 4);
+}
+
 /// Checks everything the Raspberry Pi 4 tree says except memory.
 fn check_rpi4(config: &MachineConfig<'_>) {
     assert_eq!(config.model, "Raspberry Pi 4 Model B");
@@ -168,9 +219,12 @@ fn check_rpi4(config: &MachineConfig<'_>) {
             enable: EnableMethod::SpinTable {
                 release_addr: release[cpu as usize],
             },
+            cluster: 0,
         })
         .collect();
     assert_eq!(config.cpus.as_slice(), expected.as_slice());
+    assert_eq!(config.cluster_count(), 1, "the Pi 4 tree has no cpu-map");
+    assert_eq!(config.cpu_map_error, None);
     assert_eq!(config.psci, None);
     assert_eq!(
         config.gic,

@@ -788,3 +788,162 @@ fn structure_errors_name_the_offset() {
         "device tree: malformed structure block at offset 0x0: unknown token"
     );
 }
+
+/// The base tree with its CPUs given phandles 0x10 + id, a disabled `cpu@2` (phandle 0x12),
+/// and `map` as `/cpus/cpu-map`.
+fn tree_with_cpu_map(map: Node) -> Node {
+    let mut tree = base_tree();
+    let cpus = tree.at("/cpus");
+    for id in 0..2 {
+        cpus.at(&format!("/cpu@{id}"))
+            .set("phandle", cells(&[0x10 + id]));
+    }
+    cpus.children.push(
+        cpu(2)
+            .string("status", "disabled")
+            .cells("phandle", &[0x12]),
+    );
+    cpus.children.insert(0, map.clone());
+    tree
+}
+
+/// `clusterN` with one `core0` per phandle.
+fn cluster(name: &str, phandles: &[u32]) -> Node {
+    phandles
+        .iter()
+        .enumerate()
+        .fold(Node::new(name), |node, (index, &phandle)| {
+            node.child(Node::new(&format!("core{index}")).cells("cpu", &[phandle]))
+        })
+}
+
+fn clusters(config: &MachineConfig<'_>) -> Vec<u32> {
+    config.cpus.iter().map(|cpu| cpu.cluster).collect()
+}
+
+#[test]
+fn cpu_map_clusters() {
+    // In document order, whatever the order of the CPU nodes.
+    let map = Node::new("cpu-map")
+        .child(cluster("cluster0", &[0x11]))
+        .child(cluster("cluster1", &[0x10]));
+    let config = config_of(&tree_with_cpu_map(map));
+    assert_eq!(config.cpu_map_error, None);
+    assert_eq!(clusters(&config), [1, 0]);
+    assert_eq!(config.cluster_count(), 2);
+
+    // Nested clusters: the innermost counts, and every cluster node takes an index.
+    let map = Node::new("cpu-map").child(
+        Node::new("socket0").child(
+            Node::new("cluster0")
+                .child(cluster("cluster0", &[0x10]))
+                .child(cluster("cluster1", &[0x11])),
+        ),
+    );
+    assert_eq!(clusters(&config_of(&tree_with_cpu_map(map))), [1, 2]);
+
+    // A disabled CPU in the map takes no part; a CPU left out is in cluster 0.
+    let map = Node::new("cpu-map")
+        .child(cluster("cluster0", &[0x12]))
+        .child(cluster("cluster1", &[0x11]));
+    let config = config_of(&tree_with_cpu_map(map));
+    assert_eq!(config.cpu_map_error, None);
+    assert_eq!(clusters(&config), [0, 1]);
+
+    // Threads carry the CPUs of a core that has them.
+    let core = Node::new("core0")
+        .child(Node::new("thread0").cells("cpu", &[0x10]))
+        .child(Node::new("thread1").cells("cpu", &[0x11]));
+    let map = Node::new("cpu-map")
+        .child(Node::new("cluster0"))
+        .child(Node::new("cluster1").child(core));
+    assert_eq!(clusters(&config_of(&tree_with_cpu_map(map))), [1, 1]);
+}
+
+#[test]
+fn bad_cpu_map_is_reported_and_ignored() {
+    // Each bad leaf comes after two good ones that put the CPUs in clusters 1 and 0, so
+    // that a map abandoned half-way is seen to be undone.
+    let with_bad = |bad: Node| {
+        Node::new("cpu-map")
+            .child(cluster("cluster0", &[0x11]))
+            .child(cluster("cluster1", &[0x10]))
+            .child(Node::new("cluster2").child(bad))
+    };
+    let core = || Node::new("core0");
+    let cases: Vec<(Node, DtErrorKind, &str, Option<&str>)> = vec![
+        (
+            with_bad(core().cells("cpu", &[0x99])),
+            DtErrorKind::DanglingPhandle(0x99),
+            "/cpus/cpu-map/cluster2/core0",
+            Some("cpu"),
+        ),
+        (
+            with_bad(core().cells("cpu", &[0])),
+            DtErrorKind::DanglingPhandle(0),
+            "/cpus/cpu-map/cluster2/core0",
+            Some("cpu"),
+        ),
+        (
+            with_bad(core().cells("cpu", &[0x10, 0])),
+            DtErrorKind::BadLength {
+                len: 8,
+                expected: "4 bytes (a phandle)",
+            },
+            "/cpus/cpu-map/cluster2/core0",
+            Some("cpu"),
+        ),
+        (
+            // Phandle 1 is the GIC.
+            with_bad(core().cells("cpu", &[1])),
+            DtErrorKind::Invalid("names a node that is not a CPU under /cpus"),
+            "/cpus/cpu-map/cluster2/core0",
+            Some("cpu"),
+        ),
+        (
+            with_bad(core().cells("cpu", &[0x10])),
+            DtErrorKind::Invalid("names a CPU that the map already placed"),
+            "/cpus/cpu-map/cluster2/core0",
+            Some("cpu"),
+        ),
+        (
+            with_bad(core()),
+            DtErrorKind::MissingProperty,
+            "/cpus/cpu-map/cluster2/core0",
+            Some("cpu"),
+        ),
+        (
+            with_bad(Node::new("thread0").cells("cpu", &[0x12])),
+            DtErrorKind::Invalid(
+                "misplaced: cpu-map nests socket > cluster (> cluster) > core > thread",
+            ),
+            "/cpus/cpu-map/cluster2/thread0",
+            None,
+        ),
+        (
+            with_bad(Node::new("cpu0").cells("cpu", &[0x12])),
+            DtErrorKind::Invalid("cpu-map nodes must be named socketN, clusterN, coreN or threadN"),
+            "/cpus/cpu-map/cluster2/cpu0",
+            None,
+        ),
+    ];
+    for (map, kind, node, property) in cases {
+        let config = config_of(&tree_with_cpu_map(map));
+        let error = config.cpu_map_error.expect("a malformed map is reported");
+        assert_eq!(
+            (error.kind(), error.node(), error.property()),
+            (kind, node, property),
+            "{error}"
+        );
+        assert_eq!(clusters(&config), [0, 0], "{error}: the map is ignored");
+        assert_eq!(config.cluster_count(), 1);
+    }
+
+    // A core right under the map, outside any cluster.
+    let map = Node::new("cpu-map").child(core().cells("cpu", &[0x10]));
+    let error = config_of(&tree_with_cpu_map(map))
+        .cpu_map_error
+        .expect("reported");
+    assert_eq!(error.node(), "/cpus/cpu-map/core0");
+    assert!(error.to_string().contains("misplaced"), "{error}");
+}

@@ -13,6 +13,7 @@ use super::props::{
     cells_of, has_device_type, is_compatible, is_enabled, reg_entries, string_property, translate,
     u32_property, u64_property,
 };
+use super::topology;
 use super::{
     CpuInfo, EnableMethod, GicInfo, MAX_CPUS, MAX_MEM_REGIONS, MAX_REDIST_REGIONS, MachineConfig,
     PhysRange, PsciConduit, TimerInfo, UartInfo, UartKind,
@@ -47,7 +48,8 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<MachineConfig<'_>, DtError> {
     let memory = memory(&blob)?;
     let reserved = reserved(&blob)?;
     let psci = psci(&blob)?;
-    let cpus = cpus(&blob, psci.is_some())?;
+    let (mut cpus, phandles) = cpus(&blob, psci.is_some())?;
+    let cpu_map_error = topology::assign_clusters(&blob, &mut cpus, &phandles).err();
     let (gic_node, gic) = gic(&blob)?;
     let timer = timer(&blob, &gic_node)?;
     let chosen = blob.find_path("/chosen");
@@ -64,6 +66,7 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<MachineConfig<'_>, DtError> {
         memory,
         reserved,
         cpus,
+        cpu_map_error,
         psci,
         gic,
         timer,
@@ -203,8 +206,9 @@ fn psci(blob: &Blob<'_>) -> Result<Option<PsciConduit>, DtError> {
     }
 }
 
-/// The enabled CPU nodes under `/cpus`, with their MPIDRs and enable methods.
-fn cpus(blob: &Blob<'_>, have_psci: bool) -> Result<ArrayVec<CpuInfo, MAX_CPUS>, DtError> {
+/// The enabled CPU nodes under `/cpus`, with their MPIDRs and enable methods (all in
+/// cluster 0: `topology` places them), and each one's `phandle` (0 when it has none).
+fn cpus(blob: &Blob<'_>, have_psci: bool) -> Result<(CpuList, ArrayVec<u32, MAX_CPUS>), DtError> {
     let parent = blob
         .find_path("/cpus")
         .ok_or_else(|| DtError::at_path(DtErrorKind::MissingNode, "/cpus"))?;
@@ -220,7 +224,8 @@ fn cpus(blob: &Blob<'_>, have_psci: bool) -> Result<ArrayVec<CpuInfo, MAX_CPUS>,
             parent.property_error("#size-cells", DtErrorKind::Invalid("must be 0 under /cpus"))
         );
     }
-    let mut cpus = ArrayVec::<CpuInfo, MAX_CPUS>::new();
+    let mut cpus = CpuList::new();
+    let mut phandles = ArrayVec::new();
     for node in blob.children(parent.node()) {
         if !has_device_type(blob, node, "cpu") || !is_enabled(blob, node) {
             continue;
@@ -265,20 +270,37 @@ fn cpus(blob: &Blob<'_>, have_psci: bool) -> Result<ArrayVec<CpuInfo, MAX_CPUS>,
                 ));
             }
         };
-        cpus.try_push(CpuInfo { mpidr: id, enable }).map_err(|_| {
+        let too_many = || {
             parent.error(DtErrorKind::TooMany {
                 what: "CPUs",
                 max: MAX_CPUS,
             })
-        })?;
+        };
+        cpus.try_push(CpuInfo {
+            mpidr: id,
+            enable,
+            cluster: 0,
+        })
+        .map_err(|_| too_many())?;
+        // A malformed `phandle` only matters to the cpu-map, which then names no such CPU.
+        let phandle = ["phandle", "linux,phandle"]
+            .iter()
+            .find_map(|name| blob.property(node, name))
+            .filter(|value| value.len() == 4)
+            .and_then(|value| super::blob::be_u32(value, 0));
+        phandles
+            .try_push(phandle.unwrap_or(0))
+            .map_err(|_| too_many())?;
     }
     if cpus.is_empty() {
         return Err(parent.error(DtErrorKind::Invalid(
             "no enabled node with device_type \"cpu\"",
         )));
     }
-    Ok(cpus)
+    Ok((cpus, phandles))
 }
+
+type CpuList = ArrayVec<CpuInfo, MAX_CPUS>;
 
 /// The first enabled GIC, and its register frames.
 fn gic<'a>(blob: &Blob<'a>) -> Result<(Chain<'a>, GicInfo), DtError> {

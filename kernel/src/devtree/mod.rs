@@ -5,9 +5,9 @@
 //! The device tree is input the kernel does not control, so nothing here may panic on it:
 //! [`parse`] checks the blob's structure once (`blob`), reads values with their lengths and
 //! cell counts checked (`props`), translates every `reg` through the parents' `ranges`, and
-//! picks out what the kernel needs (`machine`): memory and reserved memory, CPUs and how to
-//! start them, PSCI, the GIC, the generic timer's interrupts, the console UART, the command
-//! line and the initial RAM disk. It is plain `no_std` Rust without heap or `unsafe`, tested
+//! picks out what the kernel needs (`machine`): memory and reserved memory, CPUs, how to
+//! start them and which cluster each is in (`topology`), PSCI, the GIC, the generic timer's
+//! interrupts, the console UART, the command line and the initial RAM disk. It is plain `no_std` Rust without heap or `unsafe`, tested
 //! and fuzzed on the host. It does not touch hardware and does not decide policy: which
 //! drivers to start with this configuration is the kernel's business.
 
@@ -16,6 +16,7 @@ mod error;
 mod machine;
 mod memory;
 mod props;
+mod topology;
 
 use crate::mm::PAGE_SIZE;
 use arrayvec::ArrayVec;
@@ -78,6 +79,10 @@ pub struct CpuInfo {
     /// Affinity fields of the CPU's MPIDR_EL1 (Aff3 in bits 32..40), from its `reg`.
     pub mpidr: u64,
     pub enable: EnableMethod,
+    /// The index of the CPU's innermost `clusterN` node in `/cpus/cpu-map`, counting the
+    /// map's cluster nodes in document order from 0; 0 without a (usable) map or when the
+    /// map leaves the CPU out. A hint for the scheduler: CPUs of one cluster share caches.
+    pub cluster: u32,
 }
 
 /// The instruction that carries PSCI calls to the firmware.
@@ -141,6 +146,10 @@ pub struct MachineConfig<'a> {
     pub reserved: ArrayVec<PhysRange, MAX_MEM_REGIONS>,
     /// Enabled `/cpus` nodes with `device_type = "cpu"`, in tree order (index 0 = first).
     pub cpus: ArrayVec<CpuInfo, MAX_CPUS>,
+    /// Why `/cpus/cpu-map` was ignored, when it is malformed (every CPU is then in
+    /// cluster 0). Topology is only a hint, so a bad map does not fail the parse; the
+    /// kernel shows this as a warning.
+    pub cpu_map_error: Option<DtError>,
     /// The PSCI conduit, when an enabled PSCI node exists.
     pub psci: Option<PsciConduit>,
     pub gic: GicInfo,
@@ -161,6 +170,21 @@ impl MachineConfig<'_> {
     pub fn cpu_index_of_mpidr(&self, mpidr: u64) -> Option<usize> {
         let affinity = mpidr & machine::MPIDR_AFFINITY_MASK;
         self.cpus.iter().position(|cpu| cpu.mpidr == affinity)
+    }
+
+    /// How many clusters the CPUs are in: the number of distinct [`CpuInfo::cluster`]
+    /// values (1 without a map).
+    pub fn cluster_count(&self) -> usize {
+        self.cpus
+            .iter()
+            .enumerate()
+            .filter(|&(index, cpu)| {
+                self.cpus
+                    .iter()
+                    .take(index)
+                    .all(|earlier| earlier.cluster != cpu.cluster)
+            })
+            .count()
     }
 
     /// Memory the kernel may allocate: [`Self::memory`] minus [`Self::reserved`] and

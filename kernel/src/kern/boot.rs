@@ -52,14 +52,21 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     let me = CpuId::new(config.cpu_index_of_mpidr(cpu::mpidr()).unwrap_or(0));
     percpu::init_this_cpu(me, None);
     percpu::set_cpu_count(config.cpus.len());
+    percpu::set_topology(config);
     percpu::current().set_state(CpuState::Online);
     init_asids(config, &args);
     init_asids(config, &args);
 
+    if let Some(error) = &config.cpu_map_error {
+        log::warn!("{error}; CPU topology ignored: all CPUs in one cluster");
+    }
+    let clusters = percpu::cluster_count();
     log::info!(
-        "armach: {} ({} CPUs, GICv{}, console {:?}), loaded at {load_pa:#x}, tree at {dtb_pa:#x}",
+        "armach: {} ({} CPUs in {clusters} cluster{}, GICv{}, console {:?}), loaded at \
+         {load_pa:#x}, tree at {dtb_pa:#x}",
         config.model,
         config.cpus.len(),
+        if clusters == 1 { "" } else { "s" },
         if matches!(config.gic, GicInfo::V2 { .. }) {
             2
         } else {
@@ -80,6 +87,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
         panic!("no memory for the kernel stack tables");
     }
     irq::init_from_tree(config, bootargs::hz(&args));
+    sched::migrate::init(sched::stats::BalanceParams::DEFAULT, irq::tick_interval());
     cpu::enable_fp();
     crate::arch::timer::allow_user_counter();
     let pan = cpu::enable_pan();

@@ -34,6 +34,11 @@ pub fn init(gic: Gic, timer_intid: u32, hz: u64) {
     TICK_INTERVAL.store((timer::frequency() / hz).max(1), Ordering::Relaxed);
 }
 
+/// Counter ticks per timer tick.
+pub fn tick_interval() -> u64 {
+    TICK_INTERVAL.load(Ordering::Relaxed).max(1)
+}
+
 /// Clock ticks per second (what `init` was given, as the counter allows it).
 pub fn tick_hz() -> u64 {
     timer::frequency() / TICK_INTERVAL.load(Ordering::Relaxed).max(1)

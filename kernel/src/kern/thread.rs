@@ -229,6 +229,22 @@ pub struct Thread {
     pub sched_priority: AtomicU8,
     pub last_processor: AtomicU32,
     pub bound_processor: AtomicU32,
+    /// A processor `thread_migrate` sent the thread to that it has not reached yet
+    /// (`NO_PROCESSOR`: none); whoever places it next honours it (`sched::migrate`).
+    pub migrate_to: AtomicU32,
+    /// Times it started running on a processor other than its last one.
+    pub migration_count: AtomicU32,
+    /// Its cache warmth (0 cold, 255 very warm) as of when it last left a processor
+    /// (`sched::balance`): grown by the time it ran there, zeroed when it starts on another
+    /// processor, cooled by the time since `off_since` whenever it is read.
+    pub cache_warmth: AtomicU8,
+    /// Counter values: when it last got a processor and when it last left one, and the
+    /// length of its last stretch on one. Written by the CPU switching it.
+    pub run_start: AtomicU64,
+    pub off_since: AtomicU64,
+    pub last_run: AtomicU64,
+    /// Counter value its stored warmth was last cooled to (at its last wake-up).
+    pub warmth_stamp: AtomicU64,
     /// Its processor set (a `ProcessorSetId`, `sched::pset`): where it may run.
     pub processor_set: AtomicU32,
     /// Time in user mode and in the kernel, in counter ticks, and the counter value
@@ -321,6 +337,13 @@ impl Thread {
             sched_priority: AtomicU8::new(priority),
             last_processor: AtomicU32::new(NO_PROCESSOR),
             bound_processor: AtomicU32::new(NO_PROCESSOR),
+            migrate_to: AtomicU32::new(NO_PROCESSOR),
+            migration_count: AtomicU32::new(0),
+            cache_warmth: AtomicU8::new(0),
+            run_start: AtomicU64::new(0),
+            off_since: AtomicU64::new(0),
+            last_run: AtomicU64::new(0),
+            warmth_stamp: AtomicU64::new(0),
             processor_set: AtomicU32::new(0),
             user_time: AtomicU64::new(0),
             system_time: AtomicU64::new(0),

@@ -10,6 +10,8 @@
 //! a balance pass, migrations once balanced, utilization, wake-ups on the last processor,
 //! a `thread_migrate` round trip). `--json FILE` writes the figures under DESIGN.md 8's
 //! metric names; a figure the program could not measure (`n/a`) is left out, never 0.
+//! `--clusters C` boots the 8-CPU runs as `-smp 8,clusters=C` (their figures are then
+//! labelled `virt-smp8-clustersC`).
 
 use std::time::Duration;
 
@@ -42,9 +44,18 @@ fn init_list(smp: u32) -> String {
     }
 }
 
+/// The machine a figure was measured on, as the JSON and the log names give it.
+fn machine_label(smp: u32, clusters: Option<u32>) -> String {
+    match clusters {
+        Some(clusters) => format!("virt-smp{smp}-clusters{clusters}"),
+        None => format!("virt-smp{smp}"),
+    }
+}
+
 fn boot_bench(
     icount: bool,
     smp: u32,
+    clusters: Option<u32>,
     mode: Option<&str>,
     initrd: &std::path::Path,
     image: &std::path::Path,
@@ -56,6 +67,7 @@ fn boot_bench(
             // GICv2 takes up to 8 CPUs; the figures do not depend on the GIC.
             gic: Some(qemu::Gic::V2),
             icount,
+            clusters,
             ..MachineOptions::default()
         },
     )?;
@@ -71,9 +83,10 @@ fn boot_bench(
     };
     let args = qemu::command_line(&machine, &boot);
     let log = target_dir().join("test-logs").join(format!(
-        "bench{}{}-smp{smp}.log",
+        "bench{}{}-{}.log",
         mode.map(|m| format!("-{m}")).unwrap_or_default(),
-        if icount { "-icount" } else { "-wallclock" }
+        if icount { "-icount" } else { "-wallclock" },
+        machine_label(smp, clusters).trim_start_matches("virt-")
     ));
     println!("xtask: {}", crate::proc::shell_words(qemu::QEMU, &args));
     let outcome = qemu::run(
@@ -138,12 +151,23 @@ fn to_json(metrics: &[(String, f64, &str, String)]) -> String {
     format!("{{\n{}\n}}\n", body.join(",\n"))
 }
 
-pub fn run(json: Option<&std::path::Path>) -> Result<u8> {
+pub fn run(json: Option<&std::path::Path>, clusters: Option<u32>) -> Result<u8> {
+    // Refuse a split of the 8 CPUs that cannot be before building anything.
+    let eight_cpus = |smp: u32| if smp == 8 { clusters } else { None };
+    Machine::resolve(
+        Board::Virt,
+        MachineOptions {
+            smp: Some(8),
+            gic: Some(qemu::Gic::V2),
+            clusters,
+            ..MachineOptions::default()
+        },
+    )?;
     prereq::ensure_rust_targets()?;
     prereq::ensure_qemu()?;
     let image = kernel::build()?;
     let initrd = kernel::initrd()?;
-    let counted = boot_bench(true, 1, None, &initrd, &image)?;
+    let counted = boot_bench(true, 1, None, None, &initrd, &image)?;
     let first = figures(&counted.console);
     if !first.iter().any(|(name, _)| name == "done") {
         return Err(Error::new(
@@ -162,47 +186,45 @@ pub fn run(json: Option<&std::path::Path>) -> Result<u8> {
         "\nThe wake-up path on more CPUs (same program, only its wake-up figure), and on 2 CPUs the null RPC to a task on the other CPU:"
     );
     for smp in [2, 8] {
-        let run = boot_bench(true, smp, None, &initrd, &image)?;
+        let label = machine_label(smp, eight_cpus(smp));
+        let run = boot_bench(true, smp, eight_cpus(smp), None, &initrd, &image)?;
         let wake = figures(&run.console);
         for (name, value) in wake.iter().filter(|(name, _)| name.starts_with("null-rpc")) {
-            println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+            println!("  {:<24} {value}", format!("{name} ({label})"));
             if let (Some(metric), Some(n)) = (metric_name(name), leading_number(value)) {
-                metrics.push((
-                    metric.to_owned(),
-                    n,
-                    "instructions",
-                    format!("virt-smp{smp}"),
-                ));
+                metrics.push((metric.to_owned(), n, "instructions", label.clone()));
             }
         }
         let Some((name, value)) = wake.iter().find(|(name, _)| name.starts_with("wakeup")) else {
             return Err(Error::new(format!(
-                "the bench program printed no wake-up figure on {smp} CPUs (see target/test-logs/bench-icount-smp{smp}.log)"
+                "the bench program printed no wake-up figure on {label} (see target/test-logs/bench-icount-{}.log)",
+                label.trim_start_matches("virt-")
             )));
         };
-        println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+        println!("  {:<24} {value}", format!("{name} ({label})"));
         if let Some(n) = leading_number(value) {
             metrics.push((
                 format!("wakeup_round_trip_{smp}_cpus"),
                 n,
                 "instructions",
-                format!("virt-smp{smp}"),
+                label.clone(),
             ));
         }
     }
     println!("\nMigration and load balancing (bench balance, -icount; ticks of the 100 Hz timer):");
     for smp in [4, 8] {
-        let run = boot_bench(true, smp, Some("balance"), &initrd, &image)?;
+        let label = machine_label(smp, eight_cpus(smp));
+        let run = boot_bench(true, smp, eight_cpus(smp), Some("balance"), &initrd, &image)?;
         for (name, value) in figures(&run.console).iter().filter(|(n, _)| n != "done") {
-            println!("  {:<24} {value}", format!("{name} ({smp} CPUs)"));
+            println!("  {:<24} {value}", format!("{name} ({label})"));
             if let (Some((metric, unit)), Some(v)) =
                 (balance_metric(name, smp), leading_number(value))
             {
-                metrics.push((metric, v, unit, format!("virt-smp{smp}")));
+                metrics.push((metric, v, unit, label.clone()));
             }
         }
     }
-    let timed = boot_bench(false, 1, None, &initrd, &image)?;
+    let timed = boot_bench(false, 1, None, None, &initrd, &image)?;
     println!(
         "\nHost wall-clock of the whole boot-and-bench run without -icount (MTTCG): {:.2} s",
         timed.elapsed.as_secs_f64()
@@ -250,7 +272,9 @@ mod tests {
         assert_eq!(init_list(8), "bench");
         assert_eq!(leading_number("182 instructions per x"), Some(182.0));
         assert_eq!(leading_number("97.5 percent busy"), Some(97.5));
-        assert_eq!(leading_number("n/a (no pass)"), None);
+        assert_eq!(machine_label(8, None), "virt-smp8");
+        assert_eq!(machine_label(8, Some(2)), "virt-smp8-clusters2");
+        assert_eq!(leading_number("n/a"), None);
         let json = to_json(&[
             (
                 "null_trap".into(),

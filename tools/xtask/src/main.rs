@@ -79,6 +79,9 @@ struct BenchArgs {
     /// Functions listed in the profile.
     #[arg(long, default_value_t = 40, requires = "profile")]
     top: usize,
+    /// Boot the 8-CPU run with its CPUs in C clusters (-smp 8,clusters=C); C must divide 8.
+    #[arg(long, value_name = "C", conflicts_with = "profile")]
+    clusters: Option<u32>,
 }
 
 /// The machine options `run` and `test` share; unset ones take the board's default.
@@ -102,9 +105,9 @@ struct MachineArgs {
     /// RAM size (virt: default 512M; rpi4 is always 2G).
     #[arg(long)]
     mem: Option<String>,
-    /// virt: group the CPUs into this many clusters (QEMU `-smp N,clusters=C`, described
-    /// in the device tree's `/cpus/cpu-map`).
-    #[arg(long)]
+    /// virt: split the CPUs into C clusters of equal size (-smp N,clusters=C, which QEMU
+    /// describes in the device tree's cpu-map); C must divide N.
+    #[arg(long, value_name = "C")]
     clusters: Option<u32>,
 }
 
@@ -228,7 +231,7 @@ fn main() -> ExitCode {
         Command::Lint => lint::run(),
         Command::Bench(args) => match &args.profile {
             Some(name) => profile::run(name, args.iterations.max(1), args.top),
-            None => bench::run(args.json.as_deref()),
+            None => bench::run(args.json.as_deref(), args.clusters),
         },
         Command::Image(args) => cmd_image(args),
         Command::Setup => cmd_setup(),

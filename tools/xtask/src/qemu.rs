@@ -45,8 +45,8 @@ pub struct MachineOptions {
     pub cpu: Option<String>,
     pub mem: Option<String>,
     pub icount: bool,
-    /// virt: group the CPUs into this many clusters (`-smp N,clusters=C`; QEMU's device
-    /// tree then describes them in `/cpus/cpu-map`).
+    /// virt: split the CPUs into this many clusters (`-smp N,clusters=C`), which QEMU
+    /// describes in the device tree's `/cpus/cpu-map`.
     pub clusters: Option<u32>,
 }
 
@@ -60,7 +60,7 @@ pub struct Machine {
     pub cpu: String,
     pub mem: String,
     pub icount: bool,
-    /// virt: CPU clusters, when asked for (a divisor of `smp`).
+    /// virt: `clusters=` of `-smp` (a divisor of `smp`); `None`: QEMU's default, one.
     pub clusters: Option<u32>,
 }
 
@@ -118,11 +118,11 @@ impl Machine {
                         "virt with {gic:?} takes 1 to {max} CPUs, not {smp}"
                     )));
                 }
-                if let Some(c) = opts.clusters
-                    && (c == 0 || !smp.is_multiple_of(c))
+                if let Some(clusters) = opts.clusters
+                    && (clusters == 0 || !smp.is_multiple_of(clusters))
                 {
                     return Err(Error::new(format!(
-                        "--clusters {c} must divide the {smp} CPUs into equal clusters"
+                        "--clusters {clusters} does not divide the {smp} CPUs into equal clusters"
                     )));
                 }
                 let cpu = opts.cpu.unwrap_or_else(|| DEFAULT_CPU.to_owned());
@@ -216,7 +216,7 @@ pub fn command_line(machine: &Machine, boot: &Boot) -> Vec<String> {
                 m.push_str(",dtb-randomness=off");
             }
             let smp = match machine.clusters {
-                Some(c) => format!("{},clusters={c}", machine.smp),
+                Some(clusters) => format!("{},clusters={clusters}", machine.smp),
                 None => machine.smp.to_string(),
             };
             push(&[
@@ -478,22 +478,6 @@ mod tests {
     }
 
     #[test]
-    fn virt_clusters() {
-        let opts = |smp, clusters| MachineOptions {
-            smp: Some(smp),
-            clusters: Some(clusters),
-            ..Default::default()
-        };
-        let m = Machine::resolve(Board::Virt, opts(8, 2)).unwrap();
-        let args = command_line(&m, &boot());
-        let at = args.iter().position(|a| a == "-smp").unwrap();
-        assert_eq!(args[at + 1], "8,clusters=2");
-        assert!(Machine::resolve(Board::Virt, opts(8, 3)).is_err());
-        assert!(Machine::resolve(Board::Virt, opts(8, 0)).is_err());
-        assert!(Machine::resolve(Board::Rpi4, opts(4, 2)).is_err());
-    }
-
-    #[test]
     fn virt_limits() {
         let too_many = MachineOptions {
             smp: Some(9),
@@ -506,6 +490,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Machine::resolve(Board::Virt, sixteen).unwrap().smp, 16);
+    }
+
+    #[test]
+    fn virt_clusters() {
+        let opts = |smp, clusters| MachineOptions {
+            smp: Some(smp),
+            clusters: Some(clusters),
+            ..Default::default()
+        };
+        let m = Machine::resolve(Board::Virt, opts(8, 2)).unwrap();
+        let line = command_line(&m, &boot()).join(" ");
+        assert!(line.contains(" -smp 8,clusters=2 "), "{line}");
+        for (smp, clusters) in [(8, 3), (8, 0), (2, 4)] {
+            let err = Machine::resolve(Board::Virt, opts(smp, clusters))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("does not divide"), "{err}");
+        }
+        let err = Machine::resolve(Board::Rpi4, opts(4, 2))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--clusters is for virt"), "{err}");
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub fn machine_name(m: &Machine) -> String {
                 if m.el2 { "-el2" } else { "" },
                 m.smp
             );
+            if let Some(clusters) = m.clusters {
+                name.push_str(&format!("-clusters{clusters}"));
+            }
             if m.cpu != qemu::DEFAULT_CPU {
                 name.push('-');
                 name.push_str(&m.cpu);
@@ -190,6 +193,36 @@ pub fn asid_matrix(initrd: &Path) -> Vec<QemuTest> {
             }
         })
         .collect()
+}
+
+/// Clustered machines (`-smp N,clusters=C`, which QEMU describes in `/cpus/cpu-map`) and
+/// the concurrency program run on each: the kernel must report the clusters in its first
+/// log line and the program must pass with the CPUs so grouped.
+const CLUSTER_MACHINES: &[(u32, u32, &str)] = &[(8, 2, "psets")];
+
+pub fn cluster_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
+    let mut runs = Vec::new();
+    for &(smp, clusters, program) in CLUSTER_MACHINES {
+        if !programs.iter().any(|p| p == program) {
+            continue;
+        }
+        let boot = QemuTest::boot_on(
+            Board::Virt,
+            MachineOptions {
+                smp: Some(smp),
+                gic: Some(Gic::V3),
+                clusters: Some(clusters),
+                ..MachineOptions::default()
+            },
+        );
+        for mut run in user_suite(&boot, initrd, &[program.to_owned()]) {
+            run.expect_text
+                .push(format!("({smp} CPUs in {clusters} clusters, "));
+            run.fail_on.push("CPU topology ignored".to_owned());
+            runs.push(run);
+        }
+    }
+    runs
 }
 
 /// Words after a lone `--` on the command line reach the `init=` program as `argv[3..]`
@@ -381,12 +414,15 @@ pub fn migration_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
                 ..MachineOptions::default()
             },
         );
-        let mut name = boot.name.clone();
-        if let Some(c) = clusters {
-            name.push_str(&format!("-clusters{c}"));
+        for mut run in user_suite(&boot, initrd, &[MIGRATION_PROGRAM.to_owned()]) {
+            if let Some(c) = clusters {
+                // As the cluster runs: the kernel must have read the topology.
+                run.expect_text
+                    .push(format!("({smp} CPUs in {c} clusters, "));
+                run.fail_on.push("CPU topology ignored".to_owned());
+            }
+            runs.push(run);
         }
-        let boot = QemuTest { name, ..boot };
-        runs.extend(user_suite(&boot, initrd, &[MIGRATION_PROGRAM.to_owned()]));
     }
     runs
 }
@@ -714,6 +750,7 @@ pub fn qemu_selection(
             runs.extend(user_matrix(initrd, programs));
             runs.extend(migration_matrix(initrd, programs));
             runs.extend(asid_matrix(initrd));
+            runs.extend(cluster_matrix(initrd, programs));
             runs.extend(init_args_matrix(initrd));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
@@ -1346,5 +1383,22 @@ mod tests {
             parse_test_list(out),
             ["test::tests::judging", "qemu::tests::virt_defaults"]
         );
+    }
+
+    #[test]
+    fn cluster_run_boots_clusters_and_checks_the_log() {
+        let initrd = Path::new("/t/initrd.cpio");
+        let programs = vec!["psets".to_owned(), "hello".to_owned()];
+        let runs = cluster_matrix(initrd, &programs);
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["psets-virt-gicv3-smp8-clusters2"]);
+        let machine = Machine::resolve(runs[0].board, runs[0].options.clone()).unwrap();
+        assert_eq!((machine.smp, machine.clusters), (8, Some(2)));
+        assert!(
+            runs[0]
+                .expect_text
+                .contains(&"(8 CPUs in 2 clusters, ".to_owned())
+        );
+        assert!(cluster_matrix(initrd, &["hello".to_owned()]).is_empty());
     }
 }

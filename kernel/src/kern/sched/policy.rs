@@ -30,6 +30,8 @@ pub struct ThreadHints {
     pub last_processor: Option<usize>,
     /// 0 (cold) to 255 (very warm).
     pub cache_warmth: u8,
+    /// Extra runnable threads a warm last processor may carry and still keep the thread.
+    pub tolerance: usize,
 }
 
 /// Extra runnable threads a warm last processor may carry and still keep its thread.
@@ -89,7 +91,7 @@ pub fn select_processor_by(
     let (least, min_load) = least?;
     if let Some(i) = last {
         let tolerance = if thread.cache_warmth >= WARM_THRESHOLD {
-            WARM_TOLERANCE
+            thread.tolerance
         } else {
             0
         };
@@ -158,6 +160,7 @@ mod tests {
             last_processor: Some(0),
             cache_warmth: 0,
             bound: None,
+            tolerance: WARM_TOLERANCE,
         };
         assert_eq!(select_processor(&cpus, cold), Some(1));
         let warm = ThreadHints {
@@ -179,6 +182,7 @@ mod tests {
             last_processor: Some(0),
             cache_warmth: 255,
             bound: None,
+            tolerance: WARM_TOLERANCE,
         };
         assert_eq!(select_processor(&cpus, hints), Some(1));
         assert_eq!(select_processor(&[OFF, OFF], ThreadHints::default()), None);
@@ -321,7 +325,7 @@ mod tests {
             let cpus: Vec<ProcessorLoad> = loads.iter()
                 .map(|&(eligible, idle, load)| ProcessorLoad { eligible, idle, load })
                 .collect();
-            let hints = ThreadHints { bound, last_processor: last, cache_warmth: warmth };
+            let hints = ThreadHints { bound, last_processor: last, cache_warmth: warmth, tolerance: WARM_TOLERANCE };
             match select_processor(&cpus, hints) {
                 Some(i) => {
                     prop_assert!(cpus[i].eligible);

@@ -169,6 +169,7 @@ pub fn processor_set_create(ledger: &Arc<dyn Ledger>) -> Result<ProcessorSetId, 
     drop(table);
     // Empty leftovers of a destroyed set, freed outside the lock.
     drop((old_waiting, old_charge));
+    super::migrate::set_created(id);
     Ok(id)
 }
 

@@ -178,6 +178,22 @@ impl<T> RunQueue<T> {
         })
     }
 
+    /// Remove and return the item at position `n` of [`Self::iter_least_urgent`]'s order.
+    pub fn remove_nth_least_urgent(&mut self, n: usize) -> Option<T> {
+        let mut seen = 0;
+        for pri in (0..NRQS).rev() {
+            let mut at = self.tail[pri];
+            while at != NIL {
+                if seen == n {
+                    return Some(self.unlink(pri, at));
+                }
+                seen += 1;
+                at = self.nodes[at as usize].prev;
+            }
+        }
+        None
+    }
+
     /// Unlink node `i` (queued at level `pri`) and return its item.
     #[inline]
     fn unlink(&mut self, pri: usize, i: u32) -> T {
@@ -225,6 +241,22 @@ mod tests {
         assert_eq!(q.dequeue(), Some("idle"));
         assert_eq!(q.dequeue(), None);
         assert!(q.is_empty());
+        assert_eq!(q.highest(), None);
+    }
+
+    #[test]
+    fn the_nth_least_urgent_is_removed() {
+        let mut q = RunQueue::new();
+        q.enqueue("sys", BASEPRI_SYSTEM);
+        q.enqueue("user-a", BASEPRI_USER);
+        q.enqueue("user-b", BASEPRI_USER);
+        let order: std::vec::Vec<_> = q.iter_least_urgent().copied().collect();
+        assert_eq!(order, ["user-b", "user-a", "sys"]);
+        assert_eq!(q.remove_nth_least_urgent(1), Some("user-a"));
+        assert_eq!(q.remove_nth_least_urgent(5), None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.dequeue(), Some("sys"));
+        assert_eq!(q.dequeue(), Some("user-b"));
         assert_eq!(q.highest(), None);
     }
 

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+use super::migrate;
 use super::policy::{ProcessorLoad, ThreadHints, may_run, select_processor_by};
 use super::pset;
 use super::runqueue::{IDLE_PRI, RunQueue};
@@ -33,17 +34,21 @@ pub const QUANTUM_TICKS: u32 = 2;
 pub const DEPRESS_PRI: u8 = IDLE_PRI - 1;
 
 /// Data only its own CPU touches, with interrupts masked.
-struct CpuLocal<T>(UnsafeCell<T>);
+pub(super) struct CpuLocal<T>(UnsafeCell<T>);
 
 // SAFETY: each `CpuLocal` is used only by the CPU that owns the processor, with interrupts
 // masked (every accessor below runs under `irq_save` or in an exception handler).
 unsafe impl<T> Sync for CpuLocal<T> {}
 
 impl<T> CpuLocal<T> {
+    pub(super) const fn new(value: T) -> Self {
+        CpuLocal(UnsafeCell::new(value))
+    }
+
     /// # Safety
     /// Only on the owning CPU, interrupts masked, no other reference alive.
     #[allow(clippy::mut_from_ref)] // Exclusive by the CPU-ownership rule above.
-    unsafe fn get(&self) -> &mut T {
+    pub(super) unsafe fn get(&self) -> &mut T {
         // SAFETY: the caller's contract.
         unsafe { &mut *self.0.get() }
     }
@@ -77,6 +82,8 @@ pub struct Processor {
     pub idle_ticks: AtomicU64,
     /// Counter ticks spent in the idle thread.
     pub idle_time: AtomicU64,
+    /// Migration and balancing counters (`migrate`).
+    pub counters: migrate::Counters,
 }
 
 impl Processor {
@@ -103,6 +110,7 @@ impl Processor {
             context_switches: AtomicU64::new(0),
             idle_ticks: AtomicU64::new(0),
             idle_time: AtomicU64::new(0),
+            counters: migrate::Counters::new(),
         }
     }
 
@@ -131,20 +139,38 @@ fn named(raw: u32) -> Option<CpuId> {
     ((raw as usize) < MAX_CPUS).then(|| CpuId::new(raw as usize))
 }
 
-/// Whether `thread` may not run on `me`: it belongs to another processor set and is not
-/// bound here (one of them moved while it was queued or running). Until a set is first
-/// created every thread and processor is in the default set, and the switch path pays one
-/// load of a global flag for the check; after, two loads and a compare, the rest only when
-/// they differ.
+/// Whether `thread` may not run on `me`: it is bound to another processor, or
+/// `thread_migrate` sent it to another, or it belongs to another processor set and is not
+/// bound here (one of them moved while it was queued or running). The common case (no
+/// binding, no migration asked, no set ever created) costs three loads.
 #[inline]
 fn misplaced(me: &Processor, thread: &Thread) -> bool {
-    pset::sets_in_use()
-        && thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
-        && !thread.is_idle
-        && thread.bound_processor.load(Ordering::Relaxed) != me.index.load(Ordering::Relaxed)
+    let bound = thread.bound_processor.load(Ordering::Relaxed);
+    let sent = thread.migrate_to.load(Ordering::Relaxed);
+    if bound == NO_PROCESSOR && sent == NO_PROCESSOR && !pset::sets_in_use() {
+        return false;
+    }
+    misplaced_slow(me, thread, bound, sent)
 }
 
-fn this_processor() -> &'static Processor {
+#[inline(never)]
+fn misplaced_slow(me: &Processor, thread: &Thread, bound: u32, sent: u32) -> bool {
+    if thread.is_idle {
+        return false;
+    }
+    let here = me.index.load(Ordering::Relaxed);
+    if bound != NO_PROCESSOR {
+        // A bound thread whose processor is offline runs where it is (`setrun`).
+        return bound != here
+            && processor(CpuId::new(bound as usize))
+                .online
+                .load(Ordering::Relaxed);
+    }
+    (sent != NO_PROCESSOR && sent != here)
+        || thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
+}
+
+pub(super) fn this_processor() -> &'static Processor {
     let p = percpu::current().processor.load(Ordering::Relaxed);
     if p == 0 {
         return processor(percpu::current_cpu());
@@ -170,6 +196,7 @@ pub fn init_this_cpu() {
             percpu::current_cpu()
         );
     }
+    migrate::init_processor(me);
     let idle = Thread::new_idle();
     idle.last_processor
         .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
@@ -254,11 +281,24 @@ pub fn setrun(thread: Arc<Thread>) {
     let n = percpu::cpu_count();
     let mut thread = thread;
     let mut tries = 0;
+    let woke = thread.state() == RunState::Waiting;
+    let now = crate::arch::timer::counter();
     let target = loop {
         let last = thread.last_processor.load(Ordering::Relaxed);
         let bound = thread.bound_processor.load(Ordering::Relaxed);
         let bound = (bound != NO_PROCESSOR).then_some(bound as usize);
         let set = thread.processor_set.load(Ordering::Relaxed);
+        // Sent somewhere by `thread_migrate` (and allowed there still): it goes there.
+        let sent = thread.migrate_to.load(Ordering::Relaxed);
+        if sent != NO_PROCESSOR {
+            let p = processor(CpuId::new(sent as usize));
+            if p.online.load(Ordering::Acquire)
+                && may_run(p.pset.load(Ordering::Relaxed), set, bound, sent as usize)
+            {
+                break CpuId::new(sent as usize);
+            }
+            thread.migrate_to.store(NO_PROCESSOR, Ordering::Relaxed);
+        }
         // Each processor's load is read when the policy asks for it: no snapshot of every
         // possible CPU on the kernel stack.
         let load_of = |i: usize| {
@@ -272,13 +312,20 @@ pub fn setrun(thread: Arc<Thread>) {
                 load: queued + usize::from(!idle),
             }
         };
+        let (cache_warmth, tolerance) = migrate::warmth_hint(&thread, now);
         let hints = ThreadHints {
             bound,
             last_processor: (last != NO_PROCESSOR).then_some(last as usize),
-            cache_warmth: 0,
+            cache_warmth,
+            tolerance,
         };
         match select_processor_by(n, load_of, hints) {
-            Some(target) => break CpuId::new(target),
+            Some(target) => {
+                if woke {
+                    migrate::note_wakeup(last, CpuId::new(target));
+                }
+                break CpuId::new(target);
+            }
             // A bound thread whose processor is not online runs here (as before sets).
             None if bound.is_some() => break percpu::current_cpu(),
             // Its set has no processor, or had none when the loads were read: wait for
@@ -357,7 +404,8 @@ pub fn schedule(how: Switch) -> bool {
     // A yielding thread gives way to queued threads at least as urgent and goes back on
     // the queue; the idle thread gives way to any. A thread of another processor set
     // (it or this processor moved) queued here is found when dequeued, below.
-    let requeue = how == Switch::Yield && !prev.is_idle;
+    // One that may not run here any more leaves instead (through `finish_switch`).
+    let requeue = how == Switch::Yield && !prev.is_idle && !misplaced(me, prev);
     let prev_priority = prev.sched_priority.load(Ordering::Relaxed);
     let next = {
         let mut rq = me.runq.lock();
@@ -466,8 +514,10 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *cons
     }
     next.on_cpu.store(true, Ordering::Relaxed);
     next.set_state(RunState::Running);
-    next.last_processor
-        .store(me.index.load(Ordering::Relaxed), Ordering::Relaxed);
+    let here = me.index.load(Ordering::Relaxed);
+    let now = crate::arch::timer::counter();
+    migrate::note_switch(me, here, prev, &next, now);
+    next.last_processor.store(here, Ordering::Relaxed);
     next.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
     me.running_idle.store(next.is_idle, Ordering::Release);
     me.current_priority.store(
@@ -478,7 +528,6 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *cons
 
     // Time: the stretch since the last entry, exit or switch was kernel time for `prev`
     // (or idle time), and `next`'s stretch starts now.
-    let now = crate::arch::timer::counter();
     let since = now.saturating_sub(prev.time_stamp.load(Ordering::Relaxed));
     if prev.is_idle {
         add(&me.idle_time, since);
@@ -715,6 +764,7 @@ pub fn tick() {
     let Some(current) = (unsafe { me.current.get().as_ref() }) else {
         return;
     };
+    migrate::on_tick(me, current);
     let queued = me.nr_queued.load(Ordering::Relaxed) != 0;
     // A thread of another set (moved while it ran, or handed this CPU) leaves.
     if misplaced(me, current) {
@@ -837,7 +887,7 @@ pub fn idle_loop(on_idle: fn()) -> ! {
         cpu::irq_disable();
         // Pairs with the fence in `setrun` (see there).
         core::sync::atomic::fence(Ordering::SeqCst);
-        if me.nr_queued.load(Ordering::Acquire) != 0 {
+        if me.nr_queued.load(Ordering::Acquire) != 0 || migrate::idle_balance() {
             schedule(Switch::Yield);
             continue;
         }
