@@ -2,7 +2,8 @@
 //! `mig::mach` and `mig::mach_host` stubs with the calling task's transport): info flavors
 //! as `mach-abi` structs, results as `Result<_, KernReturn>`, and what the temporary traps
 //! used to answer (the CPU a thread runs on, frame counts, the CPU count), now from
-//! `thread_info`, `vm_statistics` and `host_info`.
+//! `thread_info`, `vm_statistics` and `host_info`; and armach's own migration interface
+//! (`mig::armach_sched` and the flavors `THREAD_MIGRATION_INFO`, `PROCESSOR_SCHED_INFO`).
 
 use mach_abi::info::{
     THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_SCHED_INFO, THREAD_SCHED_INFO_COUNT,
@@ -10,8 +11,13 @@ use mach_abi::info::{
 };
 use mach_abi::mig::{KernReturn, PortName};
 
+use mach_abi::sched::{
+    Balance, PROCESSOR_SCHED_INFO, PROCESSOR_SCHED_INFO_COUNT, ProcessorSchedInfo,
+    THREAD_MIGRATION_INFO, THREAD_MIGRATION_INFO_COUNT, ThreadMigrationInfo,
+};
+
 use crate::ipc::{self, SendRight};
-use crate::mig::{mach, mach_host};
+use crate::mig::{armach_sched, mach, mach_host};
 use crate::traps;
 
 /// `thread_info(THREAD_BASIC_INFO)` of `thread`.
@@ -28,6 +34,66 @@ pub fn thread_sched_info(thread: &SendRight) -> Result<ThreadSchedInfo, KernRetu
     let out = mach::thread_info(&mut ipc::transport(), thread, THREAD_SCHED_INFO, &mut w)?;
     ThreadSchedInfo::from_words(&w[..out.thread_info_out_count as usize])
         .ok_or(KernReturn::MigTypeError)
+}
+
+/// `thread_info(THREAD_MIGRATION_INFO)` of `thread`: its migrations, cache warmth, last
+/// and bound processor.
+pub fn thread_migration_info(thread: &SendRight) -> Result<ThreadMigrationInfo, KernReturn> {
+    let mut w = [0i32; THREAD_MIGRATION_INFO_COUNT];
+    let out = mach::thread_info(&mut ipc::transport(), thread, THREAD_MIGRATION_INFO, &mut w)?;
+    ThreadMigrationInfo::from_words(&w[..out.thread_info_out_count as usize])
+        .ok_or(KernReturn::MigTypeError)
+}
+
+/// `processor_info(PROCESSOR_SCHED_INFO)` of `processor`: its load, run queue, migration,
+/// balancing and idle counters. (The host port `processor_info` also returns is released.)
+pub fn processor_sched_info(processor: &SendRight) -> Result<ProcessorSchedInfo, KernReturn> {
+    let mut w = [0i32; PROCESSOR_SCHED_INFO_COUNT];
+    let out = mach_host::processor_info(
+        &mut ipc::transport(),
+        processor,
+        PROCESSOR_SCHED_INFO,
+        &mut w,
+    )?;
+    ProcessorSchedInfo::from_words(&w[..out.processor_info_out_count as usize])
+        .ok_or(KernReturn::MigTypeError)
+}
+
+/// `thread_migrate`: move `thread` to run on `processor` now.
+pub fn thread_migrate(thread: &SendRight, processor: &SendRight) -> Result<(), KernReturn> {
+    armach_sched::thread_migrate(&mut ipc::transport(), thread, processor)
+}
+
+/// `thread_bind`: bind `thread` to `processor`, or unbind it (`None`, sent as
+/// `MACH_PORT_NULL`).
+pub fn thread_bind(thread: &SendRight, processor: Option<&SendRight>) -> Result<(), KernReturn> {
+    let null = core::mem::ManuallyDrop::new(SendRight::from_name(PortName::NULL));
+    armach_sched::thread_bind(&mut ipc::transport(), thread, processor.unwrap_or(&null))
+}
+
+/// `processor_set_balance_get` of the set `set_name` names (its name or control port).
+pub fn balance_get(set_name: &SendRight) -> Result<Balance, KernReturn> {
+    let o = armach_sched::processor_set_balance_get(&mut ipc::transport(), set_name)?;
+    Ok(Balance {
+        interval_ticks: o.interval_ticks,
+        threshold: o.threshold,
+        warmth_tolerance: o.warmth_tolerance,
+        idle_balance: o.idle_balance,
+        periodic_balance: o.periodic_balance,
+    })
+}
+
+/// `processor_set_balance_set` on the set's control port.
+pub fn balance_set(set: &SendRight, b: &Balance) -> Result<(), KernReturn> {
+    armach_sched::processor_set_balance_set(
+        &mut ipc::transport(),
+        set,
+        b.interval_ticks,
+        b.threshold,
+        b.warmth_tolerance,
+        b.idle_balance,
+        b.periodic_balance,
+    )
 }
 
 /// Run `f` with a send right to the calling thread's own port, released afterwards

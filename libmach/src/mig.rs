@@ -21,3 +21,8 @@ pub mod mach_host {
 pub mod mach_port {
     include!(concat!(env!("OUT_DIR"), "/mach_port_user.rs"));
 }
+
+/// `armach_sched` (5000): armach's own thread migration and balancing control.
+pub mod armach_sched {
+    include!(concat!(env!("OUT_DIR"), "/armach_sched_user.rs"));
+}

@@ -4,6 +4,8 @@
 //! is never dropped silently: [`bad_values`] names each such word and the value used instead,
 //! and the boot sequence prints them on the console.
 
+use crate::kern::sched::stats::BalanceParams;
+use arrayvec::ArrayVec;
 use core::fmt;
 
 /// A parsed view of the command line.
@@ -234,6 +236,92 @@ pub fn asid_bits<'a>(args: &BootArgs<'a>, min: u32, max: u32) -> (u32, Option<Ba
     }
 }
 
+/// `balance_interval=`, `balance_threshold=`, `warmth_tolerance=` (numbers within
+/// `BalanceParams`' bounds: one outside is clamped into them, a word that is not a number
+/// gives the default) and `idle_balance=0|1`, `periodic_balance=0|1` (anything else gives
+/// the default): the default balancing parameters of every processor set, with each value
+/// that was not used as given.
+pub fn balance_params_checked<'a>(
+    args: &BootArgs<'a>,
+) -> (BalanceParams, ArrayVec<BadValue<'a>, 5>) {
+    let d = BalanceParams::DEFAULT;
+    let mut bad = ArrayVec::new();
+    let mut number = |key: &'static str, default: u32, min: u32, max: u32| -> u32 {
+        let Some(value) = args.get(key) else {
+            return default;
+        };
+        let (used, problem) = match parse_u64(value) {
+            None => (default, Problem::NotANumber),
+            Some(n) if (u64::from(min)..=u64::from(max)).contains(&n) => return n as u32,
+            Some(n) => (
+                n.clamp(u64::from(min), u64::from(max)) as u32,
+                Problem::OutOfRange {
+                    min: u64::from(min),
+                    max: u64::from(max),
+                },
+            ),
+        };
+        bad.push(BadValue {
+            key,
+            value,
+            problem,
+            used: Used::Number(u64::from(used)),
+        });
+        used
+    };
+    let interval_ticks = number(
+        "balance_interval",
+        d.interval_ticks,
+        1,
+        BalanceParams::MAX_INTERVAL,
+    );
+    let threshold = number(
+        "balance_threshold",
+        d.threshold,
+        2,
+        BalanceParams::MAX_THRESHOLD,
+    );
+    let warmth_tolerance = number(
+        "warmth_tolerance",
+        d.warmth_tolerance,
+        0,
+        BalanceParams::MAX_TOLERANCE,
+    );
+    let mut switch = |key: &'static str, default: bool| -> bool {
+        match args.get(key) {
+            None => default,
+            Some("1") => true,
+            Some("0") => false,
+            Some(value) => {
+                bad.push(BadValue {
+                    key,
+                    value,
+                    problem: Problem::Unknown("0, 1"),
+                    used: Used::Number(u64::from(default)),
+                });
+                default
+            }
+        }
+    };
+    let idle_balance = switch("idle_balance", d.idle_balance);
+    let periodic_balance = switch("periodic_balance", d.periodic_balance);
+    let params = BalanceParams {
+        interval_ticks,
+        threshold,
+        warmth_tolerance,
+        idle_balance,
+        periodic_balance,
+    };
+    debug_assert!(params.is_valid());
+    (params, bad)
+}
+
+/// The default balancing parameters of every processor set, from the command line (see
+/// [`balance_params_checked`]; the values it could not use are in [`bad_values`]).
+pub fn balance_params(args: &BootArgs<'_>) -> BalanceParams {
+    balance_params_checked(args).0
+}
+
 /// The programs `init=a,b,c` names, in order (empty names skipped); `None` without `init=`.
 pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a str> + 'a> {
     args.get("init")
@@ -253,8 +341,8 @@ const WORD_KEYS: [(&str, &[&str], &str); 3] = [
 ];
 
 /// Every word of the command line with a value the kernel does not use as given, with what
-/// it uses instead, in a fixed order (`loglevel`, `hz`, `kmem-task-limit`, `init`, then the one-word
-/// keys).
+/// it uses instead, in a fixed order (`loglevel`, `hz`, `kmem-task-limit`, `init`, the one-word
+/// keys, then the balancing parameters).
 pub fn bad_values<'a>(args: &BootArgs<'a>) -> impl Iterator<Item = BadValue<'a>> + 'a {
     let args = *args;
     let init = match args.get("init") {
@@ -284,6 +372,7 @@ pub fn bad_values<'a>(args: &BootArgs<'a>) -> impl Iterator<Item = BadValue<'a>>
         .chain(kmem_task_limit_checked(&args).1)
         .chain(init)
         .chain(words)
+        .chain(balance_params_checked(&args).1)
 }
 
 #[cfg(test)]
@@ -437,5 +526,63 @@ mod tests {
         );
         assert_eq!(names("init=a,,b,"), Some(vec!["a", "b"]));
         assert_eq!(names("init="), Some(vec![]));
+    }
+
+    #[test]
+    fn balance_params_from_the_command_line() {
+        let p = |line| balance_params(&BootArgs::new(line));
+        assert_eq!(p(""), BalanceParams::DEFAULT);
+        assert_eq!(
+            p(
+                "balance_interval=8 balance_threshold=3 warmth_tolerance=0 idle_balance=0 periodic_balance=1"
+            ),
+            BalanceParams {
+                interval_ticks: 8,
+                threshold: 3,
+                warmth_tolerance: 0,
+                idle_balance: false,
+                periodic_balance: true,
+            }
+        );
+        assert_eq!(
+            p("periodic_balance=0 balance_interval=0x10").interval_ticks,
+            16
+        );
+        assert!(!p("periodic_balance=0").periodic_balance);
+        // Out of bounds: clamped; not a number or not 0/1: the default. Always valid.
+        let q = p("balance_interval=0 balance_threshold=1 warmth_tolerance=1000 idle_balance=yes");
+        assert_eq!(
+            q,
+            BalanceParams {
+                interval_ticks: 1,
+                threshold: 2,
+                warmth_tolerance: BalanceParams::MAX_TOLERANCE,
+                idle_balance: true,
+                ..BalanceParams::DEFAULT
+            }
+        );
+        assert!(q.is_valid());
+        assert_eq!(
+            p("balance_interval=5000").interval_ticks,
+            BalanceParams::MAX_INTERVAL
+        );
+        assert_eq!(p("balance_interval=soon").interval_ticks, 4);
+        assert!(complaints("balance_interval=8 idle_balance=1 periodic_balance=0").is_empty());
+        assert_eq!(
+            complaints(
+                "balance_interval=0 balance_threshold=x warmth_tolerance=65 idle_balance=on periodic_balance=2"
+            ),
+            [
+                "bootargs: balance_interval=0 out of range 1-1000; using 1",
+                "bootargs: balance_threshold=x is not a number; using 2",
+                "bootargs: warmth_tolerance=65 out of range 0-64; using 64",
+                "bootargs: idle_balance=on is not one of 0, 1; using 1",
+                "bootargs: periodic_balance=2 is not one of 0, 1; using 1",
+            ]
+        );
+        assert_eq!(
+            complaints("balance_threshold=1"),
+            ["bootargs: balance_threshold=1 out of range 2-64; using 2"]
+        );
     }
 }

@@ -27,3 +27,8 @@ pub mod mach_port {
 pub mod mach_debug {
     include!(concat!(env!("OUT_DIR"), "/mach_debug_server.rs"));
 }
+
+/// `armach_sched` (5000): armach's own migration and balancing control.
+pub mod armach_sched {
+    include!(concat!(env!("OUT_DIR"), "/armach_sched_server.rs"));
+}

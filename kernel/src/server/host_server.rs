@@ -131,7 +131,7 @@ impl<T: TaskIpc> Kernel<'_, T> {
 }
 
 /// The host an object belongs to.
-fn host_of(host: &alloc::sync::Weak<Host>) -> Result<Arc<Host>, KernReturn> {
+pub(super) fn host_of(host: &alloc::sync::Weak<Host>) -> Result<Arc<Host>, KernReturn> {
     host.upgrade().ok_or(KernReturn::Failure)
 }
 
@@ -592,7 +592,7 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         let host = host_of(&processor.host)?;
         let running = host.facts().running(processor.slot);
         let master = host.machine.sched.master() == processor.slot;
-        processor::processor_info(processor, running, master, flavor, out)?;
+        processor::processor_info(processor, host.machine.sched, running, master, flavor, out)?;
         Ok(mach_host::ProcessorInfoOut { host })
     }
 

@@ -18,7 +18,7 @@
 
 extern crate alloc;
 
-use super::generated::{mach, mach_debug, mach_host, mach_port};
+use super::generated::{armach_sched, mach, mach_debug, mach_host, mach_port};
 use super::objects::{Kernel, TaskIpc};
 use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
 use crate::ipc::abi::msgh_bits;
@@ -38,13 +38,19 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// The largest request any kernel server takes.
 pub const REQUEST_MAX: usize = max(
-    max(mach::MAX_REQUEST_SIZE, mach_host::MAX_REQUEST_SIZE),
-    max(mach_port::MAX_REQUEST_SIZE, mach_debug::MAX_REQUEST_SIZE),
+    max(
+        max(mach::MAX_REQUEST_SIZE, mach_host::MAX_REQUEST_SIZE),
+        max(mach_port::MAX_REQUEST_SIZE, mach_debug::MAX_REQUEST_SIZE),
+    ),
+    armach_sched::MAX_REQUEST_SIZE,
 );
 /// The largest reply any kernel server writes.
 pub const REPLY_MAX: usize = max(
-    max(mach::MAX_REPLY_SIZE, mach_host::MAX_REPLY_SIZE),
-    max(mach_port::MAX_REPLY_SIZE, mach_debug::MAX_REPLY_SIZE),
+    max(
+        max(mach::MAX_REPLY_SIZE, mach_host::MAX_REPLY_SIZE),
+        max(mach_port::MAX_REPLY_SIZE, mach_debug::MAX_REPLY_SIZE),
+    ),
+    armach_sched::MAX_REPLY_SIZE,
 );
 
 struct Buffers {
@@ -82,22 +88,23 @@ type Demux<T> = fn(&mut Kernel<'_, T>, &[u8], &mut [u8]) -> Served;
 
 /// The demux functions to try, the likeliest for the destination's kind first (GNU Mach
 /// chains them all whatever the port; so do we, the order only saves time).
-fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 4] {
+fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 5] {
     let port: Demux<T> = |k, r, o| mach_port::mach_port_server(k, r, o);
     let task: Demux<T> = |k, r, o| mach::mach_server(k, r, o);
     let host: Demux<T> = |k, r, o| mach_host::mach_host_server(k, r, o);
     let debug: Demux<T> = |k, r, o| mach_debug::mach_debug_server(k, r, o);
+    let sched: Demux<T> = |k, r, o| armach_sched::armach_sched_server(k, r, o);
     match kind {
-        Some(KObjectKind::Task) => [port, task, debug, host],
-        Some(KObjectKind::Thread) => [task, host, debug, port],
+        Some(KObjectKind::Task) => [port, task, debug, host, sched],
+        Some(KObjectKind::Thread) => [task, host, sched, debug, port],
         Some(
             KObjectKind::Host
             | KObjectKind::HostPriv
             | KObjectKind::Processor
             | KObjectKind::ProcessorSet
             | KObjectKind::ProcessorSetName,
-        ) => [host, debug, task, port],
-        _ => [task, host, port, debug],
+        ) => [host, sched, debug, task, port],
+        _ => [task, host, port, debug, sched],
     }
 }
 
@@ -112,6 +119,7 @@ fn reply_blocks(id: i32) -> usize {
         .or(mach_host::max_reply_size(id))
         .or(mach_port::max_reply_size(id))
         .or(mach_debug::max_reply_size(id))
+        .or(armach_sched::max_reply_size(id))
         .unwrap_or(48)
         .min(REPLY_MAX);
     let body_len = size.saturating_sub(HEADER_SIZE);

@@ -28,6 +28,7 @@ use mach_abi::info::{
     THREAD_SCHED_INFO_COUNT, THREAD_SCHED_INFO_OLD_COUNT,
 };
 use mach_abi::mig::{self, ArrayOut, ArrayRef, PortSlot};
+use mach_abi::sched::{THREAD_MIGRATION_INFO, THREAD_MIGRATION_INFO_COUNT, ThreadMigrationInfo};
 use mach_abi::thread_state::{
     AARCH64_FLOAT_STATE, AARCH64_FLOAT_STATE_COUNT, AARCH64_THREAD_STATE,
     AARCH64_THREAD_STATE_COUNT, Aarch64FloatState, Aarch64ThreadState, THREAD_STATE_FLAVOR_LIST,
@@ -47,6 +48,19 @@ fn put_words<E: mach_abi::mig::Element + Copy>(
     out.clear();
     out.extend_from_slice(words)
         .map_err(|_| KernReturn::InvalidArgument)
+}
+
+/// The scheduler's migration state of a thread as `THREAD_MIGRATION_INFO` carries it.
+pub fn migration_info(m: &crate::kern::sched::stats::ThreadMigration) -> ThreadMigrationInfo {
+    ThreadMigrationInfo {
+        migration_count: m.migration_count,
+        cache_warmth: m.cache_warmth,
+        last_processor: m.last_processor,
+        bound_processor: m.bound_processor,
+        processor_set: m.processor_set,
+        since_last_run_ns: m.since_last_run_ns,
+        last_run_ns: m.last_run_ns,
+    }
 }
 
 /// The part of a thread-state flavor that user code may set: `cpsr` must name EL0 in
@@ -268,6 +282,10 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
             THREAD_SCHED_INFO if room >= THREAD_SCHED_INFO_OLD_COUNT => {
                 let words = thread.sched_info().to_words();
                 put_words(out, &words[..room.min(THREAD_SCHED_INFO_COUNT)])
+            }
+            // armach's own flavor: no older count, GNU Mach's codes for a short one.
+            THREAD_MIGRATION_INFO if room >= THREAD_MIGRATION_INFO_COUNT => {
+                put_words(out, &migration_info(&thread.migration_info()).to_words())
             }
             _ => Err(KernReturn::InvalidArgument),
         }

@@ -12,6 +12,7 @@
 //! host         the host object, host_info; host_server: mach_host (2600)
 //! processor    processors and processor sets as objects with ports; HostSched
 //! mach         mach (2000): threads, their state and info, VM; mach_debug (3000): hooks
+//! sched_server armach_sched (5000): thread_migrate, thread_bind, balancing parameters
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
 //!
@@ -40,6 +41,7 @@ pub mod objects;
 pub mod port;
 pub mod processor;
 pub mod region;
+pub mod sched_server;
 pub mod slots;
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::processor::{Processor, ProcessorSet};
 use super::slots::Slots;
 use crate::ids::ProcessorSetId;
 use crate::ipc::{KObject, KObjectKind, Ledger, MsgPort, Space};
+use crate::kern::sched::stats::ThreadMigration;
 use alloc::sync::Arc;
 use core::any::Any;
 #[cfg(target_os = "none")]
@@ -82,6 +83,12 @@ pub trait ThreadIpc: Any + Send + Sync {
     fn set_max_priority(&self, max_priority: u32);
     /// End a priority depression now, if one is in progress.
     fn depress_abort(self: &Arc<Self>);
+    /// `THREAD_MIGRATION_INFO`'s values.
+    fn migration_info(&self) -> ThreadMigration;
+    /// Move the thread to processor `slot` now (`thread_migrate`; the scheduler's refusals).
+    fn migrate(self: &Arc<Self>, slot: u32) -> Result<(), KernReturn>;
+    /// Bind the thread to processor `slot`, or unbind it (`thread_bind`).
+    fn bind(self: &Arc<Self>, slot: Option<u32>) -> Result<(), KernReturn>;
 }
 
 /// What the object server needs of a task: the kernel object behind a task port is an
@@ -506,6 +513,16 @@ impl ThreadIpc for crate::kern::thread::Thread {
     }
     fn depress_abort(self: &Arc<Self>) {
         crate::kern::sched::depress_abort(self);
+    }
+    fn migration_info(&self) -> ThreadMigration {
+        crate::kern::sched::migrate::thread_migration(self)
+    }
+    fn migrate(self: &Arc<Self>, slot: u32) -> Result<(), KernReturn> {
+        crate::kern::sched::migrate::thread_migrate(self, crate::ids::CpuId::new(slot as usize))
+    }
+    fn bind(self: &Arc<Self>, slot: Option<u32>) -> Result<(), KernReturn> {
+        let target = slot.map(|s| crate::ids::CpuId::new(s as usize));
+        crate::kern::sched::migrate::thread_bind(self, target)
     }
     fn is_current(&self) -> bool {
         core::ptr::eq(

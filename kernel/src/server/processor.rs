@@ -12,10 +12,12 @@ extern crate alloc;
 use super::host::Host;
 use crate::ids::ProcessorSetId;
 use crate::ipc::{KObject, KObjectKind, Ledger, Port, ledger::Unmetered};
+use crate::kern::sched::stats::{BalanceParams, ProcessorSched};
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
 use mach_abi::KernReturn;
 use mach_abi::mig::ArrayOut;
+use mach_abi::sched::{PROCESSOR_SCHED_INFO, PROCESSOR_SCHED_INFO_COUNT, ProcessorSchedInfo};
 
 /// Processors the host can have objects for.
 pub const MAX_PROCESSORS: usize = crate::devtree::MAX_CPUS;
@@ -73,6 +75,17 @@ pub trait HostSched: Send + Sync {
     fn each_task(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>));
     /// Call `f` with the kernel port of each thread assigned to `set`.
     fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>));
+    /// Processor `slot`'s scheduling counters (`PROCESSOR_SCHED_INFO`), `None` if the
+    /// scheduler has none for it.
+    fn processor_sched(&self, slot: u32) -> Option<ProcessorSched>;
+    /// The balancing parameters of `set` (`processor_set_balance_get`).
+    fn balance_params(&self, set: ProcessorSetId) -> Result<BalanceParams, KernReturn>;
+    /// Set them (`processor_set_balance_set`; the server has checked the bounds).
+    fn set_balance_params(
+        &self,
+        set: ProcessorSetId,
+        params: BalanceParams,
+    ) -> Result<(), KernReturn>;
 }
 
 /// A processor (GNU Mach's `processor`): its slot and its port.
@@ -291,26 +304,62 @@ impl Machine {
     }
 }
 
-/// `processor_info` of `processor` (GNU Mach: an unknown flavor or a short count is
-/// `KERN_FAILURE`).
+/// `processor_info` of `processor`: GNU Mach's `PROCESSOR_BASIC_INFO` and armach's
+/// `PROCESSOR_SCHED_INFO` (GNU Mach's codes for both: an unknown flavor or a short count
+/// is `KERN_FAILURE`; so is a processor the scheduler has no counters for).
 pub fn processor_info(
     processor: &Processor,
+    sched: &dyn HostSched,
     running: bool,
     is_master: bool,
     which: i32,
     out: &mut ArrayOut<'_, i32>,
 ) -> Result<(), KernReturn> {
-    if which != flavor::PROCESSOR_BASIC_INFO || out.capacity() < flavor::PROCESSOR_BASIC_INFO_COUNT
-    {
-        return Err(KernReturn::Failure);
+    let room = out.capacity();
+    match which {
+        flavor::PROCESSOR_BASIC_INFO if room >= flavor::PROCESSOR_BASIC_INFO_COUNT => out
+            .extend_from_slice(&[
+                super::host::CPU_TYPE_ARM64,
+                super::host::CPU_SUBTYPE_ARM64_ALL,
+                running as i32,
+                processor.slot as i32,
+                is_master as i32,
+            ]),
+        PROCESSOR_SCHED_INFO if room >= PROCESSOR_SCHED_INFO_COUNT => {
+            let s = sched
+                .processor_sched(processor.slot)
+                .ok_or(KernReturn::Failure)?;
+            out.extend_from_slice(&sched_info(&s).to_words())
+        }
+        _ => Err(KernReturn::Failure),
     }
-    out.extend_from_slice(&[
-        super::host::CPU_TYPE_ARM64,
-        super::host::CPU_SUBTYPE_ARM64_ALL,
-        running as i32,
-        processor.slot as i32,
-        is_master as i32,
-    ])
+}
+
+/// The scheduler's counters as `PROCESSOR_SCHED_INFO` carries them.
+pub fn sched_info(s: &ProcessorSched) -> ProcessorSchedInfo {
+    ProcessorSchedInfo {
+        load_average: s.load_average,
+        runnable: s.runnable,
+        queued: s.queued,
+        cluster: s.cluster,
+        processor_set: s.processor_set,
+        migration_in: s.migration_in,
+        migration_out: s.migration_out,
+        migration_in_cross_cluster: s.migration_in_cross_cluster,
+        ticks: s.ticks,
+        last_balance_tick: s.last_balance_tick,
+        context_switches: s.context_switches,
+        idle_ns: s.idle_ns,
+        balance_attempts: s.balance_attempts,
+        balance_successes: s.balance_successes,
+        balance_failures: s.balance_failures,
+        balance_moved: s.balance_moved,
+        idle_pulls: s.idle_pulls,
+        invariant_violations: s.invariant_violations,
+        balance_ns: s.balance_ns,
+        wakeups: s.wakeups,
+        wakeups_on_last: s.wakeups_on_last,
+    }
 }
 
 /// The running kernel's scheduler and power, for the object server.
@@ -378,5 +427,18 @@ impl HostSched for KernelSched {
                 }
             });
         });
+    }
+    fn processor_sched(&self, slot: u32) -> Option<ProcessorSched> {
+        crate::kern::sched::migrate::processor_sched(crate::ids::CpuId::new(slot as usize))
+    }
+    fn balance_params(&self, set: ProcessorSetId) -> Result<BalanceParams, KernReturn> {
+        crate::kern::sched::migrate::balance_params(set)
+    }
+    fn set_balance_params(
+        &self,
+        set: ProcessorSetId,
+        params: BalanceParams,
+    ) -> Result<(), KernReturn> {
+        crate::kern::sched::migrate::set_balance_params(set, params)
     }
 }

@@ -7,7 +7,7 @@
 
 extern crate std;
 
-use super::generated::{mach, mach_host, mach_port};
+use super::generated::{armach_sched, mach, mach_host, mach_port};
 use super::host::{Host, HostFacts, HostPorts, flavor};
 use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
@@ -19,6 +19,7 @@ use crate::ipc::transfer::copyin_type;
 use crate::ipc::{
     KObject, KObjectKind, Kmsg, KmsgShape, Ledger, MsgPort, Port, RecvResult, Space, mqueue,
 };
+use crate::kern::sched::stats::{BalanceParams, ProcessorSched, ThreadMigration};
 use mach_abi::KernReturn as K;
 use mach_abi::info::{
     TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo, ThreadBasicInfo, ThreadSchedInfo,
@@ -68,6 +69,11 @@ struct TestThread {
     current: bool,
     st: Mutex<TestThreadState>,
     exception: Mutex<MsgPort>,
+    /// What thread_migrate and thread_bind did: the processor it was moved to last
+    /// (`u32::MAX`: never), its binding.
+    migrated_to: AtomicU32,
+    migrations: AtomicU32,
+    bound: Mutex<Option<u32>>,
 }
 
 impl TestThread {
@@ -117,6 +123,41 @@ impl ThreadIpc for TestThread {
     }
     fn depress_abort(self: &Arc<Self>) {
         self.depress_aborts.fetch_add(1, Relaxed);
+    }
+    fn migration_info(&self) -> ThreadMigration {
+        let last = self.migrated_to.load(Relaxed);
+        ThreadMigration {
+            migration_count: self.migrations.load(Relaxed),
+            cache_warmth: 200,
+            last_processor: (last != 0).then_some(last),
+            bound_processor: *self.bound.lock().unwrap(),
+            processor_set: self.pset.load(Relaxed),
+            since_last_run_ns: 0x1_0000_0003,
+            last_run_ns: 9,
+        }
+    }
+    /// The fake scheduler's rules: processor 2 is off line (`KERN_INVALID_ARGUMENT`), a
+    /// thread bound elsewhere refuses (`KERN_FAILURE`), an ended one `KERN_TERMINATED`.
+    fn migrate(self: &Arc<Self>, slot: u32) -> Result<(), K> {
+        if self.st.lock().unwrap().terminated {
+            return Err(K::Terminated);
+        }
+        if slot == 2 {
+            return Err(K::InvalidArgument);
+        }
+        if self.bound.lock().unwrap().is_some_and(|b| b != slot) {
+            return Err(K::Failure);
+        }
+        self.migrated_to.store(slot, Relaxed);
+        self.migrations.fetch_add(1, Relaxed);
+        Ok(())
+    }
+    fn bind(self: &Arc<Self>, slot: Option<u32>) -> Result<(), K> {
+        if slot == Some(2) {
+            return Err(K::InvalidArgument);
+        }
+        *self.bound.lock().unwrap() = slot;
+        Ok(())
     }
     fn is_current(&self) -> bool {
         self.current
@@ -194,6 +235,8 @@ struct FakeSched {
     rebooted: AtomicU32,
     /// Ports standing for the tasks (and threads) of each set.
     members: std::sync::Mutex<Vec<(u32, Arc<Port>)>>,
+    /// Each set's balancing parameters, where they were set.
+    balance: std::sync::Mutex<Vec<(u32, BalanceParams)>>,
 }
 
 static SCHED: FakeSched = FakeSched {
@@ -202,6 +245,7 @@ static SCHED: FakeSched = FakeSched {
     assigned: [const { AtomicU32::new(0) }; 4],
     rebooted: AtomicU32::new(u32::MAX),
     members: std::sync::Mutex::new(Vec::new()),
+    balance: std::sync::Mutex::new(Vec::new()),
 };
 
 impl HostSched for FakeSched {
@@ -275,6 +319,52 @@ impl HostSched for FakeSched {
     }
     fn each_thread(&self, set: ProcessorSetId, f: &mut dyn FnMut(&Arc<Port>)) {
         self.each_task(set, f);
+    }
+    /// Counters for processors 0, 1 and 3 (processor 2 is off line: none), each value
+    /// telling its field and slot apart.
+    fn processor_sched(&self, slot: u32) -> Option<ProcessorSched> {
+        let s = u64::from(slot);
+        (slot < 4 && slot != 2).then_some(ProcessorSched {
+            load_average: 1500 + slot,
+            runnable: 2 + slot,
+            queued: 1 + slot,
+            migration_in: 10 + s,
+            migration_out: 20 + s,
+            migration_in_cross_cluster: 30 + s,
+            ticks: 0x1_0000_0000 + s,
+            last_balance_tick: 40 + s,
+            context_switches: 50 + s,
+            idle_ns: 60 + s,
+            balance_attempts: 70 + s,
+            balance_successes: 80 + s,
+            balance_failures: 90 + s,
+            balance_moved: 100 + s,
+            idle_pulls: 110 + s,
+            invariant_violations: 120 + s,
+            balance_ns: 130 + s,
+            wakeups: 140 + s,
+            wakeups_on_last: 150 + s,
+            cluster: slot / 2,
+            processor_set: self.assigned[slot as usize].load(Relaxed),
+        })
+    }
+    fn balance_params(&self, set: ProcessorSetId) -> Result<BalanceParams, K> {
+        if set.0 != 0 && !self.sets.lock().unwrap().contains(&set.0) {
+            return Err(K::InvalidArgument);
+        }
+        let kept = self.balance.lock().unwrap();
+        Ok(kept
+            .iter()
+            .find(|(s, _)| *s == set.0)
+            .map_or(BalanceParams::DEFAULT, |(_, p)| *p))
+    }
+    fn set_balance_params(&self, set: ProcessorSetId, params: BalanceParams) -> Result<(), K> {
+        assert!(params.is_valid(), "the server checks the bounds");
+        self.balance_params(set)?;
+        let mut kept = self.balance.lock().unwrap();
+        kept.retain(|(s, _)| *s != set.0);
+        kept.push((set.0, params));
+        Ok(())
     }
 }
 
@@ -2136,4 +2226,225 @@ fn vm_read_returns_out_of_line_data_and_vm_region_the_next_region() {
         .call(w.task, mach::VM_REGION_ID, &[Item::U64(0x20_0000)])
         .unwrap();
     assert_eq!(g.code(), K::NoSpace);
+}
+
+#[test]
+fn thread_migration_info_is_flavor_100_with_thread_info_s_codes() {
+    let w = World::new();
+    let thread = TestThread::new();
+    thread.migrated_to.store(3, Relaxed);
+    thread.migrations.store(4, Relaxed);
+    *thread.bound.lock().unwrap() = Some(1);
+    let (_port, name) = thread_name(&w, &thread);
+    let info = |dest, flavor: u32, count: u32| {
+        w.call(
+            dest,
+            mach::THREAD_INFO_ID,
+            &[Item::Int(flavor), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    let g = info(name, 100, 10);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 10));
+    assert_eq!(
+        words(&g, 56, 10),
+        [4, 200, 3, 1, 0, 0, 3, 1, 9, 0],
+        "count, warmth, last, bound, set, reserved, since (lo, hi), last run (lo, hi)"
+    );
+    // More room: the flavor's count; less: GNU Mach's thread_info code.
+    assert_eq!(info(name, 100, 1024).desc(48).number, 10);
+    assert_eq!(info(name, 100, 9).code(), K::InvalidArgument);
+    assert_eq!(info(name, 100, 0).code(), K::InvalidArgument);
+    assert_eq!(info(name, 101, 10).code(), K::InvalidArgument);
+    assert_eq!(info(w.task, 100, 10).code(), K::InvalidArgument);
+    // Unbound and never run: -1 for both processors.
+    let fresh = TestThread::new();
+    let (_p, fresh_name) = thread_name(&w, &fresh);
+    let g = info(fresh_name, 100, 10);
+    assert_eq!(words(&g, 56 + 8, 2), [u32::MAX, u32::MAX]);
+}
+
+#[test]
+fn processor_sched_info_is_flavor_100_with_processor_info_s_codes() {
+    let w = World::new();
+    let g = w
+        .call(w.host_priv, mach_host::HOST_PROCESSORS_ID, &[])
+        .unwrap();
+    let cpus = g.ports.clone();
+    let info = |p, flavor: u32, count: u32| {
+        w.call(
+            p,
+            mach_host::PROCESSOR_INFO_ID,
+            &[Item::Int(flavor), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    for (slot, &p) in cpus.iter().enumerate() {
+        let s = slot as u32;
+        let g = info(p, 100, 38);
+        if slot == 2 {
+            // The scheduler has no counters for it.
+            assert_eq!(g.code(), K::Failure);
+            continue;
+        }
+        assert_eq!(g.code(), K::Success);
+        assert_eq!(g.desc(64).number, 38);
+        let v = words(&g, 72, 38);
+        assert_eq!(v[..6], [1500 + s, 2 + s, 1 + s, s / 2, 0, 0]);
+        assert_eq!(v[6..8], [10 + s, 0], "migration_in");
+        assert_eq!(v[8..10], [20 + s, 0], "migration_out");
+        assert_eq!(v[12..14], [s, 1], "ticks");
+        assert_eq!(v[30..32], [120 + s, 0], "invariant_violations");
+        assert_eq!(v[36..38], [150 + s, 0], "wakeups_on_last");
+        assert_eq!(info(p, 100, 1024).desc(64).number, 38);
+        // GNU Mach's processor_info codes: a short count or unknown flavor is KERN_FAILURE.
+        assert_eq!(info(p, 100, 37).code(), K::Failure);
+        assert_eq!(info(p, 99, 38).code(), K::Failure);
+        // The basic flavor is unchanged.
+        assert_eq!(info(p, 1, 5).code(), K::Success);
+    }
+    // Not a processor: the host port, a thread port.
+    assert_eq!(info(w.host_name, 100, 38).code(), K::InvalidArgument);
+    let thread = TestThread::new();
+    let (_port, name) = thread_name(&w, &thread);
+    assert_eq!(info(name, 100, 38).code(), K::InvalidArgument);
+}
+
+#[test]
+fn thread_migrate_and_thread_bind_check_their_ports_and_pass_the_scheduler_s_codes() {
+    let w = World::new();
+    let g = w
+        .call(w.host_priv, mach_host::HOST_PROCESSORS_ID, &[])
+        .unwrap();
+    let cpus = g.ports.clone();
+    let thread = TestThread::new();
+    let (port, name) = thread_name(&w, &thread);
+    let call = |id, dest, processor: PortName| {
+        w.call(dest, id, &[Item::Right(processor, Disposition::CopySend)])
+            .unwrap()
+            .code()
+    };
+    let migrate = |dest, p| call(armach_sched::THREAD_MIGRATE_ID, dest, p);
+    let bind = |dest, p| call(armach_sched::THREAD_BIND_ID, dest, p);
+    assert_eq!(armach_sched::THREAD_MIGRATE_ID, 5000);
+    assert_eq!(armach_sched::PROCESSOR_SET_BALANCE_SET_ID, 5003);
+    assert_eq!(migrate(name, cpus[3]), K::Success);
+    assert_eq!(thread.migrated_to.load(Relaxed), 3);
+    assert_eq!(migrate(name, cpus[1]), K::Success);
+    assert_eq!(thread.migrations.load(Relaxed), 2);
+    // The scheduler's refusals come back as they are.
+    assert_eq!(migrate(name, cpus[2]), K::InvalidArgument);
+    // Wrong port types: a task port is no thread, the host or a thread no processor;
+    // null and dead names are no processor either.
+    let dead = w.client.allocate(R_DEAD).unwrap();
+    assert_eq!(migrate(w.task, cpus[1]), K::InvalidArgument);
+    assert_eq!(migrate(name, w.host_name), K::InvalidArgument);
+    assert_eq!(migrate(name, name), K::InvalidArgument);
+    assert_eq!(migrate(name, PortName::NULL), K::InvalidArgument);
+    assert_eq!(migrate(name, dead), K::InvalidArgument);
+    assert_eq!(migrate(cpus[1], cpus[1]), K::InvalidArgument);
+    assert_eq!(thread.migrations.load(Relaxed), 2);
+    // Binding: to a processor, then migrate elsewhere refuses, then null unbinds.
+    assert_eq!(bind(name, cpus[1]), K::Success);
+    assert_eq!(*thread.bound.lock().unwrap(), Some(1));
+    assert_eq!(migrate(name, cpus[3]), K::Failure);
+    assert_eq!(migrate(name, cpus[1]), K::Success);
+    assert_eq!(bind(name, cpus[2]), K::InvalidArgument);
+    assert_eq!(bind(name, dead), K::InvalidArgument);
+    assert_eq!(bind(name, w.host_name), K::InvalidArgument);
+    assert_eq!(bind(w.task, PortName::NULL), K::InvalidArgument);
+    assert_eq!(*thread.bound.lock().unwrap(), Some(1));
+    assert_eq!(bind(name, PortName::NULL), K::Success);
+    assert_eq!(*thread.bound.lock().unwrap(), None);
+    assert_eq!(migrate(name, cpus[3]), K::Success);
+    thread.st.lock().unwrap().terminated = true;
+    assert_eq!(migrate(name, cpus[0]), K::Terminated);
+    // The processor rights the requests carried were released: each processor port
+    // holds only the client's own send right again.
+    for p in w._host.host.machine.processors() {
+        assert_eq!(
+            p.port().unwrap().status().srights,
+            1,
+            "processor {}",
+            p.slot
+        );
+    }
+    drop(port);
+}
+
+#[test]
+fn balance_parameters_read_by_name_set_by_control_within_bounds() {
+    let w = World::new();
+    let g = w
+        .call(w.host_priv, mach_host::PROCESSOR_SET_CREATE_ID, &[])
+        .unwrap();
+    let (control, name) = (g.ports[0], g.ports[1]);
+    let get = |dest| {
+        let g = w
+            .call(dest, armach_sched::PROCESSOR_SET_BALANCE_GET_ID, &[])
+            .unwrap();
+        let code = g.code();
+        (code == K::Success)
+            .then(|| {
+                [56, 72, 88, 104, 120]
+                    .iter()
+                    .map(|&at| g.word(at))
+                    .collect::<Vec<_>>()
+            })
+            .ok_or(code)
+    };
+    let set = |dest, v: [u32; 5]| {
+        w.call(
+            dest,
+            armach_sched::PROCESSOR_SET_BALANCE_SET_ID,
+            &[
+                Item::Int(v[0]),
+                Item::Int(v[1]),
+                Item::Int(v[2]),
+                Item::Bool(v[3]),
+                Item::Bool(v[4]),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    // Defaults, through either port.
+    assert_eq!(get(name), Ok(vec![4, 2, 2, 1, 1]));
+    assert_eq!(get(control), Ok(vec![4, 2, 2, 1, 1]));
+    // Only the control port sets.
+    assert_eq!(set(name, [8, 3, 1, 0, 1]), K::InvalidArgument);
+    assert_eq!(set(control, [8, 3, 1, 0, 1]), K::Success);
+    assert_eq!(get(name), Ok(vec![8, 3, 1, 0, 1]));
+    // Out of bounds: refused, nothing changes.
+    for bad in [
+        [0, 2, 2, 1, 1],
+        [1001, 2, 2, 1, 1],
+        [4, 1, 2, 1, 1],
+        [4, 0, 2, 1, 1],
+        [4, 65, 2, 1, 1],
+        [4, 2, 65, 1, 1],
+        [u32::MAX, 2, 2, 1, 1],
+    ] {
+        assert_eq!(set(control, bad), K::InvalidArgument, "{bad:?}");
+    }
+    assert_eq!(get(name), Ok(vec![8, 3, 1, 0, 1]));
+    assert_eq!(set(control, [1000, 64, 64, 1, 0]), K::Success);
+    assert_eq!(get(control), Ok(vec![1000, 64, 64, 1, 0]));
+    // Not a set: the host, a task.
+    assert_eq!(get(w.host_name), Err(K::InvalidArgument));
+    assert_eq!(get(w.task), Err(K::InvalidArgument));
+    assert_eq!(set(w.host_priv, [4, 2, 2, 1, 1]), K::InvalidArgument);
+    // A malformed request (a count short of the five items) is MIG's error.
+    let g = w
+        .call(
+            control,
+            armach_sched::PROCESSOR_SET_BALANCE_SET_ID,
+            &[Item::Int(4), Item::Int(2)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    let g = w
+        .call(control, mach_host::PROCESSOR_SET_DESTROY_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
 }

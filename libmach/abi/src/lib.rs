@@ -12,6 +12,7 @@
 //!   kern_return KernReturn: kern_return_t, MIG and mach_msg codes in one enum
 //!   traps, exception, thread_state   numbers and layouts
 //!   info        thread_info, task_info and vm_statistics flavors as typed structs
+//!   sched       armach's own: THREAD_MIGRATION_INFO, PROCESSOR_SCHED_INFO, balancing
 //! ```
 //!
 //! `no_std`, no allocation, no dependencies; nothing panics on any input.
@@ -28,6 +29,7 @@ pub mod message;
 pub mod mig;
 pub mod port;
 pub mod rights;
+pub mod sched;
 pub mod thread_state;
 pub mod traps;
 

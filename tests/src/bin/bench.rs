@@ -3,6 +3,9 @@
 //! `-icount shift=0`, where the virtual counter advances by one nanosecond per instruction
 //! executed, so counter ticks convert to instruction counts, deterministically. Each line
 //! reads `bench: NAME: N instructions per OP (ITERATIONS iterations)`.
+//!
+//! `bench balance` (after `--` on the kernel command line; on 4 and 8 CPUs) measures thread
+//! migration and load balancing instead: see [`balance`].
 
 #![no_std]
 #![no_main]
@@ -486,6 +489,11 @@ fn main(args: &Args) -> i32 {
     if args.get(3).is_some_and(|a| a.to_bytes() == b"profile") {
         return profile(args);
     }
+    if args.get(3).is_some_and(|a| a.to_bytes() == b"balance") {
+        balance::run(args);
+        println!("bench: done");
+        return 0;
+    }
     if libmach::kern::cpu_count() > 1 {
         // `cargo xtask bench` boots more CPUs for the wake-up path and (on 2, with
         // `benchsrv`) the cross-CPU null RPC.
@@ -503,4 +511,381 @@ fn main(args: &Args) -> i32 {
     }
     println!("bench: done");
     0
+}
+
+/// `bench balance`: migration and balancing figures on the CPUs the run has (DESIGN.md 8),
+/// each line `bench: NAME: VALUE UNIT ...`, or `bench: NAME: n/a (why)` when the kernel
+/// refuses what it needs (the xtask then leaves the metric out):
+/// - `thread-migrate`: instructions per `thread_migrate` round trip, moving a waiting
+///   thread between two CPUs (every other CPU idle);
+/// - `balance-ticks-16`: timer ticks until 16 CPU-bound threads, bound to one CPU then
+///   unbound, hold 16/N +- 1 per CPU;
+/// - `balance-pass`: instructions per periodic balance pass during that spread
+///   (`balance_ns / balance_attempts`, summed over the processors);
+/// - `steady-migrations`: migrations per second over the 20 intervals after it;
+/// - `utilization-16`: percent of CPU time busy (from `idle_ns`) while 16 threads each run
+///   a fixed computation, from the first one's creation to the last one's end;
+/// - `wake-on-last`: percent of wake-ups placed on the thread's last processor
+///   (`wakeups_on_last / wakeups`) while 2N threads compute and sleep in turn.
+mod balance {
+    use super::{counter, frequency, per_op};
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use core::hint::black_box;
+    use core::mem::ManuallyDrop;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use libmach::abi::sched::{Balance, ProcessorSchedInfo};
+    use libmach::ipc::{self, SendRight};
+    use libmach::kern::{balance_get, processor_sched_info, thread_bind, thread_migrate};
+    use libmach::mig::mach_host;
+    use libmach::sync::SpinLock;
+    use libmach::{Args, println, thread};
+
+    /// A receive with a timeout on a fresh port (GNU Mach's `msleep`).
+    fn msleep(ms: u32) {
+        use libmach::abi::message::option;
+        use libmach::ipc::{MachMsg, ReceiveRight, Trap};
+        let task = libmach::traps::mach_task_self();
+        let Ok(name) =
+            libmach::traps::mach_port_allocate(task, libmach::abi::mig::PortRight::Receive)
+        else {
+            return;
+        };
+        let port = ReceiveRight::from_name(name);
+        let mut buf = [0u8; 64];
+        // SAFETY: a receive into our own buffer.
+        let _ = unsafe {
+            Trap.mach_msg(
+                &mut buf,
+                option::RCV_MSG | option::RCV_TIMEOUT,
+                0,
+                port.name(),
+                ms,
+                libmach::PortName::NULL,
+            )
+        };
+    }
+
+    fn burn(n: u64) {
+        let mut x = 0u64;
+        for i in 0..n {
+            x = x.wrapping_add(black_box(i));
+        }
+        black_box(x);
+    }
+
+    fn infos(cpus: &[SendRight]) -> Option<Vec<ProcessorSchedInfo>> {
+        cpus.iter()
+            .map(processor_sched_info)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+    }
+
+    fn clock(cpus: &[SendRight]) -> u64 {
+        infos(cpus).map_or(0, |i| i.iter().map(|p| p.ticks).max().unwrap_or(0))
+    }
+
+    /// Threads on each CPU, the calling thread (on `cpu 0`) left out.
+    fn on_each(i: &[ProcessorSchedInfo]) -> Vec<u32> {
+        i.iter()
+            .enumerate()
+            .map(|(c, p)| p.runnable.saturating_sub(u32::from(c == 0)))
+            .collect()
+    }
+
+    fn spread(i: &[ProcessorSchedInfo], total: u32) -> bool {
+        let on = on_each(i);
+        let n = on.len() as i64;
+        on.iter().sum::<u32>() == total
+            && on
+                .iter()
+                .all(|&k| (n * i64::from(k) - i64::from(total)).abs() <= n)
+    }
+
+    fn delta(
+        a: &[ProcessorSchedInfo],
+        b: &[ProcessorSchedInfo],
+        f: fn(&ProcessorSchedInfo) -> u64,
+    ) -> u64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f(y).saturating_sub(f(x)))
+            .sum()
+    }
+
+    struct Flags {
+        go: AtomicBool,
+        stop: AtomicBool,
+    }
+
+    pub fn run(args: &Args) {
+        let mut t = ipc::transport();
+        let Some(hp) = args.host_priv_port() else {
+            println!("bench: balance: n/a (no host-privileged port)");
+            return;
+        };
+        let hp = ManuallyDrop::new(SendRight::from_name(hp));
+        let Ok(out) = mach_host::host_processors(&mut t, &hp) else {
+            println!("bench: balance: n/a (host_processors failed)");
+            return;
+        };
+        let mut cpus = Vec::new();
+        out.processor_list.take_all(|r| {
+            if let libmach::abi::mig::ReceivedPort::Send(right) = r {
+                cpus.push(right);
+            }
+        });
+        let n = cpus.len();
+        let me = ipc::thread_self();
+        if n < 2 || thread_bind(&me, Some(&cpus[0])).is_err() || infos(&cpus).is_none() {
+            println!("bench: balance: n/a (needs 2 CPUs, thread_bind and PROCESSOR_SCHED_INFO)");
+            return;
+        }
+        let interval = match mach_host::processor_set_default(&mut t, &ipc::host_self())
+            .ok()
+            .and_then(|o| balance_get(&o.default_set).ok())
+        {
+            Some(b) => u64::from(b.interval_ticks),
+            None => u64::from(Balance::DEFAULT.interval_ticks),
+        };
+        migrate_rpc(&cpus);
+        spread_16(&cpus, interval);
+        if n == 4 {
+            utilization_16(&cpus);
+            wake_on_last(&cpus, interval);
+        }
+        let _ = thread_bind(&me, None);
+    }
+
+    /// `thread_migrate` of a waiting thread between CPUs 1 and the last, round trips.
+    fn migrate_rpc(cpus: &[SendRight]) {
+        let rpcs = 2_000u64;
+        let flags = Arc::new(Flags {
+            go: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let theirs = flags.clone();
+        let Ok(sleeper) = thread::spawn(move || {
+            while !theirs.stop.load(Ordering::Acquire) {
+                msleep(100_000);
+            }
+        }) else {
+            println!("bench: thread-migrate: n/a (spawn failed)");
+            return;
+        };
+        msleep(20);
+        let (a, b) = (&cpus[1], &cpus[cpus.len() - 1]);
+        let mut failed = 0u64;
+        let start = counter();
+        for i in 0..rpcs {
+            let to = if i % 2 == 0 { a } else { b };
+            if thread_migrate(sleeper.thread(), to).is_err() {
+                failed += 1;
+            }
+        }
+        let ticks = counter() - start;
+        if failed == 0 {
+            println!(
+                "bench: thread-migrate: {} instructions per thread_migrate round trip ({rpcs} iterations)",
+                per_op(ticks, rpcs)
+            );
+        } else {
+            println!("bench: thread-migrate: n/a ({failed} of {rpcs} calls failed)");
+        }
+        flags.stop.store(true, Ordering::Release);
+        let _ = libmach::mig::mach::thread_abort(&mut ipc::transport(), sleeper.thread());
+        sleeper.join();
+    }
+
+    /// 16 spinners bound to the last CPU, unbound: ticks to spread, balance pass cost,
+    /// then migrations in the 20 intervals after.
+    fn spread_16(cpus: &[SendRight], interval: u64) {
+        let n = cpus.len();
+        let flags = Arc::new(Flags {
+            go: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let mut spinners = Vec::new();
+        for _ in 0..16 {
+            let theirs = flags.clone();
+            match thread::spawn(move || {
+                while !theirs.go.load(Ordering::Acquire) {
+                    msleep(10);
+                }
+                while !theirs.stop.load(Ordering::Acquire) {
+                    burn(1000);
+                }
+            }) {
+                Ok(h) => spinners.push(h),
+                Err(_) => break,
+            }
+        }
+        let mut t = ipc::transport();
+        let mut ok = spinners.len() == 16;
+        for h in &spinners {
+            ok &= mach_host::thread_priority(&mut t, h.thread(), 30, false).is_ok();
+            ok &= thread_bind(h.thread(), Some(&cpus[n - 1])).is_ok();
+        }
+        flags.go.store(true, Ordering::Release);
+        let mut crowded = false;
+        for _ in 0..400 {
+            if infos(cpus).is_some_and(|i| i[n - 1].runnable >= 16) {
+                crowded = true;
+                break;
+            }
+            msleep(10);
+        }
+        let Some(before) = infos(cpus).filter(|_| ok && crowded) else {
+            println!("bench: balance-ticks-16: n/a (16 threads could not be bound to one CPU)");
+            flags.stop.store(true, Ordering::Release);
+            spinners.into_iter().for_each(|h| h.join());
+            return;
+        };
+        let start = before.iter().map(|p| p.ticks).max().unwrap_or(0);
+        for h in &spinners {
+            let _ = thread_bind(h.thread(), None);
+        }
+        let mut balanced = None;
+        for _ in 0..2000 {
+            if let Some(i) = infos(cpus) {
+                if spread(&i, 16) {
+                    balanced = Some(i);
+                    break;
+                }
+                if i.iter().map(|p| p.ticks).max().unwrap_or(0) > start + 100 * interval {
+                    break;
+                }
+            }
+            msleep(10);
+        }
+        match &balanced {
+            Some(i) => {
+                let ticks = i.iter().map(|p| p.ticks).max().unwrap_or(0) - start;
+                println!(
+                    "bench: balance-ticks-16: {ticks} ticks until 16 threads from one CPU are 16/{n} +- 1 per CPU (interval {interval})"
+                );
+                let ns = delta(&before, i, |p| p.balance_ns);
+                let passes = delta(&before, i, |p| p.balance_attempts);
+                match ns.checked_div(passes) {
+                    Some(per) => println!(
+                        "bench: balance-pass: {per} instructions per periodic balance pass ({passes} passes)"
+                    ),
+                    None => println!("bench: balance-pass: n/a (no balance pass counted)"),
+                }
+            }
+            None => println!("bench: balance-ticks-16: n/a (not balanced within 100 intervals)"),
+        }
+        if balanced.is_some() {
+            let a = infos(cpus);
+            let c0 = counter();
+            let t0 = clock(cpus);
+            while clock(cpus) < t0 + 20 * interval {
+                msleep(10);
+            }
+            let c1 = counter();
+            if let (Some(a), Some(b)) = (a, infos(cpus)) {
+                let moved = delta(&a, &b, |p| p.migration_in);
+                let per_s =
+                    (moved as u128 * frequency() as u128 * 10 / (c1 - c0).max(1) as u128 + 5) / 10;
+                println!(
+                    "bench: steady-migrations: {per_s} migrations per second once balanced ({moved} in 20 intervals)"
+                );
+            }
+        }
+        flags.stop.store(true, Ordering::Release);
+        spinners.into_iter().for_each(|h| h.join());
+    }
+
+    /// 16 threads, each a fixed computation: percent of CPU time busy from the first
+    /// one's creation to the last one's end (the last to end takes the closing snapshot).
+    fn utilization_16(cpus: &[SendRight]) {
+        let n = cpus.len() as u128;
+        let done = Arc::new(AtomicU64::new(0));
+        type Closing = Option<(u64, Option<Vec<ProcessorSchedInfo>>)>;
+        let closing: Arc<SpinLock<Closing>> = Arc::new(SpinLock::new(None));
+        let names: Arc<Vec<libmach::PortName>> = Arc::new(cpus.iter().map(|c| c.name()).collect());
+        let Some(before) = infos(cpus) else { return };
+        let c0 = counter();
+        let mut handles = Vec::new();
+        for _ in 0..16 {
+            let (done, closing, names) = (done.clone(), closing.clone(), names.clone());
+            match thread::spawn(move || {
+                burn(20_000_000);
+                if done.fetch_add(1, Ordering::AcqRel) == 15 {
+                    let end = counter();
+                    let lent: Vec<_> = names
+                        .iter()
+                        .map(|&p| ManuallyDrop::new(SendRight::from_name(p)))
+                        .collect();
+                    let i: Option<Vec<ProcessorSchedInfo>> =
+                        lent.iter().map(|c| processor_sched_info(c).ok()).collect();
+                    *closing.lock() = Some((end, i));
+                }
+            }) {
+                Ok(h) => handles.push(h),
+                Err(_) => break,
+            }
+        }
+        let all = handles.len() == 16;
+        handles.into_iter().for_each(|h| h.join());
+        let closing = closing.lock().take();
+        match closing {
+            Some((end, Some(after))) if all => {
+                let idle = delta(&before, &after, |p| p.idle_ns) as u128;
+                let elapsed_ns = (end - c0) as u128 * 1_000_000_000 / frequency().max(1) as u128;
+                let total = n * elapsed_ns;
+                let busy_permille = (total.saturating_sub(idle) * 1000 / total.max(1)) as u64;
+                println!(
+                    "bench: utilization-16: {}.{} percent busy while 16 threads run on {n} CPUs",
+                    busy_permille / 10,
+                    busy_permille % 10
+                );
+            }
+            _ => println!("bench: utilization-16: n/a (no closing snapshot)"),
+        }
+    }
+
+    /// 2N threads computing and sleeping in turn for 20 intervals: the share of wake-ups
+    /// placed on the thread's last processor.
+    fn wake_on_last(cpus: &[SendRight], interval: u64) {
+        let flags = Arc::new(Flags {
+            go: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+        });
+        let mut handles = Vec::new();
+        for _ in 0..2 * cpus.len() {
+            let theirs = flags.clone();
+            if let Ok(h) = thread::spawn(move || {
+                while !theirs.stop.load(Ordering::Acquire) {
+                    burn(50_000);
+                    msleep(10);
+                }
+            }) {
+                handles.push(h);
+            }
+        }
+        let before = infos(cpus);
+        let t0 = clock(cpus);
+        while clock(cpus) < t0 + 20 * interval {
+            msleep(10);
+        }
+        let after = infos(cpus);
+        flags.stop.store(true, Ordering::Release);
+        handles.into_iter().for_each(|h| h.join());
+        match (before, after) {
+            (Some(a), Some(b)) => {
+                let wakeups = delta(&a, &b, |p| p.wakeups);
+                let on_last = delta(&a, &b, |p| p.wakeups_on_last);
+                match (on_last * 1000).checked_div(wakeups) {
+                    Some(permille) => println!(
+                        "bench: wake-on-last: {}.{} percent of {wakeups} wake-ups placed on the last processor",
+                        permille / 10,
+                        permille % 10
+                    ),
+                    None => println!("bench: wake-on-last: n/a (no wake-up counted)"),
+                }
+            }
+            _ => println!("bench: wake-on-last: n/a (PROCESSOR_SCHED_INFO refused)"),
+        }
+    }
 }

@@ -5,9 +5,13 @@
 //! wake-up path (two threads waking each other), to show that a wake-up does not cost more
 //! with more CPUs, and on 2 CPUs, started with `benchsrv` (`init=bench,benchsrv`), the null
 //! RPC to a task on the other CPU (`null_rpc_cross_cpu`); then boots it again without `-icount` for the host wall-clock time of the
-//! whole run (MTTCG, the default mode), reported separately. `--json FILE` writes the
-//! figures under DESIGN.md 8's metric names. `--clusters C` boots the 8-CPU run as
-//! `-smp 8,clusters=C` (its figures are then labelled `virt-smp8-clustersC`).
+//! whole run (MTTCG, the default mode), reported separately. Then `bench balance` on 4 and 8
+//! CPUs under `-icount`: thread migration and load balancing (ticks to spread 16 threads,
+//! a balance pass, migrations once balanced, utilization, wake-ups on the last processor,
+//! a `thread_migrate` round trip). `--json FILE` writes the figures under DESIGN.md 8's
+//! metric names; a figure the program could not measure (`n/a`) is left out, never 0.
+//! `--clusters C` boots the 8-CPU runs as `-smp 8,clusters=C` (their figures are then
+//! labelled `virt-smp8-clustersC`).
 
 use std::time::Duration;
 
@@ -52,6 +56,7 @@ fn boot_bench(
     icount: bool,
     smp: u32,
     clusters: Option<u32>,
+    mode: Option<&str>,
     initrd: &std::path::Path,
     image: &std::path::Path,
 ) -> Result<qemu::Outcome> {
@@ -70,12 +75,16 @@ fn boot_bench(
         kernel: image.to_path_buf(),
         initrd: Some(initrd.to_path_buf()),
         dtb: None,
-        bootargs: format!("init={} loglevel=warn", init_list(smp)),
+        bootargs: match mode {
+            Some(mode) => format!("init={PROGRAM} loglevel=warn -- {mode}"),
+            None => format!("init={} loglevel=warn", init_list(smp)),
+        },
         gdb: false,
     };
     let args = qemu::command_line(&machine, &boot);
     let log = target_dir().join("test-logs").join(format!(
-        "bench{}-{}.log",
+        "bench{}{}-{}.log",
+        mode.map(|m| format!("-{m}")).unwrap_or_default(),
         if icount { "-icount" } else { "-wallclock" },
         machine_label(smp, clusters).trim_start_matches("virt-")
     ));
@@ -95,9 +104,25 @@ fn boot_bench(
     Ok(outcome)
 }
 
-/// The leading number of a figure's text (`"182 instructions per ..."`).
-fn leading_number(text: &str) -> Option<u64> {
+/// The leading number of a figure's text (`"182 instructions per ..."`, `"97.5 percent"`);
+/// `None` for `n/a`.
+fn leading_number(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
+}
+
+/// DESIGN.md 8's name and unit for a figure of `bench balance` on `smp` CPUs, where one is
+/// defined (the per-run figures come from the 4-CPU run only).
+fn balance_metric(figure: &str, smp: u32) -> Option<(String, &'static str)> {
+    let m = |name: &str, unit| Some((name.to_owned(), unit));
+    match (figure, smp) {
+        ("balance-ticks-16", 4 | 8) => m(&format!("balance_ticks_16_on_{smp}"), "ticks"),
+        ("thread-migrate", 4) => m("thread_migrate", "instructions"),
+        ("balance-pass", 4) => m("balance_pass", "instructions"),
+        ("steady-migrations", 4) => m("steady_migrations_per_s", "migrations per second"),
+        ("utilization-16", 4) => m("utilization_16_on_4", "percent"),
+        ("wake-on-last", 4) => m("wake_on_last_processor", "percent"),
+        _ => None,
+    }
 }
 
 /// DESIGN.md 8's name for a figure of the bench program, where one is defined.
@@ -116,7 +141,7 @@ fn metric_name(figure: &str) -> Option<&'static str> {
 
 /// One JSON object of metrics: name -> (value, unit, machine). Names and units are ours
 /// (no quoting needed); machines are plain words.
-fn to_json(metrics: &[(String, u64, &str, String)]) -> String {
+fn to_json(metrics: &[(String, f64, &str, String)]) -> String {
     let body: Vec<String> = metrics
         .iter()
         .map(|(name, value, unit, machine)| {
@@ -142,7 +167,7 @@ pub fn run(json: Option<&std::path::Path>, clusters: Option<u32>) -> Result<u8> 
     prereq::ensure_qemu()?;
     let image = kernel::build()?;
     let initrd = kernel::initrd()?;
-    let counted = boot_bench(true, 1, None, &initrd, &image)?;
+    let counted = boot_bench(true, 1, None, None, &initrd, &image)?;
     let first = figures(&counted.console);
     if !first.iter().any(|(name, _)| name == "done") {
         return Err(Error::new(
@@ -162,7 +187,7 @@ pub fn run(json: Option<&std::path::Path>, clusters: Option<u32>) -> Result<u8> 
     );
     for smp in [2, 8] {
         let label = machine_label(smp, eight_cpus(smp));
-        let run = boot_bench(true, smp, eight_cpus(smp), &initrd, &image)?;
+        let run = boot_bench(true, smp, eight_cpus(smp), None, &initrd, &image)?;
         let wake = figures(&run.console);
         for (name, value) in wake.iter().filter(|(name, _)| name.starts_with("null-rpc")) {
             println!("  {:<24} {value}", format!("{name} ({label})"));
@@ -186,7 +211,20 @@ pub fn run(json: Option<&std::path::Path>, clusters: Option<u32>) -> Result<u8> 
             ));
         }
     }
-    let timed = boot_bench(false, 1, None, &initrd, &image)?;
+    println!("\nMigration and load balancing (bench balance, -icount; ticks of the 100 Hz timer):");
+    for smp in [4, 8] {
+        let label = machine_label(smp, eight_cpus(smp));
+        let run = boot_bench(true, smp, eight_cpus(smp), Some("balance"), &initrd, &image)?;
+        for (name, value) in figures(&run.console).iter().filter(|(n, _)| n != "done") {
+            println!("  {:<24} {value}", format!("{name} ({label})"));
+            if let (Some((metric, unit)), Some(v)) =
+                (balance_metric(name, smp), leading_number(value))
+            {
+                metrics.push((metric, v, unit, label.clone()));
+            }
+        }
+    }
+    let timed = boot_bench(false, 1, None, None, &initrd, &image)?;
     println!(
         "\nHost wall-clock of the whole boot-and-bench run without -icount (MTTCG): {:.2} s",
         timed.elapsed.as_secs_f64()
@@ -232,14 +270,38 @@ mod tests {
         );
         assert_eq!(init_list(2), "bench,benchsrv");
         assert_eq!(init_list(8), "bench");
-        assert_eq!(leading_number("182 instructions per x"), Some(182));
+        assert_eq!(leading_number("182 instructions per x"), Some(182.0));
+        assert_eq!(leading_number("97.5 percent busy"), Some(97.5));
         assert_eq!(machine_label(8, None), "virt-smp8");
         assert_eq!(machine_label(8, Some(2)), "virt-smp8-clusters2");
         assert_eq!(leading_number("n/a"), None);
-        let json = to_json(&[("null_trap".into(), 162, "instructions", "virt-smp1".into())]);
+        let json = to_json(&[
+            (
+                "null_trap".into(),
+                162.0,
+                "instructions",
+                "virt-smp1".into(),
+            ),
+            (
+                "utilization_16_on_4".into(),
+                97.5,
+                "percent",
+                "virt-smp4".into(),
+            ),
+        ]);
         assert_eq!(
             json,
-            "{\n  \"null_trap\": {\"value\": 162, \"unit\": \"instructions\", \"machine\": \"virt-smp1\"}\n}\n"
+            "{\n  \"null_trap\": {\"value\": 162, \"unit\": \"instructions\", \"machine\": \"virt-smp1\"},\n  \"utilization_16_on_4\": {\"value\": 97.5, \"unit\": \"percent\", \"machine\": \"virt-smp4\"}\n}\n"
         );
+        assert_eq!(
+            balance_metric("balance-ticks-16", 8),
+            Some(("balance_ticks_16_on_8".to_owned(), "ticks"))
+        );
+        assert_eq!(
+            balance_metric("utilization-16", 4),
+            Some(("utilization_16_on_4".to_owned(), "percent"))
+        );
+        assert_eq!(balance_metric("utilization-16", 8), None);
+        assert_eq!(balance_metric("done", 4), None);
     }
 }

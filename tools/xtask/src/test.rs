@@ -42,6 +42,8 @@ pub struct QemuTest {
     pub status: i32,
     /// virt: a device tree to boot with instead of QEMU's own.
     pub dtb: Option<PathBuf>,
+    /// Its own deadline, when it needs longer than the matrix's (`-icount` runs).
+    pub timeout: Option<Duration>,
 }
 
 impl QemuTest {
@@ -80,6 +82,7 @@ impl QemuTest {
             fail_on: vec![USER_FAIL_MARKER.to_owned()],
             status: 0,
             dtb: None,
+            timeout: None,
         }
     }
 }
@@ -375,6 +378,55 @@ const MANY_CPU_PROGRAMS: &[&str] = &[
     "kobject",
 ];
 
+/// The migration suite: balancing and idle pull are timing-dependent, so it runs only under
+/// `-icount` (deterministic), on its own machines, with its own deadline.
+pub const MIGRATION_PROGRAM: &str = "migration";
+/// Its deadline per run (at least; `ARMACH_TEST_TIMEOUT` may give more): under `-icount`
+/// QEMU runs one vCPU at a time, and the suite keeps up to 17 threads busy for a few
+/// hundred ticks per section.
+const MIGRATION_TIMEOUT_SECS: u64 = 300;
+
+/// Machines the migration suite runs on: 2, 4 and 8 CPUs on both GIC versions, the Pi 4,
+/// and 8 CPUs in two clusters (QEMU describes them in `/cpus/cpu-map`).
+const MIGRATION_MACHINES: &[(Board, u32, Gic, Option<u32>)] = &[
+    (Board::Virt, 2, Gic::V2, None),
+    (Board::Virt, 2, Gic::V3, None),
+    (Board::Virt, 4, Gic::V2, None),
+    (Board::Virt, 4, Gic::V3, None),
+    (Board::Virt, 8, Gic::V2, None),
+    (Board::Virt, 8, Gic::V3, Some(2)),
+    (Board::Rpi4, 4, Gic::V2, None),
+];
+
+/// The migration suite's runs, each under `-icount` (if the program is in `programs`).
+pub fn migration_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
+    let mut runs = Vec::new();
+    if !programs.iter().any(|p| p == MIGRATION_PROGRAM) {
+        return runs;
+    }
+    for &(board, smp, gic, clusters) in MIGRATION_MACHINES {
+        let boot = QemuTest::boot_on(
+            board,
+            MachineOptions {
+                smp: Some(smp),
+                gic: Some(gic),
+                clusters,
+                ..MachineOptions::default()
+            },
+        );
+        for mut run in user_suite(&boot, initrd, &[MIGRATION_PROGRAM.to_owned()]) {
+            if let Some(c) = clusters {
+                // As the cluster runs: the kernel must have read the topology.
+                run.expect_text
+                    .push(format!("({smp} CPUs in {c} clusters, "));
+                run.fail_on.push("CPU topology ignored".to_owned());
+            }
+            runs.push(run);
+        }
+    }
+    runs
+}
+
 /// The program started as several tasks at once, and how many.
 pub const ISOLATION_PROGRAM: &str = "isolation";
 pub const ISOLATION_INSTANCES: usize = 3;
@@ -419,6 +471,13 @@ fn expected_reports(program: &str) -> Vec<String> {
 /// with status 0.
 pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     let mut runs = Vec::new();
+    // The migration suite has its own machines (`migration_matrix`).
+    let programs: Vec<String> = programs
+        .iter()
+        .filter(|p| *p != MIGRATION_PROGRAM)
+        .cloned()
+        .collect();
+    let programs = &programs[..];
     for &(board, smp, gic, el2) in USER_MACHINES {
         let boot = QemuTest::boot(board, smp, gic, el2);
         runs.extend(user_suite(&boot, initrd, programs));
@@ -437,12 +496,14 @@ pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     runs
 }
 
-/// The user-mode suite once on the machine of `boot` (a boot run of that machine).
+/// The user-mode suite once on the machine of `boot` (a boot run of that machine). The
+/// migration suite always runs under `-icount`, with its own deadline.
 pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     programs
         .iter()
         .map(|program| {
             let (bootargs, instances) = init_words(program);
+            let migration = program == MIGRATION_PROGRAM;
             QemuTest {
                 name: format!("{program}-{}", boot.name),
                 bootargs,
@@ -450,6 +511,13 @@ pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<Qe
                 expect: Vec::new(),
                 expect_text: expected_reports(program),
                 expect_counts: vec![(USER_PASS_MARKER.to_owned(), instances)],
+                options: MachineOptions {
+                    icount: boot.options.icount || migration,
+                    ..boot.options.clone()
+                },
+                timeout: migration
+                    .then_some(Duration::from_secs(MIGRATION_TIMEOUT_SECS))
+                    .or(boot.timeout),
                 ..boot.clone()
             }
         })
@@ -680,6 +748,7 @@ pub fn qemu_selection(
             runs.extend(crash_matrix());
             runs.extend(bad_bootargs_matrix());
             runs.extend(user_matrix(initrd, programs));
+            runs.extend(migration_matrix(initrd, programs));
             runs.extend(asid_matrix(initrd));
             runs.extend(cluster_matrix(initrd, programs));
             runs.extend(init_args_matrix(initrd));
@@ -959,6 +1028,7 @@ fn run_one(
     let log = target_dir()
         .join("test-logs")
         .join(format!("{}.log", test.name));
+    let timeout = test.timeout.map_or(timeout, |own| own.max(timeout));
     let outcome = qemu::run(&args, Some(timeout), Console::Capture { log: log.clone() })
         .map_err(|e| no_tail(e.to_string()))?;
     judge(test, &outcome, timeout).map_err(|reason| {
@@ -1058,6 +1128,51 @@ mod tests {
                 .iter()
                 .any(|t| t.contains("EXC_SOFTWARE"))
         );
+    }
+
+    #[test]
+    fn migration_runs_under_icount_on_their_own_machines() {
+        let programs = ["hello".to_owned(), MIGRATION_PROGRAM.to_owned()];
+        let user = user_matrix(Path::new("/i.cpio"), &programs);
+        assert!(user.iter().all(|t| !t.name.starts_with("migration")));
+        assert!(migration_matrix(Path::new("/i.cpio"), &["hello".to_owned()]).is_empty());
+        let runs = migration_matrix(Path::new("/i.cpio"), &programs);
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "migration-virt-gicv2-smp2",
+                "migration-virt-gicv3-smp2",
+                "migration-virt-gicv2-smp4",
+                "migration-virt-gicv3-smp4",
+                "migration-virt-gicv2-smp8",
+                "migration-virt-gicv3-smp8-clusters2",
+                "migration-raspi4b-smp4",
+            ]
+        );
+        for t in &runs {
+            assert!(t.options.icount, "{}", t.name);
+            assert_eq!(t.bootargs, "init=migration");
+            assert_eq!(t.timeout, Some(Duration::from_secs(MIGRATION_TIMEOUT_SECS)));
+            let m = Machine::resolve(t.board, t.options.clone()).unwrap();
+            let args = qemu::command_line(
+                &m,
+                &qemu::Boot {
+                    kernel: "/k".into(),
+                    initrd: None,
+                    dtb: None,
+                    bootargs: String::new(),
+                    gdb: false,
+                },
+            );
+            assert!(args.windows(2).any(|w| w[0] == "-icount"), "{}", t.name);
+        }
+        assert_eq!(runs[5].options.clusters, Some(2));
+        // Asked for on one machine, it still runs under -icount.
+        let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+        let one = user_suite(&boot, Path::new("/i.cpio"), &programs);
+        assert!(!one[0].options.icount && one[0].timeout.is_none());
+        assert!(one[1].options.icount && one[1].timeout.is_some());
     }
 
     #[test]
