@@ -190,6 +190,18 @@ pub fn init(defaults: BalanceParams, tick_counter: u64) {
     for set in &SETS {
         set.set(defaults);
     }
+    log::info!(
+        "balancing: every {} ticks, threshold {}, warmth tolerance {}, idle balance {}, periodic {}",
+        defaults.interval_ticks,
+        defaults.threshold,
+        defaults.warmth_tolerance,
+        if defaults.idle_balance { "on" } else { "off" },
+        if defaults.periodic_balance {
+            "on"
+        } else {
+            "off"
+        },
+    );
 }
 
 /// Size this CPU's balancer view (from `init_this_cpu`, interrupts masked).
