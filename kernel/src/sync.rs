@@ -39,7 +39,8 @@ pub enum LockLevel {
     IpcPort = 4,
     /// A port set and its message queue (`ipc::pset`); taken under a member's port lock.
     IpcSet = 5,
-    /// A bucket of the event wait queues (`sched::waitq`).
+    /// A bucket of the event wait queues (`sched::waitq`). Two may be held together, the
+    /// lower index first (`waitq::thread_requeue` moving waiters between events).
     WaitBucket = 6,
     /// A thread's wait/run state (GNU Mach's thread lock).
     ThreadState = 7,
@@ -70,7 +71,7 @@ pub enum LockLevel {
 impl LockLevel {
     /// Whether two locks of this level may be held at once.
     fn nests_with_itself(self) -> bool {
-        self == LockLevel::RunQueue
+        matches!(self, LockLevel::RunQueue | LockLevel::WaitBucket)
     }
 }
 
@@ -298,6 +299,8 @@ mod tests {
         assert!(order_allows(bit(WaitBucket), ThreadState));
         assert!(order_allows(bit(WaitBucket) | bit(ThreadState), TimerQueue));
         assert!(!order_allows(bit(ThreadState), WaitBucket));
+        assert!(order_allows(bit(WaitBucket), WaitBucket));
+        assert!(!order_allows(bit(WaitBucket) | bit(ThreadState), WaitBucket));
         assert!(!order_allows(bit(Heap), Frames));
         assert!(order_allows(bit(RunQueue), RunQueue));
         assert!(!order_allows(bit(ThreadState), ThreadState));

@@ -4,6 +4,8 @@
 pub mod bootargs;
 pub mod cpio;
 pub mod elf;
+pub mod gsync;
+pub mod name;
 pub mod sched;
 
 #[cfg(target_os = "none")]

@@ -7,12 +7,12 @@ extern crate alloc;
 use crate::arch::uspace::AddressSpace;
 use crate::ids::{TaskId, ThreadId};
 use crate::ipc::{self, KObject, KObjectKind, Port, PortName, Space};
+use crate::kern::name::DebugName;
 use crate::kern::thread::Thread;
 use crate::mm::kmem::{self, Charge, Ledger};
 use crate::mm::vm::VmMap;
 use crate::sync::{IrqSpinLock, LockLevel};
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +20,9 @@ use spin::Once;
 
 pub struct Task {
     pub id: TaskId,
-    pub name: String,
+    /// Its name for the kernel's reports (`task_set_name`; at first the program's name,
+    /// or its parent's for a task made by `task_create`).
+    pub name: DebugName,
     /// The user address space (`None` for the kernel task).
     pub map: Option<IrqSpinLock<VmMap>>,
     /// Threads by id, for termination; each removes itself as it exits.
@@ -67,10 +69,10 @@ pub struct Task {
     _creation: Option<Charge>,
 }
 
-/// Kernel heap granules a task made by `task_create` is charged to its parent: its `Task`,
-/// its ledger and its name, which its own ledger cannot pay for (it pays for its map and
-/// space), so that no task can exhaust the kernel heap by making tasks.
-pub const CHILD_BLOCKS: usize = 3;
+/// Kernel heap granules a task made by `task_create` is charged to its parent: its `Task`
+/// (its name inside) and its ledger, which its own ledger cannot pay for (it pays for its
+/// map and space), so that no task can exhaust the kernel heap by making tasks.
+pub const CHILD_BLOCKS: usize = 2;
 
 const _: () = assert!(kmem::fits_granule(
     core::mem::size_of::<Task>() + 2 * core::mem::size_of::<usize>(),
@@ -115,7 +117,7 @@ impl Task {
             .call_once(|| {
                 Arc::new(Task {
                     id: TaskId(0),
-                    name: String::from("kernel"),
+                    name: DebugName::new(b"kernel"),
                     map: None,
                     threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
                     live_threads: AtomicUsize::new(0),
@@ -146,7 +148,7 @@ impl Task {
 
     /// A new user task with an empty address space and its own kernel-memory ledger.
     pub fn new_user(name: &str) -> Option<Arc<Task>> {
-        Self::new_user_charged(name, None)
+        Self::new_user_charged(name.as_bytes(), None)
     }
 
     /// A task for `task_create`: as [`new_user`](Self::new_user), with `CHILD_BLOCKS`
@@ -154,11 +156,12 @@ impl Task {
     /// pay, or memory is short).
     pub fn new_child(parent: &Task) -> Result<Arc<Task>, mach_abi::KernReturn> {
         let charge = parent.kmem.charge(CHILD_BLOCKS)?;
-        Self::new_user_charged(&parent.name, Some(charge))
+        let name = parent.name.get();
+        Self::new_user_charged(crate::kern::name::trimmed(&name), Some(charge))
             .ok_or(mach_abi::KernReturn::ResourceShortage)
     }
 
-    fn new_user_charged(name: &str, creation: Option<Charge>) -> Option<Arc<Task>> {
+    fn new_user_charged(name: &[u8], creation: Option<Charge>) -> Option<Arc<Task>> {
         let ledger = kmem::task_ledger();
         // The root of its threads table and its share of the task list.
         let threads_root = ledger.charge(2).ok()?;
@@ -169,7 +172,7 @@ impl Task {
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
         let task = Arc::new(Task {
             id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-            name: String::from(name),
+            name: DebugName::new(name),
             map: Some(IrqSpinLock::new(LockLevel::VmMap, map)),
             threads: IrqSpinLock::new(LockLevel::TaskThreads, BTreeMap::new()),
             live_threads: AtomicUsize::new(0),

@@ -294,6 +294,8 @@ pub struct Thread {
     pub exception_port: spin::Mutex<crate::ipc::MsgPort>,
     /// What the thread is charged to its task (`THREAD_BLOCKS`); none for idle threads.
     _kmem: Option<Charge>,
+    /// Its name for the kernel's reports (`thread_set_name`; at first its task's name).
+    pub name: crate::kern::name::DebugName,
 }
 
 // SAFETY: `context` and the user area are only touched by the CPU that is switching the
@@ -325,6 +327,7 @@ impl Thread {
             .map_or(core::ptr::null_mut(), KernelStack::user_area);
         Thread {
             id: ThreadId(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed)),
+            name: crate::kern::name::DebugName::copy_of(&task.name),
             task,
             kstack,
             context: UnsafeCell::new(context),

@@ -135,8 +135,9 @@ pub fn user_exception_raise(
         .map(|k| k_name(k))
         .unwrap_or("");
     crate::println!(
-        "user exception: thread {} of task {} ({}) on cpu{}: {} code {}{}{} subcode {:#x}; {}",
+        "user exception: thread {} ({}) of task {} ({}) on cpu{}: {} code {}{}{} subcode {:#x}; {}",
         thread.id,
+        thread.name,
         thread.task.id,
         thread.task.name,
         percpu::current_cpu(),

@@ -28,6 +28,11 @@ pub mod mach_debug {
     include!(concat!(env!("OUT_DIR"), "/mach_debug_server.rs"));
 }
 
+/// `gnumach` (4200): GNU Mach's additions (names, gsync).
+pub mod gnumach {
+    include!(concat!(env!("OUT_DIR"), "/gnumach_server.rs"));
+}
+
 /// `armach_sched` (5000): armach's own migration and balancing control.
 pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_server.rs"));

@@ -14,12 +14,13 @@
 //! The message buffers come from a small static pool (no heap block larger than a
 //! granule, nothing to allocate per call). A server call holds one for its whole length
 //! and never blocks, and kernel code is not preempted, so each CPU uses at most one at a
-//! time: a routine that may block must not be served from here without changing that.
+//! time. A routine that must block (`gsync_wait`) asserts its wait and says so
+//! ([`After::Block`]); the caller blocks once the buffers are released ([`serve_then`]).
 
 extern crate alloc;
 
-use super::generated::{armach_sched, mach, mach_debug, mach_host, mach_port};
-use super::objects::{Kernel, TaskIpc};
+use super::generated::{armach_sched, gnumach, mach, mach_debug, mach_host, mach_port};
+use super::objects::{After, Kernel, TaskIpc};
 use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
 use crate::ipc::abi::msgh_bits;
 use crate::ipc::kmsg::OOL_PORT;
@@ -42,7 +43,7 @@ pub const REQUEST_MAX: usize = max(
         max(mach::MAX_REQUEST_SIZE, mach_host::MAX_REQUEST_SIZE),
         max(mach_port::MAX_REQUEST_SIZE, mach_debug::MAX_REQUEST_SIZE),
     ),
-    armach_sched::MAX_REQUEST_SIZE,
+    max(armach_sched::MAX_REQUEST_SIZE, gnumach::MAX_REQUEST_SIZE),
 );
 /// The largest reply any kernel server writes.
 pub const REPLY_MAX: usize = max(
@@ -50,7 +51,7 @@ pub const REPLY_MAX: usize = max(
         max(mach::MAX_REPLY_SIZE, mach_host::MAX_REPLY_SIZE),
         max(mach_port::MAX_REPLY_SIZE, mach_debug::MAX_REPLY_SIZE),
     ),
-    armach_sched::MAX_REPLY_SIZE,
+    max(armach_sched::MAX_REPLY_SIZE, gnumach::MAX_REPLY_SIZE),
 );
 
 struct Buffers {
@@ -88,23 +89,24 @@ type Demux<T> = fn(&mut Kernel<'_, T>, &[u8], &mut [u8]) -> Served;
 
 /// The demux functions to try, the likeliest for the destination's kind first (GNU Mach
 /// chains them all whatever the port; so do we, the order only saves time).
-fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 5] {
+fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 6] {
     let port: Demux<T> = |k, r, o| mach_port::mach_port_server(k, r, o);
     let task: Demux<T> = |k, r, o| mach::mach_server(k, r, o);
     let host: Demux<T> = |k, r, o| mach_host::mach_host_server(k, r, o);
     let debug: Demux<T> = |k, r, o| mach_debug::mach_debug_server(k, r, o);
     let sched: Demux<T> = |k, r, o| armach_sched::armach_sched_server(k, r, o);
+    let gnu: Demux<T> = |k, r, o| gnumach::gnumach_server(k, r, o);
     match kind {
-        Some(KObjectKind::Task) => [port, task, debug, host, sched],
-        Some(KObjectKind::Thread) => [task, host, sched, debug, port],
+        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched],
+        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port],
         Some(
             KObjectKind::Host
             | KObjectKind::HostPriv
             | KObjectKind::Processor
             | KObjectKind::ProcessorSet
             | KObjectKind::ProcessorSetName,
-        ) => [host, sched, debug, task, port],
-        _ => [task, host, port, debug, sched],
+        ) => [host, sched, debug, task, gnu, port],
+        _ => [task, host, port, debug, sched, gnu],
     }
 }
 
@@ -120,6 +122,7 @@ fn reply_blocks(id: i32) -> usize {
         .or(mach_port::max_reply_size(id))
         .or(mach_debug::max_reply_size(id))
         .or(armach_sched::max_reply_size(id))
+        .or(gnumach::max_reply_size(id))
         .unwrap_or(48)
         .min(REPLY_MAX);
     let body_len = size.saturating_sub(HEADER_SIZE);
@@ -136,16 +139,35 @@ fn reply_blocks(id: i32) -> usize {
 /// Serve `request`, sent to a port whose receive right the kernel holds, for a task whose
 /// kernel memory `ledger` is; returns the reply to send to its reply right, if any.
 /// `T` is the type of the task objects behind task ports.
-pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> Option<Kmsg> {
-    let reply = serve_in_place::<T>(ledger, &mut request);
+pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, request: Kmsg) -> Option<Kmsg> {
+    serve_then::<T>(ledger, request).0
+}
+
+/// [`serve`], and what the caller must do once the buffers are released ([`After`]: block
+/// in the wait `gsync_wait` asserted).
+pub fn serve_then<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> (Option<Kmsg>, After) {
+    let mut after = After::Nothing;
+    let reply = serve_in_place::<T>(ledger, &mut request, &mut after);
     // Whatever no routine took: the request's rights and regions.
     drop(request);
-    reply
+    (reply, after)
+}
+
+/// Replace the return code of `reply`, a reply with only a code (`gsync_wait`'s, whose
+/// outcome is known only after the caller has blocked).
+pub fn set_return_code(reply: &mut Kmsg, code: KernReturn) {
+    // The body: the code's type descriptor, then the code.
+    let at = mig::DESC_SIZE;
+    let _ = reply.body.write(at, &code.code().to_le_bytes());
 }
 
 /// The body of [`serve`]. The handle table lives and dies in this frame (rights put in for
 /// a reply that was not sent go with it) without being moved: it is several hundred bytes.
-fn serve_in_place<T: TaskIpc>(ledger: &Arc<dyn Ledger>, request: &mut Kmsg) -> Option<Kmsg> {
+fn serve_in_place<T: TaskIpc>(
+    ledger: &Arc<dyn Ledger>,
+    request: &mut Kmsg,
+    after: &mut After,
+) -> Option<Kmsg> {
     let dest = request.take_remote();
     let reply_right = request.take_local();
     // A port that died (or that the kernel let go of) stands for nothing.
@@ -169,7 +191,7 @@ fn serve_in_place<T: TaskIpc>(ledger: &Arc<dyn Ledger>, request: &mut Kmsg) -> O
                 request: req,
                 reply,
             } = &mut *bufs;
-            let served = run::<T>(ledger, request, &reply_right, &mut slots, req, reply);
+            let served = run::<T>(ledger, request, &reply_right, &mut slots, req, reply, after);
             // No reply right: whatever the routine returned goes with the request.
             match (served, &reply_right) {
                 (Some(size), MsgPort::Right(_)) => {
@@ -210,6 +232,7 @@ fn run<T: TaskIpc>(
     slots: &mut Slots,
     req: &mut [u8; REQUEST_MAX],
     reply: &mut [u8; REPLY_MAX],
+    after: &mut After,
 ) -> Option<usize> {
     let reply_slot = match reply_right {
         MsgPort::Null => PortSlot::NULL,
@@ -291,6 +314,7 @@ fn run<T: TaskIpc>(
     let mut server = Kernel::<T> {
         slots,
         ledger,
+        after: After::Nothing,
         _task: core::marker::PhantomData,
     };
     let mut served = Served {
@@ -304,6 +328,7 @@ fn run<T: TaskIpc>(
             break;
         }
     }
+    *after = server.after;
     (served.reply_size != 0).then_some(served.reply_size)
 }
 

@@ -12,6 +12,7 @@
 //! host         the host object, host_info; host_server: mach_host (2600)
 //! processor    processors and processor sets as objects with ports; HostSched
 //! mach         mach (2000): threads, their state and info, VM; mach_debug (3000): hooks
+//! gnumach      gnumach (4200): task and thread names, gsync (waits on user memory)
 //! sched_server armach_sched (5000): thread_migrate, thread_bind, balancing parameters
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
@@ -33,6 +34,7 @@
 //! scheduling is `kern::sched::pset`'s through `processor::KernelSched`.
 
 pub mod generated;
+pub mod gnumach;
 pub mod host;
 pub mod host_server;
 pub mod kobject;
@@ -57,7 +59,7 @@ use crate::kern::task::Task;
 use alloc::sync::Arc;
 
 pub use host::{Host, HostFacts, HostPorts, realhost};
-pub use objects::{TaskIpc, ThreadIpc};
+pub use objects::{After, TaskIpc, ThreadIpc};
 pub use region::KernelRegion;
 
 /// Serve `request`, whose destination is a kernel object's port (`Port::is_kernel`), for
@@ -70,7 +72,8 @@ pub use region::KernelRegion;
 /// `thread_get_state` and `thread_set_state` hold the thread and wait for it to stop
 /// before the call and release it after; `thread_suspend` and `thread_abort` of a
 /// suspended thread wait after the call until it has stopped (at its clean point, with
-/// the result of the call it was in already written).
+/// the result of the call it was in already written). `gsync_wait` blocks after the call,
+/// in the wait the call asserted (`After::Block`).
 #[cfg(target_os = "none")]
 pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     use crate::kern::sched;
@@ -96,7 +99,15 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
         }
         _ => false,
     };
-    let reply = kobject::serve::<Task>(&ledger, request);
+    let (mut reply, after) = kobject::serve_then::<Task>(&ledger, request);
+    if after == After::Block {
+        // `gsync_wait` asserted the caller's wait: block now that the server is done, and
+        // answer how the wait ended.
+        let code = crate::kern::gsync::block();
+        if let Some(reply) = reply.as_mut() {
+            kobject::set_return_code(reply, code);
+        }
+    }
     if let Some(t) = target {
         if held {
             t.release();

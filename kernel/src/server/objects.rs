@@ -89,6 +89,10 @@ pub trait ThreadIpc: Any + Send + Sync {
     fn migrate(self: &Arc<Self>, slot: u32) -> Result<(), KernReturn>;
     /// Bind the thread to processor `slot`, or unbind it (`thread_bind`).
     fn bind(self: &Arc<Self>, slot: Option<u32>) -> Result<(), KernReturn>;
+    /// `thread_set_name`: its name for the kernel's reports (cut to fit).
+    fn set_name(&self, name: &[u8]);
+    /// `thread_get_name`: its name, NUL-padded.
+    fn name(&self) -> [u8; mach_abi::gnumach::NAME_SIZE];
 }
 
 /// What the object server needs of a task: the kernel object behind a task port is an
@@ -176,6 +180,28 @@ pub trait TaskIpc: Any + Send + Sync {
     fn register_ports(&self, ports: [MsgPort; 3]) -> Result<(), KernReturn>;
     /// `mach_ports_lookup`: copies of the registered send rights.
     fn registered_ports(&self) -> [MsgPort; 3];
+    /// `task_set_name`: its name for the kernel's reports (cut to fit).
+    fn set_name(&self, name: &[u8]);
+    /// `gsync_wait` up to the block (`kern::gsync::wait_prepare`): `Ok` when the calling
+    /// thread's wait on the word is asserted and it must block once the reply is made.
+    fn gsync_wait(
+        &self,
+        addr: u64,
+        val1: u32,
+        val2: u32,
+        msec: u32,
+        flags: i32,
+    ) -> Result<(), KernReturn>;
+    /// `gsync_wake` (`kern::gsync::wake`).
+    fn gsync_wake(&self, addr: u64, val: u32, flags: i32) -> Result<(), KernReturn>;
+    /// `gsync_requeue` (`kern::gsync::requeue`).
+    fn gsync_requeue(
+        &self,
+        src: u64,
+        dst: u64,
+        wake_one: bool,
+        flags: i32,
+    ) -> Result<(), KernReturn>;
 }
 
 /// A copy of a stored send right (`ipc_port_copy_send`): null stays null, a dead port
@@ -482,6 +508,38 @@ impl TaskIpc for crate::kern::task::Task {
             copy_send(&kept[2]),
         ]
     }
+
+    fn set_name(&self, name: &[u8]) {
+        self.name.set(name);
+    }
+
+    fn gsync_wait(
+        &self,
+        addr: u64,
+        val1: u32,
+        val2: u32,
+        msec: u32,
+        flags: i32,
+    ) -> Result<(), KernReturn> {
+        use crate::kern::gsync;
+        gsync::wait_prepare(self, addr, val1, val2, msec, gsync::Flags(flags))
+    }
+
+    fn gsync_wake(&self, addr: u64, val: u32, flags: i32) -> Result<(), KernReturn> {
+        use crate::kern::gsync;
+        gsync::wake(self, addr, val, gsync::Flags(flags))
+    }
+
+    fn gsync_requeue(
+        &self,
+        src: u64,
+        dst: u64,
+        wake_one: bool,
+        flags: i32,
+    ) -> Result<(), KernReturn> {
+        use crate::kern::gsync;
+        gsync::requeue(self, src, dst, wake_one, gsync::Flags(flags))
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -523,6 +581,12 @@ impl ThreadIpc for crate::kern::thread::Thread {
     fn bind(self: &Arc<Self>, slot: Option<u32>) -> Result<(), KernReturn> {
         let target = slot.map(|s| crate::ids::CpuId::new(s as usize));
         crate::kern::sched::migrate::thread_bind(self, target)
+    }
+    fn set_name(&self, name: &[u8]) {
+        self.name.set(name);
+    }
+    fn name(&self) -> [u8; mach_abi::gnumach::NAME_SIZE] {
+        self.name.get()
     }
     fn is_current(&self) -> bool {
         core::ptr::eq(
@@ -726,7 +790,20 @@ pub struct Kernel<'a, T: TaskIpc> {
     pub slots: &'a mut Slots,
     /// Pays for out-of-line data in the reply (the task the reply is for).
     pub ledger: &'a Arc<dyn Ledger>,
+    /// What the caller does once the call is over (set by a routine that must block).
+    pub after: After,
     pub _task: core::marker::PhantomData<fn() -> T>,
+}
+
+/// What the caller of a kernel server does once the reply is made and the server's
+/// buffers are released: a server call never blocks (`kobject`), so a routine that waits
+/// asserts the wait and leaves the blocking to its caller (`server::kernel_server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    Nothing,
+    /// Block in the wait the routine asserted (`gsync_wait`), then put how it ended in
+    /// the reply's return code.
+    Block,
 }
 
 /// Ids whose null host is `KERN_INVALID_HOST` in GNU Mach (`host_set_time`,

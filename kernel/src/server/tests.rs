@@ -44,6 +44,11 @@ struct TestTask {
     pset: AtomicU32,
     priority: AtomicU32,
     threads: std::sync::Mutex<Vec<Arc<TestThread>>>,
+    /// Its name, and the gsync calls it got: (routine id, address, value, flags).
+    name: Mutex<Vec<u8>>,
+    gsync: Mutex<Vec<(i32, u64, u32, i32)>>,
+    /// The word every gsync address holds, for the fake value check.
+    word: AtomicU32,
 }
 
 impl TestTask {
@@ -54,6 +59,9 @@ impl TestTask {
             pset: AtomicU32::new(0),
             priority: AtomicU32::new(25),
             threads: std::sync::Mutex::new(Vec::new()),
+            name: Mutex::new(Vec::new()),
+            gsync: Mutex::new(Vec::new()),
+            word: AtomicU32::new(0),
         })
     }
 }
@@ -74,6 +82,7 @@ struct TestThread {
     migrated_to: AtomicU32,
     migrations: AtomicU32,
     bound: Mutex<Option<u32>>,
+    name: Mutex<Vec<u8>>,
 }
 
 impl TestThread {
@@ -98,6 +107,16 @@ struct TestThreadState {
 impl ThreadIpc for TestThread {
     fn kernel_port(&self) -> Option<Arc<Port>> {
         None
+    }
+    fn set_name(&self, name: &[u8]) {
+        *self.name.lock().unwrap() = name.to_vec();
+    }
+    fn name(&self) -> [u8; mach_abi::gnumach::NAME_SIZE] {
+        let mut out = [0; mach_abi::gnumach::NAME_SIZE];
+        let name = self.name.lock().unwrap();
+        let n = name.len().min(out.len() - 1);
+        out[..n].copy_from_slice(&name[..n]);
+        out
     }
     fn processor_set(&self) -> ProcessorSetId {
         ProcessorSetId(self.pset.load(Relaxed))
@@ -502,6 +521,28 @@ impl TaskIpc for TestTask {
     fn registered_ports(&self) -> [MsgPort; 3] {
         Default::default()
     }
+    fn set_name(&self, name: &[u8]) {
+        *self.name.lock().unwrap() = name.to_vec();
+    }
+    fn gsync_wait(&self, addr: u64, val1: u32, _: u32, _: u32, flags: i32) -> Result<(), K> {
+        self.gsync.lock().unwrap().push((4204, addr, val1, flags));
+        if val1 == self.word.load(Relaxed) {
+            Ok(())
+        } else {
+            Err(K::InvalidArgument)
+        }
+    }
+    fn gsync_wake(&self, addr: u64, val: u32, flags: i32) -> Result<(), K> {
+        self.gsync.lock().unwrap().push((4205, addr, val, flags));
+        Ok(())
+    }
+    fn gsync_requeue(&self, src: u64, _: u64, wake_one: bool, flags: i32) -> Result<(), K> {
+        self.gsync
+            .lock()
+            .unwrap()
+            .push((4206, src, u32::from(wake_one), flags));
+        Ok(())
+    }
 }
 
 struct Facts;
@@ -624,6 +665,15 @@ impl World {
                     rights.push((e.pos(), name, d));
                     e.put(u64::from(name.0));
                 }
+                Item::Str(bytes) => {
+                    // A `c_string[*:N]`: its bytes and the NUL, as GNU MIG sends them.
+                    e.item(TypeDesc {
+                        number: bytes.len() as u32 + 1,
+                        ..desc(12, 8)
+                    });
+                    e.put_bytes(bytes);
+                    e.put_zeros(1);
+                }
                 Item::Words(words) => {
                     e.item(TypeDesc {
                         number: words.len() as u32,
@@ -700,6 +750,8 @@ enum Item {
     U64(u64),
     Right(PortName, Disposition),
     Words(&'static [u32]),
+    /// A variable C string (`MACH_MSG_TYPE_STRING`).
+    Str(&'static [u8]),
 }
 
 fn desc(name: u8, size: u16) -> TypeDesc {
@@ -1325,6 +1377,7 @@ fn names_of(w: &World) -> (Vec<u32>, Vec<u32>) {
     let mut k = Kernel::<TestTask> {
         slots: &mut slots,
         ledger: &w.sender,
+        after: super::After::Nothing,
         _task: core::marker::PhantomData,
     };
     let served = mach_port::mach_port_server(&mut k, &req, &mut reply);
@@ -2447,4 +2500,99 @@ fn balance_parameters_read_by_name_set_by_control_within_bounds() {
         .call(control, mach_host::PROCESSOR_SET_DESTROY_ID, &[])
         .unwrap();
     assert_eq!(g.code(), K::Success);
+}
+
+#[test]
+fn gnumach_routines_reach_the_objects_at_gnu_mach_s_ids() {
+    use super::kobject::{serve_then, set_return_code};
+    use super::objects::After;
+    use mach_abi::gnumach::{GSYNC_BROADCAST, GSYNC_MUTATE, GSYNC_TIMED, ids};
+    let w = World::new();
+    let task = w
+        .task_port
+        .kobject()
+        .and_then(|k| k.get::<TestTask>(KObjectKind::Task))
+        .unwrap();
+    let wait = |val1: u32| {
+        w.request(
+            w.task,
+            ids::GSYNC_WAIT,
+            &[
+                Item::U64(0x1000),
+                Item::Int(val1),
+                Item::Int(0),
+                Item::Int(10),
+                Item::Int(GSYNC_TIMED as u32),
+            ],
+            true,
+        )
+    };
+    // A wait whose value matches asks its caller to block; the caller writes how the wait
+    // ended into the reply.
+    let (reply, after) = serve_then::<TestTask>(&w.sender, wait(0));
+    assert_eq!(after, After::Block);
+    let mut reply = reply.unwrap();
+    set_return_code(&mut reply, K::TimedOut);
+    mqueue::send(reply, true, |_| false);
+    let g = recv(&w.client, w.reply);
+    assert_eq!((g.id, g.code()), (ids::GSYNC_WAIT + 100, K::TimedOut));
+    // One that does not match answers at once, and nothing blocks.
+    let (reply, after) = serve_then::<TestTask>(&w.sender, wait(5));
+    assert_eq!(after, After::Nothing);
+    mqueue::send(reply.unwrap(), true, |_| false);
+    assert_eq!(recv(&w.client, w.reply).code(), K::InvalidArgument);
+    // Wake and requeue are simple routines: no reply port, no reply.
+    let wake = w.request(
+        w.task,
+        ids::GSYNC_WAKE,
+        &[
+            Item::U64(0x2000),
+            Item::Int(7),
+            Item::Int((GSYNC_MUTATE | GSYNC_BROADCAST) as u32),
+        ],
+        false,
+    );
+    assert!(serve::<TestTask>(&w.sender, wake).is_none());
+    let requeue = w.request(
+        w.task,
+        ids::GSYNC_REQUEUE,
+        &[
+            Item::U64(0x3000),
+            Item::U64(0x3004),
+            Item::Bool(1),
+            Item::Int(0),
+        ],
+        false,
+    );
+    assert!(serve::<TestTask>(&w.sender, requeue).is_none());
+    assert_eq!(
+        *task.gsync.lock().unwrap(),
+        [
+            (4204, 0x1000, 0, GSYNC_TIMED),
+            (4204, 0x1000, 5, GSYNC_TIMED),
+            (4205, 0x2000, 7, GSYNC_MUTATE | GSYNC_BROADCAST),
+            (4206, 0x3000, 1, 0),
+        ]
+    );
+    // Names: the task's, and a thread's set and read back.
+    let set = w.request(w.task, ids::TASK_SET_NAME, &[Item::Str(b"server")], false);
+    assert!(serve::<TestTask>(&w.sender, set).is_none());
+    assert_eq!(*task.name.lock().unwrap(), b"server");
+    let thread = TestThread::new();
+    let (_port, name) = thread_name(&w, &thread);
+    let set = w.request(name, ids::THREAD_SET_NAME, &[Item::Str(b"worker-1")], false);
+    assert!(serve::<TestTask>(&w.sender, set).is_none());
+    let g = w.call(name, ids::THREAD_GET_NAME, &[]).unwrap();
+    // RetCode @32, the string's descriptor @48 (STRING, 8 bits, its length with the NUL),
+    // the bytes @56.
+    assert_eq!((g.id, g.code()), (ids::THREAD_GET_NAME + 100, K::Success));
+    assert_eq!((g.desc(48).name, g.desc(48).size), (12, 8));
+    assert_eq!(g.desc(48).number, 9);
+    assert_eq!(&g.body[56 - 32..64 - 32], b"worker-1");
+    // A task port is not a thread's, and the skipped ids are nobody's.
+    let g = w.call(w.task, ids::THREAD_GET_NAME, &[]).unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    for id in [4200, 4201, 4203, 4207, 4212, 4215] {
+        assert_eq!(w.call(w.task, id, &[]).unwrap().code(), K::MigBadId, "id {id}");
+    }
 }

@@ -12,6 +12,7 @@
 //!   kern_return KernReturn: kern_return_t, MIG and mach_msg codes in one enum
 //!   traps, exception, thread_state   numbers and layouts
 //!   info        thread_info, task_info and vm_statistics flavors as typed structs
+//!   gnumach     gsync flags, debugging-name sizes, gnumach.defs ids
 //!   sched       armach's own: THREAD_MIGRATION_INFO, PROCESSOR_SCHED_INFO, balancing
 //! ```
 //!
@@ -23,6 +24,7 @@
 extern crate std;
 
 pub mod exception;
+pub mod gnumach;
 pub mod info;
 pub mod kern_return;
 pub mod message;

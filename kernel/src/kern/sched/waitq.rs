@@ -71,9 +71,13 @@ unsafe impl Send for Bucket {}
 static WAIT_BUCKETS: [IrqSpinLock<Bucket>; BUCKETS] =
     [const { IrqSpinLock::new(LockLevel::WaitBucket, Bucket { head: ptr::null() }) }; BUCKETS];
 
-fn bucket(event: Event) -> &'static IrqSpinLock<Bucket> {
+fn bucket_index(event: Event) -> usize {
     let h = (event.object ^ event.key.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    &WAIT_BUCKETS[(h >> 58) as usize % BUCKETS]
+    (h >> 58) as usize % BUCKETS
+}
+
+fn bucket(event: Event) -> &'static IrqSpinLock<Bucket> {
+    &WAIT_BUCKETS[bucket_index(event)]
 }
 
 /// Put `thread` at the head of `bucket` (the oldest waiters are at the tail, where
@@ -361,17 +365,22 @@ pub fn thread_block() -> WaitResult {
 /// End `thread`'s wait number `seq` (any wait if `None`) with `result`. Returns whether
 /// this call ended it.
 pub fn clear_wait(thread: &Arc<Thread>, seq: Option<WaitSeq>, result: WaitResult) -> bool {
-    let (event, seq) = {
-        let st = thread.wait.lock();
-        if !st.waiting || seq.is_some_and(|s| s != st.seq) {
-            return false;
-        }
-        (st.event, st.seq)
-    };
     let mut released: [Option<Arc<Thread>>; 2] = [None, None];
-    let wake = {
+    let wake = loop {
+        let (event, seq) = {
+            let st = thread.wait.lock();
+            if !st.waiting || seq.is_some_and(|s| s != st.seq) {
+                return false;
+            }
+            (st.event, st.seq)
+        };
         let mut bucket_guard = event.map(|e| bucket(e).lock());
         let mut st = thread.wait.lock();
+        if st.waiting && st.seq == seq && st.event != event {
+            // `thread_requeue` moved the wait to another event (and bucket) meanwhile:
+            // again, with that one's bucket.
+            continue;
+        }
         let wake = st.clear(Some(seq), result);
         if wake != Wake::Nothing {
             if let Some(b) = bucket_guard.as_mut() {
@@ -380,7 +389,7 @@ pub fn clear_wait(thread: &Arc<Thread>, seq: Option<WaitSeq>, result: WaitResult
             }
             released[1] = cancel_timer(thread, TimerKind::Wait);
         }
-        wake
+        break wake;
     };
     drop(released);
     finish_wake(thread, wake)
@@ -493,6 +502,59 @@ fn wakeup(event: Event, all: bool, keep_one: bool) -> (usize, Option<Arc<Thread>
         }
     }
     (woken, kept)
+}
+
+/// Make up to `max` threads waiting on `from` wait on `to` instead, the longest waiting
+/// first (GNU Mach's `gsync_requeue`); their waits go on (same wait, same timeout), now
+/// ended by a wake-up of `to`. Returns how many moved. Both buckets are held throughout,
+/// the lower index first, so no wake-up of either event sees a thread half moved.
+pub fn thread_requeue(from: Event, to: Event, max: usize) -> usize {
+    if from == to || max == 0 {
+        return 0;
+    }
+    let (i, j) = (bucket_index(from), bucket_index(to));
+    let first = WAIT_BUCKETS[i.min(j)].lock();
+    let second = (i != j).then(|| WAIT_BUCKETS[i.max(j)].lock());
+    let (mut src, mut dst) = match second {
+        None => (first, None),
+        Some(second) if i < j => (first, Some(second)),
+        Some(second) => (second, Some(first)),
+    };
+    let mut moved = 0;
+    // SAFETY: every thread reached is on the source bucket, whose lock is held; a moved
+    // thread goes onto the destination bucket, whose lock is held too (or which is the same
+    // bucket, where only its event changes).
+    unsafe {
+        // The oldest waiter is the last in the list (new ones go to the head).
+        let mut at = src.head;
+        while !at.is_null() && !(*(*at).wait_links.get()).next.is_null() {
+            at = (*(*at).wait_links.get()).next;
+        }
+        while !at.is_null() && moved < max {
+            let thread = &*at;
+            let prev = (*thread.wait_links.get()).prev;
+            if (*thread.wait_links.get()).event == from {
+                // Under the thread's lock: `clear_wait` reads the event there to find the
+                // bucket, and rechecks it once it holds the bucket.
+                let mut st = thread.wait.lock();
+                st.event = Some(to);
+                match dst.as_mut() {
+                    Some(dst) => {
+                        // The bucket's reference goes with the thread to the other bucket
+                        // (`link` takes one more; the one dropped here is not the last).
+                        if let Some(reference) = unlink(&mut src, thread) {
+                            link(dst, &reference, to);
+                        }
+                    }
+                    None => (*thread.wait_links.get()).event = to,
+                }
+                drop(st);
+                moved += 1;
+            }
+            at = prev;
+        }
+    }
+    moved
 }
 
 /// Run this processor's expired timers (from its tick).
