@@ -3,7 +3,9 @@
 //! as `mach-abi` structs, results as `Result<_, KernReturn>`, and what the temporary traps
 //! used to answer (the CPU a thread runs on, frame counts, the CPU count), now from
 //! `thread_info`, `vm_statistics` and `host_info`; and armach's own migration interface
-//! (`mig::armach_sched` and the flavors `THREAD_MIGRATION_INFO`, `PROCESSOR_SCHED_INFO`).
+//! (`mig::armach_sched` and the flavors `THREAD_MIGRATION_INFO`, `PROCESSOR_SCHED_INFO`);
+//! of GNU Mach's `gnumach.defs`, task and thread names and gsync (waits on a word of
+//! memory, `GSYNC_*` flags in `mach_abi::gnumach`).
 
 use mach_abi::info::{
     THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_SCHED_INFO, THREAD_SCHED_INFO_COUNT,
@@ -17,7 +19,10 @@ use mach_abi::sched::{
 };
 
 use crate::ipc::{self, SendRight};
-use crate::mig::{armach_sched, mach, mach_host};
+use crate::mig::{armach_sched, gnumach, mach, mach_host};
+use core::ffi::CStr;
+use mach_abi::gnumach::KERNEL_DEBUG_NAME_MAX;
+use mach_abi::mig::CStrBuf;
 use crate::traps;
 
 /// `thread_info(THREAD_BASIC_INFO)` of `thread`.
@@ -246,4 +251,69 @@ unsafe impl mach_abi::mig::Transport for NoReply {
         }
         .result()
     }
+}
+
+/// `gsync_wait`: block until a `gsync_wake` of the word at `addr` in `task` (a 4-aligned
+/// address), if the word holds `val1` (with `GSYNC_QUAD` the next word `val2` too), at most
+/// `msec` ms with `GSYNC_TIMED`. `Err(InvalidArgument)` if the value differs,
+/// `Err(TimedOut)`, `Err(Interrupted)`, `Err(InvalidAddress)` as GNU Mach answers.
+pub fn gsync_wait(
+    task: &SendRight,
+    addr: usize,
+    val1: u32,
+    val2: u32,
+    msec: u32,
+    flags: i32,
+) -> Result<(), KernReturn> {
+    gnumach::gsync_wait(
+        &mut ipc::transport(),
+        task,
+        addr as u64,
+        val1,
+        val2,
+        msec,
+        flags,
+    )
+}
+
+/// `gsync_wake`: wake one waiter on the word at `addr` (all with `GSYNC_BROADCAST`), after
+/// storing `val` there with `GSYNC_MUTATE`. A simple routine: `Ok` means the request was
+/// sent; what the kernel made of it is not reported back.
+pub fn gsync_wake(task: &SendRight, addr: usize, val: u32, flags: i32) -> Result<(), KernReturn> {
+    gnumach::gsync_wake(&mut ipc::transport(), task, addr as u64, val, flags)
+}
+
+/// `gsync_requeue`: make one waiter on `src` (all with `GSYNC_BROADCAST`) wait on `dst`
+/// instead, first waking one with `wake_one`. A simple routine, as `gsync_wake`.
+pub fn gsync_requeue(
+    task: &SendRight,
+    src: usize,
+    dst: usize,
+    wake_one: bool,
+    flags: i32,
+) -> Result<(), KernReturn> {
+    gnumach::gsync_requeue(
+        &mut ipc::transport(),
+        task,
+        src as u64,
+        dst as u64,
+        wake_one,
+        flags,
+    )
+}
+
+/// `task_set_name`: the name the kernel's reports give `task` (it keeps 31 bytes).
+/// `Err(MigArrayTooLarge)` for a name of 64 bytes or more (`kernel_debug_name_t`).
+pub fn task_set_name(task: &SendRight, name: &CStr) -> Result<(), KernReturn> {
+    gnumach::task_set_name(&mut ipc::transport(), task, name)
+}
+
+/// `thread_set_name`: the name the kernel's reports give `thread`.
+pub fn thread_set_name(thread: &SendRight, name: &CStr) -> Result<(), KernReturn> {
+    gnumach::thread_set_name(&mut ipc::transport(), thread, name)
+}
+
+/// `thread_get_name`: `thread`'s name (its task's at its creation if it was never named).
+pub fn thread_get_name(thread: &SendRight) -> Result<CStrBuf<KERNEL_DEBUG_NAME_MAX>, KernReturn> {
+    Ok(gnumach::thread_get_name(&mut ipc::transport(), thread)?.name)
 }

@@ -22,6 +22,11 @@ pub mod mach_port {
     include!(concat!(env!("OUT_DIR"), "/mach_port_user.rs"));
 }
 
+/// `gnumach` (4200): GNU Mach's additions (task and thread names, gsync).
+pub mod gnumach {
+    include!(concat!(env!("OUT_DIR"), "/gnumach_user.rs"));
+}
+
 /// `armach_sched` (5000): armach's own thread migration and balancing control.
 pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_user.rs"));

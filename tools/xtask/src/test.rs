@@ -446,7 +446,7 @@ fn init_words(program: &str) -> (String, usize) {
 }
 
 /// Console text a program's run must show besides its success line: the kernel's reports
-/// of the faults `faults` causes on purpose.
+/// of the faults `faults` and `gsync` cause on purpose.
 fn expected_reports(program: &str) -> Vec<String> {
     match program {
         "faults" => [
@@ -459,6 +459,11 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // A named thread of a named task faults on purpose: the report names both.
+        "gsync" => vec![
+            "(gsync-faulter) of task".to_owned(),
+            "(gsync-child) on cpu".to_owned(),
+        ],
         _ => Vec::new(),
     }
 }
