@@ -300,7 +300,10 @@ mod tests {
         assert!(order_allows(bit(WaitBucket) | bit(ThreadState), TimerQueue));
         assert!(!order_allows(bit(ThreadState), WaitBucket));
         assert!(order_allows(bit(WaitBucket), WaitBucket));
-        assert!(!order_allows(bit(WaitBucket) | bit(ThreadState), WaitBucket));
+        assert!(!order_allows(
+            bit(WaitBucket) | bit(ThreadState),
+            WaitBucket
+        ));
         assert!(!order_allows(bit(Heap), Frames));
         assert!(order_allows(bit(RunQueue), RunQueue));
         assert!(!order_allows(bit(ThreadState), ThreadState));

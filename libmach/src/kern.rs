@@ -20,10 +20,10 @@ use mach_abi::sched::{
 
 use crate::ipc::{self, SendRight};
 use crate::mig::{armach_sched, gnumach, mach, mach_host};
+use crate::traps;
 use core::ffi::CStr;
 use mach_abi::gnumach::KERNEL_DEBUG_NAME_MAX;
 use mach_abi::mig::CStrBuf;
-use crate::traps;
 
 /// `thread_info(THREAD_BASIC_INFO)` of `thread`.
 pub fn thread_basic_info(thread: &SendRight) -> Result<ThreadBasicInfo, KernReturn> {

@@ -282,7 +282,13 @@ mod tests {
         assert!(f.shared() && f.quad());
         assert!(!f.timed() && !f.broadcast() && !f.mutate());
         assert_eq!(
-            (GSYNC_SHARED, GSYNC_QUAD, GSYNC_TIMED, GSYNC_BROADCAST, GSYNC_MUTATE),
+            (
+                GSYNC_SHARED,
+                GSYNC_QUAD,
+                GSYNC_TIMED,
+                GSYNC_BROADCAST,
+                GSYNC_MUTATE
+            ),
             (1, 2, 4, 8, 16)
         );
     }
@@ -333,8 +339,14 @@ mod tests {
     fn requeue_wakes_at_most_one_and_moves_one_or_all() {
         assert_eq!(requeue_counts(false, Flags(0)), (0, 1));
         assert_eq!(requeue_counts(true, Flags(0)), (1, 1));
-        assert_eq!(requeue_counts(true, Flags(GSYNC_BROADCAST)), (1, usize::MAX));
-        assert_eq!(requeue_counts(false, Flags(GSYNC_BROADCAST)), (0, usize::MAX));
+        assert_eq!(
+            requeue_counts(true, Flags(GSYNC_BROADCAST)),
+            (1, usize::MAX)
+        );
+        assert_eq!(
+            requeue_counts(false, Flags(GSYNC_BROADCAST)),
+            (0, usize::MAX)
+        );
     }
 
     #[test]

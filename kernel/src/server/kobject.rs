@@ -145,7 +145,10 @@ pub fn serve<T: TaskIpc>(ledger: &Arc<dyn Ledger>, request: Kmsg) -> Option<Kmsg
 
 /// [`serve`], and what the caller must do once the buffers are released ([`After`]: block
 /// in the wait `gsync_wait` asserted).
-pub fn serve_then<T: TaskIpc>(ledger: &Arc<dyn Ledger>, mut request: Kmsg) -> (Option<Kmsg>, After) {
+pub fn serve_then<T: TaskIpc>(
+    ledger: &Arc<dyn Ledger>,
+    mut request: Kmsg,
+) -> (Option<Kmsg>, After) {
     let mut after = After::Nothing;
     let reply = serve_in_place::<T>(ledger, &mut request, &mut after);
     // Whatever no routine took: the request's rights and regions.

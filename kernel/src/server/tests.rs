@@ -2593,6 +2593,10 @@ fn gnumach_routines_reach_the_objects_at_gnu_mach_s_ids() {
     let g = w.call(w.task, ids::THREAD_GET_NAME, &[]).unwrap();
     assert_eq!(g.code(), K::InvalidArgument);
     for id in [4200, 4201, 4203, 4207, 4212, 4215] {
-        assert_eq!(w.call(w.task, id, &[]).unwrap().code(), K::MigBadId, "id {id}");
+        assert_eq!(
+            w.call(w.task, id, &[]).unwrap().code(),
+            K::MigBadId,
+            "id {id}"
+        );
     }
 }

@@ -30,9 +30,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use armach_tests::{Checks, poll_sleeping, wait_thread_terminated};
 use core::sync::atomic::{AtomicU32, Ordering};
-use libmach::abi::gnumach::{
-    GSYNC_BROADCAST, GSYNC_MUTATE, GSYNC_QUAD, GSYNC_SHARED, GSYNC_TIMED,
-};
+use libmach::abi::gnumach::{GSYNC_BROADCAST, GSYNC_MUTATE, GSYNC_QUAD, GSYNC_SHARED, GSYNC_TIMED};
 use libmach::abi::info::TH_STATE_WAITING;
 use libmach::abi::traps::PAGE_SIZE;
 use libmach::ipc::{self, SendRight};
@@ -199,9 +197,8 @@ fn bad_addresses(c: &mut Checks) {
         return;
     };
     // SAFETY: the page is ours and nothing in this program refers to it.
-    let freed = unsafe {
-        traps::vm_deallocate(traps::mach_task_self(), base + PAGE_SIZE, PAGE_SIZE)
-    };
+    let freed =
+        unsafe { traps::vm_deallocate(traps::mach_task_self(), base + PAGE_SIZE, PAGE_SIZE) };
     c.check_eq("vm_deallocate of the second page", freed, Ok(()));
     let second = (base + PAGE_SIZE) as usize;
     c.check_eq(
@@ -407,7 +404,10 @@ fn requeue(c: &mut Checks) {
     c.check(
         still == 3 && RETURNED.load(Ordering::SeqCst) == 0,
         "gsync_requeue with GSYNC_BROADCAST moves all, waking none",
-        format_args!("{still} waiting, {} returned", RETURNED.load(Ordering::SeqCst)),
+        format_args!(
+            "{still} waiting, {} returned",
+            RETURNED.load(Ordering::SeqCst)
+        ),
     );
     let _ = gsync_wake(&task, b, 0, GSYNC_BROADCAST);
     let results: Vec<_> = waiters.into_iter().map(|h| h.join()).collect();
@@ -443,7 +443,8 @@ fn read_only(c: &mut Checks) {
 
 fn names(c: &mut Checks) {
     let name = |t: &SendRight| {
-        thread_get_name(t).map(|n| alloc::string::String::from_utf8_lossy(n.as_bytes()).into_owned())
+        thread_get_name(t)
+            .map(|n| alloc::string::String::from_utf8_lossy(n.as_bytes()).into_owned())
     };
     let main = me();
     c.check_eq(
@@ -484,7 +485,11 @@ fn names(c: &mut Checks) {
         Ok("main-thread"),
     );
     let long = c"a-name-of-sixty-bytes-much-longer-than-the-kernel-keeps-12345";
-    c.check_eq("thread_set_name of 61 bytes", thread_set_name(&main, long), Ok(()));
+    c.check_eq(
+        "thread_set_name of 61 bytes",
+        thread_set_name(&main, long),
+        Ok(()),
+    );
     c.check_eq(
         "a long name is cut to 31 bytes",
         name(&main).as_deref(),
@@ -515,7 +520,11 @@ fn fault_report(c: &mut Checks) {
         c.check(false, "task_create", format_args!("refused"));
         return;
     };
-    c.check_eq("task_set_name of the child", task_set_name(&child, c"gsync-child"), Ok(()));
+    c.check_eq(
+        "task_set_name of the child",
+        task_set_name(&child, c"gsync-child"),
+        Ok(()),
+    );
     match mach::thread_create(&mut t(), &child).map(|o| o.child_thread) {
         Ok(th) => {
             c.check_eq(
@@ -525,7 +534,11 @@ fn fault_report(c: &mut Checks) {
             );
             let _ = thread_set_name(&th, c"gsync-faulter");
             // Its state is all zeroes: it starts at address 0, where nothing is mapped.
-            c.check_eq("thread_resume of the faulter", mach::thread_resume(&mut t(), &th), Ok(()));
+            c.check_eq(
+                "thread_resume of the faulter",
+                mach::thread_resume(&mut t(), &th),
+                Ok(()),
+            );
             c.check_eq(
                 "the faulter is gone after its fault",
                 wait_thread_terminated(th.name()),

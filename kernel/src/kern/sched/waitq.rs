@@ -513,47 +513,54 @@ pub fn thread_requeue(from: Event, to: Event, max: usize) -> usize {
         return 0;
     }
     let (i, j) = (bucket_index(from), bucket_index(to));
-    let first = WAIT_BUCKETS[i.min(j)].lock();
-    let second = (i != j).then(|| WAIT_BUCKETS[i.max(j)].lock());
-    let (mut src, mut dst) = match second {
-        None => (first, None),
-        Some(second) if i < j => (first, Some(second)),
-        Some(second) => (second, Some(first)),
-    };
-    let mut moved = 0;
-    // SAFETY: every thread reached is on the source bucket, whose lock is held; a moved
-    // thread goes onto the destination bucket, whose lock is held too (or which is the same
-    // bucket, where only its event changes).
-    unsafe {
-        // The oldest waiter is the last in the list (new ones go to the head).
-        let mut at = src.head;
-        while !at.is_null() && !(*(*at).wait_links.get()).next.is_null() {
-            at = (*(*at).wait_links.get()).next;
-        }
-        while !at.is_null() && moved < max {
-            let thread = &*at;
-            let prev = (*thread.wait_links.get()).prev;
-            if (*thread.wait_links.get()).event == from {
-                // Under the thread's lock: `clear_wait` reads the event there to find the
-                // bucket, and rechecks it once it holds the bucket.
-                let mut st = thread.wait.lock();
-                st.event = Some(to);
-                match dst.as_mut() {
-                    Some(dst) => {
-                        // The bucket's reference goes with the thread to the other bucket
-                        // (`link` takes one more; the one dropped here is not the last).
-                        if let Some(reference) = unlink(&mut src, thread) {
-                            link(dst, &reference, to);
-                        }
-                    }
-                    None => (*thread.wait_links.get()).event = to,
-                }
-                drop(st);
-                moved += 1;
+    let mut first = WAIT_BUCKETS[i.min(j)].lock();
+    let mut second = (i != j).then(|| WAIT_BUCKETS[i.max(j)].lock());
+    let moved = {
+        let (src, mut dst): (&mut Bucket, Option<&mut Bucket>) = match second.as_mut() {
+            None => (&mut *first, None),
+            Some(s) if i < j => (&mut *first, Some(&mut **s)),
+            Some(s) => (&mut **s, Some(&mut *first)),
+        };
+        let mut moved = 0;
+        // SAFETY: every thread reached is on the source bucket, whose lock is held; a moved
+        // thread goes onto the destination bucket, whose lock is held too (or which is the
+        // same bucket, where only its event changes).
+        unsafe {
+            // The oldest waiter is the last in the list (new ones go to the head).
+            let mut at = src.head;
+            while !at.is_null() && !(*(*at).wait_links.get()).next.is_null() {
+                at = (*(*at).wait_links.get()).next;
             }
-            at = prev;
+            while !at.is_null() && moved < max {
+                let thread = &*at;
+                let prev = (*thread.wait_links.get()).prev;
+                if (*thread.wait_links.get()).event == from {
+                    // Under the thread's lock: `clear_wait` reads the event there to find
+                    // the bucket, and rechecks it once it holds the bucket.
+                    let mut st = thread.wait.lock();
+                    st.event = Some(to);
+                    match dst.as_mut() {
+                        Some(dst) => {
+                            // The bucket's reference goes with the thread to the other
+                            // bucket (`link` takes one more; the one dropped here is not
+                            // the last).
+                            if let Some(reference) = unlink(src, thread) {
+                                link(dst, &reference, to);
+                            }
+                        }
+                        None => (*thread.wait_links.get()).event = to,
+                    }
+                    drop(st);
+                    moved += 1;
+                }
+                at = prev;
+            }
         }
-    }
+        moved
+    };
+    // The second lock taken goes first: the first restores the interrupt mask.
+    drop(second);
+    drop(first);
     moved
 }
 
