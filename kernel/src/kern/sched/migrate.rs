@@ -37,7 +37,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use mach_abi::KernReturn;
 
 /// A processor's migration and balancing counters (`PROCESSOR_SCHED_INFO`). Most are
-/// written only by their own CPU (plain load and store); `migration_out` by whichever CPU
+/// written only by their own CPU (plain load and store); `migration_out`, `wakeups` and
+/// `wakeups_on_last` by whichever CPU
 /// the thread arrives at.
 pub struct Counters {
     load_average: AtomicU32,
@@ -249,17 +250,18 @@ pub(super) fn warmth_hint(thread: &Thread, now: u64) -> (u8, usize) {
     (warmth, set.tolerance.load(Ordering::Relaxed) as usize)
 }
 
-/// A placement decided on this CPU for a thread that was waiting: counted for
-/// `wake_on_last_processor`.
+/// A placement decided for a thread that was waiting and last ran on `last`: counted on
+/// that processor (its `wakeups`, and `wakeups_on_last` if `target` is it), for
+/// `wake_on_last_processor`. Another CPU may write them: atomic additions.
 #[inline]
 pub(super) fn note_wakeup(last: u32, target: CpuId) {
-    if last == NO_PROCESSOR {
+    if last == NO_PROCESSOR || last as usize >= crate::devtree::MAX_CPUS {
         return;
     }
-    let c = &this_processor().counters;
-    add(&c.wakeups, 1);
+    let c = &processor(CpuId::new(last as usize)).counters;
+    c.wakeups.fetch_add(1, Ordering::Relaxed);
     if last as usize == target.index() {
-        add(&c.wakeups_on_last, 1);
+        c.wakeups_on_last.fetch_add(1, Ordering::Relaxed);
     }
 }
 
