@@ -37,9 +37,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use mach_abi::KernReturn;
 
 /// A processor's migration and balancing counters (`PROCESSOR_SCHED_INFO`). Most are
-/// written only by their own CPU (plain load and store); `migration_out`, `wakeups` and
-/// `wakeups_on_last` by whichever CPU
-/// the thread arrives at.
+/// written only by their own CPU (plain load and store); `migration_out` by whichever CPU
+/// the thread arrives at, `wakeups` and `wakeups_on_last` by whichever CPU wakes it
+/// (atomic additions).
 pub struct Counters {
     load_average: AtomicU32,
     migration_in: AtomicU64,
