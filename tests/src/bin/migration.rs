@@ -85,6 +85,9 @@ enum Kind {
     /// Wait for `go`, burn until `stop`, then record this processor's `ticks` in `mark`
     /// (the processor is the one the worker is bound to) and end.
     MarkAtExit { processor: PortName },
+    /// Wait for `go`, burn, and the first time it finds itself on a CPU other than `home`,
+    /// record its own `cache_warmth` in `mark` (at once, before it runs long there).
+    WarmthOnMove { home: u32 },
     /// Wait for `go`, burn, and the first time it finds itself on `cpu`, record that
     /// processor's `ticks` in `mark`.
     MarkOn { cpu: u32, processor: PortName },
@@ -179,6 +182,24 @@ fn work(kind: Kind, ctl: Arc<Ctl>) -> (u64, u64, u64) {
             }
             let ticks = processor_sched_info(&lend(processor)).map_or(NONE, |s| s.ticks);
             ctl.mark.store(ticks, Ordering::Release);
+            (0, 0, 0)
+        }
+        Kind::WarmthOnMove { home } => {
+            gate(&ctl);
+            let mut i = 0u64;
+            while !ctl.stop.load(Ordering::Acquire) {
+                ctl.progress.fetch_add(1, Ordering::Relaxed);
+                burn(1000);
+                i += 1;
+                if i.is_multiple_of(16) && ctl.mark.load(Ordering::Relaxed) == NONE {
+                    let me = libmach::kern::with_thread_self(thread_migration_info);
+                    if let Ok(m) = me
+                        && m.last_processor.is_some_and(|p| p != home)
+                    {
+                        ctl.mark.store(u64::from(m.cache_warmth), Ordering::Release);
+                    }
+                }
+            }
             (0, 0, 0)
         }
         Kind::MarkOn { cpu, processor } => {
@@ -297,6 +318,26 @@ impl Suite {
             let _ = msleep(POLL_MS);
         }
         Err(self.clock().saturating_sub(start))
+    }
+
+    /// Wait (at most `limit` ticks) until, on every CPU, the workers of `v` whose last
+    /// processor it is are as many as its runnable workers: each has run where it is.
+    fn settle<'w>(
+        &self,
+        v: impl IntoIterator<Item = &'w Worker> + Clone,
+        limit: u64,
+    ) -> Result<u64, u64> {
+        self.wait(limit, |snap| {
+            let mut last_on = alloc::vec![0u32; self.n];
+            for w in v.clone() {
+                match w.info().map(|m| m.last_processor) {
+                    Ok(Some(p)) if (p as usize) < self.n => last_on[p as usize] += 1,
+                    _ => return false,
+                }
+            }
+            last_on == snap.workers()
+        })
+        .map(|(ticks, _)| ticks)
     }
 
     /// Sleep until `ticks` more ticks have passed on the processors' clock.
@@ -456,8 +497,8 @@ fn main(args: &Args) -> i32 {
     };
     for (cpu, i) in first.infos.iter().enumerate() {
         s.c.check(
-            i.ticks > 0 && i.processor_set == first.infos[0].processor_set,
-            "each processor has taken ticks and is in the default set",
+            i.processor_set == first.infos[0].processor_set,
+            "each processor is in the default set",
             format_args!("cpu {cpu}: ticks {}, set {}", i.ticks, i.processor_set),
         );
     }
@@ -879,8 +920,17 @@ fn spread_and_stability(s: &mut Suite) {
         }
     }
 
-    // Stability: 20 more intervals, no migration at all.
-    s.pass_ticks(iv);
+    // Stability: 20 more intervals, no migration at all. A migration is counted when the
+    // moved thread first runs on its new processor, which for the last of 16/N threads
+    // sharing a CPU comes a few quanta after the pass that moved it: first wait until every
+    // worker has run where it is queued (per CPU, the workers whose last processor it is
+    // are its runnable workers).
+    let settled = s.settle(&workers, 20 * iv);
+    s.c.check(
+        settled.is_ok(),
+        "after the spread every worker runs where it was moved",
+        format_args!("{settled:?} ticks"),
+    );
     let Some(before) = s.snap() else { return };
     s.pass_ticks(20 * iv);
     let Some(after) = s.snap() else { return };
@@ -941,7 +991,14 @@ fn spread_and_stability(s: &mut Suite) {
         let r = thread_bind(x.thread(), None);
         s.c.check_eq("thread_bind(17th worker, null)", r, Ok(()));
     }
-    s.pass_ticks(2 * iv);
+    let mut seventeen: Vec<&Worker> = workers.iter().collect();
+    seventeen.extend(extra.iter());
+    let settled = s.settle(seventeen.iter().copied(), 20 * iv);
+    s.c.check(
+        settled.is_ok(),
+        "17 threads: every one runs where it is queued",
+        format_args!("{settled:?} ticks"),
+    );
     let Some(before) = s.snap() else { return };
     s.pass_ticks(20 * iv);
     let Some(after) = s.snap() else { return };
@@ -1156,7 +1213,7 @@ fn warmth(s: &mut Suite) {
         ..Balance::DEFAULT
     };
     s.set_balance(off, "processor_set_balance_set(balancing off)");
-    let w = s.start(1, Kind::Spin, Some(k), true);
+    let w = s.start(1, Kind::WarmthOnMove { home: k as u32 }, Some(k), true);
     if s.running(&w, 20 * iv, "a worker runs bound to cpu 1") {
         s.pass_ticks(iv);
         let early = w[0].info();
@@ -1179,19 +1236,26 @@ fn warmth(s: &mut Suite) {
         let before = w[0].info();
         let r = thread_migrate(w[0].thread(), &s.cpus[0]);
         s.c.check_eq("thread_migrate(warm thread, cpu 0)", r, Ok(()));
-        let reset = w[0].info();
         let there = s.wait(4 * iv, |_| {
-            w[0].info().is_ok_and(|m| m.last_processor == Some(0))
+            w[0].ctl.mark.load(Ordering::Acquire) != NONE
+                && w[0].info().is_ok_and(|m| m.last_processor == Some(0))
         });
         let after = w[0].info();
-        // Read at once and once it runs there (within the tick): it started again from 0.
+        // Warmth grows by whole ticks of running (a tick on a CPU is 200 points in this
+        // kernel, 255 is the cap), so the thread reads its own as soon as it finds itself
+        // on the new CPU, before it has run long there.
+        let arrived = w[0].ctl.mark.load(Ordering::Acquire);
         s.c.check(
             there.is_ok()
-                && matches!((before, after), (Ok(b), Ok(a))
-                    if b.cache_warmth > 0 && a.cache_warmth < b.cache_warmth
-                        && a.migration_count == b.migration_count + 1),
-            "a migration resets cache_warmth, and counts once it runs on the target",
-            format_args!("{before:?} -> at once {reset:?} -> running there {after:?}"),
+                && matches!(before, Ok(b) if b.cache_warmth > 0
+                    && arrived < u64::from(b.cache_warmth)),
+            "a migration resets cache_warmth (read by the thread on arrival)",
+            format_args!("{before:?}, on arrival {arrived}"),
+        );
+        s.c.check(
+            matches!((before, after), (Ok(b), Ok(a)) if a.migration_count == b.migration_count + 1),
+            "and counts one migration once it runs on the target",
+            format_args!("{before:?} -> {after:?}"),
         );
     }
     s.stop(w);
@@ -1237,9 +1301,11 @@ fn warmth(s: &mut Suite) {
         let count = if cpu == k { 2 } else { 1 };
         busy.extend(s.start(count, Kind::Spin, Some(cpu), true));
     }
-    // About a tick of work per nap (a CPU runs about 10M/N instructions a tick under
-    // -icount), at the main thread's priority so that it runs as soon as it wakes.
-    let burst = 2_000_000 / n as u64;
+    // About 3 ticks of work per nap (a CPU runs about 10M/N instructions a tick under
+    // -icount, an iteration takes about 5), so that it is running at a tick or two and
+    // warm when it sleeps; at the main thread's priority so that it runs as soon as it
+    // wakes.
+    let burst = 6_000_000 / n as u64;
     let napper = s.start(1, Kind::Nap { burst }, None, false);
     if s.running(&busy, 20 * iv, "a bound worker on every CPU, two on cpu 1") && !napper.is_empty()
     {
