@@ -77,8 +77,8 @@ enum Kind {
     /// Sum `i*i` and `i as f64` for `i` = 0, 1, ... until `stop`, then return the count
     /// and both sums: the result of a computation that must survive migrations.
     Compute,
-    /// Wait for `go`, then burn `burst` iterations and sleep a tick, over and over,
-    /// counting wakes.
+    /// Wait for `go`, then burn `burst` iterations and sleep 2 ms, over and over, counting
+    /// wakes (a short sleep: the thread stays warm through it).
     Nap { burst: u64 },
     /// Wait for `go`, burn until `stop`, then say so (`asleep`) and sleep `ms`.
     SleepAfter { ms: u32 },
@@ -158,7 +158,7 @@ fn work(kind: Kind, ctl: Arc<Ctl>) -> (u64, u64, u64) {
             while !ctl.stop.load(Ordering::Acquire) {
                 ctl.progress.fetch_add(1, Ordering::Relaxed);
                 burn(burst);
-                let _ = msleep(POLL_MS);
+                let _ = msleep(2);
                 ctl.wakes.fetch_add(1, Ordering::Release);
             }
             (0, 0, 0)
