@@ -408,6 +408,17 @@ impl Suite {
         ok
     }
 
+    /// Print every processor's `invariant_violations` (to tell where in a section they
+    /// arose).
+    fn note_violations(&self, at: &str) {
+        let seen: Vec<u64> = self
+            .snap()
+            .map(|s| s.infos.iter().map(|i| i.invariant_violations).collect())
+            .unwrap_or_default();
+        self.c
+            .note(format_args!("invariant violations per CPU {at}: {seen:?}"));
+    }
+
     /// Every processor's `invariant_violations` is 0.
     fn invariant(&mut self, section: &str) {
         let seen: Vec<u64> = self
@@ -886,6 +897,7 @@ fn spread_and_stability(s: &mut Suite) {
         .iter()
         .map(|i| i.map_or(0, |m| m.migration_count))
         .collect();
+    s.note_violations("with 16 bound to one CPU");
     let Some(base) = s.snap() else { return };
 
     // Unbound, they spread within 2 balance intervals.
@@ -920,6 +932,19 @@ fn spread_and_stability(s: &mut Suite) {
         }
     }
 
+    s.note_violations("once spread");
+    // Balanced: no two CPUs differ by the threshold (2) any more, so no pass has anything
+    // to move (16/N +- 1 still allows a difference of 2, which a pass evens out).
+    let even = s.wait(20 * iv, |snap| {
+        let w = snap.workers();
+        w.iter().max().unwrap_or(&0) - w.iter().min().unwrap_or(&0) <= 1
+            && w.iter().sum::<u32>() == SPREAD as u32
+    });
+    s.c.check(
+        even.is_ok(),
+        "then balanced: no two CPUs differ by 2 or more",
+        format_args!("{:?}", s.snap().map(|x| x.workers())),
+    );
     // Stability: 20 more intervals, no migration at all. A migration is counted when the
     // moved thread first runs on its new processor, which for the last of 16/N threads
     // sharing a CPU comes a few quanta after the pass that moved it: first wait until every
