@@ -1336,9 +1336,9 @@ fn warmth(s: &mut Suite) {
     {
         let r = mach_host::thread_priority(&mut ipc::transport(), napper[0].thread(), 25, false);
         s.c.check_eq("thread_priority(napper, 25)", r, Ok(()));
+        go_all(&napper);
         let r = thread_migrate(napper[0].thread(), &s.cpus[k]);
         s.c.check_eq("thread_migrate(napper, cpu 1)", r, Ok(()));
-        go_all(&napper);
         let settled = s.wait(10 * iv, |_| {
             napper[0].ctl.wakes.load(Ordering::Acquire) > 0
                 && napper[0]
@@ -1432,16 +1432,16 @@ fn idle_pull(s: &mut Suite) {
             processor: cpu0,
         },
         None,
-        false,
+        true,
     );
+    // Running first (a thread still sleeping in its gate would be placed anew at each
+    // wake-up), then moved.
+    let ready = ready && s.running(&three, 20 * iv, "three unbound workers run");
     for w in &three {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(unbound worker, cpu 1)", r, Ok(()));
     }
-    go_all(&three);
-    let ready = ready
-        && s.running(&three, 20 * iv, "three unbound workers run")
-        && s.wait(10 * iv, |snap| snap.workers_on(1) == 3).is_ok();
+    let ready = ready && s.wait(10 * iv, |snap| snap.workers_on(1) == 3).is_ok();
     s.c.check(
         ready,
         "cpu 1 holds the 3 unbound workers, every other CPU one bound",
@@ -1513,14 +1513,15 @@ fn control(s: &mut Suite) {
         off,
         "processor_set_balance_set(periodic and idle balancing off)",
     );
-    let four = s.start(4, Kind::Spin, None, false);
+    // Running first (a thread still sleeping in its gate would be placed anew at each
+    // wake-up), then moved.
+    let four = s.start(4, Kind::Spin, None, true);
+    let ready = s.running(&four, 20 * iv, "4 unbound workers run");
     for w in &four {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(worker, cpu 1)", r, Ok(()));
     }
-    go_all(&four);
-    let ready = s.running(&four, 20 * iv, "4 unbound workers run")
-        && s.wait(10 * iv, |snap| snap.workers_on(1) == 4).is_ok();
+    let ready = ready && s.wait(10 * iv, |snap| snap.workers_on(1) == 4).is_ok();
     s.c.check(
         ready,
         "balancing off: cpu 1 keeps the 4 workers moved there",
