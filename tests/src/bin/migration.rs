@@ -439,6 +439,12 @@ impl Suite {
     }
 }
 
+/// Whether every worker of `v` last ran on `cpu`.
+fn all_ran_on(v: &[Worker], cpu: u32) -> bool {
+    v.iter()
+        .all(|w| w.info().is_ok_and(|m| m.last_processor == Some(cpu)))
+}
+
 fn go_all(v: &[Worker]) {
     for w in v {
         w.ctl.go.store(true, Ordering::Release);
@@ -1441,7 +1447,12 @@ fn idle_pull(s: &mut Suite) {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(unbound worker, cpu 1)", r, Ok(()));
     }
-    let ready = ready && s.wait(10 * iv, |snap| snap.workers_on(1) == 3).is_ok();
+    // Queued there, and each has run there (a migration is counted when it does).
+    let ready = ready
+        && s.wait(10 * iv, |snap| {
+            snap.workers_on(1) == 3 && all_ran_on(&three, 1)
+        })
+        .is_ok();
     s.c.check(
         ready,
         "cpu 1 holds the 3 unbound workers, every other CPU one bound",
@@ -1521,7 +1532,12 @@ fn control(s: &mut Suite) {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(worker, cpu 1)", r, Ok(()));
     }
-    let ready = ready && s.wait(10 * iv, |snap| snap.workers_on(1) == 4).is_ok();
+    // Queued there, and each has run there (a migration is counted when it does).
+    let ready = ready
+        && s.wait(10 * iv, |snap| {
+            snap.workers_on(1) == 4 && all_ran_on(&four, 1)
+        })
+        .is_ok();
     s.c.check(
         ready,
         "balancing off: cpu 1 keeps the 4 workers moved there",
