@@ -87,7 +87,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
         panic!("no memory for the kernel stack tables");
     }
     irq::init_from_tree(config, bootargs::hz(&args));
-    sched::migrate::init(sched::stats::BalanceParams::DEFAULT, irq::tick_interval());
+    sched::migrate::init(bootargs::balance_params(&args), irq::tick_interval());
     cpu::enable_fp();
     crate::arch::timer::allow_user_counter();
     let pan = cpu::enable_pan();

@@ -289,6 +289,9 @@ pub struct Thread {
     /// The thread's kernel port (user threads only; its kobject is the thread, a cycle
     /// broken by `Port::dealloc_kernel` when the thread exits).
     pub self_port: spin::Once<Arc<Port>>,
+    /// The send right `thread_set_special_port(THREAD_EXCEPTION_PORT)` stored (released
+    /// when the thread exits).
+    pub exception_port: spin::Mutex<crate::ipc::MsgPort>,
     /// What the thread is charged to its task (`THREAD_BLOCKS`); none for idle threads.
     _kmem: Option<Charge>,
 }
@@ -374,6 +377,7 @@ impl Thread {
             is_idle,
             created: crate::arch::timer::counter(),
             self_port: spin::Once::new(),
+            exception_port: spin::Mutex::new(crate::ipc::MsgPort::Null),
             _kmem: kmem,
         }
     }
@@ -605,6 +609,7 @@ impl Thread {
         if let Some(port) = self.self_port.get() {
             Port::dealloc_kernel(port.clone());
         }
+        drop(core::mem::take(&mut *self.exception_port.lock()));
         let last = self.task.live_threads.fetch_sub(1, Ordering::AcqRel) == 1;
         self.task.threads.lock().remove(&self.id);
         if last {

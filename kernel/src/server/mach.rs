@@ -298,13 +298,28 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     ) -> Result<mach::ThreadGetSpecialPortOut, KernReturn> {
         let port = match which {
             thread_special::THREAD_KERNEL_PORT => thread.self_port(),
-            // No thread exception ports yet: the slot is empty.
-            thread_special::THREAD_EXCEPTION_PORT => crate::ipc::MsgPort::Null,
+            thread_special::THREAD_EXCEPTION_PORT => thread.exception_port(),
             _ => return Err(KernReturn::InvalidArgument),
         };
         Ok(mach::ThreadGetSpecialPortOut {
             special_port: self.put(port),
         })
+    }
+
+    /// Only the exception port can be replaced: the kernel port is the thread's own
+    /// (`KERN_INVALID_ARGUMENT`, as `task_set_special_port` answers for the task's; GNU Mach
+    /// would let a caller swap it).
+    fn thread_set_special_port(
+        &mut self,
+        thread: &Arc<T::Thread>,
+        which: i32,
+        special_port: PortSlot,
+    ) -> Result<(), KernReturn> {
+        let port = self.slots.take(special_port);
+        match which {
+            thread_special::THREAD_EXCEPTION_PORT => thread.set_exception_port(port),
+            _ => Err(KernReturn::InvalidArgument),
+        }
     }
 
     fn task_set_special_port(
@@ -513,7 +528,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         task_get_emulation_vector, task_set_emulation_vector,
 
         memory_object_data_unavailable, memory_object_get_attributes,
-        vm_set_default_memory_manager, memory_object_lock_request, thread_set_special_port,
+        vm_set_default_memory_manager, memory_object_lock_request,
         task_set_emulation, task_ras_control, vm_map,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
         memory_object_ready, memory_object_change_attributes, vm_machine_attribute);

@@ -36,6 +36,11 @@ pub trait ThreadIpc: Any + Send + Sync {
     fn is_current(&self) -> bool;
     /// A send right to the thread's own port (`thread->ith_self`), or null.
     fn self_port(&self) -> MsgPort;
+    /// A copy of the send right in its exception-port slot, or null.
+    fn exception_port(&self) -> MsgPort;
+    /// Store `port` (a send right, or null) in its exception-port slot, releasing the old
+    /// one; `KERN_FAILURE` once the thread is ending.
+    fn set_exception_port(&self, port: MsgPort) -> Result<(), KernReturn>;
     /// `THREAD_BASIC_INFO`'s values (all of them; the server sends what the count allows).
     fn basic_info(&self) -> ThreadBasicInfo;
     /// `THREAD_SCHED_INFO`'s values.
@@ -531,6 +536,19 @@ impl ThreadIpc for crate::kern::thread::Thread {
             .get()
             .and_then(|port| port.make_send())
             .map_or(MsgPort::Null, MsgPort::Right)
+    }
+
+    fn exception_port(&self) -> MsgPort {
+        copy_send(&self.exception_port.lock())
+    }
+
+    fn set_exception_port(&self, port: MsgPort) -> Result<(), KernReturn> {
+        if self.should_terminate() || self.is_idle {
+            return Err(KernReturn::Failure);
+        }
+        let old = core::mem::replace(&mut *self.exception_port.lock(), port);
+        drop(old);
+        Ok(())
     }
 
     fn basic_info(&self) -> ThreadBasicInfo {

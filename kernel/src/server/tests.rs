@@ -68,6 +68,7 @@ struct TestThread {
     depress_aborts: AtomicU32,
     current: bool,
     st: Mutex<TestThreadState>,
+    exception: Mutex<MsgPort>,
     /// What thread_migrate and thread_bind did: the processor it was moved to last
     /// (`u32::MAX`: never), its binding.
     migrated_to: AtomicU32,
@@ -163,6 +164,13 @@ impl ThreadIpc for TestThread {
     }
     fn self_port(&self) -> MsgPort {
         MsgPort::Null
+    }
+    fn exception_port(&self) -> MsgPort {
+        super::objects::copy_send(&self.exception.lock().unwrap())
+    }
+    fn set_exception_port(&self, port: MsgPort) -> Result<(), K> {
+        *self.exception.lock().unwrap() = port;
+        Ok(())
     }
     fn basic_info(&self) -> ThreadBasicInfo {
         ThreadBasicInfo {

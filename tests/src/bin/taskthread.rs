@@ -48,8 +48,9 @@ const RIGHT_RECEIVE: libmach::abi::PortRight = libmach::abi::PortRight::Receive;
 /// `VM_PROT_READ | VM_PROT_WRITE`, and a bit no protection has.
 const VM_PROT_DEFAULT: i32 = 3;
 const VM_PROT_BAD: i32 = 0x10;
-/// `THREAD_KERNEL_PORT`, `TASK_BOOTSTRAP_PORT`.
+/// `THREAD_KERNEL_PORT`, `THREAD_EXCEPTION_PORT`, `TASK_BOOTSTRAP_PORT`.
 const THREAD_KERNEL_PORT: i32 = 1;
+const THREAD_EXCEPTION_PORT: i32 = 3;
 const TASK_BOOTSTRAP_PORT: i32 = 4;
 
 fn t() -> ipc::Client<ipc::Trap> {
@@ -382,6 +383,61 @@ fn bad_arguments(c: &mut Checks) {
         mach::thread_get_special_port(&mut t(), &me, 2).err(),
         Some(KernReturn::InvalidArgument),
     );
+    // The thread's exception port: set to a port of ours, read back, cleared; the kernel
+    // port is not replaceable.
+    if let Ok(name) = traps::mach_port_allocate(traps::mach_task_self(), RIGHT_RECEIVE) {
+        let _ = traps::mach_port_insert_right(
+            traps::mach_task_self(),
+            name,
+            name,
+            MACH_MSG_TYPE_MAKE_SEND,
+        );
+        let right = SendRight::from_name(name);
+        c.check_eq(
+            "thread_set_special_port(THREAD_EXCEPTION_PORT)",
+            mach::thread_set_special_port(&mut t(), &me, THREAD_EXCEPTION_PORT, &right),
+            Ok(()),
+        );
+        let got = mach::thread_get_special_port(&mut t(), &me, THREAD_EXCEPTION_PORT);
+        c.check_eq(
+            "thread_get_special_port(THREAD_EXCEPTION_PORT) gives it back",
+            got.as_ref().map(|o| o.special_port.name()).ok(),
+            Some(name),
+        );
+        drop(got);
+        c.check_eq(
+            "thread_set_special_port(THREAD_KERNEL_PORT)",
+            mach::thread_set_special_port(&mut t(), &me, THREAD_KERNEL_PORT, &right).err(),
+            Some(KernReturn::InvalidArgument),
+        );
+        c.check_eq(
+            "thread_set_special_port(7)",
+            mach::thread_set_special_port(&mut t(), &me, 7, &right).err(),
+            Some(KernReturn::InvalidArgument),
+        );
+        let null = core::mem::ManuallyDrop::new(SendRight::from_name(PortName::NULL));
+        c.check_eq(
+            "thread_set_special_port(THREAD_EXCEPTION_PORT, null)",
+            mach::thread_set_special_port(&mut t(), &me, THREAD_EXCEPTION_PORT, &null),
+            Ok(()),
+        );
+        let got = mach::thread_get_special_port(&mut t(), &me, THREAD_EXCEPTION_PORT);
+        c.check_eq(
+            "the thread's exception port now reads null",
+            got.as_ref().map(|o| o.special_port.name()).ok(),
+            Some(PortName::NULL),
+        );
+        drop(got);
+        // Only our own right is left: the kernel released the one it held.
+        c.check_eq(
+            "the kernel kept no send right after the slot was cleared",
+            libmach::mig::mach_port::mach_port_get_refs(&mut t(), &ipc::task_self(), name, 0)
+                .map(|r| r.refs),
+            Ok(1),
+        );
+        drop(right);
+        let _ = libmach::mig::mach_port::mach_port_destroy(&mut t(), &ipc::task_self(), name);
+    }
 
     // State counts and flavors, on a suspended thread of ours.
     let Ok(made) = mach::thread_create(&mut t(), &task) else {

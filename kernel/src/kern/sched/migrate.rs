@@ -55,10 +55,13 @@ pub struct Counters {
     balance_ns: AtomicU64,
     wakeups: AtomicU64,
     wakeups_on_last: AtomicU64,
-    /// The global tick at which the processor last went idle (`BUSY` while it is not).
-    idle_since: AtomicU64,
+    /// The global tick since which the processor has been idle while another of its set had
+    /// work it could take (`BUSY`: not so at its last tick, or not idle).
+    breach_since: AtomicU64,
     /// A breach of the invariant was counted for the current idle stretch.
     breach_noted: AtomicBool,
+    /// Counter value at its last tick (warmth grows by the time run since then).
+    last_tick_at: AtomicU64,
     /// The balancer's view of every processor, sized at boot (`init_this_cpu`); used only
     /// by this CPU with interrupts masked.
     scratch: super::scheduler::CpuLocal<Vec<CpuState>>,
@@ -84,8 +87,9 @@ impl Counters {
             balance_ns: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
             wakeups_on_last: AtomicU64::new(0),
-            idle_since: AtomicU64::new(BUSY),
+            breach_since: AtomicU64::new(BUSY),
             breach_noted: AtomicBool::new(false),
+            last_tick_at: AtomicU64::new(0),
             scratch: super::scheduler::CpuLocal::new(Vec::new()),
         }
     }
@@ -159,9 +163,8 @@ fn set_of(raw: u32) -> &'static SetBalance {
 
 /// Counter ticks to nanoseconds without a division: `ns = ticks * NS_MUL >> 32`.
 static NS_MUL: AtomicU64 = AtomicU64::new(0);
-/// Counter ticks per timer tick (the global tick clock's unit), and the tick in ns.
+/// Counter ticks per timer tick (the global tick clock's unit).
 static TICK_COUNTER: AtomicU64 = AtomicU64::new(1);
-static TICK_NS: AtomicU64 = AtomicU64::new(10_000_000);
 
 #[inline]
 fn ns(ticks: u64) -> u64 {
@@ -183,11 +186,22 @@ pub fn init(defaults: BalanceParams, tick_counter: u64) {
         Ordering::Relaxed,
     );
     TICK_COUNTER.store(tick_counter.max(1), Ordering::Relaxed);
-    TICK_NS.store(ns(tick_counter.max(1)), Ordering::Relaxed);
     let defaults = *DEFAULTS.call_once(|| defaults);
     for set in &SETS {
         set.set(defaults);
     }
+    log::info!(
+        "balancing: every {} ticks, threshold {}, warmth tolerance {}, idle balance {}, periodic {}",
+        defaults.interval_ticks,
+        defaults.threshold,
+        defaults.warmth_tolerance,
+        if defaults.idle_balance { "on" } else { "off" },
+        if defaults.periodic_balance {
+            "on"
+        } else {
+            "off"
+        },
+    );
 }
 
 /// Size this CPU's balancer view (from `init_this_cpu`, interrupts masked).
@@ -262,10 +276,10 @@ pub(super) fn note_switch(me: &Processor, cpu: u32, prev: &Thread, next: &Thread
         );
     }
     if next.is_idle {
-        went_idle(me, now);
+        me.counters.breach_noted.store(false, Ordering::Relaxed);
         return;
     }
-    me.counters.idle_since.store(BUSY, Ordering::Relaxed);
+    me.counters.breach_since.store(BUSY, Ordering::Relaxed);
     next.run_start.store(now, Ordering::Relaxed);
     let last = next.last_processor.load(Ordering::Relaxed);
     if last != cpu && last != NO_PROCESSOR {
@@ -274,14 +288,6 @@ pub(super) fn note_switch(me: &Processor, cpu: u32, prev: &Thread, next: &Thread
     if next.migrate_to.load(Ordering::Relaxed) == cpu {
         next.migrate_to.store(NO_PROCESSOR, Ordering::Relaxed);
     }
-}
-
-/// Processor `me` runs its idle thread from counter `now`.
-fn went_idle(me: &Processor, now: u64) {
-    me.counters
-        .idle_since
-        .store(global_tick(now), Ordering::Relaxed);
-    me.counters.breach_noted.store(false, Ordering::Relaxed);
 }
 
 /// `next` starts on `cpu` having last run on `last`: a migration.
@@ -309,12 +315,16 @@ fn arrived(me: &Processor, cpu: u32, next: &Thread, last: u32) {
 pub(super) fn on_tick(me: &'static Processor, current: &Thread) {
     let c = &me.counters;
     add(&c.ticks, 1);
+    let counter = crate::arch::timer::counter();
+    let last_tick = c.last_tick_at.swap(counter, Ordering::Relaxed);
     if !current.is_idle {
+        // The time it ran since it got the processor or since the last tick, whichever
+        // is later.
+        let ran = counter.saturating_sub(last_tick.max(current.run_start.load(Ordering::Relaxed)));
         let w = current.cache_warmth.load(Ordering::Relaxed);
-        current.cache_warmth.store(
-            balance::warmth_after_running(w, TICK_NS.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        current
+            .cache_warmth
+            .store(balance::warmth_after_running(w, ns(ran)), Ordering::Relaxed);
     }
     let queued = me.nr_queued.load(Ordering::Relaxed);
     let runnable = queued + u32::from(!current.is_idle);
@@ -325,7 +335,7 @@ pub(super) fn on_tick(me: &'static Processor, current: &Thread) {
     let set_raw = me.pset.load(Ordering::Relaxed);
     let set = set_of(set_raw);
     let params = set.get();
-    let now = global_tick(crate::arch::timer::counter());
+    let now = global_tick(counter);
     if current.is_idle && (params.idle_balance || params.periodic_balance) {
         check_invariant(me, set_raw, &params, now);
     }
@@ -511,20 +521,16 @@ pub fn idle_balance() -> bool {
     }
 }
 
-/// At a tick of idle processor `me`: count a breach of the invariant if it has been idle
-/// for a whole interval while another processor of its set has 2 or more runnable, one of
-/// which it could run. At most one per idle stretch.
+/// At a tick of idle processor `me`: count a breach of the invariant once it has been
+/// idle for a whole interval while, at each of its ticks, another processor of its set had
+/// 2 or more runnable, one of which it could run. At most one per idle stretch.
 fn check_invariant(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64) {
     let c = &me.counters;
-    let since = c.idle_since.load(Ordering::Relaxed);
-    if since == BUSY
-        || now_tick < since.saturating_add(params.interval_ticks as u64)
-        || c.breach_noted.load(Ordering::Relaxed)
-    {
+    if c.breach_noted.load(Ordering::Relaxed) {
         return;
     }
     let mine = me.id().index();
-    let breach = (0..percpu::cpu_count()).filter(|&i| i != mine).any(|i| {
+    let work_for_me = (0..percpu::cpu_count()).filter(|&i| i != mine).any(|i| {
         let p = processor(CpuId::new(i));
         let queued = p.nr_queued.load(Ordering::Relaxed);
         if !p.online.load(Ordering::Acquire)
@@ -538,7 +544,14 @@ fn check_invariant(me: &Processor, set: u32, params: &BalanceParams, now_tick: u
             .iter_least_urgent()
             .any(|t| movable(t, set, mine))
     });
-    if breach {
+    if !work_for_me {
+        c.breach_since.store(BUSY, Ordering::Relaxed);
+        return;
+    }
+    let since = c.breach_since.load(Ordering::Relaxed);
+    if since == BUSY {
+        c.breach_since.store(now_tick, Ordering::Relaxed);
+    } else if now_tick >= since.saturating_add(params.interval_ticks as u64) {
         add(&c.invariant_violations, 1);
         c.breach_noted.store(true, Ordering::Relaxed);
     }
@@ -629,6 +642,19 @@ pub fn thread_migrate(thread: &Arc<Thread>, target: CpuId) -> Result<(), KernRet
 /// Send `thread` (allowed on processor `to`) there: noted for whoever places it next,
 /// moved now if it is queued, preempted if it runs.
 fn send_to(thread: &Arc<Thread>, to: usize) {
+    let here = to as u32;
+    if thread.queued_on.load(Ordering::SeqCst) == here
+        || (thread.on_cpu.load(Ordering::SeqCst)
+            && thread.last_processor.load(Ordering::Relaxed) == here)
+    {
+        // Already there: nothing moves, and its cache stays warm.
+        return;
+    }
+    // Its cache is on the processor it leaves: cold from now.
+    thread.cache_warmth.store(0, Ordering::Relaxed);
+    thread
+        .warmth_stamp
+        .store(crate::arch::timer::counter(), Ordering::Relaxed);
     // Noted first: a placement racing with the look below sees it (`setrun`), and the look
     // sees a thread queued before.
     thread.migrate_to.store(to as u32, Ordering::SeqCst);

@@ -11,6 +11,8 @@ pub mod policy;
 #[cfg(target_os = "none")]
 pub mod pset;
 pub mod runqueue;
+#[cfg(test)]
+mod sim;
 pub mod stats;
 pub mod wait;
 #[cfg(target_os = "none")]

@@ -4,8 +4,9 @@
 //!
 //! Rules (DESIGN.md 6): a bound thread goes to its processor; otherwise an idle processor
 //! of its set, its last processor first; otherwise the least loaded one, except that the
-//! last processor keeps the thread while its cache is warm and its load is within
-//! `WARM_TOLERANCE` runnable threads of the least loaded.
+//! last processor keeps the thread while its cache is warm (`WARM_THRESHOLD`) and its load
+//! is within the thread's `tolerance` (the set's `BalanceParams::warmth_tolerance`, by
+//! default `WARM_TOLERANCE`) runnable threads of the least loaded.
 //!
 //! Processor sets bound the choice: a processor is eligible for a thread only while it is
 //! online and in the thread's set ([`may_run`]); a bound thread ignores sets, as in GNU
@@ -24,19 +25,34 @@ pub struct ProcessorLoad {
 }
 
 /// What the placement needs to know of the thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadHints {
     pub bound: Option<usize>,
     pub last_processor: Option<usize>,
-    /// 0 (cold) to 255 (very warm).
+    /// 0 (cold) to 255 (very warm), cooled to now (`balance::warmth_cooled`).
     pub cache_warmth: u8,
-    /// Extra runnable threads a warm last processor may carry and still keep the thread.
+    /// Extra runnable threads the warm last processor may carry, beyond the least loaded,
+    /// and still get the thread (`BalanceParams::warmth_tolerance` of its set).
     pub tolerance: usize,
 }
 
-/// Extra runnable threads a warm last processor may carry and still keep its thread.
+impl Default for ThreadHints {
+    /// Unbound, never ran, cold, and the default tolerance.
+    fn default() -> Self {
+        ThreadHints {
+            bound: None,
+            last_processor: None,
+            cache_warmth: 0,
+            tolerance: WARM_TOLERANCE,
+        }
+    }
+}
+
+/// The default [`ThreadHints::tolerance`] (the seed's +2; `BalanceParams::DEFAULT` agrees).
 pub const WARM_TOLERANCE: usize = 2;
-/// Warmth at or above which the last processor is preferred.
+/// Warmth at or above which the last processor is preferred: a quarter of the scale, which
+/// a third of a 10 ms tick of running reaches and 50 ms of sleep undoes
+/// (`balance::warmth_after_running`, `balance::warmth_cooled`).
 pub const WARM_THRESHOLD: u8 = 64;
 
 /// Whether a processor in set `processor_set` may run a thread of set `thread_set` bound
@@ -95,7 +111,7 @@ pub fn select_processor_by(
         } else {
             0
         };
-        if load(i).load <= min_load + tolerance {
+        if load(i).load <= min_load.saturating_add(tolerance) {
             return Some(i);
         }
     }
@@ -173,6 +189,42 @@ mod tests {
             ..warm
         };
         assert_eq!(select_processor(&cpus, too_far), Some(1));
+    }
+
+    #[test]
+    fn the_tolerance_is_the_threads_and_only_counts_while_warm() {
+        let cpus = [busy(5), busy(1), busy(4)];
+        let warm = |tolerance| ThreadHints {
+            last_processor: Some(0),
+            cache_warmth: WARM_THRESHOLD,
+            bound: None,
+            tolerance,
+        };
+        // 5 is 4 above the least loaded (1): kept with a tolerance of 4 or more only.
+        assert_eq!(select_processor(&cpus, warm(4)), Some(0));
+        assert_eq!(select_processor(&cpus, warm(3)), Some(1));
+        assert_eq!(select_processor(&cpus, warm(0)), Some(1));
+        assert_eq!(select_processor(&cpus, warm(usize::MAX)), Some(0));
+        // Just below the threshold the thread is cold: no tolerance at all.
+        let cool = ThreadHints {
+            cache_warmth: WARM_THRESHOLD - 1,
+            ..warm(usize::MAX)
+        };
+        assert_eq!(select_processor(&cpus, cool), Some(1));
+        // Equal loads: a cold thread still stays (the least loaded is the first found,
+        // but the last processor ties with it).
+        let tie = [busy(2), busy(2)];
+        let cold_last_1 = ThreadHints {
+            last_processor: Some(1),
+            cache_warmth: 0,
+            ..ThreadHints::default()
+        };
+        assert_eq!(select_processor(&tie, cold_last_1), Some(1));
+        assert_eq!(ThreadHints::default().tolerance, WARM_TOLERANCE);
+        assert_eq!(
+            WARM_TOLERANCE,
+            super::super::stats::BalanceParams::DEFAULT.warmth_tolerance as usize
+        );
     }
 
     #[test]
@@ -321,11 +373,12 @@ mod tests {
             last in proptest::option::of(0usize..10),
             bound in proptest::option::of(0usize..10),
             warmth in any::<u8>(),
+            tolerance in prop_oneof![0usize..8, Just(usize::MAX)],
         ) {
             let cpus: Vec<ProcessorLoad> = loads.iter()
                 .map(|&(eligible, idle, load)| ProcessorLoad { eligible, idle, load })
                 .collect();
-            let hints = ThreadHints { bound, last_processor: last, cache_warmth: warmth, tolerance: WARM_TOLERANCE };
+            let hints = ThreadHints { bound, last_processor: last, cache_warmth: warmth, tolerance };
             match select_processor(&cpus, hints) {
                 Some(i) => {
                     prop_assert!(cpus[i].eligible);
