@@ -521,7 +521,8 @@ fn main(args: &Args) -> i32 {
 /// - `balance-ticks-16`: timer ticks until 16 CPU-bound threads, bound to one CPU then
 ///   unbound, hold 16/N +- 1 per CPU;
 /// - `balance-pass`: instructions per periodic balance pass during that spread
-///   (`balance_ns / balance_attempts`, summed over the processors);
+///   (`balance_ns / balance_attempts`, summed over the processors; counter time, which
+///   under `-icount` also advances with the other CPUs' instructions: an upper bound);
 /// - `steady-migrations`: migrations per second over 20 intervals once balanced (no two
 ///   CPUs differing by 2, and 5 intervals more for the moved threads to have run);
 /// - `utilization-16`: percent of CPU time busy (from `idle_ns`) while 16 threads each run
