@@ -163,8 +163,9 @@ fn set_of(raw: u32) -> &'static SetBalance {
 
 /// Counter ticks to nanoseconds without a division: `ns = ticks * NS_MUL >> 32`.
 static NS_MUL: AtomicU64 = AtomicU64::new(0);
-/// Counter ticks per timer tick (the global tick clock's unit).
+/// Counter ticks per timer tick (the global tick clock's unit), and a tick in ns.
 static TICK_COUNTER: AtomicU64 = AtomicU64::new(1);
+static TICK_NS: AtomicU64 = AtomicU64::new(10_000_000);
 
 #[inline]
 fn ns(ticks: u64) -> u64 {
@@ -186,6 +187,7 @@ pub fn init(defaults: BalanceParams, tick_counter: u64) {
         Ordering::Relaxed,
     );
     TICK_COUNTER.store(tick_counter.max(1), Ordering::Relaxed);
+    TICK_NS.store(ns(tick_counter.max(1)), Ordering::Relaxed);
     let defaults = *DEFAULTS.call_once(|| defaults);
     for set in &SETS {
         set.set(defaults);
@@ -325,6 +327,18 @@ pub(super) fn on_tick(me: &'static Processor, current: &Thread) {
         current
             .cache_warmth
             .store(balance::warmth_after_running(w, ns(ran)), Ordering::Relaxed);
+        // Its usage: decayed over the ticks it missed, then this tick's share.
+        let tick = global_tick(counter);
+        let ran_ticks = ran.div_ceil(TICK_COUNTER.load(Ordering::Relaxed));
+        let missed = tick
+            .saturating_sub(current.usage_tick.load(Ordering::Relaxed))
+            .saturating_sub(ran_ticks);
+        let u = balance::usage_decayed(current.usage.load(Ordering::Relaxed), missed);
+        current.usage.store(
+            balance::usage_tick(u, ns(ran), TICK_NS.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        current.usage_tick.store(tick, Ordering::Relaxed);
     }
     let queued = me.nr_queued.load(Ordering::Relaxed);
     let runnable = queued + u32::from(!current.is_idle);
@@ -555,6 +569,20 @@ fn check_invariant(me: &Processor, set: u32, params: &BalanceParams, now_tick: u
         add(&c.invariant_violations, 1);
         c.breach_noted.store(true, Ordering::Relaxed);
     }
+}
+
+/// `thread`'s `cpu_usage` now (0 to `TH_USAGE_SCALE`): its decayed usage, decayed further
+/// over the ticks since it was last updated (but the current one, if it runs).
+pub fn cpu_usage(thread: &Thread) -> u32 {
+    let tick = global_tick(crate::arch::timer::counter());
+    let mut since = tick.saturating_sub(thread.usage_tick.load(Ordering::Relaxed));
+    if thread.on_cpu.load(Ordering::Relaxed) {
+        since = since.saturating_sub(1);
+    }
+    balance::usage_reported(balance::usage_decayed(
+        thread.usage.load(Ordering::Relaxed),
+        since,
+    ))
 }
 
 /// `THREAD_MIGRATION_INFO`'s values for `thread`.
