@@ -521,8 +521,8 @@ fn main(args: &Args) -> i32 {
 /// - `balance-ticks-16`: timer ticks until 16 CPU-bound threads, bound to one CPU then
 ///   unbound, hold 16/N +- 1 per CPU;
 /// - `balance-pass`: instructions per periodic balance pass during that spread
-///   (`balance_ns / balance_attempts`, summed over the processors; counter time, which
-///   under `-icount` also advances with the other CPUs' instructions: an upper bound);
+///   (`balance_insns / balance_passes`, summed over the processors: what each pass's own
+///   CPU retired, counted by its PMU);
 /// - `steady-migrations`: migrations per second over 20 intervals once balanced (no two
 ///   CPUs differing by 2, and 5 intervals more for the moved threads to have run);
 /// - `utilization-16`: percent of CPU time busy (from `idle_ns`) while 16 threads each run
@@ -774,13 +774,17 @@ mod balance {
                 println!(
                     "bench: balance-ticks-16: {ticks} ticks until 16 threads from one CPU are 16/{n} +- 1 per CPU (interval {interval})"
                 );
-                let ns = delta(&before, i, |p| p.balance_ns);
-                let passes = delta(&before, i, |p| p.balance_attempts);
-                match ns.checked_div(passes) {
+                // Instructions retired by the CPU running each pass (its PMU; 0 where no
+                // PMU counts, as under QEMU without -icount).
+                let insns = delta(&before, i, |p| p.balance_insns);
+                let passes = delta(&before, i, |p| p.balance_passes);
+                match insns.checked_div(passes).filter(|&per| per > 0) {
                     Some(per) => println!(
                         "bench: balance-pass: {per} instructions per periodic balance pass ({passes} passes)"
                     ),
-                    None => println!("bench: balance-pass: n/a (no balance pass counted)"),
+                    None => println!(
+                        "bench: balance-pass: n/a (no pass counted, or no PMU counting instructions)"
+                    ),
                 }
             }
             None => println!("bench: balance-ticks-16: n/a (not balanced within 100 intervals)"),

@@ -54,6 +54,8 @@ pub struct Counters {
     idle_pulls: AtomicU64,
     invariant_violations: AtomicU64,
     balance_ns: AtomicU64,
+    balance_passes: AtomicU64,
+    balance_insns: AtomicU64,
     wakeups: AtomicU64,
     wakeups_on_last: AtomicU64,
     /// The global tick since which the processor has been idle while another of its set had
@@ -86,6 +88,8 @@ impl Counters {
             idle_pulls: AtomicU64::new(0),
             invariant_violations: AtomicU64::new(0),
             balance_ns: AtomicU64::new(0),
+            balance_passes: AtomicU64::new(0),
+            balance_insns: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
             wakeups_on_last: AtomicU64::new(0),
             breach_since: AtomicU64::new(BUSY),
@@ -209,6 +213,7 @@ pub fn init(defaults: BalanceParams, tick_counter: u64) {
 
 /// Size this CPU's balancer view (from `init_this_cpu`, interrupts masked).
 pub(super) fn init_processor(me: &Processor) {
+    crate::arch::cpu::enable_instruction_counter();
     // SAFETY: our own processor, interrupts masked (the caller's contract).
     let scratch = unsafe { me.counters.scratch.get() };
     let n = percpu::cpu_count();
@@ -404,6 +409,7 @@ fn gather(view: &mut [CpuState], set: u32) {
 /// One periodic pass over set `set`, run by `me` (interrupts masked).
 fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64) {
     let start = crate::arch::timer::counter();
+    let start_insns = crate::arch::cpu::instructions();
     // SAFETY: our own processor, interrupts masked (called from the tick).
     let view = unsafe { me.counters.scratch.get() };
     gather(view, set);
@@ -445,6 +451,11 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
     add(
         &c.balance_ns,
         ns(crate::arch::timer::counter().saturating_sub(start)),
+    );
+    add(&c.balance_passes, 1);
+    add(
+        &c.balance_insns,
+        u64::from(crate::arch::cpu::instructions().wrapping_sub(start_insns)),
     );
 }
 
@@ -635,6 +646,8 @@ pub fn processor_sched(cpu: CpuId) -> Option<ProcessorSched> {
         idle_pulls: get(&c.idle_pulls),
         invariant_violations: get(&c.invariant_violations),
         balance_ns: get(&c.balance_ns),
+        balance_passes: get(&c.balance_passes),
+        balance_insns: get(&c.balance_insns),
         wakeups: get(&c.wakeups),
         wakeups_on_last: get(&c.wakeups_on_last),
         cluster: percpu::cluster(cpu),
