@@ -6,7 +6,8 @@
 //! - `thread_create` makes a suspended thread; `thread_get_state`/`thread_set_state` read
 //!   and write its registers before `thread_resume` starts it where the state says.
 //! - `thread_suspend` stops a spinning thread (its counter stays put, its state reads the
-//!   same twice); `thread_resume` lets it go on; `thread_terminate` ends it.
+//!   same twice); `thread_resume` lets it go on; `thread_terminate` ends it, and once it
+//!   returns `task_threads` no longer lists the thread.
 //! - `thread_abort` of a thread blocked in `mach_msg` makes the call return
 //!   `MACH_RCV_INTERRUPTED` (or `MACH_SEND_INTERRUPTED` for a send to a full queue); a
 //!   value written into `x0` while the aborted thread is suspended becomes the result.
@@ -577,6 +578,45 @@ fn suspend_and_resume(c: &mut Checks) {
         );
         c.check_eq("it is gone", notify.map(|n| n.wait()), Some(()));
         core::mem::forget(h);
+    }
+
+    // thread_terminate returns once the thread has left the task (GNU Mach halts its victim
+    // before it returns): task_threads, asked at once, lists neither a running thread nor a
+    // suspended one just terminated (GNU Mach's test-task.c counts the threads right after
+    // terminating two).
+    let start = SPINS.load(Ordering::SeqCst);
+    let spin = || {
+        thread::spawn(|| {
+            loop {
+                SPINS.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    if let (Ok(running), Ok(suspended)) = (spin(), spin()) {
+        armach_tests::poll_sleeping(5_000, || SPINS.load(Ordering::Relaxed) > start + 1000);
+        let _ = mach::thread_suspend(&mut t(), suspended.thread());
+        let names = [running.thread().name(), suspended.thread().name()];
+        for (h, what) in [
+            (&running, "thread_terminate of a running thread"),
+            (
+                &suspended,
+                "thread_terminate of a suspended thread, with another one just before",
+            ),
+        ] {
+            c.check_eq(what, mach::thread_terminate(&mut t(), h.thread()), Ok(()));
+        }
+        let listed = mach::task_threads(&mut t(), &ipc::task_self())
+            .map(|o| o.thread_list.names().collect::<alloc::vec::Vec<_>>());
+        c.check(
+            listed
+                .as_ref()
+                .is_ok_and(|l| !names.iter().any(|n| l.contains(n))),
+            "once thread_terminate returns, task_threads no longer lists the thread",
+            format_args!("{listed:?} (terminated {names:?})"),
+        );
+        // The closures never return: nothing to join.
+        core::mem::forget(running);
+        core::mem::forget(suspended);
     }
 }
 
