@@ -30,7 +30,8 @@ use armach_tests::{Checks, counter, counter_frequency};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use libmach::abi::info::{
     TASK_BASIC_INFO, TASK_EVENTS_INFO, TASK_THREAD_TIMES_INFO, TH_STATE_STOPPED, TH_STATE_WAITING,
-    THREAD_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, TaskThreadTimesInfo, ThreadBasicInfo,
+    THREAD_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo,
+    ThreadBasicInfo,
 };
 use libmach::abi::message::{MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND, option};
 use libmach::abi::thread_state::{
@@ -824,8 +825,13 @@ fn task_routines(c: &mut Checks) {
     let r = mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w);
     let b = TaskBasicInfo::from_words(&w);
     c.check(
-        r.is_ok_and(|o| o.task_info_out_count == 18)
-            && b.is_some_and(|b| b.virtual_size > 0 && b.resident_size > 0 && b.suspend_count == 0),
+        r.is_ok_and(|o| o.task_info_out_count == 30)
+            && b.is_some_and(|b| {
+                b.virtual_size > 0
+                    && b.resident_size > 0
+                    && b.suspend_count == 0
+                    && b.creation_time64.seconds == b.creation_time.seconds
+            }),
         "task_info(TASK_BASIC_INFO)",
         format_args!("{b:?}"),
     );
@@ -835,24 +841,55 @@ fn task_routines(c: &mut Checks) {
         "TASK_BASIC_INFO counts the ended threads' user time",
         format_args!("{:?}", b.map(|b| b.user_time)),
     );
+    c.check(
+        b.is_some_and(|b| {
+            b.user_time64.seconds == b.user_time.seconds
+                && b.user_time64.nanoseconds / 1000 == i64::from(b.user_time.microseconds)
+        }),
+        "TASK_BASIC_INFO's 64-bit user time agrees with the old one",
+        format_args!("{b:?}"),
+    );
+    let r = mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w[..18]);
+    c.check(
+        r.is_ok_and(|o| o.task_info_out_count == 18),
+        "task_info(TASK_BASIC_INFO) with the old count, 18 words",
+        format_args!("{r:?}"),
+    );
     c.check_eq(
         "task_info(TASK_BASIC_INFO) with 17 words",
         mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w[..17]).err(),
         Some(KernReturn::InvalidArgument),
     );
     let r = mach::task_info(&mut t(), &task, TASK_EVENTS_INFO, &mut w);
+    let e = TaskEventsInfo::from_words(&w[..14]);
     c.check(
-        r.is_ok_and(|o| o.task_info_out_count == 7) && w[0] > 0 && w[5] > 0 && w[6] > 0,
-        "task_info(TASK_EVENTS_INFO): faults, messages sent and received",
-        format_args!("{:?}", &w[..7]),
+        r.is_ok_and(|o| o.task_info_out_count == 14)
+            && e.is_some_and(|e| e.faults > 0 && e.messages_sent > 0 && e.messages_received > 0),
+        "task_info(TASK_EVENTS_INFO): 64-bit faults, messages sent and received",
+        format_args!("{e:?}"),
+    );
+    c.check_eq(
+        "task_info(TASK_EVENTS_INFO) with 13 words",
+        mach::task_info(&mut t(), &task, TASK_EVENTS_INFO, &mut w[..13]).err(),
+        Some(KernReturn::InvalidArgument),
     );
     let r = mach::task_info(&mut t(), &task, TASK_THREAD_TIMES_INFO, &mut w);
-    let tt = TaskThreadTimesInfo::from_words(&w);
+    let tt = TaskThreadTimesInfo::from_words(&w[..16]);
     c.check(
-        r.is_ok_and(|o| o.task_info_out_count == 8)
-            && tt.is_some_and(|t| t.user_time.as_us() + t.system_time.as_us() > 0),
-        "task_info(TASK_THREAD_TIMES_INFO) of the live threads",
+        r.is_ok_and(|o| o.task_info_out_count == 16)
+            && tt.is_some_and(|t| {
+                t.user_time.as_us() + t.system_time.as_us() > 0
+                    && t.system_time64.seconds == t.system_time.seconds
+                    && t.system_time64.nanoseconds / 1000 == i64::from(t.system_time.microseconds)
+            }),
+        "task_info(TASK_THREAD_TIMES_INFO) of the live threads, with the 64-bit times",
         format_args!("{tt:?}"),
+    );
+    let r = mach::task_info(&mut t(), &task, TASK_THREAD_TIMES_INFO, &mut w[..8]);
+    c.check(
+        r.is_ok_and(|o| o.task_info_out_count == 8),
+        "task_info(TASK_THREAD_TIMES_INFO) with the old count, 8 words",
+        format_args!("{r:?}"),
     );
     c.check_eq(
         "task_info with flavor 99",
