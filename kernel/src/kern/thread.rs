@@ -245,6 +245,10 @@ pub struct Thread {
     pub last_run: AtomicU64,
     /// Counter value its stored warmth was last cooled to (at its last wake-up).
     pub warmth_stamp: AtomicU64,
+    /// Its decayed CPU usage (`sched::balance::usage_tick`, fixed point) as of global tick
+    /// `usage_tick` (`sched::migrate`), for `cpu_usage`.
+    pub usage: AtomicU32,
+    pub usage_tick: AtomicU64,
     /// Its processor set (a `ProcessorSetId`, `sched::pset`): where it may run.
     pub processor_set: AtomicU32,
     /// Time in user mode and in the kernel, in counter ticks, and the counter value
@@ -347,6 +351,8 @@ impl Thread {
             off_since: AtomicU64::new(0),
             last_run: AtomicU64::new(0),
             warmth_stamp: AtomicU64::new(0),
+            usage: AtomicU32::new(0),
+            usage_tick: AtomicU64::new(0),
             processor_set: AtomicU32::new(0),
             user_time: AtomicU64::new(0),
             system_time: AtomicU64::new(0),

@@ -678,11 +678,9 @@ mod thread_facts {
 
     pub fn basic(t: &Thread) -> ThreadBasicInfo {
         let (user, system) = times(t);
-        let now = crate::arch::timer::counter();
         let created = sched::ticks_to_ns(t.created);
-        let alive = sched::ticks_to_ns(now.saturating_sub(t.created)).max(1);
-        let usage = ((user + system) as u128 * TH_USAGE_SCALE as u128 / alive as u128)
-            .min(TH_USAGE_SCALE as u128) as i32;
+        // Decayed as GNU Mach's is: the share of a processor it had lately.
+        let usage = sched::migrate::cpu_usage(t).min(TH_USAGE_SCALE as u32) as i32;
         ThreadBasicInfo {
             user_time: TimeValue::from_ns(user),
             system_time: TimeValue::from_ns(system),

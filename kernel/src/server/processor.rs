@@ -357,6 +357,8 @@ pub fn sched_info(s: &ProcessorSched) -> ProcessorSchedInfo {
         idle_pulls: s.idle_pulls,
         invariant_violations: s.invariant_violations,
         balance_ns: s.balance_ns,
+        balance_passes: s.balance_passes,
+        balance_insns: s.balance_insns,
         wakeups: s.wakeups,
         wakeups_on_last: s.wakeups_on_last,
     }

@@ -342,6 +342,8 @@ impl HostSched for FakeSched {
             idle_pulls: 110 + s,
             invariant_violations: 120 + s,
             balance_ns: 130 + s,
+            balance_passes: 160 + s,
+            balance_insns: 170 + s,
             wakeups: 140 + s,
             wakeups_on_last: 150 + s,
             cluster: slot / 2,
@@ -2296,33 +2298,35 @@ fn processor_sched_info_is_flavor_100_with_processor_info_s_codes() {
     };
     for (slot, &p) in cpus.iter().enumerate() {
         let s = slot as u32;
-        let g = info(p, 100, 38);
+        let g = info(p, 100, 42);
         if slot == 2 {
             // The scheduler has no counters for it.
             assert_eq!(g.code(), K::Failure);
             continue;
         }
         assert_eq!(g.code(), K::Success);
-        assert_eq!(g.desc(64).number, 38);
-        let v = words(&g, 72, 38);
+        assert_eq!(g.desc(64).number, 42);
+        let v = words(&g, 72, 42);
         assert_eq!(v[..6], [1500 + s, 2 + s, 1 + s, s / 2, 0, 0]);
         assert_eq!(v[6..8], [10 + s, 0], "migration_in");
         assert_eq!(v[8..10], [20 + s, 0], "migration_out");
         assert_eq!(v[12..14], [s, 1], "ticks");
         assert_eq!(v[30..32], [120 + s, 0], "invariant_violations");
         assert_eq!(v[36..38], [150 + s, 0], "wakeups_on_last");
-        assert_eq!(info(p, 100, 1024).desc(64).number, 38);
+        assert_eq!(v[38..40], [160 + s, 0], "balance_passes");
+        assert_eq!(v[40..42], [170 + s, 0], "balance_insns");
+        assert_eq!(info(p, 100, 1024).desc(64).number, 42);
         // GNU Mach's processor_info codes: a short count or unknown flavor is KERN_FAILURE.
-        assert_eq!(info(p, 100, 37).code(), K::Failure);
-        assert_eq!(info(p, 99, 38).code(), K::Failure);
+        assert_eq!(info(p, 100, 41).code(), K::Failure);
+        assert_eq!(info(p, 99, 42).code(), K::Failure);
         // The basic flavor is unchanged.
         assert_eq!(info(p, 1, 5).code(), K::Success);
     }
     // Not a processor: the host port, a thread port.
-    assert_eq!(info(w.host_name, 100, 38).code(), K::InvalidArgument);
+    assert_eq!(info(w.host_name, 100, 42).code(), K::InvalidArgument);
     let thread = TestThread::new();
     let (_port, name) = thread_name(&w, &thread);
-    assert_eq!(info(name, 100, 38).code(), K::InvalidArgument);
+    assert_eq!(info(name, 100, 42).code(), K::InvalidArgument);
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub const THREAD_MIGRATION_INFO_COUNT: usize = 10;
 /// `processor_info` flavor: a processor's scheduling counters ([`ProcessorSchedInfo`]).
 pub const PROCESSOR_SCHED_INFO: i32 = 100;
 /// Its count in 32-bit words.
-pub const PROCESSOR_SCHED_INFO_COUNT: usize = 38;
+pub const PROCESSOR_SCHED_INFO_COUNT: usize = 42;
 
 /// `cache_warmth`'s maximum.
 pub const CACHE_WARMTH_MAX: u8 = 255;
@@ -97,7 +97,7 @@ impl ThreadMigrationInfo {
 }
 
 /// `PROCESSOR_SCHED_INFO`, word by word: five 32-bit fields, a reserved word, then
-/// sixteen 64-bit counters (two words each, low first):
+/// eighteen 64-bit counters (two words each, low first):
 ///
 /// | words | field |
 /// |---|---|
@@ -115,6 +115,7 @@ impl ThreadMigrationInfo {
 /// | 30-31 | `invariant_violations` |
 /// | 32-33 | `balance_ns` (under `-icount shift=0`: instructions) |
 /// | 34-35, 36-37 | `wakeups`, `wakeups_on_last` |
+/// | 38-39, 40-41 | `balance_passes`, `balance_insns` (periodic passes, and the instructions the PMU counted in them: 0 where it counts none) |
 ///
 /// The kernel's documentation of each counter is `kern::sched::stats::ProcessorSched`'s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,11 +141,13 @@ pub struct ProcessorSchedInfo {
     pub balance_ns: u64,
     pub wakeups: u64,
     pub wakeups_on_last: u64,
+    pub balance_passes: u64,
+    pub balance_insns: u64,
 }
 
 impl ProcessorSchedInfo {
     /// The 64-bit counters in word order (from word 6).
-    fn counters(&self) -> [u64; 16] {
+    fn counters(&self) -> [u64; 18] {
         [
             self.migration_in,
             self.migration_out,
@@ -162,6 +165,8 @@ impl ProcessorSchedInfo {
             self.balance_ns,
             self.wakeups,
             self.wakeups_on_last,
+            self.balance_passes,
+            self.balance_insns,
         ]
     }
 
@@ -206,6 +211,8 @@ impl ProcessorSchedInfo {
             balance_ns: c(13),
             wakeups: c(14),
             wakeups_on_last: c(15),
+            balance_passes: c(16),
+            balance_insns: c(17),
         })
     }
 }
@@ -303,6 +310,8 @@ mod tests {
             balance_ns: 14,
             wakeups: 15,
             wakeups_on_last: 16,
+            balance_passes: 17,
+            balance_insns: 0x1_0000_0012,
         };
         let w = p.to_words();
         assert_eq!(w[..6], [2500, 3, 2, 1, 4, 0]);
@@ -310,8 +319,10 @@ mod tests {
         assert_eq!(w[12..14], [-1, 0xffff]);
         assert_eq!(w[30..32], [13, 0]);
         assert_eq!(w[36..38], [16, 0]);
+        assert_eq!(w[38..40], [17, 0]);
+        assert_eq!(w[40..42], [0x12, 1]);
         assert_eq!(ProcessorSchedInfo::from_words(&w), Some(p));
-        assert_eq!(ProcessorSchedInfo::from_words(&w[..37]), None);
+        assert_eq!(ProcessorSchedInfo::from_words(&w[..41]), None);
     }
 
     #[test]

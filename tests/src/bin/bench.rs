@@ -521,8 +521,10 @@ fn main(args: &Args) -> i32 {
 /// - `balance-ticks-16`: timer ticks until 16 CPU-bound threads, bound to one CPU then
 ///   unbound, hold 16/N +- 1 per CPU;
 /// - `balance-pass`: instructions per periodic balance pass during that spread
-///   (`balance_ns / balance_attempts`, summed over the processors);
-/// - `steady-migrations`: migrations per second over the 20 intervals after it;
+///   (`balance_insns / balance_passes`, summed over the processors: what each pass's own
+///   CPU retired, counted by its PMU);
+/// - `steady-migrations`: migrations per second over 20 intervals once balanced (no two
+///   CPUs differing by 2, and 5 intervals more for the moved threads to have run);
 /// - `utilization-16`: percent of CPU time busy (from `idle_ns`) while 16 threads each run
 ///   a fixed computation, from the first one's creation to the last one's end;
 /// - `wake-on-last`: percent of wake-ups placed on the thread's last processor
@@ -616,6 +618,8 @@ mod balance {
     struct Flags {
         go: AtomicBool,
         stop: AtomicBool,
+        /// Threads that have started their work.
+        started: AtomicU64,
     }
 
     pub fn run(args: &Args) {
@@ -663,6 +667,7 @@ mod balance {
         let flags = Arc::new(Flags {
             go: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         });
         let theirs = flags.clone();
         let Ok(sleeper) = thread::spawn(move || {
@@ -704,6 +709,7 @@ mod balance {
         let flags = Arc::new(Flags {
             go: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         });
         let mut spinners = Vec::new();
         for _ in 0..16 {
@@ -712,6 +718,7 @@ mod balance {
                 while !theirs.go.load(Ordering::Acquire) {
                     msleep(10);
                 }
+                theirs.started.fetch_add(1, Ordering::AcqRel);
                 while !theirs.stop.load(Ordering::Acquire) {
                     burn(1000);
                 }
@@ -729,7 +736,10 @@ mod balance {
         flags.go.store(true, Ordering::Release);
         let mut crowded = false;
         for _ in 0..400 {
-            if infos(cpus).is_some_and(|i| i[n - 1].runnable >= 16) {
+            // All 16 on the last CPU, and each has run there.
+            if flags.started.load(Ordering::Acquire) == 16
+                && infos(cpus).is_some_and(|i| i[n - 1].runnable >= 16)
+            {
                 crowded = true;
                 break;
             }
@@ -764,18 +774,37 @@ mod balance {
                 println!(
                     "bench: balance-ticks-16: {ticks} ticks until 16 threads from one CPU are 16/{n} +- 1 per CPU (interval {interval})"
                 );
-                let ns = delta(&before, i, |p| p.balance_ns);
-                let passes = delta(&before, i, |p| p.balance_attempts);
-                match ns.checked_div(passes) {
+                // Instructions retired by the CPU running each pass (its PMU; 0 where no
+                // PMU counts, as under QEMU without -icount).
+                let insns = delta(&before, i, |p| p.balance_insns);
+                let passes = delta(&before, i, |p| p.balance_passes);
+                match insns.checked_div(passes).filter(|&per| per > 0) {
                     Some(per) => println!(
                         "bench: balance-pass: {per} instructions per periodic balance pass ({passes} passes)"
                     ),
-                    None => println!("bench: balance-pass: n/a (no balance pass counted)"),
+                    None => println!(
+                        "bench: balance-pass: n/a (no pass counted, or no PMU counting instructions)"
+                    ),
                 }
             }
             None => println!("bench: balance-ticks-16: n/a (not balanced within 100 intervals)"),
         }
         if balanced.is_some() {
+            // Steady: once no two CPUs differ by 2, and 5 intervals more for every moved
+            // thread to have run where it went (a migration is counted then).
+            for _ in 0..2000 {
+                if infos(cpus).is_some_and(|i| {
+                    let on = on_each(&i);
+                    on.iter().max().unwrap_or(&0) - on.iter().min().unwrap_or(&0) <= 1
+                }) {
+                    break;
+                }
+                msleep(10);
+            }
+            let t = clock(cpus);
+            while clock(cpus) < t + 5 * interval {
+                msleep(10);
+            }
             let a = infos(cpus);
             let c0 = counter();
             let t0 = clock(cpus);
@@ -851,6 +880,7 @@ mod balance {
         let flags = Arc::new(Flags {
             go: AtomicBool::new(true),
             stop: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         });
         let mut handles = Vec::new();
         for _ in 0..2 * cpus.len() {

@@ -77,14 +77,17 @@ enum Kind {
     /// Sum `i*i` and `i as f64` for `i` = 0, 1, ... until `stop`, then return the count
     /// and both sums: the result of a computation that must survive migrations.
     Compute,
-    /// Wait for `go`, then burn `burst` iterations and sleep a tick, over and over,
-    /// counting wakes.
+    /// Wait for `go`, then burn `burst` iterations and sleep 2 ms, over and over, counting
+    /// wakes (a short sleep: the thread stays warm through it).
     Nap { burst: u64 },
     /// Wait for `go`, burn until `stop`, then say so (`asleep`) and sleep `ms`.
     SleepAfter { ms: u32 },
     /// Wait for `go`, burn until `stop`, then record this processor's `ticks` in `mark`
     /// (the processor is the one the worker is bound to) and end.
     MarkAtExit { processor: PortName },
+    /// Wait for `go`, burn, and the first time it finds itself on a CPU other than `home`,
+    /// record its own `cache_warmth` in `mark` (at once, before it runs long there).
+    WarmthOnMove { home: u32 },
     /// Wait for `go`, burn, and the first time it finds itself on `cpu`, record that
     /// processor's `ticks` in `mark`.
     MarkOn { cpu: u32, processor: PortName },
@@ -155,7 +158,7 @@ fn work(kind: Kind, ctl: Arc<Ctl>) -> (u64, u64, u64) {
             while !ctl.stop.load(Ordering::Acquire) {
                 ctl.progress.fetch_add(1, Ordering::Relaxed);
                 burn(burst);
-                let _ = msleep(POLL_MS);
+                let _ = msleep(2);
                 ctl.wakes.fetch_add(1, Ordering::Release);
             }
             (0, 0, 0)
@@ -179,6 +182,24 @@ fn work(kind: Kind, ctl: Arc<Ctl>) -> (u64, u64, u64) {
             }
             let ticks = processor_sched_info(&lend(processor)).map_or(NONE, |s| s.ticks);
             ctl.mark.store(ticks, Ordering::Release);
+            (0, 0, 0)
+        }
+        Kind::WarmthOnMove { home } => {
+            gate(&ctl);
+            let mut i = 0u64;
+            while !ctl.stop.load(Ordering::Acquire) {
+                ctl.progress.fetch_add(1, Ordering::Relaxed);
+                burn(1000);
+                i += 1;
+                if i.is_multiple_of(16) && ctl.mark.load(Ordering::Relaxed) == NONE {
+                    let me = libmach::kern::with_thread_self(thread_migration_info);
+                    if let Ok(m) = me
+                        && m.last_processor.is_some_and(|p| p != home)
+                    {
+                        ctl.mark.store(u64::from(m.cache_warmth), Ordering::Release);
+                    }
+                }
+            }
             (0, 0, 0)
         }
         Kind::MarkOn { cpu, processor } => {
@@ -299,6 +320,26 @@ impl Suite {
         Err(self.clock().saturating_sub(start))
     }
 
+    /// Wait (at most `limit` ticks) until, on every CPU, the workers of `v` whose last
+    /// processor it is are as many as its runnable workers: each has run where it is.
+    fn settle<'w>(
+        &self,
+        v: impl IntoIterator<Item = &'w Worker> + Clone,
+        limit: u64,
+    ) -> Result<u64, u64> {
+        self.wait(limit, |snap| {
+            let mut last_on = alloc::vec![0u32; self.n];
+            for w in v.clone() {
+                match w.info().map(|m| m.last_processor) {
+                    Ok(Some(p)) if (p as usize) < self.n => last_on[p as usize] += 1,
+                    _ => return false,
+                }
+            }
+            last_on == snap.workers()
+        })
+        .map(|(ticks, _)| ticks)
+    }
+
     /// Sleep until `ticks` more ticks have passed on the processors' clock.
     fn pass_ticks(&self, ticks: u64) {
         let _ = self.wait(ticks, |_| false);
@@ -367,6 +408,17 @@ impl Suite {
         ok
     }
 
+    /// Print every processor's `invariant_violations` (to tell where in a section they
+    /// arose).
+    fn note_violations(&self, at: &str) {
+        let seen: Vec<u64> = self
+            .snap()
+            .map(|s| s.infos.iter().map(|i| i.invariant_violations).collect())
+            .unwrap_or_default();
+        self.c
+            .note(format_args!("invariant violations per CPU {at}: {seen:?}"));
+    }
+
     /// Every processor's `invariant_violations` is 0.
     fn invariant(&mut self, section: &str) {
         let seen: Vec<u64> = self
@@ -385,6 +437,12 @@ impl Suite {
         let r = balance_set(&self.default_control, &b);
         self.c.check_eq(what, r, Ok(()))
     }
+}
+
+/// Whether every worker of `v` last ran on `cpu`.
+fn all_ran_on(v: &[Worker], cpu: u32) -> bool {
+    v.iter()
+        .all(|w| w.info().is_ok_and(|m| m.last_processor == Some(cpu)))
 }
 
 fn go_all(v: &[Worker]) {
@@ -456,8 +514,8 @@ fn main(args: &Args) -> i32 {
     };
     for (cpu, i) in first.infos.iter().enumerate() {
         s.c.check(
-            i.ticks > 0 && i.processor_set == first.infos[0].processor_set,
-            "each processor has taken ticks and is in the default set",
+            i.processor_set == first.infos[0].processor_set,
+            "each processor is in the default set",
             format_args!("cpu {cpu}: ticks {}, set {}", i.ticks, i.processor_set),
         );
     }
@@ -845,6 +903,7 @@ fn spread_and_stability(s: &mut Suite) {
         .iter()
         .map(|i| i.map_or(0, |m| m.migration_count))
         .collect();
+    s.note_violations("with 16 bound to one CPU");
     let Some(base) = s.snap() else { return };
 
     // Unbound, they spread within 2 balance intervals.
@@ -879,8 +938,30 @@ fn spread_and_stability(s: &mut Suite) {
         }
     }
 
-    // Stability: 20 more intervals, no migration at all.
-    s.pass_ticks(iv);
+    s.note_violations("once spread");
+    // Balanced: no two CPUs differ by the threshold (2) any more, so no pass has anything
+    // to move (16/N +- 1 still allows a difference of 2, which a pass evens out).
+    let even = s.wait(20 * iv, |snap| {
+        let w = snap.workers();
+        w.iter().max().unwrap_or(&0) - w.iter().min().unwrap_or(&0) <= 1
+            && w.iter().sum::<u32>() == SPREAD as u32
+    });
+    s.c.check(
+        even.is_ok(),
+        "then balanced: no two CPUs differ by 2 or more",
+        format_args!("{:?}", s.snap().map(|x| x.workers())),
+    );
+    // Stability: 20 more intervals, no migration at all. A migration is counted when the
+    // moved thread first runs on its new processor, which for the last of 16/N threads
+    // sharing a CPU comes a few quanta after the pass that moved it: first wait until every
+    // worker has run where it is queued (per CPU, the workers whose last processor it is
+    // are its runnable workers).
+    let settled = s.settle(&workers, 20 * iv);
+    s.c.check(
+        settled.is_ok(),
+        "after the spread every worker runs where it was moved",
+        format_args!("{settled:?} ticks"),
+    );
     let Some(before) = s.snap() else { return };
     s.pass_ticks(20 * iv);
     let Some(after) = s.snap() else { return };
@@ -941,7 +1022,14 @@ fn spread_and_stability(s: &mut Suite) {
         let r = thread_bind(x.thread(), None);
         s.c.check_eq("thread_bind(17th worker, null)", r, Ok(()));
     }
-    s.pass_ticks(2 * iv);
+    let mut seventeen: Vec<&Worker> = workers.iter().collect();
+    seventeen.extend(extra.iter());
+    let settled = s.settle(seventeen.iter().copied(), 20 * iv);
+    s.c.check(
+        settled.is_ok(),
+        "17 threads: every one runs where it is queued",
+        format_args!("{settled:?} ticks"),
+    );
     let Some(before) = s.snap() else { return };
     s.pass_ticks(20 * iv);
     let Some(after) = s.snap() else { return };
@@ -1156,7 +1244,7 @@ fn warmth(s: &mut Suite) {
         ..Balance::DEFAULT
     };
     s.set_balance(off, "processor_set_balance_set(balancing off)");
-    let w = s.start(1, Kind::Spin, Some(k), true);
+    let w = s.start(1, Kind::WarmthOnMove { home: k as u32 }, Some(k), true);
     if s.running(&w, 20 * iv, "a worker runs bound to cpu 1") {
         s.pass_ticks(iv);
         let early = w[0].info();
@@ -1179,19 +1267,26 @@ fn warmth(s: &mut Suite) {
         let before = w[0].info();
         let r = thread_migrate(w[0].thread(), &s.cpus[0]);
         s.c.check_eq("thread_migrate(warm thread, cpu 0)", r, Ok(()));
-        let reset = w[0].info();
         let there = s.wait(4 * iv, |_| {
-            w[0].info().is_ok_and(|m| m.last_processor == Some(0))
+            w[0].ctl.mark.load(Ordering::Acquire) != NONE
+                && w[0].info().is_ok_and(|m| m.last_processor == Some(0))
         });
         let after = w[0].info();
-        // Read at once and once it runs there (within the tick): it started again from 0.
+        // Warmth grows by whole ticks of running (a tick on a CPU is 200 points in this
+        // kernel, 255 is the cap), so the thread reads its own as soon as it finds itself
+        // on the new CPU, before it has run long there.
+        let arrived = w[0].ctl.mark.load(Ordering::Acquire);
         s.c.check(
             there.is_ok()
-                && matches!((before, after), (Ok(b), Ok(a))
-                    if b.cache_warmth > 0 && a.cache_warmth < b.cache_warmth
-                        && a.migration_count == b.migration_count + 1),
-            "a migration resets cache_warmth, and counts once it runs on the target",
-            format_args!("{before:?} -> at once {reset:?} -> running there {after:?}"),
+                && matches!(before, Ok(b) if b.cache_warmth > 0
+                    && arrived < u64::from(b.cache_warmth)),
+            "a migration resets cache_warmth (read by the thread on arrival)",
+            format_args!("{before:?}, on arrival {arrived}"),
+        );
+        s.c.check(
+            matches!((before, after), (Ok(b), Ok(a)) if a.migration_count == b.migration_count + 1),
+            "and counts one migration once it runs on the target",
+            format_args!("{before:?} -> {after:?}"),
         );
     }
     s.stop(w);
@@ -1237,17 +1332,19 @@ fn warmth(s: &mut Suite) {
         let count = if cpu == k { 2 } else { 1 };
         busy.extend(s.start(count, Kind::Spin, Some(cpu), true));
     }
-    // About a tick of work per nap (a CPU runs about 10M/N instructions a tick under
-    // -icount), at the main thread's priority so that it runs as soon as it wakes.
-    let burst = 2_000_000 / n as u64;
+    // About 3 ticks of work per nap (a CPU runs about 10M/N instructions a tick under
+    // -icount, an iteration takes about 5), so that it is running at a tick or two and
+    // warm when it sleeps; at the main thread's priority so that it runs as soon as it
+    // wakes.
+    let burst = 6_000_000 / n as u64;
     let napper = s.start(1, Kind::Nap { burst }, None, false);
     if s.running(&busy, 20 * iv, "a bound worker on every CPU, two on cpu 1") && !napper.is_empty()
     {
         let r = mach_host::thread_priority(&mut ipc::transport(), napper[0].thread(), 25, false);
         s.c.check_eq("thread_priority(napper, 25)", r, Ok(()));
+        go_all(&napper);
         let r = thread_migrate(napper[0].thread(), &s.cpus[k]);
         s.c.check_eq("thread_migrate(napper, cpu 1)", r, Ok(()));
-        go_all(&napper);
         let settled = s.wait(10 * iv, |_| {
             napper[0].ctl.wakes.load(Ordering::Acquire) > 0
                 && napper[0]
@@ -1341,16 +1438,21 @@ fn idle_pull(s: &mut Suite) {
             processor: cpu0,
         },
         None,
-        false,
+        true,
     );
+    // Running first (a thread still sleeping in its gate would be placed anew at each
+    // wake-up), then moved.
+    let ready = ready && s.running(&three, 20 * iv, "three unbound workers run");
     for w in &three {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(unbound worker, cpu 1)", r, Ok(()));
     }
-    go_all(&three);
+    // Queued there, and each has run there (a migration is counted when it does).
     let ready = ready
-        && s.running(&three, 20 * iv, "three unbound workers run")
-        && s.wait(10 * iv, |snap| snap.workers_on(1) == 3).is_ok();
+        && s.wait(10 * iv, |snap| {
+            snap.workers_on(1) == 3 && all_ran_on(&three, 1)
+        })
+        .is_ok();
     s.c.check(
         ready,
         "cpu 1 holds the 3 unbound workers, every other CPU one bound",
@@ -1422,14 +1524,20 @@ fn control(s: &mut Suite) {
         off,
         "processor_set_balance_set(periodic and idle balancing off)",
     );
-    let four = s.start(4, Kind::Spin, None, false);
+    // Running first (a thread still sleeping in its gate would be placed anew at each
+    // wake-up), then moved.
+    let four = s.start(4, Kind::Spin, None, true);
+    let ready = s.running(&four, 20 * iv, "4 unbound workers run");
     for w in &four {
         let r = thread_migrate(w.thread(), &s.cpus[1]);
         s.c.check_eq("thread_migrate(worker, cpu 1)", r, Ok(()));
     }
-    go_all(&four);
-    let ready = s.running(&four, 20 * iv, "4 unbound workers run")
-        && s.wait(10 * iv, |snap| snap.workers_on(1) == 4).is_ok();
+    // Queued there, and each has run there (a migration is counted when it does).
+    let ready = ready
+        && s.wait(10 * iv, |snap| {
+            snap.workers_on(1) == 4 && all_ran_on(&four, 1)
+        })
+        .is_ok();
     s.c.check(
         ready,
         "balancing off: cpu 1 keeps the 4 workers moved there",

@@ -798,6 +798,14 @@ fn times(c: &mut Checks) {
             "user_time and user_time64 agree to the millisecond",
             format_args!("{:?} {:?}", b.user_time, b.user_time64),
         );
+        // `cpu_usage` decays as GNU Mach's does (here with a time constant of 64 ticks):
+        // 20 ticks of running from nothing give about 1 - (63/64)^20 of TH_USAGE_SCALE,
+        // some 270; a lifetime average would say 1000.
+        c.check(
+            (150..=450).contains(&b.cpu_usage) && a.cpu_usage < 50,
+            "the spinning thread's cpu_usage grew from about 0 to about 270 of 1000",
+            format_args!("{} then {}", a.cpu_usage, b.cpu_usage),
+        );
     }
     let sleep = thread::spawn(|| {
         let start = own();
@@ -812,6 +820,11 @@ fn times(c: &mut Checks) {
             user < 10 * MS && system < 10 * MS,
             "a thread that sleeps 200 ms reports almost no time",
             format_args!("{} us user, {} us system", user / 1000, system / 1000),
+        );
+        c.check(
+            b.cpu_usage <= 20,
+            "the sleeping thread's cpu_usage is about 0",
+            format_args!("{}", b.cpu_usage),
         );
     }
 }

@@ -72,6 +72,61 @@ pub fn warmth_cooled(warmth: u8, off_ns: u64) -> u8 {
     w - drop as u8
 }
 
+/// `cpu_usage` (`THREAD_BASIC_INFO`) is a share of one processor on GNU Mach's scale
+/// (`TH_USAGE_SCALE`, 1000 = always running), averaged with exponential decay as GNU Mach's
+/// `cpu_usage` is (it decays by 5/8 each second there; here by 1/64 per tick, a time constant
+/// of 64 ticks, 0.64 s at 100 Hz). Kept in fixed point, [`USAGE_ONE`] per 1000th, so that
+/// small values still decay.
+pub const USAGE_SCALE: u32 = 1000;
+pub const USAGE_ONE: u32 = 1 << 10;
+const USAGE_DECAY_SHIFT: u32 = 6;
+
+/// Usage (fixed point) after `ticks` ticks in which the thread did not run.
+pub fn usage_decayed(usage: u32, ticks: u64) -> u32 {
+    // (63/64)^ticks: after 64 * 16 ticks even the maximum is gone.
+    if ticks >= 64 * 16 {
+        return 0;
+    }
+    let mut u = usage;
+    for _ in 0..ticks {
+        if u == 0 {
+            break;
+        }
+        u -= u.div_ceil(1 << USAGE_DECAY_SHIFT);
+    }
+    u
+}
+
+/// Usage (fixed point) after the thread ran `ran_ns` without a break, in ticks of
+/// `tick_ns`: each whole tick counts in full, the rest as that share of one tick (a tick
+/// interrupt that came late, as under a loaded host, loses nothing).
+pub fn usage_tick(usage: u32, ran_ns: u64, tick_ns: u64) -> u32 {
+    let full = USAGE_SCALE * USAGE_ONE;
+    let tick_ns = tick_ns.max(1);
+    let step = |u: u32, share: u32| {
+        let u = u.min(full);
+        (u - u / (1 << USAGE_DECAY_SHIFT) + share / (1 << USAGE_DECAY_SHIFT)).min(full)
+    };
+    let mut u = usage;
+    // After 64 * 16 whole ticks any start has reached the top.
+    for _ in 0..(ran_ns / tick_ns).min(64 * 16) {
+        u = step(u, full);
+    }
+    let rest = ran_ns % tick_ns;
+    if rest == 0 {
+        return u.min(full);
+    }
+    step(
+        u,
+        (u128::from(rest) * u128::from(full) / u128::from(tick_ns)) as u32,
+    )
+}
+
+/// The reported `cpu_usage` (0 to `USAGE_SCALE`) of a fixed-point usage.
+pub fn usage_reported(usage: u32) -> u32 {
+    (usage / USAGE_ONE).min(USAGE_SCALE)
+}
+
 /// One processor as the balancer sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct CpuState {
@@ -332,6 +387,52 @@ pub fn coldest(candidates: impl Iterator<Item = Candidate>) -> Option<usize> {
         }
     }
     best.map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_always_running_approaches_full_usage_and_one_that_stops_decays() {
+        let tick = 10_000_000;
+        let mut u = 0;
+        for _ in 0..64 {
+            u = usage_tick(u, tick, tick);
+        }
+        // One time constant: about 1 - 1/e of the way.
+        let r = usage_reported(u);
+        assert!((600..=660).contains(&r), "{r}");
+        for _ in 0..1000 {
+            u = usage_tick(u, tick, tick);
+        }
+        assert!(usage_reported(u) >= 990);
+        // Half the time running: about half.
+        let mut h = 0;
+        for _ in 0..2000 {
+            h = usage_tick(h, tick / 2, tick);
+        }
+        assert!(
+            (480..=510).contains(&usage_reported(h)),
+            "{}",
+            usage_reported(h)
+        );
+        // Stopped: one time constant leaves about 1/e, and long enough leaves nothing.
+        let d = usage_reported(usage_decayed(u, 64));
+        assert!((350..=380).contains(&d), "{d}");
+        assert_eq!(usage_decayed(u, 64 * 16), 0);
+        assert_eq!(usage_decayed(u, 0), u);
+        // Small values decay too (fixed point), and nothing exceeds the scale.
+        assert_eq!(usage_decayed(1, 1), 0);
+        assert_eq!(
+            usage_reported(usage_tick(u32::MAX, u64::MAX, 1)),
+            USAGE_SCALE
+        );
+        // A late tick loses nothing: three ticks' running at once is three ticks.
+        let three = (0..3).fold(1000, |u, _| usage_tick(u, tick, tick));
+        assert_eq!(usage_tick(1000, 3 * tick, tick), three);
+        assert_eq!(usage_tick(0, 0, tick), 0);
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ use mach_abi::KernReturn;
 
 /// A processor's migration and balancing counters (`PROCESSOR_SCHED_INFO`). Most are
 /// written only by their own CPU (plain load and store); `migration_out` by whichever CPU
-/// the thread arrives at.
+/// the thread arrives at, `wakeups` and `wakeups_on_last` by whichever CPU wakes it
+/// (atomic additions).
 pub struct Counters {
     load_average: AtomicU32,
     migration_in: AtomicU64,
@@ -53,6 +54,8 @@ pub struct Counters {
     idle_pulls: AtomicU64,
     invariant_violations: AtomicU64,
     balance_ns: AtomicU64,
+    balance_passes: AtomicU64,
+    balance_insns: AtomicU64,
     wakeups: AtomicU64,
     wakeups_on_last: AtomicU64,
     /// The global tick since which the processor has been idle while another of its set had
@@ -85,6 +88,8 @@ impl Counters {
             idle_pulls: AtomicU64::new(0),
             invariant_violations: AtomicU64::new(0),
             balance_ns: AtomicU64::new(0),
+            balance_passes: AtomicU64::new(0),
+            balance_insns: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
             wakeups_on_last: AtomicU64::new(0),
             breach_since: AtomicU64::new(BUSY),
@@ -163,8 +168,9 @@ fn set_of(raw: u32) -> &'static SetBalance {
 
 /// Counter ticks to nanoseconds without a division: `ns = ticks * NS_MUL >> 32`.
 static NS_MUL: AtomicU64 = AtomicU64::new(0);
-/// Counter ticks per timer tick (the global tick clock's unit).
+/// Counter ticks per timer tick (the global tick clock's unit), and a tick in ns.
 static TICK_COUNTER: AtomicU64 = AtomicU64::new(1);
+static TICK_NS: AtomicU64 = AtomicU64::new(10_000_000);
 
 #[inline]
 fn ns(ticks: u64) -> u64 {
@@ -186,6 +192,7 @@ pub fn init(defaults: BalanceParams, tick_counter: u64) {
         Ordering::Relaxed,
     );
     TICK_COUNTER.store(tick_counter.max(1), Ordering::Relaxed);
+    TICK_NS.store(ns(tick_counter.max(1)), Ordering::Relaxed);
     let defaults = *DEFAULTS.call_once(|| defaults);
     for set in &SETS {
         set.set(defaults);
@@ -206,6 +213,7 @@ pub fn init(defaults: BalanceParams, tick_counter: u64) {
 
 /// Size this CPU's balancer view (from `init_this_cpu`, interrupts masked).
 pub(super) fn init_processor(me: &Processor) {
+    crate::arch::cpu::enable_instruction_counter();
     // SAFETY: our own processor, interrupts masked (the caller's contract).
     let scratch = unsafe { me.counters.scratch.get() };
     let n = percpu::cpu_count();
@@ -247,17 +255,18 @@ pub(super) fn warmth_hint(thread: &Thread, now: u64) -> (u8, usize) {
     (warmth, set.tolerance.load(Ordering::Relaxed) as usize)
 }
 
-/// A placement decided on this CPU for a thread that was waiting: counted for
-/// `wake_on_last_processor`.
+/// A placement decided for a thread that was waiting and last ran on `last`: counted on
+/// that processor (its `wakeups`, and `wakeups_on_last` if `target` is it), for
+/// `wake_on_last_processor`. Another CPU may write them: atomic additions.
 #[inline]
 pub(super) fn note_wakeup(last: u32, target: CpuId) {
-    if last == NO_PROCESSOR {
+    if last == NO_PROCESSOR || last as usize >= crate::devtree::MAX_CPUS {
         return;
     }
-    let c = &this_processor().counters;
-    add(&c.wakeups, 1);
+    let c = &processor(CpuId::new(last as usize)).counters;
+    c.wakeups.fetch_add(1, Ordering::Relaxed);
     if last as usize == target.index() {
-        add(&c.wakeups_on_last, 1);
+        c.wakeups_on_last.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -325,6 +334,18 @@ pub(super) fn on_tick(me: &'static Processor, current: &Thread) {
         current
             .cache_warmth
             .store(balance::warmth_after_running(w, ns(ran)), Ordering::Relaxed);
+        // Its usage: decayed over the ticks it missed, then this tick's share.
+        let tick = global_tick(counter);
+        let ran_ticks = ran.div_ceil(TICK_COUNTER.load(Ordering::Relaxed));
+        let missed = tick
+            .saturating_sub(current.usage_tick.load(Ordering::Relaxed))
+            .saturating_sub(ran_ticks);
+        let u = balance::usage_decayed(current.usage.load(Ordering::Relaxed), missed);
+        current.usage.store(
+            balance::usage_tick(u, ns(ran), TICK_NS.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        current.usage_tick.store(tick, Ordering::Relaxed);
     }
     let queued = me.nr_queued.load(Ordering::Relaxed);
     let runnable = queued + u32::from(!current.is_idle);
@@ -388,6 +409,7 @@ fn gather(view: &mut [CpuState], set: u32) {
 /// One periodic pass over set `set`, run by `me` (interrupts masked).
 fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64) {
     let start = crate::arch::timer::counter();
+    let start_insns = crate::arch::cpu::instructions();
     // SAFETY: our own processor, interrupts masked (called from the tick).
     let view = unsafe { me.counters.scratch.get() };
     gather(view, set);
@@ -429,6 +451,11 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
     add(
         &c.balance_ns,
         ns(crate::arch::timer::counter().saturating_sub(start)),
+    );
+    add(&c.balance_passes, 1);
+    add(
+        &c.balance_insns,
+        u64::from(crate::arch::cpu::instructions().wrapping_sub(start_insns)),
     );
 }
 
@@ -557,6 +584,20 @@ fn check_invariant(me: &Processor, set: u32, params: &BalanceParams, now_tick: u
     }
 }
 
+/// `thread`'s `cpu_usage` now (0 to `TH_USAGE_SCALE`): its decayed usage, decayed further
+/// over the ticks since it was last updated (but the current one, if it runs).
+pub fn cpu_usage(thread: &Thread) -> u32 {
+    let tick = global_tick(crate::arch::timer::counter());
+    let mut since = tick.saturating_sub(thread.usage_tick.load(Ordering::Relaxed));
+    if thread.on_cpu.load(Ordering::Relaxed) {
+        since = since.saturating_sub(1);
+    }
+    balance::usage_reported(balance::usage_decayed(
+        thread.usage.load(Ordering::Relaxed),
+        since,
+    ))
+}
+
 /// `THREAD_MIGRATION_INFO`'s values for `thread`.
 pub fn thread_migration(thread: &Thread) -> ThreadMigration {
     let now = crate::arch::timer::counter();
@@ -605,6 +646,8 @@ pub fn processor_sched(cpu: CpuId) -> Option<ProcessorSched> {
         idle_pulls: get(&c.idle_pulls),
         invariant_violations: get(&c.invariant_violations),
         balance_ns: get(&c.balance_ns),
+        balance_passes: get(&c.balance_passes),
+        balance_insns: get(&c.balance_insns),
         wakeups: get(&c.wakeups),
         wakeups_on_last: get(&c.wakeups_on_last),
         cluster: percpu::cluster(cpu),

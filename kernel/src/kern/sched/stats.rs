@@ -107,6 +107,10 @@ pub struct ProcessorSched {
     /// Nanoseconds (counter time) this processor spent in periodic balance passes: under
     /// `-icount shift=0` with the other CPUs idle, instructions.
     pub balance_ns: u64,
+    /// Periodic balance passes this processor ran, and the instructions it retired in them
+    /// (counted by its PMU: 0 where none counts, as under QEMU without `-icount`).
+    pub balance_passes: u64,
+    pub balance_insns: u64,
     /// Threads woken (made runnable after a wait) whose placement was decided while this
     /// processor was their last one, and how many of those were placed back on it.
     pub wakeups: u64,
