@@ -605,6 +605,12 @@ impl Thread {
         self.terminate.load(Ordering::Acquire) || self.task.terminating.load(Ordering::Acquire)
     }
 
+    /// Whether the thread has left its task's accounts (`detach_from_task`: it is exiting
+    /// or gone).
+    pub fn has_exited(&self) -> bool {
+        !self.task.threads.lock().contains_key(&self.id)
+    }
+
     /// Take the thread out of its task's accounts (it is exiting): its kernel port dies
     /// and, if it was the task's last thread, so does the task's IPC (`Task::ipc_teardown`).
     pub fn detach_from_task(self: &Arc<Self>) {

@@ -22,10 +22,11 @@ use crate::ipc::{KObject, KObjectKind, MsgPort, Space};
 use alloc::sync::Arc;
 use mach_abi::KernReturn;
 use mach_abi::info::{
-    TASK_BASIC_INFO, TASK_BASIC_INFO_COUNT, TASK_EVENTS_INFO, TASK_EVENTS_INFO_COUNT,
-    TASK_THREAD_TIMES_INFO, TASK_THREAD_TIMES_INFO_COUNT, THREAD_BASIC_INFO,
-    THREAD_BASIC_INFO_COUNT, THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO,
-    THREAD_SCHED_INFO_COUNT, THREAD_SCHED_INFO_OLD_COUNT,
+    TASK_BASIC_INFO, TASK_BASIC_INFO_COUNT, TASK_BASIC_INFO_OLD_COUNT, TASK_EVENTS_INFO,
+    TASK_EVENTS_INFO_COUNT, TASK_THREAD_TIMES_INFO, TASK_THREAD_TIMES_INFO_COUNT,
+    TASK_THREAD_TIMES_INFO_OLD_COUNT, THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT,
+    THREAD_BASIC_INFO_OLD_COUNT, THREAD_SCHED_INFO, THREAD_SCHED_INFO_COUNT,
+    THREAD_SCHED_INFO_OLD_COUNT,
 };
 use mach_abi::mig::{self, ArrayOut, ArrayRef, PortSlot};
 use mach_abi::sched::{THREAD_MIGRATION_INFO, THREAD_MIGRATION_INFO_COUNT, ThreadMigrationInfo};
@@ -166,16 +167,21 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         flavor: i32,
         out: &mut ArrayOut<'_, i32>,
     ) -> Result<(), KernReturn> {
+        // As GNU Mach: a caller with the count from before the 64-bit times were added
+        // gets that many words (the old layout is a prefix of the new one); a larger count
+        // gets the whole structure.
         let room = out.capacity();
         match flavor {
-            TASK_BASIC_INFO if room >= TASK_BASIC_INFO_COUNT => {
-                put_words(out, &task.basic_info().to_words())
+            TASK_BASIC_INFO if room >= TASK_BASIC_INFO_OLD_COUNT => {
+                let w = task.basic_info().to_words();
+                put_words(out, &w[..room.min(TASK_BASIC_INFO_COUNT)])
             }
             TASK_EVENTS_INFO if room >= TASK_EVENTS_INFO_COUNT => {
-                put_words(out, &task.events_info())
+                put_words(out, &task.events_info().to_words())
             }
-            TASK_THREAD_TIMES_INFO if room >= TASK_THREAD_TIMES_INFO_COUNT => {
-                put_words(out, &task.thread_times().to_words())
+            TASK_THREAD_TIMES_INFO if room >= TASK_THREAD_TIMES_INFO_OLD_COUNT => {
+                let w = task.thread_times().to_words();
+                put_words(out, &w[..room.min(TASK_THREAD_TIMES_INFO_COUNT)])
             }
             _ => Err(KernReturn::InvalidArgument),
         }

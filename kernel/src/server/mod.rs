@@ -72,8 +72,11 @@ pub use region::KernelRegion;
 /// `thread_get_state` and `thread_set_state` hold the thread and wait for it to stop
 /// before the call and release it after; `thread_suspend` and `thread_abort` of a
 /// suspended thread wait after the call until it has stopped (at its clean point, with
-/// the result of the call it was in already written). `gsync_wait` blocks after the call,
-/// in the wait the call asserted (`After::Block`).
+/// the result of the call it was in already written); `thread_terminate` of another
+/// thread waits after the call until that thread has left its task, as GNU Mach's
+/// `thread_terminate` halts its victim before it returns (so `task_threads` no longer
+/// lists it). `gsync_wait` blocks after the call, in the wait the call asserted
+/// (`After::Block`).
 #[cfg(target_os = "none")]
 pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     use crate::kern::sched;
@@ -83,7 +86,11 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     let id = request.id;
     let target = matches!(
         id,
-        ids::THREAD_GET_STATE | ids::THREAD_SET_STATE | ids::THREAD_SUSPEND | ids::THREAD_ABORT
+        ids::THREAD_GET_STATE
+            | ids::THREAD_SET_STATE
+            | ids::THREAD_SUSPEND
+            | ids::THREAD_ABORT
+            | ids::THREAD_TERMINATE
     )
     .then(|| request.remote())
     .flatten()
@@ -111,6 +118,10 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     if let Some(t) = target {
         if held {
             t.release();
+        } else if id == ids::THREAD_TERMINATE {
+            if t.should_terminate() {
+                sched::thread_wait_exit(&t);
+            }
         } else if t.user_stop_count.load(Ordering::SeqCst) != 0 {
             sched::thread_dowait(&t);
         }
@@ -121,6 +132,7 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
 /// Ids of the `mach.defs` routines `kernel_server` waits around.
 #[cfg(target_os = "none")]
 mod ids {
+    pub const THREAD_TERMINATE: i32 = 2016;
     pub const THREAD_GET_STATE: i32 = 2017;
     pub const THREAD_SET_STATE: i32 = 2018;
     pub const THREAD_SUSPEND: i32 = 2062;

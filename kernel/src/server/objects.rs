@@ -409,20 +409,26 @@ impl TaskIpc for crate::kern::task::Task {
 
     fn basic_info(&self) -> TaskBasicInfo {
         use core::sync::atomic::Ordering;
-        use mach_abi::info::TimeValue;
+        use mach_abi::info::{TimeValue, TimeValue64};
         let ns = crate::kern::sched::ticks_to_ns;
         let (virtual_size, resident) = self.map.as_ref().map_or((0, 0), |m| {
             let m = m.lock();
             (m.virtual_size(), m.resident_pages())
         });
+        let user = ns(self.dead_user_time.load(Ordering::Relaxed));
+        let system = ns(self.dead_system_time.load(Ordering::Relaxed));
+        let created = ns(self.created);
         TaskBasicInfo {
             suspend_count: self.user_stop_count.load(Ordering::SeqCst) as i32,
             base_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
             virtual_size,
             resident_size: resident * mach_abi::traps::PAGE_SIZE,
-            user_time: TimeValue::from_ns(ns(self.dead_user_time.load(Ordering::Relaxed))),
-            system_time: TimeValue::from_ns(ns(self.dead_system_time.load(Ordering::Relaxed))),
-            creation_time: TimeValue::from_ns(ns(self.created)),
+            user_time: TimeValue::from_ns(user),
+            system_time: TimeValue::from_ns(system),
+            creation_time: TimeValue::from_ns(created),
+            user_time64: TimeValue64::from_ns(user),
+            system_time64: TimeValue64::from_ns(system),
+            creation_time64: TimeValue64::from_ns(created),
         }
     }
 
@@ -432,22 +438,18 @@ impl TaskIpc for crate::kern::task::Task {
             let m = m.lock();
             (m.faults, m.zero_fills)
         });
-        let n = |v: u64| v.min(i32::MAX as u64) as i32;
-        // faults, zero_fills, reactivations, pageins, cow_faults, messages_sent,
-        // messages_received: no paging and no copy-on-write here, so those are 0.
-        [
-            n(faults),
-            n(zero_fills),
-            0,
-            0,
-            0,
-            n(self.messages_sent.load(Ordering::Relaxed)),
-            n(self.messages_received.load(Ordering::Relaxed)),
-        ]
+        // No paging and no copy-on-write here: reactivations, pageins, cow_faults are 0.
+        TaskEventsInfo {
+            faults,
+            zero_fills,
+            messages_sent: self.messages_sent.load(Ordering::Relaxed),
+            messages_received: self.messages_received.load(Ordering::Relaxed),
+            ..TaskEventsInfo::default()
+        }
     }
 
     fn thread_times(&self) -> TaskThreadTimesInfo {
-        use mach_abi::info::TimeValue;
+        use mach_abi::info::{TimeValue, TimeValue64};
         let (mut user, mut system) = (0u64, 0u64);
         self.for_each_thread(|t| {
             let b = ThreadIpc::basic_info(&**t);
@@ -458,6 +460,8 @@ impl TaskIpc for crate::kern::task::Task {
         TaskThreadTimesInfo {
             user_time: TimeValue::from_ns(user),
             system_time: TimeValue::from_ns(system),
+            user_time64: TimeValue64::from_ns(user),
+            system_time64: TimeValue64::from_ns(system),
         }
     }
 

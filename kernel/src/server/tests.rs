@@ -499,7 +499,12 @@ impl TaskIpc for TestTask {
         }
     }
     fn events_info(&self) -> TaskEventsInfo {
-        [1, 2, 3, 4, 5, 6, 7]
+        TaskEventsInfo {
+            faults: 1,
+            messages_sent: 6,
+            messages_received: 0x7_0000_0007,
+            ..Default::default()
+        }
     }
     fn thread_times(&self) -> TaskThreadTimesInfo {
         TaskThreadTimesInfo::default()
@@ -2235,13 +2240,23 @@ fn task_info_flavors_and_counts_follow_gnu_mach() {
         )
         .unwrap()
     };
+    // LP64 counts: basic 30 (18 before the 64-bit times, still accepted), events 14
+    // (seven 64-bit counters), thread times 16 (8 before the 64-bit times).
+    let g = info(w.task, 1, 30);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 30));
+    assert_eq!(g.word(56 + 4 * 2), 0x3000, "virtual_size");
+    assert_eq!(info(w.task, 1, 64).desc(48).number, 30);
     let g = info(w.task, 1, 18);
     assert_eq!((g.code(), g.desc(48).number), (K::Success, 18));
-    assert_eq!(g.word(56 + 4 * 2), 0x3000, "virtual_size");
     assert_eq!(info(w.task, 1, 17).code(), K::InvalidArgument);
-    let g = info(w.task, 2, 7);
-    assert_eq!((g.code(), g.word(56 + 4 * 6)), (K::Success, 7));
-    assert_eq!(info(w.task, 2, 6).code(), K::InvalidArgument);
+    let g = info(w.task, 2, 14);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 14));
+    assert_eq!((g.word(56), g.word(56 + 4 * 10)), (1, 6));
+    assert_eq!((g.word(56 + 4 * 12), g.word(56 + 4 * 13)), (7, 7));
+    assert_eq!(info(w.task, 2, 64).desc(48).number, 14);
+    assert_eq!(info(w.task, 2, 13).code(), K::InvalidArgument);
+    assert_eq!(info(w.task, 3, 16).desc(48).number, 16);
+    assert_eq!(info(w.task, 3, 64).desc(48).number, 16);
     assert_eq!(info(w.task, 3, 8).desc(48).number, 8);
     assert_eq!(info(w.task, 3, 7).code(), K::InvalidArgument);
     assert_eq!(info(w.task, 4, 32).code(), K::InvalidArgument);

@@ -220,12 +220,19 @@ impl ThreadSchedInfo {
 /// `task_info` flavors and counts.
 pub const TASK_BASIC_INFO: i32 = 1;
 /// `suspend_count`, `base_priority`, `virtual_size`, `resident_size` (8 bytes each on
-/// LP64), `user_time`, `system_time`, `creation_time`.
-pub const TASK_BASIC_INFO_COUNT: usize = 18;
+/// LP64), `user_time`, `system_time`, `creation_time`, then the 64-bit `user_time64`,
+/// `system_time64`, `creation_time64`.
+pub const TASK_BASIC_INFO_COUNT: usize = 30;
+/// The count before the 64-bit times were added; still accepted (GNU Mach `task_info`).
+pub const TASK_BASIC_INFO_OLD_COUNT: usize = 18;
 pub const TASK_EVENTS_INFO: i32 = 2;
-pub const TASK_EVENTS_INFO_COUNT: usize = 7;
+/// Seven `rpc_long_natural_t` counters, 8 bytes each on LP64.
+pub const TASK_EVENTS_INFO_COUNT: usize = 14;
 pub const TASK_THREAD_TIMES_INFO: i32 = 3;
-pub const TASK_THREAD_TIMES_INFO_COUNT: usize = 8;
+/// `user_time`, `system_time`, then the 64-bit `user_time64`, `system_time64`.
+pub const TASK_THREAD_TIMES_INFO_COUNT: usize = 16;
+/// The count before the 64-bit times were added; still accepted (GNU Mach `task_info`).
+pub const TASK_THREAD_TIMES_INFO_OLD_COUNT: usize = 8;
 
 /// `struct task_basic_info` (LP64).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -237,9 +244,14 @@ pub struct TaskBasicInfo {
     pub user_time: TimeValue,
     pub system_time: TimeValue,
     pub creation_time: TimeValue,
+    pub user_time64: TimeValue64,
+    pub system_time64: TimeValue64,
+    pub creation_time64: TimeValue64,
 }
 
 impl TaskBasicInfo {
+    /// The words, `TASK_BASIC_INFO_COUNT` of them (a caller with the old count takes the
+    /// first 18).
     pub fn to_words(&self) -> [i32; TASK_BASIC_INFO_COUNT] {
         let mut w = [0; TASK_BASIC_INFO_COUNT];
         w[0] = self.suspend_count;
@@ -249,13 +261,25 @@ impl TaskBasicInfo {
         self.user_time.put(&mut w[6..10]);
         self.system_time.put(&mut w[10..14]);
         self.creation_time.put(&mut w[14..18]);
+        self.user_time64.put(&mut w[18..22]);
+        self.system_time64.put(&mut w[22..26]);
+        self.creation_time64.put(&mut w[26..30]);
         w
     }
 
+    /// Reads `w` (at least the old count; the 64-bit times zero if absent).
     pub fn from_words(w: &[i32]) -> Option<Self> {
-        if w.len() < TASK_BASIC_INFO_COUNT {
+        if w.len() < TASK_BASIC_INFO_OLD_COUNT {
             return None;
         }
+        let full = w.len() >= TASK_BASIC_INFO_COUNT;
+        let t64 = |at: usize| {
+            if full {
+                TimeValue64::get(&w[at..at + 4])
+            } else {
+                TimeValue64::default()
+            }
+        };
         Some(Self {
             suspend_count: w[0],
             base_priority: w[1],
@@ -264,36 +288,104 @@ impl TaskBasicInfo {
             user_time: TimeValue::get(&w[6..10]),
             system_time: TimeValue::get(&w[10..14]),
             creation_time: TimeValue::get(&w[14..18]),
+            user_time64: t64(18),
+            system_time64: t64(22),
+            creation_time64: t64(26),
         })
     }
 }
 
-/// `struct task_events_info`: `faults`, `zero_fills`, `reactivations`, `pageins`,
-/// `cow_faults`, `messages_sent`, `messages_received`.
-pub type TaskEventsInfo = [i32; TASK_EVENTS_INFO_COUNT];
-
-/// `struct task_thread_times_info`: the live threads' `user_time` and `system_time`.
+/// `struct task_events_info`: seven 64-bit counters on LP64.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TaskThreadTimesInfo {
-    pub user_time: TimeValue,
-    pub system_time: TimeValue,
+pub struct TaskEventsInfo {
+    pub faults: u64,
+    pub zero_fills: u64,
+    pub reactivations: u64,
+    pub pageins: u64,
+    pub cow_faults: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
 }
 
-impl TaskThreadTimesInfo {
-    pub fn to_words(&self) -> [i32; TASK_THREAD_TIMES_INFO_COUNT] {
-        let mut w = [0; TASK_THREAD_TIMES_INFO_COUNT];
-        self.user_time.put(&mut w[0..4]);
-        self.system_time.put(&mut w[4..8]);
+impl TaskEventsInfo {
+    fn fields(&self) -> [u64; 7] {
+        [
+            self.faults,
+            self.zero_fills,
+            self.reactivations,
+            self.pageins,
+            self.cow_faults,
+            self.messages_sent,
+            self.messages_received,
+        ]
+    }
+
+    pub fn to_words(&self) -> [i32; TASK_EVENTS_INFO_COUNT] {
+        let mut w = [0; TASK_EVENTS_INFO_COUNT];
+        for (i, v) in self.fields().into_iter().enumerate() {
+            put64(&mut w, 2 * i, v as i64);
+        }
         w
     }
 
     pub fn from_words(w: &[i32]) -> Option<Self> {
-        if w.len() < TASK_THREAD_TIMES_INFO_COUNT {
+        if w.len() < TASK_EVENTS_INFO_COUNT {
             return None;
         }
+        let v = |i: usize| get64(w, 2 * i) as u64;
+        Some(Self {
+            faults: v(0),
+            zero_fills: v(1),
+            reactivations: v(2),
+            pageins: v(3),
+            cow_faults: v(4),
+            messages_sent: v(5),
+            messages_received: v(6),
+        })
+    }
+}
+
+/// `struct task_thread_times_info`: the live threads' `user_time` and `system_time`, then
+/// the same as `time_value64_t`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskThreadTimesInfo {
+    pub user_time: TimeValue,
+    pub system_time: TimeValue,
+    pub user_time64: TimeValue64,
+    pub system_time64: TimeValue64,
+}
+
+impl TaskThreadTimesInfo {
+    /// The words, `TASK_THREAD_TIMES_INFO_COUNT` of them (a caller with the old count takes
+    /// the first 8).
+    pub fn to_words(&self) -> [i32; TASK_THREAD_TIMES_INFO_COUNT] {
+        let mut w = [0; TASK_THREAD_TIMES_INFO_COUNT];
+        self.user_time.put(&mut w[0..4]);
+        self.system_time.put(&mut w[4..8]);
+        self.user_time64.put(&mut w[8..12]);
+        self.system_time64.put(&mut w[12..16]);
+        w
+    }
+
+    /// Reads `w` (at least the old count; the 64-bit times zero if absent).
+    pub fn from_words(w: &[i32]) -> Option<Self> {
+        if w.len() < TASK_THREAD_TIMES_INFO_OLD_COUNT {
+            return None;
+        }
+        let full = w.len() >= TASK_THREAD_TIMES_INFO_COUNT;
         Some(Self {
             user_time: TimeValue::get(&w[0..4]),
             system_time: TimeValue::get(&w[4..8]),
+            user_time64: if full {
+                TimeValue64::get(&w[8..12])
+            } else {
+                TimeValue64::default()
+            },
+            system_time64: if full {
+                TimeValue64::get(&w[12..16])
+            } else {
+                TimeValue64::default()
+            },
         })
     }
 }
@@ -409,6 +501,35 @@ mod tests {
         };
         assert_eq!(t.to_words()[2..4], [0x2000, 1]);
         assert_eq!(TaskBasicInfo::from_words(&t.to_words()), Some(t));
+        let t = TaskBasicInfo {
+            user_time64: TimeValue64::from_ns(5_000_000_007),
+            creation_time64: TimeValue64::from_ns(9),
+            ..t
+        };
+        assert_eq!(t.to_words()[18..20], [5, 0]);
+        assert_eq!(t.to_words()[20..22], [7, 0]);
+        assert_eq!(TaskBasicInfo::from_words(&t.to_words()), Some(t));
+        let old = TaskBasicInfo::from_words(&t.to_words()[..TASK_BASIC_INFO_OLD_COUNT]);
+        assert_eq!(old.map(|o| o.user_time64), Some(TimeValue64::default()));
+        assert_eq!(TaskBasicInfo::from_words(&t.to_words()[..17]), None);
+        let e = TaskEventsInfo {
+            faults: 0x1_0000_0003,
+            messages_received: 7,
+            ..Default::default()
+        };
+        assert_eq!(e.to_words()[0..2], [3, 1]);
+        assert_eq!(e.to_words()[12..14], [7, 0]);
+        assert_eq!(TaskEventsInfo::from_words(&e.to_words()), Some(e));
+        assert_eq!(TaskEventsInfo::from_words(&e.to_words()[..13]), None);
+        let tt = TaskThreadTimesInfo {
+            system_time: TimeValue::from_ns(3_000_000),
+            system_time64: TimeValue64::from_ns(3_000_000),
+            ..Default::default()
+        };
+        assert_eq!(tt.to_words()[12..16], [0, 0, 3_000_000, 0]);
+        assert_eq!(TaskThreadTimesInfo::from_words(&tt.to_words()), Some(tt));
+        let old = TaskThreadTimesInfo::from_words(&tt.to_words()[..8]);
+        assert_eq!(old.map(|o| o.system_time64), Some(TimeValue64::default()));
         assert_eq!(TimeValue::from_ns(2_000_003_000).as_us(), 2_000_003);
     }
 }

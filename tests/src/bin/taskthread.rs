@@ -6,7 +6,8 @@
 //! - `thread_create` makes a suspended thread; `thread_get_state`/`thread_set_state` read
 //!   and write its registers before `thread_resume` starts it where the state says.
 //! - `thread_suspend` stops a spinning thread (its counter stays put, its state reads the
-//!   same twice); `thread_resume` lets it go on; `thread_terminate` ends it.
+//!   same twice); `thread_resume` lets it go on; `thread_terminate` ends it, and once it
+//!   returns `task_threads` no longer lists the thread.
 //! - `thread_abort` of a thread blocked in `mach_msg` makes the call return
 //!   `MACH_RCV_INTERRUPTED` (or `MACH_SEND_INTERRUPTED` for a send to a full queue); a
 //!   value written into `x0` while the aborted thread is suspended becomes the result.
@@ -29,7 +30,8 @@ use armach_tests::{Checks, counter, counter_frequency};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use libmach::abi::info::{
     TASK_BASIC_INFO, TASK_EVENTS_INFO, TASK_THREAD_TIMES_INFO, TH_STATE_STOPPED, TH_STATE_WAITING,
-    THREAD_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, TaskThreadTimesInfo, ThreadBasicInfo,
+    THREAD_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, TaskEventsInfo, TaskThreadTimesInfo,
+    ThreadBasicInfo,
 };
 use libmach::abi::message::{MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND, option};
 use libmach::abi::thread_state::{
@@ -578,6 +580,45 @@ fn suspend_and_resume(c: &mut Checks) {
         c.check_eq("it is gone", notify.map(|n| n.wait()), Some(()));
         core::mem::forget(h);
     }
+
+    // thread_terminate returns once the thread has left the task (GNU Mach halts its victim
+    // before it returns): task_threads, asked at once, lists neither a running thread nor a
+    // suspended one just terminated (GNU Mach's test-task.c counts the threads right after
+    // terminating two).
+    let start = SPINS.load(Ordering::SeqCst);
+    let spin = || {
+        thread::spawn(|| {
+            loop {
+                SPINS.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    if let (Ok(running), Ok(suspended)) = (spin(), spin()) {
+        armach_tests::poll_sleeping(5_000, || SPINS.load(Ordering::Relaxed) > start + 1000);
+        let _ = mach::thread_suspend(&mut t(), suspended.thread());
+        let names = [running.thread().name(), suspended.thread().name()];
+        for (h, what) in [
+            (&running, "thread_terminate of a running thread"),
+            (
+                &suspended,
+                "thread_terminate of a suspended thread, with another one just before",
+            ),
+        ] {
+            c.check_eq(what, mach::thread_terminate(&mut t(), h.thread()), Ok(()));
+        }
+        let listed = mach::task_threads(&mut t(), &ipc::task_self())
+            .map(|o| o.thread_list.names().collect::<alloc::vec::Vec<_>>());
+        c.check(
+            listed
+                .as_ref()
+                .is_ok_and(|l| !names.iter().any(|n| l.contains(n))),
+            "once thread_terminate returns, task_threads no longer lists the thread",
+            format_args!("{listed:?} (terminated {names:?})"),
+        );
+        // The closures never return: nothing to join.
+        core::mem::forget(running);
+        core::mem::forget(suspended);
+    }
 }
 
 // --- thread_abort --------------------------------------------------------------------------
@@ -797,8 +838,13 @@ fn task_routines(c: &mut Checks) {
     let r = mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w);
     let b = TaskBasicInfo::from_words(&w);
     c.check(
-        r.is_ok_and(|o| o.task_info_out_count == 18)
-            && b.is_some_and(|b| b.virtual_size > 0 && b.resident_size > 0 && b.suspend_count == 0),
+        r.is_ok_and(|o| o.task_info_out_count == 30)
+            && b.is_some_and(|b| {
+                b.virtual_size > 0
+                    && b.resident_size > 0
+                    && b.suspend_count == 0
+                    && b.creation_time64.seconds == b.creation_time.seconds
+            }),
         "task_info(TASK_BASIC_INFO)",
         format_args!("{b:?}"),
     );
@@ -808,24 +854,55 @@ fn task_routines(c: &mut Checks) {
         "TASK_BASIC_INFO counts the ended threads' user time",
         format_args!("{:?}", b.map(|b| b.user_time)),
     );
+    c.check(
+        b.is_some_and(|b| {
+            b.user_time64.seconds == b.user_time.seconds
+                && b.user_time64.nanoseconds / 1000 == i64::from(b.user_time.microseconds)
+        }),
+        "TASK_BASIC_INFO's 64-bit user time agrees with the old one",
+        format_args!("{b:?}"),
+    );
+    let r = mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w[..18]);
+    c.check(
+        r.is_ok_and(|o| o.task_info_out_count == 18),
+        "task_info(TASK_BASIC_INFO) with the old count, 18 words",
+        format_args!("{r:?}"),
+    );
     c.check_eq(
         "task_info(TASK_BASIC_INFO) with 17 words",
         mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut w[..17]).err(),
         Some(KernReturn::InvalidArgument),
     );
     let r = mach::task_info(&mut t(), &task, TASK_EVENTS_INFO, &mut w);
+    let e = TaskEventsInfo::from_words(&w[..14]);
     c.check(
-        r.is_ok_and(|o| o.task_info_out_count == 7) && w[0] > 0 && w[5] > 0 && w[6] > 0,
-        "task_info(TASK_EVENTS_INFO): faults, messages sent and received",
-        format_args!("{:?}", &w[..7]),
+        r.is_ok_and(|o| o.task_info_out_count == 14)
+            && e.is_some_and(|e| e.faults > 0 && e.messages_sent > 0 && e.messages_received > 0),
+        "task_info(TASK_EVENTS_INFO): 64-bit faults, messages sent and received",
+        format_args!("{e:?}"),
+    );
+    c.check_eq(
+        "task_info(TASK_EVENTS_INFO) with 13 words",
+        mach::task_info(&mut t(), &task, TASK_EVENTS_INFO, &mut w[..13]).err(),
+        Some(KernReturn::InvalidArgument),
     );
     let r = mach::task_info(&mut t(), &task, TASK_THREAD_TIMES_INFO, &mut w);
-    let tt = TaskThreadTimesInfo::from_words(&w);
+    let tt = TaskThreadTimesInfo::from_words(&w[..16]);
     c.check(
-        r.is_ok_and(|o| o.task_info_out_count == 8)
-            && tt.is_some_and(|t| t.user_time.as_us() + t.system_time.as_us() > 0),
-        "task_info(TASK_THREAD_TIMES_INFO) of the live threads",
+        r.is_ok_and(|o| o.task_info_out_count == 16)
+            && tt.is_some_and(|t| {
+                t.user_time.as_us() + t.system_time.as_us() > 0
+                    && t.system_time64.seconds == t.system_time.seconds
+                    && t.system_time64.nanoseconds / 1000 == i64::from(t.system_time.microseconds)
+            }),
+        "task_info(TASK_THREAD_TIMES_INFO) of the live threads, with the 64-bit times",
         format_args!("{tt:?}"),
+    );
+    let r = mach::task_info(&mut t(), &task, TASK_THREAD_TIMES_INFO, &mut w[..8]);
+    c.check(
+        r.is_ok_and(|o| o.task_info_out_count == 8),
+        "task_info(TASK_THREAD_TIMES_INFO) with the old count, 8 words",
+        format_args!("{r:?}"),
     );
     c.check_eq(
         "task_info with flavor 99",

@@ -879,6 +879,36 @@ pub fn thread_dowait(target: &Arc<Thread>) -> bool {
     }
 }
 
+/// Wait until `target` (not the running thread), asked to terminate, has left its task
+/// (`Thread::has_exited`): GNU Mach's `thread_terminate` halts its victim before it
+/// returns. A thread gets there at its next return to user mode (`request_termination`
+/// ends any interruptible wait it is in). Returns false if the caller was interrupted (it
+/// is being terminated) first.
+pub fn thread_wait_exit(target: &Arc<Thread>) -> bool {
+    let me = current_thread();
+    loop {
+        if target.has_exited() {
+            return true;
+        }
+        if me.should_terminate() {
+            return false;
+        }
+        // `thread_exit` wakes the stopped event; look again now and then as well, as
+        // `thread_dowait` does.
+        let recheck = crate::arch::timer::counter().saturating_add(ms_to_ticks(5));
+        if assert_wait(Some(target.stopped_event()), Some(recheck), true).is_err() {
+            return false;
+        }
+        if target.has_exited() {
+            clear_wait(&me, None, WaitResult::Awakened);
+            return true;
+        }
+        if thread_block() == WaitResult::Interrupted {
+            return false;
+        }
+    }
+}
+
 /// The idle loop of a CPU (its boot code becomes its idle thread). `on_idle` runs each
 /// time the CPU finds nothing to do, before it sleeps.
 pub fn idle_loop(on_idle: fn()) -> ! {
