@@ -161,6 +161,43 @@ impl Task {
             .ok_or(mach_abi::KernReturn::ResourceShortage)
     }
 
+    /// Give this new task (no threads yet, empty map) the memory of `parent` that
+    /// `vm_inherit` lets it have, as GNU Mach's `task_create` with `inherit_memory` does:
+    /// every region not `VM_INHERIT_NONE`, with its protections and inheritance, and a copy
+    /// of every page the parent has touched (the others stay zero-fill in both). Copied
+    /// eagerly, not copy-on-write, and `VM_INHERIT_SHARE` regions are copied too: armach has
+    /// no memory shared between tasks yet. The two maps are never locked together: each
+    /// piece is read under the parent's lock, then written under the child's.
+    pub fn inherit_memory_from(&self, parent: &Task) -> Result<(), mach_abi::KernReturn> {
+        use crate::mm::layout::PAGE_SIZE;
+        use crate::mm::regions::VM_INHERIT_NONE;
+        let (Some(from), Some(to)) = (&parent.map, &self.map) else {
+            return Ok(());
+        };
+        let mut addr = 0;
+        let mut buf = [0u8; 512];
+        loop {
+            let Some((start, region)) = from.lock().region_from(addr) else {
+                return Ok(());
+            };
+            addr = region.end;
+            if region.inheritance == VM_INHERIT_NONE {
+                continue;
+            }
+            to.lock().insert_inherited(start, &region)?;
+            let mut at = start;
+            while at < region.end {
+                if from.lock().read_resident(at, &mut buf) {
+                    to.lock().kernel_write(at, &buf)?;
+                    at += buf.len() as u64;
+                } else {
+                    // Untouched in the parent: the rest of this page stays zero-fill.
+                    at = (at / PAGE_SIZE + 1) * PAGE_SIZE;
+                }
+            }
+        }
+    }
+
     fn new_user_charged(name: &[u8], creation: Option<Charge>) -> Option<Arc<Task>> {
         let ledger = kmem::task_ledger();
         // The root of its threads table and its share of the task list.

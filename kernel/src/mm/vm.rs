@@ -362,6 +362,34 @@ impl VmMap {
         Ok(())
     }
 
+    /// A region inherited from a parent map (`task_create` with `inherit_memory`): the
+    /// range, its protections and its inheritance as the parent has them, no page yet.
+    pub fn insert_inherited(
+        &mut self,
+        start: u64,
+        region: &crate::mm::regions::Region,
+    ) -> Result<(), KernReturn> {
+        self.regions
+            .insert(start, region.end, region.prot, region.max_prot)?;
+        self.regions.inherit(start, region.end, region.inheritance)
+    }
+
+    /// Copy `buf.len()` bytes at `va` (within one page) into `buf` if that page has a frame;
+    /// `false` (nothing read, nothing faulted in) if it has none.
+    pub fn read_resident(&mut self, va: u64, buf: &mut [u8]) -> bool {
+        let Some((pa, _)) = self.pt.lookup(align_down(va, PAGE_SIZE)) else {
+            return false;
+        };
+        debug_assert!(va % PAGE_SIZE + buf.len() as u64 <= PAGE_SIZE);
+        let src = PhysAddr(pa.as_u64() + va % PAGE_SIZE)
+            .to_linear()
+            .as_mut_ptr::<u8>();
+        // SAFETY: `src` maps `buf.len()` bytes of a frame of this map, within its page (the
+        // map is locked by our caller); `buf` is ours.
+        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
     /// `vm_inherit` on `[addr, addr + size)`, widened to whole pages.
     pub fn inherit(&mut self, addr: u64, size: u64, inheritance: u32) -> Result<(), KernReturn> {
         let (start, end) = page_span(addr, size)?;

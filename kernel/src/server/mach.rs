@@ -94,11 +94,10 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     fn task_create(
         &mut self,
         parent: &Arc<T>,
-        _inherit_memory: bool,
+        inherit_memory: bool,
     ) -> Result<mach::TaskCreateOut<Arc<T>>, KernReturn> {
-        // No copy of the parent's memory: the child's address space starts empty.
         Ok(mach::TaskCreateOut {
-            child_task: parent.task_create()?,
+            child_task: parent.task_create(inherit_memory)?,
         })
     }
 

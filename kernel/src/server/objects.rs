@@ -111,9 +111,10 @@ pub trait TaskIpc: Any + Send + Sync {
     /// `vm_wire`'s range check of its map (`KERN_NO_SPACE` for a hole or a protection
     /// that refuses `access`).
     fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn>;
-    /// `task_create`: a new task with an empty address space and no threads (whatever
-    /// `inherit_memory` says), in the parent's processor set.
-    fn task_create(self: &Arc<Self>) -> Result<Arc<Self>, KernReturn>;
+    /// `task_create`: a new task with no threads in the parent's processor set, its
+    /// address space empty or (with `inherit_memory`) a copy of what the parent lets it
+    /// inherit.
+    fn task_create(self: &Arc<Self>, inherit_memory: bool) -> Result<Arc<Self>, KernReturn>;
     /// A send right to the task's own port (`convert_task_to_port`), or null.
     fn self_port(&self) -> MsgPort;
     /// A new thread in the task, suspended once (GNU Mach `thread_create`): it starts at
@@ -260,11 +261,15 @@ impl TaskIpc for crate::kern::task::Task {
         }
     }
 
-    fn task_create(self: &Arc<Self>) -> Result<Arc<Self>, KernReturn> {
+    fn task_create(self: &Arc<Self>, inherit_memory: bool) -> Result<Arc<Self>, KernReturn> {
         if self.is_kernel() {
             return Err(KernReturn::InvalidArgument);
         }
         let child = crate::kern::task::Task::new_child(self)?;
+        if inherit_memory {
+            // A child that cannot get all of it is not made (it is freed with its copy).
+            child.inherit_memory_from(self)?;
+        }
         // The registered ports are inherited (GNU Mach `ipc_task_init`).
         *child.registered.lock() = self.registered_ports();
         let set = crate::kern::sched::pset::task_get_assignment(self);

@@ -420,7 +420,7 @@ impl TaskIpc for TestTask {
         }
     }
 
-    fn task_create(self: &Arc<Self>) -> Result<Arc<TestTask>, K> {
+    fn task_create(self: &Arc<Self>, _inherit_memory: bool) -> Result<Arc<TestTask>, K> {
         Ok(TestTask::new(None))
     }
     fn self_port(&self) -> MsgPort {

@@ -958,7 +958,7 @@ fn task_routines(c: &mut Checks) {
     }
 
     // A child task: empty, suspendable, with a thread that never runs, then terminated.
-    match mach::task_create(&mut t(), &task, true) {
+    match mach::task_create(&mut t(), &task, false) {
         Ok(out) => {
             let child = out.child_task;
             let r = mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut w);
@@ -1183,6 +1183,62 @@ fn vm_routines(c: &mut Checks) {
             mach::vm_inherit(&mut t(), &task, at, 4096, 7).err(),
             Some(KernReturn::InvalidArgument),
         );
+        // task_create with inherit_memory: the child gets a copy of what it may inherit.
+        match mach::task_create(&mut t(), &task, true) {
+            Ok(out) => {
+                let child = out.child_task;
+                let read = mach::vm_read(&mut t(), &child, at + 8, 40);
+                c.check(
+                    read.as_ref()
+                        .is_ok_and(|r| r.data.as_bytes() == expect.as_slice()),
+                    "task_create(inherit_memory): the child has a copy of the parent's bytes",
+                    format_args!("{:?}", read.as_ref().map(|r| r.data.byte_len())),
+                );
+                drop(read);
+                c.check_eq(
+                    "the VM_INHERIT_NONE page is not in the child",
+                    mach::vm_read(&mut t(), &child, at + 4096, 16).err(),
+                    Some(KernReturn::InvalidAddress),
+                );
+                // A copy, not a share: the parent writes, the child keeps the old bytes.
+                // SAFETY: the region is ours.
+                unsafe { core::ptr::write_volatile((at + 8) as *mut u64, 0xdead) };
+                let read = mach::vm_read(&mut t(), &child, at + 8, 8);
+                c.check(
+                    read.as_ref()
+                        .is_ok_and(|r| r.data.as_bytes() == expect[..8].to_vec().as_slice()),
+                    "the child's copy does not see the parent's later writes",
+                    format_args!("{:?}", read.as_ref().map(|r| r.data.byte_len())),
+                );
+                drop(read);
+                let mut pw = [0i32; 32];
+                let mut cw = [0i32; 32];
+                let pr = mach::task_info(&mut t(), &task, TASK_BASIC_INFO, &mut pw);
+                let cr = mach::task_info(&mut t(), &child, TASK_BASIC_INFO, &mut cw);
+                let (p, ch) = (
+                    TaskBasicInfo::from_words(&pw),
+                    TaskBasicInfo::from_words(&cw),
+                );
+                c.check(
+                    pr.is_ok()
+                        && cr.is_ok()
+                        && matches!((p, ch), (Some(p), Some(ch))
+                            if ch.virtual_size + 4096 == p.virtual_size
+                                && ch.resident_size > 0
+                                && ch.resident_size <= p.resident_size),
+                    "the child's map is the parent's less the one page, pages untouched by the parent not copied",
+                    format_args!("parent {p:?}, child {ch:?}"),
+                );
+                c.check_eq(
+                    "task_terminate of the inheriting child",
+                    mach::task_terminate(&mut t(), &child),
+                    Ok(()),
+                );
+            }
+            Err(kr) => {
+                c.check(false, "task_create(inherit_memory)", format_args!("{kr:?}"));
+            }
+        }
         let mut top = 0xffff_ffff_0000;
         c.check_eq(
             "vm_region above every region",
