@@ -194,9 +194,35 @@ fn lock_order_violation(mask: u32, level: LockLevel) -> ! {
     );
 }
 
+/// How a waiting CPU spins: with `yield`, a hint a real core treats as a pause and that
+/// makes QEMU, when it runs the CPUs one at a time (`-icount`), switch to another CPU,
+/// likely the holder, instead of letting the waiter spin out its whole time slice (which
+/// made a contended lock cost hundreds of thousands of instructions there). `spin`'s
+/// default, `core::hint::spin_loop`, is an `isb` on AArch64, which QEMU does not treat so.
+pub struct Relax;
+
+/// One pause of a CPU waiting for another (see [`Relax`]).
+#[inline(always)]
+pub fn cpu_relax() {
+    <Relax as spin::relax::RelaxStrategy>::relax();
+}
+
+impl spin::relax::RelaxStrategy for Relax {
+    #[inline(always)]
+    fn relax() {
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: a hint instruction: no memory, registers or flags are touched.
+        unsafe {
+            core::arch::asm!("yield", options(nomem, nostack, preserves_flags))
+        };
+        #[cfg(not(target_arch = "aarch64"))]
+        core::hint::spin_loop();
+    }
+}
+
 /// A spinlock that masks IRQs on this CPU from `lock` until the guard drops.
 pub struct IrqSpinLock<T> {
-    inner: spin::mutex::SpinMutex<T>,
+    inner: spin::mutex::SpinMutex<T, Relax>,
     level: LockLevel,
 }
 
@@ -209,7 +235,7 @@ pub struct IrqSpinLockGuard<'a, T> {
 impl<T> IrqSpinLock<T> {
     pub const fn new(level: LockLevel, value: T) -> Self {
         IrqSpinLock {
-            inner: spin::mutex::SpinMutex::new(value),
+            inner: spin::mutex::SpinMutex::<T, Relax>::new(value),
             level,
         }
     }

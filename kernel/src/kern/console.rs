@@ -94,7 +94,7 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
             let _ = Writer(&port).write_fmt(args);
             return;
         }
-        core::hint::spin_loop();
+        crate::sync::cpu_relax();
     }
     // SAFETY: last resort on a dying kernel: the holder is presumed stuck; interleaved
     // bytes are acceptable, a silent death is not.

@@ -566,7 +566,7 @@ impl Thread {
     pub fn is_stopped(&self) -> bool {
         // A thread that has just parked is switching out: wait until it is saved.
         while self.parked.load(Ordering::SeqCst) && self.on_cpu.load(Ordering::Acquire) {
-            core::hint::spin_loop();
+            crate::sync::cpu_relax();
         }
         if self.on_cpu.load(Ordering::Acquire) {
             return false;

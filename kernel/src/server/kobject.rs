@@ -81,7 +81,7 @@ fn buffers() -> spin::MutexGuard<'static, Buffers> {
                 return guard;
             }
         }
-        core::hint::spin_loop();
+        crate::sync::cpu_relax();
     }
 }
 

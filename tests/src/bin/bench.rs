@@ -521,8 +521,9 @@ fn main(args: &Args) -> i32 {
 /// - `balance-ticks-16`: timer ticks until 16 CPU-bound threads, bound to one CPU then
 ///   unbound, hold 16/N +- 1 per CPU;
 /// - `balance-pass`: instructions per periodic balance pass during that spread
-///   (`balance_insns / balance_passes`, summed over the processors: what each pass's own
-///   CPU retired, counted by its PMU);
+///   (`balance_insns / balance_passes`, summed over the processors: the PMU's instruction
+///   event read by the CPU running each pass; under QEMU that event follows the global
+///   instruction count of every CPU, so this is an upper bound that varies between runs);
 /// - `steady-migrations`: migrations per second over 20 intervals once balanced (no two
 ///   CPUs differing by 2, and 5 intervals more for the moved threads to have run);
 /// - `utilization-16`: percent of CPU time busy (from `idle_ns`) while 16 threads each run

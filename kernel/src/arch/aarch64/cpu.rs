@@ -183,7 +183,8 @@ pub fn sync_icache(addr: u64, len: u64) {
 
 /// Count the instructions this CPU retires in PMU event counter 0 (event `INST_RETIRED`,
 /// 0x08, at EL0 and EL1), if it has a PMU: for the kernel's own measurements (the balance
-/// passes). Under QEMU the event counts only with `-icount`; elsewhere, or without a PMU,
+/// passes). Under QEMU the event counts only with `-icount`, and then follows QEMU's global
+/// instruction count (every CPU's, not this one's alone); without it, or without a PMU,
 /// [`instructions`] stays 0. EL2 entry leaves every counter to EL1 (`boot.s`, MDCR_EL2).
 pub fn enable_instruction_counter() {
     use aarch64_cpu::registers::ID_AA64DFR0_EL1;

@@ -389,6 +389,69 @@ pub fn coldest(candidates: impl Iterator<Item = Candidate>) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
+/// The positions of the `k` coldest movable candidates, coldest first (ties: the earlier
+/// position), at most `N` of them, looking at the first [`COLDEST_WINDOW`] candidates only
+/// (a pass moves a few threads from a queue; scanning a very long one in full for each
+/// would cost more than the choice is worth). One scan for all `k`, where calling
+/// [`coldest`] `k` times would scan `k` times.
+pub const COLDEST_WINDOW: usize = 64;
+pub fn coldest_k<const N: usize>(
+    candidates: impl Iterator<Item = Candidate>,
+    k: usize,
+) -> arrayvec::ArrayVec<usize, N> {
+    let mut seen: arrayvec::ArrayVec<(u8, usize), COLDEST_WINDOW> = arrayvec::ArrayVec::new();
+    for (i, c) in candidates.take(COLDEST_WINDOW).enumerate() {
+        if c.movable {
+            seen.push((c.warmth, i));
+        }
+    }
+    // (warmth, position) orders coldest first, then the earlier position. A pass takes a
+    // few: selecting them one by one over the small array beats sorting it.
+    let mut out = arrayvec::ArrayVec::new();
+    for _ in 0..k.min(N).min(seen.len()) {
+        let Some((at, &(_, i))) = seen.iter().enumerate().min_by_key(|&(_, &key)| key) else {
+            break;
+        };
+        out.push(i);
+        seen.swap_remove(at);
+    }
+    out
+}
+
+#[cfg(test)]
+mod coldest_k_tests {
+    use super::*;
+    extern crate std;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    proptest! {
+        /// The same threads, in the same order, as taking the coldest one at a time.
+        #[test]
+        fn same_as_coldest_one_at_a_time(
+            c in proptest::collection::vec((any::<u8>(), any::<bool>()), 0..40),
+            k in 0usize..12,
+        ) {
+            let cands: Vec<Candidate> =
+                c.iter().map(|&(warmth, movable)| Candidate { warmth, movable }).collect();
+            let fast: arrayvec::ArrayVec<usize, 8> = coldest_k(cands.iter().copied(), k);
+            // The slow way: pick, then mark it taken (not movable), k times.
+            let mut left = cands.clone();
+            let mut slow = Vec::new();
+            for _ in 0..k.min(8) {
+                match coldest(left.iter().copied()) {
+                    Some(i) => {
+                        slow.push(i);
+                        left[i].movable = false;
+                    }
+                    None => break,
+                }
+            }
+            prop_assert_eq!(fast.to_vec(), slow);
+        }
+    }
+}
+
 #[cfg(test)]
 mod usage_tests {
     use super::*;

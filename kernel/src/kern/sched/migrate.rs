@@ -423,14 +423,16 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
         let Some(m) = balance::next_move(view, params) else {
             break;
         };
-        let moved = move_threads(m.from, m.to, m.count, set);
+        // One move takes at most `MAX_MOVE`; the next call asks for the rest.
+        let asked = m.count.min(MAX_MOVE as u32);
+        let moved = move_threads(m.from, m.to, asked, set);
         view[m.from].runnable -= moved.min(view[m.from].runnable);
         view[m.to].runnable += moved;
-        if moved < m.count {
+        if moved < asked {
             fell_short = true;
             view[m.from].movable = 0;
         } else {
-            view[m.from].movable -= moved;
+            view[m.from].movable -= moved.min(view[m.from].movable);
         }
         moved_total += moved as u64;
     }
@@ -459,8 +461,11 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
     );
 }
 
+/// Threads one move takes at most (a pass asks again for the rest).
+const MAX_MOVE: usize = 32;
+
 /// Move up to `count` threads of set `set` queued on processor `from` to processor `to`,
-/// the coldest first; returns how many moved. Both run queues are held, the lower CPU
+/// the coldest first (at most `MAX_MOVE`); returns how many moved. Both run queues are held, the lower CPU
 /// index first.
 fn move_threads(from: usize, to: usize, count: u32, set: u32) -> u32 {
     if from == to || count == 0 {
@@ -480,13 +485,19 @@ fn move_threads(from: usize, to: usize, count: u32, set: u32) -> u32 {
         (&mut *hi, &mut *lo)
     };
     let now = crate::arch::timer::counter();
-    let mut moved = 0;
-    while moved < count {
-        let pick = balance::coldest(src.iter_least_urgent().map(|t| Candidate {
+    // One scan picks them all; removed from the highest position down, so that each
+    // removal leaves the positions still to take where they were.
+    let mut picks: arrayvec::ArrayVec<usize, MAX_MOVE> = balance::coldest_k(
+        src.iter_least_urgent().map(|t| Candidate {
             warmth: warmth_now(t, now),
             movable: movable(t, set, to),
-        }));
-        let Some(thread) = pick.and_then(|i| src.remove_nth_least_urgent(i)) else {
+        }),
+        count as usize,
+    );
+    picks.sort_unstable_by(|a, b| b.cmp(a));
+    let mut moved = 0;
+    for i in picks {
+        let Some(thread) = src.remove_nth_least_urgent(i) else {
             break;
         };
         thread.queued_on.store(to as u32, Ordering::Relaxed);

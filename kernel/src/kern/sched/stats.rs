@@ -107,8 +107,9 @@ pub struct ProcessorSched {
     /// Nanoseconds (counter time) this processor spent in periodic balance passes: under
     /// `-icount shift=0` with the other CPUs idle, instructions.
     pub balance_ns: u64,
-    /// Periodic balance passes this processor ran, and the instructions it retired in them
-    /// (counted by its PMU: 0 where none counts, as under QEMU without `-icount`).
+    /// Periodic balance passes this processor ran, and the instructions its PMU counted
+    /// during them (0 where none counts, as under QEMU without `-icount`; under QEMU with
+    /// `-icount` the event follows the global instruction count, other CPUs included).
     pub balance_passes: u64,
     pub balance_insns: u64,
     /// Threads woken (made runnable after a wait) whose placement was decided while this

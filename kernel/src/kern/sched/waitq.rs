@@ -412,7 +412,7 @@ fn finish_wake(thread: &Arc<Thread>, wake: Wake) -> bool {
 /// The switching CPU takes no lock the waker holds, so this ends.
 fn wait_off_cpu(thread: &Thread) {
     while thread.on_cpu.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+        crate::sync::cpu_relax();
     }
 }
 
