@@ -13,6 +13,7 @@
 //! processor    processors and processor sets as objects with ports; HostSched
 //! mach         mach (2000): threads, their state and info, VM; mach_debug (3000): hooks
 //! gnumach      gnumach (4200): task and thread names, gsync (waits on user memory)
+//! device       device (2800): console and mapped time on kern::device's devices
 //! sched_server armach_sched (5000): thread_migrate, thread_bind, balancing parameters
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
@@ -33,6 +34,7 @@
 //! the host holds the processor and processor-set objects (`processor::Machine`), whose
 //! scheduling is `kern::sched::pset`'s through `processor::KernelSched`.
 
+pub mod device;
 pub mod generated;
 pub mod gnumach;
 pub mod host;
