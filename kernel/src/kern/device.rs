@@ -200,6 +200,67 @@ pub fn lookup(name: &[u8]) -> Option<Arc<Device>> {
         .cloned()
 }
 
+#[cfg(target_os = "none")]
+pub use hw::{init, tick};
+
+/// The kernel's devices: the console (`kern::console::ConsoleDevice`) and the mapped-time
+/// page, one zeroed frame taken at boot that the boot CPU rewrites every tick.
+#[cfg(target_os = "none")]
+mod hw {
+    use super::*;
+    use crate::mm::{PAGE_SIZE, frame};
+    use core::sync::atomic::{AtomicU64, fence};
+
+    /// The mapped-time frame (0: none, when no frame could be had).
+    static TIME_FRAME: AtomicU64 = AtomicU64::new(0);
+
+    struct TimeDevice;
+
+    impl DeviceOps for TimeDevice {
+        fn map_frame(&self) -> Option<PhysAddr> {
+            Some(PhysAddr(TIME_FRAME.load(Ordering::Acquire))).filter(|f| f.0 != 0)
+        }
+    }
+
+    static CONSOLE: crate::kern::console::ConsoleDevice = crate::kern::console::ConsoleDevice;
+    static TIME: TimeDevice = TimeDevice;
+
+    /// Make the devices (boot, before the first task).
+    pub fn init() {
+        if let Some(frame) = frame::alloc_zeroed(1) {
+            TIME_FRAME.store(frame.0, Ordering::Release);
+        }
+        register(&[("console", &CONSOLE), ("time", &TIME)]);
+        tick();
+    }
+
+    /// Write the time since boot into the mapped-time page (the boot CPU's tick):
+    /// `check_seconds`, then `microseconds`, then `seconds`, each store ordered before the
+    /// next, so that a reader that sees the same seconds in both places read a consistent
+    /// value (GNU Mach's protocol; `mach/time_value.h`).
+    pub fn tick() {
+        let frame = TIME_FRAME.load(Ordering::Acquire);
+        if frame == 0 {
+            return;
+        }
+        let now = mapped_time(crate::kern::sched::ticks_to_ns(
+            crate::arch::timer::counter(),
+        ));
+        let page = PhysAddr(frame).to_linear().as_mut_ptr::<i32>();
+        const _: () = assert!(core::mem::size_of::<MappedTimeValue>() <= PAGE_SIZE as usize);
+        // SAFETY: the frame is the kernel's for good, mapped in the linear map; only the
+        // boot CPU's tick writes it (users map it read-only); the fields are i32s at
+        // offsets 0, 4 and 8 (`MappedTimeValue` is `repr(C)`).
+        unsafe {
+            page.add(2).write_volatile(now.check_seconds);
+            fence(Ordering::Release);
+            page.add(1).write_volatile(now.microseconds);
+            fence(Ordering::Release);
+            page.write_volatile(now.seconds);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

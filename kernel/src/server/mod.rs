@@ -75,7 +75,8 @@ pub use region::KernelRegion;
 /// before the call and release it after; `thread_suspend` and `thread_abort` of a
 /// suspended thread wait after the call until it has stopped (at its clean point, with
 /// the result of the call it was in already written). `gsync_wait` blocks after the call,
-/// in the wait the call asserted (`After::Block`).
+/// in the wait the call asserted (`After::Block`); a console `device_read_inband` waits
+/// for input before the call (`wait_for_console_input`).
 #[cfg(target_os = "none")]
 pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     use crate::kern::sched;
@@ -101,6 +102,9 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
         }
         _ => false,
     };
+    if id == mach_abi::device::ids::DEVICE_READ_INBAND {
+        wait_for_console_input(&request);
+    }
     let (mut reply, after) = kobject::serve_then::<Task>(&ledger, request);
     if after == After::Block {
         // `gsync_wait` asserted the caller's wait: block now that the server is done, and
@@ -118,6 +122,27 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
         }
     }
     reply
+}
+
+/// Before a `device_read_inband` of the console without `D_NOWAIT`: wait, interruptibly,
+/// until there is input (GNU Mach's reader waits for at least one byte, then gets what
+/// is there). An interrupted wait leaves the read to find nothing: `D_WOULD_BLOCK`.
+#[cfg(target_os = "none")]
+fn wait_for_console_input(request: &Kmsg) {
+    use crate::kern::device::Device;
+    let console = request
+        .remote()
+        .filter(|r| r.port().is_kernel())
+        .and_then(|r| r.port().kobject())
+        .and_then(|k| k.get::<Device>(crate::ipc::KObjectKind::Device))
+        .is_some_and(|d| d.name == "console");
+    // The mode: the first item's value, after its 8-byte type descriptor.
+    let mut mode = [0u8; 4];
+    let nowait = !request.body.read(8, &mut mode)
+        || u32::from_le_bytes(mode) & mach_abi::device::D_NOWAIT != 0;
+    if console && !nowait {
+        crate::kern::console::wait_for_input();
+    }
 }
 
 /// Ids of the `mach.defs` routines `kernel_server` waits around.
