@@ -136,11 +136,15 @@ fn wait_for_console_input(request: &Kmsg) {
         .and_then(|r| r.port().kobject())
         .and_then(|k| k.get::<Device>(crate::ipc::KObjectKind::Device))
         .is_some_and(|d| d.name == "console");
-    // The mode: the first item's value, after its 8-byte type descriptor.
-    let mut mode = [0u8; 4];
-    let nowait = !request.body.read(8, &mut mode)
-        || u32::from_le_bytes(mode) & mach_abi::device::D_NOWAIT != 0;
-    if console && !nowait {
+    // The mode and the count wanted: the values of the first and third items (mode,
+    // recnum, bytes_wanted), each after its 8-byte type descriptor. A read that asks for
+    // nothing, or for a bad count, is answered at once.
+    let (mut mode, mut wanted) = ([0u8; 4], [0u8; 4]);
+    let wait = request.body.read(8, &mut mode)
+        && request.body.read(40, &mut wanted)
+        && u32::from_le_bytes(mode) & mach_abi::device::D_NOWAIT == 0
+        && i32::from_le_bytes(wanted) > 0;
+    if console && wait {
         crate::kern::console::wait_for_input();
     }
 }

@@ -14,16 +14,16 @@ pub const D_NOWAIT: u32 = 0x8;
 
 /// Device return codes (`io_return_t`).
 pub const D_SUCCESS: KernReturn = KernReturn::Success;
-pub const D_IO_ERROR: KernReturn = KernReturn::Other(2500);
-pub const D_WOULD_BLOCK: KernReturn = KernReturn::Other(2501);
-pub const D_NO_SUCH_DEVICE: KernReturn = KernReturn::Other(2502);
-pub const D_ALREADY_OPEN: KernReturn = KernReturn::Other(2503);
-pub const D_DEVICE_DOWN: KernReturn = KernReturn::Other(2504);
-pub const D_INVALID_OPERATION: KernReturn = KernReturn::Other(2505);
-pub const D_INVALID_RECNUM: KernReturn = KernReturn::Other(2506);
-pub const D_INVALID_SIZE: KernReturn = KernReturn::Other(2507);
-pub const D_NO_MEMORY: KernReturn = KernReturn::Other(2508);
-pub const D_READ_ONLY: KernReturn = KernReturn::Other(2509);
+pub const D_IO_ERROR: KernReturn = KernReturn::DIoError;
+pub const D_WOULD_BLOCK: KernReturn = KernReturn::DWouldBlock;
+pub const D_NO_SUCH_DEVICE: KernReturn = KernReturn::DNoSuchDevice;
+pub const D_ALREADY_OPEN: KernReturn = KernReturn::DAlreadyOpen;
+pub const D_DEVICE_DOWN: KernReturn = KernReturn::DDeviceDown;
+pub const D_INVALID_OPERATION: KernReturn = KernReturn::DInvalidOperation;
+pub const D_INVALID_RECNUM: KernReturn = KernReturn::DInvalidRecnum;
+pub const D_INVALID_SIZE: KernReturn = KernReturn::DInvalidSize;
+pub const D_NO_MEMORY: KernReturn = KernReturn::DNoMemory;
+pub const D_READ_ONLY: KernReturn = KernReturn::DReadOnly;
 
 /// Bytes `device_read_inband` and `device_write_inband` carry at most (`IO_INBAND_MAX`).
 pub const IO_INBAND_MAX: usize = 128;

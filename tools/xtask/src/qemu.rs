@@ -347,7 +347,7 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            .stderr(Stdio::piped());
             Some(Arc::new(Mutex::new(file)))
         }
     };

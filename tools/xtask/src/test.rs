@@ -1064,7 +1064,7 @@ fn run_one(
             input: test.console_input.clone(),
         },
     )
-        .map_err(|e| no_tail(e.to_string()))?;
+    .map_err(|e| no_tail(e.to_string()))?;
     judge(test, &outcome, timeout).map_err(|reason| {
         let lines: Vec<&str> = outcome.console.lines().collect();
         let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
