@@ -1435,4 +1435,35 @@ mod tests {
         );
         assert!(cluster_matrix(initrd, &["hello".to_owned()]).is_empty());
     }
+
+    #[test]
+    fn device_runs_type_the_input_the_program_expects() {
+        let programs = ["hello".to_owned(), DEVICE_PROGRAM.to_owned()];
+        let user = user_matrix(Path::new("/i.cpio"), &programs);
+        let device: Vec<&QemuTest> = user
+            .iter()
+            .filter(|t| t.name.starts_with("device-"))
+            .collect();
+        assert_eq!(device.len(), USER_MACHINES.len());
+        assert!(device.iter().any(|t| t.name == "device-raspi4b-smp4"));
+        for t in &device {
+            let input = t.console_input.as_ref().unwrap();
+            assert_eq!(input.after, DEVICE_PROMPT);
+            assert_eq!(input.bytes, DEVICE_INPUT.as_bytes());
+            assert_eq!(t.expect_text, ["device: written with device_write_inband"]);
+        }
+        assert!(
+            user.iter()
+                .filter(|t| t.name.starts_with("hello-"))
+                .all(|t| t.console_input.is_none())
+        );
+        // The program prints the same prompt and expects the same bytes.
+        let source = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/src/bin/device.rs"),
+        )
+        .unwrap();
+        assert!(source.contains(&format!("const PROMPT: &str = \"{DEVICE_PROMPT}\";")));
+        let escaped = DEVICE_INPUT.replace('\n', "\\n");
+        assert!(source.contains(&format!("const INPUT: &[u8] = b\"{escaped}\";")));
+    }
 }
