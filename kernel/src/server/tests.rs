@@ -2726,6 +2726,17 @@ fn devices_open_write_read_map_and_refuse_as_gnu_mach() {
         .unwrap();
     assert_eq!((g.code(), g.word(56)), (K::Success, 8));
     assert_eq!(*FAKE_CONSOLE.written.lock().unwrap(), b"hi there");
+    // More than 128 bytes in line is a malformed request.
+    const LONG: [u8; 129] = [b'x'; 129];
+    let g = w
+        .call(
+            console,
+            ids::DEVICE_WRITE_INBAND,
+            &[Item::Int(0), Item::U64(0), Item::Chars(&LONG)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    assert_eq!(FAKE_CONSOLE.written.lock().unwrap().len(), 8);
     // Reads return what is buffered, at most what was asked; nothing buffered is
     // D_WOULD_BLOCK here (the caller's context waits beforehand).
     let read = |wanted: i32| {

@@ -2,9 +2,9 @@
 //! program gets as `argv[2]`:
 //!
 //! - `device_open` of "console" and "time" on the master port; an unknown or empty name is
-//!   `D_NO_SUCH_DEVICE`; any other port is `D_INVALID_OPERATION`; a null port never reaches
-//!   a server (`MACH_SEND_INVALID_DEST`); `device_close` (more closes than opens too);
-//!   a request to a port that is no device is `D_NO_SUCH_DEVICE`;
+//!   `D_NO_SUCH_DEVICE`; any other port is `D_INVALID_OPERATION`; a null port or a dead
+//!   name never reaches a server (`MACH_SEND_INVALID_DEST`); `device_close` (more closes
+//!   than opens too); a request to a port that is no device is `D_NO_SUCH_DEVICE`;
 //! - "console": `device_write_inband` writes the bytes (the harness finds the line on the
 //!   console); `device_read_inband` blocks a reader with nothing buffered until the UART's
 //!   receive interrupt brings input, then returns what is there (1 to `bytes_wanted`
@@ -34,9 +34,11 @@ use libmach::abi::device::{
     D_WOULD_BLOCK, D_WRITE, IO_INBAND_MAX, MappedTimeValue,
 };
 use libmach::abi::info::TH_STATE_WAITING;
+use libmach::abi::message::MACH_MSG_TYPE_MAKE_SEND;
+use libmach::abi::mig::PortRight;
 use libmach::abi::traps::PAGE_SIZE;
 use libmach::ipc::{self, SendRight};
-use libmach::mig::{device, mach, mach_host};
+use libmach::mig::{device, mach, mach_host, mach_port};
 use libmach::{Args, KernReturn, PortName, kern, thread, traps};
 
 libmach::main!(main);
@@ -56,6 +58,22 @@ const VM_INHERIT_COPY: i32 = 1;
 
 fn null() -> ManuallyDrop<SendRight> {
     ManuallyDrop::new(SendRight::from_name(PortName(0)))
+}
+
+/// A dead name: a send right whose port's receive right was destroyed.
+fn dead_name() -> Option<SendRight> {
+    let task = traps::mach_task_self();
+    let name = traps::mach_port_allocate(task, PortRight::Receive).ok()?;
+    traps::mach_port_insert_right(task, name, name, MACH_MSG_TYPE_MAKE_SEND).ok()?;
+    mach_port::mach_port_mod_refs(
+        &mut ipc::transport(),
+        &ipc::task_self(),
+        name,
+        PortRight::Receive as u32,
+        -1,
+    )
+    .ok()?;
+    Some(SendRight::from_name(name))
 }
 
 fn open(master: &SendRight, name: &CStr) -> Result<SendRight, KernReturn> {
@@ -124,6 +142,20 @@ fn open_and_refuse(c: &mut Checks, master: &SendRight) -> Option<SendRight> {
         open(&null(), c"console").map(|_| ()),
         Err(KernReturn::SendInvalidDest),
     );
+    if let Some(dead) = dead_name() {
+        c.check_eq(
+            "device_open sent to a dead name does not reach a server",
+            open(&dead, c"console").map(|_| ()),
+            Err(KernReturn::SendInvalidDest),
+        );
+        c.check_eq(
+            "device_close sent to a dead name does not reach a server",
+            device::device_close(&mut ipc::transport(), &dead),
+            Err(KernReturn::SendInvalidDest),
+        );
+    } else {
+        c.check(false, "a dead name can be made", format_args!(""));
+    }
     let console = console.ok()?;
     c.check_eq(
         "device_open sent to a device port is D_INVALID_OPERATION",
@@ -193,13 +225,15 @@ fn read(c: &mut Checks, console: &SendRight) {
     // A reader that waits for the harness's input, 8 bytes at a time at most.
     // The thread borrows the name (the right stays the main thread's).
     let reader_console = ManuallyDrop::new(SendRight::from_name(console.name()));
+    // The first read asks for a huge count (it gets at most 128 bytes), the others for 8.
     let reader = thread::spawn(move || {
         let mut got: Vec<u8> = Vec::new();
-        let mut sizes: Vec<usize> = Vec::new();
+        let mut sizes: Vec<(usize, usize)> = Vec::new();
         while got.len() < INPUT.len() {
-            match read_some(&reader_console, 0, 8) {
+            let wanted = if got.is_empty() { i32::MAX } else { 8 };
+            match read_some(&reader_console, 0, wanted) {
                 Ok(bytes) => {
-                    sizes.push(bytes.len());
+                    sizes.push((bytes.len(), (wanted as usize).min(IO_INBAND_MAX)));
                     got.extend_from_slice(&bytes);
                 }
                 Err(e) => return Err(e),
@@ -229,9 +263,9 @@ fn read(c: &mut Checks, console: &SendRight) {
                 core::str::from_utf8(INPUT).ok(),
             );
             c.check(
-                sizes.iter().all(|&n| (1..=8).contains(&n)),
-                "each read returned 1 to bytes_wanted bytes",
-                format_args!("{sizes:?}"),
+                sizes.iter().all(|&(n, most)| (1..=most).contains(&n)),
+                "each read returned 1 to bytes_wanted bytes (at most 128 for a huge count)",
+                format_args!("(got, at most): {sizes:?}"),
             );
         }
         Err(e) => {
