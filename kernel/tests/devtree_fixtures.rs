@@ -41,6 +41,7 @@ const VIRT_CONSOLE: UartInfo = UartInfo {
         size: 0x1000,
     },
     clock_hz: Some(24_000_000),
+    irq: Some(33),
 };
 
 #[test]
@@ -246,6 +247,7 @@ fn check_rpi4(config: &MachineConfig<'_>) {
             kind: UartKind::MiniUart,
             regs: range(0xfe21_5040, 0x40),
             clock_hz: None,
+            irq: Some(125),
         })
     );
     assert_eq!(config.initrd, None);

@@ -27,6 +27,11 @@ pub mod gnumach {
     include!(concat!(env!("OUT_DIR"), "/gnumach_user.rs"));
 }
 
+/// `device` (2800): devices on the device master port (console, mapped time).
+pub mod device {
+    include!(concat!(env!("OUT_DIR"), "/device_user.rs"));
+}
+
 /// `armach_sched` (5000): armach's own thread migration and balancing control.
 pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_user.rs"));

@@ -37,6 +37,10 @@ const MINI_UART_COMPATIBLE: &[&str] = &["brcm,bcm2835-aux-uart"];
 
 /// The GIC binding's interrupt specifier type for a PPI (first cell).
 const GIC_PPI: u32 = 1;
+/// ... and for an SPI; SPI n is GIC INTID 32 + n (up to 987).
+const GIC_SPI: u32 = 0;
+const SPI_INTID_BASE: u32 = 32;
+const SPI_COUNT: u32 = 988;
 /// PPI n is GIC INTID 16 + n; there are 16 PPIs in the GICv2/v3 base range.
 const PPI_INTID_BASE: u32 = 16;
 const PPI_COUNT: u32 = 16;
@@ -53,7 +57,7 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<MachineConfig<'_>, DtError> {
     let (gic_node, gic) = gic(&blob)?;
     let timer = timer(&blob, &gic_node)?;
     let chosen = blob.find_path("/chosen");
-    let console = console(&blob, chosen.as_ref())?;
+    let console = console(&blob, chosen.as_ref(), Some(&gic_node))?;
     let (bootargs, initrd) = match &chosen {
         Some(chosen) => (
             string_property(&blob, chosen, "bootargs")?.unwrap_or(""),
@@ -81,7 +85,7 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<MachineConfig<'_>, DtError> {
 pub(crate) fn console_only(dtb: &[u8]) -> Option<UartInfo> {
     let blob = Blob::new(dtb).ok()?;
     let chosen = blob.find_path("/chosen");
-    console(&blob, chosen.as_ref()).ok().flatten()
+    console(&blob, chosen.as_ref(), None).ok().flatten()
 }
 
 /// A range from the tree: `(bus address, size)` of `chain`'s `reg`, translated.
@@ -432,7 +436,12 @@ fn timer(blob: &Blob<'_>, gic: &Chain<'_>) -> Result<TimerInfo, DtError> {
 }
 
 /// The console: `/chosen` `stdout-path` (or `linux,stdout-path`), else the first enabled PL011.
-fn console(blob: &Blob<'_>, chosen: Option<&Chain<'_>>) -> Result<Option<UartInfo>, DtError> {
+/// Its receive interrupt is looked for when `gic` is given.
+fn console(
+    blob: &Blob<'_>,
+    chosen: Option<&Chain<'_>>,
+    gic: Option<&Chain<'_>>,
+) -> Result<Option<UartInfo>, DtError> {
     let mut stdout_path = None;
     if let Some(chosen) = chosen {
         for name in ["stdout-path", "linux,stdout-path"] {
@@ -478,7 +487,29 @@ fn console(blob: &Blob<'_>, chosen: Option<&Chain<'_>>) -> Result<Option<UartInf
         kind,
         regs,
         clock_hz: uart_clock(blob, &uart)?,
+        irq: gic.and_then(|gic| spi_of(blob, &uart, gic)),
     }))
+}
+
+/// The GIC INTID of `node`'s first interrupt if it is an SPI of `gic` (through the
+/// nearest `interrupt-parent`, inherited as usual); `None` for anything else. A console
+/// without one still prints; it only cannot take input.
+fn spi_of(blob: &Blob<'_>, node: &Chain<'_>, gic: &Chain<'_>) -> Option<u32> {
+    let phandle = (0..node.nodes().len())
+        .rev()
+        .find_map(|depth| blob.property(*node.nodes().get(depth)?, "interrupt-parent"))?;
+    let phandle = u32::from_be_bytes(phandle.try_into().ok()?);
+    let controller = blob.find_phandle(phandle)?;
+    if controller.node() != gic.node() {
+        return None;
+    }
+    let cells = u32_property(blob, gic, "#interrupt-cells").ok().flatten()?;
+    let first = blob
+        .property(node.node(), "interrupts")?
+        .get(..(cells as usize).checked_mul(4)?)?;
+    let kind = super::blob::be_u32(first, 0)?;
+    let number = super::blob::be_u32(first, 4)?;
+    (cells >= 3 && kind == GIC_SPI && number < SPI_COUNT).then_some(SPI_INTID_BASE + number)
 }
 
 /// The path an `/aliases` entry names.

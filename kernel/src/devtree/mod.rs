@@ -131,6 +131,8 @@ pub struct UartInfo {
     /// The UART's reference clock, when the tree gives it (own `clock-frequency`, or a
     /// `fixed-clock` named by its first `clocks` entry).
     pub clock_hz: Option<u32>,
+    /// Its interrupt as a GIC INTID, when the tree routes one to the GIC as an SPI.
+    pub irq: Option<u32>,
 }
 
 /// What the device tree says about the machine, validated; all addresses CPU physical.

@@ -1,5 +1,6 @@
-//! Arm PrimeCell UART (PL011), transmit only, polled (Arm DDI 0183). The firmware or QEMU
-//! has set the baud rate; the driver only makes sure the transmitter is enabled.
+//! Arm PrimeCell UART (PL011) (Arm DDI 0183): polled transmit, and receive through its
+//! receive and receive-timeout interrupts. The firmware or QEMU has set the baud rate; the
+//! driver only makes sure transmitter and receiver are enabled.
 
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
@@ -10,6 +11,8 @@ register_bitfields! {u32,
     FR [
         /// Transmit FIFO full.
         TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) [],
         /// Busy transmitting.
         BUSY OFFSET(3) NUMBITS(1) []
     ],
@@ -17,18 +20,29 @@ register_bitfields! {u32,
         RXE OFFSET(9) NUMBITS(1) [],
         TXE OFFSET(8) NUMBITS(1) [],
         UARTEN OFFSET(0) NUMBITS(1) []
+    ],
+    /// Interrupt mask set/clear, and interrupt clear (DDI 0183 3.3.10, 3.3.13).
+    INT [
+        /// Receive timeout.
+        RT OFFSET(6) NUMBITS(1) [],
+        /// Receive.
+        RX OFFSET(4) NUMBITS(1) []
     ]
 }
 
 register_structs! {
     #[allow(non_snake_case)]
     pub Registers {
-        (0x00 => DR: WriteOnly<u32>),
+        (0x00 => DR: ReadWrite<u32>),
         (0x04 => _reserved0),
         (0x18 => FR: ReadOnly<u32, FR::Register>),
         (0x1c => _reserved1),
         (0x30 => CR: ReadWrite<u32, CR::Register>),
-        (0x34 => @END),
+        (0x34 => _reserved2),
+        (0x38 => IMSC: ReadWrite<u32, INT::Register>),
+        (0x3c => _reserved3),
+        (0x44 => ICR: WriteOnly<u32, INT::Register>),
+        (0x48 => @END),
     }
 }
 
@@ -66,5 +80,18 @@ impl super::Uart for Pl011 {
             core::hint::spin_loop();
         }
         self.regs().DR.set(byte as u32);
+    }
+
+    fn get_byte(&self) -> Option<u8> {
+        if self.regs().FR.is_set(FR::RXFE) {
+            return None;
+        }
+        // Bits 8-11 are the byte's error flags; the byte is kept whatever they say.
+        Some(self.regs().DR.get() as u8)
+    }
+
+    fn enable_rx_interrupt(&self) {
+        self.regs().ICR.write(INT::RX::SET + INT::RT::SET);
+        self.regs().IMSC.modify(INT::RX::SET + INT::RT::SET);
     }
 }

@@ -41,6 +41,8 @@ pub enum KObjectKind {
     Processor = 5,
     ProcessorSet = 6,
     ProcessorSetName = 7,
+    /// A device's memory object (`device_map`'s answer, for `vm_map`).
+    Pager = 8,
     Device = 10,
     MasterDevice = 19,
 }

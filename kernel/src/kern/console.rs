@@ -1,15 +1,21 @@
 //! The kernel console: the UART the device tree names as `stdout-path`, `print!`-style
 //! output, and the `log` backend (levels from `loglevel=`). Output from different CPUs is
-//! serialised line by line.
+//! serialised line by line. Input comes through the UART's receive interrupt into a ring
+//! (`kern::device::InputRing`) that the "console" device (`ConsoleDevice`) reads.
 
 use crate::arch::timer;
 use crate::devtree::{UartInfo, UartKind};
 use crate::drivers::Uart;
 use crate::drivers::mini_uart::MiniUart;
 use crate::drivers::pl011::Pl011;
+use crate::kern::device::{DeviceOps, InputRing};
+use crate::kern::sched::wait::WaitResult;
+use crate::kern::sched::{self, waitq::Event};
 use crate::percpu;
 use crate::sync::{IrqSpinLock, LockLevel};
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, Ordering};
+use mach_abi::KernReturn;
 
 enum Port {
     None,
@@ -24,6 +30,130 @@ impl Port {
             Port::Pl011(u) => u.put_byte(b),
             Port::MiniUart(u) => u.put_byte(b),
         }
+    }
+
+    fn get_byte(&self) -> Option<u8> {
+        match self {
+            Port::None => None,
+            Port::Pl011(u) => u.get_byte(),
+            Port::MiniUart(u) => u.get_byte(),
+        }
+    }
+
+    fn enable_rx_interrupt(&self) -> bool {
+        match self {
+            Port::None => return false,
+            Port::Pl011(u) => u.enable_rx_interrupt(),
+            Port::MiniUart(u) => u.enable_rx_interrupt(),
+        }
+        true
+    }
+}
+
+/// Bytes received and not read yet. Never taken together with `PORT`.
+static INPUT: IrqSpinLock<InputRing> = IrqSpinLock::new(LockLevel::Console, InputRing::new());
+/// The receive interrupt's INTID once input is on (`u32::MAX`: no input).
+static INPUT_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// What a reader waits on until input arrives.
+fn input_event() -> Event {
+    Event {
+        object: core::ptr::addr_of!(INPUT) as u64,
+        key: 0,
+    }
+}
+
+/// Take input through interrupt `intid` (the tree's for the console UART): the UART
+/// raises it while received bytes wait. False if there is no console.
+pub fn enable_input(intid: u32) -> bool {
+    let on = PORT.lock().enable_rx_interrupt();
+    if on {
+        INPUT_INTID.store(intid, Ordering::Release);
+    }
+    on
+}
+
+/// The receive interrupt's INTID, if input is on.
+pub fn input_intid() -> Option<u32> {
+    Some(INPUT_INTID.load(Ordering::Acquire)).filter(|&i| i != u32::MAX)
+}
+
+/// The receive interrupt: every byte the UART holds goes into the ring (a full ring drops
+/// them), then the readers are woken.
+pub fn input_interrupt() {
+    loop {
+        let mut got = [0u8; 32];
+        let mut n = 0;
+        {
+            let port = PORT.lock();
+            while n < got.len() {
+                match port.get_byte() {
+                    Some(b) => {
+                        got[n] = b;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        let mut input = INPUT.lock();
+        for &b in &got[..n] {
+            input.push(b);
+        }
+        drop(input);
+        if n < got.len() {
+            break;
+        }
+    }
+    sched::thread_wakeup(input_event(), true);
+}
+
+/// Wait, interruptibly, until input is buffered: true when there is some, false when the
+/// wait was interrupted (`thread_abort`, termination) or the console takes no input.
+pub fn wait_for_input() -> bool {
+    if input_intid().is_none() {
+        return !INPUT.lock().is_empty();
+    }
+    let me = sched::current_thread();
+    loop {
+        if !INPUT.lock().is_empty() {
+            return true;
+        }
+        let Ok(seq) = sched::assert_wait(Some(input_event()), None, true) else {
+            return false;
+        };
+        // Input that came between the check and the wait ends it here.
+        if !INPUT.lock().is_empty() {
+            sched::clear_wait(&me, Some(seq), WaitResult::Awakened);
+            return true;
+        }
+        if me.should_terminate() {
+            sched::clear_wait(&me, Some(seq), WaitResult::Interrupted);
+            return false;
+        }
+        if sched::thread_block() != WaitResult::Awakened {
+            return false;
+        }
+    }
+}
+
+/// The "console" device: writes go out as `mach_print`'s do; reads take what the ring
+/// holds.
+pub struct ConsoleDevice;
+
+impl DeviceOps for ConsoleDevice {
+    fn write(&self, data: &[u8]) -> Result<usize, KernReturn> {
+        print_bytes(data);
+        Ok(data.len())
+    }
+    fn read(&self, out: &mut [u8]) -> Result<usize, KernReturn> {
+        Ok(INPUT.lock().take(out))
+    }
+    fn readable(&self) -> bool {
+        !INPUT.lock().is_empty()
     }
 }
 

@@ -1,8 +1,7 @@
 //! The host's kernel ports: the host (name) port, the host-privileged port and the device
 //! master port, made once at boot before the first task and never destroyed, charged to
-//! nobody (`ipc::ledger::Unmetered`). The device port stands for a placeholder object until
-//! there is a device server; a message to it gets the kernel server's answer for an unknown
-//! object.
+//! nobody (`ipc::ledger::Unmetered`). The device master port opens the devices of
+//! `kern::device` (`server::device`); the object behind it is only a marker.
 
 extern crate alloc;
 
@@ -10,7 +9,7 @@ use crate::ipc::{KObject, KObjectKind, Ledger, Port, ledger::Unmetered};
 use alloc::sync::Arc;
 use spin::Once;
 
-/// Placeholder object of the device master port (no device server yet).
+/// The object of the device master port: a marker (its port is what `device_open` checks).
 pub struct DeviceMaster;
 
 pub struct HostPorts {
@@ -24,6 +23,7 @@ static PORTS: Once<Option<HostPorts>> = Once::new();
 /// Make the host ports (once; before the first task, so that the leak check's reference
 /// counts them).
 pub fn init() {
+    crate::kern::device::init();
     PORTS.call_once(|| {
         let ledger: Arc<dyn Ledger> = Arc::new(Unmetered);
         // The host ports are the object server's (`server::realhost`), so that a message

@@ -69,6 +69,9 @@ pub fn init_from_tree(config: &MachineConfig<'_>, hz: u64) {
         );
     }
     log::info!("timer: {} Hz counter, {hz} Hz tick", timer::frequency());
+    if let Some(intid) = config.console.and_then(|c| c.irq) {
+        enable_console_input(intid);
+    }
     cpu::irq_enable();
 }
 
@@ -93,6 +96,25 @@ pub fn init_this_cpu() -> bool {
     }
     timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
     true
+}
+
+/// Route the console UART's receive interrupt to this (the boot) CPU and turn it on.
+fn enable_console_input(intid: u32) {
+    let Some(gic) = GIC.get() else { return };
+    if intid == TIMER_INTID.load(Ordering::Relaxed) || intid < 32 {
+        return;
+    }
+    if crate::kern::console::enable_input(intid) {
+        let me = percpu::current();
+        gic.enable_spi(
+            intid,
+            SgiTarget {
+                interface_mask: me.sgi_interface_mask.load(Ordering::Relaxed),
+                mpidr: cpu::mpidr(),
+            },
+        );
+        log::info!("console: input on interrupt {intid}");
+    }
 }
 
 /// Send `ipi` to `cpu`.
@@ -125,6 +147,8 @@ pub fn handle() {
         let intid = ack.intid;
         if intid == TIMER_INTID.load(Ordering::Relaxed) {
             timer_tick();
+        } else if Some(intid) == crate::kern::console::input_intid() {
+            crate::kern::console::input_interrupt();
         } else if intid < SGI_COUNT {
             percpu::current().ipis.fetch_add(1, Ordering::Relaxed);
             if intid == Ipi::Halt as u32 {
@@ -142,6 +166,9 @@ fn timer_tick() {
     timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
     let me = percpu::current();
     me.timer_ticks.fetch_add(1, Ordering::Relaxed);
+    if me.id().index() == 0 {
+        crate::kern::device::tick();
+    }
     boot_ring_step(me);
     crate::kern::sched::tick();
 }

@@ -3,6 +3,7 @@
 
 pub mod bootargs;
 pub mod cpio;
+pub mod device;
 pub mod elf;
 pub mod gsync;
 pub mod name;

@@ -33,6 +33,14 @@ pub const VM_INHERIT_NONE: VmInherit = 2;
 /// What a new region gets.
 pub const VM_INHERIT_DEFAULT: VmInherit = VM_INHERIT_COPY;
 
+/// What `vm_map` puts in the new range: zero-fill memory, or one page of a device's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    Anonymous,
+    /// This frame, shared with the device and every other task that maps it.
+    Borrowed(crate::mm::PhysAddr),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
     pub end: u64,

@@ -14,6 +14,7 @@ use crate::mm::regions::{
 };
 use crate::mm::{PhysAddr, align_down, align_up, frame};
 use alloc::sync::Arc;
+use arrayvec::ArrayVec;
 use mach_abi::KernReturn;
 use mach_abi::traps::{VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
 
@@ -66,9 +67,17 @@ fn page_span(addr: u64, size: u64) -> Result<(u64, u64), KernReturn> {
     Ok((start, end))
 }
 
+/// Borrowed pages a map can hold (`vm_map` of device memory beyond that: `KERN_NO_SPACE`).
+pub const MAX_BORROWED: usize = 8;
+
+pub use crate::mm::regions::Backing;
+
 pub struct VmMap {
     regions: Regions,
     pt: UserPageTable,
+    /// Pages mapped from frames the map does not own (`vm_map` of a device's memory
+    /// object: the mapped-time page), as (address, frame): never freed with the map.
+    borrowed: ArrayVec<(u64, PhysAddr), MAX_BORROWED>,
     /// Pages with a frame behind them.
     resident: u64,
     /// Faults taken from user mode, and pages zero-filled (GNU Mach's task events).
@@ -83,6 +92,7 @@ impl VmMap {
         Some(VmMap {
             regions: Regions::new(ledger).ok()?,
             pt: UserPageTable::new()?,
+            borrowed: ArrayVec::new(),
             resident: 0,
             faults: 0,
             zero_fills: 0,
@@ -163,6 +173,69 @@ impl VmMap {
         Ok(start)
     }
 
+    /// `vm_map` (GNU Mach `vm/vm_user.c`, `vm_map_enter`) once the arguments are checked:
+    /// `size` bytes (page-rounded, not 0) at `addr` (page-truncated) or, `anywhere`, at
+    /// the lowest free address with `addr & mask == 0`, protections `prot`/`max_prot`
+    /// (`prot` limited to `max_prot`), `inheritance`, backed by `backing`. A borrowed
+    /// frame backs exactly one page (more: `KERN_INVALID_ARGUMENT`) and is mapped at once.
+    #[allow(clippy::too_many_arguments)] // vm_map's own arguments, one by one.
+    pub fn map(
+        &mut self,
+        addr: u64,
+        size: u64,
+        mask: u64,
+        anywhere: bool,
+        backing: Backing,
+        prot: VmProt,
+        max_prot: VmProt,
+        inheritance: u32,
+    ) -> Result<u64, KernReturn> {
+        let size = regions::allocate_size(size, PAGE_SIZE)?;
+        let prot = prot & max_prot;
+        if writable_and_executable(prot) {
+            return Err(KernReturn::ProtectionFailure);
+        }
+        if let Backing::Borrowed(_) = backing {
+            if size != PAGE_SIZE {
+                return Err(KernReturn::InvalidArgument);
+            }
+            if self.borrowed.is_full() {
+                return Err(KernReturn::NoSpace);
+            }
+        }
+        let (start, end) = if anywhere {
+            let room = size.checked_add(mask).ok_or(KernReturn::NoSpace)?;
+            let found = self
+                .regions
+                .find_space(room, VM_MIN_USER_ADDRESS, VM_MAX_USER_ADDRESS)
+                .ok_or(KernReturn::NoSpace)?;
+            // Clearing the mask's bits takes off at most `mask`: still inside the room.
+            let start = (found + mask) & !mask;
+            (start, start + size)
+        } else {
+            regions::fixed_range(
+                align_down(addr, PAGE_SIZE),
+                size,
+                PAGE_SIZE,
+                VM_MIN_USER_ADDRESS,
+                VM_MAX_USER_ADDRESS,
+            )?
+        };
+        self.regions.insert(start, end, prot, max_prot)?;
+        if let Err(e) = self.regions.inherit(start, end, inheritance) {
+            let _ = self.regions.remove(start, end, &mut |_, _| {});
+            return Err(e);
+        }
+        if let Backing::Borrowed(frame) = backing {
+            if let Err(e) = self.pt.find_or_map(start, perm(prot), || Some(frame)) {
+                let _ = self.regions.remove(start, end, &mut |_, _| {});
+                return Err(e);
+            }
+            self.borrowed.push((start, frame));
+        }
+        Ok(start)
+    }
+
     /// Record `[start, end)` with protection `prot` (program loading).
     pub fn allocate_fixed(&mut self, start: u64, end: u64, prot: VmProt) -> Result<(), KernReturn> {
         if writable_and_executable(prot) {
@@ -200,12 +273,19 @@ impl VmMap {
         );
         let mut freed = 0;
         let pt = &mut self.pt;
+        let borrowed = &self.borrowed;
         let r = self.regions.remove(start, end, &mut |s, e| {
             pt.unmap_range(s, e, &mut |pa| {
-                frame::free(pa, 1);
-                freed += 1;
+                // A borrowed frame is the device's: unmapped, never freed.
+                if !borrowed.iter().any(|&(_, f)| f == pa) {
+                    frame::free(pa, 1);
+                    freed += 1;
+                }
             });
         });
+        if r.is_ok() {
+            self.borrowed.retain(|&mut (va, _)| va < start || va >= end);
+        }
         self.resident -= freed;
         r
     }

@@ -33,6 +33,11 @@ pub mod gnumach {
     include!(concat!(env!("OUT_DIR"), "/gnumach_server.rs"));
 }
 
+/// `device` (2800): devices opened on the device master port.
+pub mod device {
+    include!(concat!(env!("OUT_DIR"), "/device_server.rs"));
+}
+
 /// `armach_sched` (5000): armach's own migration and balancing control.
 pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_server.rs"));

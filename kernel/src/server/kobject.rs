@@ -19,7 +19,7 @@
 
 extern crate alloc;
 
-use super::generated::{armach_sched, gnumach, mach, mach_debug, mach_host, mach_port};
+use super::generated::{armach_sched, device, gnumach, mach, mach_debug, mach_host, mach_port};
 use super::objects::{After, Kernel, TaskIpc};
 use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
 use crate::ipc::abi::msgh_bits;
@@ -43,7 +43,10 @@ pub const REQUEST_MAX: usize = max(
         max(mach::MAX_REQUEST_SIZE, mach_host::MAX_REQUEST_SIZE),
         max(mach_port::MAX_REQUEST_SIZE, mach_debug::MAX_REQUEST_SIZE),
     ),
-    max(armach_sched::MAX_REQUEST_SIZE, gnumach::MAX_REQUEST_SIZE),
+    max(
+        max(armach_sched::MAX_REQUEST_SIZE, gnumach::MAX_REQUEST_SIZE),
+        device::MAX_REQUEST_SIZE,
+    ),
 );
 /// The largest reply any kernel server writes.
 pub const REPLY_MAX: usize = max(
@@ -51,7 +54,10 @@ pub const REPLY_MAX: usize = max(
         max(mach::MAX_REPLY_SIZE, mach_host::MAX_REPLY_SIZE),
         max(mach_port::MAX_REPLY_SIZE, mach_debug::MAX_REPLY_SIZE),
     ),
-    max(armach_sched::MAX_REPLY_SIZE, gnumach::MAX_REPLY_SIZE),
+    max(
+        max(armach_sched::MAX_REPLY_SIZE, gnumach::MAX_REPLY_SIZE),
+        device::MAX_REPLY_SIZE,
+    ),
 );
 
 struct Buffers {
@@ -89,24 +95,28 @@ type Demux<T> = fn(&mut Kernel<'_, T>, &[u8], &mut [u8]) -> Served;
 
 /// The demux functions to try, the likeliest for the destination's kind first (GNU Mach
 /// chains them all whatever the port; so do we, the order only saves time).
-fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 6] {
+fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 7] {
     let port: Demux<T> = |k, r, o| mach_port::mach_port_server(k, r, o);
     let task: Demux<T> = |k, r, o| mach::mach_server(k, r, o);
     let host: Demux<T> = |k, r, o| mach_host::mach_host_server(k, r, o);
     let debug: Demux<T> = |k, r, o| mach_debug::mach_debug_server(k, r, o);
     let sched: Demux<T> = |k, r, o| armach_sched::armach_sched_server(k, r, o);
     let gnu: Demux<T> = |k, r, o| gnumach::gnumach_server(k, r, o);
+    let dev: Demux<T> = |k, r, o| device::device_server(k, r, o);
     match kind {
-        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched],
-        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port],
+        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched, dev],
+        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port, dev],
+        Some(KObjectKind::Device | KObjectKind::MasterDevice) => {
+            [dev, task, host, port, debug, sched, gnu]
+        }
         Some(
             KObjectKind::Host
             | KObjectKind::HostPriv
             | KObjectKind::Processor
             | KObjectKind::ProcessorSet
             | KObjectKind::ProcessorSetName,
-        ) => [host, sched, debug, task, gnu, port],
-        _ => [task, host, port, debug, sched, gnu],
+        ) => [host, sched, debug, task, gnu, port, dev],
+        _ => [task, host, port, debug, sched, gnu, dev],
     }
 }
 
@@ -123,6 +133,7 @@ fn reply_blocks(id: i32) -> usize {
         .or(mach_debug::max_reply_size(id))
         .or(armach_sched::max_reply_size(id))
         .or(gnumach::max_reply_size(id))
+        .or(device::max_reply_size(id))
         .unwrap_or(48)
         .min(REPLY_MAX);
     let body_len = size.saturating_sub(HEADER_SIZE);

@@ -3,7 +3,8 @@
 //! `vm/vm_user.c`): thread creation, control, state and info, the thread's and task's
 //! kernel special ports, task creation, control and info, and the VM calls (`vm_allocate`,
 //! `vm_deallocate`, `vm_protect`, `vm_inherit`, `vm_read`, `vm_write`, `vm_copy`,
-//! `vm_region`, `vm_statistics`).
+//! `vm_region`, `vm_statistics`, and `vm_map` of zero-fill memory or of a device's memory
+//! object: the "time" page, `kern::device`).
 //! Every other routine answers `MIG_BAD_ID` (the `mach_unimplemented!` lists).
 //!
 //! Waiting is not done here (a server call never blocks, `kobject`): `thread_suspend`,
@@ -348,6 +349,66 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         Ok(())
     }
 
+    fn vm_map(
+        &mut self,
+        task: &Arc<T>,
+        address: &mut u64,
+        size: u64,
+        mask: u64,
+        anywhere: bool,
+        memory_object: PortSlot,
+        offset: u64,
+        _copy: bool,
+        cur_protection: i32,
+        max_protection: i32,
+        inheritance: i32,
+    ) -> Result<(), KernReturn> {
+        use crate::mm::regions::Backing;
+        const VM_PROT_ALL: i32 = 7;
+        if cur_protection & !VM_PROT_ALL != 0 || max_protection & !VM_PROT_ALL != 0 {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let inheritance = u32::try_from(inheritance)
+            .ok()
+            .filter(|&i| i <= 2)
+            .ok_or(KernReturn::InvalidArgument)?;
+        if size == 0 {
+            return Err(KernReturn::InvalidArgument);
+        }
+        // A null (or dead) object is zero-fill memory; a device's memory object is its
+        // page; any other port is no memory object armach knows.
+        let backing = match memory_object {
+            PortSlot::NULL | PortSlot::KERNEL_DEAD => Backing::Anonymous,
+            port => {
+                let device = self
+                    .slots
+                    .kobject(port)
+                    .and_then(|k| k.get::<crate::kern::device::Device>(KObjectKind::Pager))
+                    .ok_or(KernReturn::InvalidArgument)?;
+                let frame = device.ops.map_frame().ok_or(KernReturn::InvalidArgument)?;
+                if offset != 0 {
+                    return Err(KernReturn::InvalidArgument);
+                }
+                // The device's page is read-only: no write access, now or later.
+                if (cur_protection | max_protection) & 2 != 0 {
+                    return Err(KernReturn::ProtectionFailure);
+                }
+                Backing::Borrowed(frame)
+            }
+        };
+        *address = task.vm_map(
+            *address,
+            size,
+            mask,
+            anywhere,
+            backing,
+            cur_protection as u32,
+            max_protection as u32,
+            inheritance,
+        )?;
+        Ok(())
+    }
+
     fn vm_deallocate(&mut self, task: &Arc<T>, address: u64, size: u64) -> Result<(), KernReturn> {
         task.vm_deallocate(address, size)
     }
@@ -534,7 +595,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
 
         memory_object_data_unavailable, memory_object_get_attributes,
         vm_set_default_memory_manager, memory_object_lock_request,
-        task_set_emulation, task_ras_control, vm_map,
+        task_set_emulation, task_ras_control,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
         memory_object_ready, memory_object_change_attributes, vm_machine_attribute);
 }

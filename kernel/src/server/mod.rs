@@ -13,6 +13,7 @@
 //! processor    processors and processor sets as objects with ports; HostSched
 //! mach         mach (2000): threads, their state and info, VM; mach_debug (3000): hooks
 //! gnumach      gnumach (4200): task and thread names, gsync (waits on user memory)
+//! device       device (2800): console and mapped time on kern::device's devices
 //! sched_server armach_sched (5000): thread_migrate, thread_bind, balancing parameters
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
@@ -33,6 +34,7 @@
 //! the host holds the processor and processor-set objects (`processor::Machine`), whose
 //! scheduling is `kern::sched::pset`'s through `processor::KernelSched`.
 
+pub mod device;
 pub mod generated;
 pub mod gnumach;
 pub mod host;
@@ -76,7 +78,8 @@ pub use region::KernelRegion;
 /// thread waits after the call until that thread has left its task, as GNU Mach's
 /// `thread_terminate` halts its victim before it returns (so `task_threads` no longer
 /// lists it). `gsync_wait` blocks after the call, in the wait the call asserted
-/// (`After::Block`).
+/// (`After::Block`); a console `device_read_inband` waits for input before the call
+/// (`wait_for_console_input`).
 #[cfg(target_os = "none")]
 pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
     use crate::kern::sched;
@@ -106,6 +109,9 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
         }
         _ => false,
     };
+    if id == mach_abi::device::ids::DEVICE_READ_INBAND {
+        wait_for_console_input(&request);
+    }
     let (mut reply, after) = kobject::serve_then::<Task>(&ledger, request);
     if after == After::Block {
         // `gsync_wait` asserted the caller's wait: block now that the server is done, and
@@ -127,6 +133,31 @@ pub fn kernel_server(sender: &Arc<Task>, request: Kmsg) -> Option<Kmsg> {
         }
     }
     reply
+}
+
+/// Before a `device_read_inband` of the console without `D_NOWAIT`: wait, interruptibly,
+/// until there is input (GNU Mach's reader waits for at least one byte, then gets what
+/// is there). An interrupted wait leaves the read to find nothing: `D_WOULD_BLOCK`.
+#[cfg(target_os = "none")]
+fn wait_for_console_input(request: &Kmsg) {
+    use crate::kern::device::Device;
+    let console = request
+        .remote()
+        .filter(|r| r.port().is_kernel())
+        .and_then(|r| r.port().kobject())
+        .and_then(|k| k.get::<Device>(crate::ipc::KObjectKind::Device))
+        .is_some_and(|d| d.name == "console");
+    // The mode and the count wanted: the values of the first and third items (mode,
+    // recnum, bytes_wanted), each after its 8-byte type descriptor. A read that asks for
+    // nothing, or for a bad count, is answered at once.
+    let (mut mode, mut wanted) = ([0u8; 4], [0u8; 4]);
+    let wait = request.body.read(8, &mut mode)
+        && request.body.read(40, &mut wanted)
+        && u32::from_le_bytes(mode) & mach_abi::device::D_NOWAIT == 0
+        && i32::from_le_bytes(wanted) > 0;
+    if console && wait {
+        crate::kern::console::wait_for_input();
+    }
 }
 
 /// Ids of the `mach.defs` routines `kernel_server` waits around.

@@ -124,6 +124,20 @@ pub trait TaskIpc: Any + Send + Sync {
     fn vm_allocate(&self, address: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn>;
     /// `vm_deallocate`.
     fn vm_deallocate(&self, address: u64, size: u64) -> Result<(), KernReturn>;
+    /// `vm_map` once its arguments are checked (`mm::vm::VmMap::map`): the new range's
+    /// start.
+    #[allow(clippy::too_many_arguments)] // vm_map's own arguments, one by one.
+    fn vm_map(
+        &self,
+        address: u64,
+        size: u64,
+        mask: u64,
+        anywhere: bool,
+        backing: crate::mm::regions::Backing,
+        prot: u32,
+        max_prot: u32,
+        inheritance: u32,
+    ) -> Result<u64, KernReturn>;
     /// `vm_protect`.
     fn vm_protect(
         &self,
@@ -301,6 +315,30 @@ impl TaskIpc for crate::kern::task::Task {
     fn vm_deallocate(&self, address: u64, size: u64) -> Result<(), KernReturn> {
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
         map.lock().deallocate(address, size)
+    }
+
+    fn vm_map(
+        &self,
+        address: u64,
+        size: u64,
+        mask: u64,
+        anywhere: bool,
+        backing: crate::mm::regions::Backing,
+        prot: u32,
+        max_prot: u32,
+        inheritance: u32,
+    ) -> Result<u64, KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        map.lock().map(
+            address,
+            size,
+            mask,
+            anywhere,
+            backing,
+            prot,
+            max_prot,
+            inheritance,
+        )
     }
 
     fn vm_protect(

@@ -49,6 +49,8 @@ struct TestTask {
     gsync: Mutex<Vec<(i32, u64, u32, i32)>>,
     /// The word every gsync address holds, for the fake value check.
     word: AtomicU32,
+    /// The vm_map calls that reached the task: (size, backing, protection, maximum).
+    vm_maps: Mutex<Vec<(u64, crate::mm::regions::Backing, u32, u32)>>,
 }
 
 impl TestTask {
@@ -62,6 +64,7 @@ impl TestTask {
             name: Mutex::new(Vec::new()),
             gsync: Mutex::new(Vec::new()),
             word: AtomicU32::new(0),
+            vm_maps: Mutex::new(Vec::new()),
         })
     }
 }
@@ -438,6 +441,23 @@ impl TaskIpc for TestTask {
     fn vm_deallocate(&self, _: u64, _: u64) -> Result<(), K> {
         Ok(())
     }
+    fn vm_map(
+        &self,
+        _: u64,
+        size: u64,
+        _: u64,
+        _: bool,
+        backing: crate::mm::regions::Backing,
+        prot: u32,
+        max_prot: u32,
+        _: u32,
+    ) -> Result<u64, K> {
+        self.vm_maps
+            .lock()
+            .unwrap()
+            .push((size, backing, prot, max_prot));
+        Ok(0x40_0000)
+    }
     fn vm_protect(&self, _: u64, _: u64, _: bool, _: i32) -> Result<(), K> {
         Ok(())
     }
@@ -681,6 +701,21 @@ impl World {
                     e.put_bytes(bytes);
                     e.put_zeros(1);
                 }
+                Item::DevName(bytes) => {
+                    e.item(TypeDesc {
+                        longform: true,
+                        ..desc(12, 1024)
+                    });
+                    e.put_bytes(bytes);
+                    e.put_zeros(128 - bytes.len());
+                }
+                Item::Chars(bytes) => {
+                    e.item(TypeDesc {
+                        number: bytes.len() as u32,
+                        ..desc(8, 8)
+                    });
+                    e.put_bytes(bytes);
+                }
                 Item::Words(words) => {
                     e.item(TypeDesc {
                         number: words.len() as u32,
@@ -759,6 +794,11 @@ enum Item {
     Words(&'static [u32]),
     /// A variable C string (`MACH_MSG_TYPE_STRING`).
     Str(&'static [u8]),
+    /// A fixed 128-byte C string (`dev_name_t`: `MACH_MSG_TYPE_STRING_C`, 1024 bits, long
+    /// form, as GNU MIG sends it).
+    DevName(&'static [u8]),
+    /// Bytes in line (`io_buf_ptr_inband_t`: `MACH_MSG_TYPE_CHAR`).
+    Chars(&'static [u8]),
 }
 
 fn desc(name: u8, size: u16) -> TypeDesc {
@@ -2618,4 +2658,220 @@ fn gnumach_routines_reach_the_objects_at_gnu_mach_s_ids() {
             "id {id}"
         );
     }
+}
+
+/// Fake devices for the device server: a console whose writes are recorded and whose
+/// input is what the test puts in, and a time device with a frame to map.
+struct FakeConsole {
+    written: Mutex<Vec<u8>>,
+    input: Mutex<crate::kern::device::InputRing>,
+}
+
+impl crate::kern::device::DeviceOps for FakeConsole {
+    fn write(&self, data: &[u8]) -> Result<usize, K> {
+        self.written.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn read(&self, out: &mut [u8]) -> Result<usize, K> {
+        Ok(self.input.lock().unwrap().take(out))
+    }
+    fn readable(&self) -> bool {
+        !self.input.lock().unwrap().is_empty()
+    }
+}
+
+struct FakeTime;
+
+impl crate::kern::device::DeviceOps for FakeTime {
+    fn map_frame(&self) -> Option<crate::mm::PhysAddr> {
+        Some(crate::mm::PhysAddr(0x8000_0000))
+    }
+}
+
+static FAKE_CONSOLE: std::sync::LazyLock<FakeConsole> = std::sync::LazyLock::new(|| FakeConsole {
+    written: Mutex::new(Vec::new()),
+    input: Mutex::new(crate::kern::device::InputRing::new()),
+});
+
+#[test]
+fn devices_open_write_read_map_and_refuse_as_gnu_mach() {
+    use crate::kern::device;
+    use mach_abi::device::{ids, *};
+    device::register(&[("console", &*FAKE_CONSOLE), ("time", &FakeTime)]);
+    let w = World::new();
+    let master = Port::alloc_kernel(
+        &w.sender,
+        Some(KObject::new(
+            KObjectKind::MasterDevice,
+            Arc::new(crate::kern::device::InputRing::new()),
+        )),
+    )
+    .unwrap();
+    let master = w
+        .client
+        .copyout(master.make_send().unwrap(), false)
+        .unwrap();
+    let open = |name: &'static [u8], to: PortName| {
+        w.call(
+            to,
+            ids::DEVICE_OPEN,
+            &[Item::Int(D_READ | D_WRITE), Item::DevName(name)],
+        )
+        .unwrap()
+    };
+    // Opened: a send right to the device's port (RetCode @40, the right's descriptor @48).
+    let g = open(b"console", master);
+    assert_eq!((g.id, g.code()), (ids::DEVICE_OPEN + 100, K::Success));
+    assert_eq!((g.desc(48).name, g.desc(48).size), (17, 64));
+    let console = g.ports[0];
+    assert_eq!(device::lookup(b"console").unwrap().opens(), 1);
+    assert_eq!(open(b"disk0", master).code(), D_NO_SUCH_DEVICE);
+    assert_eq!(open(b"", master).code(), D_NO_SUCH_DEVICE);
+    // Only the master device port opens devices.
+    assert_eq!(open(b"console", w.task).code(), D_INVALID_OPERATION);
+    assert_eq!(open(b"console", console).code(), D_INVALID_OPERATION);
+
+    // Writes reach the console; the count comes back @56.
+    let g = w
+        .call(
+            console,
+            ids::DEVICE_WRITE_INBAND,
+            &[Item::Int(0), Item::U64(0), Item::Chars(b"hi there")],
+        )
+        .unwrap();
+    assert_eq!((g.code(), g.word(56)), (K::Success, 8));
+    assert_eq!(*FAKE_CONSOLE.written.lock().unwrap(), b"hi there");
+    // More than 128 bytes in line is a malformed request.
+    const LONG: [u8; 129] = [b'x'; 129];
+    let g = w
+        .call(
+            console,
+            ids::DEVICE_WRITE_INBAND,
+            &[Item::Int(0), Item::U64(0), Item::Chars(&LONG)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadArguments);
+    assert_eq!(FAKE_CONSOLE.written.lock().unwrap().len(), 8);
+    // Reads return what is buffered, at most what was asked; nothing buffered is
+    // D_WOULD_BLOCK here (the caller's context waits beforehand).
+    let read = |wanted: i32| {
+        w.call(
+            console,
+            ids::DEVICE_READ_INBAND,
+            &[Item::Int(0), Item::U64(0), Item::Int(wanted as u32)],
+        )
+        .unwrap()
+    };
+    assert_eq!(read(10).code(), D_WOULD_BLOCK);
+    for &b in b"typed\n" {
+        FAKE_CONSOLE.input.lock().unwrap().push(b);
+    }
+    let g = read(3);
+    assert_eq!(
+        (g.code(), g.desc(48).name, g.desc(48).number),
+        (K::Success, 8, 3)
+    );
+    assert_eq!(&g.body[56 - 32..59 - 32], b"typ");
+    let g = read(1000);
+    assert_eq!((g.code(), g.desc(48).number), (K::Success, 3));
+    assert_eq!(&g.body[56 - 32..59 - 32], b"ed\n");
+    assert_eq!(read(-1).code(), D_INVALID_SIZE);
+    // The console cannot be mapped; "time" cannot be written or read.
+    let map = |to: PortName, prot: u32| {
+        w.call(
+            to,
+            ids::DEVICE_MAP,
+            &[Item::Int(prot), Item::U64(0), Item::U64(4096), Item::Int(0)],
+        )
+        .unwrap()
+    };
+    assert_eq!(map(console, 1).code(), D_INVALID_OPERATION);
+    let time = open(b"time", master).ports[0];
+    assert_eq!(map(time, 3).code(), D_READ_ONLY);
+    assert_eq!(map(time, 8).code(), K::InvalidArgument);
+    let g = map(time, 1);
+    assert_eq!((g.code(), g.desc(48).name), (K::Success, 17));
+    let pager = g.ports[0];
+    let g = w
+        .call(
+            time,
+            ids::DEVICE_WRITE_INBAND,
+            &[Item::Int(0), Item::U64(0), Item::Chars(b"x")],
+        )
+        .unwrap();
+    assert_eq!(g.code(), D_INVALID_OPERATION);
+
+    // vm_map of the memory object: its frame, read-only; write access refused; another
+    // port is no memory object.
+    let vm_map = |object: PortName, prot: u32, max: u32| {
+        w.call(
+            w.task,
+            mach::VM_MAP_ID,
+            &[
+                Item::U64(0),
+                Item::U64(4096),
+                Item::U64(0),
+                Item::Bool(1),
+                Item::Right(object, Disposition::CopySend),
+                Item::U64(0),
+                Item::Bool(0),
+                Item::Int(prot),
+                Item::Int(max),
+                Item::Int(1),
+            ],
+        )
+        .unwrap()
+    };
+    let g = vm_map(pager, 1, 1);
+    assert_eq!(
+        (g.code(), g.word(56) as u64 | (g.word(60) as u64) << 32),
+        (K::Success, 0x40_0000)
+    );
+    assert_eq!(vm_map(pager, 1, 7).code(), K::ProtectionFailure);
+    assert_eq!(vm_map(console, 1, 1).code(), K::InvalidArgument);
+    assert_eq!(
+        *w.task_port
+            .kobject()
+            .and_then(|k| k.get::<TestTask>(KObjectKind::Task))
+            .unwrap()
+            .vm_maps
+            .lock()
+            .unwrap(),
+        [(
+            4096,
+            crate::mm::regions::Backing::Borrowed(crate::mm::PhysAddr(0x8000_0000)),
+            1,
+            1
+        )]
+    );
+
+    // Requests to ports that are no device, and ids nobody serves.
+    for to in [w.task, w.host_name] {
+        let g = w.call(to, ids::DEVICE_CLOSE, &[]).unwrap();
+        assert_eq!(g.code(), D_NO_SUCH_DEVICE);
+    }
+    for id in [2806, 2807, 2808, 2812] {
+        assert_eq!(
+            w.call(console, id, &[]).unwrap().code(),
+            K::MigBadId,
+            "id {id}"
+        );
+    }
+    // device_read (out of line) is declared, not served.
+    let g = w
+        .call(
+            console,
+            ids::DEVICE_READ,
+            &[Item::Int(0), Item::U64(0), Item::Int(4)],
+        )
+        .unwrap();
+    assert_eq!(g.code(), K::MigBadId);
+    // Closing: each open once; more closes change nothing.
+    for _ in 0..3 {
+        assert_eq!(
+            w.call(console, ids::DEVICE_CLOSE, &[]).unwrap().code(),
+            K::Success
+        );
+    }
+    assert_eq!(device::lookup(b"console").unwrap().opens(), 0);
 }

@@ -100,6 +100,18 @@ codes! {
     MigServerDied = -308, "MIG_SERVER_DIED";
     MigDestroyRequest = -309, "MIG_DESTROY_REQUEST";
 
+    /// Device return codes (`io_return_t`, `device/device_types.h`).
+    DIoError = 2500, "D_IO_ERROR";
+    DWouldBlock = 2501, "D_WOULD_BLOCK";
+    DNoSuchDevice = 2502, "D_NO_SUCH_DEVICE";
+    DAlreadyOpen = 2503, "D_ALREADY_OPEN";
+    DDeviceDown = 2504, "D_DEVICE_DOWN";
+    DInvalidOperation = 2505, "D_INVALID_OPERATION";
+    DInvalidRecnum = 2506, "D_INVALID_RECNUM";
+    DInvalidSize = 2507, "D_INVALID_SIZE";
+    DNoMemory = 2508, "D_NO_MEMORY";
+    DReadOnly = 2509, "D_READ_ONLY";
+
     SendInProgress = 0x1000_0001, "MACH_SEND_IN_PROGRESS";
     SendInvalidData = 0x1000_0002, "MACH_SEND_INVALID_DATA";
     SendInvalidDest = 0x1000_0003, "MACH_SEND_INVALID_DEST";
@@ -244,8 +256,8 @@ mod tests {
                 assert_ne!(k.name(), other.name());
             }
         }
-        let odd = KernReturn::from(2502);
-        assert!(matches!(odd, KernReturn::Other(2502)));
+        let odd = KernReturn::from(2600);
+        assert!(matches!(odd, KernReturn::Other(2600)));
         assert_eq!(odd.name(), "?");
         assert_eq!(KernReturn::Other(4), KernReturn::InvalidArgument);
         assert_eq!(

@@ -23,6 +23,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod device;
 pub mod exception;
 pub mod gnumach;
 pub mod info;

@@ -1360,8 +1360,11 @@ fn warmth(s: &mut Suite) {
         let before = napper[0].info();
         let wakes = napper[0].ctl.wakes.load(Ordering::Acquire);
         let Some(base) = s.snap() else { return };
-        let woke = s.wait(40 * iv, |_| {
+        // Ten naps ended, and ten wake-ups counted by the processor: a nap whose timeout
+        // fired before the napper had blocked ends without a wake-up to count.
+        let woke = s.wait(40 * iv, |now| {
             napper[0].ctl.wakes.load(Ordering::Acquire) >= wakes + 10
+                && now.infos[k].wakeups - base.infos[k].wakeups >= 10
         });
         let after = napper[0].info();
         let Some(now) = s.snap() else { return };

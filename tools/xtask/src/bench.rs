@@ -92,7 +92,7 @@ fn boot_bench(
     let outcome = qemu::run(
         &args,
         Some(Duration::from_secs(300)),
-        Console::Capture { log },
+        Console::Capture { log, input: None },
     )?;
     if outcome.status != 0 {
         return Err(Error::new(format!(

@@ -198,6 +198,7 @@ pub fn run(benchmark: &str, iterations: u64, top: usize) -> Result<u8> {
         Some(Duration::from_secs(600)),
         Console::Capture {
             log: logs.join("profile-console.log"),
+            input: None,
         },
     )?;
     if outcome.status != 0 || !outcome.console.contains("bench: done") {

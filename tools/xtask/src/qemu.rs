@@ -292,8 +292,20 @@ pub fn describe_status(status: i32) -> &'static str {
 pub enum Console {
     /// Straight to this terminal, keyboard included (`cargo xtask run`).
     Terminal,
-    /// Captured (stdin null) and also written to this log file.
-    Capture { log: PathBuf },
+    /// Captured and also written to this log file; stdin is null, or a pipe that types
+    /// `input` into the guest's console once the console shows its trigger.
+    Capture {
+        log: PathBuf,
+        input: Option<ConsoleInput>,
+    },
+}
+
+/// Keys typed into the guest's serial console during a captured run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleInput {
+    /// Console text after which to type (the guest says it is ready to read).
+    pub after: String,
+    pub bytes: Vec<u8>,
 }
 
 /// How a QEMU run ended.
@@ -322,16 +334,20 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
     let mut readers = Vec::new();
     let log = match &console {
         Console::Terminal => None,
-        Console::Capture { log } => {
+        Console::Capture { log, input } => {
             if let Some(dir) = log.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::io(format_args!("creating {}", dir.display()), e))?;
             }
             let file = std::fs::File::create(log)
                 .map_err(|e| Error::io(format_args!("creating {}", log.display()), e))?;
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            cmd.stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
             Some(Arc::new(Mutex::new(file)))
         }
     };
@@ -368,7 +384,27 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
     }
     let deadline = timeout.map(|t| start + t);
     let mut timed_out = false;
+    // Kept open until QEMU ends: an end of file on its stdin is not input.
+    let mut stdin = child.stdin.take();
+    let mut to_type = match &console {
+        Console::Capture {
+            input: Some(input), ..
+        } => Some(input.clone()),
+        _ => None,
+    };
     let status = loop {
+        if let (Some(input), Some(pipe)) = (&to_type, stdin.as_mut()) {
+            let ready = captured
+                .lock()
+                .map(|text| contains(&text, input.after.as_bytes()))
+                .unwrap_or(false);
+            if ready {
+                // A guest that stopped reading must not stop the run: errors are ignored
+                // (the test then fails on what the guest did not get).
+                let _ = pipe.write_all(&input.bytes).and_then(|()| pipe.flush());
+                to_type = None;
+            }
+        }
         if let Some(status) = child
             .try_wait()
             .map_err(|e| Error::io("waiting for QEMU", e))?
@@ -382,6 +418,7 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
+    drop(stdin);
     for reader in readers {
         // A panicked reader only loses console text; the status still stands.
         let _ = reader.join();
@@ -402,6 +439,11 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
         console,
         elapsed,
     })
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Stops QEMU: SIGTERM first (it then restores the terminal), SIGKILL if it lingers.

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::qemu::{self, Board, Boot, Console, Gic, Machine, MachineOptions, Outcome};
+use crate::qemu::{
+    self, Board, Boot, Console, ConsoleInput, Gic, Machine, MachineOptions, Outcome,
+};
 use crate::{Error, Result, kernel, prereq, proc, target_dir};
 
 /// Deadline per QEMU run unless `ARMACH_TEST_TIMEOUT` (seconds) says otherwise.
@@ -44,6 +46,8 @@ pub struct QemuTest {
     pub dtb: Option<PathBuf>,
     /// Its own deadline, when it needs longer than the matrix's (`-icount` runs).
     pub timeout: Option<Duration>,
+    /// Keys to type into the guest's serial console, and when.
+    pub console_input: Option<ConsoleInput>,
 }
 
 impl QemuTest {
@@ -83,6 +87,7 @@ impl QemuTest {
             status: 0,
             dtb: None,
             timeout: None,
+            console_input: None,
         }
     }
 }
@@ -434,6 +439,20 @@ pub const ISOLATION_INSTANCES: usize = 3;
 /// The program that runs as two tasks talking through Mach IPC (one server, one client).
 pub const IPC_TASKS_PROGRAM: &str = "ipctasks";
 
+/// The program that reads the console device: the harness types [`DEVICE_INPUT`] once it
+/// prints [`DEVICE_PROMPT`] (its reader is then blocked).
+pub const DEVICE_PROGRAM: &str = "device";
+pub const DEVICE_PROMPT: &str = "device: waiting for console input";
+pub const DEVICE_INPUT: &str = "armach console input: 42 keys\n";
+
+/// What a program's run types into the console.
+fn console_input(program: &str) -> Option<ConsoleInput> {
+    (program == DEVICE_PROGRAM).then(|| ConsoleInput {
+        after: DEVICE_PROMPT.to_owned(),
+        bytes: DEVICE_INPUT.as_bytes().to_vec(),
+    })
+}
+
 /// How a program is started: its `init=` list, and so how many success lines it prints.
 fn init_words(program: &str) -> (String, usize) {
     let instances = match program {
@@ -459,6 +478,8 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // What it wrote through device_write_inband.
+        DEVICE_PROGRAM => vec!["device: written with device_write_inband".to_owned()],
         // A named thread of a named task faults on purpose: the report names both.
         "gsync" => vec![
             "(gsync-faulter) of task".to_owned(),
@@ -523,6 +544,7 @@ pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<Qe
                 timeout: migration
                     .then_some(Duration::from_secs(MIGRATION_TIMEOUT_SECS))
                     .or(boot.timeout),
+                console_input: console_input(program),
                 ..boot.clone()
             }
         })
@@ -1034,8 +1056,15 @@ fn run_one(
         .join("test-logs")
         .join(format!("{}.log", test.name));
     let timeout = test.timeout.map_or(timeout, |own| own.max(timeout));
-    let outcome = qemu::run(&args, Some(timeout), Console::Capture { log: log.clone() })
-        .map_err(|e| no_tail(e.to_string()))?;
+    let outcome = qemu::run(
+        &args,
+        Some(timeout),
+        Console::Capture {
+            log: log.clone(),
+            input: test.console_input.clone(),
+        },
+    )
+    .map_err(|e| no_tail(e.to_string()))?;
     judge(test, &outcome, timeout).map_err(|reason| {
         let lines: Vec<&str> = outcome.console.lines().collect();
         let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
@@ -1405,5 +1434,36 @@ mod tests {
                 .contains(&"(8 CPUs in 2 clusters, ".to_owned())
         );
         assert!(cluster_matrix(initrd, &["hello".to_owned()]).is_empty());
+    }
+
+    #[test]
+    fn device_runs_type_the_input_the_program_expects() {
+        let programs = ["hello".to_owned(), DEVICE_PROGRAM.to_owned()];
+        let user = user_matrix(Path::new("/i.cpio"), &programs);
+        let device: Vec<&QemuTest> = user
+            .iter()
+            .filter(|t| t.name.starts_with("device-"))
+            .collect();
+        assert_eq!(device.len(), USER_MACHINES.len());
+        assert!(device.iter().any(|t| t.name == "device-raspi4b-smp4"));
+        for t in &device {
+            let input = t.console_input.as_ref().unwrap();
+            assert_eq!(input.after, DEVICE_PROMPT);
+            assert_eq!(input.bytes, DEVICE_INPUT.as_bytes());
+            assert_eq!(t.expect_text, ["device: written with device_write_inband"]);
+        }
+        assert!(
+            user.iter()
+                .filter(|t| t.name.starts_with("hello-"))
+                .all(|t| t.console_input.is_none())
+        );
+        // The program prints the same prompt and expects the same bytes.
+        let source = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/src/bin/device.rs"),
+        )
+        .unwrap();
+        assert!(source.contains(&format!("const PROMPT: &str = \"{DEVICE_PROMPT}\";")));
+        let escaped = DEVICE_INPUT.replace('\n', "\\n");
+        assert!(source.contains(&format!("const INPUT: &[u8] = b\"{escaped}\";")));
     }
 }

@@ -63,6 +63,18 @@ impl Gic {
         }
     }
 
+    /// Enable shared peripheral interrupt `intid` (32-1019), delivered to the CPU `target`
+    /// names (the boot CPU, for the console's receive interrupt).
+    pub fn enable_spi(&self, intid: u32, target: SgiTarget) {
+        if !(32..SPECIAL_INTID).contains(&intid) {
+            return;
+        }
+        match self {
+            Gic::V2(g) => g.enable_shared(intid, target.interface_mask),
+            Gic::V3(g) => g.enable_shared(intid, target.mpidr),
+        }
+    }
+
     /// Acknowledge the highest-priority pending interrupt, if any.
     pub fn acknowledge(&self) -> Option<Ack> {
         let raw = match self {

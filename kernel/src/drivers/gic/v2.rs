@@ -148,6 +148,20 @@ impl GicV2 {
         self.gicd().ISENABLER[0].set(1 << (intid % 32));
     }
 
+    /// Enable shared interrupt `intid` (32 and up), delivered to the CPU interfaces in
+    /// `interface_mask` (GICD_ITARGETSR, IHI 0048B 4.3.12; a uniprocessor GIC ignores it).
+    pub fn enable_shared(&self, intid: u32, interface_mask: u8) {
+        let d = self.gicd();
+        let (word, byte) = ((intid / 4) as usize, (intid % 4) * 8);
+        if word < d.ITARGETSR.len() {
+            let targets = d.ITARGETSR[word].get() & !(0xff << byte);
+            d.ITARGETSR[word].set(targets | u32::from(interface_mask) << byte);
+        }
+        if let Some(reg) = d.ISENABLER.get((intid / 32) as usize) {
+            reg.set(1 << (intid % 32));
+        }
+    }
+
     pub fn acknowledge(&self) -> u32 {
         self.gicc().IAR.get()
     }

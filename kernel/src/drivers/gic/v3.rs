@@ -197,6 +197,23 @@ impl GicV3 {
         }
     }
 
+    /// Enable shared interrupt `intid` (32 and up), routed to the CPU whose affinity is
+    /// `mpidr` (GICD_IROUTER<n>, IHI 0069 12.9.23; the array starts at IROUTER<32>).
+    pub fn enable_shared(&self, intid: u32, mpidr: u64) {
+        let d = self.gicd();
+        let affinity = mpidr & 0xff_00ff_ffff;
+        if let Some(route) = (intid as usize)
+            .checked_sub(32)
+            .and_then(|i| d.IROUTER.get(i))
+        {
+            route.set(affinity);
+        }
+        if let Some(reg) = d.ISENABLER.get((intid / 32) as usize) {
+            reg.set(1 << (intid % 32));
+        }
+        self.wait_for_rwp();
+    }
+
     pub fn acknowledge() -> u32 {
         let intid = IccIar1El1.get() as u32;
         aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
