@@ -176,8 +176,8 @@ impl core::fmt::Display for RefusedNote {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
             None => Ok(()),
-            Some(Some(kr)) => write!(f, " the handler answered {}", kr.code()),
-            Some(None) => write!(f, " the handler sent no valid reply"),
+            Some(Some(kr)) => write!(f, " the handler answered {};", kr.code()),
+            Some(None) => write!(f, " the handler sent no valid reply;"),
         }
     }
 }

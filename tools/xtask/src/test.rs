@@ -446,7 +446,7 @@ fn init_words(program: &str) -> (String, usize) {
 }
 
 /// Console text a program's run must show besides its success line: the kernel's reports
-/// of the faults `faults` and `gsync` cause on purpose.
+/// of the faults `faults`, `exc` and `gsync` cause on purpose.
 fn expected_reports(program: &str) -> Vec<String> {
     match program {
         "faults" => [
@@ -455,6 +455,16 @@ fn expected_reports(program: &str) -> Vec<String> {
             "instruction abort from EL0",
             "EXC_SOFTWARE code 1 subcode 0x0",
             "EXC_BAD_INSTRUCTION code 1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        // Handlers that refuse, a bad reply, no handler, a dead exception port.
+        "exc" => [
+            "EXC_BREAKPOINT code 1 subcode 0x77; the handler answered 5; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x78; the handler sent no valid reply; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x79; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x7a; BRK",
         ]
         .iter()
         .map(|s| (*s).to_owned())
