@@ -10,24 +10,30 @@
 //! kernel keeps for the purpose (`Port::alloc_reply`), made for this exception and
 //! destroyed after it.
 //!
-//! Where the request goes, as GNU Mach: the thread's exception port if it has a live one;
-//! if there is none, or its handler answers anything but `KERN_SUCCESS`, the task's. A
-//! handler that answers `KERN_SUCCESS` resumes the thread from its trap frame as it is
-//! then: a handler changes it with `thread_set_state` meanwhile (the waiting thread is
-//! blocked interruptibly with its user registers in the trap frame at the top of its
-//! kernel stack, which is what `thread_get_state`/`thread_set_state` need).
+//! Where the request goes, as GNU Mach (`exception`, `exception_try_task`): the thread's
+//! exception port if it has a live one; if there is none, or its handler answers anything
+//! but `KERN_SUCCESS`, the task's. A handler that answers `KERN_SUCCESS` resumes the thread
+//! from its trap frame as it is then: a handler changes it with `thread_set_state`
+//! meanwhile (the waiting thread is blocked interruptibly with its user registers in the
+//! trap frame at the top of its kernel stack, which is what `thread_get_state` and
+//! `thread_set_state` need). When nobody resumes it, the caller (`kern::trap`) reports the
+//! fault and terminates the task (GNU Mach `exception_no_server`).
 //!
 //! What a user can do to it, and what happens:
-//! - A full queue on the exception port: the request is queued past the limit, as every
-//!   message the kernel sends (GNU Mach blocks the faulting thread instead). It is bounded:
-//!   a thread has at most one exception outstanding, and the message is charged to the
-//!   faulting task's kmem ledger (refused: as if there were no handler).
-//! - A dead exception port: the request is destroyed, which destroys the send-once right,
-//!   which sends a send-once notification to the reply port: not a 2500 reply, so it
-//!   counts as a failure, like a handler that destroys its reply right unanswered.
-//! - A bogus reply (wrong id, complex, wrong size or descriptor): a failure.
-//! - `thread_terminate` or `thread_abort` of the waiting thread (or its task's end) ends
-//!   the wait: the thread goes back to user mode, where it terminates or faults again.
+//! - A full queue on the exception port: the request is queued past the limit
+//!   (`mqueue::send` with `always`, as GNU Mach's `ipc_mqueue_send_always`); the faulting
+//!   thread never blocks on the send. It is bounded: a thread has at most one exception
+//!   outstanding, and the message and the reply port are charged to the faulting task's
+//!   kmem ledger (refused: as if there were no handler).
+//! - A dead exception port: not asked (the next one is, or nobody). One that dies once the
+//!   request is queued destroys it, and with it the send-once right, which sends a
+//!   send-once notification to the reply port: not a reply, so a failure, like a handler
+//!   that destroys its reply right unanswered.
+//! - A malformed reply (GNU Mach `exception_parse_reply`: other bits than a send-once
+//!   destination alone, another size or id, another descriptor): a failure.
+//! - `thread_terminate` of the waiting thread (or its task's end) ends the wait: the thread
+//!   goes back towards user mode and terminates there. `thread_abort` does not end it (the
+//!   thread waits on, as in GNU Mach); `thread_suspend` finds it stopped where it waits.
 
 extern crate alloc;
 
@@ -93,8 +99,9 @@ pub fn request_body(exception: u32, code: u64, subcode: u64) -> [u8; REQUEST_SIZ
 /// `exception_raise` reply (`bits` as received, `size` its `msgh_size`, `body` after the
 /// header).
 pub fn reply_code(id: i32, bits: u32, size: u32, body: &[u8]) -> Option<KernReturn> {
-    const COMPLEX: u32 = 0x8000_0000;
-    if id != EXCEPTION_RAISE_REPLY_ID || bits & COMPLEX != 0 || size != REPLY_SIZE {
+    // Exactly a send-once right as the destination, no reply port, not complex.
+    const REPLY_BITS: u32 = 18;
+    if id != EXCEPTION_RAISE_REPLY_ID || bits != REPLY_BITS || size != REPLY_SIZE {
         return None;
     }
     let d = TypeDesc::read(body, 0)?;
@@ -113,7 +120,7 @@ pub enum Outcome {
     NoHandler,
     /// A handler answered `KERN_SUCCESS`: the thread goes on.
     Resume,
-    /// The wait was interrupted (`thread_abort`, `thread_terminate`): back to user mode.
+    /// The wait ended because the thread is terminating: back towards user mode.
     Interrupted,
     /// Every handler asked failed, with this code (the last one's), or answered with
     /// something that is not a reply.
@@ -170,13 +177,7 @@ mod kernel {
     }
 
     /// One `exception_raise` RPC to `port`.
-    fn ask(
-        thread: &Arc<Thread>,
-        port: Right,
-        exception: u32,
-        code: u64,
-        subcode: u64,
-    ) -> Outcome {
+    fn ask(thread: &Arc<Thread>, port: Right, exception: u32, code: u64, subcode: u64) -> Outcome {
         let ledger: Arc<dyn Ledger> = thread.task.kmem.clone();
         let Ok(reply) = Port::alloc_reply(&ledger) else {
             return Outcome::NoHandler;
@@ -231,12 +232,9 @@ mod kernel {
         loop {
             let mut asserted = false;
             let r = mqueue::receive_reply(reply, |key| {
-                asserted = sched::assert_wait(
-                    Some(crate::kern::ipc_traps::event_of(key)),
-                    None,
-                    true,
-                )
-                .is_ok();
+                asserted =
+                    sched::assert_wait(Some(crate::kern::ipc_traps::event_of(key)), None, true)
+                        .is_ok();
                 asserted
             });
             match r {
@@ -258,7 +256,10 @@ mod kernel {
                     if thread.should_terminate() {
                         sched::clear_wait(thread, None, WaitResult::Interrupted);
                     }
-                    if sched::thread_block() == WaitResult::Interrupted {
+                    // Interrupted: only a termination ends the wait; after a `thread_abort`
+                    // the thread waits on (GNU Mach `exception_raise_continue_slow`).
+                    if sched::thread_block() == WaitResult::Interrupted && thread.should_terminate()
+                    {
                         return Outcome::Interrupted;
                     }
                 }
@@ -298,14 +299,28 @@ mod tests {
     #[test]
     fn replies_are_judged_strictly() {
         let id = EXCEPTION_RAISE_REPLY_ID;
-        assert_eq!(reply_code(id, 0x12, 48, &reply(0)), Some(KernReturn::Success));
-        assert_eq!(reply_code(id, 0x12, 48, &reply(5)), Some(KernReturn::Failure));
-        assert_eq!(reply_code(id, 0x12, 48, &reply(-303)), Some(KernReturn::MigBadId));
+        assert_eq!(
+            reply_code(id, 0x12, 48, &reply(0)),
+            Some(KernReturn::Success)
+        );
+        assert_eq!(
+            reply_code(id, 0x12, 48, &reply(5)),
+            Some(KernReturn::Failure)
+        );
+        assert_eq!(
+            reply_code(id, 0x12, 48, &reply(-303)),
+            Some(KernReturn::MigBadId)
+        );
         // Unknown codes are failures, never success.
-        assert_eq!(reply_code(id, 0x12, 48, &reply(12345)), Some(KernReturn::Failure));
+        assert_eq!(
+            reply_code(id, 0x12, 48, &reply(12345)),
+            Some(KernReturn::Failure)
+        );
         // Wrong id (a send-once notification), complex, wrong size, wrong descriptor.
         assert_eq!(reply_code(71, 0x12, 48, &reply(0)), None);
         assert_eq!(reply_code(id, 0x8000_0012, 48, &reply(0)), None);
+        assert_eq!(reply_code(id, 0x1412, 48, &reply(0)), None);
+        assert_eq!(reply_code(id, 0x11, 48, &reply(0)), None);
         assert_eq!(reply_code(id, 0x12, 56, &reply(0)), None);
         let mut bad = reply(0);
         bad[0] = 11;

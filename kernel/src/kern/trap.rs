@@ -2,8 +2,8 @@
 //! decoded syndrome and registers and the machine stops with the panic status. From user
 //! mode: a trap (`svc`), a page to bring in, or a fault that becomes a Mach exception,
 //! sent to the thread's or the task's exception port (`kern::exception`). With no handler,
-//! or when every handler refuses, the faulting thread is stopped and the fault reported on
-//! the console; its task and every other go on.
+//! or when every handler refuses, the fault is reported on the console and the faulting
+//! task terminated (GNU Mach); every other task goes on.
 
 extern crate alloc;
 
@@ -114,11 +114,12 @@ fn user_fault(frame: &mut TrapFrame, thread: &Arc<Thread>) {
 /// Raise Mach exception `exception` (`code`, `subcode`) for the running user thread: send
 /// it to a handler (`kern::exception::raise`) and wait for the answer. A handler that
 /// answers `KERN_SUCCESS` resumes the thread from its trap frame as the handler left it
-/// (`thread_set_state`); an interrupted wait returns to user mode as it is. With no
-/// handler, or when every handler refuses, the exception is reported here and the thread
-/// stops at the return to user mode (`sched::ast_check`), which never comes back to it,
-/// unless it named a resume address for `EXC_BAD_ACCESS` (temporary `EXCEPTION_RESUME`):
-/// then it continues there, told the exception in `x0`-`x2`, and nothing is printed.
+/// (`thread_set_state`); a thread terminated while it waits goes on to its end. With no
+/// handler, or when every handler refuses, the exception is reported here and the task is
+/// terminated (GNU Mach `exception_no_server`): its threads stop at their return to user
+/// mode (`sched::ast_check`); the kernel and other tasks go on. The exception: a thread
+/// that named a resume address for `EXC_BAD_ACCESS` (temporary `EXCEPTION_RESUME`) and has
+/// no handler continues there, told the exception in `x0`-`x2`, and nothing is printed.
 pub fn user_exception_raise(
     frame: &mut TrapFrame,
     thread: &Arc<Thread>,
@@ -166,7 +167,7 @@ pub fn user_exception_raise(
         refused_note,
         frame.summary()
     );
-    thread.request_termination();
+    thread.task.terminate();
 }
 
 /// What the report says of the handlers: nothing when there was none.

@@ -10,9 +10,11 @@
 //!   `svc #7` (EXC_SOFTWARE / EXC_AARCH64_SVC with the immediate; A sets `x0`, the result).
 //! - Precedence: with task port B too, a thread with port A goes to A only; one without,
 //!   to B; when A answers KERN_FAILURE, B is asked next and resumes the thread.
-//! - Handler A answers KERN_FAILURE, no task port (`brk #0x77`); A sends a reply with a
-//!   wrong id (`brk #0x78`); no handler at all (`brk #0x79`); a dead exception port
-//!   (`brk #0x7a`): the kernel reports each (expected on the console) and the thread ends.
+//! - In a child task of its own (`armach_tests::child`), since these end their task:
+//!   handler A answers KERN_FAILURE and the task has no port (`brk #0x77`); A sends a reply
+//!   with a wrong id (`brk #0x78`); no handler at all (`brk #0x79`); a dead exception port
+//!   (`brk #0x7a`): the kernel reports each (expected on the console) and the child task
+//!   ends, thread and all.
 //! - Handler A terminates the faulting thread instead of answering (`brk #0x7b`): the
 //!   thread's wait ends and it is gone, with no report.
 
@@ -22,6 +24,7 @@
 extern crate alloc;
 
 use armach_tests::Checks;
+use armach_tests::child::{Child, insn};
 use armach_tests::host::lend;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -157,7 +160,12 @@ impl Handler {
             state.pc += 4;
         }
         state.x[0] = MAGIC_X0;
-        mach::thread_set_state(&mut t(), &th, AARCH64_THREAD_STATE as i32, &state.to_words())
+        mach::thread_set_state(
+            &mut t(),
+            &th,
+            AARCH64_THREAD_STATE as i32,
+            &state.to_words(),
+        )
     }
 }
 
@@ -253,7 +261,8 @@ fn serve(seen: &'static Seen, port: PortName) {
                 );
                 m.desc(32, armach_tests::msg::int_desc());
                 m.put32(40, 0);
-                let r = armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName::NULL, 0);
+                let r =
+                    armach_tests::msg::mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName::NULL, 0);
                 if r != KernReturn::Success {
                     seen.error.store(r.code() as u32, Ordering::SeqCst);
                 }
@@ -315,7 +324,12 @@ fn set_thread_port(port: PortName) -> Result<(), KernReturn> {
 }
 
 fn set_task_port(port: PortName) -> Result<(), KernReturn> {
-    mach::task_set_special_port(&mut t(), &ipc::task_self(), TASK_EXCEPTION_PORT, &lend(port))
+    mach::task_set_special_port(
+        &mut t(),
+        &ipc::task_self(),
+        TASK_EXCEPTION_PORT,
+        &lend(port),
+    )
 }
 
 /// The faults, each returning what the thread saw after it.
@@ -329,42 +343,33 @@ fn load_hole() -> u64 {
 fn udf() -> u64 {
     let v: u64;
     // SAFETY: an undefined instruction; the handler moves the pc past it and sets x0.
-    unsafe { asm!("mov x0, #1", "udf #0", "mov {v}, x0", v = out(reg) v, out("x0") _, options(nostack)) };
+    unsafe {
+        asm!("mov x0, #1", "udf #0", "mov {v}, x0", v = out(reg) v, out("x0") _, options(nostack))
+    };
     v
 }
 
 fn brk42() -> u64 {
     let v: u64;
     // SAFETY: a breakpoint; the handler moves the pc past it and sets x0.
-    unsafe { asm!("mov x0, #1", "brk #0x42", "mov {v}, x0", v = out(reg) v, out("x0") _, options(nostack)) };
+    unsafe {
+        asm!("mov x0, #1", "brk #0x42", "mov {v}, x0", v = out(reg) v, out("x0") _, options(nostack))
+    };
     v
 }
 
 fn svc7() -> u64 {
     let v: u64;
     // SAFETY: `svc #7` is no trap: EXC_SOFTWARE; the handler sets x0, the result.
-    unsafe { asm!("mov x0, #1", "svc #7", "mov {v}, x0", v = out(reg) v, out("x0") _, out("x8") _, options(nostack)) };
+    unsafe {
+        asm!("mov x0, #1", "svc #7", "mov {v}, x0", v = out(reg) v, out("x0") _, out("x8") _, options(nostack))
+    };
     v
 }
 
 fn bad_trap() -> u64 {
     // SAFETY: no such trap: EXC_SOFTWARE; the handler sets x0, the result.
     unsafe { traps::syscall(BAD_TRAP, [1, 0, 0, 0, 0, 0]) }.x0
-}
-
-/// A breakpoint the thread is not meant to come back from.
-fn brk_final(which: u32, survived: &AtomicBool) {
-    // SAFETY: a breakpoint; in these cases the thread ends there.
-    unsafe {
-        match which {
-            0x77 => asm!("brk #0x77", options(nostack)),
-            0x78 => asm!("brk #0x78", options(nostack)),
-            0x79 => asm!("brk #0x79", options(nostack)),
-            0x7a => asm!("brk #0x7a", options(nostack)),
-            _ => asm!("brk #0x7b", options(nostack)),
-        }
-    }
-    survived.store(true, Ordering::SeqCst);
 }
 
 /// Run `f` in a new thread whose exception port is `port` (null: none) and return its
@@ -396,13 +401,25 @@ fn main(_args: &Args) -> i32 {
     // Handler A resumes the thread.
     A.set(Action::MapPage);
     let got = in_thread(pa, load_hole);
-    c.check_eq("load from an unmapped page, mapped by the handler", got, Ok(MAGIC_MAP));
+    c.check_eq(
+        "load from an unmapped page, mapped by the handler",
+        got,
+        Ok(MAGIC_MAP),
+    );
     c.check_eq(
         "A told EXC_BAD_ACCESS, KERN_INVALID_ADDRESS, the address",
         A.told(),
-        (EXC_BAD_ACCESS, KernReturn::InvalidAddress.code() as u32, HOLE + 8),
+        (
+            EXC_BAD_ACCESS,
+            KernReturn::InvalidAddress.code() as u32,
+            HOLE + 8,
+        ),
     );
-    c.check_eq("A got this task's port", A.task.load(Ordering::SeqCst), me.0);
+    c.check_eq(
+        "A got this task's port",
+        A.task.load(Ordering::SeqCst),
+        me.0,
+    );
 
     A.set(Action::Skip);
     let h = thread::spawn(move || {
@@ -412,13 +429,21 @@ fn main(_args: &Args) -> i32 {
     match h {
         Ok(h) => {
             let name = h.port().0;
-            c.check_eq("udf #0: the thread goes on with x0 set", h.join(), Ok(MAGIC_X0));
+            c.check_eq(
+                "udf #0: the thread goes on with x0 set",
+                h.join(),
+                Ok(MAGIC_X0),
+            );
             c.check_eq(
                 "A told EXC_BAD_INSTRUCTION, EXC_AARCH64_UNK",
                 A.told(),
                 (EXC_BAD_INSTRUCTION, EXC_AARCH64_UNK, 0),
             );
-            c.check_eq("A got the faulting thread's port", A.thread.load(Ordering::SeqCst), name);
+            c.check_eq(
+                "A got the faulting thread's port",
+                A.thread.load(Ordering::SeqCst),
+                name,
+            );
         }
         Err(e) => {
             c.check(false, "spawn", format_args!("{e:?}"));
@@ -433,7 +458,11 @@ fn main(_args: &Args) -> i32 {
     );
     A.set(Action::SetX0);
     let got = in_thread(pa, bad_trap);
-    c.check_eq("unknown trap 9999: x0 as the handler set it", got, Ok(MAGIC_X0));
+    c.check_eq(
+        "unknown trap 9999: x0 as the handler set it",
+        got,
+        Ok(MAGIC_X0),
+    );
     c.check_eq(
         "A told EXC_SOFTWARE, EXC_AARCH64_SVC, immediate 0",
         A.told(),
@@ -448,7 +477,11 @@ fn main(_args: &Args) -> i32 {
     );
 
     // Precedence: the thread's port, then the task's.
-    c.check_eq("task_set_special_port(TASK_EXCEPTION_PORT, B)", set_task_port(pb), Ok(()));
+    c.check_eq(
+        "task_set_special_port(TASK_EXCEPTION_PORT, B)",
+        set_task_port(pb),
+        Ok(()),
+    );
     A.set(Action::Skip);
     B.set(Action::Skip);
     let (a0, b0) = (A.count(), B.count());
@@ -477,51 +510,72 @@ fn main(_args: &Args) -> i32 {
         Ok(()),
     );
 
-    // Cases the thread does not come back from.
-    static SURVIVED: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
+    // Cases nobody resumes: the task ends (GNU Mach `exception_no_server`), so each runs
+    // in a task of its own, a child whose thread breaks at `brk #which`.
     let dead = new_port();
-    for (i, (which, action, what)) in [
-        (0x77u32, Some(Action::Fail), "EXC_BREAKPOINT code 1 subcode 0x77; the handler answered 5"),
-        (0x78, Some(Action::BadReply), "EXC_BREAKPOINT code 1 subcode 0x78; the handler sent no valid reply"),
-        (0x79, None, "EXC_BREAKPOINT code 1 subcode 0x79 (no handler)"),
-        (0x7a, None, "EXC_BREAKPOINT code 1 subcode 0x7a (dead exception port)"),
-        (0x7b, Some(Action::Terminate), "nothing: the handler terminates the thread"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (which, action, what) in [
+        (
+            0x77u16,
+            Some(Action::Fail),
+            "EXC_BREAKPOINT code 1 subcode 0x77; the handler answered 5",
+        ),
+        (
+            0x78,
+            Some(Action::BadReply),
+            "EXC_BREAKPOINT code 1 subcode 0x78; the handler sent no valid reply",
+        ),
+        (
+            0x79,
+            None,
+            "EXC_BREAKPOINT code 1 subcode 0x79 (no handler)",
+        ),
+        (
+            0x7a,
+            None,
+            "EXC_BREAKPOINT code 1 subcode 0x7a (dead exception port)",
+        ),
+    ] {
         c.note(format_args!("expecting {what}"));
         if let Some(a) = action {
             A.set(a);
         }
         let a0 = A.count();
+        let child = match Child::new(&[insn::brk(which), insn::B_SELF]) {
+            Ok(child) => child,
+            Err(e) => {
+                c.check(false, "child task", format_args!("{what}: {e:?}"));
+                continue;
+            }
+        };
         let port = match which {
-            0x79 => PortName::NULL,
-            0x7a => dead.unwrap_or(PortName::NULL),
-            _ => pa,
+            0x79 => None,
+            0x7a => dead,
+            _ => Some(pa),
         };
-        let h = thread::spawn(move || {
-            if port != PortName::NULL {
-                let _ = set_thread_port(port);
-            }
-            if which == 0x7a {
-                // The exception port dies before the fault.
-                let _ = mach_port::mach_port_destroy(&mut t(), &ipc::task_self(), port);
-            }
-            brk_final(which, &SURVIVED[i]);
-        });
-        let Ok(h) = h else {
-            c.check(false, "spawn", format_args!("{what}"));
-            continue;
-        };
-        let gone = armach_tests::wait_thread_terminated(h.port());
-        c.check_eq(&alloc::format!("thread ended ({what})"), gone, Ok(()));
-        // Never joined (its closure did not return): dropping the handle detaches it.
-        drop(h);
-        c.check(
-            !SURVIVED[i].load(Ordering::SeqCst),
-            "no instruction ran after the fault",
-            format_args!("{what}"),
+        if let Some(port) = port {
+            c.check_eq(
+                &alloc::format!("the child thread's exception port ({what})"),
+                child.set_exception_port(port),
+                Ok(()),
+            );
+        }
+        if which == 0x7a {
+            // The exception port dies before the fault.
+            c.check_eq(
+                "mach_port_destroy of the exception port",
+                mach_port::mach_port_destroy(&mut t(), &ipc::task_self(), port.unwrap_or_default()),
+                Ok(()),
+            );
+        }
+        c.check_eq(
+            &alloc::format!("child started ({what})"),
+            child.start(child.code, &[]),
+            Ok(()),
+        );
+        c.check_eq(
+            &alloc::format!("child thread and task gone ({what})"),
+            child.wait_gone(),
+            Ok(()),
         );
         let asked = if action.is_some() { 1 } else { 0 };
         c.check_eq(
@@ -535,6 +589,44 @@ fn main(_args: &Args) -> i32 {
                 A.told(),
                 (EXC_BREAKPOINT, EXC_AARCH64_BRK, u64::from(which)),
             );
+            c.check_eq(
+                &alloc::format!("A got the child's task port ({what})"),
+                A.task.load(Ordering::SeqCst) != me.0,
+                true,
+            );
+        }
+    }
+
+    // A handler that terminates the faulting thread instead of answering: the thread's
+    // wait ends and it is gone, with no report; this task goes on.
+    static SURVIVED: AtomicBool = AtomicBool::new(false);
+    A.set(Action::Terminate);
+    let a0 = A.count();
+    match thread::spawn(move || {
+        let _ = set_thread_port(pa);
+        // SAFETY: a breakpoint; the handler terminates this thread there.
+        unsafe { asm!("brk #0x7b", options(nostack)) };
+        SURVIVED.store(true, Ordering::SeqCst);
+    }) {
+        Ok(h) => {
+            let gone = armach_tests::wait_thread_terminated(h.port());
+            c.check_eq("thread terminated by its handler", gone, Ok(()));
+            // Never joined (its closure did not return): dropping the handle detaches it.
+            drop(h);
+            c.check(
+                !SURVIVED.load(Ordering::SeqCst),
+                "no instruction ran after the fault",
+                format_args!("terminated by the handler"),
+            );
+            c.check_eq("requests to A (terminate)", A.count() - a0, 1);
+            c.check_eq(
+                "A told EXC_BREAKPOINT (terminate)",
+                A.told(),
+                (EXC_BREAKPOINT, EXC_AARCH64_BRK, 0x7b),
+            );
+        }
+        Err(e) => {
+            c.check(false, "spawn", format_args!("{e:?}"));
         }
     }
     c.check_eq("B asked nothing more", B.count(), 2);
