@@ -25,6 +25,8 @@
 //!   thread never blocks on the send. It is bounded: a thread has at most one exception
 //!   outstanding, and the message and the reply port are charged to the faulting task's
 //!   kmem ledger (refused: as if there were no handler).
+//! - A kernel object's port as the exception port: the kernel serves the request as any
+//!   message to that port, answering MIG_BAD_ID: a failure.
 //! - A dead exception port: not asked (the next one is, or nobody). One that dies once the
 //!   request is queued destroys it, and with it the send-once right, which sends a
 //!   send-once notification to the reply port: not a reply, so a failure, like a handler
@@ -184,9 +186,19 @@ mod kernel {
         };
         let outcome = match request(thread, &ledger, &reply, port, exception, code, subcode) {
             Some(kmsg) => {
-                // Queued, or destroyed if the port died meanwhile (then the reply port
-                // gets a send-once notification: a failure).
-                let _ = mqueue::send(kmsg, true, |_| false);
+                let to_kernel = kmsg.remote().is_some_and(|r| r.port().is_kernel());
+                if to_kernel {
+                    // A kernel object's port (a task or thread port named as an exception
+                    // port): served at once like any message to it, which answers
+                    // MIG_BAD_ID.
+                    if let Some(answer) = crate::server::kernel_server(&thread.task, kmsg) {
+                        let _ = mqueue::send(answer, true, |_| false);
+                    }
+                } else {
+                    // Queued, or destroyed if the port died meanwhile (then the reply port
+                    // gets a send-once notification: a failure).
+                    let _ = mqueue::send(kmsg, true, |_| false);
+                }
                 wait_reply(thread, &reply)
             }
             None => Outcome::NoHandler,

@@ -6,14 +6,16 @@
 //!
 //! - Thread port A, handler resumes: a load from an unmapped address (A maps the page and
 //!   writes a value there: the load, run again, reads it); `udf #0` and `brk #0x42` (A moves
-//!   the pc past them with `thread_set_state` and sets `x0`); an unknown trap number and
+//!   the pc past them with `thread_set_state` and sets `x0`); a misaligned `ldar`
+//!   (EXC_BAD_ACCESS / EXC_AARCH64_AL with the address, handled the same); an unknown trap number and
 //!   `svc #7` (EXC_SOFTWARE / EXC_AARCH64_SVC with the immediate; A sets `x0`, the result).
 //! - Precedence: with task port B too, a thread with port A goes to A only; one without,
 //!   to B; when A answers KERN_FAILURE, B is asked next and resumes the thread.
 //! - In a child task of its own (`armach_tests::child`), since these end their task:
 //!   handler A answers KERN_FAILURE and the task has no port (`brk #0x77`); A sends a reply
 //!   with a wrong id (`brk #0x78`); no handler at all (`brk #0x79`); a dead exception port
-//!   (`brk #0x7a`): the kernel reports each (expected on the console) and the child task
+//!   (`brk #0x7a`); the child's own task port as its exception port (`brk #0x7c`: the
+//!   kernel answers MIG_BAD_ID): the kernel reports each (expected on the console) and the child task
 //!   ends, thread and all.
 //! - Handler A terminates the faulting thread instead of answering (`brk #0x7b`): the
 //!   thread's wait ends and it is gone, with no report.
@@ -29,8 +31,8 @@ use armach_tests::host::lend;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use libmach::abi::exception::{
-    EXC_AARCH64_BRK, EXC_AARCH64_SVC, EXC_AARCH64_UNK, EXC_BAD_ACCESS, EXC_BAD_INSTRUCTION,
-    EXC_BREAKPOINT, EXC_SOFTWARE,
+    EXC_AARCH64_AL, EXC_AARCH64_BRK, EXC_AARCH64_SVC, EXC_AARCH64_UNK, EXC_BAD_ACCESS,
+    EXC_BAD_INSTRUCTION, EXC_BREAKPOINT, EXC_SOFTWARE,
 };
 use libmach::abi::message::{MACH_MSG_TYPE_MAKE_SEND, option};
 use libmach::abi::thread_state::{
@@ -358,6 +360,23 @@ fn brk42() -> u64 {
     v
 }
 
+/// The misaligned address `ldar_misaligned` loads from.
+static MISALIGNED: AtomicU64 = AtomicU64::new(0);
+
+fn ldar_misaligned() -> u64 {
+    let words = [0u64; 2];
+    let at = words.as_ptr() as u64 + 1;
+    MISALIGNED.store(at, Ordering::SeqCst);
+    let v: u64;
+    // SAFETY: a load-acquire from a misaligned address: an alignment fault, whose handler
+    // moves the pc past it and sets x0; the address is within `words`.
+    unsafe {
+        asm!("mov x0, #1", "ldar x0, [{a}]", "mov {v}, x0", a = in(reg) at, v = out(reg) v, out("x0") _, options(nostack));
+    }
+    core::hint::black_box(&words);
+    v
+}
+
 fn svc7() -> u64 {
     let v: u64;
     // SAFETY: `svc #7` is no trap: EXC_SOFTWARE; the handler sets x0, the result.
@@ -456,6 +475,21 @@ fn main(_args: &Args) -> i32 {
         A.told(),
         (EXC_BREAKPOINT, EXC_AARCH64_BRK, 0x42),
     );
+    let got = in_thread(pa, ldar_misaligned);
+    c.check_eq(
+        "ldar from a misaligned address: the thread goes on",
+        got,
+        Ok(MAGIC_X0),
+    );
+    c.check_eq(
+        "A told EXC_BAD_ACCESS, EXC_AARCH64_AL, the address",
+        A.told(),
+        (
+            EXC_BAD_ACCESS,
+            EXC_AARCH64_AL,
+            MISALIGNED.load(Ordering::SeqCst),
+        ),
+    );
     A.set(Action::SetX0);
     let got = in_thread(pa, bad_trap);
     c.check_eq(
@@ -534,6 +568,11 @@ fn main(_args: &Args) -> i32 {
             None,
             "EXC_BREAKPOINT code 1 subcode 0x7a (dead exception port)",
         ),
+        (
+            0x7c,
+            None,
+            "EXC_BREAKPOINT code 1 subcode 0x7c; the handler answered -303 (its own task port)",
+        ),
     ] {
         c.note(format_args!("expecting {what}"));
         if let Some(a) = action {
@@ -550,6 +589,7 @@ fn main(_args: &Args) -> i32 {
         let port = match which {
             0x79 => None,
             0x7a => dead,
+            0x7c => Some(child.task.name()),
             _ => Some(pa),
         };
         if let Some(port) = port {

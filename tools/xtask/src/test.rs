@@ -459,12 +459,14 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
-        // Handlers that refuse, a bad reply, no handler, a dead exception port.
+        // Handlers that refuse, a bad reply, no handler, a dead exception port, a kernel
+        // object's port as the exception port.
         "exc" => [
             "EXC_BREAKPOINT code 1 subcode 0x77; the handler answered 5; BRK",
             "EXC_BREAKPOINT code 1 subcode 0x78; the handler sent no valid reply; BRK",
             "EXC_BREAKPOINT code 1 subcode 0x79; BRK",
             "EXC_BREAKPOINT code 1 subcode 0x7a; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x7c; the handler answered -303; BRK",
         ]
         .iter()
         .map(|s| (*s).to_owned())
