@@ -145,6 +145,10 @@ mod kernel {
     /// The caller must not touch the thread's trap frame across this call: a handler
     /// may rewrite it meanwhile.
     pub fn raise(thread: &Arc<Thread>, exception: u32, code: u64, subcode: u64) -> Outcome {
+        if thread.should_terminate() {
+            // Ending anyway: nobody need be told.
+            return Outcome::Interrupted;
+        }
         let thread_port = live(crate::server::objects::copy_send(
             &thread.exception_port.lock(),
         ));
