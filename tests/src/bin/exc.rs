@@ -17,6 +17,9 @@
 //!   (`brk #0x7a`); the child's own task port as its exception port (`brk #0x7c`: the
 //!   kernel answers MIG_BAD_ID): the kernel reports each (expected on the console) and the child task
 //!   ends, thread and all.
+//! - An exception port whose queue is full (five messages, nobody receiving): the request
+//!   is queued past the limit; `thread_abort` of the waiting thread does not end its wait;
+//!   once the request is served the thread goes on, asked exactly once.
 //! - Handler A terminates the faulting thread instead of answering (`brk #0x7b`): the
 //!   thread's wait ends and it is gone, with no report.
 
@@ -59,6 +62,8 @@ const STOP_ID: i32 = 77_777;
 /// `exception_raise`'s id, and a wrong reply id.
 const RAISE_ID: i32 = 2400;
 const WRONG_REPLY_ID: i32 = 2501;
+/// Messages that fill a queue.
+const FILLER_ID: i32 = 1234;
 
 /// What a handler does with the next request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -403,6 +408,121 @@ fn in_thread(port: PortName, f: fn() -> u64) -> Result<u64, KernReturn> {
     h.join()
 }
 
+static C: Seen = Seen::new();
+
+/// Messages queued on `port` (`mach_port_get_receive_status`).
+fn msgcount(port: PortName) -> Option<i32> {
+    const STATUS_MSGCOUNT: usize = 4;
+    mach_port::mach_port_get_receive_status(&mut t(), &ipc::task_self(), port)
+        .ok()
+        .map(|o| o.status[STATUS_MSGCOUNT])
+}
+
+/// An exception port whose queue is full (nobody receives yet): the request is queued past
+/// the limit and the faulting thread waits for the reply; `thread_abort` does not end that
+/// wait; once served, the thread goes on, and asked exactly once.
+fn full_queue_and_abort(c: &mut Checks) {
+    let Some(pc) = new_port() else {
+        c.check(false, "a third port", format_args!("refused"));
+        return;
+    };
+    let mut m = armach_tests::msg::Msg::new();
+    let filler = |m: &mut armach_tests::msg::Msg, opt: u32| {
+        m.header(
+            libmach::abi::message::MACH_MSG_TYPE_COPY_SEND as u32,
+            pc,
+            PortName::NULL,
+            FILLER_ID,
+        );
+        armach_tests::msg::mach_msg(m, opt, 32, 0, PortName::NULL, 0)
+    };
+    for _ in 0..5 {
+        let _ = filler(&mut m, option::SEND_MSG);
+    }
+    c.check_eq(
+        "the port's queue is full: a sixth message times out",
+        filler(&mut m, option::SEND_MSG | option::SEND_TIMEOUT),
+        KernReturn::SendTimedOut,
+    );
+    C.set(Action::Skip);
+    let h = match thread::spawn(move || {
+        set_thread_port(pc)?;
+        Ok::<u64, KernReturn>(udf())
+    }) {
+        Ok(h) => h,
+        Err(e) => {
+            c.check(false, "spawn", format_args!("{e:?}"));
+            return;
+        }
+    };
+    let queued = armach_tests::wait_until(10_000, || msgcount(pc) == Some(6));
+    c.check(
+        queued,
+        "the request is queued past the full queue's limit",
+        format_args!("msgcount {:?}", msgcount(pc)),
+    );
+    c.check_eq(
+        "thread_abort of the thread waiting for the reply",
+        mach::thread_abort(&mut t(), h.thread()),
+        Ok(()),
+    );
+    // The five fillers, then the request: served here.
+    let mut req = Buf([0; 256]);
+    let mut reply = Buf([0; 256]);
+    let mut ids = alloc::vec::Vec::new();
+    for _ in 0..6 {
+        // SAFETY: a receive into our own 256-byte buffer.
+        let r = unsafe {
+            traps::mach_msg(
+                req.0.as_mut_ptr(),
+                option::RCV_MSG | option::RCV_TIMEOUT,
+                0,
+                256,
+                pc,
+                10_000,
+                PortName::NULL,
+            )
+        };
+        if r != KernReturn::Success {
+            c.check_eq("receive from the full port", r, KernReturn::Success);
+            break;
+        }
+        ids.push(word32(&req.0, 28) as i32);
+    }
+    c.check_eq(
+        "five fillers, then the exception",
+        &ids[..],
+        &[
+            FILLER_ID, FILLER_ID, FILLER_ID, FILLER_ID, FILLER_ID, RAISE_ID,
+        ][..],
+    );
+    if ids.last() == Some(&RAISE_ID) {
+        let size = (word32(&req.0, 4) as usize).min(256);
+        let served = exc_server(&mut Handler { seen: &C }, &req.0[..size], &mut reply.0);
+        // SAFETY: sends our own buffer's first `reply_size` bytes (at most 48).
+        let r = unsafe {
+            traps::mach_msg(
+                reply.0.as_mut_ptr(),
+                option::SEND_MSG,
+                served.reply_size as u32,
+                0,
+                PortName::NULL,
+                0,
+                PortName::NULL,
+            )
+        };
+        c.check_eq("reply sent", r, KernReturn::Success);
+        c.check_eq(
+            "after the abort, the thread still took the answer and went on",
+            h.join(),
+            Ok(MAGIC_X0),
+        );
+        c.check_eq("asked once", C.count(), 1);
+        c.check_eq("nothing more on the port", msgcount(pc), Some(0));
+    }
+    let _ = mach_port::mach_port_destroy(&mut t(), &ipc::task_self(), pc);
+}
+
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("exc");
     let (Some(pa), Some(pb)) = (new_port(), new_port()) else {
@@ -543,6 +663,8 @@ fn main(_args: &Args) -> i32 {
         set_task_port(PortName::NULL),
         Ok(()),
     );
+
+    full_queue_and_abort(&mut c);
 
     // Cases nobody resumes: the task ends (GNU Mach `exception_no_server`), so each runs
     // in a task of its own, a child whose thread breaks at `brk #which`.
