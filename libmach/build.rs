@@ -1,5 +1,6 @@
-//! Generates the client stubs of libmach's interfaces (`defs/`) into `OUT_DIR` with mig-rs,
-//! which `src/mig.rs` includes. mig-rs reruns this when any `.defs` file it read changes.
+//! Generates the client stubs of libmach's interfaces (`defs/`), and the server side of
+//! `exc.defs` (the kernel calls, user tasks serve), into `OUT_DIR` with mig-rs, which
+//! `src/mig.rs` includes. mig-rs reruns this when any `.defs` file it read changes.
 
 fn main() {
     let result = mig_rs::Build::new()
@@ -10,6 +11,7 @@ fn main() {
         .user("defs/mach/gnumach.defs", "gnumach_user.rs")
         .user("defs/device/device.defs", "device_user.rs")
         .user("defs/armach/sched.defs", "armach_sched_user.rs")
+        .server("defs/mach/exc.defs", "exc_server.rs")
         .run();
     if let Err(e) = result {
         // A build script reports failure by panicking; the message is the .defs error.

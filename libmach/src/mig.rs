@@ -36,3 +36,10 @@ pub mod device {
 pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_user.rs"));
 }
+
+/// `exc` (2400): the server side, for exception handlers. The kernel sends
+/// `exception_raise` when a thread faults; implement `ExcServer` and hand each request to
+/// `exc_server`.
+pub mod exc_server {
+    include!(concat!(env!("OUT_DIR"), "/exc_server.rs"));
+}

@@ -344,9 +344,10 @@ pub fn event_wake(address: usize, all: bool) -> u64 {
     .x0
 }
 
-/// Temporary `EXCEPTION_RESUME`: from now on an `EXC_BAD_ACCESS` of the calling thread
-/// makes it continue at `pc` (with `x0` = the exception, `x1` = code, `x2` = subcode, the
-/// other registers as at the fault) instead of stopping it; `pc` 0 restores the default.
+/// Temporary `EXCEPTION_RESUME`: from now on an `EXC_BAD_ACCESS` of the calling thread that
+/// no exception handler takes makes it continue at `pc` (with `x0` = the exception, `x1` =
+/// code, `x2` = subcode, the other registers as at the fault) instead of ending its task;
+/// `pc` 0 restores the default.
 /// `KERN_INVALID_ARGUMENT` for a `pc` that is not a 4-aligned user address.
 ///
 /// # Safety

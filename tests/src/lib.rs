@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+pub mod child;
 pub mod host;
 pub mod msg;
 

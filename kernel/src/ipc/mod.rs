@@ -88,6 +88,10 @@
 //!   `Space::copyout_header` and `Space::copyout_right` for each slot, writing the names
 //!   into the body and or'ing the error bits into `MACH_RCV_BODY_ERROR`; after a header
 //!   error, `Space::copyout_dest`.
+//! - An RPC the kernel makes (`exception_raise`, `kern::exception`): `Port::alloc_reply`
+//!   gives a port whose receive right the kernel keeps (messages to it are queued, not
+//!   served), `make_send_once` the reply right for the request, `mqueue::receive_reply`
+//!   takes the answer (or asserts the wait for it), `Port::dealloc_reply` destroys it.
 //! - `mqueue::set_wakeup` once at boot, with a function that does
 //!   `sched::thread_wakeup(Event { object: key.object, key: key.on }, true)`.
 

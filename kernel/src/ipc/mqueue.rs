@@ -279,6 +279,17 @@ pub fn receive_kernel(port: &Arc<Port>, max_size: Option<u32>) -> RecvResult {
     r
 }
 
+/// Receive from a reply port the kernel keeps (`Port::alloc_reply`): the oldest message,
+/// or `Empty` after `on_empty` ran under the port's lock (it may assert a wait on the key,
+/// then returns `true`, and a message queued afterwards wakes it), or `Died`.
+pub fn receive_reply(port: &Arc<Port>, on_empty: impl FnOnce(WaitKey) -> bool) -> RecvResult {
+    let mut r = receive_port(port, None, None, on_empty);
+    if let RecvResult::Message(kmsg) = &mut r {
+        kmsg.accepted();
+    }
+    r
+}
+
 fn too_large(kmsg: &Kmsg, max: Option<u32>) -> Option<u32> {
     max.filter(|&m| kmsg.size > m).map(|_| kmsg.size)
 }
@@ -292,7 +303,7 @@ fn receive_port(
     let mut st = port.lock();
     let holder = match (&st.receiver, space) {
         (Receiver::Space { space: s, .. }, Some(me)) => *s == me,
-        (Receiver::Kernel, None) => true,
+        (Receiver::Kernel | Receiver::Reply, None) => true,
         _ => false,
     };
     if !st.active || !holder {

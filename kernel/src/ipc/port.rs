@@ -91,6 +91,10 @@ pub(crate) enum Receiver {
     Limbo,
     /// The kernel: a kernel object's port.
     Kernel,
+    /// The kernel, as the client of an RPC it made (GNU Mach's `ipc_space_reply`): the
+    /// reply port of a thread's `exception_raise`. Messages to it are queued, not served;
+    /// the kernel takes them with `mqueue::receive_reply`.
+    Reply,
 }
 
 /// A dead-name request: the send-once right to notify with, paid for by the requester.
@@ -206,6 +210,28 @@ impl Port {
         {
             let mut st = port.lock();
             if !matches!(st.receiver, Receiver::Kernel) {
+                return;
+            }
+            st.receiver = Receiver::Limbo;
+        }
+        let mut reaper = super::right::Reaper::new();
+        reaper.destroy_port(port);
+        reaper.run();
+    }
+
+    /// A port whose receive right the kernel keeps to receive the reply of an RPC it
+    /// makes (`Receiver::Reply`). Destroy it with [`Port::dealloc_reply`].
+    pub fn alloc_reply(ledger: &Arc<dyn Ledger>) -> Result<Arc<Port>, KernReturn> {
+        Port::alloc(ledger, Receiver::Reply)
+    }
+
+    /// Destroy a reply port from [`Port::alloc_reply`]: its queue is destroyed and the
+    /// send-once right to it, if still out, becomes a dead name. Call with no IPC lock
+    /// held; does nothing to another kind of port.
+    pub fn dealloc_reply(port: Arc<Port>) {
+        {
+            let mut st = port.lock();
+            if !matches!(st.receiver, Receiver::Reply) {
                 return;
             }
             st.receiver = Receiver::Limbo;
@@ -351,6 +377,7 @@ impl Port {
             Receiver::Transit(_) => "transit",
             Receiver::Limbo => "limbo",
             Receiver::Kernel => "kernel",
+            Receiver::Reply => "reply",
         }
     }
 }

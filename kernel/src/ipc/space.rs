@@ -1094,6 +1094,14 @@ impl Space {
             let e = st.entries.get_mut(&name.0).ok_or(KernReturn::InvalidName)?;
             let port = e.port().cloned().ok_or(KernReturn::InvalidRight)?;
             let mut ps = port.lock();
+            if !ps.active {
+                // The port died since `check` looked (its lock was let go in between): a
+                // request put on it now would never be sent. It is a dead name now (GNU
+                // Mach checks and registers under one port lock).
+                drop(ps);
+                st.check(name.0);
+                return self.dnrequest_dead(st, name, immediate, notify, d);
+            }
             let previous = if e.dnrequest {
                 dncancel(&mut ps, id, name.0)
             } else {
@@ -1115,6 +1123,18 @@ impl Space {
             }
             return Ok(previous);
         }
+        self.dnrequest_dead(st, name, immediate, notify, d)
+    }
+
+    /// The rest of `dnrequest_locked` for a name that holds no live port right.
+    fn dnrequest_dead(
+        &self,
+        mut st: SpaceGuard<'_>,
+        name: PortName,
+        immediate: bool,
+        notify: Option<Right>,
+        d: &mut Deferred,
+    ) -> Result<Option<Right>, KernReturn> {
         let e = st.entries.get_mut(&name.0).ok_or(KernReturn::InvalidName)?;
         if e.ty == DEAD_NAME && immediate && notify.is_some() {
             if urefs_overflow(e.urefs, 1) {

@@ -2599,3 +2599,72 @@ mod prop {
         assert_eq!(l.total(), 0, "left charged: {:?}", kinds(&l));
     }
 }
+
+/// The kernel's reply port for an RPC it makes (`exception_raise`): messages to it are
+/// queued, not served; the kernel receives them; destroying it kills the send-once right
+/// still out; everything is paid back.
+#[test]
+fn kernel_reply_port_queues_receives_and_dies() {
+    let l = ledger();
+    let dl = dyn_ledger(&l);
+    let reply = Port::alloc_reply(&dl).unwrap();
+    assert!(
+        !reply.is_kernel(),
+        "a reply port is not served by the kernel"
+    );
+    assert_eq!(reply.debug_receiver(), "reply");
+    // Nothing queued: the caller is asked to wait for a message on the port.
+    let mut asked = None;
+    assert!(matches!(
+        mqueue::receive_reply(&reply, |key| {
+            asked = Some(key);
+            true
+        }),
+        RecvResult::Empty
+    ));
+    assert_eq!(
+        asked,
+        Some(WaitKey {
+            object: Arc::as_ptr(&reply) as usize,
+            on: WaitOn::Message,
+        })
+    );
+    // A reply through a send-once right: queued, and the waiter woken.
+    woken();
+    let so = reply.make_send_once(&dl).unwrap();
+    let mut k = Kmsg::new(&dl, KmsgShape::default()).unwrap();
+    k.id = 2500;
+    k.size = kmsg::HEADER_SIZE as u32;
+    k.set_ports(so, MsgPort::Null, 0);
+    assert!(matches!(
+        mqueue::send(k, true, |_| false),
+        SendResult::Queued
+    ));
+    assert_eq!(woken(), vec![asked.unwrap()]);
+    match mqueue::receive_reply(&reply, |_| panic!("a message is queued")) {
+        RecvResult::Message(k) => {
+            assert_eq!(k.id, 2500);
+            assert_eq!(
+                k.bits,
+                msgh_bits::make(super::abi::msg_type::PORT_SEND_ONCE, 0)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A send-once right still out when the port is destroyed: its messages are destroyed.
+    let so = reply.make_send_once(&dl).unwrap();
+    Port::dealloc_reply(reply.clone());
+    assert!(!reply.is_active());
+    assert!(matches!(
+        mqueue::receive_reply(&reply, |_| true),
+        RecvResult::Died
+    ));
+    let mut k = Kmsg::new(&dl, KmsgShape::default()).unwrap();
+    k.set_ports(so, MsgPort::Null, 0);
+    assert!(matches!(
+        mqueue::send(k, true, |_| false),
+        SendResult::Destroyed
+    ));
+    drop(reply);
+    assert_eq!(l.total(), 0, "everything paid back");
+}

@@ -49,7 +49,7 @@ pub fn init() {
     crate::ipc::mqueue::set_wakeup(wakeup);
 }
 
-fn event_of(key: WaitKey) -> Event {
+pub(crate) fn event_of(key: WaitKey) -> Event {
     Event {
         object: key.object as u64,
         key: key.on as u64,

@@ -5,6 +5,7 @@ pub mod bootargs;
 pub mod cpio;
 pub mod device;
 pub mod elf;
+pub mod exception;
 pub mod gsync;
 pub mod name;
 pub mod sched;

@@ -284,8 +284,9 @@ pub struct Thread {
     /// Started once (`sched::thread_start`); a thread made by `thread_create` is not until
     /// its first `thread_resume`.
     pub started: AtomicBool,
-    /// Where the thread continues after an `EXC_BAD_ACCESS` instead of stopping (0: it
-    /// stops); set by the temporary `EXCEPTION_RESUME` trap (`kern::trap`).
+    /// Where the thread continues after an `EXC_BAD_ACCESS` no handler took, instead of
+    /// its task ending (0: it ends); set by the temporary `EXCEPTION_RESUME` trap
+    /// (`kern::trap`).
     pub exception_resume: AtomicU64,
     pub is_idle: bool,
     /// Counter value at creation.

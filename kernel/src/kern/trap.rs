@@ -1,13 +1,15 @@
 //! Synchronous exceptions. In the kernel every one is a bug: it is reported with the
 //! decoded syndrome and registers and the machine stops with the panic status. From user
-//! mode: a trap (`svc`), a page to bring in, or a fault that becomes a Mach exception.
-//! Until exception ports exist the faulting thread is stopped and the fault reported on
-//! the console; its task and every other go on.
+//! mode: a trap (`svc`), a page to bring in, or a fault that becomes a Mach exception,
+//! sent to the thread's or the task's exception port (`kern::exception`). With no handler,
+//! or when every handler refuses, the fault is reported on the console and the faulting
+//! task terminated (GNU Mach); every other task goes on.
 
 extern crate alloc;
 
 use crate::arch::exception::{AbortKind, FaultAccess, TrapFrame, UserException, VectorKind};
 use crate::kern::console::print_emergency;
+use crate::kern::exception::Outcome;
 use crate::kern::power::{ExitStatus, power_off};
 use crate::kern::syscall;
 use crate::kern::thread::Thread;
@@ -109,11 +111,15 @@ fn user_fault(frame: &mut TrapFrame, thread: &Arc<Thread>) {
     user_exception_raise(frame, thread, exception, code, subcode);
 }
 
-/// Raise Mach exception `exception` (`code`, `subcode`) for the running user thread.
-/// Exception ports come with IPC; until then the exception is reported here and the thread
-/// stops at the return to user mode (`sched::ast_check`), which never comes back to it,
-/// unless it named a resume address for `EXC_BAD_ACCESS` (temporary `EXCEPTION_RESUME`):
-/// then it continues there, told the exception in `x0`-`x2`, and nothing is printed.
+/// Raise Mach exception `exception` (`code`, `subcode`) for the running user thread: send
+/// it to a handler (`kern::exception::raise`) and wait for the answer. A handler that
+/// answers `KERN_SUCCESS` resumes the thread from its trap frame as the handler left it
+/// (`thread_set_state`); a thread terminated while it waits goes on to its end. With no
+/// handler, or when every handler refuses, the exception is reported here and the task is
+/// terminated (GNU Mach `exception_no_server`): its threads stop at their return to user
+/// mode (`sched::ast_check`); the kernel and other tasks go on. The exception: a thread
+/// that named a resume address for `EXC_BAD_ACCESS` (temporary `EXCEPTION_RESUME`) and has
+/// no handler continues there, told the exception in `x0`-`x2`, and nothing is printed.
 pub fn user_exception_raise(
     frame: &mut TrapFrame,
     thread: &Arc<Thread>,
@@ -121,7 +127,18 @@ pub fn user_exception_raise(
     code: u64,
     subcode: u64,
 ) {
-    if exception == EXC_BAD_ACCESS {
+    // Not a reference to the frame across the wait: a handler may rewrite it meanwhile.
+    let frame: *mut TrapFrame = frame;
+    let outcome = crate::kern::exception::raise(thread, exception, code, subcode);
+    let refused = match outcome {
+        Outcome::Resume | Outcome::Interrupted => return,
+        Outcome::NoHandler => None,
+        Outcome::Refused(kr) => Some(kr),
+    };
+    // SAFETY: the thread's own trap frame, which it reads and writes while it runs in the
+    // kernel; the handler's wait is over, so nobody else writes it now.
+    let frame = unsafe { &mut *frame };
+    if exception == EXC_BAD_ACCESS && refused.is_none() {
         let resume = thread
             .exception_resume
             .load(core::sync::atomic::Ordering::Relaxed);
@@ -134,8 +151,9 @@ pub fn user_exception_raise(
         .filter(|_| exception == EXC_BAD_ACCESS && code < 100)
         .map(|k| k_name(k))
         .unwrap_or("");
+    let refused_note = RefusedNote(refused);
     crate::println!(
-        "user exception: thread {} ({}) of task {} ({}) on cpu{}: {} code {}{}{} subcode {:#x}; {}",
+        "user exception: thread {} ({}) of task {} ({}) on cpu{}: {} code {}{}{} subcode {:#x};{} {}",
         thread.id,
         thread.name,
         thread.task.id,
@@ -146,9 +164,23 @@ pub fn user_exception_raise(
         if code_name.is_empty() { "" } else { " " },
         code_name,
         subcode,
+        refused_note,
         frame.summary()
     );
-    thread.request_termination();
+    thread.task.terminate();
+}
+
+/// What the report says of the handlers: nothing when there was none.
+struct RefusedNote(Option<Option<KernReturn>>);
+
+impl core::fmt::Display for RefusedNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            None => Ok(()),
+            Some(Some(kr)) => write!(f, " the handler answered {};", kr.code()),
+            Some(None) => write!(f, " the handler sent no valid reply;"),
+        }
+    }
 }
 
 fn k_name(k: KernReturn) -> &'static str {

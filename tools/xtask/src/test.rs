@@ -465,7 +465,7 @@ fn init_words(program: &str) -> (String, usize) {
 }
 
 /// Console text a program's run must show besides its success line: the kernel's reports
-/// of the faults `faults` and `gsync` cause on purpose.
+/// of the faults `faults`, `exc` and `gsync` cause on purpose.
 fn expected_reports(program: &str) -> Vec<String> {
     match program {
         "faults" => [
@@ -480,6 +480,18 @@ fn expected_reports(program: &str) -> Vec<String> {
         .collect(),
         // What it wrote through device_write_inband.
         DEVICE_PROGRAM => vec!["device: written with device_write_inband".to_owned()],
+        // Handlers that refuse, a bad reply, no handler, a dead exception port, a kernel
+        // object's port as the exception port.
+        "exc" => [
+            "EXC_BREAKPOINT code 1 subcode 0x77; the handler answered 5; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x78; the handler sent no valid reply; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x79; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x7a; BRK",
+            "EXC_BREAKPOINT code 1 subcode 0x7c; the handler answered -303; BRK",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
         // A named thread of a named task faults on purpose: the report names both.
         "gsync" => vec![
             "(gsync-faulter) of task".to_owned(),
