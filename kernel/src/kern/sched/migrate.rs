@@ -465,10 +465,50 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
 const MAX_MOVE: usize = 32;
 
 /// Move up to `count` threads of set `set` queued on processor `from` to processor `to`,
-/// the coldest first (at most `MAX_MOVE`); returns how many moved. Both run queues are held, the lower CPU
-/// index first.
+/// the coldest first (at most `MAX_MOVE`); returns how many moved.
 fn move_threads(from: usize, to: usize, count: u32, set: u32) -> u32 {
-    if from == to || count == 0 {
+    if count == 0 {
+        return 0;
+    }
+    between(from, to, |src, dst| {
+        let now = crate::arch::timer::counter();
+        // One scan picks them all; removed from the highest position down, so that each
+        // removal leaves the positions still to take where they were.
+        let mut picks: arrayvec::ArrayVec<usize, MAX_MOVE> = balance::coldest_k(
+            src.iter_least_urgent().map(|t| Candidate {
+                warmth: warmth_now(t, now),
+                movable: movable(t, set, to),
+            }),
+            count as usize,
+        );
+        picks.sort_unstable_by(|a, b| b.cmp(a));
+        let mut moved = 0;
+        for i in picks {
+            let Some(thread) = src.remove_nth_least_urgent(i) else {
+                break;
+            };
+            requeue(dst, thread, to);
+            moved += 1;
+        }
+        moved
+    })
+}
+
+type Queue = super::runqueue::RunQueue<Arc<Thread>>;
+
+/// Put `thread`, taken off another run queue, on `dst`, processor `to`'s.
+fn requeue(dst: &mut Queue, thread: Arc<Thread>, to: usize) {
+    thread.queued_on.store(to as u32, Ordering::Relaxed);
+    let priority = thread.sched_priority.load(Ordering::Relaxed);
+    dst.enqueue(thread, priority);
+}
+
+/// Run `shift` on the run queues of processors `from` (source) and `to` (destination),
+/// both held, the lower CPU index first (the one place two are held at once); then
+/// mirror their lengths and wake `to` if what it was given should run now. `shift`
+/// returns how many threads it moved.
+fn between(from: usize, to: usize, shift: impl FnOnce(&mut Queue, &mut Queue) -> u32) -> u32 {
+    if from == to {
         return 0;
     }
     let (pf, pt) = (processor(CpuId::new(from)), processor(CpuId::new(to)));
@@ -484,32 +524,14 @@ fn move_threads(from: usize, to: usize, count: u32, set: u32) -> u32 {
     } else {
         (&mut *hi, &mut *lo)
     };
-    let now = crate::arch::timer::counter();
-    // One scan picks them all; removed from the highest position down, so that each
-    // removal leaves the positions still to take where they were.
-    let mut picks: arrayvec::ArrayVec<usize, MAX_MOVE> = balance::coldest_k(
-        src.iter_least_urgent().map(|t| Candidate {
-            warmth: warmth_now(t, now),
-            movable: movable(t, set, to),
-        }),
-        count as usize,
-    );
-    picks.sort_unstable_by(|a, b| b.cmp(a));
-    let mut moved = 0;
-    for i in picks {
-        let Some(thread) = src.remove_nth_least_urgent(i) else {
-            break;
-        };
-        thread.queued_on.store(to as u32, Ordering::Relaxed);
-        let priority = thread.sched_priority.load(Ordering::Relaxed);
-        dst.enqueue(thread, priority);
-        moved += 1;
-    }
+    let moved = shift(src, dst);
     pf.nr_queued.store(src.len() as u32, Ordering::Relaxed);
     pt.nr_queued.store(dst.len() as u32, Ordering::Relaxed);
     let best = dst.highest();
     drop((lo, hi));
     if moved > 0 {
+        // As in `setrun`: either this sees the processor idle, or its idle loop sees the
+        // threads queued.
         core::sync::atomic::fence(Ordering::SeqCst);
         if pt.running_idle.load(Ordering::Acquire)
             || best.is_some_and(|b| b < pt.current_priority.load(Ordering::Acquire))
@@ -734,36 +756,15 @@ fn send_to(thread: &Arc<Thread>, to: usize) {
 
 /// Move `thread`, if still queued on `from` and saved, to `to`'s run queue.
 fn take_queued(thread: &Arc<Thread>, from: usize, to: usize) -> bool {
-    let (pf, pt) = (processor(CpuId::new(from)), processor(CpuId::new(to)));
-    let (mut lo, mut hi) = if from < to {
-        let lo = pf.runq.lock();
-        (lo, pt.runq.lock())
-    } else {
-        let lo = pt.runq.lock();
-        (lo, pf.runq.lock())
-    };
-    let (src, dst) = if from < to {
-        (&mut *lo, &mut *hi)
-    } else {
-        (&mut *hi, &mut *lo)
-    };
-    let Some(t) = src.remove_first(|t| Arc::ptr_eq(t, thread) && !t.on_cpu.load(Ordering::Acquire))
-    else {
-        return false;
-    };
-    t.queued_on.store(to as u32, Ordering::Relaxed);
-    let priority = t.sched_priority.load(Ordering::Relaxed);
-    dst.enqueue(t, priority);
-    pf.nr_queued.store(src.len() as u32, Ordering::Relaxed);
-    pt.nr_queued.store(dst.len() as u32, Ordering::Relaxed);
-    drop((lo, hi));
-    core::sync::atomic::fence(Ordering::SeqCst);
-    if pt.running_idle.load(Ordering::Acquire)
-        || priority < pt.current_priority.load(Ordering::Acquire)
-    {
-        kick(CpuId::new(to));
-    }
-    true
+    between(from, to, |src, dst| {
+        match src.remove_first(|t| Arc::ptr_eq(t, thread) && !t.on_cpu.load(Ordering::Acquire)) {
+            Some(t) => {
+                requeue(dst, t, to);
+                1
+            }
+            None => 0,
+        }
+    }) == 1
 }
 
 /// Bind `thread` to `target` (it then runs only there, whatever its set, and balancing
