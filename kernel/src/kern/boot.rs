@@ -55,7 +55,6 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     percpu::set_topology(config);
     percpu::current().set_state(CpuState::Online);
     init_asids(config, &args);
-    init_asids(config, &args);
 
     if let Some(error) = &config.cpu_map_error {
         log::warn!("{error}; CPU topology ignored: all CPUs in one cluster");
