@@ -53,9 +53,9 @@ pub mod thread;
 #[cfg(target_os = "none")]
 pub mod traps;
 
+pub use armach_exec as exec;
 #[cfg(target_os = "none")]
 pub use kern::{cpu_count, current_cpu, frame_counts};
-pub use armach_exec as exec;
 pub use mach_abi as abi;
 pub use mach_abi::{KernReturn, PortName};
 #[cfg(target_os = "none")]

@@ -262,7 +262,10 @@ fn insert_send(task: &SendRight, right: PortName) -> Result<PortName, SpawnError
             Err(code) => return Err(SpawnError::Call("mach_port_insert_right", code)),
         }
     }
-    Err(SpawnError::Call("mach_port_insert_right", KernReturn::NoSpace))
+    Err(SpawnError::Call(
+        "mach_port_insert_right",
+        KernReturn::NoSpace,
+    ))
 }
 
 /// Zeroed page-aligned memory of the calling task, given back when dropped (what
@@ -298,17 +301,19 @@ impl Pages {
 impl Drop for Pages {
     fn drop(&mut self) {
         // SAFETY: the region is this value's; nothing refers to it after the drop.
-        let _ = unsafe {
-            traps::vm_deallocate(traps::mach_task_self(), self.address, self.size)
-        };
+        let _ = unsafe { traps::vm_deallocate(traps::mach_task_self(), self.address, self.size) };
     }
 }
 
 /// The calling task's bootstrap port (`task_get_special_port(TASK_BOOTSTRAP_PORT)`), if it
 /// has one: where servers/bootstrap serves names (`mig::armach_bootstrap`).
 pub fn bootstrap_port() -> Option<SendRight> {
-    mach::task_get_special_port(&mut ipc::transport(), &ipc::task_self(), TASK_BOOTSTRAP_PORT)
-        .ok()
-        .map(|o| o.special_port)
-        .filter(|p| p.name() != PortName::NULL && p.name() != PortName::DEAD)
+    mach::task_get_special_port(
+        &mut ipc::transport(),
+        &ipc::task_self(),
+        TASK_BOOTSTRAP_PORT,
+    )
+    .ok()
+    .map(|o| o.special_port)
+    .filter(|p| p.name() != PortName::NULL && p.name() != PortName::DEAD)
 }

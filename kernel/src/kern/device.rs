@@ -305,7 +305,11 @@ mod hw {
             ),
             None => {}
         }
-        register(&[("console", &CONSOLE), ("time", &TIME), ("ramdisk", &RAMDISK)]);
+        register(&[
+            ("console", &CONSOLE),
+            ("time", &TIME),
+            ("ramdisk", &RAMDISK),
+        ]);
         tick();
     }
 

@@ -12,10 +12,10 @@ use crate::kern::thread::Thread;
 use crate::mm::regions::{VM_PROT_READ, VM_PROT_WRITE, VmProt};
 use crate::mm::vm::VmMap;
 use alloc::format;
-use armach_exec::image::{page_runs, stack};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use armach_exec::image::{page_runs, stack};
 
 pub use armach_exec::image::{USER_STACK_SIZE, USER_STACK_TOP};
 

@@ -2892,7 +2892,12 @@ fn devices_open_write_read_map_and_refuse_as_gnu_mach() {
         w.call(
             to,
             ids::DEVICE_MAP,
-            &[Item::Int(1), Item::U64(offset), Item::U64(size), Item::Int(0)],
+            &[
+                Item::Int(1),
+                Item::U64(offset),
+                Item::U64(size),
+                Item::Int(0),
+            ],
         )
         .unwrap()
     };

@@ -79,7 +79,10 @@ pub fn from_args(words: &[&str]) -> Result<Source, ConfigError> {
         ["-f", ..] => Err(error(0, "-f takes one file name")),
         names => {
             if names.len() > MAX_PROGRAMS {
-                return Err(error(0, alloc::format!("more than {MAX_PROGRAMS} programs")));
+                return Err(error(
+                    0,
+                    alloc::format!("more than {MAX_PROGRAMS} programs"),
+                ));
             }
             Ok(Source::Words(
                 names
@@ -168,7 +171,9 @@ mod tests {
             Err(error(2, "`start` is not run, server or restart"))
         );
         assert_eq!(parse("run\n"), Err(error(1, "no program named")));
-        let many: String = (0..=MAX_PROGRAMS).map(|i| std::format!("run p{i}\n")).collect();
+        let many: String = (0..=MAX_PROGRAMS)
+            .map(|i| std::format!("run p{i}\n"))
+            .collect();
         assert_eq!(parse(&many).unwrap_err().line, MAX_PROGRAMS + 1);
         assert_eq!(
             std::format!("{}", error(3, "x")),

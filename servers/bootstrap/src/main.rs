@@ -70,8 +70,7 @@ mod imp {
             println!("bootstrap: no host-privileged or device port in argv[1], argv[2]");
             return 1;
         };
-        let ramdisk = match loader::map_ramdisk(&ManuallyDrop::new(SendRight::from_name(device)))
-        {
+        let ramdisk = match loader::map_ramdisk(&ManuallyDrop::new(SendRight::from_name(device))) {
             Ok(r) => r,
             Err(e) => {
                 println!("bootstrap: cannot map the RAM disk: {e}");
@@ -88,8 +87,7 @@ mod imp {
         };
         let task = traps::mach_task_self();
         let service = traps::mach_reply_port();
-        if traps::mach_port_insert_right(task, service, service, MACH_MSG_TYPE_MAKE_SEND).is_err()
-        {
+        if traps::mach_port_insert_right(task, service, service, MACH_MSG_TYPE_MAKE_SEND).is_err() {
             println!("bootstrap: cannot make the service port");
             return 1;
         }
@@ -112,7 +110,7 @@ mod imp {
         );
         for i in 0..b.programs.len() {
             if let Err(e) = b.start_program(i) {
-                println!("bootstrap: cannot start {}: {e}", b.programs[i].name);
+                println!("bootstrap: cannot start {}: {e}", b.command(i));
             }
         }
         b.finish_if_done();
@@ -163,6 +161,17 @@ mod imp {
                 };
             }
             generated::armach_bootstrap_server(self, request, reply)
+        }
+
+        /// Program `i`'s name and arguments, as its line says.
+        fn command(&self, i: usize) -> String {
+            let p = &self.programs[i];
+            let mut s = p.name.clone();
+            for a in &p.args {
+                s.push(' ');
+                s.push_str(a);
+            }
+            s
         }
 
         /// Starts the configuration's program `i`.
@@ -241,21 +250,18 @@ mod imp {
                         refs += 1;
                         println!(
                             "bootstrap: {} died; restart {restart} of {}",
-                            self.programs[program].name,
+                            self.command(program),
                             config::MAX_RESTARTS
                         );
                         if let Err(e) = self.start_program(program) {
-                            println!(
-                                "bootstrap: cannot restart {}: {e}",
-                                self.programs[program].name
-                            );
+                            println!("bootstrap: cannot restart {}: {e}", self.command(program));
                         }
                     }
                     Ended::GaveUp { program, deaths } => {
                         refs += 1;
                         println!(
                             "bootstrap: {} died {deaths} times; not restarted again",
-                            self.programs[program].name
+                            self.command(program)
                         );
                     }
                 }
@@ -366,5 +372,4 @@ mod imp {
             Ok(BootstrapSpawnOut { task })
         }
     }
-
 }

@@ -41,8 +41,7 @@ impl NameError {
 
 /// `bytes` as a name, if it is one.
 pub fn check_name(bytes: &[u8]) -> Result<&str, NameError> {
-    if bytes.is_empty() || bytes.len() > NAME_MAX || !bytes.iter().all(|b| b.is_ascii_graphic())
-    {
+    if bytes.is_empty() || bytes.len() > NAME_MAX || !bytes.iter().all(|b| b.is_ascii_graphic()) {
         return Err(NameError::BadName);
     }
     core::str::from_utf8(bytes).map_err(|_| NameError::BadName)

@@ -130,7 +130,13 @@ mod tests {
         let mut task = 100;
         s.started(task, Some(0));
         for restart in 1..=MAX_RESTARTS {
-            assert_eq!(s.ended(task), Ended::Restart { program: 0, restart });
+            assert_eq!(
+                s.ended(task),
+                Ended::Restart {
+                    program: 0,
+                    restart
+                }
+            );
             task += 1;
             s.started(task, Some(0));
             assert!(!s.done());

@@ -453,8 +453,15 @@ fn console_input(program: &str) -> Option<ConsoleInput> {
     })
 }
 
+/// The program started by servers/bootstrap rather than by the kernel, and the
+/// configuration file of the RAM disk bootstrap reads for it.
+const BOOTSTRAP_PROGRAMS: &[(&str, &str)] = &[("names", "names.conf")];
+
 /// How a program is started: its `init=` list, and so how many success lines it prints.
 fn init_words(program: &str) -> (String, usize) {
+    if let Some((_, conf)) = BOOTSTRAP_PROGRAMS.iter().find(|(p, _)| *p == program) {
+        return (format!("init=bootstrap -- -f {conf}"), 1);
+    }
     let instances = match program {
         ISOLATION_PROGRAM => ISOLATION_INSTANCES,
         IPC_TASKS_PROGRAM => 2,
@@ -478,6 +485,13 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // bootstrap restarted the dying server as often as it may, and then no more.
+        "names" => vec![
+            "bootstrap: names serve restarter died; restart 1 of 3".to_owned(),
+            "bootstrap: names serve restarter died; restart 3 of 3".to_owned(),
+            "bootstrap: names serve restarter died 4 times; not restarted again".to_owned(),
+            "bootstrap: every program ended; 0 servers terminated".to_owned(),
+        ],
         // What it wrote through device_write_inband.
         DEVICE_PROGRAM => vec!["device: written with device_write_inband".to_owned()],
         // Handlers that refuse, a bad reply, no handler, a dead exception port, a kernel
