@@ -395,6 +395,16 @@ mod tests {
     }
 
     #[test]
+    fn conf_files_of_the_servers_go_into_the_ram_disk() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let files = conf_files(&root).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"bootstrap.conf"), "{names:?}");
+        assert!(names.contains(&"names.conf"), "{names:?}");
+        assert!(names.windows(2).all(|w| w[0] <= w[1]), "sorted: {names:?}");
+    }
+
+    #[test]
     fn executable_paths_from_cargo_json() {
         let line = r#"{"reason":"compiler-artifact","target":{"name":"hello"},"executable":"/t/a\\b \"q\"/hello","fresh":true}"#;
         assert_eq!(
