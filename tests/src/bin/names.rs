@@ -344,7 +344,9 @@ fn server_death(c: &mut Checks, bp: &SendRight) {
         format_args!("{:?}", task.as_ref().map(|t| t.name())),
     );
     let Ok(task) = task else { return };
-    let srv = poll_look_up(bp, "names.gone", Result::is_ok);
+    let srv = poll_look_up(bp, "names.gone", |r| {
+        r.as_ref().is_ok_and(|r| r.name().is_valid())
+    });
     c.check(
         srv.is_ok(),
         "  it registered names.gone",
@@ -451,9 +453,11 @@ fn concurrency(c: &mut Checks, bp: &SendRight) {
 fn restarts(c: &mut Checks, bp: &SendRight) {
     let mut previous: Vec<SendRight> = Vec::new();
     for round in 0..=MAX_RESTARTS {
+        // Until bootstrap has heard of the last instance's death, a look-up may still
+        // give its port (alive a moment longer, or already a dead name).
         let srv = poll_look_up(bp, "restarter", |r| {
             r.as_ref()
-                .is_ok_and(|r| previous.iter().all(|p| p.name() != r.name()))
+                .is_ok_and(|r| r.name().is_valid() && previous.iter().all(|p| p.name() != r.name()))
         });
         let ok = srv.is_ok();
         c.check(
