@@ -230,6 +230,14 @@ fn test() -> i32 {
 }
 
 fn basics(c: &mut Checks, bp: &SendRight) {
+    let srv = poll_look_up(bp, "names.static", |r| {
+        r.as_ref().is_ok_and(|r| r.name().is_valid())
+    });
+    c.check_eq(
+        "the configuration's plain server registered names.static and answers",
+        srv.map(|r| send(r.name(), PING)),
+        Ok(KernReturn::Success),
+    );
     let a = new_port();
     let b = new_port();
     c.check_eq(
