@@ -1352,7 +1352,11 @@ mod tests {
         for t in &runs {
             assert_eq!(t.bootargs, "init=bootstrap -- -f names.conf");
             assert_eq!(t.expect_counts, [(USER_PASS_MARKER.to_owned(), 1)]);
-            assert!(t.expect_text.iter().any(|l| l.contains("not restarted again")));
+            assert!(
+                t.expect_text
+                    .iter()
+                    .any(|l| l.contains("not restarted again"))
+            );
         }
         assert!(runs.iter().any(|t| t.name == "names-raspi4b-smp4"));
         let b = bootstrap_matrix(Path::new("/i.cpio"));
