@@ -38,7 +38,7 @@ pub mod armach_sched {
 }
 
 /// `armach_bootstrap` (5100): the name service and program launcher of servers/bootstrap,
-/// reached through the task's bootstrap port (`ipc::bootstrap_port`).
+/// reached through the task's bootstrap port (`loader::bootstrap_port`).
 pub mod armach_bootstrap {
     include!(concat!(env!("OUT_DIR"), "/armach_bootstrap_user.rs"));
 }

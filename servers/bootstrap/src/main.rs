@@ -199,14 +199,16 @@ mod imp {
         }
 
         /// Asks for a dead-name notification on our right `name`, sent to the service
-        /// port. A right already dead gets its notification at once from the kernel.
+        /// port. A right already dead (a task that ended at once, a server gone before its
+        /// registration was served) gets its notification at once (`sync` 1, GNU Mach's
+        /// immediate request), so nothing is missed.
         fn watch(&self, name: PortName) {
             let r = mach_port::mach_port_request_notification(
                 &mut ipc::transport(),
                 &ipc::task_self(),
                 name,
                 notify::DEAD_NAME,
-                0,
+                1,
                 PortArg::Raw(self.service, MACH_MSG_TYPE_MAKE_SEND_ONCE),
             );
             if let Err(e) = r {
