@@ -13,6 +13,9 @@
 //! - many clients at once: tasks started with `bootstrap_spawn` and threads of this task
 //!   register, look up and unregister names concurrently, and race for the same names
 //!   (exactly one registration of each wins);
+//! - bad messages: a request too short for its routine (`MIG_BAD_ARGUMENTS`), an id
+//!   bootstrap does not serve (`MIG_BAD_ID`), forged dead-name notifications for live
+//!   names (ignored: the names stay);
 //! - the restarted server: told to exit, it comes back (a new port under its name) as
 //!   often as bootstrap restarts (`MAX_RESTARTS`), and not after that (bootstrap says so
 //!   on the console, which the harness checks).
@@ -224,6 +227,7 @@ fn test() -> i32 {
     };
     basics(&mut c, &bp);
     server_death(&mut c, &bp);
+    bad_messages(&mut c, &bp);
     concurrency(&mut c, &bp);
     restarts(&mut c, &bp);
     c.finish()
@@ -381,6 +385,82 @@ fn server_death(c: &mut Checks, bp: &SendRight) {
         "  then the name is gone",
         after.map(|r| r.name()),
         Err(KernReturn::InvalidName),
+    );
+}
+
+/// Sends a header-only request `id` to `to` and returns the reply's id and code (@40).
+fn raw_call(to: PortName, id: i32) -> Result<(i32, u32), KernReturn> {
+    let reply = traps::mach_reply_port();
+    let mut m = Msg::new();
+    m.header(
+        msgh_bits(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE),
+        to,
+        reply,
+        id,
+    );
+    let r = mach_msg(
+        &mut m,
+        option::SEND_MSG | option::RCV_MSG | option::RCV_TIMEOUT,
+        32,
+        128,
+        reply,
+        POLL_MS as u32,
+    );
+    drop(ReceiveRight::from_name(reply));
+    if r != KernReturn::Success {
+        return Err(r);
+    }
+    Ok((m.id(), m.get32(40)))
+}
+
+fn bad_messages(c: &mut Checks, bp: &SendRight) {
+    let port = new_port();
+    c.check_eq(
+        "register names.kept",
+        register(bp, "names.kept", port.name()),
+        Ok(()),
+    );
+    c.check_eq(
+        "a register request with no body",
+        raw_call(bp.name(), bs::BOOTSTRAP_REGISTER_ID),
+        Ok((
+            bs::BOOTSTRAP_REGISTER_ID + 100,
+            KernReturn::MigBadArguments.code() as u32,
+        )),
+    );
+    c.check_eq(
+        "an id bootstrap does not serve",
+        raw_call(bp.name(), 5199),
+        Ok((5299, KernReturn::MigBadId.code() as u32)),
+    );
+    // Dead-name notifications naming every small name in bootstrap's space, none dead.
+    for name in 1..=300u32 {
+        let mut m = Msg::new();
+        m.header(
+            msgh_bits(MACH_MSG_TYPE_COPY_SEND, 0),
+            bp.name(),
+            PortName::NULL,
+            libmach::abi::message::notify::DEAD_NAME,
+        );
+        m.desc(32, armach_tests::msg::int_desc());
+        m.put32(40, name);
+        let _ = mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName::NULL, 0);
+    }
+    c.check_eq(
+        "forged dead-name notifications change nothing",
+        look_up(bp, "names.kept").map(|r| r.name()),
+        Ok(port.name()),
+    );
+    let srv = look_up(bp, "names.static");
+    c.check_eq(
+        "  the configuration's server is still registered",
+        srv.as_ref().map(|r| send(r.name(), PING)),
+        Ok(KernReturn::Success),
+    );
+    c.check_eq(
+        "unregister names.kept",
+        unregister(bp, "names.kept", port.name()),
+        Ok(()),
     );
 }
 
