@@ -307,7 +307,9 @@ impl VmMap {
             });
         });
         if r.is_ok() {
-            // A range partly deallocated stays recorded while any of its pages is mapped.
+            // A range is forgotten once one deallocation covers it whole; one taken away
+            // piece by piece keeps its slot (of `MAX_BORROWED`) until the map goes. The
+            // frames it names are the device's either way, so keeping it is safe.
             self.borrowed
                 .retain(|b| b.va < start || b.va + b.pages * PAGE_SIZE > end);
         }
