@@ -10,6 +10,7 @@
 //!  print   (print!/println! over mach_print)     panic (report, terminate)
 //!  heap    (global allocator, grows by vm_allocate)  thread (spawn/join)
 //!  kern    (typed task/thread/VM/host calls over the generated stubs)
+//!  loader  (the RAM disk mapped, programs started as new tasks; bootstrap port)
 //!  sync    (spin lock that yields)
 //!  mig     (generated client stubs)   ipc (transport, rights, messages, server loop)
 //!  traps   (one `svc #0` primitive + typed wrappers, mach_msg)
@@ -36,6 +37,8 @@ mod heap;
 pub mod ipc;
 #[cfg(target_os = "none")]
 pub mod kern;
+#[cfg(target_os = "none")]
+pub mod loader;
 pub mod mig;
 #[cfg(target_os = "none")]
 mod panic;
@@ -50,6 +53,7 @@ pub mod thread;
 #[cfg(target_os = "none")]
 pub mod traps;
 
+pub use armach_exec as exec;
 #[cfg(target_os = "none")]
 pub use kern::{cpu_count, current_cpu, frame_counts};
 pub use mach_abi as abi;

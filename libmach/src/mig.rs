@@ -37,6 +37,12 @@ pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_user.rs"));
 }
 
+/// `armach_bootstrap` (5100): the name service and program launcher of servers/bootstrap,
+/// reached through the task's bootstrap port (`loader::bootstrap_port`).
+pub mod armach_bootstrap {
+    include!(concat!(env!("OUT_DIR"), "/armach_bootstrap_user.rs"));
+}
+
 /// `exc` (2400): the server side, for exception handlers. The kernel sends
 /// `exception_raise` when a thread faults; implement `ExcServer` and hand each request to
 /// `exc_server`.

@@ -76,7 +76,7 @@ pub fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
         }
     }
     // The host ports live for the whole run: made before the leak check's reference.
-    host::init();
+    host::init(Some(initrd));
     crate::kern::ipc_traps::init();
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
     HEAP_BEFORE.store(heap::usage().0 as u64, Ordering::Relaxed);

@@ -2,7 +2,10 @@
 //! and its console and mapped-time drivers): each device is a kernel object with one port,
 //! made at boot and kept for good, found by name (`lookup`). What a device does is behind
 //! [`DeviceOps`]: the console writes to the UART and reads the bytes its receive interrupt
-//! put in an [`InputRing`]; "time" offers one page of [`MappedTimeValue`] to `vm_map`.
+//! put in an [`InputRing`]; "time" offers one page of [`MappedTimeValue`] to `vm_map`;
+//! "ramdisk" offers the initial RAM disk, read-only, to `vm_map` and tells its size
+//! (`device_get_status(DEV_GET_SIZE)`), so that the bootstrap task reads its programs
+//! from user space.
 //!
 //! This file holds the rules, in plain Rust tested on the host: the input ring, the
 //! mapped-time arithmetic, the registry. The hardware side (interrupt handler, the time
@@ -104,9 +107,41 @@ pub trait DeviceOps: Send + Sync {
     fn readable(&self) -> bool {
         false
     }
-    /// The frame `device_map` offers, read-only (`None`: the device cannot be mapped).
-    fn map_frame(&self) -> Option<PhysAddr> {
+    /// The physically contiguous memory `device_map` offers, read-only (`None`: the
+    /// device cannot be mapped).
+    fn memory(&self) -> Option<DeviceMemory> {
         None
+    }
+    /// The device's size in bytes, for `device_get_status(DEV_GET_SIZE)` (`None`: the
+    /// device has no size, `D_INVALID_OPERATION`).
+    fn size(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Memory a device lends to `vm_map`: `pages()` whole frames from `base` (page-aligned),
+/// of which the first `size` bytes are the device's. The frames are the kernel's for good
+/// (never on the frame allocator's lists), so mapping them read-only into any task is safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemory {
+    pub base: PhysAddr,
+    pub size: u64,
+}
+
+impl DeviceMemory {
+    /// The whole pages it spans.
+    pub fn pages(&self) -> u64 {
+        self.size.div_ceil(mach_abi::traps::PAGE_SIZE)
+    }
+
+    /// The first frame of the `size` bytes at `offset` that `vm_map` asks for, when the
+    /// offset is page-aligned and the pages are all the device's; else `None`.
+    pub fn frames_at(&self, offset: u64, size: u64) -> Option<PhysAddr> {
+        let page = mach_abi::traps::PAGE_SIZE;
+        let pages = size.checked_add(page - 1)? / page;
+        let first = offset.is_multiple_of(page).then_some(offset / page)?;
+        (size != 0 && first.checked_add(pages)? <= self.pages())
+            .then(|| PhysAddr(self.base.0 + offset))
     }
 }
 
@@ -177,7 +212,7 @@ pub fn register(devices: &[(&'static str, &'static dyn DeviceOps)]) {
                 continue;
             };
             device.port.call_once(|| port);
-            let pager = ops.map_frame().and_then(|_| {
+            let pager = ops.memory().and_then(|_| {
                 Port::alloc_kernel(
                     &ledger,
                     Some(KObject::new(KObjectKind::Pager, device.clone())),
@@ -203,8 +238,9 @@ pub fn lookup(name: &[u8]) -> Option<Arc<Device>> {
 #[cfg(target_os = "none")]
 pub use hw::{init, tick};
 
-/// The kernel's devices: the console (`kern::console::ConsoleDevice`) and the mapped-time
-/// page, one zeroed frame taken at boot that the boot CPU rewrites every tick.
+/// The kernel's devices: the console (`kern::console::ConsoleDevice`), the mapped-time
+/// page (one zeroed frame taken at boot that the boot CPU rewrites every tick) and the
+/// initial RAM disk.
 #[cfg(target_os = "none")]
 mod hw {
     use super::*;
@@ -217,20 +253,63 @@ mod hw {
     struct TimeDevice;
 
     impl DeviceOps for TimeDevice {
-        fn map_frame(&self) -> Option<PhysAddr> {
-            Some(PhysAddr(TIME_FRAME.load(Ordering::Acquire))).filter(|f| f.0 != 0)
+        fn memory(&self) -> Option<DeviceMemory> {
+            Some(PhysAddr(TIME_FRAME.load(Ordering::Acquire)))
+                .filter(|f| f.0 != 0)
+                .map(|base| DeviceMemory {
+                    base,
+                    size: PAGE_SIZE,
+                })
+        }
+    }
+
+    /// The initial RAM disk (0 bytes: none, or not page-aligned).
+    static RAMDISK_BASE: AtomicU64 = AtomicU64::new(0);
+    static RAMDISK_SIZE: AtomicU64 = AtomicU64::new(0);
+
+    struct RamDisk;
+
+    impl DeviceOps for RamDisk {
+        fn memory(&self) -> Option<DeviceMemory> {
+            Some(DeviceMemory {
+                base: PhysAddr(RAMDISK_BASE.load(Ordering::Acquire)),
+                size: RAMDISK_SIZE.load(Ordering::Acquire),
+            })
+            .filter(|m| m.size != 0)
+        }
+        fn size(&self) -> Option<u64> {
+            self.memory().map(|m| m.size)
         }
     }
 
     static CONSOLE: crate::kern::console::ConsoleDevice = crate::kern::console::ConsoleDevice;
     static TIME: TimeDevice = TimeDevice;
+    static RAMDISK: RamDisk = RamDisk;
 
-    /// Make the devices (boot, before the first task).
-    pub fn init() {
+    /// Make the devices (boot, before the first task). `initrd` is the initial RAM disk:
+    /// the frame allocator left its pages out and nothing writes them, so they can be
+    /// lent read-only; one that does not start on a page boundary would lend the bytes
+    /// before it too, and is not offered.
+    pub fn init(initrd: Option<crate::devtree::PhysRange>) {
         if let Some(frame) = frame::alloc_zeroed(1) {
             TIME_FRAME.store(frame.0, Ordering::Release);
         }
-        register(&[("console", &CONSOLE), ("time", &TIME)]);
+        match initrd {
+            Some(r) if r.base.is_multiple_of(PAGE_SIZE) => {
+                RAMDISK_BASE.store(r.base, Ordering::Release);
+                RAMDISK_SIZE.store(r.size, Ordering::Release);
+            }
+            Some(r) => log::warn!(
+                "initrd at {:#x} is not page-aligned: no \"ramdisk\" device",
+                r.base
+            ),
+            None => {}
+        }
+        register(&[
+            ("console", &CONSOLE),
+            ("time", &TIME),
+            ("ramdisk", &RAMDISK),
+        ]);
         tick();
     }
 
@@ -284,6 +363,24 @@ mod tests {
         assert_eq!(rest[INPUT_SIZE - 10], b'x');
         assert!(r.is_empty());
         assert_eq!(r.take(&mut out), 0);
+    }
+
+    #[test]
+    fn device_memory_lends_whole_pages_within_the_device() {
+        let m = DeviceMemory {
+            base: PhysAddr(0x4800_0000),
+            size: 3 * 4096 + 10,
+        };
+        assert_eq!(m.pages(), 4);
+        assert_eq!(m.frames_at(0, 4 * 4096), Some(PhysAddr(0x4800_0000)));
+        assert_eq!(m.frames_at(4096, 1), Some(PhysAddr(0x4800_1000)));
+        assert_eq!(m.frames_at(3 * 4096, 4096), Some(PhysAddr(0x4800_3000)));
+        assert_eq!(m.frames_at(0, 4 * 4096 + 1), None);
+        assert_eq!(m.frames_at(4096, 4 * 4096), None);
+        assert_eq!(m.frames_at(100, 4096), None);
+        assert_eq!(m.frames_at(0, 0), None);
+        assert_eq!(m.frames_at(!4095, 4096), None);
+        assert_eq!(m.frames_at(0, u64::MAX), None);
     }
 
     #[test]

@@ -20,10 +20,10 @@ pub struct HostPorts {
 
 static PORTS: Once<Option<HostPorts>> = Once::new();
 
-/// Make the host ports (once; before the first task, so that the leak check's reference
-/// counts them).
-pub fn init() {
-    crate::kern::device::init();
+/// Make the host ports and the devices (once; before the first task, so that the leak
+/// check's reference counts them); `initrd` becomes the "ramdisk" device.
+pub fn init(initrd: Option<crate::devtree::PhysRange>) {
+    crate::kern::device::init(initrd);
     PORTS.call_once(|| {
         let ledger: Arc<dyn Ledger> = Arc::new(Unmetered);
         // The host ports are the object server's (`server::realhost`), so that a message

@@ -2,9 +2,7 @@
 //! Scheduling, tasks and IPC join here as they arrive.
 
 pub mod bootargs;
-pub mod cpio;
 pub mod device;
-pub mod elf;
 pub mod exception;
 pub mod gsync;
 pub mod name;
@@ -38,3 +36,6 @@ pub mod task;
 pub mod thread;
 #[cfg(target_os = "none")]
 pub mod trap;
+
+/// The RAM disk's archive and the ELF reader, shared with libmach's loader.
+pub use armach_exec::{cpio, elf};

@@ -33,11 +33,13 @@ pub const VM_INHERIT_NONE: VmInherit = 2;
 /// What a new region gets.
 pub const VM_INHERIT_DEFAULT: VmInherit = VM_INHERIT_COPY;
 
-/// What `vm_map` puts in the new range: zero-fill memory, or one page of a device's.
+/// What `vm_map` puts in the new range: zero-fill memory, or a device's pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
     Anonymous,
-    /// This frame, shared with the device and every other task that maps it.
+    /// The contiguous frames from this one, as many as the range has pages, shared with
+    /// the device and every other task that maps them (the caller checked that they are
+    /// all the device's: `kern::device::DeviceMemory::frames_at`).
     Borrowed(crate::mm::PhysAddr),
 }
 

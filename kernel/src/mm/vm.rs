@@ -67,17 +67,32 @@ fn page_span(addr: u64, size: u64) -> Result<(u64, u64), KernReturn> {
     Ok((start, end))
 }
 
-/// Borrowed pages a map can hold (`vm_map` of device memory beyond that: `KERN_NO_SPACE`).
+/// Borrowed ranges a map can hold (`vm_map` of device memory beyond that: `KERN_NO_SPACE`).
 pub const MAX_BORROWED: usize = 8;
+
+/// A range of a map backed by a device's frames: `pages` pages from `va`, the frames from
+/// `frame` on. Never freed with the map.
+#[derive(Clone, Copy, Debug)]
+struct BorrowedRange {
+    va: u64,
+    frame: PhysAddr,
+    pages: u64,
+}
+
+impl BorrowedRange {
+    fn holds_frame(&self, pa: PhysAddr) -> bool {
+        pa.0 >= self.frame.0 && pa.0 - self.frame.0 < self.pages * PAGE_SIZE
+    }
+}
 
 pub use crate::mm::regions::Backing;
 
 pub struct VmMap {
     regions: Regions,
     pt: UserPageTable,
-    /// Pages mapped from frames the map does not own (`vm_map` of a device's memory
-    /// object: the mapped-time page), as (address, frame): never freed with the map.
-    borrowed: ArrayVec<(u64, PhysAddr), MAX_BORROWED>,
+    /// Ranges mapped from frames the map does not own (`vm_map` of a device's memory
+    /// object: the mapped-time page, the RAM disk): never freed with the map.
+    borrowed: ArrayVec<BorrowedRange, MAX_BORROWED>,
     /// Pages with a frame behind them.
     resident: u64,
     /// Faults taken from user mode, and pages zero-filled (GNU Mach's task events).
@@ -176,8 +191,8 @@ impl VmMap {
     /// `vm_map` (GNU Mach `vm/vm_user.c`, `vm_map_enter`) once the arguments are checked:
     /// `size` bytes (page-rounded, not 0) at `addr` (page-truncated) or, `anywhere`, at
     /// the lowest free address with `addr & mask == 0`, protections `prot`/`max_prot`
-    /// (`prot` limited to `max_prot`), `inheritance`, backed by `backing`. A borrowed
-    /// frame backs exactly one page (more: `KERN_INVALID_ARGUMENT`) and is mapped at once.
+    /// (`prot` limited to `max_prot`), `inheritance`, backed by `backing`. Borrowed
+    /// frames back the whole range, one after the other, and are mapped at once.
     #[allow(clippy::too_many_arguments)] // vm_map's own arguments, one by one.
     pub fn map(
         &mut self,
@@ -195,13 +210,10 @@ impl VmMap {
         if writable_and_executable(prot) {
             return Err(KernReturn::ProtectionFailure);
         }
-        if let Backing::Borrowed(_) = backing {
-            if size != PAGE_SIZE {
-                return Err(KernReturn::InvalidArgument);
-            }
-            if self.borrowed.is_full() {
-                return Err(KernReturn::NoSpace);
-            }
+        if let Backing::Borrowed(_) = backing
+            && self.borrowed.is_full()
+        {
+            return Err(KernReturn::NoSpace);
         }
         let (start, end) = if anywhere {
             let room = size.checked_add(mask).ok_or(KernReturn::NoSpace)?;
@@ -227,11 +239,22 @@ impl VmMap {
             return Err(e);
         }
         if let Backing::Borrowed(frame) = backing {
-            if let Err(e) = self.pt.find_or_map(start, perm(prot), || Some(frame)) {
-                let _ = self.regions.remove(start, end, &mut |_, _| {});
-                return Err(e);
+            let mut va = start;
+            while va < end {
+                let pa = PhysAddr(frame.0 + (va - start));
+                if let Err(e) = self.pt.find_or_map(va, perm(prot), || Some(pa)) {
+                    // Unmapped again, never freed: the frames are the device's.
+                    self.pt.unmap_range(start, va, &mut |_| {});
+                    let _ = self.regions.remove(start, end, &mut |_, _| {});
+                    return Err(e);
+                }
+                va += PAGE_SIZE;
             }
-            self.borrowed.push((start, frame));
+            self.borrowed.push(BorrowedRange {
+                va: start,
+                frame,
+                pages: (end - start) / PAGE_SIZE,
+            });
         }
         Ok(start)
     }
@@ -277,14 +300,18 @@ impl VmMap {
         let r = self.regions.remove(start, end, &mut |s, e| {
             pt.unmap_range(s, e, &mut |pa| {
                 // A borrowed frame is the device's: unmapped, never freed.
-                if !borrowed.iter().any(|&(_, f)| f == pa) {
+                if !borrowed.iter().any(|b| b.holds_frame(pa)) {
                     frame::free(pa, 1);
                     freed += 1;
                 }
             });
         });
         if r.is_ok() {
-            self.borrowed.retain(|&mut (va, _)| va < start || va >= end);
+            // A range is forgotten once one deallocation covers it whole; one taken away
+            // piece by piece keeps its slot (of `MAX_BORROWED`) until the map goes. The
+            // frames it names are the device's either way, so keeping it is safe.
+            self.borrowed
+                .retain(|b| b.va < start || b.va + b.pages * PAGE_SIZE > end);
         }
         self.resident -= freed;
         r

@@ -135,7 +135,8 @@ impl<T: TaskIpc> DeviceServer for Kernel<'_, T> {
         if prot & VM_PROT_WRITE != 0 {
             return Err(D_READ_ONLY);
         }
-        if offset != 0 || size > mach_abi::traps::PAGE_SIZE {
+        let memory = device.ops.memory().ok_or(D_INVALID_OPERATION)?;
+        if memory.frames_at(offset, size.max(1)).is_none() {
             return Err(D_INVALID_SIZE);
         }
         Ok(device::DeviceMapOut {
@@ -143,6 +144,27 @@ impl<T: TaskIpc> DeviceServer for Kernel<'_, T> {
         })
     }
 
+    /// `DEV_GET_SIZE` only (GNU Mach's block devices): the size in bytes and the record
+    /// size (1: the RAM disk is read by mapping, byte by byte). A device without a size, a
+    /// short count or another flavor: `D_INVALID_OPERATION`, as GNU Mach's drivers answer.
+    fn device_get_status(
+        &mut self,
+        device: &Arc<Device>,
+        flavor: u32,
+        status: &mut ArrayOut<'_, i32>,
+    ) -> Result<(), KernReturn> {
+        use mach_abi::device::{DEV_GET_SIZE, DEV_GET_SIZE_COUNT};
+        let size = device.ops.size().ok_or(D_INVALID_OPERATION)?;
+        if flavor != DEV_GET_SIZE || status.capacity() < DEV_GET_SIZE_COUNT {
+            return Err(D_INVALID_OPERATION);
+        }
+        // dev_status_t holds ints: a device of 2 GiB or more cannot say its size.
+        let size = i32::try_from(size).map_err(|_| D_INVALID_OPERATION)?;
+        status.push(size)?;
+        status.push(1)?;
+        Ok(())
+    }
+
     device::device_unimplemented!(crate::server::generated::device;
-        device_write, device_read, device_set_status, device_get_status);
+        device_write, device_read, device_set_status);
 }

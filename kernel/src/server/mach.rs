@@ -4,7 +4,7 @@
 //! kernel special ports, task creation, control and info, and the VM calls (`vm_allocate`,
 //! `vm_deallocate`, `vm_protect`, `vm_inherit`, `vm_read`, `vm_write`, `vm_copy`,
 //! `vm_region`, `vm_statistics`, and `vm_map` of zero-fill memory or of a device's memory
-//! object: the "time" page, `kern::device`).
+//! object: the "time" page or the RAM disk, `kern::device`).
 //! Every other routine answers `MIG_BAD_ID` (the `mach_unimplemented!` lists).
 //!
 //! Waiting is not done here (a server call never blocks, `kobject`): `thread_suspend`,
@@ -376,7 +376,8 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
             return Err(KernReturn::InvalidArgument);
         }
         // A null (or dead) object is zero-fill memory; a device's memory object is its
-        // page; any other port is no memory object armach knows.
+        // pages (from a page-aligned `offset`, all within the device); any other port is
+        // no memory object armach knows.
         let backing = match memory_object {
             PortSlot::NULL | PortSlot::KERNEL_DEAD => Backing::Anonymous,
             port => {
@@ -385,10 +386,10 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
                     .kobject(port)
                     .and_then(|k| k.get::<crate::kern::device::Device>(KObjectKind::Pager))
                     .ok_or(KernReturn::InvalidArgument)?;
-                let frame = device.ops.map_frame().ok_or(KernReturn::InvalidArgument)?;
-                if offset != 0 {
-                    return Err(KernReturn::InvalidArgument);
-                }
+                let memory = device.ops.memory().ok_or(KernReturn::InvalidArgument)?;
+                let frame = memory
+                    .frames_at(offset, size)
+                    .ok_or(KernReturn::InvalidArgument)?;
                 // The device's page is read-only: no write access, now or later.
                 if (cur_protection | max_protection) & 2 != 0 {
                     return Err(KernReturn::ProtectionFailure);

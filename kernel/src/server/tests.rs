@@ -2683,8 +2683,26 @@ impl crate::kern::device::DeviceOps for FakeConsole {
 struct FakeTime;
 
 impl crate::kern::device::DeviceOps for FakeTime {
-    fn map_frame(&self) -> Option<crate::mm::PhysAddr> {
-        Some(crate::mm::PhysAddr(0x8000_0000))
+    fn memory(&self) -> Option<crate::kern::device::DeviceMemory> {
+        Some(crate::kern::device::DeviceMemory {
+            base: crate::mm::PhysAddr(0x8000_0000),
+            size: 4096,
+        })
+    }
+}
+
+/// A RAM disk of three pages and a bit.
+struct FakeRamDisk;
+
+impl crate::kern::device::DeviceOps for FakeRamDisk {
+    fn memory(&self) -> Option<crate::kern::device::DeviceMemory> {
+        Some(crate::kern::device::DeviceMemory {
+            base: crate::mm::PhysAddr(0x9000_0000),
+            size: 3 * 4096 + 100,
+        })
+    }
+    fn size(&self) -> Option<u64> {
+        Some(3 * 4096 + 100)
     }
 }
 
@@ -2697,7 +2715,11 @@ static FAKE_CONSOLE: std::sync::LazyLock<FakeConsole> = std::sync::LazyLock::new
 fn devices_open_write_read_map_and_refuse_as_gnu_mach() {
     use crate::kern::device;
     use mach_abi::device::{ids, *};
-    device::register(&[("console", &*FAKE_CONSOLE), ("time", &FakeTime)]);
+    device::register(&[
+        ("console", &*FAKE_CONSOLE),
+        ("time", &FakeTime),
+        ("ramdisk", &FakeRamDisk),
+    ]);
     let w = World::new();
     let master = Port::alloc_kernel(
         &w.sender,
@@ -2843,6 +2865,98 @@ fn devices_open_write_read_map_and_refuse_as_gnu_mach() {
             1,
             1
         )]
+    );
+
+    // The RAM disk: its size from device_get_status(DEV_GET_SIZE) (size @56, record size
+    // @60); its pages mapped from any page-aligned offset, never past its last page.
+    let ramdisk = open(b"ramdisk", master).ports[0];
+    let status = |to: PortName, flavor: u32, count: u32| {
+        w.call(
+            to,
+            ids::DEVICE_GET_STATUS,
+            &[Item::Int(flavor), Item::Int(count)],
+        )
+        .unwrap()
+    };
+    let g = status(ramdisk, 0, 2);
+    assert_eq!(
+        (g.code(), g.desc(48).number, g.word(56), g.word(60)),
+        (K::Success, 2, 3 * 4096 + 100, 1)
+    );
+    assert_eq!(status(ramdisk, 0, 1024).word(56), 3 * 4096 + 100);
+    assert_eq!(status(ramdisk, 0, 1).code(), D_INVALID_OPERATION);
+    assert_eq!(status(ramdisk, 1, 2).code(), D_INVALID_OPERATION);
+    assert_eq!(status(console, 0, 2).code(), D_INVALID_OPERATION);
+    assert_eq!(status(time, 0, 2).code(), D_INVALID_OPERATION);
+    let map_at = |to: PortName, offset: u64, size: u64| {
+        w.call(
+            to,
+            ids::DEVICE_MAP,
+            &[
+                Item::Int(1),
+                Item::U64(offset),
+                Item::U64(size),
+                Item::Int(0),
+            ],
+        )
+        .unwrap()
+    };
+    assert_eq!(map_at(ramdisk, 0, 4 * 4096 + 1).code(), D_INVALID_SIZE);
+    assert_eq!(map_at(ramdisk, 100, 4096).code(), D_INVALID_SIZE);
+    assert_eq!(map_at(time, 0, 8192).code(), D_INVALID_SIZE);
+    let g = map_at(ramdisk, 0, 3 * 4096 + 100);
+    assert_eq!(g.code(), K::Success);
+    let disk = g.ports[0];
+    let vm_map_at = |offset: u64, size: u64| {
+        w.call(
+            w.task,
+            mach::VM_MAP_ID,
+            &[
+                Item::U64(0),
+                Item::U64(size),
+                Item::U64(0),
+                Item::Bool(1),
+                Item::Right(disk, Disposition::CopySend),
+                Item::U64(offset),
+                Item::Bool(0),
+                Item::Int(1),
+                Item::Int(5),
+                Item::Int(1),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(vm_map_at(0, 3 * 4096 + 100), K::Success);
+    assert_eq!(vm_map_at(2 * 4096, 2 * 4096), K::Success);
+    assert_eq!(vm_map_at(2 * 4096, 2 * 4096 + 1), K::InvalidArgument);
+    assert_eq!(vm_map_at(5 * 4096, 4096), K::InvalidArgument);
+    assert_eq!(vm_map_at(10, 4096), K::InvalidArgument);
+    let maps = w
+        .task_port
+        .kobject()
+        .and_then(|k| k.get::<TestTask>(KObjectKind::Task))
+        .unwrap()
+        .vm_maps
+        .lock()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        maps[1..],
+        [
+            (
+                3 * 4096 + 100,
+                crate::mm::regions::Backing::Borrowed(crate::mm::PhysAddr(0x9000_0000)),
+                1,
+                5
+            ),
+            (
+                2 * 4096,
+                crate::mm::regions::Backing::Borrowed(crate::mm::PhysAddr(0x9000_2000)),
+                1,
+                5
+            )
+        ]
     );
 
     // Requests to ports that are no device, and ids nobody serves.

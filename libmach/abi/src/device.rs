@@ -30,6 +30,13 @@ pub const IO_INBAND_MAX: usize = 128;
 /// A device name's bytes at most, NUL included (`dev_name_t`).
 pub const DEV_NAME_MAX: usize = 128;
 
+/// `device_get_status` flavor: the device's size (`DEV_GET_SIZE_COUNT` ints: the size in
+/// bytes at `DEV_GET_SIZE_DEVICE_SIZE`, the record size at `DEV_GET_SIZE_RECORD_SIZE`).
+pub const DEV_GET_SIZE: u32 = 0;
+pub const DEV_GET_SIZE_DEVICE_SIZE: usize = 0;
+pub const DEV_GET_SIZE_RECORD_SIZE: usize = 1;
+pub const DEV_GET_SIZE_COUNT: usize = 2;
+
 /// The mapped-time page's value (`mapped_time_value_t`), at offset 0 of the page the
 /// "time" device maps. The kernel writes `check_seconds` first, then `microseconds`, then
 /// `seconds`; a reader reads `seconds`, then `microseconds`, then `check_seconds`, and

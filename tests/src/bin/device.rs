@@ -17,6 +17,11 @@
 //!   `mapped_time_value_t` that advances, never ahead of `host_get_time`; `vm_map`'s
 //!   refusals (write access, offset, size, protection and inheritance values, a port that
 //!   is no memory object); unmapped and mapped again, the page still advances;
+//! - "ramdisk": `device_get_status(DEV_GET_SIZE)` gives its size (record size 1; a short
+//!   count, another flavor or a device without a size: `D_INVALID_OPERATION`);
+//!   `device_map` of it (not for writing, not past its last page) and `vm_map` of the
+//!   object map it read-only: a cpio `newc` archive holding this very program, the same
+//!   bytes whole or from a page-aligned offset; past its pages `vm_map` refuses;
 //! - anonymous `vm_map` (null memory object) honours `mask`.
 
 #![no_std]
@@ -98,6 +103,7 @@ fn main(args: &Args) -> i32 {
     write(&mut c, &console);
     read(&mut c, &console);
     mapped_time(&mut c, &master, &console);
+    ramdisk(&mut c, &master, &console);
     anonymous_vm_map(&mut c);
     c.check_eq(
         "device_close of the console",
@@ -537,6 +543,104 @@ fn mapped_time(c: &mut Checks, master: &SendRight, console: &SendRight) {
         device::device_close(&mut ipc::transport(), &time),
         Ok(()),
     );
+}
+
+fn ramdisk(c: &mut Checks, master: &SendRight, console: &SendRight) {
+    use libmach::abi::device::{DEV_GET_SIZE, DEV_GET_SIZE_COUNT};
+    let disk = match open(master, c"ramdisk") {
+        Ok(d) => d,
+        Err(e) => {
+            c.check(false, "device_open(\"ramdisk\")", format_args!("{e:?}"));
+            return;
+        }
+    };
+    let status = |dev: &SendRight, flavor: u32, count: usize| {
+        let mut words = [0i32; 4];
+        device::device_get_status(&mut ipc::transport(), dev, flavor, &mut words[..count])
+            .map(|o| (o.status_count, words[0], words[1]))
+    };
+    let got = status(&disk, DEV_GET_SIZE, DEV_GET_SIZE_COUNT);
+    c.check(
+        got.is_ok_and(|(n, size, record)| n == 2 && size > 0 && record == 1),
+        "device_get_status(DEV_GET_SIZE) of the RAM disk: 2 words, its size, record size 1",
+        format_args!("{got:?}"),
+    );
+    let size = got.map_or(0, |(_, size, _)| size as u64);
+    for (what, dev, flavor, count) in [
+        ("a count of 1", &disk, DEV_GET_SIZE, 1),
+        ("flavor 1", &disk, 1, 2),
+        ("the console", console, DEV_GET_SIZE, 2),
+    ] {
+        c.check_eq(
+            "device_get_status refuses",
+            status(dev, flavor, count)
+                .map_err(|e| (what, e))
+                .map(|_| ()),
+            Err((what, D_INVALID_OPERATION)),
+        );
+    }
+    let pages = size.div_ceil(PAGE_SIZE);
+    let map = |prot: i32, size: u64| {
+        device::device_map(&mut ipc::transport(), &disk, prot, 0, size, 0).map(|o| o.pager)
+    };
+    c.check_eq(
+        "device_map of the RAM disk for writing is D_READ_ONLY",
+        map(VM_PROT_READ | VM_PROT_WRITE, size).map(|_| ()),
+        Err(D_READ_ONLY),
+    );
+    c.check_eq(
+        "device_map past the RAM disk's last page is D_INVALID_SIZE",
+        map(VM_PROT_READ, (pages + 1) * PAGE_SIZE).map(|_| ()),
+        Err(D_INVALID_SIZE),
+    );
+    let pager = match map(VM_PROT_READ, size) {
+        Ok(p) => p,
+        Err(e) => {
+            c.check(false, "device_map of the RAM disk", format_args!("{e:?}"));
+            return;
+        }
+    };
+    let whole = vm_map_of(&pager, size, 0, VM_PROT_READ, VM_PROT_READ, VM_INHERIT_COPY);
+    c.check(
+        whole.is_ok(),
+        "vm_map of the whole RAM disk, read-only",
+        format_args!("{size} bytes at {whole:?}"),
+    );
+    let Ok(at) = whole else { return };
+    // SAFETY: vm_map mapped `size` readable bytes at `at`; unmapped below, after the last use.
+    let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, size as usize) };
+    let me = libmach::exec::cpio::find(bytes, "device");
+    c.check(
+        bytes.starts_with(b"070701") && me.is_some_and(|e| e.data.starts_with(b"\x7fELF")),
+        "it is a cpio newc archive holding this program",
+        format_args!("{:?}", &bytes[..6.min(bytes.len())]),
+    );
+    if pages > 1 {
+        let second = vm_map_of(&pager, PAGE_SIZE, PAGE_SIZE, 1, 1, VM_INHERIT_COPY);
+        let same = second.is_ok_and(|p| {
+            // SAFETY: one readable page mapped at `p` by the call just made.
+            let page = unsafe { core::slice::from_raw_parts(p as *const u8, PAGE_SIZE as usize) };
+            page == &bytes[PAGE_SIZE as usize..2 * PAGE_SIZE as usize]
+        });
+        c.check(
+            same,
+            "vm_map of its second page alone gives the same bytes",
+            format_args!("{second:?}"),
+        );
+        if let Ok(p) = second {
+            // SAFETY: our mapping, no longer used.
+            let _ = unsafe { traps::vm_deallocate(traps::mach_task_self(), p, PAGE_SIZE) };
+        }
+    }
+    c.check_eq(
+        "vm_map past its last page is KERN_INVALID_ARGUMENT",
+        vm_map_of(&pager, PAGE_SIZE, pages * PAGE_SIZE, 1, 1, VM_INHERIT_COPY),
+        Err(KernReturn::InvalidArgument),
+    );
+    // SAFETY: our mapping; `bytes` is not used past this point.
+    let gone = unsafe { traps::vm_deallocate(traps::mach_task_self(), at, size) };
+    c.check_eq("unmap the RAM disk", gone, Ok(()));
+    let _ = device::device_close(&mut ipc::transport(), &disk);
 }
 
 fn anonymous_vm_map(c: &mut Checks) {

@@ -251,6 +251,52 @@ pub fn init_args_matrix(initrd: &Path) -> Vec<QemuTest> {
     }]
 }
 
+/// servers/bootstrap as the first task, starting other programs from user space: the
+/// programs named after `--` (each waited for), the RAM disk's `bootstrap.conf` when no
+/// words follow, and a configuration file the RAM disk lacks (bootstrap says so and exits,
+/// and the run still ends with the leak check). The `names` program's runs are in the user
+/// matrix (`BOOTSTRAP_PROGRAMS`).
+pub fn bootstrap_matrix(initrd: &Path) -> Vec<QemuTest> {
+    let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+    let run = |what: &str, bootargs: &str, successes: usize, text: &[&str]| QemuTest {
+        name: format!("bootstrap-{what}-{}", boot.name),
+        bootargs: bootargs.to_owned(),
+        initrd: Some(initrd.to_path_buf()),
+        expect: Vec::new(),
+        expect_text: text.iter().map(|t| (*t).to_owned()).collect(),
+        expect_counts: vec![(USER_PASS_MARKER.to_owned(), successes)],
+        fail_on: vec![USER_FAIL_MARKER.to_owned()],
+        ..boot.clone()
+    };
+    vec![
+        run(
+            "words",
+            "init=bootstrap -- hello threads",
+            2,
+            &[
+                "bootstrap: RAM disk of",
+                "starting 2 programs",
+                "bootstrap: every program ended; 0 servers terminated",
+            ],
+        ),
+        run(
+            "conf",
+            "init=bootstrap",
+            1,
+            &[
+                "starting 1 programs",
+                "bootstrap: every program ended; 0 servers terminated",
+            ],
+        ),
+        run(
+            "no-conf",
+            "init=bootstrap -- -f nothere.conf",
+            0,
+            &["bootstrap: no nothere.conf in the RAM disk"],
+        ),
+    ]
+}
+
 /// Kernel command-line values the kernel cannot use as given: it must name each on the
 /// console with the value it uses instead, and still boot (with that value).
 pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
@@ -453,8 +499,15 @@ fn console_input(program: &str) -> Option<ConsoleInput> {
     })
 }
 
+/// The program started by servers/bootstrap rather than by the kernel, and the
+/// configuration file of the RAM disk bootstrap reads for it.
+const BOOTSTRAP_PROGRAMS: &[(&str, &str)] = &[("names", "names.conf")];
+
 /// How a program is started: its `init=` list, and so how many success lines it prints.
 fn init_words(program: &str) -> (String, usize) {
+    if let Some((_, conf)) = BOOTSTRAP_PROGRAMS.iter().find(|(p, _)| *p == program) {
+        return (format!("init=bootstrap -- -f {conf}"), 1);
+    }
     let instances = match program {
         ISOLATION_PROGRAM => ISOLATION_INSTANCES,
         IPC_TASKS_PROGRAM => 2,
@@ -478,6 +531,13 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // bootstrap restarted the dying server as often as it may, and then no more.
+        "names" => vec![
+            "bootstrap: names serve restarter died; restart 1 of 3".to_owned(),
+            "bootstrap: names serve restarter died; restart 3 of 3".to_owned(),
+            "bootstrap: names serve restarter died 4 times; not restarted again".to_owned(),
+            "bootstrap: every program ended; 1 servers terminated".to_owned(),
+        ],
         // What it wrote through device_write_inband.
         DEVICE_PROGRAM => vec!["device: written with device_write_inband".to_owned()],
         // Handlers that refuse, a bad reply, no handler, a dead exception port, a kernel
@@ -791,6 +851,7 @@ pub fn qemu_selection(
             runs.extend(asid_matrix(initrd));
             runs.extend(cluster_matrix(initrd, programs));
             runs.extend(init_args_matrix(initrd));
+            runs.extend(bootstrap_matrix(initrd));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
     };
@@ -1282,6 +1343,31 @@ mod tests {
         // No 8-CPU runs for the other programs.
         let hello = user_matrix(Path::new("/i.cpio"), &["hello".to_owned()]);
         assert!(hello.iter().all(|t| !t.name.ends_with("smp8")));
+    }
+
+    #[test]
+    fn names_runs_through_bootstrap_on_every_user_machine() {
+        let runs = user_matrix(Path::new("/i.cpio"), &["names".to_owned()]);
+        assert_eq!(runs.len(), USER_MACHINES.len());
+        for t in &runs {
+            assert_eq!(t.bootargs, "init=bootstrap -- -f names.conf");
+            assert_eq!(t.expect_counts, [(USER_PASS_MARKER.to_owned(), 1)]);
+            assert!(
+                t.expect_text
+                    .iter()
+                    .any(|l| l.contains("not restarted again"))
+            );
+        }
+        assert!(runs.iter().any(|t| t.name == "names-raspi4b-smp4"));
+        let b = bootstrap_matrix(Path::new("/i.cpio"));
+        assert_eq!(
+            b.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            [
+                "bootstrap-words-virt-gicv3-smp2",
+                "bootstrap-conf-virt-gicv3-smp2",
+                "bootstrap-no-conf-virt-gicv3-smp2"
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! User programs and the initial RAM disk: builds the test programs of `tests/` (package
-//! `armach-tests`) for the user target and packs ELF files into a cpio `newc` archive, the
-//! format the kernel reads its programs from (QEMU `-initrd`, the Pi's `initramfs`). Not for
-//! booting ([`crate::qemu`]) or for the kernel's build ([`crate::kernel`]).
+//! `armach-tests`) and the servers of `servers/` (`bootstrap`) for the user target and packs
+//! the ELF files, with the servers' configuration files (`servers/*/conf/*.conf`), into a
+//! cpio `newc` archive, the format the kernel reads its programs from (QEMU `-initrd`, the
+//! Pi's `initramfs`). Not for booting ([`crate::qemu`]) or for the kernel's build
+//! ([`crate::kernel`]).
 //!
 //! Use:
 //!
@@ -28,6 +30,10 @@ const TARGET: &str = "aarch64-unknown-none";
 pub const FIRST_PROGRAM: &str = "hello";
 /// The package holding the test programs, one binary per file in `tests/src/bin/`.
 const TESTS_PACKAGE: &str = "armach-tests";
+/// The server packages and the programs (binaries) each puts in the RAM disk.
+const SERVERS: &[(&str, &str)] = &[("armach-bootstrap", "bootstrap")];
+/// Folders whose `*.conf` files go into the RAM disk under their file names.
+const CONF_DIRS: &[&str] = &["servers/bootstrap/conf"];
 
 /// Names of the test programs: the `.rs` files in `tests/src/bin/`, sorted.
 pub fn test_program_names(root: &Path) -> Result<Vec<String>, String> {
@@ -48,22 +54,25 @@ pub fn test_program_names(root: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Builds every test program (`cargo build -p armach-tests --release --target
-/// aarch64-unknown-none` in `root`) and returns `(name, ELF path)` for each file in
-/// `tests/src/bin/`, sorted by name. The paths come from cargo's own report of the
-/// executables it wrote, so any target directory works.
+/// Builds every test program and server (`cargo build -p armach-tests -p
+/// armach-bootstrap --release --target aarch64-unknown-none` in `root`) and returns `(name,
+/// ELF path)` for each file in `tests/src/bin/`, sorted by name, then for each server. The
+/// paths come from cargo's own report of the executables it wrote, so any target directory
+/// works.
 pub fn build_user_programs(root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
-    let names = test_program_names(root)?;
+    let mut names = test_program_names(root)?;
+    names.extend(SERVERS.iter().map(|(_, bin)| (*bin).to_owned()));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let args = [
-        "build",
-        "-p",
-        TESTS_PACKAGE,
+    let mut args = vec!["build", "-p", TESTS_PACKAGE];
+    for (package, _) in SERVERS {
+        args.extend(["-p", package]);
+    }
+    args.extend([
         "--release",
         "--target",
         TARGET,
         "--message-format=json-render-diagnostics",
-    ];
+    ]);
     println!("xtask: cargo {}", args.join(" "));
     let output = Command::new(&cargo)
         .args(args)
@@ -92,7 +101,7 @@ pub fn build_user_programs(root: &Path) -> Result<Vec<(String, PathBuf)>, String
                 .iter()
                 .find(|path| path.file_name().is_some_and(|f| f == name.as_str()))
                 .map(|path| (name.clone(), path.clone()))
-                .ok_or_else(|| format!("cargo reported no executable for test program {name}"))
+                .ok_or_else(|| format!("cargo reported no executable for program {name}"))
         })
         .collect()
 }
@@ -107,12 +116,38 @@ pub fn build_initrd(root: &Path, out: &Path) -> Result<Vec<String>, String> {
         let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         entries.push((name.clone(), data));
     }
+    entries.extend(conf_files(root)?);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
     write_cpio_newc(&entries, out).map_err(|e| format!("writing {}: {e}", out.display()))?;
     println!("xtask: {} programs -> {}", entries.len(), out.display());
     Ok(programs.into_iter().map(|(name, _)| name).collect())
+}
+
+/// The configuration files of the servers (`CONF_DIRS`), as `(file name, contents)`,
+/// sorted by name.
+pub fn conf_files(root: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut files = Vec::new();
+    for dir in CONF_DIRS {
+        let dir = root.join(dir);
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("reading {}: {e}", dir.display()))?
+                .path();
+            if path.extension().is_some_and(|ext| ext == "conf")
+                && let Some(name) = path.file_name().and_then(|s| s.to_str())
+            {
+                let data =
+                    std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                files.push((name.to_owned(), data));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The value of `"executable"` in one line of cargo's JSON messages, when it is a string
@@ -357,6 +392,16 @@ mod tests {
             .map(str::to_owned)
             .collect();
         assert_eq!(names, ["hello", "ab", "abc", "abcd", "threads"]);
+    }
+
+    #[test]
+    fn conf_files_of_the_servers_go_into_the_ram_disk() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let files = conf_files(&root).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"bootstrap.conf"), "{names:?}");
+        assert!(names.contains(&"names.conf"), "{names:?}");
+        assert!(names.windows(2).all(|w| w[0] <= w[1]), "sorted: {names:?}");
     }
 
     #[test]

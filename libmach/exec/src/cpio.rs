@@ -144,8 +144,11 @@ pub fn find<'a>(archive: &'a [u8], name: &str) -> Option<Entry<'a>> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use std::format;
+    use std::vec;
+    use std::vec::Vec;
 
     /// A newc archive of regular files (what `cpio -o -H newc` writes).
     pub fn build(files: &[(&str, &[u8])]) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Reading a static AArch64 ELF executable: its entry point and loadable segments, all
-//! checked against the file and the user address range. Pure and host-tested; the loader
-//! (`kern::loader`) maps what it returns.
+//! checked against the file and the user address range. The loaders (the kernel's
+//! `kern::loader`, libmach's `loader`) map what it returns (`image`).
 
 use mach_abi::traps::VM_MAX_USER_ADDRESS;
 
@@ -153,11 +153,13 @@ impl<'a> Elf<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::vec;
+    use std::vec::Vec;
 
     /// A minimal ELF with the given (vaddr, flags, file bytes, memsz) segments.
-    fn build(segments: &[(u64, u32, &[u8], u64)]) -> Vec<u8> {
+    pub fn build(segments: &[(u64, u32, &[u8], u64)]) -> Vec<u8> {
         let mut out = vec![0u8; 64 + 56 * segments.len()];
         out[..4].copy_from_slice(b"\x7fELF");
         out[4] = 2;
