@@ -9,6 +9,7 @@ pub const CROSS_CRATES: &[(&str, &str)] = &[
     ("armach-kernel", KERNEL_TARGET),
     ("libmach", USER_TARGET),
     ("armach-tests", USER_TARGET),
+    ("armach-msh", USER_TARGET),
 ];
 
 /// Runs every check (all of them, even after a failure) and reports which failed.
