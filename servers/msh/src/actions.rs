@@ -57,7 +57,7 @@ fn number_of_thread(
 }
 
 pub fn pset_create(shell: &mut Shell) -> Result<(), String> {
-    let out = mach_host::processor_set_create(&mut ipc::transport(), &ipc::host_self())
+    let out = mach_host::processor_set_create(&mut ipc::transport(), &shell.host_priv)
         .map_err(|kr| failed("processor_set_create", kr))?;
     let id = shell.sets.adopt(out.new_name);
     shell.set_controls.push((id, out.new_set));
@@ -224,6 +224,7 @@ pub fn burn(shell: &mut Shell, threads: u32, seconds: u32, cpu: Option<u32>) -> 
     let flag = Arc::clone(&stop);
     let end = uptime_ns().saturating_add(u64::from(seconds) * 1_000_000_000);
     let watcher = thread::spawn(move || {
+        let _ = kern::with_thread_self(|me| kern::thread_set_name(me, c"burn-timer"));
         while !flag.load(Ordering::Acquire) && uptime_ns() < end {
             nap_ms(100);
         }

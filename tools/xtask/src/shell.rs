@@ -156,7 +156,7 @@ pub fn shell_test() -> Vec<Exchange> {
             "pset grow\n",
             &["msh: pset: `grow` is not create, assign or destroy"],
         ),
-        line("top\n", &["cpu0   [", "busiest threads", "top: refresh 2,"]),
+        line("top\n", &["cpu0  [", "busiest threads", "top: refresh 2,"]),
         Exchange {
             typed: "q",
             expect: &["top: ended after "],
