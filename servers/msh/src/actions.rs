@@ -10,10 +10,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::hint::black_box;
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use libmach::abi::traps::SWITCH_OPTION_WAIT;
-use libmach::ipc;
+use libmach::ipc::{self, SendRight};
 use libmach::mig::mach_host;
 use libmach::thread::{self, JoinHandle};
 use libmach::{PortName, kern, traps};
@@ -45,10 +46,8 @@ pub fn sleep(seconds: u32) {
     }
 }
 
-fn number_of_thread(
-    shell: &Shell,
-    id: u32,
-) -> Result<core::mem::ManuallyDrop<libmach::ipc::SendRight>, String> {
+/// The port of thread `id` (msh's number), lent.
+fn thread_port(shell: &Shell, id: u32) -> Result<ManuallyDrop<SendRight>, String> {
     shell
         .threads
         .get(id)
@@ -94,7 +93,7 @@ pub fn pset_assign(shell: &mut Shell, set: u32, what: Assignee) -> Result<(), St
             let _ = writeln!(shell.out, "pset: cpu {cpu} is in set {set}");
         }
         Assignee::Thread(id) => {
-            let thread = number_of_thread(shell, id)?;
+            let thread = thread_port(shell, id)?;
             mach_host::thread_assign(t, &thread, &control)
                 .map_err(|kr| failed("thread_assign", kr))?;
             let _ = writeln!(shell.out, "pset: thread {id} is in set {set}");
@@ -270,7 +269,7 @@ pub fn burn_stop(shell: &mut Shell) -> Result<(), String> {
 }
 
 pub fn bind(shell: &mut Shell, thread: u32, cpu: Option<u32>) -> Result<(), String> {
-    let t = number_of_thread(shell, thread)?;
+    let t = thread_port(shell, thread)?;
     match cpu {
         Some(c) => {
             let p = lend(shell.processor(c)?.name());
@@ -286,7 +285,7 @@ pub fn bind(shell: &mut Shell, thread: u32, cpu: Option<u32>) -> Result<(), Stri
 }
 
 pub fn migrate(shell: &mut Shell, thread: u32, cpu: u32) -> Result<(), String> {
-    let t = number_of_thread(shell, thread)?;
+    let t = thread_port(shell, thread)?;
     let p = lend(shell.processor(cpu)?.name());
     kern::thread_migrate(&t, &p).map_err(|kr| failed("thread_migrate", kr))?;
     let _ = writeln!(shell.out, "migrate: thread {thread} moved to cpu {cpu}");
