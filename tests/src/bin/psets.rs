@@ -7,7 +7,8 @@
 //! `processor_set_info` agree; a handoff to one of them (`thread_switch` with its port as
 //! the hint) does not run it elsewhere; moved back they run again; destroying a set
 //! returns its processor and threads to the default set (a waiting thread runs again) and
-//! kills its ports; `task_assign` puts the task's new threads in its set. On one CPU the
+//! kills its ports; a processor alone in a set without threads counts idle time while it
+//! idles; `task_assign` puts the task's new threads in its set. On one CPU the
 //! parts that need a second processor are skipped.
 
 #![no_std]
@@ -23,7 +24,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use libmach::abi::traps::SWITCH_OPTION_NONE;
 use libmach::ipc::{self, Client, SendRight, Trap};
 use libmach::mig::mach_host;
-use libmach::{Args, KernReturn, PortName, thread};
+use libmach::{Args, KernReturn, PortName, kern, thread};
 
 libmach::main!(main);
 
@@ -385,6 +386,35 @@ fn main(args: &Args) -> i32 {
         Err(KernReturn::SendInvalidDest),
     );
     drop((set, set_name));
+
+    // A processor alone in a set with no threads runs only its idle thread: its idle time
+    // (`PROCESSOR_SCHED_INFO`) grows while it stays idle, the stretch in progress counted
+    // (a count made only when idling ends would stand still here).
+    if online >= 2
+        && let Ok(o) = mach_host::processor_set_create(&mut t, &host_priv)
+    {
+        let idle_set = o.new_set;
+        let cpu = &processors[online as usize - 1];
+        c.check_eq(
+            "processor_assign(cpu, empty set)",
+            mach_host::processor_assign(&mut t, cpu, &idle_set, true),
+            Ok(()),
+        );
+        sleep_ms(20);
+        let first = kern::processor_sched_info(cpu).map(|i| i.idle_ns);
+        sleep_ms(50);
+        let second = kern::processor_sched_info(cpu).map(|i| i.idle_ns);
+        c.check(
+            matches!((first, second), (Ok(a), Ok(b)) if b > a),
+            "an idle processor's idle_ns grows while it stays idle",
+            format_args!("{first:?} then {second:?}"),
+        );
+        c.check_eq(
+            "processor_set_destroy(set of an idle processor)",
+            mach_host::processor_set_destroy(&mut t, &idle_set),
+            Ok(()),
+        );
+    }
 
     // Destroying a set returns its threads (one waiting, one running) and its processor.
     if let Ok(o) = mach_host::processor_set_create(&mut t, &host_priv) {

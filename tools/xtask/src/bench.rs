@@ -92,7 +92,11 @@ fn boot_bench(
     let outcome = qemu::run(
         &args,
         Some(Duration::from_secs(300)),
-        Console::Capture { log, input: None },
+        Console::Capture {
+            log,
+            input: None,
+            echo: false,
+        },
     )?;
     if outcome.status != 0 {
         return Err(Error::new(format!(

@@ -38,7 +38,7 @@ fn release_dir() -> PathBuf {
 }
 
 /// Builds the user programs and the initial RAM disk (cpio `newc`) that holds them; returns
-/// its path. `hello` comes first: the kernel starts the first program unless `init=` names
+/// its path. `msh` comes first: the kernel starts the first program unless `init=` names
 /// another.
 pub fn initrd() -> Result<PathBuf> {
     let out = target_dir().join("initrd.cpio");

@@ -10,6 +10,7 @@ pub const CROSS_CRATES: &[(&str, &str)] = &[
     ("libmach", USER_TARGET),
     ("armach-tests", USER_TARGET),
     ("armach-bootstrap", USER_TARGET),
+    ("armach-msh", USER_TARGET),
 ];
 
 /// Runs every check (all of them, even after a failure) and reports which failed.

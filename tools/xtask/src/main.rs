@@ -2,7 +2,8 @@
 //! armach. This file holds the command line (clap) and hands each command to its module;
 //! it does no work of its own beyond locating the workspace.
 //!
-//! - `run`   build the kernel, turn it into an `Image`, boot it under QEMU ([`qemu`])
+//! - `run`   build the kernel, turn it into an `Image`, boot it under QEMU ([`qemu`]);
+//!   with `--demo`, type the shell's tour into it ([`shell`])
 //! - `test`  host tests, then the QEMU boot matrix ([`test`])
 //! - `lint`  clippy for every crate on its own target, then rustfmt ([`lint`])
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
@@ -19,6 +20,7 @@ mod prereq;
 mod proc;
 mod profile;
 mod qemu;
+mod shell;
 mod test;
 mod userland;
 
@@ -159,6 +161,11 @@ struct RunArgs {
     /// rpi4 only: boot the files of a folder made by `cargo xtask image` instead of building.
     #[arg(long, value_name = "DIR")]
     image: Option<PathBuf>,
+    /// Boot the shell and type a scripted tour into it (burn, cpus, bind, migrate, a
+    /// processor set, top), then halt: exits with the guest's status (0 when the tour
+    /// reached its end). Needs at least 4 CPUs.
+    #[arg(long, conflicts_with_all = ["image", "init", "gdb"])]
+    demo: bool,
     #[command(flatten)]
     init: InitArgs,
 }
@@ -259,8 +266,17 @@ pub fn target_dir() -> PathBuf {
     workspace_root().join("target")
 }
 
+/// `run --demo`'s deadline unless `--timeout` says otherwise.
+const DEMO_TIMEOUT_SECS: u64 = 300;
+
 fn cmd_run(args: RunArgs) -> Result<u8> {
     let machine = qemu::Machine::resolve(args.machine.board(), args.machine.options(args.icount))?;
+    if args.demo && machine.smp < 4 {
+        return Err(Error::new(format!(
+            "--demo uses CPUs 0 to 3; this machine has {}",
+            machine.smp
+        )));
+    }
     prereq::ensure_qemu()?;
     let dtb = match machine.board {
         Board::Rpi4 => Some(prereq::ensure_pi4_dtb(&prereq::dtb_cache_dir())?),
@@ -281,7 +297,12 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
         None => {
             prereq::ensure_rust_targets()?;
             let image = kernel::build()?;
-            let extra = args.bootargs.clone().unwrap_or_default();
+            let mut extra = args.bootargs.clone().unwrap_or_default();
+            if args.demo {
+                extra = format!("{extra} init={}", test::SHELL_PROGRAM)
+                    .trim()
+                    .to_owned();
+            }
             match args.init.prepare()? {
                 Some(f) => (
                     image,
@@ -307,12 +328,29 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
             proc::shell_quote(&elf.display().to_string())
         );
     }
-    let timeout = args.timeout.map(Duration::from_secs);
-    let outcome = qemu::run(&qemu_args, timeout, qemu::Console::Terminal)?;
+    // A demo without a person stops by itself at the latest after this.
+    let timeout = args
+        .timeout
+        .or(args.demo.then_some(DEMO_TIMEOUT_SECS))
+        .map(Duration::from_secs);
+    let console = if args.demo {
+        qemu::Console::Capture {
+            log: target_dir().join("demo.log"),
+            input: Some(shell::console_input(&shell::demo())),
+            echo: true,
+        }
+    } else {
+        qemu::Console::Terminal
+    };
+    let outcome = qemu::run(&qemu_args, timeout, console)?;
+    if let Some(step) = &outcome.script_unfinished {
+        eprintln!("\nxtask: the demo did not reach its end: {step}");
+        return Ok(outcome.exit_code().max(1));
+    }
     if outcome.timed_out {
         eprintln!(
             "xtask: QEMU timed out after {} s and was stopped",
-            args.timeout.unwrap_or(0)
+            timeout.map_or(0, |t| t.as_secs())
         );
     } else if outcome.status != 0 {
         eprintln!(

@@ -199,6 +199,7 @@ pub fn run(benchmark: &str, iterations: u64, top: usize) -> Result<u8> {
         Console::Capture {
             log: logs.join("profile-console.log"),
             input: None,
+            echo: false,
         },
     )?;
     if outcome.status != 0 || !outcome.console.contains("bench: done") {

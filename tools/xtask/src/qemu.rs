@@ -292,20 +292,119 @@ pub fn describe_status(status: i32) -> &'static str {
 pub enum Console {
     /// Straight to this terminal, keyboard included (`cargo xtask run`).
     Terminal,
-    /// Captured and also written to this log file; stdin is null, or a pipe that types
-    /// `input` into the guest's console once the console shows its trigger.
+    /// Captured and also written to this log file (and, with `echo`, to this terminal);
+    /// stdin is null, or a pipe that types `input`'s steps into the guest's console.
     Capture {
         log: PathBuf,
         input: Option<ConsoleInput>,
+        echo: bool,
     },
 }
 
-/// Keys typed into the guest's serial console during a captured run.
+/// One step of typing into the guest's serial console, expect style: wait until
+/// `wait_for` appears on the console (after the text the previous step matched), at most
+/// `within` (the run's own deadline otherwise), then type `then_type` (possibly nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub wait_for: String,
+    pub then_type: Vec<u8>,
+    pub within: Option<Duration>,
+}
+
+/// Keys typed into the guest's serial console during a captured run: steps in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsoleInput {
-    /// Console text after which to type (the guest says it is ready to read).
-    pub after: String,
-    pub bytes: Vec<u8>,
+    pub steps: Vec<Step>,
+}
+
+impl ConsoleInput {
+    /// Types `bytes` once the console shows `after` (the guest says it is ready to read).
+    pub fn once(after: &str, bytes: &[u8]) -> Self {
+        Self {
+            steps: vec![Step {
+                wait_for: after.to_owned(),
+                then_type: bytes.to_vec(),
+                within: None,
+            }],
+        }
+    }
+}
+
+/// Where a console script is: the next step, where its text is looked for from, and since
+/// when it waits.
+struct Script {
+    steps: Vec<Step>,
+    next: usize,
+    search_from: usize,
+    since: Instant,
+}
+
+impl Script {
+    /// Acts on the console text so far: types what matched steps say. `Err` with a
+    /// description when the waiting step has waited longer than it may.
+    fn advance(
+        &mut self,
+        console: &[u8],
+        pipe: &mut impl Write,
+        now: Instant,
+    ) -> std::result::Result<(), String> {
+        while let Some(step) = self.steps.get(self.next) {
+            let rest = console.get(self.search_from..).unwrap_or_default();
+            match find(rest, step.wait_for.as_bytes()) {
+                Some(at) => {
+                    self.search_from += at + step.wait_for.len();
+                    if !step.then_type.is_empty() {
+                        // A guest that stopped reading must not stop the run: errors are
+                        // ignored (the next step then waits in vain and says so).
+                        let _ = pipe.write_all(&step.then_type).and_then(|()| pipe.flush());
+                    }
+                    self.next += 1;
+                    self.since = now;
+                }
+                None => {
+                    if step
+                        .within
+                        .is_some_and(|w| now.duration_since(self.since) > w)
+                    {
+                        return Err(self.stuck(" within its time"));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.next >= self.steps.len()
+    }
+
+    /// Which step is waiting, for what, after which typing.
+    fn stuck(&self, how: &str) -> String {
+        let Some(step) = self.steps.get(self.next) else {
+            return String::new();
+        };
+        let typed = self.steps[..self.next]
+            .iter()
+            .rev()
+            .find(|s| !s.then_type.is_empty())
+            .map(|s| {
+                String::from_utf8_lossy(&s.then_type)
+                    .escape_debug()
+                    .to_string()
+            });
+        format!(
+            "console step {} of {}: `{}` did not appear{how}{}",
+            self.next + 1,
+            self.steps.len(),
+            step.wait_for.escape_debug(),
+            match (typed, step.within) {
+                (Some(t), Some(w)) => format!(" ({} s after typing \"{t}\")", w.as_secs()),
+                (Some(t), None) => format!(" (after typing \"{t}\")"),
+                (None, _) => String::new(),
+            }
+        )
+    }
 }
 
 /// How a QEMU run ended.
@@ -317,6 +416,8 @@ pub struct Outcome {
     /// Console text (and QEMU's stderr) when captured; empty on the terminal.
     pub console: String,
     pub elapsed: Duration,
+    /// A console script that did not get to its end: which step waited for what.
+    pub script_unfinished: Option<String>,
 }
 
 impl Outcome {
@@ -334,7 +435,7 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
     let mut readers = Vec::new();
     let log = match &console {
         Console::Terminal => None,
-        Console::Capture { log, input } => {
+        Console::Capture { log, input, .. } => {
             if let Some(dir) = log.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::io(format_args!("creating {}", dir.display()), e))?;
@@ -355,6 +456,7 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io(format_args!("cannot start {QEMU}"), e))?;
+    let echo = matches!(console, Console::Capture { echo: true, .. });
     if let Some(log) = &log {
         let pipes: [Option<Box<dyn Read + Send>>; 2] = [
             child
@@ -378,6 +480,10 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
                     if let Ok(mut text) = captured.lock() {
                         text.extend_from_slice(&buf[..n]);
                     }
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+                    }
                 }
             }));
         }
@@ -386,23 +492,25 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
     let mut timed_out = false;
     // Kept open until QEMU ends: an end of file on its stdin is not input.
     let mut stdin = child.stdin.take();
-    let mut to_type = match &console {
+    let mut script = match &console {
         Console::Capture {
             input: Some(input), ..
-        } => Some(input.clone()),
+        } => Some(Script {
+            steps: input.steps.clone(),
+            next: 0,
+            search_from: 0,
+            since: start,
+        }),
         _ => None,
     };
+    let mut stuck = None;
     let status = loop {
-        if let (Some(input), Some(pipe)) = (&to_type, stdin.as_mut()) {
-            let ready = captured
-                .lock()
-                .map(|text| contains(&text, input.after.as_bytes()))
-                .unwrap_or(false);
-            if ready {
-                // A guest that stopped reading must not stop the run: errors are ignored
-                // (the test then fails on what the guest did not get).
-                let _ = pipe.write_all(&input.bytes).and_then(|()| pipe.flush());
-                to_type = None;
+        if let (Some(s), Some(pipe)) = (script.as_mut(), stdin.as_mut()) {
+            let text = captured.lock().map(|t| t.clone()).unwrap_or_default();
+            if let Err(why) = s.advance(&text, pipe, Instant::now()) {
+                // Nothing more will happen that the script waits for: stop now.
+                stuck = Some(why);
+                break stop(&mut child)?;
             }
         }
         if let Some(status) = child
@@ -423,8 +531,15 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
         // A panicked reader only loses console text; the status still stands.
         let _ = reader.join();
     }
-    let console = String::from_utf8_lossy(&captured.lock().map(|c| c.clone()).unwrap_or_default())
-        .into_owned();
+    let bytes = captured.lock().map(|c| c.clone()).unwrap_or_default();
+    // The last look: what arrived after the last poll may finish the script.
+    if let (None, Some(s)) = (&stuck, script.as_mut()) {
+        let _ = s.advance(&bytes, &mut std::io::sink(), Instant::now());
+        if !s.done() {
+            stuck = Some(s.stuck(" before QEMU ended"));
+        }
+    }
+    let console = String::from_utf8_lossy(&bytes).into_owned();
     let status = if timed_out {
         STATUS_TIMEOUT
     } else {
@@ -438,12 +553,16 @@ pub fn run(args: &[String], timeout: Option<Duration>, console: Console) -> Resu
         timed_out,
         console,
         elapsed,
+        script_unfinished: stuck,
     })
 }
 
-/// Whether `needle` occurs in `haystack`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+/// Where `needle` first occurs in `haystack` (at 0 for an empty needle).
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Stops QEMU: SIGTERM first (it then restores the terminal), SIGKILL if it lingers.
@@ -643,5 +762,69 @@ mod tests {
             };
             assert_eq!(Machine::resolve(Board::Virt, opts).unwrap().cpu, cpu);
         }
+    }
+
+    fn script(steps: &[(&str, &str, Option<u64>)]) -> Script {
+        Script {
+            steps: steps
+                .iter()
+                .map(|(w, t, within)| Step {
+                    wait_for: (*w).to_owned(),
+                    then_type: t.as_bytes().to_vec(),
+                    within: within.map(Duration::from_secs),
+                })
+                .collect(),
+            next: 0,
+            search_from: 0,
+            since: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn scripts_type_after_their_text_and_look_past_the_last_match() {
+        let mut s = script(&[
+            ("> ", "ps\n", None),
+            ("tasks", "", None),
+            ("> ", "halt\n", None),
+        ]);
+        let mut typed = Vec::new();
+        let now = Instant::now();
+        s.advance(b"boot\n", &mut typed, now).unwrap();
+        assert!(typed.is_empty() && !s.done());
+        s.advance(b"boot\n> ", &mut typed, now).unwrap();
+        assert_eq!(typed, b"ps\n");
+        // The first prompt does not count again for the third step.
+        s.advance(b"boot\n> ps\n", &mut typed, now).unwrap();
+        assert_eq!(typed, b"ps\n");
+        s.advance(b"boot\n> ps\n2 tasks\n> ", &mut typed, now)
+            .unwrap();
+        assert_eq!(typed, b"ps\nhalt\n");
+        assert!(s.done());
+    }
+
+    #[test]
+    fn a_step_that_waits_too_long_says_which_and_after_what() {
+        let mut s = script(&[("> ", "cpus\n", Some(5)), ("cpus: 4", "", Some(5))]);
+        let start = s.since;
+        let mut typed = Vec::new();
+        s.advance(b"> ", &mut typed, start).unwrap();
+        assert!(
+            s.advance(b"> cpus\n", &mut typed, start + Duration::from_secs(3))
+                .is_ok()
+        );
+        let err = s
+            .advance(b"> cpus\n", &mut typed, start + Duration::from_secs(6))
+            .unwrap_err();
+        assert!(
+            err.contains("step 2 of 2: `cpus: 4` did not appear"),
+            "{err}"
+        );
+        assert!(err.contains("after typing \"cpus\\n\""), "{err}");
+        // A step with no limit waits for the run's deadline.
+        let mut s = script(&[("never", "", None)]);
+        assert!(
+            s.advance(b"", &mut typed, s.since + Duration::from_secs(1000))
+                .is_ok()
+        );
     }
 }

@@ -493,10 +493,7 @@ pub const DEVICE_INPUT: &str = "armach console input: 42 keys\n";
 
 /// What a program's run types into the console.
 fn console_input(program: &str) -> Option<ConsoleInput> {
-    (program == DEVICE_PROGRAM).then(|| ConsoleInput {
-        after: DEVICE_PROMPT.to_owned(),
-        bytes: DEVICE_INPUT.as_bytes().to_vec(),
-    })
+    (program == DEVICE_PROGRAM).then(|| ConsoleInput::once(DEVICE_PROMPT, DEVICE_INPUT.as_bytes()))
 }
 
 /// The program started by servers/bootstrap rather than by the kernel, and the
@@ -623,6 +620,60 @@ pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<Qe
         .collect()
 }
 
+/// msh, the shell (`servers/msh`), is no test program: its runs type its commands into the
+/// console ([`crate::shell`]'s scripts) and pass when every answer appeared and `halt`
+/// powered the machine off with status 0.
+pub const SHELL_PROGRAM: &str = "msh";
+/// Machines the shell's console test runs on (its script needs 4 CPUs): virt, and the Pi,
+/// whose mini UART must take the input.
+const SHELL_MACHINES: &[(Board, u32, Gic)] =
+    &[(Board::Virt, 4, Gic::V3), (Board::Rpi4, 4, Gic::V2)];
+/// A shell run's deadline (at least): its steps each wait at most `shell::STEP_WITHIN`,
+/// and `burn` keeps CPUs busy that QEMU runs on a host's few cores.
+const SHELL_TIMEOUT_SECS: u64 = 300;
+/// The machine of the demo tour (`cargo xtask run --demo`), as a test.
+pub const DEMO_TEST: &str = "demo-virt-gicv3-smp4";
+
+/// A run of msh (`init=msh`) driven by `exchanges`.
+fn shell_run(
+    boot: &QemuTest,
+    name: String,
+    initrd: &Path,
+    exchanges: &[crate::shell::Exchange],
+) -> QemuTest {
+    QemuTest {
+        name,
+        bootargs: format!("init={SHELL_PROGRAM}"),
+        initrd: Some(initrd.to_path_buf()),
+        expect: Vec::new(),
+        expect_text: vec![crate::shell::HALTING.to_owned()],
+        expect_counts: Vec::new(),
+        timeout: Some(Duration::from_secs(SHELL_TIMEOUT_SECS)),
+        console_input: Some(crate::shell::console_input(exchanges)),
+        ..boot.clone()
+    }
+}
+
+/// The shell's console test on each of [`SHELL_MACHINES`], and the demo tour.
+pub fn shell_matrix(initrd: &Path) -> Vec<QemuTest> {
+    let mut runs: Vec<QemuTest> = SHELL_MACHINES
+        .iter()
+        .map(|&(board, smp, gic)| {
+            let boot = QemuTest::boot(board, smp, gic, false);
+            let name = format!("{SHELL_PROGRAM}-{}", boot.name);
+            shell_run(&boot, name, initrd, &crate::shell::shell_test())
+        })
+        .collect();
+    runs.push(demo_test(initrd));
+    runs
+}
+
+/// The demo tour as a test: it must reach its end and power off with status 0.
+pub fn demo_test(initrd: &Path) -> QemuTest {
+    let boot = QemuTest::boot(Board::Virt, 4, Gic::V3, false);
+    shell_run(&boot, DEMO_TEST.to_owned(), initrd, &crate::shell::demo())
+}
+
 /// The C program of `tests/foreign`, built by GCC and booted as `--init` boots a file.
 pub const FOREIGN_TEST: &str = "foreign-contract-virt-gicv3-smp2";
 
@@ -742,6 +793,9 @@ pub fn judge(
     outcome: &Outcome,
     timeout: Duration,
 ) -> std::result::Result<(), String> {
+    if let Some(step) = &outcome.script_unfinished {
+        return Err(step.clone());
+    }
     if outcome.timed_out {
         return Err(format!("timed out after {} s", timeout.as_secs()));
     }
@@ -852,6 +906,7 @@ pub fn qemu_selection(
             runs.extend(cluster_matrix(initrd, programs));
             runs.extend(init_args_matrix(initrd));
             runs.extend(bootstrap_matrix(initrd));
+            runs.extend(shell_matrix(initrd));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
     };
@@ -1135,6 +1190,7 @@ fn run_one(
         Console::Capture {
             log: log.clone(),
             input: test.console_input.clone(),
+            echo: false,
         },
     )
     .map_err(|e| no_tail(e.to_string()))?;
@@ -1164,6 +1220,7 @@ mod tests {
             timed_out: false,
             console: console.to_owned(),
             elapsed: Duration::ZERO,
+            script_unfinished: None,
         }
     }
 
@@ -1546,8 +1603,9 @@ mod tests {
         assert!(device.iter().any(|t| t.name == "device-raspi4b-smp4"));
         for t in &device {
             let input = t.console_input.as_ref().unwrap();
-            assert_eq!(input.after, DEVICE_PROMPT);
-            assert_eq!(input.bytes, DEVICE_INPUT.as_bytes());
+            assert_eq!(input.steps.len(), 1);
+            assert_eq!(input.steps[0].wait_for, DEVICE_PROMPT);
+            assert_eq!(input.steps[0].then_type, DEVICE_INPUT.as_bytes());
             assert_eq!(t.expect_text, ["device: written with device_write_inband"]);
         }
         assert!(
@@ -1563,5 +1621,38 @@ mod tests {
         assert!(source.contains(&format!("const PROMPT: &str = \"{DEVICE_PROMPT}\";")));
         let escaped = DEVICE_INPUT.replace('\n', "\\n");
         assert!(source.contains(&format!("const INPUT: &[u8] = b\"{escaped}\";")));
+    }
+
+    #[test]
+    fn shell_runs_type_their_scripts_on_virt_and_the_pi() {
+        let runs = shell_matrix(Path::new("/i.cpio"));
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["msh-virt-gicv3-smp4", "msh-raspi4b-smp4", DEMO_TEST]
+        );
+        for t in &runs {
+            assert_eq!(t.bootargs, "init=msh");
+            assert_eq!(t.status, 0);
+            assert!(t.expect_counts.is_empty());
+            assert_eq!(t.expect_text, [crate::shell::HALTING]);
+            let steps = &t.console_input.as_ref().unwrap().steps;
+            assert_eq!(steps[0].wait_for, crate::shell::PROMPT);
+            assert!(steps.iter().all(|s| s.within.is_some()));
+            let m = Machine::resolve(t.board, t.options.clone()).unwrap();
+            assert_eq!(m.smp, 4);
+        }
+        let timeout = Duration::from_secs(60);
+        let stuck = Outcome {
+            script_unfinished: Some("console step 3 of 9: `x` did not appear".into()),
+            ..outcome(0, "msh: halting\n")
+        };
+        assert!(
+            judge(&runs[0], &stuck, timeout)
+                .unwrap_err()
+                .contains("step 3")
+        );
+        assert!(judge(&runs[0], &outcome(0, "msh: halting\n"), timeout).is_ok());
+        assert!(judge(&runs[0], &outcome(0, "msh> "), timeout).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! User programs and the initial RAM disk: builds the test programs of `tests/` (package
-//! `armach-tests`) and the servers of `servers/` (`bootstrap`) for the user target and packs
+//! `armach-tests`) and the servers of `servers/` ([`SERVERS`]) for the user target and packs
 //! the ELF files, with the servers' configuration files (`servers/*/conf/*.conf`), into a
 //! cpio `newc` archive, the format the kernel reads its programs from (QEMU `-initrd`, the
 //! Pi's `initramfs`). Not for booting ([`crate::qemu`]) or for the kernel's build
@@ -16,7 +16,7 @@
 //! ```
 //!
 //! or [`build_initrd`], which does both. Archive member names are the bare program names
-//! (`hello`, `threads`, …): the kernel finds `init=NAME` by that name.
+//! (`msh`, `hello`, `threads`, …): the kernel finds `init=NAME` by that name.
 //!
 //! The module needs only `std`; its errors are plain `String`s naming what failed.
 
@@ -26,12 +26,15 @@ use std::process::{Command, Stdio};
 
 /// The target user programs are built for (FP/SIMD allowed at EL0).
 const TARGET: &str = "aarch64-unknown-none";
-/// The program the archive starts with (what `cargo xtask run` shows).
-pub const FIRST_PROGRAM: &str = "hello";
+/// The program the archive starts with (what `cargo xtask run` without `init=` boots):
+/// the shell.
+pub const FIRST_PROGRAM: &str = "msh";
 /// The package holding the test programs, one binary per file in `tests/src/bin/`.
 const TESTS_PACKAGE: &str = "armach-tests";
-/// The server packages and the programs (binaries) each puts in the RAM disk.
-const SERVERS: &[(&str, &str)] = &[("armach-bootstrap", "bootstrap")];
+/// The programs of `servers/`: (package, program) for each, built and put in the RAM disk
+/// beside the test programs (they are not test programs: the user-mode suite does not run
+/// them by itself).
+pub const SERVERS: &[(&str, &str)] = &[("armach-bootstrap", "bootstrap"), ("armach-msh", "msh")];
 /// Folders whose `*.conf` files go into the RAM disk under their file names.
 const CONF_DIRS: &[&str] = &["servers/bootstrap/conf"];
 
@@ -54,14 +57,13 @@ pub fn test_program_names(root: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Builds every test program and server (`cargo build -p armach-tests -p
-/// armach-bootstrap --release --target aarch64-unknown-none` in `root`) and returns `(name,
-/// ELF path)` for each file in `tests/src/bin/`, sorted by name, then for each server. The
-/// paths come from cargo's own report of the executables it wrote, so any target directory
-/// works.
+/// Builds every test program and server (`cargo build -p armach-tests -p armach-bootstrap -p armach-msh
+/// --release --target aarch64-unknown-none` in `root`) and returns `(name, ELF path)` for
+/// each file in `tests/src/bin/`, sorted by name, then each of [`SERVERS`]. The paths come
+/// from cargo's own report of the executables it wrote, so any target directory works.
 pub fn build_user_programs(root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     let mut names = test_program_names(root)?;
-    names.extend(SERVERS.iter().map(|(_, bin)| (*bin).to_owned()));
+    names.extend(SERVERS.iter().map(|(_, program)| (*program).to_owned()));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec!["build", "-p", TESTS_PACKAGE];
     for (package, _) in SERVERS {
@@ -109,7 +111,7 @@ pub fn build_user_programs(root: &Path) -> Result<Vec<(String, PathBuf)>, String
 /// Builds the test programs and writes them as a cpio `newc` archive to `out`.
 pub fn build_initrd(root: &Path, out: &Path) -> Result<Vec<String>, String> {
     let mut programs = build_user_programs(root)?;
-    // The kernel starts the archive's first program by default: make that the demo.
+    // The kernel starts the archive's first program by default: make that the shell.
     programs.sort_by_key(|(name, _)| name != FIRST_PROGRAM);
     let mut entries = Vec::new();
     for (name, path) in &programs {

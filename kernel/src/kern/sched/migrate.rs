@@ -661,6 +661,13 @@ pub fn processor_sched(cpu: CpuId) -> Option<ProcessorSched> {
     let c = &p.counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let queued = p.nr_queued.load(Ordering::Relaxed);
+    // Idle time includes the idle stretch in progress (else a processor idle since boot
+    // would report none until it first ran something).
+    let idle_now = if p.running_idle.load(Ordering::Acquire) {
+        crate::arch::timer::counter().saturating_sub(p.idle_since.load(Ordering::Relaxed))
+    } else {
+        0
+    };
     Some(ProcessorSched {
         load_average: c.load_average.load(Ordering::Relaxed),
         runnable: queued + u32::from(!p.running_idle.load(Ordering::Relaxed)),
@@ -671,7 +678,7 @@ pub fn processor_sched(cpu: CpuId) -> Option<ProcessorSched> {
         ticks: get(&c.ticks),
         last_balance_tick: get(&c.last_balance_tick),
         context_switches: get(&p.context_switches),
-        idle_ns: ns(get(&p.idle_time)),
+        idle_ns: ns(get(&p.idle_time).saturating_add(idle_now)),
         balance_attempts: get(&c.balance_attempts),
         balance_successes: get(&c.balance_successes),
         balance_failures: get(&c.balance_failures),

@@ -80,8 +80,11 @@ pub struct Processor {
     pub need_resched: AtomicBool,
     pub context_switches: AtomicU64,
     pub idle_ticks: AtomicU64,
-    /// Counter ticks spent in the idle thread.
+    /// Counter ticks spent in the idle thread, up to its last stretch's end.
     pub idle_time: AtomicU64,
+    /// The counter when the idle thread last started running here (the stretch in progress
+    /// while `running_idle`, which readers of `idle_time` add).
+    pub idle_since: AtomicU64,
     /// Migration and balancing counters (`migrate`).
     pub counters: migrate::Counters,
 }
@@ -110,6 +113,7 @@ impl Processor {
             context_switches: AtomicU64::new(0),
             idle_ticks: AtomicU64::new(0),
             idle_time: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
             counters: migrate::Counters::new(),
         }
     }
@@ -519,6 +523,10 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *cons
     migrate::note_switch(me, here, prev, &next, now);
     next.last_processor.store(here, Ordering::Relaxed);
     next.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
+    if next.is_idle {
+        // Before `running_idle`: a reader that sees it set sees this stretch's start.
+        me.idle_since.store(now, Ordering::Relaxed);
+    }
     me.running_idle.store(next.is_idle, Ordering::Release);
     me.current_priority.store(
         next.sched_priority.load(Ordering::Relaxed),

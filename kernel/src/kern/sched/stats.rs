@@ -90,7 +90,7 @@ pub struct ProcessorSched {
     pub ticks: u64,
     pub last_balance_tick: u64,
     pub context_switches: u64,
-    /// Nanoseconds spent in the idle thread.
+    /// Nanoseconds spent in the idle thread, the stretch in progress included.
     pub idle_ns: u64,
     /// Balance passes this processor ran (periodic) and attempts it made to pull (idle),
     /// those that moved at least one thread, and those that found work to move but could
