@@ -91,7 +91,8 @@
 //! - An RPC the kernel makes (`exception_raise`, `kern::exception`): `Port::alloc_reply`
 //!   gives a port whose receive right the kernel keeps (messages to it are queued, not
 //!   served), `make_send_once` the reply right for the request, `mqueue::receive_reply`
-//!   takes the answer (or asserts the wait for it), `Port::dealloc_reply` destroys it.
+//!   takes the answer (or asserts the wait for it), `Port::dealloc_reply` destroys it
+//!   (`Port::abandon_reply` when the wait was given up with the right still out).
 //! - `mqueue::set_wakeup` once at boot, with a function that does
 //!   `sched::thread_wakeup(Event { object: key.object, key: key.on }, true)`.
 

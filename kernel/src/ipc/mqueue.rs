@@ -155,6 +155,15 @@ pub(crate) fn deliver(
         reaper.destroy_msg(&mut kmsg, true);
         return SendResult::Destroyed;
     }
+    if matches!(st.receiver, Receiver::Abandoned) {
+        // The message an abandoned reply port waited for (`Port::abandon_reply`): it ends
+        // the port, and is destroyed with it; for the sender it was sent.
+        drop(st);
+        drop(transit);
+        reaper.destroy_msg(&mut kmsg, true);
+        reaper.destroy_port(dest);
+        return SendResult::Destroyed;
+    }
     if st.msgcount >= st.qlimit && !always && !kmsg.to_send_once() {
         if on_full(port_key(&dest, WaitOn::Room)) {
             st.senders_waiting = true;

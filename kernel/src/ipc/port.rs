@@ -95,6 +95,10 @@ pub(crate) enum Receiver {
     /// reply port of a thread's `exception_raise`. Messages to it are queued, not served;
     /// the kernel takes them with `mqueue::receive_reply`.
     Reply,
+    /// A reply port the kernel stopped waiting on while the send-once right to it was
+    /// still out ([`Port::abandon_reply`]): the one message that right brings (the reply,
+    /// or the send-once notification of its destruction) is destroyed with the port.
+    Abandoned,
 }
 
 /// A dead-name request: the send-once right to notify with, paid for by the requester.
@@ -241,6 +245,32 @@ impl Port {
         reaper.run();
     }
 
+    /// Give up a reply port from [`Port::alloc_reply`] whose answer the kernel no longer
+    /// waits for (its thread is terminating). GNU Mach keeps a thread's reply port
+    /// (`ith_rpc_reply`) past `thread_terminate`, so a handler that terminates the thread
+    /// and then answers sends its reply (`MACH_MSG_SUCCESS`) rather than finding a dead
+    /// name (`MACH_SEND_INVALID_DEST`). Likewise here: while the send-once right is still
+    /// out and nothing is queued, the port lives on, [`Receiver::Abandoned`], until the
+    /// one message that right will bring, which destroys the port and itself; otherwise
+    /// the port is destroyed now, as by [`Port::dealloc_reply`]. Call with no IPC lock
+    /// held; does nothing to another kind of port.
+    pub fn abandon_reply(port: Arc<Port>) {
+        {
+            let mut st = port.lock();
+            if !matches!(st.receiver, Receiver::Reply) {
+                return;
+            }
+            if st.active && st.sorights > 0 && st.msgcount == 0 {
+                st.receiver = Receiver::Abandoned;
+                return;
+            }
+            st.receiver = Receiver::Limbo;
+        }
+        let mut reaper = super::right::Reaper::new();
+        reaper.destroy_port(port);
+        reaper.run();
+    }
+
     /// A new port whose receive right is handed to the caller, naked (for the kernel to
     /// place in a space or a message).
     pub fn alloc_receive(ledger: &Arc<dyn Ledger>) -> Result<Right, KernReturn> {
@@ -378,6 +408,7 @@ impl Port {
             Receiver::Limbo => "limbo",
             Receiver::Kernel => "kernel",
             Receiver::Reply => "reply",
+            Receiver::Abandoned => "abandoned",
         }
     }
 }

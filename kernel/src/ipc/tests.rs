@@ -2668,3 +2668,73 @@ fn kernel_reply_port_queues_receives_and_dies() {
     drop(reply);
     assert_eq!(l.total(), 0, "everything paid back");
 }
+
+/// A reply port the kernel stops waiting on (its thread terminated) while the send-once
+/// right is out: the port lives until that right's one message (the reply, or the
+/// send-once notification of its destruction), which is destroyed with it and counts as
+/// sent; with the right already used or gone, it dies at once. Everything is paid back.
+#[test]
+fn abandoned_reply_port_takes_its_one_message_then_dies() {
+    let l = ledger();
+    let dl = dyn_ledger(&l);
+    let reply_msg = |so: Right| {
+        let mut k = Kmsg::new(&dl, KmsgShape::default()).unwrap();
+        k.id = 2500;
+        k.size = kmsg::HEADER_SIZE as u32;
+        k.set_ports(so, MsgPort::Null, 0);
+        k
+    };
+
+    // The handler answers after the wait was given up.
+    let reply = Port::alloc_reply(&dl).unwrap();
+    let so = reply.make_send_once(&dl).unwrap();
+    Port::abandon_reply(reply.clone());
+    assert!(reply.is_active(), "kept for the answer still to come");
+    assert_eq!(reply.debug_receiver(), "abandoned");
+    assert!(matches!(
+        mqueue::receive_reply(&reply, |_| panic!("nobody receives from it")),
+        RecvResult::Died
+    ));
+    assert!(matches!(
+        mqueue::send(reply_msg(so), true, |_| false),
+        SendResult::Destroyed
+    ));
+    assert!(!reply.is_active(), "the answer ends it");
+    assert_eq!(reply.status().msgcount, 0);
+    drop(reply);
+    assert_eq!(l.total(), 0, "paid back after an answer");
+
+    // The handler destroys its right instead: the send-once notification ends it.
+    let reply = Port::alloc_reply(&dl).unwrap();
+    let so = reply.make_send_once(&dl).unwrap();
+    Port::abandon_reply(reply.clone());
+    assert!(reply.is_active());
+    drop(so);
+    assert!(!reply.is_active(), "the right's destruction ends it");
+    drop(reply);
+    assert_eq!(l.total(), 0, "paid back after the right's destruction");
+
+    // The answer came before the wait was given up: destroyed at once, answer and all.
+    let reply = Port::alloc_reply(&dl).unwrap();
+    let so = reply.make_send_once(&dl).unwrap();
+    assert!(matches!(
+        mqueue::send(reply_msg(so), true, |_| false),
+        SendResult::Queued
+    ));
+    Port::abandon_reply(reply.clone());
+    assert!(!reply.is_active());
+    drop(reply);
+    assert_eq!(l.total(), 0, "paid back with an answer queued");
+
+    // No right out: destroyed at once.
+    let reply = Port::alloc_reply(&dl).unwrap();
+    Port::abandon_reply(reply.clone());
+    assert!(!reply.is_active());
+    drop(reply);
+    // Only for a reply port: a kernel port is left alone.
+    let kport = Port::alloc_kernel(&dl, None).unwrap();
+    Port::abandon_reply(kport.clone());
+    assert!(kport.is_active());
+    Port::dealloc_kernel(kport);
+    assert_eq!(l.total(), 0, "everything paid back");
+}

@@ -8,7 +8,7 @@
 //! it): the thread and task as send rights, `exception` and `code` as 32-bit integers,
 //! `subcode` as a 64-bit one, 112 bytes. Its reply right is a send-once right to a port the
 //! kernel keeps for the purpose (`Port::alloc_reply`), made for this exception and
-//! destroyed after it.
+//! destroyed after it (or, when the thread is terminated meanwhile, once the answer comes).
 //!
 //! Where the request goes, as GNU Mach (`exception`, `exception_try_task`): the thread's
 //! exception port if it has a live one; if there is none, or its handler answers anything
@@ -34,7 +34,9 @@
 //! - A malformed reply (GNU Mach `exception_parse_reply`: other bits than a send-once
 //!   destination alone, another size or id, another descriptor): a failure.
 //! - `thread_terminate` of the waiting thread (or its task's end) ends the wait: the thread
-//!   goes back towards user mode and terminates there. `thread_abort` does not end it (the
+//!   goes back towards user mode and terminates there. The handler's reply, if it still
+//!   sends one, is accepted and dropped (`Port::abandon_reply`), as GNU Mach's: its reply
+//!   port is the thread's and outlives `thread_terminate`. `thread_abort` does not end it (the
 //!   thread waits on, as in GNU Mach); `thread_suspend` finds it stopped where it waits.
 
 extern crate alloc;
@@ -207,7 +209,13 @@ mod kernel {
             }
             None => Outcome::NoHandler,
         };
-        Port::dealloc_reply(reply);
+        if outcome == Outcome::Interrupted {
+            // The handler may still answer (after terminating the thread, say): its reply
+            // is taken and dropped, as GNU Mach's thread reply port outlives the thread.
+            Port::abandon_reply(reply);
+        } else {
+            Port::dealloc_reply(reply);
+        }
         outcome
     }
 

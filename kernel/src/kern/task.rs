@@ -46,6 +46,11 @@ pub struct Task {
     /// The priority its new threads start with (`task_priority`; GNU Mach's
     /// `task->priority`).
     pub priority: AtomicU8,
+    /// The highest priority (lowest number) its new threads may have, within their
+    /// set's maximum (`task_max_priority`; GNU Mach's `task->max_priority`). A first task
+    /// gets `BASEPRI_USER`, as GNU Mach's boot script gives its tasks; a child, its
+    /// parent's, with the parent's priority.
+    pub max_priority: AtomicU8,
     /// Counter value at creation.
     pub created: u64,
     /// The exception and bootstrap special ports `task_set_special_port` stored (send
@@ -129,6 +134,7 @@ impl Task {
                     self_port: Once::new(),
                     processor_set: AtomicU32::new(0),
                     priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
+                    max_priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_SYSTEM),
                     created: crate::arch::timer::counter(),
                     special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
                     registered: spin::Mutex::new(
@@ -157,8 +163,14 @@ impl Task {
     pub fn new_child(parent: &Task) -> Result<Arc<Task>, mach_abi::KernReturn> {
         let charge = parent.kmem.charge(CHILD_BLOCKS)?;
         let name = parent.name.get();
-        Self::new_user_charged(crate::kern::name::trimmed(&name), Some(charge))
-            .ok_or(mach_abi::KernReturn::ResourceShortage)
+        let child = Self::new_user_charged(crate::kern::name::trimmed(&name), Some(charge))
+            .ok_or(mach_abi::KernReturn::ResourceShortage)?;
+        // GNU Mach `task_create`: the parent's priority and maximum.
+        let priority = parent.priority.load(Ordering::Relaxed);
+        let max = parent.max_priority.load(Ordering::Relaxed);
+        child.priority.store(priority, Ordering::Relaxed);
+        child.max_priority.store(max, Ordering::Relaxed);
+        Ok(child)
     }
 
     /// Give this new task (no threads yet, empty map) the memory of `parent` that
@@ -220,6 +232,7 @@ impl Task {
             self_port: Once::new(),
             processor_set: AtomicU32::new(0),
             priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
+            max_priority: AtomicU8::new(crate::kern::sched::runqueue::BASEPRI_USER),
             created: crate::arch::timer::counter(),
             special_ports: spin::Mutex::new([ipc::MsgPort::Null, ipc::MsgPort::Null]),
             registered: spin::Mutex::new([const { ipc::MsgPort::Null }; TASK_PORT_REGISTER_MAX]),

@@ -440,10 +440,15 @@ impl Thread {
             Some(KObject::new(KObjectKind::Thread, thread.clone())),
         )?;
         thread.self_port.call_once(|| port);
-        let priority = task.priority.load(Ordering::Relaxed);
+        crate::kern::sched::pset::note_thread_created(&thread);
+        // GNU Mach `thread_create`: the task's priority and maximum, the maximum no higher
+        // (no lower a number) than the set's, the priority no higher than the maximum.
+        let set_max = crate::kern::sched::pset::task_set_max_priority(task);
+        let max = task.max_priority.load(Ordering::Relaxed).max(set_max);
+        let priority = task.priority.load(Ordering::Relaxed).max(max);
+        thread.max_priority.store(max, Ordering::Relaxed);
         thread.base_priority.store(priority, Ordering::Relaxed);
         thread.sched_priority.store(priority, Ordering::Relaxed);
-        crate::kern::sched::pset::note_thread_created(&thread);
         task.live_threads.fetch_add(1, Ordering::AcqRel);
         task.threads
             .lock()

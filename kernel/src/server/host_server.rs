@@ -409,6 +409,10 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         if invalid_pri(priority) {
             return Err(KernReturn::InvalidArgument);
         }
+        // Not above the task's maximum (GNU Mach `task_priority`).
+        if (priority as u32) < task.max_priority() {
+            return Err(KernReturn::NoAccess);
+        }
         task.set_priority(priority as u32);
         let mut result = Ok(());
         if change_threads {
@@ -419,6 +423,59 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
             });
         }
         result
+    }
+
+    fn task_max_priority(
+        &mut self,
+        host: PortSlot,
+        task: &Arc<T>,
+        max_priority: i32,
+        set_priority: bool,
+        change_threads: bool,
+    ) -> Result<(), KernReturn> {
+        // GNU Mach `task_max_priority`: the host port may only lower the maximum (raise
+        // the number), the host-privileged port change it either way.
+        use crate::ipc::KObjectKind;
+        let kobject = self.slots.kobject(host);
+        let (host, privileged) = match kobject.as_ref().map(|k| k.kind()) {
+            Some(KObjectKind::HostPriv) => (
+                kobject.and_then(|k| k.get::<Host>(KObjectKind::HostPriv)),
+                true,
+            ),
+            Some(KObjectKind::Host) => (
+                kobject.and_then(|k| k.get::<Host>(KObjectKind::Host)),
+                false,
+            ),
+            _ => (None, false),
+        };
+        let host = host.ok_or(KernReturn::InvalidArgument)?;
+        if invalid_pri(max_priority) {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let max = max_priority as u32;
+        if max < task.max_priority() && !privileged {
+            return Err(KernReturn::NoAccess);
+        }
+        task.set_max_priority(max);
+        if max > task.priority() || set_priority {
+            task.set_priority(max);
+        }
+        if change_threads {
+            // Each thread as GNU Mach's `thread_override_max_priority`: the maximum, no
+            // higher than the set's; the priority lowered to it, or set to it on request.
+            let sched = host.machine.sched;
+            task.for_each_thread(&mut |thread| {
+                let ceiling = sched
+                    .pset_info(thread.processor_set())
+                    .map_or(0, |i| i.max_priority);
+                let thread_max = max.max(ceiling);
+                thread.set_max_priority(thread_max);
+                if thread_max > thread.base_priority() || set_priority {
+                    thread.set_priority(thread_max);
+                }
+            });
+        }
+        Ok(())
     }
 
     fn processor_set_max_priority(

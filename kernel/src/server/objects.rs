@@ -104,8 +104,12 @@ pub trait TaskIpc: Any + Send + Sync {
     fn processor_set(&self) -> ProcessorSetId;
     /// Move the task (and with `threads` its threads) to `set` (`task_assign`).
     fn assign(self: &Arc<Self>, set: ProcessorSetId, threads: bool) -> Result<(), KernReturn>;
-    /// Set the priority its new threads get (`task->priority`).
+    /// The priority its new threads get (`task->priority`), and set it.
+    fn priority(&self) -> u32;
     fn set_priority(&self, priority: u32);
+    /// The maximum its new threads get (`task->max_priority`), and set it.
+    fn max_priority(&self) -> u32;
+    fn set_max_priority(&self, max_priority: u32);
     /// Call `f` on each of its threads.
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>));
     /// `vm_wire`'s range check of its map (`KERN_NO_SPACE` for a hole or a protection
@@ -247,8 +251,18 @@ impl TaskIpc for crate::kern::task::Task {
     fn assign(self: &Arc<Self>, set: ProcessorSetId, threads: bool) -> Result<(), KernReturn> {
         crate::kern::sched::pset::task_assign(self, set, threads)
     }
+    fn priority(&self) -> u32 {
+        u32::from(self.priority.load(Ordering::Relaxed))
+    }
     fn set_priority(&self, priority: u32) {
         self.priority.store(priority as u8, Ordering::Relaxed);
+    }
+    fn max_priority(&self) -> u32 {
+        u32::from(self.max_priority.load(Ordering::Relaxed))
+    }
+    fn set_max_priority(&self, max_priority: u32) {
+        self.max_priority
+            .store(max_priority as u8, Ordering::Relaxed);
     }
     fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn> {
         match &self.map {
@@ -463,7 +477,7 @@ impl TaskIpc for crate::kern::task::Task {
         let created = ns(self.created);
         TaskBasicInfo {
             suspend_count: self.user_stop_count.load(Ordering::SeqCst) as i32,
-            base_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
+            base_priority: i32::from(self.priority.load(Ordering::Relaxed)),
             virtual_size,
             resident_size: resident * mach_abi::traps::PAGE_SIZE,
             user_time: TimeValue::from_ns(user),
@@ -812,8 +826,7 @@ mod thread_facts {
             policy: POLICY_TIMESHARE,
             data: 0,
             base_priority: i32::from(t.base_priority.load(Ordering::Relaxed)),
-            // No thread_max_priority yet: every user thread has the task's, BASEPRI_USER.
-            max_priority: i32::from(crate::kern::sched::runqueue::BASEPRI_USER),
+            max_priority: i32::from(t.max_priority.load(Ordering::Relaxed)),
             cur_priority: i32::from(t.sched_priority.load(Ordering::Relaxed)),
             depressed: i32::from(depressed),
             depress_priority: if depressed {

@@ -43,6 +43,7 @@ struct TestTask {
     sself: std::sync::OnceLock<crate::ipc::Right>,
     pset: AtomicU32,
     priority: AtomicU32,
+    max_priority: AtomicU32,
     threads: std::sync::Mutex<Vec<Arc<TestThread>>>,
     /// Its name, and the gsync calls it got: (routine id, address, value, flags).
     name: Mutex<Vec<u8>>,
@@ -60,6 +61,7 @@ impl TestTask {
             sself: std::sync::OnceLock::new(),
             pset: AtomicU32::new(0),
             priority: AtomicU32::new(25),
+            max_priority: AtomicU32::new(25),
             threads: std::sync::Mutex::new(Vec::new()),
             name: Mutex::new(Vec::new()),
             gsync: Mutex::new(Vec::new()),
@@ -406,8 +408,17 @@ impl TaskIpc for TestTask {
         }
         Ok(())
     }
+    fn priority(&self) -> u32 {
+        self.priority.load(Relaxed)
+    }
     fn set_priority(&self, priority: u32) {
         self.priority.store(priority, Relaxed);
+    }
+    fn max_priority(&self) -> u32 {
+        self.max_priority.load(Relaxed)
+    }
+    fn set_max_priority(&self, max_priority: u32) {
+        self.max_priority.store(max_priority, Relaxed);
     }
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<TestThread>)) {
         for t in self.threads.lock().unwrap().iter() {
@@ -2988,4 +2999,71 @@ fn devices_open_write_read_map_and_refuse_as_gnu_mach() {
         );
     }
     assert_eq!(device::lookup(b"console").unwrap().opens(), 0);
+}
+
+/// `task_max_priority` (2649) as GNU Mach's: through the host port only downwards, through
+/// the host-privileged port either way; the task's priority follows a lowered maximum, or
+/// the new one on request; with `change_threads` its threads get it within their set's
+/// maximum (the fake sets': 25). `task_priority` may not go above the task's maximum.
+#[test]
+fn task_max_priority_follows_gnu_mach() {
+    let w = World::new();
+    let thread = TestThread::new();
+    let task = TestTask::new(None);
+    task.threads.lock().unwrap().push(thread.clone());
+    let (tk, _tport) = kernel_name(&w, KObjectKind::Task, task.clone());
+    let call = |host: PortName, max: i32, set_priority: u32, change: u32| {
+        w.call(
+            host,
+            mach_host::TASK_MAX_PRIORITY_ID,
+            &[
+                Item::Right(tk, Disposition::CopySend),
+                Item::Int(max as u32),
+                Item::Bool(set_priority),
+                Item::Bool(change),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    let state = || {
+        (
+            task.priority.load(Relaxed),
+            task.max_priority.load(Relaxed),
+            thread.base_priority(),
+            thread.max_priority(),
+        )
+    };
+    assert_eq!(state(), (25, 25, 25, 25));
+    // Raising through the host port: refused; invalid priorities, a port not a host's.
+    assert_eq!(call(w.host_name, 20, 0, 0), K::NoAccess);
+    assert_eq!(call(w.host_priv, 65, 0, 0), K::InvalidArgument);
+    assert_eq!(call(w.host_priv, -1, 0, 0), K::InvalidArgument);
+    assert_eq!(call(tk, 30, 0, 0), K::InvalidArgument);
+    assert_eq!(state(), (25, 25, 25, 25));
+    // Lowering through the host port: the priority follows; the threads are left alone.
+    assert_eq!(call(w.host_name, 30, 0, 0), K::Success);
+    assert_eq!(state(), (30, 30, 25, 25));
+    // The task's priority may not go above its maximum now.
+    let tprio = |p: i32| {
+        w.call(
+            tk,
+            mach_host::TASK_PRIORITY_ID,
+            &[Item::Int(p as u32), Item::Bool(0)],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(tprio(28), K::NoAccess);
+    assert_eq!(tprio(33), K::Success);
+    assert_eq!(state(), (33, 30, 25, 25));
+    // Raising through the host-privileged port, threads too: theirs stops at the set's.
+    assert_eq!(call(w.host_priv, 10, 1, 1), K::Success);
+    assert_eq!(state(), (10, 10, 25, 25));
+    // Without set_priority a priority below the new maximum is kept.
+    assert_eq!(call(w.host_priv, 5, 0, 0), K::Success);
+    assert_eq!(state(), (10, 5, 25, 25));
+    // Lowering with the threads: a thread priority above the new maximum is lowered.
+    assert_eq!(call(w.host_name, 40, 0, 1), K::Success);
+    assert_eq!(state(), (40, 40, 40, 40));
 }

@@ -193,7 +193,7 @@ impl host::MachHostServer for KHost {
         host_processor_sets, host_processor_set_priv, thread_depress_abort, host_set_time,
         host_adjust_time, host_reboot, vm_wire, thread_wire, processor_control,
         host_get_time64, host_set_time64, host_adjust_time64, host_get_kernel_version,
-        host_get_uptime64, processor_set_processors,
+        host_get_uptime64, processor_set_processors, task_max_priority,
     );
 }
 

@@ -21,7 +21,10 @@
 //!   is queued past the limit; `thread_abort` of the waiting thread does not end its wait;
 //!   once the request is served the thread goes on, asked exactly once.
 //! - Handler A terminates the faulting thread instead of answering (`brk #0x7b`): the
-//!   thread's wait ends and it is gone, with no report.
+//!   thread's wait ends and it is gone, with no report. Then again (`brk #0x7d`), the
+//!   handler answering KERN_SUCCESS after the `thread_terminate`, as GNU Mach's
+//!   `test-syscalls` does: the reply is sent (`MACH_MSG_SUCCESS`, as on GNU Mach, whose
+//!   thread reply port outlives the thread), not refused as a dead name.
 
 #![no_std]
 #![no_main]
@@ -81,6 +84,8 @@ enum Action {
     BadReply = 4,
     /// `thread_terminate` the faulting thread; no answer.
     Terminate = 5,
+    /// `thread_terminate` the faulting thread, then answer KERN_SUCCESS.
+    TerminateReply = 6,
 }
 
 impl Action {
@@ -91,7 +96,8 @@ impl Action {
             2 => Action::SetX0,
             3 => Action::Fail,
             4 => Action::BadReply,
-            _ => Action::Terminate,
+            5 => Action::Terminate,
+            _ => Action::TerminateReply,
         }
     }
 }
@@ -146,6 +152,8 @@ impl Seen {
 }
 
 static A: Seen = Seen::new();
+/// What the reply sent after `thread_terminate` returned (`u32::MAX`: not sent yet).
+static REPLY_AFTER_TERMINATE: AtomicU32 = AtomicU32::new(u32::MAX);
 static B: Seen = Seen::new();
 
 fn t() -> ipc::Client<ipc::Trap> {
@@ -202,8 +210,10 @@ impl ExcServer for Handler {
             Action::Skip => self.change_state(thread, true),
             Action::SetX0 => self.change_state(thread, false),
             Action::Fail => Err(KernReturn::Failure),
-            // Done by `serve_one` before the generated server is called.
-            Action::BadReply | Action::Terminate => Err(KernReturn::Failure),
+            // Done by `serve` before the generated server is called.
+            Action::BadReply | Action::Terminate | Action::TerminateReply => {
+                Err(KernReturn::Failure)
+            }
         };
         if let (Err(e), Action::MapPage | Action::Skip | Action::SetX0) = (r, action) {
             self.seen.error.store(e.code() as u32, Ordering::SeqCst);
@@ -251,7 +261,12 @@ fn serve(seen: &'static Seen, port: PortName) {
         }
         let size = (word32(&req.0, 4) as usize).min(256);
         let action = Action::from(seen.action.load(Ordering::SeqCst));
-        if id == RAISE_ID && matches!(action, Action::BadReply | Action::Terminate) {
+        if id == RAISE_ID
+            && matches!(
+                action,
+                Action::BadReply | Action::Terminate | Action::TerminateReply
+            )
+        {
             let reply_port = PortName(word32(&req.0, 8));
             let thread = PortName(word32(&req.0, 40));
             let task = PortName(word32(&req.0, 56));
@@ -280,8 +295,30 @@ fn serve(seen: &'static Seen, port: PortName) {
                 if let Err(e) = r {
                     seen.error.store(e.code() as u32, Ordering::SeqCst);
                 }
-                // The reply right is a dead name once the thread is gone; ours either way.
-                let _ = traps::mach_port_deallocate(traps::mach_task_self(), reply_port);
+                if action == Action::TerminateReply {
+                    // Answer anyway: the reply must be taken (and dropped by the kernel).
+                    let mut m = armach_tests::msg::Msg::new();
+                    m.header(
+                        libmach::abi::message::MACH_MSG_TYPE_MOVE_SEND_ONCE as u32,
+                        reply_port,
+                        PortName::NULL,
+                        RAISE_ID + 100,
+                    );
+                    m.desc(32, armach_tests::msg::int_desc());
+                    m.put32(40, 0);
+                    let r = armach_tests::msg::mach_msg(
+                        &mut m,
+                        option::SEND_MSG,
+                        48,
+                        0,
+                        PortName::NULL,
+                        0,
+                    );
+                    REPLY_AFTER_TERMINATE.store(r.code() as u32, Ordering::SeqCst);
+                } else {
+                    // Destroyed unanswered: the kernel gets a send-once notification.
+                    let _ = traps::mach_port_deallocate(traps::mach_task_self(), reply_port);
+                }
             }
             if action == Action::BadReply {
                 seen.record(exception, code, subcode as i64, thread, task);
@@ -409,6 +446,8 @@ fn in_thread(port: PortName, f: fn() -> u64) -> Result<u64, KernReturn> {
 }
 
 static C: Seen = Seen::new();
+/// Handler A's port, for the thread bodies that are plain functions.
+static PA: AtomicU32 = AtomicU32::new(0);
 
 /// Messages queued on `port` (`mach_port_get_receive_status`).
 fn msgcount(port: PortName) -> Option<i32> {
@@ -536,6 +575,7 @@ fn main(_args: &Args) -> i32 {
         return c.finish();
     };
     let me = traps::mach_task_self();
+    PA.store(pa.0, Ordering::SeqCst);
 
     // Handler A resumes the thread.
     A.set(Action::MapPage);
@@ -759,38 +799,72 @@ fn main(_args: &Args) -> i32 {
         }
     }
 
-    // A handler that terminates the faulting thread instead of answering: the thread's
-    // wait ends and it is gone, with no report; this task goes on.
+    // A handler that terminates the faulting thread instead of answering, then one that
+    // answers after terminating it: the thread's wait ends and it is gone, with no report;
+    // this task goes on.
     static SURVIVED: AtomicBool = AtomicBool::new(false);
-    A.set(Action::Terminate);
-    let a0 = A.count();
-    match thread::spawn(move || {
-        let _ = set_thread_port(pa);
-        // SAFETY: a breakpoint; the handler terminates this thread there.
-        unsafe { asm!("brk #0x7b", options(nostack)) };
-        SURVIVED.store(true, Ordering::SeqCst);
-    }) {
-        Ok(h) => {
-            let gone = armach_tests::wait_thread_terminated(h.port());
-            c.check_eq("thread terminated by its handler", gone, Ok(()));
-            // Never joined (its closure did not return): dropping the handle detaches it.
-            drop(h);
-            c.check(
-                !SURVIVED.load(Ordering::SeqCst),
-                "no instruction ran after the fault",
-                format_args!("terminated by the handler"),
-            );
-            c.check_eq("requests to A (terminate)", A.count() - a0, 1);
-            c.check_eq(
-                "A told EXC_BREAKPOINT (terminate)",
-                A.told(),
-                (EXC_BREAKPOINT, EXC_AARCH64_BRK, 0x7b),
-            );
-        }
-        Err(e) => {
-            c.check(false, "spawn", format_args!("{e:?}"));
+    for (action, what) in [
+        (Action::Terminate, "terminate"),
+        (Action::TerminateReply, "terminate, then reply"),
+    ] {
+        A.set(action);
+        let a0 = A.count();
+        let body: fn() = if action == Action::Terminate {
+            || {
+                let _ = set_thread_port(PortName(PA.load(Ordering::SeqCst)));
+                // SAFETY: a breakpoint; the handler terminates this thread there.
+                unsafe { asm!("brk #0x7b", options(nostack)) };
+                SURVIVED.store(true, Ordering::SeqCst);
+            }
+        } else {
+            || {
+                let _ = set_thread_port(PortName(PA.load(Ordering::SeqCst)));
+                // SAFETY: a breakpoint; the handler terminates this thread there.
+                unsafe { asm!("brk #0x7d", options(nostack)) };
+                SURVIVED.store(true, Ordering::SeqCst);
+            }
+        };
+        match thread::spawn(body) {
+            Ok(h) => {
+                let gone = armach_tests::wait_thread_terminated(h.port());
+                c.check_eq(
+                    &alloc::format!("thread terminated by its handler ({what})"),
+                    gone,
+                    Ok(()),
+                );
+                // Never joined (its closure did not return): dropping the handle detaches it.
+                drop(h);
+                c.check(
+                    !SURVIVED.load(Ordering::SeqCst),
+                    "no instruction ran after the fault",
+                    format_args!("{what}"),
+                );
+                c.check_eq(&alloc::format!("requests to A ({what})"), A.count() - a0, 1);
+                let subcode = if action == Action::Terminate {
+                    0x7b
+                } else {
+                    0x7d
+                };
+                c.check_eq(
+                    &alloc::format!("A told EXC_BREAKPOINT ({what})"),
+                    A.told(),
+                    (EXC_BREAKPOINT, EXC_AARCH64_BRK, subcode),
+                );
+            }
+            Err(e) => {
+                c.check(false, "spawn", format_args!("{e:?}"));
+            }
         }
     }
+    // The handler records what the send returned once it is done.
+    armach_tests::wait_until(10_000, || {
+        REPLY_AFTER_TERMINATE.load(Ordering::SeqCst) != u32::MAX
+    });
+    c.check_eq(
+        "the reply after thread_terminate is sent, not refused",
+        KernReturn::from_code(REPLY_AFTER_TERMINATE.load(Ordering::SeqCst) as i32),
+        Some(KernReturn::Success),
+    );
     c.check_eq("B asked nothing more", B.count(), 2);
     c.check_eq("handler A's own steps", A.error.load(Ordering::SeqCst), 0);
     c.check_eq("handler B's own steps", B.error.load(Ordering::SeqCst), 0);

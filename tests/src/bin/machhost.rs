@@ -4,6 +4,13 @@
 //! get GNU Mach's code: the wrong port type (a task for a thread, the name port of a set for
 //! its control port, the host for the privileged host), null and dead ports, short counts
 //! and unknown flavors. Routines the kernel does not serve answer `MIG_BAD_ID`.
+//!
+//! Priorities as GNU Mach master (its `test-task.c`'s priority part): processor sets and
+//! their ceiling at `BASEPRI_SYSTEM`, a first task and its threads at `BASEPRI_USER`,
+//! children inheriting both; `task_max_priority` (2649) through the host port only
+//! downwards, through the host-privileged one either way, its threads' maxima within
+//! their set's; `task_priority` not above the task's maximum; `thread_assign` never
+//! raising a thread's maximum.
 
 #![no_std]
 #![no_main]
@@ -14,8 +21,9 @@ use alloc::vec::Vec;
 use armach_tests::Checks;
 use armach_tests::host::{host_priv, lend, processors};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use libmach::abi::info::{TASK_BASIC_INFO, THREAD_SCHED_INFO, TaskBasicInfo, ThreadSchedInfo};
 use libmach::ipc::{self, SendRight};
-use libmach::mig::mach_host;
+use libmach::mig::{mach, mach_host};
 use libmach::{Args, KernReturn, PortName, thread};
 
 libmach::main!(main);
@@ -27,6 +35,7 @@ const PROCESSOR_SET_SCHED_INFO: i32 = 2;
 const CPU_TYPE_ARM64: i32 = 22;
 const POLICY_TIMESHARE: i32 = 1;
 const BASEPRI_USER: i32 = 25;
+const BASEPRI_SYSTEM: i32 = 6;
 const VM_PROT_READ: i32 = 1;
 
 const INVAL: KernReturn = KernReturn::InvalidArgument;
@@ -50,6 +59,7 @@ fn main(args: &Args) -> i32 {
         return c.finish();
     };
     let null = lend(PortName::NULL);
+    task_priorities(&mut c, &hp);
 
     // --- The host: version, info, time. ---
     let version = mach_host::host_get_kernel_version(&mut t, &host);
@@ -252,7 +262,7 @@ fn main(args: &Args) -> i32 {
     c.check_eq(
         "processor_set_info(SCHED) on the control port",
         r.map(|o| o.info_out_count).ok().map(|n| (n, si[0], si[1])),
-        Some((2, POLICY_TIMESHARE, BASEPRI_USER)),
+        Some((2, POLICY_TIMESHARE, BASEPRI_SYSTEM)),
     );
     c.check_eq(
         "processor_set_info(BASIC) with a short count",
@@ -639,8 +649,20 @@ fn main(args: &Args) -> i32 {
         mach_host::thread_assign_default(&mut t, &other_port),
         Ok(()),
     );
-    // Back in the default set its maximum is the default set's again: it may run at
-    // BASEPRI_USER (above this thread's 28, so that it gets the CPU to finish on one CPU).
+    // Back in the default set its maximum stays 40 (GNU Mach's `thread_assign` only ever
+    // lowers one); thread_max_priority with the default set's control port raises it, so
+    // that it may run at BASEPRI_USER (above this thread's 28, so that it gets the CPU to
+    // finish on one CPU).
+    c.check_eq(
+        "thread_priority(BASEPRI_USER) in the default set, above its kept maximum",
+        mach_host::thread_priority(&mut t, &other_port, BASEPRI_USER, false),
+        Err(KernReturn::Failure),
+    );
+    c.check_eq(
+        "thread_max_priority(BASEPRI_USER) with the default set's control port",
+        mach_host::thread_max_priority(&mut t, &other_port, &default_control, BASEPRI_USER),
+        Ok(()),
+    );
     c.check_eq(
         "thread_priority(BASEPRI_USER) in the default set",
         mach_host::thread_priority(&mut t, &other_port, BASEPRI_USER, false),
@@ -694,4 +716,191 @@ fn main(args: &Args) -> i32 {
     );
     drop((set, name, default_control, default, cpus));
     c.finish()
+}
+
+/// A thread's `THREAD_SCHED_INFO` (base, max), or the error.
+fn sched_of(thread: &SendRight) -> Result<(i32, i32), KernReturn> {
+    let mut w = [0i32; 8];
+    mach::thread_info(&mut ipc::transport(), thread, THREAD_SCHED_INFO, &mut w)?;
+    let i = ThreadSchedInfo::from_words(&w).ok_or(KernReturn::Failure)?;
+    Ok((i.base_priority, i.max_priority))
+}
+
+/// A task's `TASK_BASIC_INFO.base_priority`, or the error.
+fn task_priority_of(task: &SendRight) -> Result<i32, KernReturn> {
+    let mut w = [0i32; 32];
+    mach::task_info(&mut ipc::transport(), task, TASK_BASIC_INFO, &mut w)?;
+    Ok(TaskBasicInfo::from_words(&w)
+        .ok_or(KernReturn::Failure)?
+        .base_priority)
+}
+
+/// A new thread in `task` and its `(base, max)`. The thread is never started; it is
+/// left to the task's `task_terminate` (armach ends a task with its last thread), except
+/// in this task (`mine`), where it is terminated at once.
+fn new_thread_sched(task: &SendRight, mine: bool) -> Result<(i32, i32), KernReturn> {
+    let th = mach::thread_create(&mut ipc::transport(), task)?.child_thread;
+    let r = sched_of(&th);
+    if mine {
+        let _ = mach::thread_terminate(&mut ipc::transport(), &th);
+    }
+    r
+}
+
+/// GNU Mach master's priority defaults and `task_max_priority`, in children of this task
+/// (see the module comment). Runs first, while this task has its first priorities.
+fn task_priorities(c: &mut Checks, hp: &SendRight) {
+    let mut t = ipc::transport();
+    let host = ipc::host_self();
+    let me = ipc::task_self();
+    c.check_eq(
+        "this task's priority: BASEPRI_USER",
+        task_priority_of(&me),
+        Ok(BASEPRI_USER),
+    );
+    c.check_eq(
+        "a new thread here: BASEPRI_USER, maximum BASEPRI_USER",
+        new_thread_sched(&me, true),
+        Ok((BASEPRI_USER, BASEPRI_USER)),
+    );
+    let child = || mach::task_create(&mut ipc::transport(), &me, false).map(|o| o.child_task);
+    let end = |task: SendRight| {
+        let _ = mach::task_terminate(&mut ipc::transport(), &task);
+    };
+    // Lowered through the host port: its threads and its children follow.
+    {
+        let Ok(a) = child() else {
+            c.check(false, "task_create", format_args!("refused"));
+            return;
+        };
+        c.check_eq(
+            "task_max_priority(host, child, BASEPRI_USER + 5, set priority)",
+            mach_host::task_max_priority(&mut t, &host, &a, BASEPRI_USER + 5, true, false),
+            Ok(()),
+        );
+        c.check_eq(
+            "its new thread: BASEPRI_USER + 5 both",
+            new_thread_sched(&a, false),
+            Ok((BASEPRI_USER + 5, BASEPRI_USER + 5)),
+        );
+        match mach::task_create(&mut t, &a, false).map(|o| o.child_task) {
+            Ok(grandchild) => {
+                c.check_eq(
+                    "its child inherits the priority",
+                    task_priority_of(&grandchild),
+                    Ok(BASEPRI_USER + 5),
+                );
+                c.check_eq(
+                    "and the maximum (its new thread)",
+                    new_thread_sched(&grandchild, false),
+                    Ok((BASEPRI_USER + 5, BASEPRI_USER + 5)),
+                );
+                end(grandchild);
+            }
+            Err(e) => {
+                c.check(false, "task_create of a grandchild", format_args!("{e:?}"));
+            }
+        }
+        end(a);
+    }
+    // Raising needs the privileged port; the priority stays under the maximum.
+    {
+        let Ok(b) = child() else {
+            c.check(false, "task_create", format_args!("refused"));
+            return;
+        };
+        c.check_eq(
+            "task_priority(child, BASEPRI_USER - 5) above its maximum",
+            mach_host::task_priority(&mut t, &b, BASEPRI_USER - 5, false),
+            Err(KernReturn::NoAccess),
+        );
+        c.check_eq(
+            "task_max_priority(host, child, BASEPRI_USER - 10) upwards",
+            mach_host::task_max_priority(&mut t, &host, &b, BASEPRI_USER - 10, true, false),
+            Err(KernReturn::NoAccess),
+        );
+        c.check_eq(
+            "task_max_priority on a task port instead of a host's",
+            mach_host::task_max_priority(&mut t, &me, &b, BASEPRI_USER, false, false),
+            Err(INVAL),
+        );
+        c.check_eq(
+            "task_max_priority(65)",
+            mach_host::task_max_priority(&mut t, hp, &b, 65, false, false),
+            Err(INVAL),
+        );
+        c.check_eq(
+            "task_max_priority(host-priv, child, BASEPRI_USER - 10)",
+            mach_host::task_max_priority(&mut t, hp, &b, BASEPRI_USER - 10, false, false),
+            Ok(()),
+        );
+        c.check_eq(
+            "task_priority(child, BASEPRI_USER - 5) within it now",
+            mach_host::task_priority(&mut t, &b, BASEPRI_USER - 5, false),
+            Ok(()),
+        );
+        c.check_eq(
+            "its new thread: priority BASEPRI_USER - 5, maximum BASEPRI_USER - 10",
+            new_thread_sched(&b, false),
+            Ok((BASEPRI_USER - 5, BASEPRI_USER - 10)),
+        );
+        // Above the set's maximum: its threads stop at the set's, BASEPRI_SYSTEM.
+        c.check_eq(
+            "task_max_priority(host-priv, child, BASEPRI_SYSTEM - 1, set priority)",
+            mach_host::task_max_priority(&mut t, hp, &b, BASEPRI_SYSTEM - 1, true, false),
+            Ok(()),
+        );
+        c.check_eq(
+            "its new thread: the set's ceiling, BASEPRI_SYSTEM both",
+            new_thread_sched(&b, false),
+            Ok((BASEPRI_SYSTEM, BASEPRI_SYSTEM)),
+        );
+        end(b);
+    }
+    // change_threads: the task's threads get the new values.
+    {
+        let Ok(d) = child() else {
+            c.check(false, "task_create", format_args!("refused"));
+            return;
+        };
+        let threads = (
+            mach::thread_create(&mut t, &d).map(|o| o.child_thread),
+            mach::thread_create(&mut t, &d).map(|o| o.child_thread),
+        );
+        if let (Ok(t1), Ok(t2)) = threads {
+            c.check_eq(
+                "task_priority(child, BASEPRI_USER + 5, change threads)",
+                mach_host::task_priority(&mut t, &d, BASEPRI_USER + 5, true),
+                Ok(()),
+            );
+            c.check_eq(
+                "its threads: BASEPRI_USER + 5, maximum BASEPRI_USER",
+                (sched_of(&t1), sched_of(&t2)),
+                (
+                    Ok((BASEPRI_USER + 5, BASEPRI_USER)),
+                    Ok((BASEPRI_USER + 5, BASEPRI_USER)),
+                ),
+            );
+            c.check_eq(
+                "task_max_priority(host-priv, child, BASEPRI_USER - 5, set, change threads)",
+                mach_host::task_max_priority(&mut t, hp, &d, BASEPRI_USER - 5, true, true),
+                Ok(()),
+            );
+            c.check_eq(
+                "its threads: BASEPRI_USER - 5 both",
+                (sched_of(&t1), sched_of(&t2)),
+                (
+                    Ok((BASEPRI_USER - 5, BASEPRI_USER - 5)),
+                    Ok((BASEPRI_USER - 5, BASEPRI_USER - 5)),
+                ),
+            );
+        } else {
+            c.check(
+                false,
+                "thread_create in a child",
+                format_args!("{threads:?}"),
+            );
+        }
+        end(d);
+    }
 }

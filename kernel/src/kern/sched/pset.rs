@@ -35,8 +35,9 @@ pub const MAX_SETS: usize = 16;
 /// `Thread::queued_on` of a thread on its set's waiting queue (not a processor's).
 pub const WAITING_ON_SET: u32 = u32::MAX - 1;
 
-/// GNU Mach's initial `max_priority` of a set (`BASEPRI_USER`).
-const INITIAL_MAX_PRIORITY: u8 = super::runqueue::BASEPRI_USER;
+/// GNU Mach's initial `max_priority` of a set, the default one and new ones alike
+/// (`BASEPRI_SYSTEM`, so that a privileged task may raise its threads that far).
+const INITIAL_MAX_PRIORITY: u8 = super::runqueue::BASEPRI_SYSTEM;
 
 /// Threads moved per batch out of a queue (the lock is dropped between batches, and no
 /// batch allocates).
@@ -359,7 +360,8 @@ pub fn task_get_assignment(task: &Task) -> ProcessorSetId {
 }
 
 /// `thread_assign`: move `thread` to `set` (`KERN_INVALID_ARGUMENT` for an idle thread or
-/// a set that is not live). As in GNU Mach its priority is lowered to the set's maximum.
+/// a set that is not live). As in GNU Mach (`thread_doassign`) a maximum above the set's
+/// (a lower number) is lowered to it, and the priority with it; a lower one is kept.
 /// A queued thread is placed again at once; a running one moves at its next reschedule.
 pub fn thread_assign(thread: &Arc<Thread>, set: ProcessorSetId) -> Result<(), KernReturn> {
     if thread.is_idle {
@@ -378,7 +380,9 @@ pub fn thread_assign(thread: &Arc<Thread>, set: ProcessorSetId) -> Result<(), Ke
             count_add(&COUNTS[set.slot()].threads, 1);
         }
         let max = table[set.slot()].max_priority;
-        thread.max_priority.store(max, Ordering::Relaxed);
+        if thread.max_priority.load(Ordering::Relaxed) < max {
+            thread.max_priority.store(max, Ordering::Relaxed);
+        }
         if thread.base_priority.load(Ordering::Relaxed) < max {
             thread.base_priority.store(max, Ordering::Relaxed);
             if !thread.depressed.load(Ordering::Relaxed) {
@@ -540,6 +544,12 @@ pub fn note_thread_created(thread: &Thread) {
     let set = task_get_assignment(&thread.task);
     thread.processor_set.store(set.0, Ordering::Relaxed);
     count_add(&COUNTS[set.slot()].threads, 1);
+}
+
+/// The maximum priority of `task`'s set: the ceiling of its new threads' maxima.
+pub fn task_set_max_priority(task: &Task) -> u8 {
+    let table = TABLE.lock();
+    table[task_get_assignment(task).slot()].max_priority
 }
 
 /// A user thread is gone.
