@@ -11,6 +11,7 @@ use super::migrate;
 use super::policy::{ProcessorLoad, ThreadHints, may_run, select_processor_by};
 use super::pset;
 use super::runqueue::{IDLE_PRI, RunQueue};
+use super::trace;
 use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
 use crate::devtree::MAX_CPUS;
@@ -197,6 +198,7 @@ pub fn init_this_cpu() {
         );
     }
     migrate::init_processor(me);
+    trace::init_cpu(percpu::current_cpu());
     let idle = Thread::new_idle();
     idle.last_processor
         .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
@@ -342,6 +344,9 @@ pub fn setrun(thread: Arc<Thread>) {
         }
     };
     let priority = thread.sched_priority.load(Ordering::Relaxed);
+    if trace::on() {
+        trace::placed(&thread, target, woke);
+    }
     thread.set_state(RunState::Running);
     let p = processor(target);
     p.enqueue(target, thread);
@@ -361,6 +366,7 @@ pub fn setrun(thread: Arc<Thread>) {
 #[cold]
 #[inline(never)]
 fn place_elsewhere(thread: Arc<Thread>) {
+    note_set_change(&thread);
     setrun(thread);
 }
 
@@ -369,9 +375,21 @@ fn place_elsewhere(thread: Arc<Thread>) {
 #[cold]
 #[inline(never)]
 fn reject(me: &Processor, thread: Arc<Thread>) -> Arc<Thread> {
+    note_set_change(&thread);
     setrun(thread);
     // SAFETY: our own processor, interrupts masked (called from `schedule`).
     unsafe { me.idle.get().clone() }.expect("an idle thread")
+}
+
+/// For the trace: a misplaced thread neither bound nor sent anywhere moves because its
+/// processor set (or its processor's) changed.
+fn note_set_change(thread: &Thread) {
+    if trace::on()
+        && thread.bound_processor.load(Ordering::Relaxed) == NO_PROCESSOR
+        && thread.migrate_to.load(Ordering::Relaxed) == NO_PROCESSOR
+    {
+        trace::note_move_if_unset(thread, mach_abi::trace::Reason::SetChange);
+    }
 }
 
 /// Why the running thread gives up the CPU.
@@ -483,6 +501,11 @@ pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
         return;
     }
     let prev_ptr = Arc::as_ptr(prev);
+    if trace::on()
+        && next.last_processor.load(Ordering::Relaxed) != me.index.load(Ordering::Relaxed)
+    {
+        trace::note_move(&next, mach_abi::trace::Reason::Handoff);
+    }
     switch_to(me, how, next, prev_ptr);
     cpu::irq_restore(saved);
 }
@@ -517,6 +540,9 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *cons
     let here = me.index.load(Ordering::Relaxed);
     let now = crate::arch::timer::counter();
     migrate::note_switch(me, here, prev, &next, now);
+    if trace::on() {
+        trace::switch(here, how, prev, &next, now);
+    }
     next.last_processor.store(here, Ordering::Relaxed);
     next.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
     me.running_idle.store(next.is_idle, Ordering::Release);
@@ -922,10 +948,16 @@ pub fn idle_loop(on_idle: fn()) -> ! {
             continue;
         }
         on_idle();
+        if trace::on() {
+            trace::record(mach_abi::trace::Kind::IdleEnter, 0, 0, 0, 0);
+        }
         // With interrupts masked, `wfi` still wakes on a pending one, which is taken as
         // soon as they are unmasked: no wake-up is lost between the check and the sleep
         // (an enqueue on this processor is followed by an IPI).
         cpu::wait_for_interrupt();
+        if trace::on() {
+            trace::record(mach_abi::trace::Kind::IdleExit, 0, 0, 0, 0);
+        }
         cpu::irq_enable();
     }
 }
