@@ -542,7 +542,7 @@ pub fn svg(blocks: &[Block]) -> String {
             let y = row_y(cpu);
             let _ = writeln!(
                 out,
-                r#"<text x="6" y="{:.1}">CPU {cpu}</text><rect x="{LEFT}" y="{:.1}" width="{plot}" height="{:.1}" fill="\#f4f4f4"/>"#,
+                r##"<text x="6" y="{:.1}">CPU {cpu}</text><rect x="{LEFT}" y="{:.1}" width="{plot}" height="{:.1}" fill="#f4f4f4"/>"##,
                 y + ROW * 0.6,
                 y + 2.0,
                 ROW - 4.0
@@ -566,7 +566,7 @@ pub fn svg(blocks: &[Block]) -> String {
             let x1 = x(f.arrived);
             let _ = writeln!(
                 out,
-                r#"<line class="migration" x1="{x0:.2}" y1="{:.1}" x2="{x1:.2}" y2="{:.1}" stroke="black" stroke-width="1" marker-end="url(\#arrow)"><title>{} CPU {} -> CPU {} ({})</title></line>"#,
+                r##"<line class="migration" x1="{x0:.2}" y1="{:.1}" x2="{x1:.2}" y2="{:.1}" stroke="black" stroke-width="1" marker-end="url(#arrow)"><title>{} CPU {} -&gt; CPU {} ({})</title></line>"##,
                 row_y(f.from) + ROW / 2.0,
                 row_y(f.to) + ROW / 2.0,
                 xml_escape(&b.thread_name(f.thread, &tl.idle)),
@@ -767,6 +767,13 @@ pub fn check(
         ));
     }
     Ok(summary.join("; "))
+}
+
+/// What `cargo xtask test` does with a trace run's console: convert every block, check.
+pub fn check_console(console: &str) -> std::result::Result<String, String> {
+    let blocks = parse(console)?;
+    let json = serde_json::to_string(&chrome_json(&blocks)).map_err(|e| format!("JSON: {e}"))?;
+    check(&blocks, &json, &svg(&blocks))
 }
 
 /// `cargo xtask trace`: boot `tracew` on the machine given, convert, write.
