@@ -23,8 +23,9 @@
 //! `migration_in`/`_out` are the differences of the processor's `PROCESSOR_SCHED_INFO`
 //! counters from just before recording was turned on to just after it was turned off;
 //! `trace-check` is a worker's own `THREAD_MIGRATION_INFO`, read between counter values
-//! `t0` and `t1`. The program checks only that the interface works (status, reads, the
-//! host-privileged port required); the cross-checks are the harness's.
+//! `t0` and `t1`. The program checks only that the interface works (the host-privileged
+//! port required, the status, a CPU that does not exist, a port that is no thread's, every
+//! ring read); the cross-checks are the harness's.
 
 #![no_std]
 #![no_main]
@@ -401,6 +402,30 @@ fn driver(args: &Args) -> i32 {
     c.check_eq(
         "trace_status on the host (not privileged) port",
         trace_status(&host).err(),
+        Some(KernReturn::InvalidArgument),
+    );
+    match trace_status(&hp) {
+        Ok(st) => {
+            c.check(
+                st.cpus as usize == cpus.len()
+                    && st.capacity > 0
+                    && st.frequency == armach_tests::counter_frequency(),
+                "trace_status: a ring per CPU, the counter's frequency",
+                format_args!("{st:?} for {} CPUs", cpus.len()),
+            );
+        }
+        Err(kr) => {
+            c.check(false, "trace_status", format_args!("{kr}"));
+        }
+    }
+    c.check_eq(
+        "trace_read of a CPU that does not exist",
+        trace_read(&hp, cpus.len() as u32, 0).err(),
+        Some(KernReturn::InvalidArgument),
+    );
+    c.check_eq(
+        "trace_thread_id of the host port",
+        trace_thread_id(&host).err(),
         Some(KernReturn::InvalidArgument),
     );
     let words: Vec<&str> = (3..args.len())
