@@ -410,7 +410,7 @@ pub fn chrome_json(blocks: &[Block]) -> Value {
                 ts,
                 json!({
                 "name": b.thread_name(s.thread, &tl.idle), "cat": "run", "ph": "X",
-                "ts": ts, "dur": b.us(s.end, tl.start) - ts, "pid": pid, "tid": s.cpu,
+                "ts": ts, "dur": b.us(s.end, s.start), "pid": pid, "tid": s.cpu,
                 "args": {"thread": s.thread}}),
             ));
         }
