@@ -23,6 +23,7 @@ fn main() {
         ("mach/gnumach.defs", "gnumach_server.rs"),
         ("device/device.defs", "device_server.rs"),
         ("armach/sched.defs", "armach_sched_server.rs"),
+        ("armach/trace.defs", "armach_trace_server.rs"),
     ] {
         build = build.server(format!("{defs}/{file}"), out);
     }

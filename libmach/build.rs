@@ -12,6 +12,7 @@ fn main() {
         .user("defs/device/device.defs", "device_user.rs")
         .user("defs/armach/sched.defs", "armach_sched_user.rs")
         .user("defs/armach/bootstrap.defs", "armach_bootstrap_user.rs")
+        .user("defs/armach/trace.defs", "armach_trace_user.rs")
         .server("defs/mach/exc.defs", "exc_server.rs")
         .run();
     if let Err(e) = result {

@@ -5,7 +5,8 @@
 //! `thread_info`, `vm_statistics` and `host_info`; and armach's own migration interface
 //! (`mig::armach_sched` and the flavors `THREAD_MIGRATION_INFO`, `PROCESSOR_SCHED_INFO`);
 //! of GNU Mach's `gnumach.defs`, task and thread names and gsync (waits on a word of
-//! memory, `GSYNC_*` flags in `mach_abi::gnumach`).
+//! memory, `GSYNC_*` flags in `mach_abi::gnumach`); and the scheduler trace
+//! (`mig::armach_trace`: records as `mach_abi::trace::Event`).
 
 use mach_abi::info::{
     THREAD_BASIC_INFO, THREAD_BASIC_INFO_COUNT, THREAD_SCHED_INFO, THREAD_SCHED_INFO_COUNT,
@@ -19,11 +20,13 @@ use mach_abi::sched::{
 };
 
 use crate::ipc::{self, SendRight};
-use crate::mig::{armach_sched, gnumach, mach, mach_host};
+use crate::mig::{armach_sched, armach_trace, gnumach, mach, mach_host};
 use crate::traps;
+use alloc::vec::Vec;
 use core::ffi::CStr;
 use mach_abi::gnumach::KERNEL_DEBUG_NAME_MAX;
 use mach_abi::mig::CStrBuf;
+use mach_abi::trace::{EVENT_SIZE, Event};
 
 /// `thread_info(THREAD_BASIC_INFO)` of `thread`.
 pub fn thread_basic_info(thread: &SendRight) -> Result<ThreadBasicInfo, KernReturn> {
@@ -316,4 +319,66 @@ pub fn thread_set_name(thread: &SendRight, name: &CStr) -> Result<(), KernReturn
 /// `thread_get_name`: `thread`'s name (its task's at its creation if it was never named).
 pub fn thread_get_name(thread: &SendRight) -> Result<CStrBuf<KERNEL_DEBUG_NAME_MAX>, KernReturn> {
     Ok(gnumach::thread_get_name(&mut ipc::transport(), thread)?.name)
+}
+
+/// What `trace_status` reports: whether the kernel records scheduler events, how many CPUs
+/// have a ring, how many events a ring holds, and the counter's frequency (ticks per
+/// second) to turn event times into seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceStatus {
+    pub enabled: bool,
+    pub cpus: u32,
+    pub capacity: u32,
+    pub frequency: u64,
+}
+
+/// `trace_status` on the host-privileged port.
+pub fn trace_status(host_priv: &SendRight) -> Result<TraceStatus, KernReturn> {
+    let o = armach_trace::trace_status(&mut ipc::transport(), host_priv)?;
+    Ok(TraceStatus {
+        enabled: o.enabled,
+        cpus: o.cpus,
+        capacity: o.capacity,
+        frequency: o.frequency,
+    })
+}
+
+/// `trace_enable`: turn the scheduler trace on or off.
+pub fn trace_enable(host_priv: &SendRight, on: bool) -> Result<(), KernReturn> {
+    armach_trace::trace_enable(&mut ipc::transport(), host_priv, on)
+}
+
+/// `trace_reset`: forget every CPU's events so far.
+pub fn trace_reset(host_priv: &SendRight) -> Result<(), KernReturn> {
+    armach_trace::trace_reset(&mut ipc::transport(), host_priv)
+}
+
+/// What one `trace_read` returned: the events, oldest first; the index to read from next
+/// time; how many events asked for were already overwritten.
+pub struct TraceRead {
+    pub events: Vec<Event>,
+    pub next: u64,
+    pub lost: u64,
+}
+
+/// `trace_read`: CPU `cpu`'s events from index `since` on (0: all it holds).
+pub fn trace_read(host_priv: &SendRight, cpu: u32, since: u64) -> Result<TraceRead, KernReturn> {
+    let o = armach_trace::trace_read(&mut ipc::transport(), host_priv, cpu, since)?;
+    let bytes = o.events.as_bytes();
+    if bytes.len() % EVENT_SIZE != 0 {
+        return Err(KernReturn::MigTypeError);
+    }
+    Ok(TraceRead {
+        events: bytes
+            .chunks_exact(EVENT_SIZE)
+            .filter_map(Event::from_bytes)
+            .collect(),
+        next: o.next,
+        lost: o.lost,
+    })
+}
+
+/// `trace_thread_id`: the id trace events name `thread` by.
+pub fn trace_thread_id(thread: &SendRight) -> Result<u32, KernReturn> {
+    armach_trace::trace_thread_id(&mut ipc::transport(), thread).map(|o| o.id)
 }

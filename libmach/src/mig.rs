@@ -43,6 +43,11 @@ pub mod armach_bootstrap {
     include!(concat!(env!("OUT_DIR"), "/armach_bootstrap_user.rs"));
 }
 
+/// `armach_trace` (5200): armach's scheduler trace.
+pub mod armach_trace {
+    include!(concat!(env!("OUT_DIR"), "/armach_trace_user.rs"));
+}
+
 /// `exc` (2400): the server side, for exception handlers. The kernel sends
 /// `exception_raise` when a thread faults; implement `ExcServer` and hand each request to
 /// `exc_server`.

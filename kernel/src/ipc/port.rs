@@ -282,6 +282,7 @@ impl Port {
         self.id
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> IrqSpinLockGuard<'_, PortState> {
         self.state.lock()
     }

@@ -87,6 +87,10 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
     }
     irq::init_from_tree(config, bootargs::hz(&args));
     sched::migrate::init(bootargs::balance_params(&args), irq::tick_interval());
+    if bootargs::trace_checked(&args).0 {
+        sched::trace::set_enabled(true);
+        log::info!("trace: scheduler events recorded from boot (trace=1)");
+    }
     cpu::enable_fp();
     crate::arch::timer::allow_user_counter();
     let pan = cpu::enable_pan();

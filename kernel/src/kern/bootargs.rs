@@ -322,6 +322,24 @@ pub fn balance_params(args: &BootArgs<'_>) -> BalanceParams {
     balance_params_checked(args).0
 }
 
+/// `trace=0|1`: whether the scheduler trace records from boot on (default off); another
+/// value leaves it off, and is the [`BadValue`] returned.
+pub fn trace_checked<'a>(args: &BootArgs<'a>) -> (bool, Option<BadValue<'a>>) {
+    match args.get("trace") {
+        None | Some("0") => (false, None),
+        Some("1") => (true, None),
+        Some(value) => (
+            false,
+            Some(BadValue {
+                key: "trace",
+                value,
+                problem: Problem::Unknown("0, 1"),
+                used: Used::Number(0),
+            }),
+        ),
+    }
+}
+
 /// The programs `init=a,b,c` names, in order (empty names skipped); `None` without `init=`.
 pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a str> + 'a> {
     args.get("init")
@@ -373,6 +391,7 @@ pub fn bad_values<'a>(args: &BootArgs<'a>) -> impl Iterator<Item = BadValue<'a>>
         .chain(init)
         .chain(words)
         .chain(balance_params_checked(&args).1)
+        .chain(trace_checked(&args).1)
 }
 
 #[cfg(test)]
@@ -526,6 +545,21 @@ mod tests {
         );
         assert_eq!(names("init=a,,b,"), Some(vec!["a", "b"]));
         assert_eq!(names("init="), Some(vec![]));
+    }
+
+    #[test]
+    fn trace_from_the_command_line() {
+        let on = |line| trace_checked(&BootArgs::new(line)).0;
+        assert!(!on(""));
+        assert!(!on("trace=0"));
+        assert!(on("hz=100 trace=1"));
+        assert!(!on("trace=yes"));
+        assert_eq!(
+            bad_values(&BootArgs::new("trace=yes"))
+                .map(|b| b.key)
+                .collect::<std::vec::Vec<_>>(),
+            ["trace"]
+        );
     }
 
     #[test]

@@ -988,6 +988,15 @@ fn receive(
                         if thread.should_terminate() {
                             sched::clear_wait(thread, None, WaitResult::Interrupted);
                         }
+                        if sched::trace::on() {
+                            sched::trace::record(
+                                mach_abi::trace::Kind::Handoff,
+                                0,
+                                sched::trace::tid(thread),
+                                sched::trace::tid(&next),
+                                0,
+                            );
+                        }
                         sched::thread_invoke(sched::Switch::Block, next);
                         thread.wait.lock().result
                     }

@@ -232,6 +232,10 @@ pub struct Thread {
     /// A processor `thread_migrate` sent the thread to that it has not reached yet
     /// (`NO_PROCESSOR`: none); whoever places it next honours it (`sched::migrate`).
     pub migrate_to: AtomicU32,
+    /// Why it was last moved off its processor (a `mach_abi::trace::Reason`, 0 for none),
+    /// noted by whoever moved it while the scheduler trace is on, taken when it starts
+    /// on the new processor (`sched::trace::switch`).
+    pub migrate_reason: AtomicU8,
     /// Times it started running on a processor other than its last one.
     pub migration_count: AtomicU32,
     /// Its cache warmth (0 cold, 255 very warm) as of when it last left a processor
@@ -349,6 +353,7 @@ impl Thread {
             last_processor: AtomicU32::new(NO_PROCESSOR),
             bound_processor: AtomicU32::new(NO_PROCESSOR),
             migrate_to: AtomicU32::new(NO_PROCESSOR),
+            migrate_reason: AtomicU8::new(0),
             migration_count: AtomicU32::new(0),
             cache_warmth: AtomicU8::new(0),
             run_start: AtomicU64::new(0),

@@ -42,3 +42,8 @@ pub mod device {
 pub mod armach_sched {
     include!(concat!(env!("OUT_DIR"), "/armach_sched_server.rs"));
 }
+
+/// `armach_trace` (5200): armach's scheduler trace.
+pub mod armach_trace {
+    include!(concat!(env!("OUT_DIR"), "/armach_trace_server.rs"));
+}

@@ -15,6 +15,7 @@
 //! gnumach      gnumach (4200): task and thread names, gsync (waits on user memory)
 //! device       device (2800): console and mapped time on kern::device's devices
 //! sched_server armach_sched (5000): thread_migrate, thread_bind, balancing parameters
+//! trace_server armach_trace (5200): the scheduler trace's control and per-CPU rings
 //! region       out-of-line data the kernel returns, in kernel memory
 //! ```
 //!
@@ -47,6 +48,7 @@ pub mod processor;
 pub mod region;
 pub mod sched_server;
 pub mod slots;
+pub mod trace_server;
 
 #[cfg(test)]
 mod tests;

@@ -85,6 +85,8 @@ pub trait ThreadIpc: Any + Send + Sync {
     fn depress_abort(self: &Arc<Self>);
     /// `THREAD_MIGRATION_INFO`'s values.
     fn migration_info(&self) -> ThreadMigration;
+    /// The id scheduler-trace events name the thread by (`trace_thread_id`).
+    fn trace_id(&self) -> u32;
     /// Move the thread to processor `slot` now (`thread_migrate`; the scheduler's refusals).
     fn migrate(self: &Arc<Self>, slot: u32) -> Result<(), KernReturn>;
     /// Bind the thread to processor `slot`, or unbind it (`thread_bind`).
@@ -635,6 +637,9 @@ impl ThreadIpc for crate::kern::thread::Thread {
     }
     fn migration_info(&self) -> ThreadMigration {
         crate::kern::sched::migrate::thread_migration(self)
+    }
+    fn trace_id(&self) -> u32 {
+        crate::kern::sched::trace::tid(self)
     }
     fn migrate(self: &Arc<Self>, slot: u32) -> Result<(), KernReturn> {
         crate::kern::sched::migrate::thread_migrate(self, crate::ids::CpuId::new(slot as usize))

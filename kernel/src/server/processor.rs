@@ -86,6 +86,30 @@ pub trait HostSched: Send + Sync {
         set: ProcessorSetId,
         params: BalanceParams,
     ) -> Result<(), KernReturn>;
+    /// The scheduler trace (`armach_trace`): whether it records, the CPUs with a ring,
+    /// a ring's capacity in events, and the counter's frequency.
+    fn trace_status(&self) -> TraceStatus;
+    /// Turn recording on or off.
+    fn trace_enable(&self, on: bool);
+    /// Forget every CPU's events so far.
+    fn trace_reset(&self);
+    /// CPU `cpu`'s events from index `since` on, handed to `out` as records while it
+    /// takes them; `None` if the CPU has no ring.
+    fn trace_read(
+        &self,
+        cpu: u32,
+        since: u64,
+        out: &mut dyn FnMut(&mach_abi::trace::Event) -> bool,
+    ) -> Option<crate::kern::sched::trace::Read>;
+}
+
+/// What `trace_status` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceStatus {
+    pub enabled: bool,
+    pub cpus: u32,
+    pub capacity: u32,
+    pub frequency: u64,
 }
 
 /// A processor (GNU Mach's `processor`): its slot and its port.
@@ -442,5 +466,40 @@ impl HostSched for KernelSched {
         params: BalanceParams,
     ) -> Result<(), KernReturn> {
         crate::kern::sched::migrate::set_balance_params(set, params)
+    }
+    fn trace_status(&self) -> TraceStatus {
+        use crate::kern::sched::trace;
+        let n = crate::percpu::cpu_count();
+        TraceStatus {
+            enabled: trace::on(),
+            cpus: (0..n)
+                .filter(|&i| trace::ring(crate::ids::CpuId::new(i)).is_some())
+                .count() as u32,
+            capacity: trace::capacity() as u32,
+            frequency: crate::arch::timer::frequency(),
+        }
+    }
+    fn trace_enable(&self, on: bool) {
+        crate::kern::sched::trace::set_enabled(on);
+    }
+    fn trace_reset(&self) {
+        use crate::kern::sched::trace;
+        for i in 0..crate::percpu::cpu_count() {
+            if let Some(ring) = trace::ring(crate::ids::CpuId::new(i)) {
+                ring.reset();
+            }
+        }
+    }
+    fn trace_read(
+        &self,
+        cpu: u32,
+        since: u64,
+        out: &mut dyn FnMut(&mach_abi::trace::Event) -> bool,
+    ) -> Option<crate::kern::sched::trace::Read> {
+        if cpu as usize >= crate::percpu::cpu_count() {
+            return None;
+        }
+        let ring = crate::kern::sched::trace::ring(crate::ids::CpuId::new(cpu as usize))?;
+        Some(ring.read(since, |_, e| out(&e)))
     }
 }

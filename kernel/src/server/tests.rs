@@ -148,6 +148,9 @@ impl ThreadIpc for TestThread {
     fn depress_abort(self: &Arc<Self>) {
         self.depress_aborts.fetch_add(1, Relaxed);
     }
+    fn trace_id(&self) -> u32 {
+        self.priority.load(Relaxed) + 1000
+    }
     fn migration_info(&self) -> ThreadMigration {
         let last = self.migrated_to.load(Relaxed);
         ThreadMigration {
@@ -272,7 +275,38 @@ static SCHED: FakeSched = FakeSched {
     balance: std::sync::Mutex::new(Vec::new()),
 };
 
+/// The fake's trace: one CPU (0) with a ring of 8 events, and the switch.
+static TRACE_SLOTS: [crate::kern::sched::trace::Slot; 9] =
+    [const { crate::kern::sched::trace::Slot::new() }; 9];
+static TRACE_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn trace_ring() -> crate::kern::sched::trace::Ring<'static> {
+    crate::kern::sched::trace::Ring::new(&TRACE_SLOTS).unwrap()
+}
+
 impl HostSched for FakeSched {
+    fn trace_status(&self) -> crate::server::processor::TraceStatus {
+        crate::server::processor::TraceStatus {
+            enabled: TRACE_ON.load(Relaxed),
+            cpus: 1,
+            capacity: trace_ring().capacity() as u32,
+            frequency: 62_500_000,
+        }
+    }
+    fn trace_enable(&self, on: bool) {
+        TRACE_ON.store(on, Relaxed);
+    }
+    fn trace_reset(&self) {
+        trace_ring().reset();
+    }
+    fn trace_read(
+        &self,
+        cpu: u32,
+        since: u64,
+        out: &mut dyn FnMut(&mach_abi::trace::Event) -> bool,
+    ) -> Option<crate::kern::sched::trace::Read> {
+        (cpu == 0).then(|| trace_ring().read(since, |_, e| out(&e)))
+    }
     fn master(&self) -> u32 {
         0
     }
@@ -3066,4 +3100,62 @@ fn task_max_priority_follows_gnu_mach() {
     // Lowering with the threads: a thread priority above the new maximum is lowered.
     assert_eq!(call(w.host_name, 40, 0, 1), K::Success);
     assert_eq!(state(), (40, 40, 40, 40));
+}
+
+#[test]
+fn trace_routines_need_the_host_privileged_port_and_read_a_ring_out_of_line() {
+    use super::generated::armach_trace as t;
+    use mach_abi::trace::{EVENT_SIZE, Event, Kind};
+    let w = World::new();
+    // Only the host-privileged port: the host port, a task's and a null one are refused.
+    for dest in [w.host_name, w.task] {
+        for id in [t::TRACE_STATUS_ID, t::TRACE_RESET_ID] {
+            assert_eq!(w.call(dest, id, &[]).unwrap().code(), K::InvalidArgument);
+        }
+    }
+    assert_eq!(
+        w.call(w.host_priv, t::TRACE_ENABLE_ID, &[Item::Bool(1)])
+            .unwrap()
+            .code(),
+        K::Success
+    );
+    // enabled @40.. after the code: the first out value's descriptor @48, value @56.
+    let g = w.call(w.host_priv, t::TRACE_STATUS_ID, &[]).unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert_eq!((g.word(56), g.word(72), g.word(88)), (1, 1, 8));
+    // Ten events into a ring of eight: the newest eight come back, two are lost.
+    let ring = trace_ring();
+    ring.reset();
+    for i in 0..10u32 {
+        ring.push(&Event {
+            time: u64::from(i),
+            kind: Kind::Wake as u8,
+            detail: 1,
+            cpu: 0,
+            a: i,
+            b: 0,
+            c: 0,
+        });
+    }
+    let g = w
+        .call(w.host_priv, t::TRACE_READ_ID, &[Item::Int(0), Item::U64(0)])
+        .unwrap();
+    assert_eq!(g.code(), K::Success);
+    assert!(g.complex);
+    assert_eq!(g.ool, vec![8 * EVENT_SIZE as u64]);
+    // A CPU without a ring.
+    let g = w
+        .call(w.host_priv, t::TRACE_READ_ID, &[Item::Int(1), Item::U64(0)])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidArgument);
+    // A thread's id; another object's port is refused.
+    let thread = TestThread::new();
+    thread.priority.store(7, Relaxed);
+    let (_port, name) = thread_name(&w, &thread);
+    let g = w.call(name, t::TRACE_THREAD_ID_ID, &[]).unwrap();
+    assert_eq!((g.code(), g.word(56)), (K::Success, 1007));
+    assert_eq!(
+        w.call(w.task, t::TRACE_THREAD_ID_ID, &[]).unwrap().code(),
+        K::InvalidArgument
+    );
 }

@@ -34,6 +34,7 @@ pub mod port;
 pub mod rights;
 pub mod sched;
 pub mod thread_state;
+pub mod trace;
 pub mod traps;
 
 pub use kern_return::KernReturn;

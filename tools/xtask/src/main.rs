@@ -7,6 +7,7 @@
 //! - `test`  host tests, then the QEMU boot matrix ([`test`])
 //! - `lint`  clippy for every crate on its own target, then rustfmt ([`lint`])
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
+//! - `trace` the scheduler trace of a workload as Chrome JSON and SVG ([`trace`])
 //! - `setup` check and install the prerequisites only ([`prereq`])
 
 mod bench;
@@ -22,6 +23,7 @@ mod profile;
 mod qemu;
 mod shell;
 mod test;
+mod trace;
 mod userland;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +65,33 @@ enum Command {
     Image(ImageArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
     Setup,
+    /// Boot the `tracew` workloads with the scheduler trace on; write the events as Chrome
+    /// trace-event JSON (Perfetto, chrome://tracing) and optionally an SVG timeline.
+    Trace(TraceArgs),
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Deterministic instruction counting (-icount shift=0,align=off,sleep=off).
+    #[arg(long)]
+    icount: bool,
+    /// The workload to trace (spread, pingpong); default both.
+    #[arg(long, value_name = "NAME")]
+    workload: Option<String>,
+    /// Where to write the Chrome trace-event JSON.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Also draw an SVG per-CPU timeline into FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Convert this saved console log (say, target/trace.log) instead of booting.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -242,6 +271,17 @@ fn main() -> ExitCode {
         },
         Command::Image(args) => cmd_image(args),
         Command::Setup => cmd_setup(),
+        Command::Trace(args) => match &args.log {
+            Some(log) => trace::convert_log(log, &args.out, args.svg.as_deref()),
+            None => trace::run(
+                &args.machine,
+                args.workload.as_deref(),
+                &args.out,
+                args.svg.as_deref(),
+                args.icount,
+                args.timeout,
+            ),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -48,6 +48,9 @@ pub struct QemuTest {
     pub timeout: Option<Duration>,
     /// Keys to type into the guest's serial console, and when.
     pub console_input: Option<ConsoleInput>,
+    /// The console holds scheduler traces (`tracew`): convert them and check the result
+    /// (`trace::check`).
+    pub trace_check: bool,
 }
 
 impl QemuTest {
@@ -88,6 +91,7 @@ impl QemuTest {
             dtb: None,
             timeout: None,
             console_input: None,
+            trace_check: false,
         }
     }
 }
@@ -478,6 +482,31 @@ pub fn migration_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     runs
 }
 
+/// The scheduler-trace run: `tracew` (driver and peer) on 4 CPUs under `-icount`, its
+/// traces converted and checked (`trace::check`).
+pub fn trace_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
+    if !programs.iter().any(|p| p == crate::trace::PROGRAM) {
+        return Vec::new();
+    }
+    let boot = QemuTest::boot_on(
+        Board::Virt,
+        MachineOptions {
+            smp: Some(4),
+            gic: Some(Gic::V3),
+            icount: true,
+            ..MachineOptions::default()
+        },
+    );
+    user_suite(&boot, initrd, &[crate::trace::PROGRAM.to_owned()])
+        .into_iter()
+        .map(|run| QemuTest {
+            timeout: Some(Duration::from_secs(MIGRATION_TIMEOUT_SECS)),
+            trace_check: true,
+            ..run
+        })
+        .collect()
+}
+
 /// The program started as several tasks at once, and how many.
 pub const ISOLATION_PROGRAM: &str = "isolation";
 pub const ISOLATION_INSTANCES: usize = 3;
@@ -508,6 +537,7 @@ fn init_words(program: &str) -> (String, usize) {
     let instances = match program {
         ISOLATION_PROGRAM => ISOLATION_INSTANCES,
         IPC_TASKS_PROGRAM => 2,
+        crate::trace::PROGRAM => 2,
         _ => 1,
     };
     let list = vec![program; instances].join(",");
@@ -566,10 +596,11 @@ fn expected_reports(program: &str) -> Vec<String> {
 /// with status 0.
 pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     let mut runs = Vec::new();
-    // The migration suite has its own machines (`migration_matrix`).
+    // The migration suite and the trace have their own machines (`migration_matrix`,
+    // `trace_matrix`).
     let programs: Vec<String> = programs
         .iter()
-        .filter(|p| *p != MIGRATION_PROGRAM)
+        .filter(|p| *p != MIGRATION_PROGRAM && *p != crate::trace::PROGRAM)
         .cloned()
         .collect();
     let programs = &programs[..];
@@ -902,6 +933,7 @@ pub fn qemu_selection(
             runs.extend(bad_bootargs_matrix());
             runs.extend(user_matrix(initrd, programs));
             runs.extend(migration_matrix(initrd, programs));
+            runs.extend(trace_matrix(initrd, programs));
             runs.extend(asid_matrix(initrd));
             runs.extend(cluster_matrix(initrd, programs));
             runs.extend(init_args_matrix(initrd));
@@ -1194,19 +1226,28 @@ fn run_one(
         },
     )
     .map_err(|e| no_tail(e.to_string()))?;
-    judge(test, &outcome, timeout).map_err(|reason| {
-        let lines: Vec<&str> = outcome.console.lines().collect();
-        let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
-            .iter()
-            .map(|l| strip_escapes(l))
-            .collect();
-        tail.push(format!(
-            "(full log: {}; command: {})",
-            log.display(),
-            proc::shell_words(qemu::QEMU, &args)
-        ));
-        (reason, tail)
-    })?;
+    judge(test, &outcome, timeout)
+        .and_then(|()| {
+            if test.trace_check {
+                crate::trace::check_console(&outcome.console)
+                    .map(|summary| println!("xtask: {}: trace checked: {summary}", test.name))
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|reason| {
+            let lines: Vec<&str> = outcome.console.lines().collect();
+            let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
+                .iter()
+                .map(|l| strip_escapes(l))
+                .collect();
+            tail.push(format!(
+                "(full log: {}; command: {})",
+                log.display(),
+                proc::shell_words(qemu::QEMU, &args)
+            ));
+            (reason, tail)
+        })?;
     Ok(outcome.elapsed.as_secs_f64())
 }
 
@@ -1292,6 +1333,22 @@ mod tests {
                 .iter()
                 .any(|t| t.contains("EXC_SOFTWARE"))
         );
+    }
+
+    #[test]
+    fn the_trace_runs_once_on_4_cpus_under_icount_as_two_tasks_and_is_checked() {
+        let programs = ["hello".to_owned(), crate::trace::PROGRAM.to_owned()];
+        let runs = trace_matrix(Path::new("/i.cpio"), &programs);
+        assert_eq!(runs.len(), 1);
+        let t = &runs[0];
+        assert_eq!(t.name, "tracew-virt-gicv3-smp4");
+        assert_eq!(t.bootargs, "init=tracew,tracew");
+        assert_eq!(t.expect_counts, [(USER_PASS_MARKER.to_owned(), 2)]);
+        assert!(t.options.icount && t.trace_check);
+        assert!(trace_matrix(Path::new("/i.cpio"), &programs[..1]).is_empty());
+        // Not in the user matrix.
+        let user = user_matrix(Path::new("/i.cpio"), &programs);
+        assert!(user.iter().all(|t| !t.name.starts_with("tracew")));
     }
 
     #[test]

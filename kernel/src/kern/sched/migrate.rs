@@ -28,6 +28,7 @@ extern crate alloc;
 use super::balance::{self, Candidate, CpuState};
 use super::scheduler::{Processor, kick, processor, this_processor};
 use super::stats::{BalanceParams, ProcessorSched, ThreadMigration};
+use super::trace;
 use crate::ids::{CpuId, ProcessorSetId};
 use crate::kern::thread::{NO_PROCESSOR, Thread};
 use crate::percpu;
@@ -35,6 +36,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use mach_abi::KernReturn;
+use mach_abi::trace::{Kind, Reason};
 
 /// A processor's migration and balancing counters (`PROCESSOR_SCHED_INFO`). Most are
 /// written only by their own CPU (plain load and store); `migration_out` by whichever CPU
@@ -425,7 +427,7 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
         };
         // One move takes at most `MAX_MOVE`; the next call asks for the rest.
         let asked = m.count.min(MAX_MOVE as u32);
-        let moved = move_threads(m.from, m.to, asked, set);
+        let moved = move_threads(m.from, m.to, asked, set, Reason::PeriodicBalance);
         view[m.from].runnable -= moved.min(view[m.from].runnable);
         view[m.to].runnable += moved;
         if moved < asked {
@@ -435,6 +437,9 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
             view[m.from].movable -= moved.min(view[m.from].movable);
         }
         moved_total += moved as u64;
+    }
+    if trace::on() {
+        trace::record(Kind::Balance, 0, moved_total as u32, set, 0);
     }
     if moved_total > 0 {
         add(&c.balance_successes, 1);
@@ -465,8 +470,9 @@ fn balance_pass(me: &Processor, set: u32, params: &BalanceParams, now_tick: u64)
 const MAX_MOVE: usize = 32;
 
 /// Move up to `count` threads of set `set` queued on processor `from` to processor `to`,
-/// the coldest first (at most `MAX_MOVE`); returns how many moved.
-fn move_threads(from: usize, to: usize, count: u32, set: u32) -> u32 {
+/// the coldest first (at most `MAX_MOVE`); returns how many moved. `reason` is what the
+/// trace says moved them.
+fn move_threads(from: usize, to: usize, count: u32, set: u32, reason: Reason) -> u32 {
     if count == 0 {
         return 0;
     }
@@ -487,6 +493,9 @@ fn move_threads(from: usize, to: usize, count: u32, set: u32) -> u32 {
             let Some(thread) = src.remove_nth_least_urgent(i) else {
                 break;
             };
+            if trace::on() {
+                trace::note_move(&thread, reason);
+            }
             requeue(dst, thread, to);
             moved += 1;
         }
@@ -571,7 +580,7 @@ pub fn idle_balance() -> bool {
     };
     let c = &me.counters;
     add(&c.balance_attempts, 1);
-    if move_threads(source, mine, 1, set_raw) == 1 {
+    if move_threads(source, mine, 1, set_raw, Reason::IdlePull) == 1 {
         add(&c.balance_successes, 1);
         add(&c.idle_pulls, 1);
         true
@@ -718,13 +727,13 @@ pub fn thread_migrate(thread: &Arc<Thread>, target: CpuId) -> Result<(), KernRet
     {
         return Err(KernReturn::InvalidArgument);
     }
-    send_to(thread, to);
+    send_to(thread, to, Reason::ThreadMigrate);
     Ok(())
 }
 
 /// Send `thread` (allowed on processor `to`) there: noted for whoever places it next,
-/// moved now if it is queued, preempted if it runs.
-fn send_to(thread: &Arc<Thread>, to: usize) {
+/// moved now if it is queued, preempted if it runs; `reason` for the trace.
+fn send_to(thread: &Arc<Thread>, to: usize, reason: Reason) {
     let here = to as u32;
     if thread.queued_on.load(Ordering::SeqCst) == here
         || (thread.on_cpu.load(Ordering::SeqCst)
@@ -732,6 +741,9 @@ fn send_to(thread: &Arc<Thread>, to: usize) {
     {
         // Already there: nothing moves, and its cache stays warm.
         return;
+    }
+    if trace::on() {
+        trace::note_move(thread, reason);
     }
     // Its cache is on the processor it leaves: cold from now.
     thread.cache_warmth.store(0, Ordering::Relaxed);
@@ -790,7 +802,7 @@ pub fn thread_bind(thread: &Arc<Thread>, target: Option<CpuId>) -> Result<(), Ke
         return Err(KernReturn::InvalidArgument);
     }
     thread.bound_processor.store(to as u32, Ordering::SeqCst);
-    send_to(thread, to);
+    send_to(thread, to, Reason::Bind);
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod runqueue;
 #[cfg(test)]
 mod sim;
 pub mod stats;
+pub mod trace;
 pub mod wait;
 #[cfg(target_os = "none")]
 pub mod waitq;

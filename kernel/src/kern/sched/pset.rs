@@ -278,6 +278,9 @@ fn move_processor(cpu: CpuId, old: ProcessorSetId, new: ProcessorSetId) {
             break;
         }
         for t in batch {
+            if super::trace::on() {
+                super::trace::note_move(&t, mach_abi::trace::Reason::SetChange);
+            }
             setrun(t);
         }
     }
@@ -413,6 +416,9 @@ pub fn thread_assign(thread: &Arc<Thread>, set: ProcessorSetId) -> Result<(), Ke
                 }
             }
         }
+    }
+    if super::trace::on() {
+        super::trace::note_move(thread, mach_abi::trace::Reason::SetChange);
     }
     match taken {
         Some(t) => setrun(t),

@@ -11,6 +11,7 @@ use super::migrate;
 use super::policy::{ProcessorLoad, ThreadHints, may_run, select_processor_by};
 use super::pset;
 use super::runqueue::{IDLE_PRI, RunQueue};
+use super::trace;
 use super::waitq::{self, Event, TimerQueue};
 use crate::arch::{context, cpu, uspace};
 use crate::devtree::MAX_CPUS;
@@ -174,6 +175,7 @@ fn misplaced_slow(me: &Processor, thread: &Thread, bound: u32, sent: u32) -> boo
         || thread.processor_set.load(Ordering::Relaxed) != me.pset.load(Ordering::Relaxed)
 }
 
+#[inline]
 pub(super) fn this_processor() -> &'static Processor {
     let p = percpu::current().processor.load(Ordering::Relaxed);
     if p == 0 {
@@ -201,6 +203,7 @@ pub fn init_this_cpu() {
         );
     }
     migrate::init_processor(me);
+    trace::init_cpu(percpu::current_cpu());
     let idle = Thread::new_idle();
     idle.last_processor
         .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
@@ -245,6 +248,7 @@ impl core::ops::Deref for CurrentThread {
 
 /// The running thread, borrowed (see [`CurrentThread`]). Interrupts must be masked (as
 /// in every exception handler), so that the thread is not switched while it is read.
+#[inline]
 pub fn current_borrowed() -> CurrentThread {
     // SAFETY: our own processor, interrupts masked (the caller's contract).
     let current = unsafe { this_processor().current.get().as_ref() }
@@ -346,6 +350,9 @@ pub fn setrun(thread: Arc<Thread>) {
         }
     };
     let priority = thread.sched_priority.load(Ordering::Relaxed);
+    if trace::on() {
+        trace::placed(&thread, target, woke);
+    }
     thread.set_state(RunState::Running);
     let p = processor(target);
     p.enqueue(target, thread);
@@ -365,6 +372,7 @@ pub fn setrun(thread: Arc<Thread>) {
 #[cold]
 #[inline(never)]
 fn place_elsewhere(thread: Arc<Thread>) {
+    note_set_change(&thread);
     setrun(thread);
 }
 
@@ -373,9 +381,21 @@ fn place_elsewhere(thread: Arc<Thread>) {
 #[cold]
 #[inline(never)]
 fn reject(me: &Processor, thread: Arc<Thread>) -> Arc<Thread> {
+    note_set_change(&thread);
     setrun(thread);
     // SAFETY: our own processor, interrupts masked (called from `schedule`).
     unsafe { me.idle.get().clone() }.expect("an idle thread")
+}
+
+/// For the trace: a misplaced thread neither bound nor sent anywhere moves because its
+/// processor set (or its processor's) changed.
+fn note_set_change(thread: &Thread) {
+    if trace::on()
+        && thread.bound_processor.load(Ordering::Relaxed) == NO_PROCESSOR
+        && thread.migrate_to.load(Ordering::Relaxed) == NO_PROCESSOR
+    {
+        trace::note_move_if_unset(thread, mach_abi::trace::Reason::SetChange);
+    }
 }
 
 /// Why the running thread gives up the CPU.
@@ -487,6 +507,11 @@ pub fn thread_invoke(how: Switch, next: Arc<Thread>) {
         return;
     }
     let prev_ptr = Arc::as_ptr(prev);
+    if trace::on()
+        && next.last_processor.load(Ordering::Relaxed) != me.index.load(Ordering::Relaxed)
+    {
+        trace::note_move(&next, mach_abi::trace::Reason::Handoff);
+    }
     switch_to(me, how, next, prev_ptr);
     cpu::irq_restore(saved);
 }
@@ -521,6 +546,9 @@ fn switch_to(me: &'static Processor, how: Switch, next: Arc<Thread>, prev: *cons
     let here = me.index.load(Ordering::Relaxed);
     let now = crate::arch::timer::counter();
     migrate::note_switch(me, here, prev, &next, now);
+    if trace::on() {
+        trace::switch(here, how, prev, &next, now);
+    }
     next.last_processor.store(here, Ordering::Relaxed);
     next.quantum_left.store(QUANTUM_TICKS, Ordering::Relaxed);
     if next.is_idle {
@@ -623,7 +651,10 @@ pub extern "C" fn thread_first_run() {
 }
 
 /// At every entry to the kernel from user mode: charge the time since the last stamp to
-/// the running thread as user time, and return it (borrowed) for the handler.
+/// the running thread as user time, and return it (borrowed) for the handler. Inlined
+/// into the exception handlers: a call here and in [`return_to_user`] costs every trap
+/// some 10 instructions.
+#[inline(always)]
 pub fn enter_from_user() -> CurrentThread {
     let t = current_borrowed();
     charge(&t.user_time, &t);
@@ -632,6 +663,7 @@ pub fn enter_from_user() -> CurrentThread {
 
 /// At every return to user mode of `thread` (the running thread): act on the AST, then
 /// charge the time since the last stamp as kernel time.
+#[inline(always)]
 pub fn return_to_user(thread: &Thread) {
     ast_check(thread);
     charge(&thread.system_time, thread);
@@ -930,10 +962,16 @@ pub fn idle_loop(on_idle: fn()) -> ! {
             continue;
         }
         on_idle();
+        if trace::on() {
+            trace::record(mach_abi::trace::Kind::IdleEnter, 0, 0, 0, 0);
+        }
         // With interrupts masked, `wfi` still wakes on a pending one, which is taken as
         // soon as they are unmasked: no wake-up is lost between the check and the sleep
         // (an enqueue on this processor is followed by an IPI).
         cpu::wait_for_interrupt();
+        if trace::on() {
+            trace::record(mach_abi::trace::Kind::IdleExit, 0, 0, 0, 0);
+        }
         cpu::irq_enable();
     }
 }
