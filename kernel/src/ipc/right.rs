@@ -71,6 +71,17 @@ impl Right {
         }
     }
 
+    /// Granules prepaid for the message a send-once right will carry (0 for others).
+    pub fn prepaid_blocks(&self) -> usize {
+        self.prepaid.as_ref().map_or(0, Charge::blocks)
+    }
+
+    /// Take the prepaid charge of a send-once right, to pay for the message it is about
+    /// to carry (a kernel server's reply, `server::kobject`).
+    pub(crate) fn take_prepaid(&mut self) -> Option<Charge> {
+        self.prepaid.take()
+    }
+
     pub(crate) fn into_parts(mut self) -> (Arc<Port>, RightKind, Option<Charge>) {
         let port = self
             .port
