@@ -280,16 +280,21 @@ impl Reaper {
     fn release_parts(&mut self, port: Arc<Port>, kind: RightKind, prepaid: Option<Charge>) {
         match kind {
             RightKind::Send => {
-                let nsrequest = {
+                let (nsrequest, watched) = {
                     let mut st = port.lock();
                     st.srights = st.srights.saturating_sub(1);
-                    if st.srights == 0 && st.active {
+                    let watched = st.active && st.watch_senders && st.srights <= 1;
+                    let nsrequest = if st.srights == 0 && st.active {
                         let mscount = st.mscount;
                         st.nsrequest.take().map(|r| (r, mscount))
                     } else {
                         None
-                    }
+                    };
+                    (nsrequest, watched)
                 };
+                if watched {
+                    super::port::senders_hook(&port);
+                }
                 drop(port);
                 if let Some((r, mscount)) = nsrequest {
                     self.notify(r, Notification::NoSenders(mscount));

@@ -570,6 +570,17 @@ impl Space {
         }
     }
 
+    /// Whether this space holds a send right to `port` (under any name).
+    pub fn holds_send(&self, port: &Port) -> bool {
+        let st = self.lock();
+        st.active
+            && st
+                .reverse
+                .get(&port.id())
+                .and_then(|name| st.entries.get(name))
+                .is_some_and(|e| e.ty & SEND != 0)
+    }
+
     /// What copying a send right to `port` out into this space with `overflow` does when
     /// the space already holds a send right for it: one more user reference on that name
     /// (saturating at the maximum). Made for the self traps (`mach_task_self` and the

@@ -44,9 +44,10 @@ use mach_abi::message::{TypeDesc, option};
 use mach_abi::traps::VM_MAX_USER_ADDRESS;
 use mach_abi::traps::temporary::RENDEZVOUS_SLOTS;
 
-/// Set the IPC core's wake-up hook (once, at boot).
+/// Set the IPC core's wake-up hook and the task ports' senders hook (once, at boot).
 pub fn init() {
     crate::ipc::mqueue::set_wakeup(wakeup);
+    crate::kern::task::init();
 }
 
 pub(crate) fn event_of(key: WaitKey) -> Event {

@@ -625,6 +625,9 @@ pub fn enter_from_user() -> CurrentThread {
 /// At every return to user mode of `thread` (the running thread): act on the AST, then
 /// charge the time since the last stamp as kernel time.
 pub fn return_to_user(thread: &Thread) {
+    if crate::kern::task::orphans_pending() {
+        crate::kern::task::reap_orphans();
+    }
     ast_check(thread);
     charge(&thread.system_time, thread);
 }
@@ -644,6 +647,8 @@ fn charge(account: &AtomicU64, thread: &Thread) {
 pub fn thread_exit() -> ! {
     let me = current_thread();
     me.detach_from_task();
+    // Tasks its task's end left unreachable end now (`kern::task`).
+    crate::kern::task::reap_orphans();
     me.wait.lock().exit();
     waitq::cancel_depress(&me);
     // Whoever waits for it to stop need wait no longer.
