@@ -85,6 +85,18 @@ pub struct Task {
 
 /// Tasks marked `reap_pending` and not yet ended.
 static ORPHANS: AtomicUsize = AtomicUsize::new(0);
+/// Programs the kernel started (`ends_with_threads`) not yet ended. Once none is left,
+/// the tasks they made that have no threads are ended too, whoever can name them: the
+/// machine's programs are over, and the run ends when every task has gone (threadless
+/// tasks naming each other in a cycle would otherwise outlive it).
+static PROGRAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// A program the kernel started has ended: the last one marks every task without threads.
+fn program_ended() {
+    if PROGRAMS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        each_task(|task| task.mark_if_orphaned());
+    }
+}
 
 /// The senders hook (`ipc::port::set_senders_hook`) for task ports: a send right to
 /// `port` has gone and at most one is left. A task with no threads that no other task can
@@ -279,6 +291,9 @@ impl Task {
         let dyn_ledger: Arc<dyn ipc::Ledger> = ledger.clone();
         let ipc_space = Space::new(&dyn_ledger).ok()?;
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
+        if ends_with_threads {
+            PROGRAMS.fetch_add(1, Ordering::AcqRel);
+        }
         let task = Arc::new(Task {
             id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             name: DebugName::new(name),
@@ -371,6 +386,9 @@ impl Task {
         if self.torn_down.swap(true, Ordering::AcqRel) {
             return;
         }
+        if self.ends_with_threads {
+            program_ended();
+        }
         // No new thread from now on.
         self.terminating.store(true, Ordering::SeqCst);
         crate::kern::ipc_traps::rendezvous_forget(self.id);
@@ -447,6 +465,10 @@ impl Drop for Task {
     fn drop(&mut self) {
         if self.reap_pending.swap(false, Ordering::AcqRel) {
             ORPHANS.fetch_sub(1, Ordering::AcqRel);
+        }
+        // A program that never ran (its loading failed) ends here.
+        if self.ends_with_threads && !self.torn_down.swap(true, Ordering::AcqRel) {
+            program_ended();
         }
         // Free the address space now, so that when the last task is reported gone its
         // frames are back with the allocator.
