@@ -316,6 +316,31 @@ mod tests {
     }
 
     #[test]
+    fn kernel_requests_may_pass_the_limit_by_the_overdraft_only() {
+        use crate::ipc::Kind;
+        let b = budget(100 * GRANULE);
+        let task = Arc::new(Ledger::new(b, 4 * GRANULE));
+        let full = task.charge(4).unwrap();
+        assert!(crate::ipc::Ledger::take(&*task, Kind::Message, 1).is_err());
+        // Nothing always fits, even at (or past) the limit.
+        assert!(task.charge(0).is_ok());
+        for _ in 0..KERNEL_REQUEST_OVERDRAFT {
+            crate::ipc::Ledger::take(&*task, Kind::KernelRequest, 1).unwrap();
+        }
+        assert_eq!(
+            crate::ipc::Ledger::take(&*task, Kind::KernelRequest, 1).err(),
+            Some(KernReturn::ResourceShortage),
+            "no further than the overdraft"
+        );
+        assert!(task.charge(0).is_ok());
+        for _ in 0..KERNEL_REQUEST_OVERDRAFT {
+            crate::ipc::Ledger::give(&*task, Kind::KernelRequest, 1);
+        }
+        drop(full);
+        assert_eq!((task.charged(), b.charged()), (0, 0));
+    }
+
+    #[test]
     fn the_global_budget_binds_every_task() {
         let b = budget(5 * GRANULE);
         let one = Arc::new(Ledger::new(b, 4 * GRANULE));
