@@ -7,6 +7,7 @@ pub mod device;
 pub mod elf;
 pub mod exception;
 pub mod gsync;
+pub mod lifetime;
 pub mod name;
 pub mod sched;
 

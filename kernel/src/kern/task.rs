@@ -7,7 +7,9 @@
 //! — or until no task but itself can name it any more (no send right to its port outside
 //! its own space: nobody could ever terminate it), when the kernel ends it. The exception
 //! is a program the kernel started (the first tasks, `kern::loader`): it is the whole
-//! program, and ends with its last thread, as before.
+//! program, and ends with its last thread, as before; and once every such program has
+//! ended, so does every task left without threads (the run is over; threadless tasks that
+//! name each other would otherwise keep it going). The rule is `kern::lifetime`'s.
 
 extern crate alloc;
 
@@ -343,7 +345,8 @@ impl Task {
 
     /// Whether the task has no threads and no other task can name it: no send right to
     /// its port exists but the one its own space may hold (a task that ran has one from
-    /// `mach_task_self`). Rights in messages count as held.
+    /// `mach_task_self`). Rights in messages count as held. Once every program the kernel
+    /// started has ended, any task without threads is (`kern::lifetime::must_end`).
     pub fn is_orphaned(&self) -> bool {
         if self.live_threads.load(Ordering::SeqCst) != 0 || self.torn_down.load(Ordering::SeqCst) {
             return false;
@@ -359,7 +362,12 @@ impl Task {
             .ipc
             .as_ref()
             .is_some_and(|space| space.holds_send(port));
-        status.srights <= u32::from(own)
+        crate::kern::lifetime::must_end(
+            self.live_threads.load(Ordering::SeqCst),
+            status.srights,
+            own,
+            PROGRAMS.load(Ordering::Acquire),
+        )
     }
 
     /// Mark the task for [`reap_orphans`] if [`is_orphaned`](Self::is_orphaned).
