@@ -161,34 +161,49 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
 
 /// The arguments of a trap past the eighth (`N` of them), from the user stack as GNU
 /// Mach's AArch64 trap entry reads them: the ninth at `sp`, each next one 8 bytes above
-/// (where AAPCS64 puts a call's stacked arguments; the trap stub leaves `sp` alone). A word
-/// that cannot be read raises `EXC_BAD_ACCESS` with the copy's code
-/// (`KERN_INVALID_ADDRESS` for no memory, or an address past the user half) and the
-/// word's address, as a fault would, and gives `None`: the trap is not made, and a
-/// handler that resumes the thread resumes it after the `svc`, its `x0` as the handler
-/// left it.
+/// (where AAPCS64 puts a call's stacked arguments; the trap stub leaves `sp` alone). As
+/// there, the words are read in pairs (`N` rounded up to even), from the top pair down,
+/// high word first, after a check that the top lies in the user half; the first word that
+/// cannot be read, or the top if it is out of range, raises `EXC_BAD_ACCESS` with the
+/// copy's code (`KERN_INVALID_ADDRESS` for no memory) and that address, as a fault would,
+/// and gives `None`: the trap is not made, and a handler that resumes the thread resumes
+/// it after the `svc`, its `x0` as the handler left it.
 fn stack_args<const N: usize>(frame: &mut TrapFrame, thread: &Arc<Thread>) -> Option<[u64; N]> {
     let sp = frame.user_sp();
+    let words = N.next_multiple_of(2);
     let mut args = [0u64; N];
-    for (i, arg) in args.iter_mut().enumerate() {
-        let address = sp.wrapping_add(8 * i as u64);
-        let mut word = [0u8; 8];
-        let read = if address < sp || address >= VM_MAX_USER_ADDRESS {
-            Err(KernReturn::InvalidAddress)
-        } else {
-            with_map(thread, |map| map.copyin(address, &mut word))
-        };
-        if let Err(kr) = read {
-            trap::user_exception_raise(
-                frame,
-                thread,
-                mach_abi::exception::EXC_BAD_ACCESS,
-                kr.code() as u64,
-                address,
-            );
-            return None;
+    let top = sp.checked_add(8 * words as u64);
+    let mut failed = match top {
+        Some(top) if top < VM_MAX_USER_ADDRESS => None,
+        _ => Some((
+            KernReturn::InvalidAddress,
+            sp.wrapping_add(8 * words as u64),
+        )),
+    };
+    for i in (0..words).rev() {
+        if failed.is_some() {
+            break;
         }
-        *arg = u64::from_le_bytes(word);
+        let address = sp + 8 * i as u64;
+        let mut word = [0u8; 8];
+        match with_map(thread, |map| map.copyin(address, &mut word)) {
+            Ok(()) => {
+                if let Some(arg) = args.get_mut(i) {
+                    *arg = u64::from_le_bytes(word);
+                }
+            }
+            Err(kr) => failed = Some((kr, address)),
+        }
+    }
+    if let Some((kr, address)) = failed {
+        trap::user_exception_raise(
+            frame,
+            thread,
+            mach_abi::exception::EXC_BAD_ACCESS,
+            kr.code() as u64,
+            address,
+        );
+        return None;
     }
     Some(args)
 }

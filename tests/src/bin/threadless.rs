@@ -16,6 +16,7 @@ use armach_tests::Checks;
 use armach_tests::child::{Child, insn};
 use core::mem::ManuallyDrop;
 use libmach::abi::info::{TASK_BASIC_INFO, TASK_BASIC_INFO_COUNT};
+use libmach::abi::message::MACH_MSG_TYPE_COPY_SEND;
 use libmach::ipc;
 use libmach::mig::mach;
 use libmach::{Args, PortName, kmem_counts, traps};
@@ -133,6 +134,50 @@ fn reaped_when_unreachable(c: &mut Checks, what: &str, code: &[u32]) {
     );
 }
 
+/// Two children that never had threads, each holding a send right to the other's task:
+/// given up by us they still name each other, so they live on (GNU Mach would keep them
+/// for ever). This program then ends with them alive: once every program the kernel
+/// started has ended the kernel ends them too, and the run ends with the leak check.
+fn a_cycle_outlives_us_until_the_end(c: &mut Checks) {
+    let me = traps::mach_task_self();
+    let before = kmem_counts().task_charged;
+    let make = || mach::task_create(&mut t(), &ipc::task_self(), false).map(|o| o.child_task);
+    let (a, b) = match (make(), make()) {
+        (Ok(a), Ok(b)) => (a, b),
+        other => {
+            c.check(
+                false,
+                "two empty children",
+                format_args!("{:?}", other.0.err()),
+            );
+            return;
+        }
+    };
+    let name = PortName(0x77);
+    let crossed = traps::mach_port_insert_right(a.name(), name, b.name(), MACH_MSG_TYPE_COPY_SEND)
+        .and_then(|()| {
+            traps::mach_port_insert_right(b.name(), name, a.name(), MACH_MSG_TYPE_COPY_SEND)
+        });
+    c.check_eq(
+        "each child given a send right to the other",
+        crossed,
+        Ok(()),
+    );
+    let (a, b) = (ManuallyDrop::new(a), ManuallyDrop::new(b));
+    let dropped = traps::mach_port_deallocate(me, a.name())
+        .and_then(|()| traps::mach_port_deallocate(me, b.name()));
+    c.check_eq("our rights to both released", dropped, Ok(()));
+    let now = kmem_counts().task_charged;
+    c.check(
+        now > before,
+        "the two, naming each other, live on (still charged to this task)",
+        format_args!("{before} -> {now} bytes"),
+    );
+    c.note(format_args!(
+        "ending with the two alive: the kernel ends them after this program (leak check)"
+    ));
+}
+
 fn main(_args: &Args) -> i32 {
     let mut c = Checks::new("threadless");
     lives_on_until_terminated(&mut c);
@@ -146,5 +191,6 @@ fn main(_args: &Args) -> i32 {
         "a child that took a right to its own task (mach_task_self), its thread gone",
         &[MOV_X8_TASK_SELF, insn::SVC_0, insn::B_SELF],
     );
+    a_cycle_outlives_us_until_the_end(&mut c);
     c.finish()
 }

@@ -8,9 +8,10 @@
 //!   argument that names no task `MACH_SEND_INTERRUPTED` (GNU Mach's "use the RPC").
 //! - The trap with a stack it cannot read, in a child task (`armach_tests::child`): with an
 //!   exception port, the handler (this program) is told `EXC_BAD_ACCESS` /
-//!   `KERN_INVALID_ADDRESS` with the address of the first stacked argument (0x8, and an
-//!   address in the kernel's half); without one, the kernel reports it and the child task
-//!   ends (the harness expects the report).
+//!   `KERN_INVALID_ADDRESS` with the first address GNU Mach's order of reading fails on
+//!   (the top pair first: sp + 24; or the top itself, sp + 32, when it is past the user
+//!   half); without one, the kernel reports it and the child task ends (the harness
+//!   expects the report).
 //! - `thread_set_self_state` (trap 77): with `AARCH64_THREAD_STATE` the trap does not
 //!   return, the thread goes on at the new pc with x0-x17 as set and its callee-saved
 //!   registers as they were; with `AARCH64_FLOAT_STATE` it returns `KERN_SUCCESS` and the
@@ -286,17 +287,24 @@ fn bad_stack_with_handler(sp: u64) -> Result<(u32, u32, u64), alloc::string::Str
 }
 
 fn bad_stack(c: &mut Checks) {
+    // GNU Mach reads the stacked words in pairs from the top down (three arguments: four
+    // words, the first read at sp + 24) after checking that the top (sp + 32) is a user
+    // address; the address reported is the first that failed.
     let kernel_half = 0xffff_0000_0000_0000u64;
-    for sp in [0x8u64, kernel_half] {
+    for (sp, address) in [(0x8u64, 0x20u64), (kernel_half, kernel_half + 32)] {
         c.check_eq(
             &format!("vm_map trap with sp {sp:#x}: the handler is told"),
             bad_stack_with_handler(sp),
-            Ok((EXC_BAD_ACCESS, KernReturn::InvalidAddress.code() as u32, sp)),
+            Ok((
+                EXC_BAD_ACCESS,
+                KernReturn::InvalidAddress.code() as u32,
+                address,
+            )),
         );
     }
     // No handler: the kernel reports it and the child task ends.
     c.note(format_args!(
-        "expecting EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x18 from a vm_map trap with sp 0x18"
+        "expecting EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x30 from a vm_map trap with sp 0x18"
     ));
     match Child::new(&[insn::SVC_0, insn::B_SELF]) {
         Ok(child) => {

@@ -494,7 +494,7 @@ fn expected_reports(program: &str) -> Vec<String> {
         .collect(),
         // A trap whose stacked arguments are unreadable, with no handler.
         "traps" => vec![
-            "EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x18; SVC from AArch64"
+            "EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x30; SVC from AArch64"
                 .to_owned(),
         ],
         // A named thread of a named task faults on purpose: the report names both.
