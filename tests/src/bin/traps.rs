@@ -5,7 +5,9 @@
 //!   `sp`. A mapping made by the trap shows those three in `vm_region`; a bad value in any
 //!   of them is refused (`KERN_INVALID_ARGUMENT`), as is a port that is no memory object;
 //!   a name without a send right or no name at all gets the copy-in's code, a first
-//!   argument that names no task `MACH_SEND_INTERRUPTED` (GNU Mach's "use the RPC").
+//!   argument that names no task `MACH_SEND_INTERRUPTED` (GNU Mach's "use the RPC"). The
+//!   "time" device's memory object maps its read-only page through the trap as through
+//!   the RPC, and write access to it is refused.
 //! - The trap with a stack it cannot read, in a child task (`armach_tests::child`): with an
 //!   exception port, the handler (this program) is told `EXC_BAD_ACCESS` /
 //!   `KERN_INVALID_ADDRESS` with the first address GNU Mach's order of reading fails on
@@ -30,6 +32,7 @@ use alloc::format;
 use armach_tests::Checks;
 use armach_tests::child::{Child, insn};
 use core::arch::asm;
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU32, Ordering};
 use libmach::abi::exception::EXC_BAD_ACCESS;
 use libmach::abi::message::option;
@@ -218,6 +221,66 @@ fn vm_map_trap(c: &mut Checks) {
         r,
         KernReturn::InvalidAddress,
     );
+}
+
+/// The "time" device's memory object (`device_map` on the master port, `argv[2]`) through
+/// the trap: the RPC's routine gives the device's read-only page, and refuses write
+/// access the same way.
+fn vm_map_trap_of_a_device(c: &mut Checks, args: &Args) {
+    use libmach::abi::device::D_READ;
+    use libmach::mig::device;
+    let me = traps::mach_task_self();
+    let Some(master) = args.device_port() else {
+        c.check(
+            false,
+            "argv[2] names the device master port",
+            format_args!("none"),
+        );
+        return;
+    };
+    let master = ManuallyDrop::new(SendRight::from_name(master));
+    let pager = device::device_open(&mut t(), &master, D_READ, c"time")
+        .map(|o| o.device)
+        .and_then(|time| {
+            device::device_map(&mut t(), &time, VM_PROT_READ, 0, PAGE, 0).map(|o| o.pager)
+        });
+    let pager = match pager {
+        Ok(p) => p,
+        Err(e) => {
+            c.check(
+                false,
+                "the time device's memory object",
+                format_args!("{e:?}"),
+            );
+            return;
+        }
+    };
+    let object = |cur, max| VmMapArgs {
+        memory_object: pager.name(),
+        ..anon(PAGE, cur, max, VM_INHERIT_SHARE)
+    };
+    c.check_eq(
+        "vm_map trap of the time page for writing",
+        traps::vm_map(me, 0, &object(VM_PROT_READ, VM_PROT_READ | VM_PROT_WRITE)),
+        Err(KernReturn::ProtectionFailure),
+    );
+    match traps::vm_map(me, 0, &object(VM_PROT_READ, VM_PROT_READ)) {
+        Ok(at) => {
+            // `mapped_time_value_t`: seconds, microseconds, check_seconds (each 64 bits).
+            // SAFETY: the page was just mapped readable for this test.
+            let micros = unsafe { core::ptr::read_volatile((at + 8) as *const i64) };
+            c.check(
+                (0..1_000_000).contains(&micros),
+                "vm_map trap maps the time page: its microseconds are a time value's",
+                format_args!("{micros} at {at:#x}"),
+            );
+            // SAFETY: nothing uses the page any more.
+            let _ = unsafe { traps::vm_deallocate(me, at, PAGE) };
+        }
+        Err(e) => {
+            c.check(false, "vm_map trap of the time page", format_args!("{e:?}"));
+        }
+    }
 }
 
 // --- a stack the trap cannot read -------------------------------------------------------
@@ -714,10 +777,11 @@ fn fp_trap_enables(c: &Checks) {
     ));
 }
 
-fn main(_args: &Args) -> i32 {
+fn main(args: &Args) -> i32 {
     let mut c = Checks::new("traps");
     fp_trap_enables(&c);
     vm_map_trap(&mut c);
+    vm_map_trap_of_a_device(&mut c, args);
     bad_stack(&mut c);
     self_state_general(&mut c);
     self_state_float(&mut c);
