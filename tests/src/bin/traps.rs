@@ -266,13 +266,23 @@ fn vm_map_trap_of_a_device(c: &mut Checks, args: &Args) {
     );
     match traps::vm_map(me, 0, &object(VM_PROT_READ, VM_PROT_READ)) {
         Ok(at) => {
-            // `mapped_time_value_t`: seconds, microseconds, check_seconds (each 64 bits).
-            // SAFETY: the page was just mapped readable for this test.
-            let micros = unsafe { core::ptr::read_volatile((at + 8) as *const i64) };
+            // `mapped_time_value_t` (seconds, microseconds, check_seconds), rewritten every
+            // tick: a zero-fill page would never move.
+            let read = || {
+                // SAFETY: the page was just mapped readable for this test; the value is at
+                // its start.
+                let v = unsafe {
+                    core::ptr::read_volatile(at as *const libmach::abi::device::MappedTimeValue)
+                };
+                (v.seconds, v.microseconds)
+            };
+            let first = read();
+            armach_tests::sleep_ms(50);
+            let later = read();
             c.check(
-                (0..1_000_000).contains(&micros),
-                "vm_map trap maps the time page: its microseconds are a time value's",
-                format_args!("{micros} at {at:#x}"),
+                later > first && (0..1_000_000).contains(&later.1),
+                "vm_map trap maps the time page: the time in it advances",
+                format_args!("{first:?} then {later:?} at {at:#x}"),
             );
             // SAFETY: nothing uses the page any more.
             let _ = unsafe { traps::vm_deallocate(me, at, PAGE) };
