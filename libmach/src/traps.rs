@@ -366,3 +366,117 @@ pub fn thread_times() -> (u64, u64) {
     let r = value_trap(temporary::THREAD_TIMES, [0; 6]);
     (r.x0, r.x1)
 }
+
+/// `vm_map`'s arguments, for the trap (64) and the RPC alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmMapArgs {
+    pub size: u64,
+    pub mask: u64,
+    pub anywhere: bool,
+    /// A memory object's name in this task's space, or `MACH_PORT_NULL` for zero-fill
+    /// memory.
+    pub memory_object: PortName,
+    pub offset: u64,
+    pub copy: bool,
+    pub cur_protection: i32,
+    pub max_protection: i32,
+    pub inheritance: i32,
+}
+
+/// `syscall_vm_map` (trap 64), GNU Mach's one trap of eleven arguments: the first eight in
+/// `x0`-`x7`, the last three (`cur_protection`, `max_protection`, `inheritance`) on the
+/// stack at `sp`, `sp + 8` and `sp + 16`, as a call to GNU Mach's trap stub leaves them.
+/// Maps into `task` at `*address` (a hint with `anywhere`) and writes the start back.
+/// `MACH_SEND_INTERRUPTED` if `task` names no task (use the RPC then).
+///
+/// # Safety
+///
+/// The kernel writes a `u64` through `address`, which must be valid for that write; the
+/// new mapping replaces nothing, so no memory Rust uses changes.
+pub unsafe fn vm_map_raw(task: PortName, address: *mut u64, a: &VmMapArgs) -> KernReturn {
+    let stacked = [
+        a.cur_protection as i64 as u64,
+        a.max_protection as i64 as u64,
+        a.inheritance as i64 as u64,
+        0,
+    ];
+    let x0: u64;
+    let x8 = (nr::VM_MAP as i64).wrapping_neg() as u64;
+    // SAFETY: the caller guarantees the write through `address`. The asm makes 32 bytes
+    // of room below `sp` (16-byte aligned), puts the three stacked arguments at the bottom,
+    // enters the kernel, and gives the room back; it reads only `stacked`.
+    unsafe {
+        asm!(
+            "sub sp, sp, #32",
+            "ldp x9, x10, [x11]",
+            "stp x9, x10, [sp]",
+            "ldr x9, [x11, #16]",
+            "str x9, [sp, #16]",
+            "svc #0",
+            "add sp, sp, #32",
+            inlateout("x0") u64::from(task.0) => x0,
+            inlateout("x1") address as u64 => _,
+            inlateout("x2") a.size => _,
+            inlateout("x3") a.mask => _,
+            inlateout("x4") u64::from(a.anywhere) => _,
+            inlateout("x5") u64::from(a.memory_object.0) => _,
+            inlateout("x6") a.offset => _,
+            inlateout("x7") u64::from(a.copy) => _,
+            inlateout("x8") x8 => _,
+            out("x9") _,
+            out("x10") _,
+            in("x11") stacked.as_ptr(),
+        );
+    }
+    KernReturn::from_reg(x0)
+}
+
+/// [`vm_map_raw`] into a local address word: the start of the new range.
+pub fn vm_map(task: PortName, address: u64, a: &VmMapArgs) -> Result<u64, KernReturn> {
+    let mut at = address;
+    // SAFETY: `at` is a local the kernel may write; vm_map never replaces a mapping.
+    unsafe { vm_map_raw(task, &mut at, a) }
+        .result()
+        .map(|()| at)
+}
+
+/// `thread_set_self_state(flavor, state, count)` (trap 77) with the state as given: the
+/// kernel reads `count` 32-bit words at `state`. For `AARCH64_FLOAT_STATE` it returns
+/// `KERN_SUCCESS` with the FP/SIMD registers loaded (every one of them is declared
+/// clobbered here, so the compiler keeps nothing in them across the call; FPCR and FPSR
+/// are what the state says afterwards); a failure of any flavor returns its code with
+/// nothing changed.
+///
+/// # Safety
+///
+/// With `AARCH64_THREAD_STATE` success does not return: the thread continues from the new
+/// registers, so they must describe a state fit to go on in (a pc in code written for it,
+/// with the stack and callee-saved registers it expects). With `AARCH64_FLOAT_STATE` the
+/// FPCR given must be one the caller's code can run under (rounding mode, flush-to-zero).
+pub unsafe fn thread_set_self_state(flavor: u32, state: *const u32, count: u32) -> KernReturn {
+    let x0: u64;
+    let x8 = (nr::THREAD_SET_SELF_STATE as i64).wrapping_neg() as u64;
+    // SAFETY: the caller's contract. The kernel reads the state (no `nomem`); every
+    // register the trap may change is declared.
+    unsafe {
+        asm!(
+            "svc #0",
+            inlateout("x0") u64::from(flavor) => x0,
+            inlateout("x1") state as u64 => _,
+            inlateout("x2") u64::from(count) => _,
+            lateout("x3") _, lateout("x4") _, lateout("x5") _, lateout("x6") _,
+            lateout("x7") _,
+            inlateout("x8") x8 => _,
+            lateout("v0") _, lateout("v1") _, lateout("v2") _, lateout("v3") _,
+            lateout("v4") _, lateout("v5") _, lateout("v6") _, lateout("v7") _,
+            lateout("v8") _, lateout("v9") _, lateout("v10") _, lateout("v11") _,
+            lateout("v12") _, lateout("v13") _, lateout("v14") _, lateout("v15") _,
+            lateout("v16") _, lateout("v17") _, lateout("v18") _, lateout("v19") _,
+            lateout("v20") _, lateout("v21") _, lateout("v22") _, lateout("v23") _,
+            lateout("v24") _, lateout("v25") _, lateout("v26") _, lateout("v27") _,
+            lateout("v28") _, lateout("v29") _, lateout("v30") _, lateout("v31") _,
+            options(nostack),
+        );
+    }
+    KernReturn::from_reg(x0)
+}

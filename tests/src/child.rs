@@ -76,9 +76,14 @@ impl Child {
     /// Start the thread at `pc` with the registers `regs` (index, value) set, the rest zero
     /// and the stack at the top of the data page.
     pub fn start(&self, pc: u64, regs: &[(usize, u64)]) -> Result<(), KernReturn> {
+        self.start_with_sp(pc, self.data + PAGE, regs)
+    }
+
+    /// As [`start`](Self::start), with the stack pointer `sp`.
+    pub fn start_with_sp(&self, pc: u64, sp: u64, regs: &[(usize, u64)]) -> Result<(), KernReturn> {
         let mut state = Aarch64ThreadState {
             pc,
-            sp: self.data + PAGE,
+            sp,
             ..Aarch64ThreadState::default()
         };
         for &(i, v) in regs {

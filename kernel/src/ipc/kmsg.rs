@@ -240,9 +240,18 @@ impl Kmsg {
     /// ledger refuses or the message is larger than a message can be (GNU Mach's code
     /// when it cannot allocate the message).
     pub fn new(ledger: &Arc<dyn Ledger>, shape: KmsgShape) -> Result<Kmsg, MsgReturn> {
+        Self::new_as(ledger, shape, Kind::Message)
+    }
+
+    /// [`Kmsg::new`], charged as `kind` (`Kind::KernelRequest` for a request to a kernel
+    /// object its sender could not pay for as a message).
+    pub fn new_as(
+        ledger: &Arc<dyn Ledger>,
+        shape: KmsgShape,
+        kind: Kind,
+    ) -> Result<Kmsg, MsgReturn> {
         let blocks = shape.blocks().ok_or(MsgReturn::SEND_NO_BUFFER)?;
-        let charge =
-            Charge::new(ledger, Kind::Message, blocks).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
+        let charge = Charge::new(ledger, kind, blocks).map_err(|_| MsgReturn::SEND_NO_BUFFER)?;
         Self::with_charge(shape, Some(charge)).ok_or(MsgReturn::SEND_NO_BUFFER)
     }
 

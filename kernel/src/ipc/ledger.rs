@@ -34,10 +34,15 @@ pub enum Kind {
     SendOnce = 4,
     /// A dead-name request registered on a port.
     Request = 5,
+    /// A small request to a kernel object's port that its sender could not pay for: it is
+    /// served and freed before the sender's trap returns, so a task's ledger may let a few
+    /// pass its limit (`mm::kmem::KERNEL_REQUEST_OVERDRAFT`). It lets a task at its limit
+    /// still ask the kernel to free what it holds.
+    KernelRequest = 6,
 }
 
 impl Kind {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 }
 
 /// An account that IPC objects are charged to, in granules. Called with IPC locks held:
@@ -52,7 +57,10 @@ pub trait Ledger: Send + Sync {
 
 /// A task's kernel-memory ledger pays for its IPC objects.
 impl Ledger for crate::mm::kmem::Ledger {
-    fn take(&self, _: Kind, blocks: usize) -> Result<(), KernReturn> {
+    fn take(&self, kind: Kind, blocks: usize) -> Result<(), KernReturn> {
+        if kind == Kind::KernelRequest {
+            return self.take_blocks_over(blocks, crate::mm::kmem::KERNEL_REQUEST_OVERDRAFT);
+        }
         self.take_blocks(blocks)
     }
     fn give(&self, _: Kind, blocks: usize) {

@@ -131,6 +131,8 @@ pub(crate) struct PortState {
     /// A receiver / a sender asked to be woken (see `mqueue`).
     pub receivers_waiting: bool,
     pub senders_waiting: bool,
+    /// The kernel watches this kernel port's senders ([`Port::watch_senders`]).
+    pub watch_senders: bool,
 }
 
 pub struct Port {
@@ -154,6 +156,25 @@ const _: () = assert!(kmem::fits_granule(
     ),
     8
 ));
+
+/// What the kernel is told when a watched kernel port is down to one send right or none
+/// ([`set_senders_hook`]).
+static SENDERS_HOOK: spin::Once<fn(&Arc<Port>)> = spin::Once::new();
+
+/// Set what is called when a send right to a watched kernel port is released and at most
+/// one is left (once, at boot). It is called with no IPC lock held, from wherever the
+/// right died (a space's destruction among them), so it must only take note and leave
+/// the work (which may release more rights) for later; GNU Mach's no-senders
+/// notification to a kernel object (`ipc_kobject_notify`) plays this part there.
+pub fn set_senders_hook(f: fn(&Arc<Port>)) {
+    SENDERS_HOOK.call_once(|| f);
+}
+
+pub(crate) fn senders_hook(port: &Arc<Port>) {
+    if let Some(f) = SENDERS_HOOK.get() {
+        f(port);
+    }
+}
 
 /// Granules a port is charged.
 pub const PORT_BLOCKS: usize = 1;
@@ -188,6 +209,7 @@ impl Port {
                     dn_root: None,
                     receivers_waiting: false,
                     senders_waiting: false,
+                    watch_senders: false,
                 },
             ),
             _charge: charge,
@@ -307,6 +329,12 @@ impl Port {
     /// to be dropped by the caller with no IPC lock held.
     pub fn set_kobject(&self, kobject: Option<KObject>) -> Option<KObject> {
         core::mem::replace(&mut self.lock().kobject, kobject)
+    }
+
+    /// Ask for the senders hook ([`set_senders_hook`]) whenever a send right to this
+    /// port is released and at most one is left (a task's port: `kern::task`).
+    pub fn watch_senders(&self) {
+        self.lock().watch_senders = true;
     }
 
     /// A naked send right made from the receive right (GNU Mach `ipc_port_make_send`):

@@ -71,6 +71,17 @@ impl Right {
         }
     }
 
+    /// Granules prepaid for the message a send-once right will carry (0 for others).
+    pub fn prepaid_blocks(&self) -> usize {
+        self.prepaid.as_ref().map_or(0, Charge::blocks)
+    }
+
+    /// Take the prepaid charge of a send-once right, to pay for the message it is about
+    /// to carry (a kernel server's reply, `server::kobject`).
+    pub(crate) fn take_prepaid(&mut self) -> Option<Charge> {
+        self.prepaid.take()
+    }
+
     pub(crate) fn into_parts(mut self) -> (Arc<Port>, RightKind, Option<Charge>) {
         let port = self
             .port
@@ -269,16 +280,21 @@ impl Reaper {
     fn release_parts(&mut self, port: Arc<Port>, kind: RightKind, prepaid: Option<Charge>) {
         match kind {
             RightKind::Send => {
-                let nsrequest = {
+                let (nsrequest, watched) = {
                     let mut st = port.lock();
                     st.srights = st.srights.saturating_sub(1);
-                    if st.srights == 0 && st.active {
+                    let watched = st.active && st.watch_senders && st.srights <= 1;
+                    let nsrequest = if st.srights == 0 && st.active {
                         let mscount = st.mscount;
                         st.nsrequest.take().map(|r| (r, mscount))
                     } else {
                         None
-                    }
+                    };
+                    (nsrequest, watched)
                 };
+                if watched {
+                    super::port::senders_hook(&port);
+                }
                 drop(port);
                 if let Some((r, mscount)) = nsrequest {
                     self.notify(r, Notification::NoSenders(mscount));

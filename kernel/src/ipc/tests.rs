@@ -1673,6 +1673,92 @@ fn kernel_ports_carry_typed_objects() {
     Port::dealloc_kernel(host);
 }
 
+std::thread_local! {
+    static SENDERS_SEEN: RefCell<Vec<(u64, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The senders hook of these tests: the port and its send rights when called.
+fn record_senders(port: &Arc<Port>) {
+    let srights = port.status().srights;
+    SENDERS_SEEN.with(|s| s.borrow_mut().push((port.id(), srights)));
+}
+
+fn senders_seen() -> Vec<(u64, u32)> {
+    port::set_senders_hook(record_senders);
+    SENDERS_SEEN.with(|s| core::mem::take(&mut *s.borrow_mut()))
+}
+
+#[test]
+fn watched_kernel_ports_report_their_last_senders() {
+    let l = ledger();
+    let (a, b) = (space(&l), space(&l));
+    let _ = senders_seen();
+    let watched = Port::alloc_kernel(&dyn_ledger(&l), None).unwrap();
+    watched.watch_senders();
+    let plain = Port::alloc_kernel(&dyn_ledger(&l), None).unwrap();
+    let in_a = a.copyout(watched.make_send().unwrap(), false).unwrap();
+    let in_b = b.copyout(watched.make_send().unwrap(), false).unwrap();
+    let extra = watched.make_send().unwrap();
+    let plain_in_a = a.copyout(plain.make_send().unwrap(), false).unwrap();
+    assert!(a.holds_send(&watched) && b.holds_send(&watched));
+    assert!(a.names_kernel_port(in_a) && !a.names_kernel_port(n(77)));
+    // Three senders, down to two: not reported.
+    drop(extra);
+    assert_eq!(senders_seen(), vec![]);
+    // Down to one, then none: each reported, with what is left.
+    a.deallocate(in_a).unwrap();
+    assert!(!a.holds_send(&watched));
+    assert_eq!(senders_seen(), vec![(watched.id(), 1)]);
+    b.destroy();
+    assert_eq!(senders_seen(), vec![(watched.id(), 0)]);
+    // A port nobody watches is never reported.
+    a.deallocate(plain_in_a).unwrap();
+    assert_eq!(senders_seen(), vec![]);
+    let _ = in_b;
+    Port::dealloc_kernel(watched);
+    Port::dealloc_kernel(plain);
+    drop((a, b));
+    assert_eq!(l.total(), 0);
+}
+
+#[test]
+fn a_kernel_request_makes_its_reply_right_past_a_refusing_ledger() {
+    let l = ledger();
+    let s = space(&l);
+    let kernel = Port::alloc_kernel(&dyn_ledger(&ledger()), None).unwrap();
+    let name = s.copyout(kernel.make_send().unwrap(), false).unwrap();
+    let reply = {
+        l.set_limit(usize::MAX);
+        let r = s.allocate(R_RECV).unwrap();
+        l.set_limit(l.total());
+        r
+    };
+    let bits = msgh_bits::make(CopySend as u32, MakeSendOnce as u32);
+    // At the limit a send-once right for the reply cannot be prepaid as such...
+    assert_eq!(
+        s.copyin_header(bits, name, reply).err(),
+        Some(MsgReturn::SEND_NO_BUFFER)
+    );
+    // ...and the ledger is asked again for a kernel request (this one refuses it too,
+    // having no overdraft), with the space left as it was each time.
+    assert_eq!(
+        s.copyin_header_kernel_request(bits, name, reply).err(),
+        Some(MsgReturn::SEND_NO_BUFFER)
+    );
+    assert_eq!(l.of(Kind::KernelRequest), 0);
+    l.set_limit(l.total() + 1);
+    let h = s.copyin_header_kernel_request(bits, name, reply).unwrap();
+    assert_eq!(
+        l.of(Kind::SendOnce),
+        1,
+        "the ledger had room: a SendOnce charge"
+    );
+    drop(h);
+    Port::dealloc_kernel(kernel);
+    drop(s);
+    assert_eq!(l.total(), 0);
+}
+
 // ---------------------------------------------------------------- accounting
 
 #[test]
@@ -1772,6 +1858,7 @@ fn kind_at(k: usize) -> Kind {
         Kind::Message,
         Kind::SendOnce,
         Kind::Request,
+        Kind::KernelRequest,
     ][k]
 }
 

@@ -399,6 +399,29 @@ impl Space {
         reply_name: PortName,
         notify: PortName,
     ) -> Result<CopiedHeader, MsgReturn> {
+        self.copyin_header_with(bits, dest_name, reply_name, notify, false)
+    }
+
+    /// [`copyin_header`](Self::copyin_header) for a request to a kernel object that its
+    /// sender could not pay for (`Kind::KernelRequest`): a send-once right it makes for
+    /// the reply is prepaid the same way if the space's ledger refuses it as `SendOnce`.
+    pub fn copyin_header_kernel_request(
+        &self,
+        bits: u32,
+        dest_name: PortName,
+        reply_name: PortName,
+    ) -> Result<CopiedHeader, MsgReturn> {
+        self.copyin_header_with(bits, dest_name, reply_name, PortName::NULL, true)
+    }
+
+    fn copyin_header_with(
+        &self,
+        bits: u32,
+        dest_name: PortName,
+        reply_name: PortName,
+        notify: PortName,
+        kernel_request: bool,
+    ) -> Result<CopiedHeader, MsgReturn> {
         let notify_port = if notify == PortName::NULL {
             None
         } else {
@@ -428,6 +451,13 @@ impl Space {
         let charge = |d: Option<Disposition>| -> Result<Option<Charge>, MsgReturn> {
             if d == Some(Disposition::MakeSendOnce) {
                 Charge::new(self.ledger(), Kind::SendOnce, 1)
+                    .or_else(|e| {
+                        if kernel_request {
+                            Charge::new(self.ledger(), Kind::KernelRequest, 1)
+                        } else {
+                            Err(e)
+                        }
+                    })
                     .map(Some)
                     .map_err(|_| MsgReturn::SEND_NO_BUFFER)
             } else {
@@ -568,6 +598,27 @@ impl Space {
                 Err(MsgReturn::SEND_INVALID_REPLY)
             }
         }
+    }
+
+    /// Whether `name` holds a send or send-once right to a port the kernel serves (a
+    /// kernel object's), as a look only: nothing is copied in.
+    pub fn names_kernel_port(&self, name: PortName) -> bool {
+        let st = self.lock();
+        st.active
+            && st.entries.get(&name.0).is_some_and(|e| {
+                e.ty & (SEND | SEND_ONCE) != 0 && e.port().is_some_and(|p| p.is_kernel())
+            })
+    }
+
+    /// Whether this space holds a send right to `port` (under any name).
+    pub fn holds_send(&self, port: &Port) -> bool {
+        let st = self.lock();
+        st.active
+            && st
+                .reverse
+                .get(&port.id())
+                .and_then(|name| st.entries.get(name))
+                .is_some_and(|e| e.ty & SEND != 0)
     }
 
     /// What copying a send right to `port` out into this space with `overflow` does when

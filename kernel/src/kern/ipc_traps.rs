@@ -44,9 +44,10 @@ use mach_abi::message::{TypeDesc, option};
 use mach_abi::traps::VM_MAX_USER_ADDRESS;
 use mach_abi::traps::temporary::RENDEZVOUS_SLOTS;
 
-/// Set the IPC core's wake-up hook (once, at boot).
+/// Set the IPC core's wake-up hook and the task ports' senders hook (once, at boot).
 pub fn init() {
     crate::ipc::mqueue::set_wakeup(wakeup);
+    crate::kern::task::init();
 }
 
 pub(crate) fn event_of(key: WaitKey) -> Event {
@@ -617,15 +618,25 @@ fn send(
         }
     }
     let ledger: Arc<dyn Ledger> = thread.task.kmem.clone();
-    let mut kmsg = match Kmsg::new(
-        &ledger,
-        KmsgShape {
-            body_len,
-            ports: counts.ports,
-            ool: counts.ool,
-        },
-    ) {
+    let shape = KmsgShape {
+        body_len,
+        ports: counts.ports,
+        ool: counts.ool,
+    };
+    // A small, simple request to a kernel object is served and freed before this trap
+    // returns: a task at its limit may still send it, and make the reply right it needs,
+    // as a bounded overdraft (`ipc::Kind::KernelRequest`), so that it can ask the kernel
+    // to free what it holds (`mach_port_mod_refs`, ...).
+    let kernel_request =
+        || !complex && shape.blocks() == Some(1) && space.names_kernel_port(PortName(dest));
+    let mut kmsg = match Kmsg::new(&ledger, shape) {
         Ok(k) => k,
+        Err(e) if e == MsgReturn::SEND_NO_BUFFER && kernel_request() => {
+            match Kmsg::new_as(&ledger, shape, crate::ipc::Kind::KernelRequest) {
+                Ok(k) => k,
+                Err(e) => return e,
+            }
+        }
         Err(e) => return e,
     };
     // The body.
@@ -654,7 +665,13 @@ fn send(
         }
         space.copyin_header_cancel(bits, PortName(dest), PortName(reply), notify)
     } else {
-        space.copyin_header(bits, PortName(dest), PortName(reply))
+        match space.copyin_header(bits, PortName(dest), PortName(reply)) {
+            // All or nothing: nothing was copied in, so it can be tried again.
+            Err(e) if e == MsgReturn::SEND_NO_BUFFER && kernel_request() => {
+                space.copyin_header_kernel_request(bits, PortName(dest), PortName(reply))
+            }
+            r => r,
+        }
     };
     let copied = match copied {
         Ok(c) => c,

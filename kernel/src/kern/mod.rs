@@ -5,6 +5,7 @@ pub mod bootargs;
 pub mod device;
 pub mod exception;
 pub mod gsync;
+pub mod lifetime;
 pub mod name;
 pub mod sched;
 

@@ -1,10 +1,13 @@
 //! The trap table: GNU Mach's trap numbers (`svc #0`, negated number in `w8`, arguments in
-//! `x0`-`x7`, result in `x0`) and, marked as such, temporary traps numbered from 1000 that
-//! stand in for IPC interfaces not written yet. Every pointer from user space goes through
-//! `copyin`/`copyout`; a bad one is an error code, never a kernel fault.
+//! `x0`-`x7`, result in `x0`; a trap with more than eight arguments finds the rest on the
+//! user stack, the ninth at `sp`) and, marked as such, temporary traps numbered from 1000
+//! that stand in for IPC interfaces not written yet. Every pointer from user space goes
+//! through `copyin`/`copyout`; a bad one is an error code (or, for the stacked arguments,
+//! `EXC_BAD_ACCESS`), never a kernel fault.
 
 extern crate alloc;
 
+use crate::arch::context::FpState;
 use crate::arch::exception::TrapFrame;
 use crate::kern::sched;
 use crate::kern::sched::waitq::Event;
@@ -16,7 +19,8 @@ use core::sync::atomic::Ordering;
 use mach_abi::KernReturn;
 use mach_abi::exception::{EXC_AARCH64_SVC, EXC_SOFTWARE};
 use mach_abi::thread_state::{
-    AARCH64_THREAD_STATE, AARCH64_THREAD_STATE_COUNT, Aarch64ThreadState,
+    AARCH64_FLOAT_STATE, AARCH64_FLOAT_STATE_COUNT, AARCH64_THREAD_STATE, Aarch64FloatState,
+    Aarch64ThreadState,
 };
 use mach_abi::traps::{self, MACH_PRINT_MAX, VM_MAX_USER_ADDRESS, temporary};
 
@@ -74,6 +78,12 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
         traps::THREAD_SWITCH => {
             let r = thread_switch(thread, a[0] as u32, a[1], a[2] & 0xffff_ffff);
             result(frame, r);
+        }
+        traps::VM_MAP => {
+            let Some(rest) = stack_args::<{ traps::VM_MAP_ARGS - 8 }>(frame, thread) else {
+                return;
+            };
+            frame.set_result(0, vm_map(thread, a, rest));
         }
         traps::VM_ALLOCATE => frame.set_result(0, vm_allocate(thread, a[0], a[1], a[2], a[3] != 0)),
         traps::VM_DEALLOCATE => {
@@ -147,6 +157,55 @@ pub fn handle_svc(frame: &mut TrapFrame, thread: &Arc<Thread>) {
             u64::from(immediate),
         ),
     }
+}
+
+/// The arguments of a trap past the eighth (`N` of them), from the user stack as GNU
+/// Mach's AArch64 trap entry reads them: the ninth at `sp`, each next one 8 bytes above
+/// (where AAPCS64 puts a call's stacked arguments; the trap stub leaves `sp` alone). As
+/// there, the words are read in pairs (`N` rounded up to even), from the top pair down,
+/// high word first, after a check that the top lies in the user half; the first word that
+/// cannot be read, or the top if it is out of range, raises `EXC_BAD_ACCESS` with the
+/// copy's code (`KERN_INVALID_ADDRESS` for no memory) and that address, as a fault would,
+/// and gives `None`: the trap is not made, and a handler that resumes the thread resumes
+/// it after the `svc`, its `x0` as the handler left it.
+fn stack_args<const N: usize>(frame: &mut TrapFrame, thread: &Arc<Thread>) -> Option<[u64; N]> {
+    let sp = frame.user_sp();
+    let words = N.next_multiple_of(2);
+    let mut args = [0u64; N];
+    let top = sp.checked_add(8 * words as u64);
+    let mut failed = match top {
+        Some(top) if top < VM_MAX_USER_ADDRESS => None,
+        _ => Some((
+            KernReturn::InvalidAddress,
+            sp.wrapping_add(8 * words as u64),
+        )),
+    };
+    for i in (0..words).rev() {
+        if failed.is_some() {
+            break;
+        }
+        let address = sp + 8 * i as u64;
+        let mut word = [0u8; 8];
+        match with_map(thread, |map| map.copyin(address, &mut word)) {
+            Ok(()) => {
+                if let Some(arg) = args.get_mut(i) {
+                    *arg = u64::from_le_bytes(word);
+                }
+            }
+            Err(kr) => failed = Some((kr, address)),
+        }
+    }
+    if let Some((kr, address)) = failed {
+        trap::user_exception_raise(
+            frame,
+            thread,
+            mach_abi::exception::EXC_BAD_ACCESS,
+            kr.code() as u64,
+            address,
+        );
+        return None;
+    }
+    Some(args)
 }
 
 /// The event a user address names within the caller's task.
@@ -252,6 +311,70 @@ fn mach_print(thread: &Thread, string: u64) -> Result<(), KernReturn> {
     Ok(())
 }
 
+/// `syscall_vm_map(target_task, *address, size, mask, anywhere, memory_object, offset,
+/// copy, cur_protection, max_protection, inheritance)` (64): the RPC's routine
+/// (`server::mach::vm_map`) on the named task, the address word read from and written to
+/// the caller's memory as `vm_allocate`'s. The memory object is a name in the caller's
+/// space (a copy of its send right is taken: `KERN_INVALID_NAME` and the like as for any
+/// copy-in); a null or dead name is zero-fill memory. Arguments 9-11 (the protections and
+/// the inheritance) come from the stack; `copy` is ignored, as by the RPC.
+fn vm_map(thread: &Thread, a: [u64; 8], stacked: [u64; 3]) -> u64 {
+    use crate::ipc::abi::Disposition;
+    use crate::server::mach::{MemoryObject, VmMapArgs};
+    let Some(task) = ipc_traps::task_of(thread, a[0]) else {
+        return MACH_SEND_INTERRUPTED;
+    };
+    let Some(space) = thread.task.ipc.as_ref() else {
+        return KernReturn::InvalidTask.as_reg();
+    };
+    let object_name = a[5] as u32;
+    // GNU Mach's `MACH_PORT_NAME_VALID`: neither null nor dead.
+    let object = if object_name == 0 || object_name == u32::MAX {
+        MemoryObject::Null
+    } else {
+        match space.copyin(crate::ipc::PortName(object_name), Disposition::CopySend) {
+            // A dead name stands for a dead port: zero-fill memory, as for the RPC.
+            Ok(crate::ipc::MsgPort::Right(right)) => {
+                let port = right.port();
+                let kobject = if port.is_kernel() {
+                    port.kobject()
+                } else {
+                    None
+                };
+                drop(right);
+                MemoryObject::Port(kobject)
+            }
+            Ok(_) => MemoryObject::Null,
+            Err(kr) => return kr.as_reg(),
+        }
+    };
+    let mut word = [0u8; 8];
+    if with_map(thread, |map| map.copyin(a[1], &mut word)).is_err() {
+        return KernReturn::InvalidAddress.as_reg();
+    }
+    let args = VmMapArgs {
+        address: u64::from_le_bytes(word),
+        size: a[2],
+        mask: a[3],
+        anywhere: a[4] as u32 != 0,
+        object,
+        offset: a[6],
+        cur_protection: stacked[0] as i32,
+        max_protection: stacked[1] as i32,
+        inheritance: stacked[2] as i32,
+    };
+    let size = args.size;
+    let start = match crate::server::mach::vm_map(&*task, args) {
+        Ok(start) => start,
+        Err(kr) => return kr.as_reg(),
+    };
+    if with_map(thread, |map| map.copyout(a[1], &start.to_le_bytes())).is_err() {
+        let _ = with_task_map(&task, |map| map.deallocate(start, size));
+        return KernReturn::InvalidAddress.as_reg();
+    }
+    KernReturn::Success.as_reg()
+}
+
 /// `syscall_vm_allocate(target_task, *address, size, anywhere)`.
 fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bool) -> u64 {
     let Some(task) = ipc_traps::task_of(thread, task) else {
@@ -276,8 +399,16 @@ fn vm_allocate(thread: &Thread, task: u64, address: u64, size: u64, anywhere: bo
     KernReturn::Success.as_reg()
 }
 
-/// `thread_set_self_state(flavor, state, count)`: replace the caller's registers; the trap
-/// then "returns" into the new state.
+/// Most 32-bit words `thread_set_self_state` takes (GNU Mach's bound).
+const SELF_STATE_MAX_WORDS: u64 = 1024;
+
+/// `thread_set_self_state(flavor, state, count)` (77, GNU Mach `kern/ipc_mig.c`): set the
+/// caller's own state as `thread_set_state` would another's. `count` is in 32-bit words,
+/// 1 to 1024, else `KERN_INVALID_ARGUMENT`, as is state it cannot read. With
+/// `AARCH64_THREAD_STATE` the trap does not return: the thread goes on from the new
+/// registers (`x0` included). With `AARCH64_FLOAT_STATE` the FP/SIMD registers are loaded
+/// and the trap returns `KERN_SUCCESS`. Another flavor, a short count or a `cpsr` that is
+/// not EL0's: `KERN_INVALID_ARGUMENT`, nothing changed.
 fn thread_set_self_state(
     frame: &mut TrapFrame,
     thread: &Thread,
@@ -285,20 +416,56 @@ fn thread_set_self_state(
     state: u64,
     count: u64,
 ) {
-    if flavor != AARCH64_THREAD_STATE as u64 || count < AARCH64_THREAD_STATE_COUNT as u64 {
+    if count == 0 || count > SELF_STATE_MAX_WORDS {
         return ret(frame, KernReturn::InvalidArgument);
     }
-    let mut bytes = [0u8; core::mem::size_of::<Aarch64ThreadState>()];
-    if let Err(kr) = with_map(thread, |map| map.copyin(state, &mut bytes)) {
-        return ret(frame, kr);
+    let mut words = [0u32; AARCH64_FLOAT_STATE_COUNT as usize];
+    let n = (count as usize).min(words.len());
+    let mut bytes = [0u8; AARCH64_FLOAT_STATE_COUNT as usize * 4];
+    // The whole count is the caller's to have readable, as GNU Mach copies it all in.
+    let readable = with_map(thread, |map| {
+        let mut rest = [0u8; 64];
+        let mut at = n as u64 * 4;
+        while at < count * 4 {
+            let len = (count * 4 - at).min(rest.len() as u64) as usize;
+            map.copyin(state.wrapping_add(at), &mut rest[..len])?;
+            at += len as u64;
+        }
+        map.copyin(state, &mut bytes[..n * 4])
+    });
+    if readable.is_err() {
+        return ret(frame, KernReturn::InvalidArgument);
     }
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
-    let registers: [u64; 31] = core::array::from_fn(word);
-    frame.set_user_registers(&registers, word(31), word(32), word(34));
-    // The caller runs on this CPU: its TLS register is live now.
-    crate::arch::cpu::set_user_tls(word(33));
+    for (w, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+        *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    let words = &words[..n];
+    match flavor as u32 {
+        AARCH64_THREAD_STATE => {
+            let Some(s) = Aarch64ThreadState::from_words(words).filter(|s| s.cpsr & 0x1f == 0)
+            else {
+                return ret(frame, KernReturn::InvalidArgument);
+            };
+            frame.set_user_registers(&s.x, s.sp, s.pc, s.cpsr);
+            // The caller runs on this CPU: its TLS register is live now.
+            crate::arch::cpu::set_user_tls(s.tpidr_el0);
+        }
+        AARCH64_FLOAT_STATE => {
+            let Some(s) = Aarch64FloatState::from_words(words) else {
+                return ret(frame, KernReturn::InvalidArgument);
+            };
+            let fp = FpState {
+                v: s.v,
+                fpsr: s.fpsr,
+                fpcr: s.fpcr,
+            };
+            // SAFETY: the caller's FP/SIMD registers are live on this CPU while it runs
+            // (they are switched eagerly, `kern::sched`), and the kernel is not preempted
+            // before it returns to user mode, so loading them is setting them; FP access
+            // is enabled at EL1 for the switch code's use; `fp` is a valid local.
+            unsafe { crate::arch::context::restore_fp(&fp) };
+            ret(frame, KernReturn::Success);
+        }
+        _ => ret(frame, KernReturn::InvalidArgument),
+    }
 }

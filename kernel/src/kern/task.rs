@@ -1,6 +1,15 @@
 //! Tasks: an address space and the threads that run in it. The kernel's own task has no
 //! user address space; it owns the idle threads. When the last user task goes, the boot
 //! CPU is told (the run is over).
+//!
+//! A task lives while it is referenced, as in GNU Mach: one whose last thread ends (or
+//! that never had one, from `task_create`) goes on, its port alive, until `task_terminate`
+//! — or until no task but itself can name it any more (no send right to its port outside
+//! its own space: nobody could ever terminate it), when the kernel ends it. The exception
+//! is a program the kernel started (the first tasks, `kern::loader`): it is the whole
+//! program, and ends with its last thread, as before; and once every such program has
+//! ended, so does every task left without threads (the run is over; threadless tasks that
+//! name each other would otherwise keep it going). The rule is `kern::lifetime`'s.
 
 extern crate alloc;
 
@@ -70,8 +79,77 @@ pub struct Task {
     pub messages_received: AtomicU64,
     /// The root node of `threads` (each entry is charged with its thread).
     _threads_root: Option<Charge>,
+    /// A program the kernel started: it ends when its last thread does. A task made by
+    /// `task_create` outlives its threads (see the module comment).
+    pub ends_with_threads: bool,
+    /// Its IPC has been torn down ([`Task::ipc_teardown`]): it is ending.
+    torn_down: AtomicBool,
+    /// Found unreachable and threadless: [`reap_orphans`] ends it.
+    reap_pending: AtomicBool,
     /// What a task made by `task_create` costs its parent (`CHILD_BLOCKS`).
     _creation: Option<Charge>,
+}
+
+/// Tasks marked `reap_pending` and not yet ended.
+static ORPHANS: AtomicUsize = AtomicUsize::new(0);
+/// Programs the kernel started (`ends_with_threads`) not yet ended. Once none is left,
+/// the tasks they made that have no threads are ended too, whoever can name them: the
+/// machine's programs are over, and the run ends when every task has gone (threadless
+/// tasks naming each other in a cycle would otherwise outlive it).
+static PROGRAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// A program the kernel started has ended: the last one marks every task without threads.
+fn program_ended() {
+    if PROGRAMS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        each_task(|task| task.mark_if_orphaned());
+    }
+}
+
+/// The senders hook (`ipc::port::set_senders_hook`) for task ports: a send right to
+/// `port` has gone and at most one is left. A task with no threads that no other task can
+/// name is marked to be ended; nothing more here, as this runs wherever the right died
+/// (perhaps in the middle of another space's destruction).
+fn task_senders_gone(port: &Arc<Port>) {
+    let Some(task) = port
+        .kobject()
+        .and_then(|k| k.get::<Task>(KObjectKind::Task))
+    else {
+        return;
+    };
+    task.mark_if_orphaned();
+}
+
+/// Set the senders hook for task ports (once, at boot).
+pub fn init() {
+    crate::ipc::port::set_senders_hook(task_senders_gone);
+}
+
+/// Whether some task waits to be ended by [`reap_orphans`] (a load, for the way to user
+/// mode).
+#[inline(always)]
+pub fn orphans_pending() -> bool {
+    ORPHANS.load(Ordering::Relaxed) != 0
+}
+
+/// End every task marked as threadless and unreachable, and those their ends make so, one
+/// after the other (never nested, however long a chain of tasks naming each other only
+/// through their dying spaces). Called by a thread on its way to user mode or out of
+/// existence, with no lock held.
+pub fn reap_orphans() {
+    while ORPHANS.load(Ordering::Acquire) != 0 {
+        let mut found = false;
+        each_task(|task| {
+            if task.reap_pending.swap(false, Ordering::AcqRel) {
+                ORPHANS.fetch_sub(1, Ordering::AcqRel);
+                found = true;
+                task.ipc_teardown();
+            }
+        });
+        if !found {
+            // The marked tasks left are being dropped: each uncounts itself (`Drop`).
+            break;
+        }
+    }
 }
 
 /// Kernel heap granules a task made by `task_create` is charged to its parent: its `Task`
@@ -146,15 +224,19 @@ impl Task {
                     messages_sent: AtomicU64::new(0),
                     messages_received: AtomicU64::new(0),
                     _threads_root: None,
+                    ends_with_threads: false,
+                    torn_down: AtomicBool::new(false),
+                    reap_pending: AtomicBool::new(false),
                     _creation: None,
                 })
             })
             .clone()
     }
 
-    /// A new user task with an empty address space and its own kernel-memory ledger.
+    /// A new user task with an empty address space and its own kernel-memory ledger: a
+    /// program the kernel starts, which ends with its last thread.
     pub fn new_user(name: &str) -> Option<Arc<Task>> {
-        Self::new_user_charged(name.as_bytes(), None)
+        Self::new_user_charged(name.as_bytes(), None, true)
     }
 
     /// A task for `task_create`: as [`new_user`](Self::new_user), with `CHILD_BLOCKS`
@@ -163,7 +245,7 @@ impl Task {
     pub fn new_child(parent: &Task) -> Result<Arc<Task>, mach_abi::KernReturn> {
         let charge = parent.kmem.charge(CHILD_BLOCKS)?;
         let name = parent.name.get();
-        let child = Self::new_user_charged(crate::kern::name::trimmed(&name), Some(charge))
+        let child = Self::new_user_charged(crate::kern::name::trimmed(&name), Some(charge), false)
             .ok_or(mach_abi::KernReturn::ResourceShortage)?;
         // GNU Mach `task_create`: the parent's priority and maximum.
         let priority = parent.priority.load(Ordering::Relaxed);
@@ -210,7 +292,11 @@ impl Task {
         }
     }
 
-    fn new_user_charged(name: &[u8], creation: Option<Charge>) -> Option<Arc<Task>> {
+    fn new_user_charged(
+        name: &[u8],
+        creation: Option<Charge>,
+        ends_with_threads: bool,
+    ) -> Option<Arc<Task>> {
         let ledger = kmem::task_ledger();
         // The root of its threads table and its share of the task list.
         let threads_root = ledger.charge(2).ok()?;
@@ -219,6 +305,9 @@ impl Task {
         let dyn_ledger: Arc<dyn ipc::Ledger> = ledger.clone();
         let ipc_space = Space::new(&dyn_ledger).ok()?;
         USER_TASKS.fetch_add(1, Ordering::AcqRel);
+        if ends_with_threads {
+            PROGRAMS.fetch_add(1, Ordering::AcqRel);
+        }
         let task = Arc::new(Task {
             id: TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             name: DebugName::new(name),
@@ -242,6 +331,9 @@ impl Task {
             messages_sent: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             _threads_root: Some(threads_root),
+            ends_with_threads,
+            torn_down: AtomicBool::new(false),
+            reap_pending: AtomicBool::new(false),
             _creation: creation,
         });
         crate::kern::sched::pset::note_task_created(&task);
@@ -251,6 +343,7 @@ impl Task {
             Some(KObject::new(KObjectKind::Task, task.clone())),
         )
         .ok()?;
+        port.watch_senders();
         task.self_port.call_once(|| port);
         TASKS.lock().insert(task.id, Arc::downgrade(&task));
         Some(task)
@@ -263,10 +356,62 @@ impl Task {
         copyout_send(self.self_port.get(), space)
     }
 
+    /// Whether the task has no threads and no other task can name it: no send right to
+    /// its port exists but the one its own space may hold (a task that ran has one from
+    /// `mach_task_self`). Rights in messages count as held. Once every program the kernel
+    /// started has ended, any task without threads is (`kern::lifetime::must_end`).
+    pub fn is_orphaned(&self) -> bool {
+        if self.live_threads.load(Ordering::SeqCst) != 0 || self.torn_down.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Some(port) = self.self_port.get() else {
+            return false;
+        };
+        let status = port.status();
+        if !status.active {
+            return false;
+        }
+        let own = self
+            .ipc
+            .as_ref()
+            .is_some_and(|space| space.holds_send(port));
+        crate::kern::lifetime::must_end(
+            self.live_threads.load(Ordering::SeqCst),
+            status.srights,
+            own,
+            PROGRAMS.load(Ordering::Acquire),
+        )
+    }
+
+    /// Mark the task for [`reap_orphans`] if [`is_orphaned`](Self::is_orphaned).
+    fn mark_if_orphaned(&self) {
+        if self.is_orphaned() && !self.reap_pending.swap(true, Ordering::AcqRel) {
+            ORPHANS.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Its last thread has left (`Thread::detach_from_task`): a program the kernel
+    /// started, a task being terminated, or one nobody else can name ends now; any other
+    /// lives on without threads (GNU Mach) until `task_terminate` or until the last send
+    /// right to its port outside itself dies.
+    pub fn last_thread_gone(&self) {
+        if self.ends_with_threads || self.terminating.load(Ordering::SeqCst) || self.is_orphaned() {
+            self.ipc_teardown();
+        }
+    }
+
     /// The task's IPC at its death (its last thread is exiting): every right in its space
     /// released, the ports it held destroyed, its kernel port dead (which drops the port's
     /// reference to the task). Idempotent.
     pub fn ipc_teardown(&self) {
+        if self.torn_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.ends_with_threads {
+            program_ended();
+        }
+        // No new thread from now on.
+        self.terminating.store(true, Ordering::SeqCst);
         crate::kern::ipc_traps::rendezvous_forget(self.id);
         if let Some(space) = &self.ipc {
             space.destroy();
@@ -339,6 +484,13 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
+        if self.reap_pending.swap(false, Ordering::AcqRel) {
+            ORPHANS.fetch_sub(1, Ordering::AcqRel);
+        }
+        // A program that never ran (its loading failed) ends here.
+        if self.ends_with_threads && !self.torn_down.swap(true, Ordering::AcqRel) {
+            program_ended();
+        }
         // Free the address space now, so that when the last task is reported gone its
         // frames are back with the allocator.
         let was_user = self.map.take().is_some();

@@ -623,7 +623,8 @@ impl Thread {
     }
 
     /// Take the thread out of its task's accounts (it is exiting): its kernel port dies
-    /// and, if it was the task's last thread, so does the task's IPC (`Task::ipc_teardown`).
+    /// and, if it was the task's last thread, the task is told (`Task::last_thread_gone`:
+    /// it ends, or lives on without threads).
     pub fn detach_from_task(self: &Arc<Self>) {
         // Its times go to the task's account of ended threads (`task_info`).
         self.task
@@ -639,7 +640,7 @@ impl Thread {
         let last = self.task.live_threads.fetch_sub(1, Ordering::AcqRel) == 1;
         self.task.threads.lock().remove(&self.id);
         if last {
-            self.task.ipc_teardown();
+            self.task.last_thread_gone();
         }
     }
 }

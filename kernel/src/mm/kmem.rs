@@ -62,6 +62,12 @@ pub const fn btree_nodes(n: usize) -> usize {
     n.div_ceil(BTREE_MIN_KEYS)
 }
 
+/// Granules a task's requests to kernel objects may take beyond its limit (and all
+/// tasks' beyond the budget) when it cannot pay for them (`ipc::Kind::KernelRequest`):
+/// each is one granule, served and freed before its trap returns, so no more are
+/// outstanding than CPUs serve kernel requests at once (`server::kobject`'s pool).
+pub const KERNEL_REQUEST_OVERDRAFT: usize = 8;
+
 /// The kernel-wide limit on what all tasks together may have charged.
 pub struct Budget {
     /// Bytes that may be charged.
@@ -91,8 +97,8 @@ impl Budget {
         self.charged.load(Ordering::Acquire)
     }
 
-    fn take(&self, bytes: usize) -> bool {
-        take(&self.charged, self.limit(), bytes)
+    fn take(&self, bytes: usize, over: usize) -> bool {
+        take(&self.charged, self.limit().saturating_add(over), bytes)
     }
 
     fn give(&self, bytes: usize) {
@@ -100,8 +106,12 @@ impl Budget {
     }
 }
 
-/// Add `bytes` to `counter` unless that passes `limit`.
+/// Add `bytes` to `counter` unless that passes `limit` (nothing always fits, even past
+/// the limit, where an overdraft may have taken the counter).
 fn take(counter: &AtomicUsize, limit: usize, bytes: usize) -> bool {
+    if bytes == 0 {
+        return true;
+    }
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
             now.checked_add(bytes).filter(|&sum| sum <= limit)
@@ -150,10 +160,18 @@ impl Ledger {
     ///
     /// [`give_blocks`]: Ledger::give_blocks
     pub fn take_blocks(&self, blocks: usize) -> Result<(), KernReturn> {
+        self.take_blocks_over(blocks, 0)
+    }
+
+    /// [`take_blocks`](Ledger::take_blocks), allowed to pass the task's limit (and the
+    /// budget's) by up to `over` granules: for what is freed before the task's trap
+    /// returns (`ipc::Kind::KernelRequest`), so that the excess is bounded by the CPUs
+    /// that can be in such a trap at once.
+    pub fn take_blocks_over(&self, blocks: usize, over: usize) -> Result<(), KernReturn> {
         let bytes = blocks
             .checked_mul(GRANULE)
             .ok_or(KernReturn::ResourceShortage)?;
-        self.take(bytes)
+        self.take(bytes, over.saturating_mul(GRANULE))
     }
 
     /// Give back granules charged by [`take_blocks`](Ledger::take_blocks).
@@ -161,11 +179,11 @@ impl Ledger {
         self.give(blocks * GRANULE);
     }
 
-    fn take(&self, bytes: usize) -> Result<(), KernReturn> {
-        if !take(&self.charged, self.limit, bytes) {
+    fn take(&self, bytes: usize, over: usize) -> Result<(), KernReturn> {
+        if !take(&self.charged, self.limit.saturating_add(over), bytes) {
             return Err(KernReturn::ResourceShortage);
         }
-        if !self.budget.take(bytes) {
+        if !self.budget.take(bytes, over) {
             self.charged.fetch_sub(bytes, Ordering::AcqRel);
             return Err(KernReturn::ResourceShortage);
         }
@@ -195,7 +213,7 @@ impl Charge {
         let bytes = blocks
             .checked_mul(GRANULE)
             .ok_or(KernReturn::ResourceShortage)?;
-        self.ledger.take(bytes)?;
+        self.ledger.take(bytes, 0)?;
         self.bytes += bytes;
         Ok(())
     }
@@ -295,6 +313,31 @@ mod tests {
         drop(held);
         assert_eq!(task.charged(), 0);
         assert_eq!(b.charged(), 0);
+    }
+
+    #[test]
+    fn kernel_requests_may_pass_the_limit_by_the_overdraft_only() {
+        use crate::ipc::Kind;
+        let b = budget(100 * GRANULE);
+        let task = Arc::new(Ledger::new(b, 4 * GRANULE));
+        let full = task.charge(4).unwrap();
+        assert!(crate::ipc::Ledger::take(&*task, Kind::Message, 1).is_err());
+        // Nothing always fits, even at (or past) the limit.
+        assert!(task.charge(0).is_ok());
+        for _ in 0..KERNEL_REQUEST_OVERDRAFT {
+            crate::ipc::Ledger::take(&*task, Kind::KernelRequest, 1).unwrap();
+        }
+        assert_eq!(
+            crate::ipc::Ledger::take(&*task, Kind::KernelRequest, 1).err(),
+            Some(KernReturn::ResourceShortage),
+            "no further than the overdraft"
+        );
+        assert!(task.charge(0).is_ok());
+        for _ in 0..KERNEL_REQUEST_OVERDRAFT {
+            crate::ipc::Ledger::give(&*task, Kind::KernelRequest, 1);
+        }
+        drop(full);
+        assert_eq!((task.charged(), b.charged()), (0, 0));
     }
 
     #[test]

@@ -130,7 +130,22 @@ fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 8] {
 /// out-of-line arrays come on top, for the queries that return them (`make_reply`).
 /// An id no server knows gets an error reply (`MIG_BAD_ID`, 48 bytes).
 fn reply_blocks(id: i32) -> usize {
-    let size = mach::max_reply_size(id)
+    let size = max_reply_size(id).unwrap_or(48).min(REPLY_MAX);
+    let body_len = size.saturating_sub(HEADER_SIZE);
+    KmsgShape {
+        body_len,
+        // A right's slot takes 8 bytes of the body, a region's descriptor and address 16.
+        ports: (body_len / 8).min(MAX_PORTS),
+        ool: (body_len / 16).min(MAX_REGIONS + 1),
+    }
+    .blocks()
+    .unwrap_or(usize::MAX)
+}
+
+/// The largest reply to request `id`, from the generated tables (`None`: no server knows
+/// the id; its error reply has only a code).
+fn max_reply_size(id: i32) -> Option<usize> {
+    mach::max_reply_size(id)
         .or(mach_host::max_reply_size(id))
         .or(mach_port::max_reply_size(id))
         .or(mach_debug::max_reply_size(id))
@@ -138,14 +153,19 @@ fn reply_blocks(id: i32) -> usize {
         .or(gnumach::max_reply_size(id))
         .or(device::max_reply_size(id))
         .or(armach_trace::max_reply_size(id))
-        .unwrap_or(48)
-        .min(REPLY_MAX);
-    let body_len = size.saturating_sub(HEADER_SIZE);
+}
+
+/// Whether every reply to request `id` is a return code alone (48 bytes, no rights).
+fn reply_is_code_only(id: i32) -> bool {
+    max_reply_size(id).unwrap_or(mig::ERROR_REPLY_SIZE) <= mig::ERROR_REPLY_SIZE
+}
+
+/// Granules a reply with only a return code takes.
+fn code_only_blocks() -> usize {
     KmsgShape {
-        body_len,
-        // A right's slot takes 8 bytes of the body, a region's descriptor and address 16.
-        ports: (body_len / 8).min(MAX_PORTS),
-        ool: (body_len / 16).min(MAX_REGIONS + 1),
+        body_len: mig::ERROR_REPLY_SIZE - HEADER_SIZE,
+        ports: 0,
+        ool: 0,
     }
     .blocks()
     .unwrap_or(usize::MAX)
@@ -187,7 +207,7 @@ fn serve_in_place<T: TaskIpc>(
     after: &mut After,
 ) -> Option<Kmsg> {
     let dest = request.take_remote();
-    let reply_right = request.take_local();
+    let mut reply_right = request.take_local();
     // A port that died (or that the kernel let go of) stands for nothing.
     let kobject = dest
         .as_ref()
@@ -196,10 +216,20 @@ fn serve_in_place<T: TaskIpc>(
         .and_then(|p| p.kobject());
     let mut slots = Slots::new(kobject);
 
+    // A reply with only a return code fits in the granule the reply right prepaid for the
+    // message it will carry (as an error reply does): it is paid with that, so a task at
+    // its kernel-memory limit can still make the calls that free memory
+    // (`mach_port_mod_refs`, `vm_deallocate`, …) and hear their answers.
+    let prepaid = match &reply_right {
+        MsgPort::Right(r) => {
+            r.kind() == RightKind::SendOnce && r.prepaid_blocks() >= code_only_blocks()
+        }
+        _ => false,
+    } && reply_is_code_only(request.id);
     // Without a reply right there is no reply to pay for (a thread ending itself with
     // `thread_terminate` sends so, and must not be refused for want of memory).
     let blocks = match reply_right {
-        MsgPort::Right(_) => reply_blocks(request.id),
+        MsgPort::Right(_) if !prepaid => reply_blocks(request.id),
         _ => 0,
     };
     let result = match Charge::new(ledger, Kind::Message, blocks) {
@@ -211,8 +241,12 @@ fn serve_in_place<T: TaskIpc>(
             } = &mut *bufs;
             let served = run::<T>(ledger, request, &reply_right, &mut slots, req, reply, after);
             // No reply right: whatever the routine returned goes with the request.
-            match (served, &reply_right) {
-                (Some(size), MsgPort::Right(_)) => {
+            match (served, &mut reply_right) {
+                (Some(size), MsgPort::Right(right)) => {
+                    let charge = match prepaid.then(|| right.take_prepaid()).flatten() {
+                        Some(prepaid) => prepaid,
+                        None => charge,
+                    };
                     Some(make_reply(&reply[..size], &mut slots, charge))
                 }
                 _ => None,

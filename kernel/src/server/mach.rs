@@ -363,49 +363,23 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         max_protection: i32,
         inheritance: i32,
     ) -> Result<(), KernReturn> {
-        use crate::mm::regions::Backing;
-        const VM_PROT_ALL: i32 = 7;
-        if cur_protection & !VM_PROT_ALL != 0 || max_protection & !VM_PROT_ALL != 0 {
-            return Err(KernReturn::InvalidArgument);
-        }
-        let inheritance = u32::try_from(inheritance)
-            .ok()
-            .filter(|&i| i <= 2)
-            .ok_or(KernReturn::InvalidArgument)?;
-        if size == 0 {
-            return Err(KernReturn::InvalidArgument);
-        }
-        // A null (or dead) object is zero-fill memory; a device's memory object is its
-        // pages (from a page-aligned `offset`, all within the device); any other port is
-        // no memory object armach knows.
-        let backing = match memory_object {
-            PortSlot::NULL | PortSlot::KERNEL_DEAD => Backing::Anonymous,
-            port => {
-                let device = self
-                    .slots
-                    .kobject(port)
-                    .and_then(|k| k.get::<crate::kern::device::Device>(KObjectKind::Pager))
-                    .ok_or(KernReturn::InvalidArgument)?;
-                let memory = device.ops.memory().ok_or(KernReturn::InvalidArgument)?;
-                let frame = memory
-                    .frames_at(offset, size)
-                    .ok_or(KernReturn::InvalidArgument)?;
-                // The device's page is read-only: no write access, now or later.
-                if (cur_protection | max_protection) & 2 != 0 {
-                    return Err(KernReturn::ProtectionFailure);
-                }
-                Backing::Borrowed(frame)
-            }
+        let object = match memory_object {
+            PortSlot::NULL | PortSlot::KERNEL_DEAD => MemoryObject::Null,
+            port => MemoryObject::Port(self.slots.kobject(port)),
         };
-        *address = task.vm_map(
-            *address,
-            size,
-            mask,
-            anywhere,
-            backing,
-            cur_protection as u32,
-            max_protection as u32,
-            inheritance,
+        *address = vm_map(
+            &**task,
+            VmMapArgs {
+                address: *address,
+                size,
+                mask,
+                anywhere,
+                object,
+                offset,
+                cur_protection,
+                max_protection,
+                inheritance,
+            },
         )?;
         Ok(())
     }
@@ -676,4 +650,70 @@ impl<T: TaskIpc> MachDebugServer for Kernel<'_, T> {
         mach_port_kernel_object, mach_vm_region_info, mach_vm_object_info,
         mach_vm_object_pages, host_slab_info, host_load_symbol_table,
         mach_vm_object_pages_phys);
+}
+
+/// The memory object `vm_map` is given: none (a null or dead name: zero-fill memory), or
+/// a port, with the kernel object it stands for if it is a kernel port.
+pub enum MemoryObject {
+    Null,
+    Port(Option<KObject>),
+}
+
+/// `vm_map`'s arguments past the task, as the RPC (2089) and the trap (64) both take them.
+pub struct VmMapArgs {
+    pub address: u64,
+    pub size: u64,
+    pub mask: u64,
+    pub anywhere: bool,
+    pub object: MemoryObject,
+    pub offset: u64,
+    pub cur_protection: i32,
+    pub max_protection: i32,
+    pub inheritance: i32,
+}
+
+/// `vm_map` on `task` (GNU Mach `vm/vm_user.c`), for the RPC and the trap alike: the
+/// argument checks, then the backing the memory object gives (zero-fill memory for none,
+/// a device's pages (from a page-aligned `offset`, all within the device) for its memory object, `KERN_INVALID_ARGUMENT` for any other port);
+/// `copy` is ignored (no memory object is ever written through). The new range's start.
+pub fn vm_map<T: TaskIpc + ?Sized>(task: &T, a: VmMapArgs) -> Result<u64, KernReturn> {
+    use crate::mm::regions::Backing;
+    const VM_PROT_ALL: i32 = 7;
+    if a.cur_protection & !VM_PROT_ALL != 0 || a.max_protection & !VM_PROT_ALL != 0 {
+        return Err(KernReturn::InvalidArgument);
+    }
+    let inheritance = u32::try_from(a.inheritance)
+        .ok()
+        .filter(|&i| i <= 2)
+        .ok_or(KernReturn::InvalidArgument)?;
+    if a.size == 0 {
+        return Err(KernReturn::InvalidArgument);
+    }
+    let backing = match a.object {
+        MemoryObject::Null => Backing::Anonymous,
+        MemoryObject::Port(kobject) => {
+            let device = kobject
+                .and_then(|k| k.get::<crate::kern::device::Device>(KObjectKind::Pager))
+                .ok_or(KernReturn::InvalidArgument)?;
+            let memory = device.ops.memory().ok_or(KernReturn::InvalidArgument)?;
+            let frame = memory
+                .frames_at(a.offset, a.size)
+                .ok_or(KernReturn::InvalidArgument)?;
+            // The device's page is read-only: no write access, now or later.
+            if (a.cur_protection | a.max_protection) & 2 != 0 {
+                return Err(KernReturn::ProtectionFailure);
+            }
+            Backing::Borrowed(frame)
+        }
+    };
+    task.vm_map(
+        a.address,
+        a.size,
+        a.mask,
+        a.anywhere,
+        backing,
+        a.cur_protection as u32,
+        a.max_protection as u32,
+        inheritance,
+    )
 }

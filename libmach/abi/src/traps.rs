@@ -1,5 +1,6 @@
 //! Trap numbers (GNU Mach `kern/syscall_sw.c`). A trap is `svc #0` with the *negated*
-//! number in `w8`, arguments in `x0`-`x7` and the result in `x0`.
+//! number in `w8`, arguments in `x0`-`x7` and the result in `x0`; arguments past the
+//! eighth are on the stack, the ninth at `sp` and each next 8 bytes above.
 
 pub const MACH_MSG_TRAP: u32 = 25;
 pub const MACH_REPLY_PORT: u32 = 26;
@@ -10,6 +11,9 @@ pub const MACH_PRINT: u32 = 30;
 pub const SWTCH_PRI: u32 = 59;
 pub const SWTCH: u32 = 60;
 pub const THREAD_SWITCH: u32 = 61;
+pub const VM_MAP: u32 = 64;
+/// `vm_map`'s arguments: the last three (protections, inheritance) on the stack.
+pub const VM_MAP_ARGS: usize = 11;
 pub const VM_ALLOCATE: u32 = 65;
 pub const VM_DEALLOCATE: u32 = 66;
 pub const TASK_TERMINATE: u32 = 69;

@@ -579,6 +579,11 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // A trap whose stacked arguments are unreadable, with no handler.
+        "traps" => vec![
+            "EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x30; SVC from AArch64"
+                .to_owned(),
+        ],
         // A named thread of a named task faults on purpose: the report names both.
         "gsync" => vec![
             "(gsync-faulter) of task".to_owned(),

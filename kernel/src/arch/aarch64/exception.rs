@@ -136,6 +136,12 @@ impl TrapFrame {
         a
     }
 
+    /// The user stack pointer at the exception (`sp_el0`).
+    #[inline(always)]
+    pub fn user_sp(&self) -> u64 {
+        self.sp_el0
+    }
+
     /// Set the trap's result register `index` (`x0`, `x1`, ...) for the return to user.
     #[inline(always)]
     pub fn set_result(&mut self, index: usize, value: u64) {

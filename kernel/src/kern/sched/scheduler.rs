@@ -665,6 +665,9 @@ pub fn enter_from_user() -> CurrentThread {
 /// charge the time since the last stamp as kernel time.
 #[inline(always)]
 pub fn return_to_user(thread: &Thread) {
+    if crate::kern::task::orphans_pending() {
+        crate::kern::task::reap_orphans();
+    }
     ast_check(thread);
     charge(&thread.system_time, thread);
 }
@@ -684,6 +687,8 @@ fn charge(account: &AtomicU64, thread: &Thread) {
 pub fn thread_exit() -> ! {
     let me = current_thread();
     me.detach_from_task();
+    // Tasks its task's end left unreachable end now (`kern::task`).
+    crate::kern::task::reap_orphans();
     me.wait.lock().exit();
     waitq::cancel_depress(&me);
     // Whoever waits for it to stop need wait no longer.
