@@ -331,3 +331,29 @@ pub fn halt(shell: &mut Shell) -> Result<(), String> {
     mach_host::host_reboot(&mut ipc::transport(), &shell.host_priv, RB_HALT)
         .map_err(|kr| failed("host_reboot", kr))
 }
+
+/// `spawn PROGRAM [ARGS]`: asks the bootstrap server (the task's bootstrap port) to start
+/// PROGRAM from the RAM disk with ARGS (`bootstrap_spawn`); the new task gets msh's number
+/// for it (the TASK column of `ps`). Without a bootstrap port (msh started by the kernel
+/// with `init=msh`) there is nobody to ask.
+pub fn spawn(shell: &mut Shell, program: &str, args: &[String]) -> Result<(), String> {
+    use libmach::mig::armach_bootstrap as bs;
+    let Some(bootstrap) = libmach::loader::bootstrap_port() else {
+        return Err(format!(
+            "spawn: no bootstrap port (msh was started by the kernel, not by servers/bootstrap)"
+        ));
+    };
+    let name = alloc::ffi::CString::new(program)
+        .map_err(|_| format!("spawn: `{program}` is no program name"))?;
+    let mut words = Vec::new();
+    for arg in args {
+        words.extend_from_slice(arg.as_bytes());
+        words.push(0);
+    }
+    let task = bs::bootstrap_spawn(&mut ipc::transport(), &bootstrap, &name, &words)
+        .map_err(|kr| failed("bootstrap_spawn", kr))?
+        .task;
+    let id = shell.tasks.adopt(task);
+    let _ = writeln!(shell.out, "spawn: started {program} as task {id}");
+    Ok(())
+}

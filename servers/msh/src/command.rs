@@ -117,7 +117,7 @@ commands (THREAD and TASK as in ps, SET as in psets, CPU a processor slot):
                               idle on|off, periodic on|off
   top                         live view every second until a key is pressed
   sleep SECONDS               wait (for scripts)
-  spawn PROGRAM [ARGS]        start a program (needs the bootstrap server)
+  spawn PROGRAM [ARGS]        start a program of the RAM disk (through bootstrap)
   help                        this text
   halt                        power off (host_reboot)";
 

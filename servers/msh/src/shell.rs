@@ -196,10 +196,7 @@ fn dispatch(shell: &mut Shell, cmd: Command) -> Result<(), String> {
             actions::sleep(seconds);
             Ok(())
         }
-        Command::Spawn { program, .. } => Err(alloc::format!(
-            "spawn {program}: not available: needs the bootstrap server (servers/bootstrap), \
-             which this build does not have yet"
-        )),
+        Command::Spawn { program, args } => actions::spawn(shell, &program, &args),
         Command::Halt => actions::halt(shell),
     }
 }

@@ -339,7 +339,7 @@ fn cmd_run(args: RunArgs) -> Result<u8> {
             let image = kernel::build()?;
             let mut extra = args.bootargs.clone().unwrap_or_default();
             if args.demo {
-                extra = format!("{extra} init={}", test::SHELL_PROGRAM)
+                extra = format!("{extra} {}", test::SHELL_BOOTARGS)
                     .trim()
                     .to_owned();
             }

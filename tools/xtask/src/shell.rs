@@ -61,9 +61,14 @@ pub fn console_input(exchanges: &[Exchange]) -> ConsoleInput {
     ConsoleInput { steps }
 }
 
+/// What the spawned `hello` of [`shell_test`] prints, somewhere on the console: it runs
+/// beside the shell, so its lines may come before or after msh's next prompt.
+pub const SPAWNED_HELLO: &str = "hello: argv[4] = \"b\"";
+
 /// The console test: every command, with bad arguments, on a 4-CPU machine; ends with
-/// `halt` (status 0). Thread numbers are msh's: 1 is its main thread, 2-4 the first
-/// burn's threads.
+/// `halt` (status 0). Numbers are msh's: thread 1 is its main thread, 2 bootstrap's
+/// (listed by the first `ps`), 3-5 the first burn's threads; task 1 is msh, 2 bootstrap,
+/// 3 the spawned `hello`.
 pub fn shell_test() -> Vec<Exchange> {
     vec![
         line(
@@ -81,7 +86,7 @@ pub fn shell_test() -> Vec<Exchange> {
         ),
         line(
             "xyz\x15p\x08ps\n",
-            &["ps: 1 tasks, 1 threads", "NAME  STATE"],
+            &["ps: 2 tasks, 2 threads", "STATE  CPU  BOUND", "bootstrap"],
         ),
         line("cpus now\n", &["msh: cpus: unexpected `now` (try `help`)"]),
         line("psets\n", &["psets: 1 processor sets", "  0  0,1,2,3"]),
@@ -93,17 +98,17 @@ pub fn shell_test() -> Vec<Exchange> {
         line("burn 2 zero\n", &["msh: burn: CPU `zero` is not a number"]),
         line(
             "burn 3 120 1\n",
-            &["burn: 3 threads (2 3 4) spinning for 120 s, queued on cpu 1"],
+            &["burn: 3 threads (3 4 5) spinning for 120 s, queued on cpu 1"],
         ),
-        line("bind 2 3\n", &["bind: thread 2 runs only on cpu 3"]),
+        line("bind 3 3\n", &["bind: thread 3 runs only on cpu 3"]),
         line("bind 99 1\n", &["msh: no thread 99 (see `ps`)"]),
-        line("bind 2 x\n", &["msh: bind: CPU `x` is not a number"]),
-        line("bind 2 7\n", &["msh: no CPU 7 (CPUs are 0 to 3)"]),
-        line("migrate 3 2\n", &["migrate: thread 3 moved to cpu 2"]),
-        line("migrate 2 1\n", &["msh: thread_migrate: KERN_FAILURE"]),
+        line("bind 3 x\n", &["msh: bind: CPU `x` is not a number"]),
+        line("bind 3 7\n", &["msh: no CPU 7 (CPUs are 0 to 3)"]),
+        line("migrate 4 2\n", &["migrate: thread 4 moved to cpu 2"]),
+        line("migrate 3 1\n", &["msh: thread_migrate: KERN_FAILURE"]),
         line("migrate 3\n", &["msh: migrate: CPU missing (try `help`)"]),
-        line("ps\n", &["ps: 1 tasks, 5 threads", "burn-1", "burn-3"]),
-        line("bind 2 none\n", &["bind: thread 2 is unbound"]),
+        line("ps\n", &["ps: 2 tasks, 6 threads", "burn-1", "burn-3"]),
+        line("bind 3 none\n", &["bind: thread 3 is unbound"]),
         line(
             "balance\n",
             &["balance: set 0: interval 4 ticks, threshold 2, tolerance 2, idle on, periodic on"],
@@ -127,7 +132,7 @@ pub fn shell_test() -> Vec<Exchange> {
         line("balance 7\n", &["msh: no processor set 7 (see `psets`)"]),
         line("pset create\n", &["pset: created set 1"]),
         line("pset assign 1 cpu 3\n", &["pset: cpu 3 is in set 1"]),
-        line("pset assign 1 thread 3\n", &["pset: thread 3 is in set 1"]),
+        line("pset assign 1 thread 4\n", &["pset: thread 4 is in set 1"]),
         line(
             "pset assign 1 cpu 0\n",
             &["msh: processor_assign: KERN_INVALID_ARGUMENT"],
@@ -163,9 +168,10 @@ pub fn shell_test() -> Vec<Exchange> {
             after_prompt: false,
         },
         line("burn stop\n", &["burn: stopped 3 threads"]),
+        line("spawn hello a b\n", &["spawn: started hello as task 3"]),
         line(
-            "spawn hello\n",
-            &["msh: spawn hello: not available: needs the bootstrap server"],
+            "spawn nosuch\n",
+            &["msh: bootstrap_spawn: KERN_INVALID_NAME"],
         ),
         line(
             "sleep x\n",
@@ -194,7 +200,7 @@ pub fn demo() -> Vec<Exchange> {
         ),
         line("sleep 2\n", &[]),
         line("cpus\n", &["cpus: 4 CPUs"]),
-        line("ps\n", &["ps: 1 tasks, 6 threads"]),
+        line("ps\n", &["ps: 2 tasks, 7 threads"]),
         line("bind 2 0\n", &["bind: thread 2 runs only on cpu 0"]),
         line("migrate 3 2\n", &["migrate: thread 3 moved to cpu 2"]),
         line("pset create\n", &["pset: created set 1"]),
@@ -203,7 +209,7 @@ pub fn demo() -> Vec<Exchange> {
         line("pset assign 1 thread 5\n", &["pset: thread 5 is in set 1"]),
         line("sleep 1\n", &[]),
         line("psets\n", &["psets: 2 processor sets"]),
-        line("ps\n", &["ps: 1 tasks, 6 threads"]),
+        line("ps\n", &["ps: 2 tasks, 7 threads"]),
         line("cpus\n", &["cpus: 4 CPUs"]),
         line("top\n", &["top: refresh 2,"]),
         Exchange {

@@ -256,8 +256,9 @@ pub fn init_args_matrix(initrd: &Path) -> Vec<QemuTest> {
 }
 
 /// servers/bootstrap as the first task, starting other programs from user space: the
-/// programs named after `--` (each waited for), the RAM disk's `bootstrap.conf` when no
-/// words follow, and a configuration file the RAM disk lacks (bootstrap says so and exits,
+/// programs named after `--` (each waited for), a configuration file of the RAM disk
+/// (`-f hello.conf`; the default `bootstrap.conf`, which starts the shell, is what the
+/// shell's runs boot), and a configuration file the RAM disk lacks (bootstrap says so and exits,
 /// and the run still ends with the leak check). The `names` program's runs are in the user
 /// matrix (`BOOTSTRAP_PROGRAMS`).
 pub fn bootstrap_matrix(initrd: &Path) -> Vec<QemuTest> {
@@ -285,7 +286,7 @@ pub fn bootstrap_matrix(initrd: &Path) -> Vec<QemuTest> {
         ),
         run(
             "conf",
-            "init=bootstrap",
+            "init=bootstrap -- -f hello.conf",
             1,
             &[
                 "starting 1 programs",
@@ -660,6 +661,10 @@ pub fn user_suite(boot: &QemuTest, initrd: &Path, programs: &[String]) -> Vec<Qe
 /// console ([`crate::shell`]'s scripts) and pass when every answer appeared and `halt`
 /// powered the machine off with status 0.
 pub const SHELL_PROGRAM: &str = "msh";
+/// How the shell is booted: servers/bootstrap first, which starts msh from its default
+/// configuration (`servers/bootstrap/conf/bootstrap.conf`), so that msh has a bootstrap
+/// port (its `spawn` asks bootstrap).
+pub const SHELL_BOOTARGS: &str = "init=bootstrap";
 /// Machines the shell's console test runs on (its script needs 4 CPUs): virt, and the Pi,
 /// whose mini UART must take the input.
 const SHELL_MACHINES: &[(Board, u32, Gic)] =
@@ -670,7 +675,7 @@ const SHELL_TIMEOUT_SECS: u64 = 300;
 /// The machine of the demo tour (`cargo xtask run --demo`), as a test.
 pub const DEMO_TEST: &str = "demo-virt-gicv3-smp4";
 
-/// A run of msh (`init=msh`) driven by `exchanges`.
+/// A run of msh (started by bootstrap, [`SHELL_BOOTARGS`]) driven by `exchanges`.
 fn shell_run(
     boot: &QemuTest,
     name: String,
@@ -679,7 +684,7 @@ fn shell_run(
 ) -> QemuTest {
     QemuTest {
         name,
-        bootargs: format!("init={SHELL_PROGRAM}"),
+        bootargs: SHELL_BOOTARGS.to_owned(),
         initrd: Some(initrd.to_path_buf()),
         expect: Vec::new(),
         expect_text: vec![crate::shell::HALTING.to_owned()],
@@ -697,7 +702,9 @@ pub fn shell_matrix(initrd: &Path) -> Vec<QemuTest> {
         .map(|&(board, smp, gic)| {
             let boot = QemuTest::boot(board, smp, gic, false);
             let name = format!("{SHELL_PROGRAM}-{}", boot.name);
-            shell_run(&boot, name, initrd, &crate::shell::shell_test())
+            let mut run = shell_run(&boot, name, initrd, &crate::shell::shell_test());
+            run.expect_text.push(crate::shell::SPAWNED_HELLO.to_owned());
+            run
         })
         .collect();
     runs.push(demo_test(initrd));
@@ -1694,10 +1701,10 @@ mod tests {
             ["msh-virt-gicv3-smp4", "msh-raspi4b-smp4", DEMO_TEST]
         );
         for t in &runs {
-            assert_eq!(t.bootargs, "init=msh");
+            assert_eq!(t.bootargs, SHELL_BOOTARGS);
             assert_eq!(t.status, 0);
             assert!(t.expect_counts.is_empty());
-            assert_eq!(t.expect_text, [crate::shell::HALTING]);
+            assert_eq!(t.expect_text[0], crate::shell::HALTING);
             let steps = &t.console_input.as_ref().unwrap().steps;
             assert_eq!(steps[0].wait_for, crate::shell::PROMPT);
             assert!(steps.iter().all(|s| s.within.is_some()));
@@ -1714,7 +1721,10 @@ mod tests {
                 .unwrap_err()
                 .contains("step 3")
         );
-        assert!(judge(&runs[0], &outcome(0, "msh: halting\n"), timeout).is_ok());
+        let full = format!("{}\nmsh: halting\n", crate::shell::SPAWNED_HELLO);
+        assert!(judge(&runs[0], &outcome(0, &full), timeout).is_ok());
+        // The spawned program's line is needed too.
+        assert!(judge(&runs[0], &outcome(0, "msh: halting\n"), timeout).is_err());
         assert!(judge(&runs[0], &outcome(0, "msh> "), timeout).is_err());
     }
 }

@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 const TARGET: &str = "aarch64-unknown-none";
 /// The program the archive starts with (what `cargo xtask run` without `init=` boots):
 /// the shell.
-pub const FIRST_PROGRAM: &str = "msh";
+pub const FIRST_PROGRAM: &str = "bootstrap";
 /// The package holding the test programs, one binary per file in `tests/src/bin/`.
 const TESTS_PACKAGE: &str = "armach-tests";
 /// The programs of `servers/`: (package, program) for each, built and put in the RAM disk
