@@ -7,11 +7,13 @@
 //! - `lint`  clippy for every crate on its own target, then rustfmt ([`lint`])
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
 //! - `setup` check and install the prerequisites only ([`prereq`])
+//! - `hostfuzz` coverage-guided fuzzing of the host-side input readers ([`hostfuzz`])
 
 mod bench;
 mod dtbpatch;
 mod error;
 mod foreign;
+mod hostfuzz;
 mod image;
 mod kernel;
 mod lint;
@@ -61,6 +63,19 @@ enum Command {
     Image(ImageArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
     Setup,
+    /// Fuzz the readers of hostile input on the host (mig-rs, the generated kernel demuxes,
+    /// the device-tree, ELF and cpio readers) with honggfuzz, installing it if missing.
+    Hostfuzz(HostfuzzArgs),
+}
+
+#[derive(Args)]
+struct HostfuzzArgs {
+    /// Only this target (repeat for several): mig_defs, kernel_demux, devtree, elf, cpio.
+    #[arg(long, value_name = "NAME")]
+    target: Vec<String>,
+    /// How long to fuzz each target, one after the other.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    seconds: u64,
 }
 
 #[derive(Args)]
@@ -235,6 +250,7 @@ fn main() -> ExitCode {
         },
         Command::Image(args) => cmd_image(args),
         Command::Setup => cmd_setup(),
+        Command::Hostfuzz(args) => hostfuzz::run(&args.target, args.seconds),
     };
     match result {
         Ok(code) => ExitCode::from(code),
