@@ -2829,7 +2829,7 @@ mod model {
     /// The `j`th name of the model (or a name it does not hold, when it holds none or
     /// `j` says so).
     fn pick(m: &Model, j: usize) -> PortName {
-        if m.names.is_empty() || j % 13 == 0 {
+        if m.names.is_empty() || j.is_multiple_of(13) {
             return n(0x0fff_ffff);
         }
         PortName(*m.names.keys().nth(j % m.names.len()).unwrap())
