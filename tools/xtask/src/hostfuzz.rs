@@ -67,20 +67,22 @@ pub fn run(targets: &[String], seconds: u64) -> Result<u8> {
         let err_log = log
             .try_clone()
             .map_err(|e| Error::io("duplicating the log file", e))?;
+        // One fuzzing thread: the machine's cores are shared.
+        let mut run_args = format!("--run_time {seconds} --threads 1");
+        let dict = fuzz_dir.join(format!("{target}.dict"));
+        if dict.is_file() {
+            run_args.push_str(&format!(" --dict {}", dict.display()));
+        }
         let mut cmd = Command::new("cargo");
         cmd.args(["hfuzz", "run", target])
             .current_dir(&fuzz_dir)
             .env_remove("CARGO_TARGET_DIR")
-            // One fuzzing thread: the machine's cores are shared.
-            .env(
-                "HFUZZ_RUN_ARGS",
-                format!("--run_time {seconds} --threads 1"),
-            )
+            .env("HFUZZ_RUN_ARGS", &run_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log);
         println!(
-            "xtask: $ HFUZZ_RUN_ARGS='--run_time {seconds} --threads 1' {} (in fuzz/, output in {})",
+            "xtask: $ HFUZZ_RUN_ARGS='{run_args}' {} (in fuzz/, output in {})",
             proc::display(&cmd),
             log_path.display()
         );
