@@ -23,7 +23,11 @@ fn check(data: &[u8]) {
         let s = segment.expect("parse accepted a file with a bad segment");
         any = true;
         assert!(s.filesz <= s.memsz);
-        assert!(s.vaddr.checked_add(s.memsz).is_some_and(|end| end <= VM_MAX_USER_ADDRESS));
+        assert!(
+            s.vaddr
+                .checked_add(s.memsz)
+                .is_some_and(|end| end <= VM_MAX_USER_ADDRESS)
+        );
         assert!(s.flags & PF_W == 0 || s.flags & PF_X == 0);
         assert_eq!(elf.data(&s).len() as u64, s.filesz);
     }

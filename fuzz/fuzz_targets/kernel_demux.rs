@@ -7,8 +7,7 @@
 use honggfuzz::fuzz;
 use mig_roundtrip::models::{KDebug, KHost, KNothing};
 use mig_roundtrip::{
-    Nothing, mach_debug_server, mach_host_server, mach_port_server, mach_server,
-    roundtrip_server,
+    Nothing, mach_debug_server, mach_host_server, mach_port_server, mach_server, roundtrip_server,
 };
 
 fn main() {
@@ -24,12 +23,16 @@ fn main() {
                 mach_server::mach_server(&mut KNothing, request, &mut reply),
                 mach_port_server::mach_port_server(&mut KNothing, request, &mut reply),
                 mach_host_server::mach_host_server(&mut KHost::default(), request, &mut reply),
-                mach_debug_server::mach_debug_server(&mut KDebug { entries: 3 }, request, &mut reply),
+                mach_debug_server::mach_debug_server(
+                    &mut KDebug { entries: 3 },
+                    request,
+                    &mut reply,
+                ),
                 roundtrip_server::roundtrip_server(&mut Nothing, request, &mut reply),
             ];
             for s in served {
                 assert!(
-                    s.reply_size as usize <= reply.len(),
+                    s.reply_size <= reply.len(),
                     "reply of {} bytes in a buffer of {}",
                     s.reply_size,
                     reply.len()
