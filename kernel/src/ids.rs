@@ -44,6 +44,9 @@ impl ProcessorSetId {
     /// The default set: every processor at boot.
     pub const DEFAULT: ProcessorSetId = ProcessorSetId(0);
     const SLOT_BITS: u32 = 8;
+    /// The last generation an id can carry (a slot whose generations are spent is not
+    /// used again: `kern::sched::setslot`).
+    pub const MAX_GENERATION: u32 = u32::MAX >> Self::SLOT_BITS;
 
     /// The id of generation `generation` of slot `slot`.
     pub const fn new(slot: usize, generation: u32) -> Self {

@@ -372,7 +372,7 @@ impl Analyser {
             }
         }
         let base = self.sub.as_ref().map_or(0, |s| s.1);
-        Ok(Routine {
+        let routine = Routine {
             name: name.name.clone(),
             loc: name.loc.clone(),
             kind: decl.kind,
@@ -383,7 +383,19 @@ impl Analyser {
             reply,
             wait_time: self.wait_time.clone(),
             msg_option: self.msg_option.clone(),
-        })
+        };
+        for (items, what) in [(&routine.request, "request"), (&routine.reply, "reply")] {
+            if message_bytes(&routine, items) > u64::from(MAX_MESSAGE_BYTES) {
+                return Err(Error::at(
+                    &name.loc,
+                    format!(
+                        "the {what} of '{}' can be more than {MAX_MESSAGE_BYTES} bytes",
+                        name.name
+                    ),
+                ));
+            }
+        }
+        Ok(routine)
     }
 
     fn argument(&self, d: &ArgDecl, prev: &[Arg]) -> Result<Arg> {
@@ -533,6 +545,22 @@ fn kind_word(k: RoutineKind) -> &'static str {
         RoutineKind::Routine => "routine",
         RoutineKind::SimpleRoutine => "simpleroutine",
     }
+}
+
+/// The most bytes a message of a routine may have at its largest: a limit of mig-rs that
+/// keeps the layouts' offsets within 32 bits.
+pub const MAX_MESSAGE_BYTES: u32 = 1 << 28;
+
+/// The largest size of a message made of `items`, header included (as `layout` lays it
+/// out), computed without overflow.
+fn message_bytes(routine: &Routine, items: &[Item]) -> u64 {
+    let data =
+        |item: &Item| u64::from(item_type(routine, *item).0.max_data_bytes()).div_ceil(8) * 8;
+    items
+        .iter()
+        .map(|item| u64::from(crate::layout::DESC_SIZE) + data(item))
+        .sum::<u64>()
+        + u64::from(crate::layout::HEADER_SIZE)
 }
 
 /// The type and descriptor flags of a message item: (type, long form, deallocation).

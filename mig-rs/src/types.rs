@@ -32,6 +32,10 @@ pub const TYPE_PORT_NAME: u32 = 15;
 /// `MACH_MSG_TYPE_STRING` (and `STRING_C`).
 pub const TYPE_STRING: u32 = 12;
 
+/// The most bytes of in-line data one type may have: a limit of mig-rs, far above what a
+/// kernel takes in one message, that keeps every size it computes within 32 bits.
+pub const MAX_INLINE_BYTES: u32 = 1 << 24;
+
 /// Rounds `n` up to a multiple of 8.
 pub fn round8(n: u32) -> u32 {
     n.div_ceil(ALIGN) * ALIGN
@@ -465,7 +469,11 @@ impl TypeTable {
                     }
                     let a = t.alignment.max(1);
                     align = align.max(a);
-                    size = size.next_multiple_of(a) + t.max_data_bytes();
+                    size = size
+                        .checked_next_multiple_of(a)
+                        .and_then(|s| s.checked_add(t.max_data_bytes()))
+                        .filter(|&s| s <= MAX_INLINE_BYTES)
+                        .ok_or_else(|| Error::at(loc, "struct too large"))?;
                 }
                 let size = size.next_multiple_of(align);
                 let (name, bits, signed) = match align {
@@ -637,6 +645,12 @@ fn check_decl(name: &str, loc: &Location, mut t: IpcType) -> Result<IpcType> {
         return Err(Error::at(
             loc,
             format!("{name}: variable-sized arrays cannot have a destructor"),
+        ));
+    }
+    if t.inline && u64::from(t.number) * u64::from(t.size) > u64::from(MAX_INLINE_BYTES) * 8 {
+        return Err(Error::at(
+            loc,
+            format!("{name}: more than {MAX_INLINE_BYTES} bytes in-line"),
         ));
     }
     let u = use_long(&t);

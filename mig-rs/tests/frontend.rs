@@ -544,3 +544,47 @@ fn the_valid_sample_is_valid() {
     assert_eq!(sub.routines.len(), 2);
     assert_eq!(sub.id_count, 4);
 }
+
+/// Sizes that overflowed 32-bit arithmetic in the layout (`round8` of an in-line array of
+/// 2^32 elements: a panic under overflow checks, a wrong layout without), and the sums of
+/// struct fields and message items that could: found by hand-written hostile inputs while
+/// checking what the `mig_defs` fuzz target (`fuzz/`) reaches. Each is now an error at the
+/// declaration, under mig-rs's limits (`MAX_INLINE_BYTES`, `MAX_MESSAGE_BYTES`).
+#[test]
+fn huge_types_and_messages_are_errors_not_overflows() {
+    const T: &str = "subsystem s 1; type p = MACH_MSG_TYPE_COPY_SEND;\n";
+    let cases = [
+        (
+            "type big = array[4294967295] of int;",
+            "t.defs:2:6: big: more than 16777216 bytes in-line",
+        ),
+        (
+            "type big = array[*:4294967295] of int;",
+            "t.defs:2:6: big: more than 16777216 bytes in-line",
+        ),
+        (
+            "type big = c_string[*:4294967295];",
+            "t.defs:2:6: big: more than 16777216 bytes in-line",
+        ),
+        (
+            "type big = array[16777216] of char; type s2 = struct { big a; big b; };",
+            "t.defs:2:47: struct too large",
+        ),
+        (
+            "type big = array[16777216] of char;\nroutine r(p : p; a : big; b : big; c : big; \
+             d : big; e : big; f : big; g : big; h : big; i : big; j : big; k : big; \
+             l : big; m : big; n : big; o : big; q : big);",
+            "t.defs:3:9: the request of 'r' can be more than 268435456 bytes",
+        ),
+    ];
+    for (src, want) in cases {
+        let text = format!("{T}{src}");
+        assert_eq!(error_of(&text), want, "{src}");
+    }
+    // The largest in-line type is still fine.
+    let ok = format!("{T}type big = array[16777216] of char; routine r(p : p; a : big);");
+    let sub = load_str(&ok).unwrap_or_else(|e| panic!("{e}"));
+    let codegen = mig_rs::CodegenOptions::default();
+    mig_rs::server_code(&sub, &codegen).unwrap_or_else(|e| panic!("{e}"));
+    mig_rs::user_code(&sub, &codegen).unwrap_or_else(|e| panic!("{e}"));
+}

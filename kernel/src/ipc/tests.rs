@@ -2825,3 +2825,444 @@ fn abandoned_reply_port_takes_its_one_message_then_dies() {
     Port::dealloc_kernel(kport);
     assert_eq!(l.total(), 0, "everything paid back");
 }
+
+/// A model-based property test of one space's name space: every right a name holds and its
+/// user references, kept by a plain map, against `Space` under random allocations,
+/// insertions (merging into an existing name or refused), deallocations, destructions,
+/// `mod_refs` of every right with deltas up to the reference limit, and the death of ports
+/// whose receive right is elsewhere (send and send-once rights turn into dead names).
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The rights under one name, as GNU Mach defines them.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Held {
+        /// A receive right, with the user references of the send right under the same
+        /// name (0: none).
+        Receive {
+            port: usize,
+            send: u32,
+        },
+        Send {
+            port: usize,
+            urefs: u32,
+        },
+        SendOnce {
+            port: usize,
+        },
+        Dead {
+            urefs: u32,
+        },
+        Set,
+    }
+
+    impl Held {
+        fn port_type(self) -> u32 {
+            match self {
+                Held::Receive { send: 0, .. } => pt::RECEIVE,
+                Held::Receive { .. } => pt::RECEIVE | pt::SEND,
+                Held::Send { .. } => pt::SEND,
+                Held::SendOnce { .. } => pt::SEND_ONCE,
+                Held::Dead { .. } => pt::DEAD_NAME,
+                Held::Set => pt::PORT_SET,
+            }
+        }
+        fn port(self) -> Option<usize> {
+            match self {
+                Held::Receive { port, .. } | Held::Send { port, .. } | Held::SendOnce { port } => {
+                    Some(port)
+                }
+                _ => None,
+            }
+        }
+        /// `mach_port_get_refs` of `right`.
+        fn refs(self, right: u32) -> u32 {
+            match (self, right) {
+                (Held::Receive { send, .. }, R_SEND) => send,
+                (Held::Send { urefs, .. }, R_SEND) | (Held::Dead { urefs }, R_DEAD) => urefs,
+                (Held::Receive { .. }, R_RECV)
+                | (Held::SendOnce { .. }, R_SO)
+                | (Held::Set, R_PSET) => 1,
+                _ => 0,
+            }
+        }
+    }
+
+    /// A port of the test: its receive right's place.
+    #[derive(Clone, Copy, Debug)]
+    enum Owner {
+        /// Under this name in the space tested.
+        Here(PortName),
+        /// Under this name in the other space.
+        There(PortName),
+        Dead,
+    }
+
+    #[derive(Default)]
+    struct Model {
+        names: BTreeMap<u32, Held>,
+        ports: Vec<Owner>,
+        next_name: u32,
+    }
+
+    impl Model {
+        fn fresh(&mut self) -> PortName {
+            self.next_name += 1;
+            n(self.next_name)
+        }
+        /// The name the space tested has for `port`, if any (a send right to a live port,
+        /// or its receive right).
+        fn name_of(&self, port: usize) -> Option<u32> {
+            self.names.iter().find_map(|(&k, &h)| match h {
+                Held::Receive { port: p, .. } | Held::Send { port: p, .. } if p == port => Some(k),
+                _ => None,
+            })
+        }
+        /// `port` died: its send and send-once rights here become dead names.
+        fn kill(&mut self, port: usize) {
+            self.ports[port] = Owner::Dead;
+            for h in self.names.values_mut() {
+                match *h {
+                    Held::Send { port: p, urefs } if p == port => *h = Held::Dead { urefs },
+                    Held::SendOnce { port: p } if p == port => *h = Held::Dead { urefs: 1 },
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        AllocReceive,
+        AllocDead,
+        AllocSet,
+        /// A port whose receive right the other space holds.
+        AllocThere,
+        /// A send right (send-once with `once`) made from port `i % ports` put into the
+        /// space tested: under the name it has there, a fresh one, or (`other`) an
+        /// existing name chosen by `j`.
+        Insert {
+            i: usize,
+            once: bool,
+            other: bool,
+            j: usize,
+        },
+        /// The other space destroys the receive right of port `i % ports`.
+        KillThere(usize),
+        Deallocate(usize),
+        Destroy(usize),
+        ModRefs {
+            j: usize,
+            right: u32,
+            delta: i32,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let delta = prop_oneof![
+            6 => -2i32..=2,
+            1 => Just(MACH_PORT_UREFS_MAX as i32 - 2),
+            1 => Just(MACH_PORT_UREFS_MAX as i32),
+            1 => Just(-(MACH_PORT_UREFS_MAX as i32)),
+            1 => any::<i32>(),
+        ];
+        prop_oneof![
+            2 => Just(Op::AllocReceive),
+            1 => Just(Op::AllocDead),
+            1 => Just(Op::AllocSet),
+            2 => Just(Op::AllocThere),
+            6 => (any::<usize>(), any::<bool>(), proptest::bool::weighted(0.2), any::<usize>())
+                .prop_map(|(i, once, other, j)| Op::Insert { i, once, other, j }),
+            1 => any::<usize>().prop_map(Op::KillThere),
+            3 => any::<usize>().prop_map(Op::Deallocate),
+            1 => any::<usize>().prop_map(Op::Destroy),
+            6 => (any::<usize>(), 0u32..6, delta)
+                .prop_map(|(j, right, delta)| Op::ModRefs { j, right, delta }),
+        ]
+    }
+
+    /// The `j`th name of the model (or a name it does not hold, when it holds none or
+    /// `j` says so).
+    fn pick(m: &Model, j: usize) -> PortName {
+        if m.names.is_empty() || j.is_multiple_of(13) {
+            return n(0x0fff_ffff);
+        }
+        PortName(*m.names.keys().nth(j % m.names.len()).unwrap())
+    }
+
+    /// What `mach_port_mod_refs` does to the model (GNU Mach `ipc_right_delta`).
+    fn mod_refs(m: &mut Model, name: PortName, right: u32, delta: i32) -> Result<(), K> {
+        if right > R_DEAD {
+            return Err(K::InvalidValue);
+        }
+        let held = *m.names.get(&name.0).ok_or(K::InvalidName)?;
+        let d = i64::from(delta);
+        let max = i64::from(MACH_PORT_UREFS_MAX);
+        match (right, held) {
+            (R_PSET, Held::Set) | (R_SO, Held::SendOnce { .. }) => match delta {
+                0 => Ok(()),
+                -1 => {
+                    m.names.remove(&name.0);
+                    Ok(())
+                }
+                _ => Err(K::InvalidValue),
+            },
+            (R_RECV, Held::Receive { port, send }) => match delta {
+                0 => Ok(()),
+                -1 => {
+                    m.names.remove(&name.0);
+                    m.kill(port);
+                    if send > 0 {
+                        m.names.insert(name.0, Held::Dead { urefs: send });
+                    }
+                    Ok(())
+                }
+                _ => Err(K::InvalidValue),
+            },
+            (R_DEAD, Held::Dead { urefs }) => {
+                let left = i64::from(urefs) + d;
+                if left < 0 {
+                    Err(K::InvalidValue)
+                } else if d > 0 && left > max {
+                    Err(K::UrefsOverflow)
+                } else {
+                    if left == 0 {
+                        m.names.remove(&name.0);
+                    } else {
+                        m.names.insert(name.0, Held::Dead { urefs: left as u32 });
+                    }
+                    Ok(())
+                }
+            }
+            (
+                R_SEND,
+                Held::Send { urefs, .. }
+                | Held::Receive {
+                    send: urefs @ 1.., ..
+                },
+            ) => {
+                let left = i64::from(urefs) + d;
+                if left < 0 {
+                    return Err(K::InvalidValue);
+                }
+                if d > 0 && left + 1 > max {
+                    return Err(K::UrefsOverflow);
+                }
+                let left = left as u32;
+                match held {
+                    Held::Receive { port, .. } => {
+                        m.names.insert(name.0, Held::Receive { port, send: left });
+                    }
+                    Held::Send { port, .. } if left > 0 => {
+                        m.names.insert(name.0, Held::Send { port, urefs: left });
+                    }
+                    _ => {
+                        m.names.remove(&name.0);
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(K::InvalidRight),
+        }
+    }
+
+    /// What `mach_port_deallocate` does to the model (GNU Mach `ipc_right_dealloc`).
+    fn deallocate(m: &mut Model, name: PortName) -> Result<(), K> {
+        let held = *m.names.get(&name.0).ok_or(K::InvalidName)?;
+        match held {
+            Held::Dead { urefs: urefs @ 2.. } => {
+                m.names.insert(name.0, Held::Dead { urefs: urefs - 1 });
+            }
+            Held::Send {
+                port,
+                urefs: urefs @ 2..,
+            } => {
+                m.names.insert(
+                    name.0,
+                    Held::Send {
+                        port,
+                        urefs: urefs - 1,
+                    },
+                );
+            }
+            Held::Receive {
+                port,
+                send: send @ 1..,
+            } => {
+                m.names.insert(
+                    name.0,
+                    Held::Receive {
+                        port,
+                        send: send - 1,
+                    },
+                );
+            }
+            Held::Dead { .. } | Held::Send { .. } | Held::SendOnce { .. } => {
+                m.names.remove(&name.0);
+            }
+            Held::Receive { .. } | Held::Set => return Err(K::InvalidRight),
+        }
+        Ok(())
+    }
+
+    fn apply(s: &Space, there: &Space, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
+        match *op {
+            Op::AllocReceive => {
+                let name = s.allocate(R_RECV).unwrap();
+                m.ports.push(Owner::Here(name));
+                let port = m.ports.len() - 1;
+                m.names.insert(name.0, Held::Receive { port, send: 0 });
+            }
+            Op::AllocDead => {
+                let name = s.allocate(R_DEAD).unwrap();
+                m.names.insert(name.0, Held::Dead { urefs: 1 });
+            }
+            Op::AllocSet => {
+                let name = s.allocate(R_PSET).unwrap();
+                m.names.insert(name.0, Held::Set);
+            }
+            Op::AllocThere => {
+                let name = there.allocate(R_RECV).unwrap();
+                m.ports.push(Owner::There(name));
+            }
+            Op::KillThere(i) => {
+                if m.ports.is_empty() {
+                    return Ok(());
+                }
+                let port = i % m.ports.len();
+                if let Owner::There(name) = m.ports[port] {
+                    prop_assert_eq!(there.mod_refs(name, R_RECV, -1), Ok(()));
+                    m.kill(port);
+                }
+            }
+            Op::Insert { i, once, other, j } => {
+                if m.ports.is_empty() {
+                    return Ok(());
+                }
+                let port = i % m.ports.len();
+                let (owner, at) = match m.ports[port] {
+                    Owner::Here(at) => (s, at),
+                    Owner::There(at) => (there, at),
+                    Owner::Dead => return Ok(()),
+                };
+                let how = if once { MakeSendOnce } else { MakeSend };
+                let right = owner.extract_right(at, how as u32).unwrap();
+                let existing = if once { None } else { m.name_of(port) };
+                let name = if other && !m.names.is_empty() {
+                    pick(m, j | 1)
+                } else {
+                    existing.map_or_else(|| m.fresh(), PortName)
+                };
+                let want = match (existing, m.names.get(&name.0).copied()) {
+                    (Some(e), _) if e != name.0 => Err(K::RightExists),
+                    (
+                        Some(_),
+                        Some(Held::Send { urefs, .. } | Held::Receive { send: urefs, .. }),
+                    ) if urefs > 0 && urefs + 1 >= MACH_PORT_UREFS_MAX => Err(K::UrefsOverflow),
+                    (Some(_), Some(Held::Send { port, urefs })) => {
+                        m.names.insert(
+                            name.0,
+                            Held::Send {
+                                port,
+                                urefs: urefs + 1,
+                            },
+                        );
+                        Ok(())
+                    }
+                    (Some(_), Some(Held::Receive { port, send })) => {
+                        m.names.insert(
+                            name.0,
+                            Held::Receive {
+                                port,
+                                send: send + 1,
+                            },
+                        );
+                        Ok(())
+                    }
+                    (Some(_), _) => unreachable!("the model's name for a port holds it"),
+                    (None, Some(_)) => Err(K::NameExists),
+                    (None, None) => {
+                        let held = if once {
+                            Held::SendOnce { port }
+                        } else {
+                            Held::Send { port, urefs: 1 }
+                        };
+                        m.names.insert(name.0, held);
+                        Ok(())
+                    }
+                };
+                prop_assert_eq!(s.insert_right(name, right), want, "{:?} at {:?}", op, name);
+            }
+            Op::Deallocate(j) => {
+                let name = pick(m, j);
+                let want = deallocate(m, name);
+                prop_assert_eq!(s.deallocate(name), want, "{:?} of {:?}", op, name);
+            }
+            Op::Destroy(j) => {
+                let name = pick(m, j);
+                let want = match m.names.remove(&name.0) {
+                    None => Err(K::InvalidName),
+                    Some(Held::Receive { port, .. }) => {
+                        m.kill(port);
+                        Ok(())
+                    }
+                    Some(_) => Ok(()),
+                };
+                prop_assert_eq!(s.destroy_name(name), want, "{:?} of {:?}", op, name);
+            }
+            Op::ModRefs { j, right, delta } => {
+                let name = pick(m, j);
+                let want = mod_refs(m, name, right, delta);
+                prop_assert_eq!(
+                    s.mod_refs(name, right, delta),
+                    want,
+                    "{:?} of {:?}",
+                    op,
+                    name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The space holds exactly the model's names, each with the model's rights and
+    /// references.
+    fn agree(s: &Space, m: &Model) -> Result<(), TestCaseError> {
+        let mut listed = Vec::new();
+        s.names(|name, ty| listed.push((name.0, ty))).unwrap();
+        let want: Vec<(u32, u32)> = m.names.iter().map(|(&k, h)| (k, h.port_type())).collect();
+        prop_assert_eq!(listed, want);
+        for (&k, &h) in &m.names {
+            prop_assert_eq!(s.port_type(PortName(k)), Ok(h.port_type()));
+            for right in [R_SEND, R_RECV, R_SO, R_PSET, R_DEAD] {
+                prop_assert_eq!(s.get_refs(PortName(k), right), Ok(h.refs(right)), "{:?}", h);
+            }
+            if let Some(port) = h.port() {
+                prop_assert!(!matches!(m.ports[port], Owner::Dead));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_name_space_behaves_as_its_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let l = ledger();
+            let (s, there) = (space(&l), space(&l));
+            let mut m = Model::default();
+            for op in &ops {
+                apply(&s, &there, &mut m, op)?;
+                agree(&s, &m)?;
+            }
+            s.debug_check().unwrap();
+            s.destroy();
+            there.destroy();
+            drop((s, there));
+            prop_assert_eq!(l.total(), 0, "everything given back");
+        }
+    }
+}

@@ -7,6 +7,8 @@ use mach_abi::traps::VM_MAX_USER_ADDRESS;
 const PT_LOAD: u32 = 1;
 const EM_AARCH64: u16 = 183;
 const ET_EXEC: u16 = 2;
+/// Size of an ELF64 program header (`Elf64_Phdr`).
+const PHDR_LEN: usize = 56;
 pub const PF_X: u32 = 1;
 pub const PF_W: u32 = 2;
 pub const PF_R: u32 = 4;
@@ -45,21 +47,22 @@ impl core::fmt::Display for ElfError {
     }
 }
 
+/// The `N` bytes at `o`, or `Truncated` when they are not all in `b` (an `o` near the top
+/// of the address space included: offsets come from the file).
+fn bytes_at<const N: usize>(b: &[u8], o: usize) -> Result<[u8; N], ElfError> {
+    let end = o.checked_add(N).ok_or(ElfError::Truncated)?;
+    let mut a = [0u8; N];
+    a.copy_from_slice(b.get(o..end).ok_or(ElfError::Truncated)?);
+    Ok(a)
+}
 fn u16_at(b: &[u8], o: usize) -> Result<u16, ElfError> {
-    b.get(o..o + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or(ElfError::Truncated)
+    bytes_at(b, o).map(u16::from_le_bytes)
 }
 fn u32_at(b: &[u8], o: usize) -> Result<u32, ElfError> {
-    b.get(o..o + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(ElfError::Truncated)
+    bytes_at(b, o).map(u32::from_le_bytes)
 }
 fn u64_at(b: &[u8], o: usize) -> Result<u64, ElfError> {
-    let s = b.get(o..o + 8).ok_or(ElfError::Truncated)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Ok(u64::from_le_bytes(a))
+    bytes_at(b, o).map(u64::from_le_bytes)
 }
 
 pub struct Elf<'a> {
@@ -88,7 +91,7 @@ impl<'a> Elf<'a> {
             phentsize: u16_at(bytes, 54)? as usize,
             phnum: u16_at(bytes, 56)? as usize,
         };
-        if elf.phentsize < 56 {
+        if elf.phentsize < PHDR_LEN {
             return Err(ElfError::Truncated);
         }
         if elf.entry >= VM_MAX_USER_ADDRESS {
@@ -119,7 +122,10 @@ impl<'a> Elf<'a> {
     }
 
     fn segment_at(&self, o: usize) -> Result<Option<Segment>, ElfError> {
-        let b = self.bytes;
+        // The 56 bytes of the program header, so that the fields are read at small offsets.
+        let end = o.checked_add(PHDR_LEN).ok_or(ElfError::Truncated)?;
+        let b = self.bytes.get(o..end).ok_or(ElfError::Truncated)?;
+        let o = 0;
         if u32_at(b, o)? != PT_LOAD {
             return Ok(None);
         }
@@ -137,7 +143,8 @@ impl<'a> Elf<'a> {
         }
         let file_end = s.offset.checked_add(s.filesz).ok_or(ElfError::BadSegment)?;
         let mem_end = s.vaddr.checked_add(s.memsz).ok_or(ElfError::BadSegment)?;
-        if s.filesz > s.memsz || file_end > b.len() as u64 || mem_end > VM_MAX_USER_ADDRESS {
+        if s.filesz > s.memsz || file_end > self.bytes.len() as u64 || mem_end > VM_MAX_USER_ADDRESS
+        {
             return Err(ElfError::BadSegment);
         }
         if s.flags & PF_W != 0 && s.flags & PF_X != 0 {
@@ -224,5 +231,21 @@ pub(crate) mod tests {
         for cut in 0..file.len() {
             let _ = Elf::parse(&file[..cut]);
         }
+    }
+
+    /// Inputs the fuzzer (`fuzz/`, target `elf`) found crashing the reader; each must now be
+    /// refused with an error.
+    #[test]
+    fn fuzz_regressions() {
+        // Program headers at offset u64::MAX: reading a field overflowed the offset.
+        let mut phoff_max = vec![0u8; 80];
+        phoff_max[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        phoff_max[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+        phoff_max[18..20].copy_from_slice(&EM_AARCH64.to_le_bytes());
+        phoff_max[24..32].copy_from_slice(&0x40_0000u64.to_le_bytes());
+        phoff_max[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        phoff_max[54..56].copy_from_slice(&56u16.to_le_bytes());
+        phoff_max[56..58].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(Elf::parse(&phoff_max).err(), Some(ElfError::Truncated));
     }
 }

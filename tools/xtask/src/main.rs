@@ -9,11 +9,13 @@
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
 //! - `trace` the scheduler trace of a workload as Chrome JSON and SVG ([`trace`])
 //! - `setup` check and install the prerequisites only ([`prereq`])
+//! - `hostfuzz` coverage-guided fuzzing of the host-side input readers ([`hostfuzz`])
 
 mod bench;
 mod dtbpatch;
 mod error;
 mod foreign;
+mod hostfuzz;
 mod image;
 mod kernel;
 mod lint;
@@ -65,6 +67,9 @@ enum Command {
     Image(ImageArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
     Setup,
+    /// Fuzz the readers of hostile input on the host (mig-rs, the generated kernel demuxes,
+    /// the device-tree, ELF and cpio readers) with honggfuzz, installing it if missing.
+    Hostfuzz(HostfuzzArgs),
     /// Boot the `tracew` workloads with the scheduler trace on; write the events as Chrome
     /// trace-event JSON (Perfetto, chrome://tracing) and optionally an SVG timeline.
     Trace(TraceArgs),
@@ -92,6 +97,16 @@ struct TraceArgs {
     /// Convert this saved console log (say, target/trace.log) instead of booting.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct HostfuzzArgs {
+    /// Only this target (repeat for several): mig_defs, kernel_demux, devtree, elf, cpio.
+    #[arg(long, value_name = "NAME")]
+    target: Vec<String>,
+    /// How long to fuzz each target, one after the other.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    seconds: u64,
 }
 
 #[derive(Args)]
@@ -282,6 +297,7 @@ fn main() -> ExitCode {
                 args.timeout,
             ),
         },
+        Command::Hostfuzz(args) => hostfuzz::run(&args.target, args.seconds),
     };
     match result {
         Ok(code) => ExitCode::from(code),

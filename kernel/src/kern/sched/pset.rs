@@ -18,6 +18,7 @@ extern crate alloc;
 
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::scheduler::{kick, processor, setrun};
+use super::setslot::{SetSlot, free_slot};
 use crate::ids::{CpuId, ProcessorSetId};
 use crate::ipc::{Charge, Kind, Ledger};
 use crate::kern::task::Task;
@@ -45,10 +46,8 @@ const BATCH: usize = 32;
 
 /// A slot of the table.
 struct SetState {
-    /// Holds a set (live, or being destroyed).
-    in_use: bool,
-    /// Of the set in the slot, or of the next one.
-    generation: u32,
+    /// Whether a set holds the slot, and the generation of its id (`setslot`).
+    slot: SetSlot,
     /// Online processors assigned to the set.
     processors: u32,
     max_priority: u8,
@@ -61,8 +60,7 @@ struct SetState {
 impl SetState {
     const fn new() -> Self {
         SetState {
-            in_use: false,
-            generation: 0,
+            slot: SetSlot::new(),
             processors: 0,
             max_priority: INITIAL_MAX_PRIORITY,
             waiting: RunQueue::new(),
@@ -139,8 +137,8 @@ pub fn processor_set_default() -> ProcessorSetId {
 }
 
 /// `processor_set_create`: a new, empty set. Its waiting queue is reserved for every
-/// thread there can be and charged to `ledger`; `KERN_RESOURCE_SHORTAGE` when the table is
-/// full or the charge or the memory is refused.
+/// thread there can be and charged to `ledger`; `KERN_RESOURCE_SHORTAGE` when no slot is free
+/// (every slot holds a set or has spent its ids) or the charge or the memory is refused.
 pub fn processor_set_create(ledger: &Arc<dyn Ledger>) -> Result<ProcessorSetId, KernReturn> {
     let bytes = MAX_THREADS as usize * RunQueue::<Arc<Thread>>::NODE_BYTES;
     // A set is a kernel object: charged with the ports (its own ports are too).
@@ -152,17 +150,16 @@ pub fn processor_set_create(ledger: &Arc<dyn Ledger>) -> Result<ProcessorSetId, 
         .reserve(MAX_THREADS as usize)
         .map_err(|_| KernReturn::ResourceShortage)?;
     let mut table = TABLE.lock();
-    let Some(slot) = (1..MAX_SETS).find(|&i| !table[i].in_use) else {
+    let Some(slot) = free_slot(table.iter().map(|s| &s.slot)) else {
         drop(table);
         return Err(KernReturn::ResourceShortage);
     };
     let state = &mut table[slot];
     let old_waiting = core::mem::replace(&mut state.waiting, waiting);
     let old_charge = state._charge.replace(charge);
-    state.in_use = true;
+    let id = state.slot.claim(slot);
     state.processors = 0;
     state.max_priority = INITIAL_MAX_PRIORITY;
-    let id = ProcessorSetId::new(slot, state.generation);
     COUNTS[slot].tasks.store(0, Ordering::Relaxed);
     COUNTS[slot].threads.store(0, Ordering::Relaxed);
     LIVE[slot].store(id.0, Ordering::Release);
@@ -187,7 +184,7 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
         }
         // From here no thread joins its waiting queue (`wait_for_processor` checks).
         LIVE[set.slot()].store(FREE, Ordering::Release);
-        table[set.slot()].generation = table[set.slot()].generation.wrapping_add(1);
+        table[set.slot()].slot.retire();
     }
     for cpu in CpuId::first(crate::percpu::cpu_count()) {
         if processor(cpu).pset.load(Ordering::Acquire) == set.0 {
@@ -207,7 +204,7 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
     let leftovers = {
         let mut table = TABLE.lock();
         let state = &mut table[set.slot()];
-        state.in_use = false;
+        state.slot.release();
         state.processors = 0;
         (core::mem::take(&mut state.waiting), state._charge.take())
     };

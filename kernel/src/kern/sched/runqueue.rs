@@ -339,4 +339,114 @@ mod tests {
         assert_eq!(q.dequeue_at_or_above(BASEPRI_USER), Some("user"));
         assert_eq!(q.dequeue_at_or_above(IDLE_PRI), None);
     }
+
+    /// What a run queue is meant to be: one FIFO per level, levels above idle clamped.
+    #[derive(Default)]
+    struct Model {
+        levels: std::vec::Vec<std::collections::VecDeque<u32>>,
+    }
+
+    impl Model {
+        fn new() -> Self {
+            Model {
+                levels: (0..NRQS).map(|_| Default::default()).collect(),
+            }
+        }
+        fn highest(&self) -> Option<u8> {
+            self.levels
+                .iter()
+                .position(|l| !l.is_empty())
+                .map(|p| p as u8)
+        }
+        fn len(&self) -> usize {
+            self.levels.iter().map(|l| l.len()).sum()
+        }
+        fn least_urgent(&self) -> std::vec::Vec<u32> {
+            self.levels
+                .iter()
+                .rev()
+                .flat_map(|l| l.iter().rev().copied())
+                .collect()
+        }
+        fn remove_first(&mut self, pick: impl Fn(u32) -> bool) -> Option<u32> {
+            for level in &mut self.levels {
+                if let Some(at) = level.iter().position(|&v| pick(v)) {
+                    return level.remove(at);
+                }
+            }
+            None
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Enqueue(u8),
+        Dequeue,
+        DequeueAtOrAbove(u8),
+        /// Remove the first item whose value modulo 5 is this.
+        RemoveFirst(u32),
+        RemoveNthLeastUrgent(usize),
+        Reserve(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => prop_oneof![0u8..8, 20u8..30, 60u8..70, any::<u8>()].prop_map(Op::Enqueue),
+            2 => Just(Op::Dequeue),
+            1 => any::<u8>().prop_map(Op::DequeueAtOrAbove),
+            1 => (0u32..5).prop_map(Op::RemoveFirst),
+            1 => (0usize..40).prop_map(Op::RemoveNthLeastUrgent),
+            1 => (0usize..64).prop_map(Op::Reserve),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any sequence of operations leaves the queue as the model: same count, same most
+        /// urgent level, same items in the same order, and each removal takes the same item.
+        #[test]
+        fn behaves_as_its_model(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut q = RunQueue::new();
+            let mut m = Model::new();
+            for (next, op) in ops.into_iter().enumerate() {
+                let next = next as u32;
+                match op {
+                    Op::Enqueue(pri) => {
+                        q.enqueue(next, pri);
+                        m.levels[pri.min(IDLE_PRI) as usize].push_back(next);
+                    }
+                    Op::Dequeue => {
+                        let want = m.highest().and_then(|p| m.levels[p as usize].pop_front());
+                        proptest::prop_assert_eq!(q.dequeue(), want);
+                    }
+                    Op::DequeueAtOrAbove(limit) => {
+                        let want = m
+                            .highest()
+                            .filter(|&p| p <= limit)
+                            .and_then(|p| m.levels[p as usize].pop_front());
+                        proptest::prop_assert_eq!(q.dequeue_at_or_above(limit), want);
+                    }
+                    Op::RemoveFirst(r) => {
+                        let want = m.remove_first(|v| v % 5 == r);
+                        proptest::prop_assert_eq!(q.remove_first(|&v| v % 5 == r), want);
+                    }
+                    Op::RemoveNthLeastUrgent(n) => {
+                        let want = m.least_urgent().get(n).copied();
+                        if let Some(v) = want {
+                            m.remove_first(|x| x == v);
+                        }
+                        proptest::prop_assert_eq!(q.remove_nth_least_urgent(n), want);
+                    }
+                    Op::Reserve(n) => {
+                        proptest::prop_assert!(q.reserve(n).is_ok());
+                    }
+                }
+                proptest::prop_assert_eq!(q.len(), m.len());
+                proptest::prop_assert_eq!(q.is_empty(), m.len() == 0);
+                proptest::prop_assert_eq!(q.highest(), m.highest());
+                let order: std::vec::Vec<u32> = q.iter_least_urgent().copied().collect();
+                proptest::prop_assert_eq!(order, m.least_urgent());
+            }
+        }
+    }
 }
