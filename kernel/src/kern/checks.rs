@@ -181,9 +181,10 @@ fn run_queues() {
             continue;
         }
         if nr_queued as usize != rq.len() {
+            let n = rq.len();
             fail(format_args!(
-                "run queue of cpu{cpu} has {} threads, nr_queued says {nr_queued}",
-                rq.len()
+                "run queue of cpu{cpu} has {n} thread{}, nr_queued says {nr_queued}",
+                if n == 1 { "" } else { "s" }
             ));
         }
         for t in rq.iter_least_urgent() {
