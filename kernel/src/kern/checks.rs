@@ -24,13 +24,16 @@ use crate::percpu;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Ticks of the boot CPU between two periodic checks (half a second at the default 100 Hz).
-pub const INTERVAL_TICKS: u64 = 50;
+/// Ticks of the boot CPU between two periodic checks (a tenth of a second at the default
+/// 100 Hz).
+pub const INTERVAL_TICKS: u64 = 10;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// `checks-inject=runqueue`, not yet done.
 static INJECT_RUNQUEUE: AtomicBool = AtomicBool::new(false);
-static PASSES: AtomicU64 = AtomicU64::new(0);
+/// Passes made: periodic, at task exits (the one at the end is not counted here).
+static PERIODIC: AtomicU64 = AtomicU64::new(0);
+static AT_EXIT: AtomicU64 = AtomicU64::new(0);
 static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Read `checks` and `checks-inject=` from the command line (at boot, before any task).
@@ -86,7 +89,7 @@ pub fn on_tick(ticks: u64) {
 /// The periodic checks (see [`locked`]).
 pub fn periodic() {
     locked();
-    PASSES.fetch_add(1, Ordering::Relaxed);
+    PERIODIC.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A task's last thread has taken it out of the IPC world (`Thread::detach_from_task`),
@@ -98,7 +101,7 @@ pub fn at_task_exit() {
     }
     locked();
     tasks();
-    PASSES.fetch_add(1, Ordering::Relaxed);
+    AT_EXIT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Every user task has gone and its frees are done (the leak check's moment): everything,
@@ -127,11 +130,15 @@ pub fn at_end() -> bool {
             "threads: no user thread is left but {stacks} kernel stacks are still handed out"
         ));
     }
-    PASSES.fetch_add(1, Ordering::Relaxed);
+    let (periodic, at_exit) = (
+        PERIODIC.load(Ordering::Relaxed),
+        AT_EXIT.load(Ordering::Relaxed),
+    );
     let failures = failures();
     crate::println!(
-        "checks: {} passes, {failures} inconsistencies",
-        PASSES.load(Ordering::Relaxed)
+        "checks: {} passes ({periodic} periodic, {at_exit} at task exits, 1 at the end), \
+         {failures} inconsistencies",
+        periodic + at_exit + 1
     );
     failures == 0
 }

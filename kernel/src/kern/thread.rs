@@ -107,7 +107,7 @@ pub fn stack_slots_in_use() -> u32 {
 /// Check that the guard gap below every kernel stack that was ever handed out (the CPUs'
 /// and the threads') is still unmapped (`checks=`): `report(slot, entries)` for each gap
 /// with mapped entries. A stack overflow then faults in the gap, and the trap handler
-/// reports it as one (`trap::kernel_fault`).
+/// reports it as one (`trap::kernel_sync_exception`).
 pub fn check_stack_guards(report: &mut dyn FnMut(u32, usize)) {
     let next = SLOTS.lock().next;
     for slot in 0..next {

@@ -233,10 +233,10 @@ pub fn cluster_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
 /// The kernel's self-checks (`checks`): the line the kernel prints when they fail, and the
 /// tally it prints at the end of a run with them on.
 pub const CHECKS_FAILED: &str = "checks: FAILED";
-pub const CHECKS_CLEAN: &str = " passes, 0 inconsistencies";
+pub const CHECKS_CLEAN: &str = " at the end), 0 inconsistencies";
 
 /// Busy programs run with the kernel's self-checks on (`checks=1`: run queues, processor
-/// sets, frame counts, stack guard gaps, port names, kernel-memory bounds, every 50 ticks,
+/// sets, frame counts, stack guard gaps, port names, kernel-memory bounds, every 10 ticks,
 /// at each task's exit and at the end), which must find nothing; and one run that makes a
 /// run queue's count wrong on purpose (`checks-inject=runqueue`), which must be reported
 /// and end the run with the test-failure status 4. The test build has the lock-order
@@ -275,7 +275,7 @@ pub fn checks_matrix(initrd: &Path) -> Vec<QemuTest> {
             // How many threads are queued then depends on timing; the count is one more.
             "checks: FAILED run queue of cpu0 has ".to_owned(),
             ", nr_queued says ".to_owned(),
-            "passes, 1 inconsistencies".to_owned(),
+            " at the end), 1 inconsistencies".to_owned(),
         ],
         expect_counts: vec![(USER_PASS_MARKER.to_owned(), 1)],
         status: 4,
