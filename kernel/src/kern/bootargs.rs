@@ -329,15 +329,22 @@ pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a
 }
 
 /// Keys whose only accepted values are a few words (anything else is ignored):
-/// `halt-after=boot`, `exit=semihosting`, `crash=panic|stack-overflow|null|write-text-alias`,
+/// `halt-after=boot`, `exit=semihosting`,
+/// `crash=panic|stack-overflow|secondary-stack-overflow|null|write-text-alias`,
 /// `checks=0|1`, `checks-inject=runqueue`.
 const WORD_KEYS: [(&str, &[&str], &str); 5] = [
     ("halt-after", &["boot"], "boot"),
     ("exit", &["semihosting"], "semihosting"),
     (
         "crash",
-        &["panic", "stack-overflow", "null", "write-text-alias"],
-        "panic, stack-overflow, null, write-text-alias",
+        &[
+            "panic",
+            "stack-overflow",
+            "secondary-stack-overflow",
+            "null",
+            "write-text-alias",
+        ],
+        "panic, stack-overflow, secondary-stack-overflow, null, write-text-alias",
     ),
     ("checks", &["0", "1"], "0, 1"),
     ("checks-inject", &["runqueue"], "runqueue"),
@@ -517,7 +524,7 @@ mod tests {
             [
                 "bootargs: halt-after=login is not one of boot; ignoring it",
                 "bootargs: exit=psci is not one of semihosting; ignoring it",
-                "bootargs: crash=maybe is not one of panic, stack-overflow, null, write-text-alias; ignoring it",
+                "bootargs: crash=maybe is not one of panic, stack-overflow, secondary-stack-overflow, null, write-text-alias; ignoring it",
             ]
         );
         assert_eq!(

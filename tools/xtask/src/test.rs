@@ -154,6 +154,11 @@ pub fn crash_matrix() -> Vec<QemuTest> {
     [
         ("panic", &["kernel panic on cpu0: panicked at"][..]),
         ("stack-overflow", &["kernel: kernel stack overflow on cpu0"]),
+        // CPU 1's idle stack is in a kernel stack slot: the fault is in its guard gap.
+        (
+            "secondary-stack-overflow",
+            &["kernel: kernel stack overflow on cpu1 (into the guard of stack slot 1)"],
+        ),
         ("null", &[DATA_ABORT, "translation fault at level"]),
         (
             "write-text-alias",
@@ -372,8 +377,8 @@ pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
                 "bootargs: hz=abc is not a number; using 100".to_owned(),
                 format!("bootargs: loglevel=7 is not one of {levels}; using info"),
                 "bootargs: kmem-task-limit=lots is not a number; using the default".to_owned(),
-                "bootargs: crash=maybe is not one of panic, stack-overflow, null, \
-                 write-text-alias; ignoring it"
+                "bootargs: crash=maybe is not one of panic, stack-overflow, \
+                 secondary-stack-overflow, null, write-text-alias; ignoring it"
                     .to_owned(),
                 // QEMU's cortex-a72 has 16-bit ASIDs.
                 "bootargs: asid-bits=wide is not a number; using 16".to_owned(),
