@@ -340,6 +340,9 @@ pub enum NameProblem {
     ReceiverElsewhere,
     /// The name holds send or receive rights, the reverse map does not lead to it.
     ReverseMissing,
+    /// The space (not one name: `name` is 0) holds `held` granules of kernel memory; its
+    /// maps' nodes need `needed` (`mm::kmem`).
+    Charge { held: usize, needed: usize },
 }
 
 /// An inconsistency in a space, found by [`Space::check`].
@@ -352,6 +355,13 @@ pub struct SpaceProblem {
 
 impl core::fmt::Display for SpaceProblem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if let NameProblem::Charge { held, needed } = self.problem {
+            return write!(
+                f,
+                "space {}: {held} granules of kernel memory charged, its names need {needed}",
+                self.space
+            );
+        }
         write!(f, "space {} name {:#x}: ", self.space, self.name)?;
         match self.problem {
             NameProblem::NoUrefs { ty } => {
@@ -373,19 +383,30 @@ impl core::fmt::Display for SpaceProblem {
             NameProblem::ReverseMissing => {
                 write!(f, "send or receive rights the reverse map does not lead to")
             }
+            NameProblem::Charge { .. } => Ok(()),
         }
     }
 }
 
 impl Space {
-    /// Check every name of the space against the ports it names (`checks=`): user
-    /// references where a right needs them, the ports' counts of send and send-once rights,
+    /// Check every name of the space against the ports it names (`checks=`): the space's
+    /// kernel-memory charge against what its maps need, user references where a right
+    /// needs them, the ports' counts of send and send-once rights,
     /// the receiver of each receive right, the reverse map. Takes the space's lock, then
     /// each port's lock in turn (the documented order); reports each problem to `report`.
     pub fn check(&self, report: &mut dyn FnMut(SpaceProblem)) {
         let st = self.lock();
         if !st.active {
             return;
+        }
+        // Each release of the lock brings the charge to what the maps need (`settle`).
+        let (held, needed) = (st.charge.blocks(), st.needed());
+        if held != needed {
+            report(SpaceProblem {
+                space: st.id,
+                name: 0,
+                problem: NameProblem::Charge { held, needed },
+            });
         }
         for (&name, entry) in &st.entries {
             let mut problem = |problem| {

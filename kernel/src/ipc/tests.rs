@@ -2736,4 +2736,20 @@ fn check_passes_on_every_kind_of_right_and_finds_corruption() {
         shown,
         "space 7 name 0x103: a send right to a port that counts 0 send rights"
     );
+    // Thousands of names later, and after they are gone, the charge still fits the maps.
+    let names: Vec<PortName> = (0..2000).map(|_| b.allocate(R_RECV).unwrap()).collect();
+    assert_eq!(problems(&b), []);
+    for name in names {
+        b.destroy_name(name).unwrap();
+    }
+    assert_eq!(problems(&b), []);
+    let charge = space::SpaceProblem {
+        space: 7,
+        name: 0,
+        problem: P::Charge { held: 3, needed: 4 },
+    };
+    assert_eq!(
+        charge.to_string(),
+        "space 7: 3 granules of kernel memory charged, its names need 4"
+    );
 }
