@@ -325,7 +325,131 @@ impl SpaceState {
     }
 }
 
+/// What [`Space::check`] found wrong with one name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameProblem {
+    /// A send right, send-once right or dead name with no user reference.
+    NoUrefs { ty: u32 },
+    /// The name holds a port right but no port.
+    NoPort { ty: u32 },
+    /// The name holds a send right to a live port that counts no send rights.
+    NoSendRights,
+    /// The name holds a send-once right to a live port that counts none.
+    NoSendOnceRights,
+    /// The name holds the receive right, the live port says another holder has it.
+    ReceiverElsewhere,
+    /// The name holds send or receive rights, the reverse map does not lead to it.
+    ReverseMissing,
+    /// The space (not one name: `name` is 0) holds `held` granules of kernel memory; its
+    /// maps' nodes need `needed` (`mm::kmem`).
+    Charge { held: usize, needed: usize },
+}
+
+/// An inconsistency in a space, found by [`Space::check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceProblem {
+    pub space: u64,
+    pub name: u32,
+    pub problem: NameProblem,
+}
+
+impl core::fmt::Display for SpaceProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if let NameProblem::Charge { held, needed } = self.problem {
+            return write!(
+                f,
+                "space {}: {held} granules of kernel memory charged, its names need {needed}",
+                self.space
+            );
+        }
+        write!(f, "space {} name {:#x}: ", self.space, self.name)?;
+        match self.problem {
+            NameProblem::NoUrefs { ty } => {
+                write!(f, "rights {ty:#x} with 0 user references")
+            }
+            NameProblem::NoPort { ty } => write!(f, "rights {ty:#x} but no port"),
+            NameProblem::NoSendRights => {
+                write!(f, "a send right to a port that counts 0 send rights")
+            }
+            NameProblem::NoSendOnceRights => {
+                write!(
+                    f,
+                    "a send-once right to a port that counts 0 send-once rights"
+                )
+            }
+            NameProblem::ReceiverElsewhere => {
+                write!(f, "the receive right, but the port names another receiver")
+            }
+            NameProblem::ReverseMissing => {
+                write!(f, "send or receive rights the reverse map does not lead to")
+            }
+            NameProblem::Charge { .. } => Ok(()),
+        }
+    }
+}
+
 impl Space {
+    /// Check every name of the space against the ports it names (`checks=`): the space's
+    /// kernel-memory charge against what its maps need, user references where a right
+    /// needs them, the ports' counts of send and send-once rights,
+    /// the receiver of each receive right, the reverse map. Takes the space's lock, then
+    /// each port's lock in turn (the documented order); reports each problem to `report`.
+    pub fn check(&self, report: &mut dyn FnMut(SpaceProblem)) {
+        let st = self.lock();
+        if !st.active {
+            return;
+        }
+        // Each release of the lock brings the charge to what the maps need (`settle`).
+        let (held, needed) = (st.charge.blocks(), st.needed());
+        if held != needed {
+            report(SpaceProblem {
+                space: st.id,
+                name: 0,
+                problem: NameProblem::Charge { held, needed },
+            });
+        }
+        for (&name, entry) in &st.entries {
+            let mut problem = |problem| {
+                report(SpaceProblem {
+                    space: st.id,
+                    name,
+                    problem,
+                })
+            };
+            let ty = entry.ty & port_type::ALL_RIGHTS;
+            if ty & (port_type::SEND_RIGHTS | port_type::DEAD_NAME) != 0 && entry.urefs == 0 {
+                problem(NameProblem::NoUrefs { ty });
+            }
+            if ty & port_type::PORT_RIGHTS == 0 {
+                continue;
+            }
+            let Some(port) = entry.port() else {
+                problem(NameProblem::NoPort { ty });
+                continue;
+            };
+            if ty & port_type::SEND_RECEIVE != 0 && st.reverse.get(&port.id()) != Some(&name) {
+                problem(NameProblem::ReverseMissing);
+            }
+            let ps = port.state.lock();
+            if !ps.active {
+                continue;
+            }
+            if ty & port_type::SEND != 0 && ps.srights == 0 {
+                problem(NameProblem::NoSendRights);
+            }
+            if ty & port_type::SEND_ONCE != 0 && ps.sorights == 0 {
+                problem(NameProblem::NoSendOnceRights);
+            }
+            if ty & port_type::RECEIVE != 0 {
+                let here = matches!(ps.receiver,
+                    Receiver::Space { space, name: n } if space == st.id && n.0 == name);
+                if !here {
+                    problem(NameProblem::ReceiverElsewhere);
+                }
+            }
+        }
+    }
+
     /// A new, empty space whose names are charged to `ledger`.
     pub fn new(ledger: &Arc<dyn Ledger>) -> Result<Arc<Space>, KernReturn> {
         let charge = Charge::new(ledger, Kind::Entry, SPACE_BLOCKS)?;

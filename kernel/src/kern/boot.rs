@@ -47,6 +47,7 @@ pub extern "C" fn kernel_main(dtb_pa: u64, load_pa: u64) -> ! {
         crate::println!("{bad}");
     }
     power::init(args.get("exit") == Some("semihosting"), config.psci);
+    crate::kern::checks::init(&args);
 
     // The tree lists CPUs in its own order; index 0 is the first there, which need not be us.
     let me = CpuId::new(config.cpu_index_of_mpidr(cpu::mpidr()).unwrap_or(0));

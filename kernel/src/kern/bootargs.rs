@@ -346,17 +346,49 @@ pub fn init_programs<'a>(args: &BootArgs<'a>) -> Option<impl Iterator<Item = &'a
         .map(|list| list.split(',').filter(|name| !name.is_empty()))
 }
 
-/// Keys whose only accepted value is one word (anything else is ignored): `halt-after=boot`,
-/// `exit=semihosting`, `crash=panic|stack-overflow|null|write-text-alias`.
-const WORD_KEYS: [(&str, &[&str], &str); 3] = [
+/// Keys whose only accepted values are a few words (anything else is ignored):
+/// `halt-after=boot`, `exit=semihosting`,
+/// `crash=panic|stack-overflow|secondary-stack-overflow|null|write-text-alias`,
+/// `checks=0|1`, `checks-inject=runqueue`.
+const WORD_KEYS: [(&str, &[&str], &str); 5] = [
     ("halt-after", &["boot"], "boot"),
     ("exit", &["semihosting"], "semihosting"),
     (
         "crash",
-        &["panic", "stack-overflow", "null", "write-text-alias"],
-        "panic, stack-overflow, null, write-text-alias",
+        &[
+            "panic",
+            "stack-overflow",
+            "secondary-stack-overflow",
+            "null",
+            "write-text-alias",
+        ],
+        "panic, stack-overflow, secondary-stack-overflow, null, write-text-alias",
     ),
+    ("checks", &["0", "1"], "0, 1"),
+    ("checks-inject", &["runqueue"], "runqueue"),
 ];
+
+/// What `checks` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checks {
+    /// The kernel's self-checks (`kern::checks`): on with the bare word `checks` or
+    /// `checks=1`; off by default, with `checks=0`, or with any other value (named).
+    pub on: bool,
+    /// `checks-inject=runqueue`: make one run queue's count wrong once, for a test that the
+    /// checks report it (only with the checks on).
+    pub inject_runqueue: bool,
+}
+
+pub fn checks(args: &BootArgs<'_>) -> Checks {
+    let on = match args.get("checks") {
+        Some(value) => value == "1",
+        None => args.has("checks"),
+    };
+    Checks {
+        on,
+        inject_runqueue: on && args.get("checks-inject") == Some("runqueue"),
+    }
+}
 
 /// Every word of the command line with a value the kernel does not use as given, with what
 /// it uses instead, in a fixed order (`loglevel`, `hz`, `kmem-task-limit`, `init`, the one-word
@@ -400,6 +432,36 @@ mod tests {
     use super::*;
     use std::string::ToString;
     use std::vec::Vec;
+
+    #[test]
+    fn checks_word_and_values() {
+        let c = |line| checks(&BootArgs::new(line));
+        let on = |inject_runqueue| Checks {
+            on: true,
+            inject_runqueue,
+        };
+        let off = Checks {
+            on: false,
+            inject_runqueue: false,
+        };
+        assert_eq!(c("init=x"), off);
+        assert_eq!(c("checks"), on(false));
+        assert_eq!(c("checks=1 hz=100"), on(false));
+        assert_eq!(c("checks=0"), off);
+        assert_eq!(c("checks=yes"), off);
+        assert_eq!(c("checks-inject=runqueue"), off);
+        assert_eq!(c("checks checks-inject=runqueue"), on(true));
+        assert_eq!(c("checks=1 checks-inject=other"), on(false));
+        assert_eq!(c("init=x -- checks"), off);
+        assert_eq!(
+            complaints("checks=yes checks-inject=all"),
+            [
+                "bootargs: checks=yes is not one of 0, 1; ignoring it",
+                "bootargs: checks-inject=all is not one of runqueue; ignoring it"
+            ]
+        );
+        assert!(complaints("checks checks=1 checks-inject=runqueue").is_empty());
+    }
 
     fn complaints(line: &str) -> Vec<std::string::String> {
         bad_values(&BootArgs::new(line))
@@ -481,7 +543,7 @@ mod tests {
             [
                 "bootargs: halt-after=login is not one of boot; ignoring it",
                 "bootargs: exit=psci is not one of semihosting; ignoring it",
-                "bootargs: crash=maybe is not one of panic, stack-overflow, null, write-text-alias; ignoring it",
+                "bootargs: crash=maybe is not one of panic, stack-overflow, secondary-stack-overflow, null, write-text-alias; ignoring it",
             ]
         );
         assert_eq!(

@@ -147,6 +147,7 @@ fn check_when_tasks_gone() {
     if !clean && now < gone_at + timer::frequency() {
         return;
     }
+    let checked = super::checks::at_end();
     crate::println!(
         "kernel: all tasks exited; free frames {after} of {total}, {before} before the first task; \
          kernel heap {heap_after} bytes in use, {heap_before} before"
@@ -163,7 +164,7 @@ fn check_when_tasks_gone() {
             heap_after as i64 - heap_before as i64
         );
     }
-    if !clean {
+    if !clean || !checked {
         power_off(ExitStatus::TestFailed);
     }
     power_off(ExitStatus::Success)

@@ -165,12 +165,13 @@ pub fn handle() {
 fn timer_tick() {
     timer::arm(TICK_INTERVAL.load(Ordering::Relaxed));
     let me = percpu::current();
-    me.timer_ticks.fetch_add(1, Ordering::Relaxed);
+    let ticks = me.timer_ticks.fetch_add(1, Ordering::Relaxed) + 1;
     if me.id().index() == 0 {
         crate::kern::device::tick();
     }
     boot_ring_step(me);
     crate::kern::sched::tick();
+    crate::kern::checks::on_tick(ticks);
 }
 
 /// The boot check: each CPU sends one ping to the next online CPU in index order (the

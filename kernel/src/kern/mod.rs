@@ -14,6 +14,8 @@ pub mod boot;
 #[cfg(target_os = "none")]
 pub mod bootstrap;
 #[cfg(target_os = "none")]
+pub mod checks;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod host;

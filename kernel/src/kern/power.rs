@@ -52,6 +52,12 @@ pub fn power_off(status: ExitStatus) -> ! {
 /// Stop every other CPU, then end the run with exit code `code` (`host_reboot` passes
 /// the status a program asks for).
 pub fn power_off_with(code: u32) -> ! {
+    // An inconsistency the self-checks found fails a run that would have succeeded.
+    let code = if code == 0 && crate::kern::checks::failures() != 0 {
+        ExitStatus::TestFailed as u32
+    } else {
+        code
+    };
     cpu::irq_disable();
     irq::stop_other_cpus();
     if SEMIHOSTING.load(Ordering::Relaxed) {

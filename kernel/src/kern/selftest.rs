@@ -7,28 +7,54 @@ use crate::devtree::MachineConfig;
 use crate::ids::CpuId;
 use crate::kern::power::{ExitStatus, power_off};
 use crate::percpu::{self, CpuState};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// `crash=panic|stack-overflow|null|write-text-alias`: fail on purpose, to show (and let
-/// the test matrix check) how the kernel reports its own failures: exit status 2 with a
-/// report. `write-text-alias` writes a word of the kernel's text back unchanged through
-/// the linear map, which must fault (W^X holds there too); if the write goes through, the
-/// kernel says so and ends with the test-failure status.
-pub fn crash(how: &str) {
-    #[inline(never)]
-    fn recurse(depth: u64) -> u64 {
-        let mut frame = [depth; 64];
-        core::hint::black_box(&mut frame);
-        if core::hint::black_box(depth) == u64::MAX {
-            return 0;
-        }
-        recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+/// Recurse until the stack overflows.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [depth; 64];
+    core::hint::black_box(&mut frame);
+    if core::hint::black_box(depth) == u64::MAX {
+        return 0;
     }
+    recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
+
+/// `crash=secondary-stack-overflow` asked CPU 1 to overflow its stack.
+static CRASH_SECONDARY: AtomicBool = AtomicBool::new(false);
+
+/// The secondary CPUs' idle hook: overflow this CPU's stack if asked to.
+pub fn secondary_idle() {
+    if CRASH_SECONDARY.load(Ordering::Relaxed) && percpu::current_cpu() == CpuId::new(1) {
+        core::hint::black_box(recurse(0));
+    }
+}
+
+/// `crash=panic|stack-overflow|secondary-stack-overflow|null|write-text-alias`: fail on
+/// purpose, to show (and let the test matrix check) how the kernel reports its own
+/// failures: exit status 2 with a report. `stack-overflow` overflows the boot CPU's boot
+/// stack, `secondary-stack-overflow` the stack CPU 1 runs its idle loop on, which lives in
+/// a kernel stack slot with a guard gap below (as threads' stacks do); with one CPU it
+/// does nothing. `write-text-alias` writes a word of the kernel's text back unchanged
+/// through the linear map, which must fault (W^X holds there too); if the write goes
+/// through, the kernel says so and ends with the test-failure status.
+pub fn crash(how: &str) {
     log::warn!("crash={how} requested");
     match how {
         "panic" => panic!("crash=panic requested on the command line"),
         "stack-overflow" => {
             core::hint::black_box(recurse(0));
+        }
+        "secondary-stack-overflow" => {
+            let cpu1 = CpuId::new(1);
+            if percpu::cpu_count() > 1 && percpu::cpu(cpu1).state() == CpuState::Online {
+                CRASH_SECONDARY.store(true, Ordering::Relaxed);
+                crate::kern::sched::kick(cpu1);
+                // CPU 1 ends the run; until then this CPU waits.
+                loop {
+                    cpu::wait_for_interrupt();
+                }
+            }
         }
         "null" => {
             // SAFETY: deliberately unsound: reading address 0 must fault (page 0 is never

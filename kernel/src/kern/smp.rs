@@ -132,5 +132,5 @@ pub fn secondary_start(index: usize) -> ! {
     cpu::send_event();
     log::debug!("cpu{index} online (MPIDR {:#x})", cpu::mpidr());
     cpu::irq_enable();
-    crate::kern::sched::idle_loop(|| {})
+    crate::kern::sched::idle_loop(crate::kern::selftest::secondary_idle)
 }

@@ -529,6 +529,11 @@ pub fn copyout_send(port: Option<&Arc<Port>>, space: &Space) -> PortName {
     }
 }
 
+/// User tasks on the list of every task (`each_task`).
+pub fn listed_task_count() -> usize {
+    TASKS.lock().len()
+}
+
 /// User tasks alive now.
 pub fn user_task_count() -> usize {
     USER_TASKS.load(Ordering::Acquire)

@@ -97,6 +97,29 @@ pub fn map_stack_slot(slot: u32) -> Option<(PhysAddr, u64)> {
     Some((pa, top))
 }
 
+/// Kernel stack slots of threads in use: handed out and not given back (stacks of dead
+/// threads waiting in the batch count as in use until `purge_dead_stacks`).
+pub fn stack_slots_in_use() -> u32 {
+    let s = SLOTS.lock();
+    s.next - FIRST_THREAD_SLOT - s.free.len() as u32
+}
+
+/// Check that the guard gap below every kernel stack that was ever handed out (the CPUs'
+/// and the threads') is still unmapped (`checks=`): `report(slot, entries)` for each gap
+/// with mapped entries. A stack overflow then faults in the gap, and the trap handler
+/// reports it as one (`trap::kernel_sync_exception`).
+pub fn check_stack_guards(report: &mut dyn FnMut(u32, usize)) {
+    let next = SLOTS.lock().next;
+    for slot in 0..next {
+        let (low, top) = stack_slot(slot as u64);
+        let gap = top - crate::mm::layout::STACK_SLOT;
+        let mapped = mmu::mapped_entries(VirtAddr(gap), low - gap);
+        if mapped != 0 {
+            report(slot, mapped);
+        }
+    }
+}
+
 /// A thread's kernel stack, mapped in its slot.
 struct KernelStack {
     slot: u32,
@@ -641,6 +664,7 @@ impl Thread {
         self.task.threads.lock().remove(&self.id);
         if last {
             self.task.last_thread_gone();
+            crate::kern::checks::at_task_exit();
         }
     }
 }

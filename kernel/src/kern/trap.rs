@@ -32,22 +32,36 @@ pub fn kernel_exception(frame: &mut TrapFrame, kind: VectorKind) -> ! {
     power_off(ExitStatus::Panic)
 }
 
+/// ` (into the guard of stack slot N)` in a report.
+struct StackSlot(u64);
+
+impl core::fmt::Display for StackSlot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, " (into the guard of stack slot {})", self.0)
+    }
+}
+
 /// A synchronous exception taken at EL1 (reported from the emergency stack): always a bug.
 /// A data abort whose address is just below the stack pointer of the time is named as a
 /// kernel stack overflow.
 pub fn kernel_sync_exception(frame: &mut TrapFrame, old_sp: u64) -> ! {
-    // Within 64 KiB below to 4 KiB above the stack pointer: a push into the guard page.
-    let overflow = frame
-        .kernel_data_abort_address()
-        .is_some_and(|far| far.wrapping_sub(old_sp).wrapping_add(64 * 1024) < 68 * 1024);
+    // In the guard gap of a stack slot, or within 64 KiB below to 4 KiB above the stack
+    // pointer (a boot stack's guard page): a push into the guard.
+    let far = frame.kernel_data_abort_address();
+    let guard_slot = far.and_then(crate::mm::layout::stack_guard_slot);
+    let overflow = guard_slot.is_some()
+        || far.is_some_and(|far| far.wrapping_sub(old_sp).wrapping_add(64 * 1024) < 68 * 1024);
+    let slot = guard_slot.map(StackSlot);
     print_emergency(format_args!(
-        "\nkernel: {} on cpu{}: {} (sp {:#x})\n{}",
+        "\nkernel: {} on cpu{}{}: {} (sp {:#x})\n{}",
         if overflow {
             "kernel stack overflow"
         } else {
             "unexpected synchronous exception"
         },
         percpu::current_cpu(),
+        slot.as_ref().map_or(&"" as &dyn core::fmt::Display, |s| s
+            as &dyn core::fmt::Display),
         frame.cause_name(),
         old_sp,
         frame

@@ -30,20 +30,20 @@ pub fn add_region(base: PhysAddr, size: u64) {
         return;
     }
     let start = base.to_linear().as_u64() as usize;
+    let mut frames = FRAMES.lock();
     // SAFETY: the caller hands over unused RAM that the linear map covers read-write.
-    unsafe {
-        FRAMES
-            .lock()
-            .add_to_heap(start, start + (count << PAGE_SHIFT) as usize)
-    };
+    unsafe { frames.add_to_heap(start, start + (count << PAGE_SHIFT) as usize) };
     TOTAL.fetch_add(count, Ordering::Relaxed);
     FREE.fetch_add(count, Ordering::Relaxed);
 }
 
 /// `count` contiguous frames, aligned to the next power of two of `count` pages.
 pub fn alloc(count: usize) -> Option<PhysAddr> {
-    let ptr = FRAMES.lock().alloc(layout(count)?).ok()?;
+    let mut frames = FRAMES.lock();
+    let ptr = frames.alloc(layout(count)?).ok()?;
+    // Under the lock, so that the count always agrees with the allocator (`check`).
     FREE.fetch_sub(count as u64, Ordering::Relaxed);
+    drop(frames);
     Some(PhysAddr(ptr.as_ptr() as u64 - LINEAR_BASE))
 }
 
@@ -70,11 +70,29 @@ pub fn free(pa: PhysAddr, count: usize) {
     ) else {
         return;
     };
-    FRAMES.lock().dealloc(ptr, layout);
+    let mut frames = FRAMES.lock();
+    frames.dealloc(ptr, layout);
     FREE.fetch_add(count as u64, Ordering::Relaxed);
 }
 
 /// (free, total) frame counts.
 pub fn counts() -> (u64, u64) {
     (FREE.load(Ordering::Relaxed), TOTAL.load(Ordering::Relaxed))
+}
+
+/// The counts against the allocator's own books (`checks=`), under its lock: `Err((free
+/// frames by the allocator, free frames by the count, total by the allocator, total by
+/// the count))` when they differ. The allocator's free frames are its bytes less those
+/// handed out (as asked for, before its rounding up).
+pub fn check() -> Result<(), (u64, u64, u64, u64)> {
+    let frames = FRAMES.lock();
+    let page = PAGE_SIZE;
+    let total = frames.stats_total_bytes() as u64 / page;
+    let free = (frames.stats_total_bytes() - frames.stats_alloc_user()) as u64 / page;
+    let (counted_free, counted_total) = counts();
+    if free == counted_free && total == counted_total {
+        Ok(())
+    } else {
+        Err((free, counted_free, total, counted_total))
+    }
 }

@@ -41,6 +41,20 @@ pub const fn stack_slot(slot: u64) -> (u64, u64) {
     (top - KERNEL_STACK_SIZE, top)
 }
 
+/// The stack slot whose guard gap (the unmapped part of the slot, below its stack) holds
+/// `va`, if any: a fault there is that stack overflowing.
+pub const fn stack_guard_slot(va: u64) -> Option<u64> {
+    if va < STACKS_BASE || va >= DEVICE_BASE {
+        return None;
+    }
+    let offset = va - STACKS_BASE;
+    if offset % STACK_SLOT < STACK_SLOT - KERNEL_STACK_SIZE {
+        Some(offset / STACK_SLOT)
+    } else {
+        None
+    }
+}
+
 // The windows must not overlap; checked when the kernel compiles.
 const _: () = assert!(LINEAR_BASE + LINEAR_LIMIT <= STACKS_BASE);
 const _: () = assert!(STACKS_BASE < DEVICE_BASE && DEVICE_END <= KIMAGE_VA);
@@ -61,5 +75,17 @@ mod tests {
         let (_, top0) = stack_slot(0);
         let (low1, _) = stack_slot(1);
         assert!(low1 - top0 >= PAGE_SIZE);
+    }
+
+    #[test]
+    fn a_guard_address_names_its_slot() {
+        let (low, top) = stack_slot(5);
+        assert_eq!(stack_guard_slot(low - 8), Some(5));
+        assert_eq!(stack_guard_slot(top - STACK_SLOT), Some(5));
+        assert_eq!(stack_guard_slot(low), None);
+        assert_eq!(stack_guard_slot(top - 8), None);
+        assert_eq!(stack_guard_slot(top), Some(6));
+        assert_eq!(stack_guard_slot(STACKS_BASE - 1), None);
+        assert_eq!(stack_guard_slot(DEVICE_BASE), None);
     }
 }

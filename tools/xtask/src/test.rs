@@ -158,6 +158,11 @@ pub fn crash_matrix() -> Vec<QemuTest> {
     [
         ("panic", &["kernel panic on cpu0: panicked at"][..]),
         ("stack-overflow", &["kernel: kernel stack overflow on cpu0"]),
+        // CPU 1's idle stack is in a kernel stack slot: the fault is in its guard gap.
+        (
+            "secondary-stack-overflow",
+            &["kernel: kernel stack overflow on cpu1 (into the guard of stack slot 1)"],
+        ),
         ("null", &[DATA_ABORT, "translation fault at level"]),
         (
             "write-text-alias",
@@ -231,6 +236,60 @@ pub fn cluster_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
             runs.push(run);
         }
     }
+    runs
+}
+
+/// The kernel's self-checks (`checks`): the line the kernel prints when they fail, and the
+/// tally it prints at the end of a run with them on.
+pub const CHECKS_FAILED: &str = "checks: FAILED";
+pub const CHECKS_CLEAN: &str = " at the end), 0 inconsistencies";
+
+/// Busy programs run with the kernel's self-checks on (`checks=1`: run queues, processor
+/// sets, frame counts, stack guard gaps, port names, kernel-memory bounds, every 10 ticks,
+/// at each task's exit and at the end), which must find nothing; and one run that makes a
+/// run queue's count wrong on purpose (`checks-inject=runqueue`), which must be reported
+/// and end the run with the test-failure status 4. The test build has the lock-order
+/// check compiled in, so these runs check the lock order too.
+pub fn checks_matrix(initrd: &Path) -> Vec<QemuTest> {
+    let run = |program: &str, gic: Gic, smp: u32| {
+        let boot = QemuTest::boot(Board::Virt, smp, gic, false);
+        let (words, instances) = init_words(program);
+        QemuTest {
+            name: format!("checks-{program}-{}", boot.name),
+            bootargs: format!("checks=1 {words}"),
+            initrd: Some(initrd.to_path_buf()),
+            expect: Vec::new(),
+            expect_text: vec![
+                "checks: on: ".to_owned(),
+                "lock order checked at every acquisition".to_owned(),
+                CHECKS_CLEAN.to_owned(),
+            ],
+            expect_counts: vec![(USER_PASS_MARKER.to_owned(), instances)],
+            fail_on: vec![USER_FAIL_MARKER.to_owned(), CHECKS_FAILED.to_owned()],
+            ..boot
+        }
+    };
+    let mut runs = vec![
+        run("psets", Gic::V3, 4),
+        run(IPC_TASKS_PROGRAM, Gic::V2, 4),
+        run(ISOLATION_PROGRAM, Gic::V3, 8),
+    ];
+    let boot = QemuTest::boot(Board::Virt, 2, Gic::V3, false);
+    runs.push(QemuTest {
+        name: format!("checks-inject-runqueue-{}", boot.name),
+        bootargs: "checks checks-inject=runqueue init=hello".to_owned(),
+        initrd: Some(initrd.to_path_buf()),
+        expect: Vec::new(),
+        expect_text: vec![
+            // How many threads are queued then depends on timing; the count is one more.
+            "checks: FAILED run queue of cpu0 has ".to_owned(),
+            ", nr_queued says ".to_owned(),
+            " at the end), 1 inconsistencies".to_owned(),
+        ],
+        expect_counts: vec![(USER_PASS_MARKER.to_owned(), 1)],
+        status: 4,
+        ..boot
+    });
     runs
 }
 
@@ -323,8 +382,8 @@ pub fn bad_bootargs_matrix() -> Vec<QemuTest> {
                 "bootargs: hz=abc is not a number; using 100".to_owned(),
                 format!("bootargs: loglevel=7 is not one of {levels}; using info"),
                 "bootargs: kmem-task-limit=lots is not a number; using the default".to_owned(),
-                "bootargs: crash=maybe is not one of panic, stack-overflow, null, \
-                 write-text-alias; ignoring it"
+                "bootargs: crash=maybe is not one of panic, stack-overflow, \
+                 secondary-stack-overflow, null, write-text-alias; ignoring it"
                     .to_owned(),
                 // QEMU's cortex-a72 has 16-bit ASIDs.
                 "bootargs: asid-bits=wide is not a number; using 16".to_owned(),
@@ -951,6 +1010,7 @@ pub fn qemu_selection(
             runs.extend(init_args_matrix(initrd));
             runs.extend(bootstrap_matrix(initrd));
             runs.extend(shell_matrix(initrd));
+            runs.extend(checks_matrix(initrd));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
     };
@@ -1515,6 +1575,38 @@ mod tests {
                 USER_PASS_MARKER
             ),
             1
+        );
+    }
+
+    #[test]
+    fn checks_runs() {
+        let runs = checks_matrix(Path::new("/i.cpio"));
+        let names: Vec<&str> = runs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "checks-psets-virt-gicv3-smp4",
+                "checks-ipctasks-virt-gicv2-smp4",
+                "checks-isolation-virt-gicv3-smp8",
+                "checks-inject-runqueue-virt-gicv3-smp2"
+            ]
+        );
+        for t in &runs[..3] {
+            assert!(t.bootargs.starts_with("checks=1 init="));
+            assert_eq!(t.status, 0);
+            assert!(t.fail_on.iter().any(|l| l == CHECKS_FAILED));
+            assert!(t.expect_text.iter().any(|l| l == CHECKS_CLEAN));
+        }
+        assert_eq!(runs[1].expect_counts[0].1, 2);
+        let inject = &runs[3];
+        assert_eq!(inject.status, 4);
+        assert!(inject.bootargs.contains("checks-inject=runqueue"));
+        assert!(!inject.fail_on.iter().any(|l| l == CHECKS_FAILED));
+        assert!(
+            inject
+                .expect_text
+                .iter()
+                .any(|l| l.starts_with(CHECKS_FAILED))
         );
     }
 

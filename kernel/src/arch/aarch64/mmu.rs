@@ -349,6 +349,38 @@ pub fn unmap_deferred(va: VirtAddr, size: u64) {
     let Ok(()) = pagetable::walk(&mut tables, va.0, size, &mut ClearPages);
 }
 
+/// Counts the valid pages and blocks it visits; makes no tables and changes nothing.
+struct CountMapped(usize);
+
+impl Visitor for CountMapped {
+    type Error = core::convert::Infallible;
+    fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
+        if entry & desc::VALID == 0 {
+            Step::Skip
+        } else if desc::is_table_or_page(entry) && level != pagetable::LAST_LEVEL {
+            Step::Descend
+        } else {
+            Step::Leaf
+        }
+    }
+    fn leaf(&mut self, _: usize, _: u64, _: &mut Slot<'_>) -> Result<(), Self::Error> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn no_table(&mut self) -> Self::Error {
+        unreachable!("counting makes no tables")
+    }
+}
+
+/// How many pages or blocks of the kernel tables translate some of `[va, va + size)`:
+/// 0 when none of it is mapped (the self-checks' test of a stack's guard gap).
+pub fn mapped_entries(va: VirtAddr, size: u64) -> usize {
+    let mut tables = KernelTables::lock();
+    let mut count = CountMapped(0);
+    let Ok(()) = pagetable::walk(&mut tables, va.0, size, &mut count);
+    count.0
+}
+
 /// Invalidate every kernel translation on every CPU (completes `unmap_deferred`).
 pub fn flush_kernel_tlb() {
     flush_tlb_all();

@@ -569,3 +569,117 @@ pub fn note_task_created(_task: &Task) {
 pub fn note_task_gone(task: &Task) {
     count_sub(&COUNTS[task_get_assignment(task).slot()].tasks);
 }
+
+/// What [`check`] found wrong with the processor sets.
+#[derive(Clone, Copy, Debug)]
+pub enum PsetProblem {
+    /// An online processor names a set that is not live: it is in no set.
+    ProcessorInNoSet { cpu: CpuId, set: ProcessorSetId },
+    /// The set counts `says` processors; `counted` online processors name it.
+    ProcessorCount {
+        set: ProcessorSetId,
+        counted: u32,
+        says: u32,
+    },
+    /// A free slot still counts processors.
+    FreeSlotCount { slot: usize, says: u32 },
+    /// The set's waiting queue is damaged.
+    WaitingQueue {
+        set: ProcessorSetId,
+        broken: super::runqueue::Broken,
+    },
+    /// A thread on the set's waiting queue does not say it waits there.
+    WaitingThread {
+        set: ProcessorSetId,
+        thread: crate::ids::ThreadId,
+        queued_on: u32,
+    },
+}
+
+impl core::fmt::Display for PsetProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            PsetProblem::ProcessorInNoSet { cpu, set } => {
+                write!(
+                    f,
+                    "cpu{cpu} is in no processor set (it names set {set}, not live)"
+                )
+            }
+            PsetProblem::ProcessorCount { set, counted, says } => write!(
+                f,
+                "processor set {set} has {counted} processors, its count says {says}"
+            ),
+            PsetProblem::FreeSlotCount { slot, says } => {
+                write!(f, "free processor-set slot {slot} counts {says} processors")
+            }
+            PsetProblem::WaitingQueue { set, broken } => {
+                write!(f, "waiting queue of processor set {set}: {broken}")
+            }
+            PsetProblem::WaitingThread {
+                set,
+                thread,
+                queued_on,
+            } => write!(
+                f,
+                "thread {thread} on the waiting queue of processor set {set} has queued_on {queued_on:#x}"
+            ),
+        }
+    }
+}
+
+/// Check the processor sets (`checks=`) under the table's lock: every online processor
+/// in exactly one live set (a processor names one set, which must be live), each set's
+/// processor count equal to the online processors naming it, free slots counting none,
+/// the waiting queues intact and their threads saying they wait there.
+pub fn check(report: &mut dyn FnMut(PsetProblem)) {
+    let table = TABLE.lock();
+    let n = crate::percpu::cpu_count();
+    let online = || {
+        CpuId::first(n)
+            .map(processor)
+            .filter(|p| p.online.load(Ordering::Acquire))
+    };
+    for p in online() {
+        let set = ProcessorSetId(p.pset.load(Ordering::Acquire));
+        if !is_live(set) {
+            report(PsetProblem::ProcessorInNoSet { cpu: p.id(), set });
+        }
+    }
+    for (slot, state) in table.iter().enumerate() {
+        let live = LIVE[slot].load(Ordering::Acquire);
+        if live == FREE {
+            if !state.in_use && state.processors != 0 {
+                report(PsetProblem::FreeSlotCount {
+                    slot,
+                    says: state.processors,
+                });
+            }
+            continue;
+        }
+        let set = ProcessorSetId(live);
+        let counted = online()
+            .filter(|p| p.pset.load(Ordering::Acquire) == live)
+            .count() as u32;
+        if counted != state.processors {
+            report(PsetProblem::ProcessorCount {
+                set,
+                counted,
+                says: state.processors,
+            });
+        }
+        if let Err(broken) = state.waiting.check() {
+            report(PsetProblem::WaitingQueue { set, broken });
+            continue;
+        }
+        for t in state.waiting.iter_least_urgent() {
+            let queued_on = t.queued_on.load(Ordering::Relaxed);
+            if queued_on != WAITING_ON_SET {
+                report(PsetProblem::WaitingThread {
+                    set,
+                    thread: t.id,
+                    queued_on,
+                });
+            }
+        }
+    }
+}

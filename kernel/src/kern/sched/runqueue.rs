@@ -27,6 +27,44 @@ struct Node<T> {
     next: u32,
 }
 
+/// What [`RunQueue::check`] found wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// A level's links do not run from its head to its tail, both ways.
+    BadLink { level: u8 },
+    /// A linked node holds no item.
+    EmptyNode { level: u8 },
+    /// The bitmap (or the idle flag) disagrees with the level.
+    Bitmap {
+        level: u8,
+        items: usize,
+        marked: bool,
+    },
+    /// The levels hold `linked` items, the count says `count`.
+    Count { linked: usize, count: usize },
+}
+
+impl core::fmt::Display for Broken {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Broken::BadLink { level } => write!(f, "level {level} has broken links"),
+            Broken::EmptyNode { level } => write!(f, "level {level} links a node with no thread"),
+            Broken::Bitmap {
+                level,
+                items,
+                marked,
+            } => write!(
+                f,
+                "level {level} holds {items} threads but its bitmap bit is {}",
+                if marked { "set" } else { "clear" }
+            ),
+            Broken::Count { linked, count } => {
+                write!(f, "{linked} threads linked, its count says {count}")
+            }
+        }
+    }
+}
+
 pub struct RunQueue<T> {
     /// Queued items and free nodes (the free ones linked through `next` from `free`).
     nodes: Vec<Node<T>>,
@@ -194,6 +232,61 @@ impl<T> RunQueue<T> {
         None
     }
 
+    /// Check the queue's own bookkeeping (`checks=`): every level's links run both ways
+    /// from its head to its tail through nodes holding items, the levels together hold
+    /// `len()` items, and the bitmap and idle flag say which levels are non-empty. Reads
+    /// only; the first inconsistency found.
+    pub fn check(&self) -> Result<(), Broken> {
+        let mut total = 0;
+        for pri in 0..NRQS {
+            let mut at = self.head[pri];
+            let mut prev = NIL;
+            let mut on_level = 0;
+            while at != NIL {
+                let level = pri as u8;
+                let Some(node) = self.nodes.get(at as usize) else {
+                    return Err(Broken::BadLink { level });
+                };
+                if node.prev != prev {
+                    return Err(Broken::BadLink { level });
+                }
+                if node.item.is_none() {
+                    return Err(Broken::EmptyNode { level });
+                }
+                on_level += 1;
+                // More nodes than the table holds: the links loop.
+                if on_level > self.nodes.len() {
+                    return Err(Broken::BadLink { level });
+                }
+                prev = at;
+                at = node.next;
+            }
+            if self.tail[pri] != prev {
+                return Err(Broken::BadLink { level: pri as u8 });
+            }
+            let marked = if pri < IDLE_PRI as usize {
+                self.bitmap & (1 << pri) != 0
+            } else {
+                self.idle_level
+            };
+            if marked != (on_level != 0) {
+                return Err(Broken::Bitmap {
+                    level: pri as u8,
+                    items: on_level,
+                    marked,
+                });
+            }
+            total += on_level;
+        }
+        if total != self.count {
+            return Err(Broken::Count {
+                linked: total,
+                count: self.count,
+            });
+        }
+        Ok(())
+    }
+
     /// Unlink node `i` (queued at level `pri`) and return its item.
     #[inline]
     fn unlink(&mut self, pri: usize, i: u32) -> T {
@@ -328,6 +421,86 @@ mod tests {
             assert_eq!(q.len(), queued);
         }
         assert_eq!(t.allocations(), 0);
+    }
+
+    #[test]
+    fn check_passes_through_random_use() {
+        let mut q = RunQueue::new();
+        let mut x: u64 = 11;
+        for round in 0..2_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            match (x >> 33) % 4 {
+                0 | 1 => q.enqueue(round, ((x >> 40) % 70) as u8),
+                2 => {
+                    let _ = q.dequeue();
+                }
+                _ => {
+                    let _ = q.remove_first(|&v| v % 3 == round % 3);
+                }
+            }
+            assert_eq!(q.check(), Ok(()), "after round {round}");
+        }
+    }
+
+    #[test]
+    fn check_finds_each_kind_of_damage() {
+        let fresh = || {
+            let mut q = RunQueue::new();
+            q.enqueue(1, 10);
+            q.enqueue(2, 10);
+            q.enqueue(3, IDLE_PRI);
+            q
+        };
+        let mut q = fresh();
+        q.count += 1;
+        assert_eq!(
+            q.check(),
+            Err(Broken::Count {
+                linked: 3,
+                count: 4
+            })
+        );
+        let mut q = fresh();
+        q.bitmap |= 1 << 20;
+        assert_eq!(
+            q.check(),
+            Err(Broken::Bitmap {
+                level: 20,
+                items: 0,
+                marked: true
+            })
+        );
+        let mut q = fresh();
+        q.idle_level = false;
+        assert_eq!(
+            q.check(),
+            Err(Broken::Bitmap {
+                level: IDLE_PRI,
+                items: 1,
+                marked: false
+            })
+        );
+        let mut q = fresh();
+        q.tail[10] = q.head[10];
+        assert_eq!(q.check(), Err(Broken::BadLink { level: 10 }));
+        let mut q = fresh();
+        let second = q.nodes[q.head[10] as usize].next;
+        q.nodes[second as usize].next = q.head[10];
+        assert_eq!(q.check(), Err(Broken::BadLink { level: 10 }));
+        let mut q = fresh();
+        let head = q.head[10] as usize;
+        q.nodes[head].item = None;
+        assert_eq!(q.check(), Err(Broken::EmptyNode { level: 10 }));
+        assert_eq!(
+            Broken::Count {
+                linked: 3,
+                count: 4
+            }
+            .to_string(),
+            "3 threads linked, its count says 4"
+        );
     }
 
     #[test]
