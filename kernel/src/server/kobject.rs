@@ -19,7 +19,9 @@
 
 extern crate alloc;
 
-use super::generated::{armach_sched, device, gnumach, mach, mach_debug, mach_host, mach_port};
+use super::generated::{
+    armach_sched, device, gnumach, mach, mach_debug, mach_host, mach_port, mach4,
+};
 use super::objects::{After, Kernel, TaskIpc};
 use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
 use crate::ipc::abi::msgh_bits;
@@ -45,7 +47,7 @@ pub const REQUEST_MAX: usize = max(
     ),
     max(
         max(armach_sched::MAX_REQUEST_SIZE, gnumach::MAX_REQUEST_SIZE),
-        device::MAX_REQUEST_SIZE,
+        max(device::MAX_REQUEST_SIZE, mach4::MAX_REQUEST_SIZE),
     ),
 );
 /// The largest reply any kernel server writes.
@@ -56,7 +58,7 @@ pub const REPLY_MAX: usize = max(
     ),
     max(
         max(armach_sched::MAX_REPLY_SIZE, gnumach::MAX_REPLY_SIZE),
-        device::MAX_REPLY_SIZE,
+        max(device::MAX_REPLY_SIZE, mach4::MAX_REPLY_SIZE),
     ),
 );
 
@@ -95,7 +97,7 @@ type Demux<T> = fn(&mut Kernel<'_, T>, &[u8], &mut [u8]) -> Served;
 
 /// The demux functions to try, the likeliest for the destination's kind first (GNU Mach
 /// chains them all whatever the port; so do we, the order only saves time).
-fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 7] {
+fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 8] {
     let port: Demux<T> = |k, r, o| mach_port::mach_port_server(k, r, o);
     let task: Demux<T> = |k, r, o| mach::mach_server(k, r, o);
     let host: Demux<T> = |k, r, o| mach_host::mach_host_server(k, r, o);
@@ -103,11 +105,12 @@ fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 7] {
     let sched: Demux<T> = |k, r, o| armach_sched::armach_sched_server(k, r, o);
     let gnu: Demux<T> = |k, r, o| gnumach::gnumach_server(k, r, o);
     let dev: Demux<T> = |k, r, o| device::device_server(k, r, o);
+    let m4: Demux<T> = |k, r, o| mach4::mach4_server(k, r, o);
     match kind {
-        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched, dev],
-        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port, dev],
+        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched, m4, dev],
+        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port, dev, m4],
         Some(KObjectKind::Device | KObjectKind::MasterDevice) => {
-            [dev, task, host, port, debug, sched, gnu]
+            [dev, task, host, port, debug, sched, gnu, m4]
         }
         Some(
             KObjectKind::Host
@@ -115,8 +118,8 @@ fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 7] {
             | KObjectKind::Processor
             | KObjectKind::ProcessorSet
             | KObjectKind::ProcessorSetName,
-        ) => [host, sched, debug, task, gnu, port, dev],
-        _ => [task, host, port, debug, sched, gnu, dev],
+        ) => [host, sched, debug, task, gnu, port, dev, m4],
+        _ => [task, host, port, debug, sched, gnu, dev, m4],
     }
 }
 
@@ -134,6 +137,7 @@ fn reply_blocks(id: i32) -> usize {
         .or(armach_sched::max_reply_size(id))
         .or(gnumach::max_reply_size(id))
         .or(device::max_reply_size(id))
+        .or(mach4::max_reply_size(id))
         .unwrap_or(48)
         .min(REPLY_MAX);
     let body_len = size.saturating_sub(HEADER_SIZE);

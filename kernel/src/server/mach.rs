@@ -358,7 +358,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         anywhere: bool,
         memory_object: PortSlot,
         offset: u64,
-        _copy: bool,
+        copy: bool,
         cur_protection: i32,
         max_protection: i32,
         inheritance: i32,
@@ -376,9 +376,37 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
             return Err(KernReturn::InvalidArgument);
         }
         // A null (or dead) object is zero-fill memory; a device's memory object is its
-        // page; any other port is no memory object armach knows.
+        // page; a proxy (`vm_region_create_proxy`) is shared memory; any other port is no
+        // memory object armach knows.
+        let (mut cur_protection, mut max_protection) = (cur_protection, max_protection);
+        let proxy = self
+            .slots
+            .kobject(memory_object)
+            .and_then(|k| k.get::<crate::mm::object::Proxy>(KObjectKind::PagerProxy));
         let backing = match memory_object {
             PortSlot::NULL | PortSlot::KERNEL_DEAD => Backing::Anonymous,
+            _ if proxy.is_some() => {
+                let proxy = proxy.ok_or(KernReturn::InvalidArgument)?;
+                // GNU Mach `vm_map` on a proxy: the protections limited by the proxy's,
+                // the range inside the proxy's. A copy (copy-on-write in GNU Mach) is not
+                // made here: KERN_INVALID_ARGUMENT.
+                if copy {
+                    return Err(KernReturn::InvalidArgument);
+                }
+                max_protection &= proxy.max_protection as i32;
+                cur_protection &= proxy.max_protection as i32;
+                let end = size
+                    .checked_next_multiple_of(crate::mm::PAGE_SIZE)
+                    .and_then(|size| proxy.start.checked_add(offset)?.checked_add(size));
+                let limit = proxy.start.checked_add(proxy.len);
+                if end.is_none() || limit.is_none() || end > limit {
+                    return Err(KernReturn::InvalidArgument);
+                }
+                Backing::Object(crate::mm::regions::ObjectRef {
+                    object: proxy.object.clone(),
+                    offset: proxy.start + offset,
+                })
+            }
             port => {
                 let device = self
                     .slots
@@ -510,6 +538,26 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         })
     }
 
+    /// `vm_machine_attribute` (GNU Mach `vm_map_machine_attribute`, then the pmap's
+    /// answer): a range outside the user address space is `KERN_INVALID_ARGUMENT` (the end
+    /// computed with GNU Mach's wrapping arithmetic); inside it, every attribute gets
+    /// `KERN_INVALID_ADDRESS` and `value` is left as it came, as GNU Mach's x86 pmap (the
+    /// one GNU Mach has; its AArch64 port has no pmap yet) answers every attribute.
+    fn vm_machine_attribute(
+        &mut self,
+        _task: &Arc<T>,
+        address: u64,
+        size: u64,
+        _attribute: i32,
+        _value: &mut i32,
+    ) -> Result<(), KernReturn> {
+        use mach_abi::traps::{VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
+        if address < VM_MIN_USER_ADDRESS || address.wrapping_add(size) > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidArgument);
+        }
+        Err(KernReturn::InvalidAddress)
+    }
+
     fn vm_statistics(&mut self, task: &Arc<T>) -> Result<mach::VmStatisticsOut, KernReturn> {
         Ok(mach::VmStatisticsOut {
             vm_stats: task.vm_statistics().to_words(),
@@ -597,7 +645,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         vm_set_default_memory_manager, memory_object_lock_request,
         task_set_emulation, task_ras_control,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
-        memory_object_ready, memory_object_change_attributes, vm_machine_attribute);
+        memory_object_ready, memory_object_change_attributes);
 }
 
 impl<T: TaskIpc> MachDebugServer for Kernel<'_, T> {

@@ -108,9 +108,31 @@ pub trait TaskIpc: Any + Send + Sync {
     fn set_priority(&self, priority: u32);
     /// Call `f` on each of its threads.
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>));
-    /// `vm_wire`'s range check of its map (`KERN_NO_SPACE` for a hole or a protection
-    /// that refuses `access`).
-    fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn>;
+    /// `vm_wire` on its map once the host port is checked (`mm::vm::VmMap::wire`: the
+    /// unprivileged limit, the range check, the pages made present).
+    fn wire(
+        &self,
+        address: u64,
+        size: u64,
+        access: u32,
+        privileged: bool,
+    ) -> Result<(), KernReturn>;
+    /// `vm_wire_all` on its map once the host port is checked (`VmMap::wire_all`).
+    fn wire_all(&self, flags: u32) -> Result<(), KernReturn>;
+    /// `vm_get_size_limit`: (current, maximum); `KERN_INVALID_TASK` for the kernel's task.
+    fn size_limits(&self) -> Result<(u64, u64), KernReturn>;
+    /// `vm_set_size_limit` once the host port is checked (`VmMap::set_size_limits`).
+    fn set_size_limits(&self, current: u64, max: u64, privileged: bool) -> Result<(), KernReturn>;
+    /// `vm_region_create_proxy`: the memory of the region that holds `address` (or the
+    /// next one above it; none: `KERN_NO_SPACE`) made shared, for a proxy of `len` bytes
+    /// (more than the region: `KERN_INVALID_ARGUMENT`) from `address` on, its maximum
+    /// protection limited by the region's: (object, start in it, maximum protection).
+    fn region_proxy(
+        &self,
+        address: u64,
+        max_protection: u32,
+        len: u64,
+    ) -> Result<(crate::mm::regions::ObjectRef, u64, u32), KernReturn>;
     /// `task_create`: a new task with no threads in the parent's processor set, its
     /// address space empty or (with `inherit_memory`) a copy of what the parent lets it
     /// inherit.
@@ -250,11 +272,53 @@ impl TaskIpc for crate::kern::task::Task {
     fn set_priority(&self, priority: u32) {
         self.priority.store(priority as u8, Ordering::Relaxed);
     }
-    fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn> {
+    fn wire(
+        &self,
+        address: u64,
+        size: u64,
+        access: u32,
+        privileged: bool,
+    ) -> Result<(), KernReturn> {
         match &self.map {
-            Some(map) => map.lock().wire(address, size, access),
+            Some(map) => map.lock().wire(address, size, access, privileged),
             None => Err(KernReturn::InvalidTask),
         }
+    }
+    fn wire_all(&self, flags: u32) -> Result<(), KernReturn> {
+        match &self.map {
+            Some(map) => map.lock().wire_all(flags),
+            None => Err(KernReturn::InvalidTask),
+        }
+    }
+    fn size_limits(&self) -> Result<(u64, u64), KernReturn> {
+        match &self.map {
+            Some(map) => Ok(map.lock().size_limits()),
+            None => Err(KernReturn::InvalidTask),
+        }
+    }
+    fn set_size_limits(&self, current: u64, max: u64, privileged: bool) -> Result<(), KernReturn> {
+        match &self.map {
+            Some(map) => map.lock().set_size_limits(current, max, privileged),
+            None => Err(KernReturn::InvalidTask),
+        }
+    }
+    fn region_proxy(
+        &self,
+        address: u64,
+        max_protection: u32,
+        len: u64,
+    ) -> Result<(crate::mm::regions::ObjectRef, u64, u32), KernReturn> {
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let mut map = map.lock();
+        let (start, region) = map.region_from(address).ok_or(KernReturn::NoSpace)?;
+        if len > region.end - start {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let object = map.share_region(start)?;
+        // GNU Mach's arithmetic: an address below the region (the next one was taken)
+        // wraps, and `vm_map` then finds the proxy's range outside the object.
+        let at = address.wrapping_sub(start).wrapping_add(object.offset);
+        Ok((object, at, max_protection & region.max_prot))
     }
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>)) {
         // In batches, so that no lock is held while `f` runs and nothing allocates.
@@ -282,7 +346,10 @@ impl TaskIpc for crate::kern::task::Task {
         let child = crate::kern::task::Task::new_child(self)?;
         if inherit_memory {
             // A child that cannot get all of it is not made (it is freed with its copy).
+            // Its size limits are the defaults (GNU Mach's `vm_map_fork` copies none).
             child.inherit_memory_from(self)?;
+        } else {
+            child.copy_limits_from(self);
         }
         // The registered ports are inherited (GNU Mach `ipc_task_init`).
         *child.registered.lock() = self.registered_ports();
