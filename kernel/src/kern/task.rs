@@ -188,7 +188,9 @@ impl Task {
                 continue;
             }
             if region.inheritance == VM_INHERIT_SHARE {
-                match from.lock().share_region(start) {
+                // The parent's lock is let go before the child's is taken.
+                let shared = from.lock().share_region(start);
+                match shared {
                     Ok(object) => {
                         region.object = Some(object);
                         to.lock().insert_inherited(start, &region)?;
