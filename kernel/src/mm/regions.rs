@@ -43,6 +43,9 @@ pub enum Backing {
     Borrowed(crate::mm::PhysAddr),
     /// Shared memory: the object's pages, the range's first at `offset`.
     Object(ObjectRef),
+    /// A private copy of the object's pages from `offset` on, made at once (`vm_map`
+    /// with `copy`; GNU Mach copies on write).
+    Copy(ObjectRef),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -421,10 +424,11 @@ impl Regions {
     }
 
     /// Set the protection (or, with `set_max`, the maximum) of `[start, end)`, all of
-    /// which must be allocated (`KERN_INVALID_ADDRESS` otherwise). Raising the current
-    /// protection above the maximum is `KERN_PROTECTION_FAILURE`; lowering the maximum
-    /// lowers the current protection with it (GNU Mach `vm_map_protect`). Calls `changed`
-    /// with each range changed and its new protection.
+    /// which must be allocated (`KERN_INVALID_ADDRESS` otherwise). Asking for more than
+    /// the maximum, current or maximum protection alike, is `KERN_PROTECTION_FAILURE`: a
+    /// maximum is never raised; lowering it lowers the current protection with it (GNU
+    /// Mach `vm_map_protect`). Calls `changed` with each range changed and its new
+    /// protection.
     pub fn protect(
         &mut self,
         start: u64,
@@ -436,8 +440,8 @@ impl Regions {
         // Check everything first, so that a failure changes nothing.
         let mut at = start;
         while at < end {
-            let (_, r) = self.lookup(at).ok_or(KernReturn::InvalidAddress)?;
-            if !set_max && prot & !r.max_prot != 0 {
+            let (_, r) = self.lookup_ref(at).ok_or(KernReturn::InvalidAddress)?;
+            if prot & !r.max_prot != 0 {
                 return Err(KernReturn::ProtectionFailure);
             }
             at = r.end;
@@ -823,6 +827,12 @@ mod tests {
         assert_eq!(r.lookup(0x11 * P).unwrap().1.prot, VM_PROT_READ);
         assert_eq!(
             protect(&mut r, 0x10 * P, 0x20 * P, VM_PROT_DEFAULT, false),
+            Err(KernReturn::ProtectionFailure)
+        );
+        // The maximum is never raised again (a read-only mapping of shared or device
+        // memory stays read-only).
+        assert_eq!(
+            protect(&mut r, 0x10 * P, 0x20 * P, VM_PROT_DEFAULT, true),
             Err(KernReturn::ProtectionFailure)
         );
     }

@@ -378,7 +378,7 @@ impl VmMap {
                     return Err(KernReturn::NoSpace);
                 }
             }
-            Backing::Object(o) => {
+            Backing::Object(o) | Backing::Copy(o) => {
                 // The range must lie in the object, on whole pages of it.
                 let inside = o
                     .offset
@@ -426,10 +426,52 @@ impl VmMap {
                 self.borrowed.push((start, frame));
             }
             Backing::Object(o) => self.regions.set_object(start, o),
+            Backing::Copy(o) => {
+                if let Err(e) = self.copy_object(start, end, &o, prot) {
+                    let _ = self.deallocate(start, end - start);
+                    return Err(e);
+                }
+            }
             Backing::Anonymous => {}
         }
         self.wire_new(start, end, prot);
         Ok(start)
+    }
+
+    /// Fill the new private range `[start, end)` with a copy of the pages `o` has from its
+    /// offset on (the others stay zero-fill): each into a frame of the map's own.
+    fn copy_object(
+        &mut self,
+        start: u64,
+        end: u64,
+        o: &ObjectRef,
+        prot: VmProt,
+    ) -> Result<(), KernReturn> {
+        let mut page = start;
+        while page < end {
+            if let Some(src) = o.object.page((o.offset + (page - start)) / PAGE_SIZE) {
+                let fill = || {
+                    let pa = frame::alloc(1)?;
+                    // SAFETY: both frames are whole pages through the linear map: `src` is
+                    // the object's (alive through `o`), `pa` is new and ours alone.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            src.to_linear().as_mut_ptr::<u8>(),
+                            pa.to_linear().as_mut_ptr::<u8>(),
+                            PAGE_SIZE as usize,
+                        )
+                    };
+                    if prot & VM_PROT_EXECUTE != 0 {
+                        crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+                    }
+                    Some(pa)
+                };
+                let (_, new) = self.pt.find_or_map(page, perm(prot), fill)?;
+                self.resident += u64::from(new);
+            }
+            page += PAGE_SIZE;
+        }
+        Ok(())
     }
 
     /// Record `[start, end)` with protection `prot` (program loading).

@@ -365,6 +365,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
     ) -> Result<(), KernReturn> {
         use crate::mm::regions::Backing;
         const VM_PROT_ALL: i32 = 7;
+        const VM_PROT_READ: u32 = 1;
         if cur_protection & !VM_PROT_ALL != 0 || max_protection & !VM_PROT_ALL != 0 {
             return Err(KernReturn::InvalidArgument);
         }
@@ -387,14 +388,17 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
             PortSlot::NULL | PortSlot::KERNEL_DEAD => Backing::Anonymous,
             _ if proxy.is_some() => {
                 let proxy = proxy.ok_or(KernReturn::InvalidArgument)?;
-                // GNU Mach `vm_map` on a proxy: the protections limited by the proxy's,
-                // the range inside the proxy's. A copy (copy-on-write in GNU Mach) is not
-                // made here: KERN_INVALID_ARGUMENT.
+                // GNU Mach `vm_map` on a proxy: shared, the protections limited by the
+                // proxy's; a copy needs the proxy to allow reading (it is made at once
+                // here, where GNU Mach copies on write); the range inside the proxy's.
                 if copy {
-                    return Err(KernReturn::InvalidArgument);
+                    if proxy.max_protection & VM_PROT_READ == 0 {
+                        return Err(KernReturn::ProtectionFailure);
+                    }
+                } else {
+                    max_protection &= proxy.max_protection as i32;
+                    cur_protection &= proxy.max_protection as i32;
                 }
-                max_protection &= proxy.max_protection as i32;
-                cur_protection &= proxy.max_protection as i32;
                 let end = size
                     .checked_next_multiple_of(crate::mm::PAGE_SIZE)
                     .and_then(|size| proxy.start.checked_add(offset)?.checked_add(size));
@@ -402,10 +406,15 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
                 if end.is_none() || limit.is_none() || end > limit {
                     return Err(KernReturn::InvalidArgument);
                 }
-                Backing::Object(crate::mm::regions::ObjectRef {
+                let at = crate::mm::regions::ObjectRef {
                     object: proxy.object.clone(),
                     offset: proxy.start + offset,
-                })
+                };
+                if copy {
+                    Backing::Copy(at)
+                } else {
+                    Backing::Object(at)
+                }
             }
             port => {
                 let device = self

@@ -15,7 +15,8 @@
 //! - `vm_machine_attribute`: GNU Mach's answers;
 //! - shared memory: a `VM_INHERIT_SHARE` region is the same memory in parent and child
 //!   (a child thread's store is seen by the parent), `vm_region_create_proxy` + `vm_map`
-//!   map the same pages into another task and into the same task twice, the pages outlive
+//!   map the same pages into another task and into the same task twice (a read-only proxy
+//!   for good; with `copy`, a private copy), the pages outlive
 //!   the region that made them until the last mapping goes, and gsync across the two tasks
 //!   (a `GSYNC_SHARED` wait in the parent ended by a wake made through the child's map);
 //! - every frame comes back once the children and mappings are gone.
@@ -727,6 +728,55 @@ fn shared(c: &mut Checks, round: &str) -> Option<(u64, u64)> {
             &lbl(round, "a read-only proxy maps read-only"),
             region,
             Some(Ok((PROT_R, PROT_R))),
+        );
+        if let Ok(ro_at) = ro_at {
+            c.check_eq(
+                &lbl(
+                    round,
+                    "its maximum cannot be raised: KERN_PROTECTION_FAILURE",
+                ),
+                mach::vm_protect(&mut t(), &other, ro_at, P, true, PROT_RW),
+                Err(KernReturn::ProtectionFailure),
+            );
+            c.check_eq(
+                &lbl(round, "nor its protection: KERN_PROTECTION_FAILURE"),
+                mach::vm_protect(&mut t(), &other, ro_at, P, false, PROT_RW),
+                Err(KernReturn::ProtectionFailure),
+            );
+        }
+        // With `copy`, a private copy, writable whatever the proxy allows.
+        let mut copy_at = 0;
+        let copied = mach::vm_map(
+            &mut t(),
+            &other,
+            &mut copy_at,
+            2 * P,
+            0,
+            true,
+            &ro.proxy,
+            0,
+            true,
+            PROT_RW,
+            PROT_RW,
+            VM_INHERIT_COPY,
+        );
+        c.check_eq(
+            &lbl(round, "vm_map(copy) of a read-only proxy"),
+            copied,
+            Ok(()),
+        );
+        let _ = write_u64(&other, copy_at + P, 0x6666);
+        // SAFETY: as above.
+        let original = unsafe { word(sh + P).read_volatile() };
+        c.check(
+            read_u64(&other, copy_at) == Some(0x3333)
+                && read_u64(&other, copy_at + P) == Some(0x6666)
+                && original == 0x1111,
+            &lbl(
+                round,
+                "the copy holds the pages' bytes, and a write to it stays in it",
+            ),
+            format_args!("original {original:#x}"),
         );
     }
     c.check_eq(
