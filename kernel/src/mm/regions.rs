@@ -25,8 +25,8 @@ pub const VM_PROT_DEFAULT: VmProt = VM_PROT_READ | VM_PROT_WRITE;
 pub const VM_PROT_ALL: VmProt = VM_PROT_READ | VM_PROT_WRITE | VM_PROT_EXECUTE;
 
 /// `vm_inherit_t` values (`mach/vm_inherit.h`): what a child task made with inherited
-/// memory would get of a region. armach makes no such children yet: the attribute is kept
-/// and reported (`vm_region`), not acted on.
+/// memory gets of a region (`kern::task::Task::inherit_memory_from`): the same memory,
+/// a copy, or nothing.
 pub type VmInherit = u32;
 pub const VM_INHERIT_SHARE: VmInherit = 0;
 pub const VM_INHERIT_COPY: VmInherit = 1;

@@ -1,7 +1,9 @@
 //! A task's address space: its regions (`mm::regions`) kept in step with its page tables
-//! (`arch::uspace`). Pages are allocated zeroed on first touch. This is also where the
-//! kernel reads and writes user memory: `copyin`/`copyout` translate in software and never
-//! fault, so a bad user pointer is an error value, never a kernel exception.
+//! (`arch::uspace`). Pages are allocated zeroed on first touch (or when wired): the map's
+//! own frames, or for shared memory its memory object's (`mm::object`). Placement, the size
+//! limits and wiring follow GNU Mach's `vm_map`. This is also where the kernel reads and
+//! writes user memory: `copyin`/`copyout` translate in software and never fault, so a bad
+//! user pointer is an error value, never a kernel exception.
 
 extern crate alloc;
 

@@ -3,8 +3,9 @@
 //! `vm/vm_user.c`): thread creation, control, state and info, the thread's and task's
 //! kernel special ports, task creation, control and info, and the VM calls (`vm_allocate`,
 //! `vm_deallocate`, `vm_protect`, `vm_inherit`, `vm_read`, `vm_write`, `vm_copy`,
-//! `vm_region`, `vm_statistics`, and `vm_map` of zero-fill memory or of a device's memory
-//! object: the "time" page, `kern::device`).
+//! `vm_region`, `vm_statistics`, `vm_machine_attribute`, and `vm_map` of zero-fill memory,
+//! of a device's memory object, the "time" page (`kern::device`), or of a proxy of shared
+//! memory, `server::mach4`).
 //! Every other routine answers `MIG_BAD_ID` (the `mach_unimplemented!` lists).
 //!
 //! Waiting is not done here (a server call never blocks, `kobject`): `thread_suspend`,
