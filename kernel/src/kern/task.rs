@@ -189,10 +189,11 @@ impl Task {
             }
             if region.inheritance == VM_INHERIT_SHARE {
                 // The parent's lock is let go before the child's is taken.
-                let shared = from.lock().share_region(start);
+                let shared = from.lock().share_region_inherited(start);
                 match shared {
                     Ok(object) => {
                         region.object = Some(object);
+                        region.shared = true;
                         to.lock().insert_inherited(start, &region)?;
                         continue;
                     }
@@ -202,6 +203,7 @@ impl Task {
             }
             // A private copy.
             region.object = None;
+            region.shared = false;
             to.lock().insert_inherited(start, &region)?;
             let mut at = start;
             while at < region.end {

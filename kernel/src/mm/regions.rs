@@ -63,6 +63,9 @@ pub struct Region {
     /// The memory object the region maps, if it is shared memory (`mm::object`); `None`
     /// for the map's own anonymous memory.
     pub object: Option<ObjectRef>,
+    /// Shared with another map by `task_create` (`VM_INHERIT_SHARE`): GNU Mach's
+    /// `is_shared`, which `vm_region` reports.
+    pub shared: bool,
 }
 
 /// A region's view of a memory object: the object, and the offset in it of the region's
@@ -242,6 +245,7 @@ impl Regions {
                 wired_access: VM_PROT_NONE,
                 wired: false,
                 object: None,
+                shared: false,
             },
         );
         Ok(())
@@ -252,6 +256,13 @@ impl Regions {
     pub fn set_object(&mut self, start: u64, object: ObjectRef) {
         if let Some(r) = self.map.get_mut(&start) {
             r.object = Some(object);
+        }
+    }
+
+    /// Mark the region that starts at `start` as shared with another map.
+    pub fn set_shared(&mut self, start: u64) {
+        if let Some(r) = self.map.get_mut(&start) {
+            r.shared = true;
         }
     }
 
@@ -797,6 +808,7 @@ mod tests {
                     wired_access: VM_PROT_NONE,
                     wired: false,
                     object: None,
+                    shared: false,
                 }
             )
         );

@@ -596,6 +596,11 @@ impl VmMap {
             }
             let index = (o.offset + (page - start)) / PAGE_SIZE;
             let (pa, filled) = o.object.page_or_fill(index, zeroed)?;
+            if !filled && prot & VM_PROT_EXECUTE != 0 {
+                // Another map may have written code into the page: it must reach the
+                // instruction side before this map can run it.
+                crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+            }
             let (pa, new) = self.pt.find_or_map(page, perm(prot), || Some(pa))?;
             self.resident += u64::from(new);
             self.zero_fills += u64::from(filled);
@@ -708,6 +713,9 @@ impl VmMap {
         if let Some(o) = &region.object {
             self.regions.set_object(start, o.clone());
         }
+        if region.shared {
+            self.regions.set_shared(start);
+        }
         self.regions.inherit(start, region.end, region.inheritance)
     }
 
@@ -717,6 +725,18 @@ impl VmMap {
     /// `KERN_INVALID_ARGUMENT` for a region of device memory (a borrowed page), and
     /// `KERN_RESOURCE_SHORTAGE` (nothing changed) if the task cannot pay for the object.
     pub fn share_region(&mut self, start: u64) -> Result<ObjectRef, KernReturn> {
+        self.make_object(start)
+    }
+
+    /// As [`share_region`](Self::share_region), for another map that gets the region by
+    /// inheritance: both maps' regions are then marked shared (`vm_region`'s `is_shared`).
+    pub fn share_region_inherited(&mut self, start: u64) -> Result<ObjectRef, KernReturn> {
+        let object = self.make_object(start)?;
+        self.regions.set_shared(start);
+        Ok(object)
+    }
+
+    fn make_object(&mut self, start: u64) -> Result<ObjectRef, KernReturn> {
         let (s, region) = self
             .regions
             .lookup(start)

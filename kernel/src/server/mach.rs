@@ -535,16 +535,17 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         task: &Arc<T>,
         address: &mut u64,
     ) -> Result<mach::VmRegionOut, KernReturn> {
-        let (start, end, protection, max_protection, inheritance) = task.vm_region(*address)?;
-        *address = start;
+        let r = task.vm_region(*address)?;
+        *address = r.start;
+        // No name port for the object (GNU Mach answers null too).
         Ok(mach::VmRegionOut {
-            size: end - start,
-            protection,
-            max_protection,
-            inheritance,
-            is_shared: false,
+            size: r.end - r.start,
+            protection: r.protection,
+            max_protection: r.max_protection,
+            inheritance: r.inheritance,
+            is_shared: r.shared,
             object_name: PortSlot::NULL,
-            offset: 0,
+            offset: r.offset,
         })
     }
 

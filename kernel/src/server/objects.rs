@@ -186,9 +186,9 @@ pub trait TaskIpc: Any + Send + Sync {
     fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn>;
     /// `vm_copy` within the task's map.
     fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn>;
-    /// `vm_region`: the region holding `address` or the next one: (start, end, protection,
-    /// maximum protection, inheritance); `KERN_NO_SPACE` if there is none.
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn>;
+    /// `vm_region`: the region holding `address` or the next one; `KERN_NO_SPACE` if there
+    /// is none.
+    fn vm_region(&self, address: u64) -> Result<RegionInfo, KernReturn>;
     /// `task_terminate`: every thread asked to end. `KERN_FAILURE` for the kernel's task.
     fn terminate(&self) -> Result<(), KernReturn>;
     /// `task_suspend`: one more suspension, every thread held on the first.
@@ -239,6 +239,20 @@ pub trait TaskIpc: Any + Send + Sync {
         wake_one: bool,
         flags: i32,
     ) -> Result<(), KernReturn>;
+}
+
+/// What `vm_region` reports of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionInfo {
+    pub start: u64,
+    pub end: u64,
+    pub protection: i32,
+    pub max_protection: i32,
+    pub inheritance: i32,
+    /// Shared with another task through `VM_INHERIT_SHARE` (GNU Mach's `is_shared`).
+    pub shared: bool,
+    /// The region's offset in the memory object it maps (0 for private memory).
+    pub offset: u64,
 }
 
 /// A copy of a stored send right (`ipc_port_copy_send`): null stays null, a dead port
@@ -468,16 +482,18 @@ impl TaskIpc for crate::kern::task::Task {
         map.lock().copy_within(source, size, dest)
     }
 
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn> {
+    fn vm_region(&self, address: u64) -> Result<RegionInfo, KernReturn> {
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
         let (start, r) = map.lock().region_from(address).ok_or(KernReturn::NoSpace)?;
-        Ok((
+        Ok(RegionInfo {
             start,
-            r.end,
-            r.prot as i32,
-            r.max_prot as i32,
-            r.inheritance as i32,
-        ))
+            end: r.end,
+            protection: r.prot as i32,
+            max_protection: r.max_prot as i32,
+            inheritance: r.inheritance as i32,
+            shared: r.shared,
+            offset: r.object.as_ref().map_or(0, |o| o.offset),
+        })
     }
 
     fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn> {

@@ -529,11 +529,19 @@ impl TaskIpc for TestTask {
     fn vm_copy(&self, _: u64, _: u64, _: u64) -> Result<(), K> {
         Ok(())
     }
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), K> {
+    fn vm_region(&self, address: u64) -> Result<super::objects::RegionInfo, K> {
         if address > 0x10_0000 {
             return Err(K::NoSpace);
         }
-        Ok((0x10_0000, 0x10_4000, 3, 7, 1))
+        Ok(super::objects::RegionInfo {
+            start: 0x10_0000,
+            end: 0x10_4000,
+            protection: 3,
+            max_protection: 7,
+            inheritance: 1,
+            shared: false,
+            offset: 0,
+        })
     }
     fn vm_inherit(&self, _: u64, _: u64, _: i32) -> Result<(), K> {
         Ok(())

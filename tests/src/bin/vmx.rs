@@ -538,6 +538,18 @@ fn shared(c: &mut Checks, round: &str) -> Option<(u64, u64)> {
             return None;
         }
     };
+    let shared_flag = |task: &SendRight| {
+        let mut at = sh;
+        mach::vm_region(&mut t(), task, &mut at).map(|r| (at, r.is_shared))
+    };
+    c.check_eq(
+        &lbl(
+            round,
+            "vm_region: the region is shared, in the parent and in the child",
+        ),
+        (shared_flag(&me), shared_flag(&child)),
+        (Ok((sh, true)), Ok((sh, true))),
+    );
     c.check_eq(
         &lbl(
             round,
@@ -689,6 +701,16 @@ fn shared(c: &mut Checks, round: &str) -> Option<(u64, u64)> {
     );
     let alias = map(&me, 2 * P, &proxy, P, PROT_RW, PROT_RW);
     if let Ok(alias) = alias {
+        let mut at = alias;
+        let region = mach::vm_region(&mut t(), &me, &mut at).map(|r| (r.offset, r.is_shared));
+        c.check_eq(
+            &lbl(
+                round,
+                "vm_region of the alias: its offset in the memory, not shared by inheritance",
+            ),
+            region,
+            Ok((P, false)),
+        );
         // SAFETY: our mapping of our own memory.
         unsafe { word(alias + P).write_volatile(0x4444) };
         // SAFETY: as above.
