@@ -205,15 +205,22 @@ impl Task {
             region.object = None;
             region.shared = false;
             to.lock().insert_inherited(start, &region)?;
-            let mut at = start;
-            while at < region.end {
-                if from.lock().read_resident(at, &mut buf) {
+            // Page by page, only those the parent has (a huge sparse region costs what it
+            // holds, not its size); the others stay zero-fill in both.
+            let mut next = start;
+            loop {
+                // The parent's lock is let go before the child's is taken.
+                let found = from.lock().next_resident(next, region.end);
+                let Some(page) = found else { break };
+                let mut at = page;
+                while at < page + PAGE_SIZE {
+                    if !from.lock().read_resident(at, &mut buf) {
+                        break;
+                    }
                     to.lock().kernel_write(at, &buf)?;
                     at += buf.len() as u64;
-                } else {
-                    // Untouched in the parent: the rest of this page stays zero-fill.
-                    at = (at / PAGE_SIZE + 1) * PAGE_SIZE;
                 }
+                next = page + PAGE_SIZE;
             }
         }
     }

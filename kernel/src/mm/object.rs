@@ -118,6 +118,15 @@ impl MemObject {
         let _ = pages.charge.set(1);
     }
 
+    /// The first page in `[from, to)` that has a frame, and its frame.
+    pub fn next_page(&self, from: u64, to: u64) -> Option<(u64, PhysAddr)> {
+        if from >= to {
+            return None;
+        }
+        let pages = self.pages.lock();
+        pages.frames.range(from..to).next().map(|(&i, &pa)| (i, pa))
+    }
+
     /// Pages with a frame.
     pub fn resident_pages(&self) -> usize {
         self.pages.lock().frames.len()
@@ -190,6 +199,10 @@ mod tests {
             Err(KernReturn::InvalidAddress)
         );
         assert_eq!(object.resident_pages(), 2);
+        assert_eq!(object.next_page(0, 4), Some((0, PhysAddr(0x5000))));
+        assert_eq!(object.next_page(1, 4), Some((1, PhysAddr(0x7000))));
+        assert_eq!(object.next_page(2, 4), None);
+        assert_eq!(object.next_page(1, 1), None);
         assert_eq!(ledger.charged(), 3 * GRANULE);
         let before = RELEASED.load(Ordering::SeqCst);
         drop(object);

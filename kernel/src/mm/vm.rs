@@ -449,9 +449,14 @@ impl VmMap {
         o: &ObjectRef,
         prot: VmProt,
     ) -> Result<(), KernReturn> {
-        let mut page = start;
-        while page < end {
-            if let Some(src) = o.object.page((o.offset + (page - start)) / PAGE_SIZE) {
+        let first = o.offset / PAGE_SIZE;
+        let last = first + (end - start) / PAGE_SIZE;
+        let mut index = first;
+        // Only the pages the object has: a huge sparse object costs its pages.
+        while let Some((at, src)) = o.object.next_page(index, last) {
+            let page = start + (at - first) * PAGE_SIZE;
+            index = at + 1;
+            {
                 let fill = || {
                     let pa = frame::alloc(1)?;
                     // SAFETY: both frames are whole pages through the linear map: `src` is
@@ -471,9 +476,31 @@ impl VmMap {
                 let (_, new) = self.pt.find_or_map(page, perm(prot), fill)?;
                 self.resident += u64::from(new);
             }
-            page += PAGE_SIZE;
         }
         Ok(())
+    }
+
+    /// The first page at or above `va` and below `end`, in the region that holds `va`,
+    /// that has a frame (in this map, or in the memory object the region maps), without
+    /// faulting anything in; the time taken follows the pages and tables that exist.
+    pub fn next_resident(&mut self, va: u64, end: u64) -> Option<u64> {
+        let page = align_down(va, PAGE_SIZE);
+        let (start, region) = self.regions.lookup(page)?;
+        let end = end.min(region.end);
+        let mut found = None;
+        self.pt.for_each_mapped(page, end, &mut |at, _| {
+            found = Some(at);
+            false
+        });
+        if let Some(o) = &region.object {
+            let first = (o.offset + (page - start)) / PAGE_SIZE;
+            let last = (o.offset + (end - start)) / PAGE_SIZE;
+            if let Some((index, _)) = o.object.next_page(first, last) {
+                let at = start + index * PAGE_SIZE - o.offset;
+                found = Some(found.map_or(at, |f: u64| f.min(at)));
+            }
+        }
+        found
     }
 
     /// Record `[start, end)` with protection `prot` (program loading).
@@ -753,16 +780,16 @@ impl VmMap {
             return Err(KernReturn::InvalidArgument);
         }
         let object = MemObject::new(region.end - s, &self.ledger, free_frame)?;
-        let mut page = s;
-        while page < region.end {
-            if let Some((pa, _)) = self.pt.lookup(page)
-                && let Err(e) = object.adopt((page - s) / PAGE_SIZE, pa)
-            {
-                // The frames stay the map's: the object lets them go unfreed.
-                object.disown();
-                return Err(e);
-            }
-            page += PAGE_SIZE;
+        // Only the pages the map has: a huge sparse region costs its tables, not its size.
+        let mut adopted = Ok(());
+        self.pt.for_each_mapped(s, region.end, &mut |va, pa| {
+            adopted = object.adopt((va - s) / PAGE_SIZE, pa);
+            adopted.is_ok()
+        });
+        if let Err(e) = adopted {
+            // The frames stay the map's: the object lets them go unfreed.
+            object.disown();
+            return Err(e);
         }
         let shared = ObjectRef { object, offset: 0 };
         self.regions.set_object(s, shared.clone());

@@ -12,6 +12,7 @@
 //! - `vm_set_size_limit`/`vm_get_size_limit`: the default (the machine's memory), the copy
 //!   a child gets, `KERN_NO_SPACE` past the limit, `VM_PROT_NONE` mappings not counted,
 //!   `KERN_NO_ACCESS` when raising the maximum without the privileged port;
+//! - a 1 TiB inaccessible mapping inherited by copy and made shared memory at once;
 //! - `vm_machine_attribute`: GNU Mach's answers;
 //! - shared memory: a `VM_INHERIT_SHARE` region is the same memory in parent and child
 //!   (a child thread's store is seen by the parent), `vm_region_create_proxy` + `vm_map`
@@ -458,6 +459,39 @@ fn limits(c: &mut Checks, priv_host: &SendRight) {
     }
 }
 
+/// A huge inaccessible mapping (not counted against the size limit) costs the kernel what
+/// it holds, not its size: inheriting it by copy or sharing it finishes at once.
+fn sparse(c: &mut Checks) {
+    let Ok(task) = empty_task() else {
+        c.check(false, "task_create", format_args!(""));
+        return;
+    };
+    let tib = 1u64 << 40;
+    let at = map(&task, tib, &null_port(), 0, PROT_NONE, PROT_NONE);
+    c.check(
+        at.is_ok(),
+        "vm_map of 1 TiB with maximum protection VM_PROT_NONE (not counted)",
+        format_args!("{at:?}"),
+    );
+    let copied = mach::task_create(&mut t(), &task, true).map(|o| o.child_task);
+    c.check(
+        copied.is_ok(),
+        "task_create(inherit_memory) copies it (nothing to copy)",
+        format_args!("{:?}", copied.as_ref().err()),
+    );
+    let proxy = at.map(|at| mach4::vm_region_create_proxy(&mut t(), &task, at, PROT_NONE, tib));
+    c.check(
+        matches!(proxy, Ok(Ok(_))),
+        "vm_region_create_proxy makes it shared memory",
+        format_args!("{:?}", proxy.as_ref().map(|p| p.as_ref().err())),
+    );
+    drop(proxy);
+    if let Ok(copied) = copied {
+        end(copied);
+    }
+    end(task);
+}
+
 fn machine_attribute(c: &mut Checks) {
     let me = ipc::task_self();
     let Ok(at) = allocate(&me, 0, P, true) else {
@@ -850,6 +884,7 @@ fn main(args: &Args) -> i32 {
     lazy_commit(&mut c, &priv_host);
     wiring(&mut c, &priv_host);
     limits(&mut c, &priv_host);
+    sparse(&mut c);
     machine_attribute(&mut c);
     // The first round leaves page tables in our own map; the second finds them there, so
     // every frame it takes must come back.
