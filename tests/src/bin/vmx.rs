@@ -626,8 +626,10 @@ fn shared(c: &mut Checks, round: &str) -> Option<(u64, u64)> {
     );
     // A thread of the child stores; the parent sees it.
     let flag = sh + 3 * P;
+    let mut storer = None;
     match start_storer(&child, flag, 77) {
-        Ok(_thread) => {
+        Ok(thread) => {
+            storer = Some(thread);
             let ok = poll_sleeping(PATIENCE_MS, || {
                 // SAFETY: as above.
                 unsafe { (flag as *const u32).read_volatile() == 77 }
@@ -857,8 +859,16 @@ fn shared(c: &mut Checks, round: &str) -> Option<(u64, u64)> {
     );
     end(child);
     end(other);
+    // The child's map (and its reference to the shared memory) goes with its last thread,
+    // which may still be ending on another CPU.
+    if let Some(storer) = storer {
+        let _ = armach_tests::wait_thread_terminated(storer.name());
+    }
     // SAFETY: ours, unused.
     let _ = unsafe { traps::vm_deallocate(traps::mach_task_self(), cp, P) };
+    // A thread's kernel stack is freed a little after its end: wait for the count to come
+    // back (or give up and report what it is).
+    poll_sleeping(PATIENCE_MS, || frame_counts().free >= free_before);
     let free_after = frame_counts().free;
     c.note(format_args!(
         "{round} round of shared memory: free frames {free_before} before, {free_after} after"
