@@ -456,26 +456,24 @@ impl VmMap {
         while let Some((at, src)) = o.object.next_page(index, last) {
             let page = start + (at - first) * PAGE_SIZE;
             index = at + 1;
-            {
-                let fill = || {
-                    let pa = frame::alloc(1)?;
-                    // SAFETY: both frames are whole pages through the linear map: `src` is
-                    // the object's (alive through `o`), `pa` is new and ours alone.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            src.to_linear().as_mut_ptr::<u8>(),
-                            pa.to_linear().as_mut_ptr::<u8>(),
-                            PAGE_SIZE as usize,
-                        )
-                    };
-                    if prot & VM_PROT_EXECUTE != 0 {
-                        crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
-                    }
-                    Some(pa)
+            let fill = || {
+                let pa = frame::alloc(1)?;
+                // SAFETY: both frames are whole pages through the linear map: `src` is the
+                // object's (alive through `o`), `pa` is new and ours alone.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.to_linear().as_mut_ptr::<u8>(),
+                        pa.to_linear().as_mut_ptr::<u8>(),
+                        PAGE_SIZE as usize,
+                    )
                 };
-                let (_, new) = self.pt.find_or_map(page, perm(prot), fill)?;
-                self.resident += u64::from(new);
-            }
+                if prot & VM_PROT_EXECUTE != 0 {
+                    crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+                }
+                Some(pa)
+            };
+            let (_, new) = self.pt.find_or_map(page, perm(prot), fill)?;
+            self.resident += u64::from(new);
         }
         Ok(())
     }

@@ -12,7 +12,8 @@
 //! - `vm_set_size_limit`/`vm_get_size_limit`: the default (the machine's memory), the copy
 //!   a child gets, `KERN_NO_SPACE` past the limit, `VM_PROT_NONE` mappings not counted,
 //!   `KERN_NO_ACCESS` when raising the maximum without the privileged port;
-//! - a 1 TiB inaccessible mapping inherited by copy and made shared memory at once;
+//! - a 1 TiB inaccessible mapping inherited by copy and made shared memory at once; 32 MiB
+//!   of touched memory made shared within the task's kernel-memory limit;
 //! - `vm_machine_attribute`: GNU Mach's answers;
 //! - shared memory: a `VM_INHERIT_SHARE` region is the same memory in parent and child
 //!   (a child thread's store is seen by the parent), `vm_region_create_proxy` + `vm_map`
@@ -492,6 +493,39 @@ fn sparse(c: &mut Checks) {
     end(task);
 }
 
+/// 32 MiB of touched memory made shared: its index costs the task's kernel memory about
+/// 1% of it, well within a task's limit.
+fn big_share(c: &mut Checks) {
+    const SIZE: u64 = 32 << 20;
+    let me = ipc::task_self();
+    let Ok(at) = allocate(&me, 0, SIZE, true) else {
+        c.check(false, "vm_allocate 32 MiB", format_args!(""));
+        return;
+    };
+    for page in (at..at + SIZE).step_by(P as usize) {
+        // SAFETY: our fresh mapping.
+        unsafe { (page as *mut u64).write_volatile(page) };
+    }
+    let proxy = mach4::vm_region_create_proxy(&mut t(), &me, at, PROT_R, SIZE);
+    c.check(
+        proxy.is_ok(),
+        "vm_region_create_proxy of 32 MiB, every page touched",
+        format_args!("{:?}", proxy.as_ref().err()),
+    );
+    if let (Ok(proxy), Ok(other)) = (proxy, empty_task()) {
+        let there = map(&other, SIZE, &proxy.proxy, 0, PROT_R, PROT_R);
+        let last = there.ok().and_then(|t| read_u64(&other, t + SIZE - P));
+        c.check_eq(
+            "another task maps it and reads its last page",
+            last,
+            Some(at + SIZE - P),
+        );
+        end(other);
+    }
+    // SAFETY: ours, no longer used.
+    let _ = unsafe { traps::vm_deallocate(traps::mach_task_self(), at, SIZE) };
+}
+
 fn machine_attribute(c: &mut Checks) {
     let me = ipc::task_self();
     let Ok(at) = allocate(&me, 0, P, true) else {
@@ -895,6 +929,7 @@ fn main(args: &Args) -> i32 {
     wiring(&mut c, &priv_host);
     limits(&mut c, &priv_host);
     sparse(&mut c);
+    big_share(&mut c);
     machine_attribute(&mut c);
     // The first round leaves page tables in our own map; the second finds them there, so
     // every frame it takes must come back.
