@@ -763,6 +763,34 @@ mod tests {
     }
 
     #[test]
+    fn freed_ranges_are_found_first_and_can_be_taken_again_at_their_address() {
+        let mut r = regions();
+        let min = 0x10 * P;
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            let s = r.find_space(2 * P, min, 0x100 * P).unwrap();
+            r.insert(s, s + 2 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+                .unwrap();
+            at.push(s);
+        }
+        assert_eq!(at, vec![0x10 * P, 0x12 * P, 0x14 * P, 0x16 * P]);
+        // Free the second and third: the hole is the lowest fit for up to 4 pages.
+        remove(&mut r, 0x12 * P, 0x16 * P).unwrap();
+        assert_eq!(r.find_space(P, min, 0x100 * P), Some(0x12 * P));
+        assert_eq!(r.find_space(4 * P, min, 0x100 * P), Some(0x12 * P));
+        assert_eq!(r.find_space(5 * P, min, 0x100 * P), Some(0x18 * P));
+        // A fixed range over just-freed pages goes in; one page more overlaps.
+        assert_eq!(
+            r.insert(0x13 * P, 0x17 * P, VM_PROT_DEFAULT, VM_PROT_ALL),
+            Err(KernReturn::NoSpace)
+        );
+        r.insert(0x13 * P, 0x16 * P, VM_PROT_DEFAULT, VM_PROT_ALL)
+            .unwrap();
+        assert_eq!(r.find_space(P, min, 0x100 * P), Some(0x12 * P));
+        assert_eq!(r.find_space(2 * P, min, 0x100 * P), Some(0x18 * P));
+    }
+
+    #[test]
     fn remove_splits_and_reports() {
         let mut r = regions();
         r.insert(0x10 * P, 0x20 * P, 3, 7).unwrap();
