@@ -51,9 +51,10 @@ struct Pages {
 }
 
 impl Pages {
-    /// Granules `leaves` leaves need.
+    /// Granules an object with `leaves` leaves needs: the object itself, the tree's root,
+    /// its other nodes, the leaves.
     fn blocks(leaves: usize) -> usize {
-        1 + btree_nodes(leaves) + leaves
+        2 + btree_nodes(leaves) + leaves
     }
 
     fn get(&self, index: u64) -> Option<PhysAddr> {
@@ -207,13 +208,14 @@ impl Drop for MemObject {
 
 /// A proxy of memory (GNU Mach's `memory_object_proxy`): `len` bytes of `object` from
 /// `start`, mapped with at most `max_protection`. The kernel object behind a
-/// `KObjectKind::PagerProxy` port, which keeps the object alive as long as the port lives.
-#[derive(Debug)]
+/// `KObjectKind::PagerProxy` port, which keeps the object alive as long as the port lives;
+/// charged a granule to the task it was made for.
 pub struct Proxy {
     pub object: Arc<MemObject>,
     pub start: u64,
     pub len: u64,
     pub max_protection: u32,
+    pub charge: Charge,
 }
 
 impl core::fmt::Debug for MemObject {
@@ -237,10 +239,10 @@ mod tests {
     #[test]
     fn pages_are_filled_once_charged_by_leaf_and_released_with_the_last_reference() {
         let budget = Box::leak(Box::new(Budget::new(usize::MAX)));
-        // Root, one node, one leaf.
-        let ledger = Arc::new(Ledger::new(budget, 3 * GRANULE));
+        // The object, the root, one node, one leaf.
+        let ledger = Arc::new(Ledger::new(budget, 4 * GRANULE));
         let object = MemObject::new(400 * 0x1000, &ledger, count).unwrap();
-        assert_eq!(ledger.charged(), GRANULE);
+        assert_eq!(ledger.charged(), 2 * GRANULE);
         let other = object.clone();
         assert_eq!(
             object.page_or_fill(0, || Some(PhysAddr(0))),
@@ -253,7 +255,7 @@ mod tests {
         );
         // The same leaf: nothing more to pay.
         object.adopt(127, PhysAddr(0x7000)).unwrap();
-        assert_eq!(ledger.charged(), 3 * GRANULE);
+        assert_eq!(ledger.charged(), 4 * GRANULE);
         // Another leaf: the ledger is full, and the fill is not asked for.
         assert_eq!(
             object.page_or_fill(128, || panic!("filled without room")),
@@ -288,9 +290,9 @@ mod tests {
         }
         assert_eq!(object.resident_pages(), pages as usize);
         // 2048 leaves and at most 410 nodes besides the root: under 2.5 MiB for 1 GiB.
-        assert!(ledger.charged() <= (1 + 2048 + 410) * GRANULE);
+        assert!(ledger.charged() <= (2 + 2048 + 410) * GRANULE);
         object.disown();
-        assert_eq!(ledger.charged(), GRANULE);
+        assert_eq!(ledger.charged(), 2 * GRANULE);
         assert_eq!(object.next_page(0, pages), None);
     }
 }

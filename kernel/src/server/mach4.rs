@@ -33,19 +33,13 @@ impl<T: TaskIpc> Mach4Server for Kernel<'_, T> {
         max_protection: i32,
         len: u64,
     ) -> Result<mach4::VmRegionCreateProxyOut, KernReturn> {
-        let (object, start, max_protection) =
-            task.region_proxy(address, max_protection as u32, len)?;
+        let proxy: Proxy = task.region_proxy(address, max_protection as u32, len)?;
         // GNU Mach `memory_object_create_proxy`'s check of the range.
-        if start.checked_add(len).is_none() {
+        if proxy.start.checked_add(len).is_none() {
             return Err(KernReturn::InvalidArgument);
         }
         let space = task.ipc_space().ok_or(KernReturn::InvalidArgument)?;
-        let proxy = Arc::new(Proxy {
-            object: object.object,
-            start,
-            len,
-            max_protection,
-        });
+        let proxy = Arc::new(proxy);
         let port = Port::alloc_kernel(
             space.ledger(),
             Some(KObject::new(KObjectKind::PagerProxy, proxy)),

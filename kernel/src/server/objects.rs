@@ -126,13 +126,13 @@ pub trait TaskIpc: Any + Send + Sync {
     /// `vm_region_create_proxy`: the memory of the region that holds `address` (or the
     /// next one above it; none: `KERN_NO_SPACE`) made shared, for a proxy of `len` bytes
     /// (more than the region: `KERN_INVALID_ARGUMENT`) from `address` on, its maximum
-    /// protection limited by the region's: (object, start in it, maximum protection).
+    /// protection limited by the region's, charged to the task.
     fn region_proxy(
         &self,
         address: u64,
         max_protection: u32,
         len: u64,
-    ) -> Result<(crate::mm::regions::ObjectRef, u64, u32), KernReturn>;
+    ) -> Result<crate::mm::object::Proxy, KernReturn>;
     /// `task_create`: a new task with no threads in the parent's processor set, its
     /// address space empty or (with `inherit_memory`) a copy of what the parent lets it
     /// inherit.
@@ -321,7 +321,8 @@ impl TaskIpc for crate::kern::task::Task {
         address: u64,
         max_protection: u32,
         len: u64,
-    ) -> Result<(crate::mm::regions::ObjectRef, u64, u32), KernReturn> {
+    ) -> Result<crate::mm::object::Proxy, KernReturn> {
+        let charge = self.kmem.charge(1)?;
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
         let mut map = map.lock();
         let (start, region) = map.region_from(address).ok_or(KernReturn::NoSpace)?;
@@ -332,7 +333,13 @@ impl TaskIpc for crate::kern::task::Task {
         // GNU Mach's arithmetic: an address below the region (the next one was taken)
         // wraps, and `vm_map` then finds the proxy's range outside the object.
         let at = address.wrapping_sub(start).wrapping_add(object.offset);
-        Ok((object, at, max_protection & region.max_prot))
+        Ok(crate::mm::object::Proxy {
+            object: object.object,
+            start: at,
+            len,
+            max_protection: max_protection & region.max_prot,
+            charge,
+        })
     }
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>)) {
         // In batches, so that no lock is held while `f` runs and nothing allocates.

@@ -449,12 +449,7 @@ impl TaskIpc for TestTask {
         *limits = (current, max);
         Ok(())
     }
-    fn region_proxy(
-        &self,
-        _: u64,
-        _: u32,
-        _: u64,
-    ) -> Result<(crate::mm::regions::ObjectRef, u64, u32), K> {
+    fn region_proxy(&self, _: u64, _: u32, _: u64) -> Result<crate::mm::object::Proxy, K> {
         Err(K::NoSpace)
     }
 
