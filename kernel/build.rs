@@ -21,6 +21,7 @@ fn main() {
         ("mach/mach_port.defs", "mach_port_server.rs"),
         ("mach_debug/mach_debug.defs", "mach_debug_server.rs"),
         ("mach/gnumach.defs", "gnumach_server.rs"),
+        ("mach/mach4.defs", "mach4_server.rs"),
         ("device/device.defs", "device_server.rs"),
         ("armach/sched.defs", "armach_sched_server.rs"),
         ("armach/trace.defs", "armach_trace_server.rs"),

@@ -9,6 +9,7 @@ fn main() {
         .user("defs/mach/mach_host.defs", "mach_host_user.rs")
         .user("defs/mach/mach_port.defs", "mach_port_user.rs")
         .user("defs/mach/gnumach.defs", "gnumach_user.rs")
+        .user("defs/mach/mach4.defs", "mach4_user.rs")
         .user("defs/device/device.defs", "device_user.rs")
         .user("defs/armach/sched.defs", "armach_sched_user.rs")
         .user("defs/armach/bootstrap.defs", "armach_bootstrap_user.rs")

@@ -29,43 +29,46 @@ pub enum LockLevel {
     TaskThreads = 0,
     /// A task's address space (`Task::map`): regions and page tables.
     VmMap = 1,
+    /// A memory object shared between maps (`mm::object`): its pages. Taken under a
+    /// map's lock, one at a time.
+    VmObject = 2,
     /// An IPC space: a task's port names (`ipc::space`).
-    IpcSpace = 2,
+    IpcSpace = 3,
     /// The one lock under which receive rights go in transit (`ipc::port`'s circularity
     /// check); ports are then locked one at a time under it.
-    IpcTransit = 3,
+    IpcTransit = 4,
     /// A port: its rights counts, requests and message queue (`ipc::port`). Never two at
     /// once.
-    IpcPort = 4,
+    IpcPort = 5,
     /// A port set and its message queue (`ipc::pset`); taken under a member's port lock.
-    IpcSet = 5,
+    IpcSet = 6,
     /// A bucket of the event wait queues (`sched::waitq`). Two may be held together, the
     /// lower index first (`waitq::thread_requeue` moving waiters between events).
-    WaitBucket = 6,
+    WaitBucket = 7,
     /// A thread's wait/run state (GNU Mach's thread lock).
-    ThreadState = 7,
+    ThreadState = 8,
     /// The processor-set table: the sets, their processor counts and the queues of
     /// threads waiting for a processor (`sched::pset`).
-    ProcessorSets = 8,
+    ProcessorSets = 9,
     /// A processor's timeout queue.
-    TimerQueue = 9,
+    TimerQueue = 10,
     /// A processor's run queue. Two may be held together, the lower CPU index first.
-    RunQueue = 10,
+    RunQueue = 11,
     /// Kernel stack slots and the dead-stack batch.
-    StackSlots = 11,
+    StackSlots = 12,
     /// The kernel translation tables.
-    KernelTables = 12,
+    KernelTables = 13,
     /// The ASID allocator.
-    Asids = 13,
+    Asids = 14,
     /// The physical frame allocator.
-    Frames = 14,
+    Frames = 15,
     /// The console.
-    Console = 15,
+    Console = 16,
     /// The list of every user task (`kern::task`): taken with no other lock but the heap's
     /// inside, so that a task may be dropped anywhere (no task is dropped under it).
-    Tasks = 16,
+    Tasks = 17,
     /// The kernel heap: innermost, since any code may allocate.
-    Heap = 17,
+    Heap = 18,
 }
 
 impl LockLevel {
@@ -248,6 +251,12 @@ impl<T> IrqSpinLock<T> {
             saved,
             held,
         }
+    }
+
+    /// The protected data through exclusive access to the lock (no other holder can
+    /// exist).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
     }
 
     /// The protected data, bypassing the lock.

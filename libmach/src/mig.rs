@@ -22,6 +22,11 @@ pub mod mach_port {
     include!(concat!(env!("OUT_DIR"), "/mach_port_user.rs"));
 }
 
+/// `mach4` (4000): proxies of memory (`vm_region_create_proxy`).
+pub mod mach4 {
+    include!(concat!(env!("OUT_DIR"), "/mach4_user.rs"));
+}
+
 /// `gnumach` (4200): GNU Mach's additions (task and thread names, gsync).
 pub mod gnumach {
     include!(concat!(env!("OUT_DIR"), "/gnumach_user.rs"));

@@ -45,6 +45,8 @@ pub enum KObjectKind {
     Pager = 8,
     Device = 10,
     MasterDevice = 19,
+    /// A proxy of memory (`vm_region_create_proxy`'s answer, for `vm_map`).
+    PagerProxy = 27,
 }
 
 /// A typed reference from a kernel port to the object it stands for (GNU Mach's

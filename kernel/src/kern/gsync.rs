@@ -10,10 +10,11 @@
 //! Keys. A task-local wait is keyed by the task's address space and the address, as GNU
 //! Mach keys it by map and address. A `GSYNC_SHARED` wait is keyed by the physical address
 //! of the word (frame and offset): GNU Mach keys it by VM object and offset; armach's memory
-//! is anonymous, never paged out and never copied on write, so the frame is the memory's
-//! identity, and tasks that map the same frame would meet there. Today no two tasks map the
-//! same frame (no `vm_map` of a memory object, and `vm_inherit` is not acted on), so shared
-//! waits meet only within a task until shared memory exists.
+//! is never paged out and never copied on write, so the frame is the memory's identity:
+//! shared memory (`mm::object`: a `VM_INHERIT_SHARE` region, a proxy mapped with `vm_map`)
+//! has one frame in every task that maps it, and its waits and wakes meet there whichever
+//! task's map the address was given in. The frame cannot change under a waiter: it is
+//! freed only with the last mapping of the memory.
 //!
 //! Atomicity. A wait is asserted before the value is read, both under the address space's
 //! lock: a waker that changes the word before the read makes the wait fail its check; one

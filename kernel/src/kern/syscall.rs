@@ -317,7 +317,7 @@ fn mach_print(thread: &Thread, string: u64) -> Result<(), KernReturn> {
 /// the caller's memory as `vm_allocate`'s. The memory object is a name in the caller's
 /// space (a copy of its send right is taken: `KERN_INVALID_NAME` and the like as for any
 /// copy-in); a null or dead name is zero-fill memory. Arguments 9-11 (the protections and
-/// the inheritance) come from the stack; `copy` is ignored, as by the RPC.
+/// the inheritance) come from the stack.
 fn vm_map(thread: &Thread, a: [u64; 8], stacked: [u64; 3]) -> u64 {
     use crate::ipc::abi::Disposition;
     use crate::server::mach::{MemoryObject, VmMapArgs};
@@ -359,6 +359,7 @@ fn vm_map(thread: &Thread, a: [u64; 8], stacked: [u64; 3]) -> u64 {
         anywhere: a[4] as u32 != 0,
         object,
         offset: a[6],
+        copy: a[7] as u32 != 0,
         cur_protection: stacked[0] as i32,
         max_protection: stacked[1] as i32,
         inheritance: stacked[2] as i32,

@@ -257,39 +257,76 @@ impl Task {
 
     /// Give this new task (no threads yet, empty map) the memory of `parent` that
     /// `vm_inherit` lets it have, as GNU Mach's `task_create` with `inherit_memory` does:
-    /// every region not `VM_INHERIT_NONE`, with its protections and inheritance, and a copy
-    /// of every page the parent has touched (the others stay zero-fill in both). Copied
-    /// eagerly, not copy-on-write, and `VM_INHERIT_SHARE` regions are copied too: armach has
-    /// no memory shared between tasks yet. The two maps are never locked together: each
-    /// piece is read under the parent's lock, then written under the child's.
+    /// every region not `VM_INHERIT_NONE`, with its protections and inheritance. A
+    /// `VM_INHERIT_SHARE` region is shared: it becomes the parent's memory object if it is
+    /// not one yet (`VmMap::share_region`), and the child maps the same object, so a
+    /// write in either is seen by both. A `VM_INHERIT_COPY` region is copied eagerly, not
+    /// copy-on-write: every page the parent has is copied at once (the others stay
+    /// zero-fill in both). A shared region of device memory (a borrowed page) is copied.
+    /// The two maps are never locked together: each piece is read under the parent's
+    /// lock, then written under the child's.
     pub fn inherit_memory_from(&self, parent: &Task) -> Result<(), mach_abi::KernReturn> {
         use crate::mm::layout::PAGE_SIZE;
-        use crate::mm::regions::VM_INHERIT_NONE;
+        use crate::mm::regions::{VM_INHERIT_NONE, VM_INHERIT_SHARE};
         let (Some(from), Some(to)) = (&parent.map, &self.map) else {
             return Ok(());
         };
         let mut addr = 0;
         let mut buf = [0u8; 512];
         loop {
-            let Some((start, region)) = from.lock().region_from(addr) else {
+            let Some((start, mut region)) = from.lock().region_from(addr) else {
                 return Ok(());
             };
             addr = region.end;
             if region.inheritance == VM_INHERIT_NONE {
                 continue;
             }
-            to.lock().insert_inherited(start, &region)?;
-            let mut at = start;
-            while at < region.end {
-                if from.lock().read_resident(at, &mut buf) {
-                    to.lock().kernel_write(at, &buf)?;
-                    at += buf.len() as u64;
-                } else {
-                    // Untouched in the parent: the rest of this page stays zero-fill.
-                    at = (at / PAGE_SIZE + 1) * PAGE_SIZE;
+            if region.inheritance == VM_INHERIT_SHARE {
+                // The parent's lock is let go before the child's is taken.
+                let shared = from.lock().share_region_inherited(start);
+                match shared {
+                    Ok(object) => {
+                        region.object = Some(object);
+                        region.shared = true;
+                        to.lock().insert_inherited(start, &region)?;
+                        continue;
+                    }
+                    Err(mach_abi::KernReturn::InvalidArgument) => {}
+                    Err(e) => return Err(e),
                 }
             }
+            // A private copy.
+            region.object = None;
+            region.shared = false;
+            to.lock().insert_inherited(start, &region)?;
+            // Page by page, only those the parent has (a huge sparse region costs what it
+            // holds, not its size); the others stay zero-fill in both.
+            let mut next = start;
+            loop {
+                // The parent's lock is let go before the child's is taken.
+                let found = from.lock().next_resident(next, region.end);
+                let Some(page) = found else { break };
+                let mut at = page;
+                while at < page + PAGE_SIZE {
+                    if !from.lock().read_resident(at, &mut buf) {
+                        break;
+                    }
+                    to.lock().kernel_write(at, &buf)?;
+                    at += buf.len() as u64;
+                }
+                next = page + PAGE_SIZE;
+            }
         }
+    }
+
+    /// Give this new task the size limits of `parent` (GNU Mach `task_create` without
+    /// `inherit_memory`: `vm_map_copy_limits`).
+    pub fn copy_limits_from(&self, parent: &Task) {
+        let (Some(from), Some(to)) = (&parent.map, &self.map) else {
+            return;
+        };
+        let (current, max) = from.lock().size_limits();
+        let _ = to.lock().set_size_limits(current, max, true);
     }
 
     fn new_user_charged(

@@ -4,6 +4,7 @@
 pub mod asid;
 pub mod kmem;
 pub mod layout;
+pub mod object;
 pub mod regions;
 
 pub use layout::{PAGE_SHIFT, PAGE_SIZE};

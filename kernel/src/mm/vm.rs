@@ -1,16 +1,19 @@
 //! A task's address space: its regions (`mm::regions`) kept in step with its page tables
-//! (`arch::uspace`). Pages are allocated zeroed on first touch. This is also where the
-//! kernel reads and writes user memory: `copyin`/`copyout` translate in software and never
-//! fault, so a bad user pointer is an error value, never a kernel exception.
+//! (`arch::uspace`). Pages are allocated zeroed on first touch (or when wired): the map's
+//! own frames, or for shared memory its memory object's (`mm::object`). Placement, the size
+//! limits and wiring follow GNU Mach's `vm_map`. This is also where the kernel reads and
+//! writes user memory: `copyin`/`copyout` translate in software and never fault, so a bad
+//! user pointer is an error value, never a kernel exception.
 
 extern crate alloc;
 
 use crate::arch::uspace::{AddressSpace, UserPageTable, UserPerm};
 use crate::mm::PAGE_SIZE;
 use crate::mm::kmem::Ledger;
+use crate::mm::object::MemObject;
 use crate::mm::regions::{
-    self, Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE,
-    VmProt,
+    self, ObjectRef, Region, Regions, VM_PROT_ALL, VM_PROT_DEFAULT, VM_PROT_EXECUTE, VM_PROT_NONE,
+    VM_PROT_READ, VM_PROT_WRITE, VmProt,
 };
 use crate::mm::{PhysAddr, align_down, align_up, frame};
 use alloc::sync::Arc;
@@ -85,10 +88,38 @@ impl BorrowedRange {
     }
 }
 
+/// What a task may have wired without the host-privileged port (GNU Mach `vm_wire`'s
+/// 8 MiB, counted over everything the map has wired).
+pub const UNPRIVILEGED_WIRE_MAX: u64 = 8 << 20;
+
+/// `vm_wire_all`'s flags (`mach/vm_wire.h`).
+pub const VM_WIRE_NONE: u32 = 0;
+pub const VM_WIRE_CURRENT: u32 = 1;
+pub const VM_WIRE_FUTURE: u32 = 2;
+pub const VM_WIRE_ALL: u32 = VM_WIRE_CURRENT | VM_WIRE_FUTURE;
+
+/// A new map's size limits (GNU Mach: the machine's memory size, `vm_page_mem_size`).
+fn default_size_limit() -> u64 {
+    frame::counts().1 * PAGE_SIZE
+}
+
+/// Give a frame of a memory object back (its last reference gone).
+fn free_frame(pa: PhysAddr) {
+    frame::free(pa, 1);
+}
+
 pub use crate::mm::regions::Backing;
 
 pub struct VmMap {
     regions: Regions,
+    /// The task's ledger, for the memory objects its regions become (`share_region`).
+    ledger: Arc<Ledger>,
+    /// `vm_set_size_limit`'s limits: what the accessible regions may add up to, and how
+    /// high an unprivileged caller may set that.
+    size_cur_limit: u64,
+    size_max_limit: u64,
+    /// `VM_WIRE_FUTURE`: new mappings are wired (GNU Mach `wiring_required`).
+    wiring_required: bool,
     pt: UserPageTable,
     /// Ranges mapped from frames the map does not own (`vm_map` of a device's memory
     /// object: the mapped-time page, the RAM disk): never freed with the map.
@@ -104,8 +135,13 @@ impl VmMap {
     /// An empty address space whose entries are charged to `ledger`; `None` when out of
     /// memory.
     pub fn new(ledger: &Arc<Ledger>) -> Option<Self> {
+        let limit = default_size_limit();
         Some(VmMap {
             regions: Regions::new(ledger).ok()?,
+            ledger: ledger.clone(),
+            size_cur_limit: limit,
+            size_max_limit: limit,
+            wiring_required: false,
             pt: UserPageTable::new()?,
             borrowed: ArrayVec::new(),
             resident: 0,
@@ -122,7 +158,7 @@ impl VmMap {
 
     /// Bytes the map's regions cover (`virtual_size`).
     pub fn virtual_size(&self) -> u64 {
-        self.regions.iter().map(|(start, r)| r.end - start).sum()
+        self.regions.sizes().total
     }
 
     pub fn resident_pages(&self) -> u64 {
@@ -130,9 +166,27 @@ impl VmMap {
     }
 
     /// `vm_allocate` (GNU Mach `vm/vm_user.c`): size 0 succeeds at address 0; otherwise
-    /// the range is page-rounded, found (`anywhere`) or taken as given, and recorded
-    /// read-write with every maximum access.
+    /// the range is page-rounded, found (`anywhere`: the lowest free range, first fit) or
+    /// taken as given, checked against the size limit (`KERN_NO_SPACE`), and recorded
+    /// read-write with every maximum access; wired at once if the map wires new mappings.
     pub fn allocate(&mut self, addr: u64, size: u64, anywhere: bool) -> Result<u64, KernReturn> {
+        let start = self.allocate_unwired(addr, size, anywhere)?;
+        if start != 0 {
+            self.wire_new(
+                start,
+                start + regions::allocate_size(size, PAGE_SIZE)?,
+                VM_PROT_DEFAULT,
+            );
+        }
+        Ok(start)
+    }
+
+    fn allocate_unwired(
+        &mut self,
+        addr: u64,
+        size: u64,
+        anywhere: bool,
+    ) -> Result<u64, KernReturn> {
         if size == 0 {
             return Ok(0);
         }
@@ -155,9 +209,130 @@ impl VmMap {
                 VM_MAX_USER_ADDRESS,
             )?
         };
+        regions::enforce_limit(self.regions.sizes(), size, self.size_cur_limit)?;
         self.regions
             .insert(start, end, VM_PROT_DEFAULT, VM_PROT_ALL)?;
         Ok(start)
+    }
+
+    /// A new mapping `[start, end)` with protection `prot` in a map that wires new mappings
+    /// (`VM_WIRE_FUTURE`): wired, its pages made present. As GNU Mach's `vm_map_enter`,
+    /// a failure here does not undo the mapping (its pages then come at first touch).
+    fn wire_new(&mut self, start: u64, end: u64, prot: VmProt) {
+        if self.wiring_required && self.regions.pageable(start, end, prot, false).is_ok() {
+            let _ = self.commit_wired(start, end);
+        }
+    }
+
+    /// Make every page of the wired regions in `[start, end)` present: wired memory never
+    /// faults. `KERN_RESOURCE_SHORTAGE` when memory runs out (the pages made present
+    /// stay).
+    fn commit_wired(&mut self, start: u64, end: u64) -> Result<(), KernReturn> {
+        let mut at = start;
+        while at < end {
+            let Some((s, e, _)) = self.regions.wired_in(at, end).next() else {
+                return Ok(());
+            };
+            let mut page = align_down(s, PAGE_SIZE);
+            while page < e {
+                let (region_start, region) = self
+                    .regions
+                    .lookup(page)
+                    .ok_or(KernReturn::InvalidAddress)?;
+                self.present(page, region_start, &region)?;
+                page += PAGE_SIZE;
+            }
+            at = e;
+        }
+        Ok(())
+    }
+
+    /// `vm_wire` once the host port is checked (GNU Mach `vm/vm_user.c`): unprivileged,
+    /// wiring may not take the map's wired total past `UNPRIVILEGED_WIRE_MAX`
+    /// (`KERN_NO_ACCESS`); then `[addr, addr + size)` on whole pages, cut at the top of
+    /// user space (`VM_MAP_RANGE_CHECK`), must start in a region and run on without a
+    /// hole through regions that allow `access` (`KERN_NO_SPACE`). `access` not
+    /// `VM_PROT_NONE` wires it (every page made present), `VM_PROT_NONE` unwires it.
+    pub fn wire(
+        &mut self,
+        addr: u64,
+        size: u64,
+        access: VmProt,
+        privileged: bool,
+    ) -> Result<(), KernReturn> {
+        if !privileged
+            && access != VM_PROT_NONE
+            && self.regions.sizes().wired.saturating_add(size) > UNPRIVILEGED_WIRE_MAX
+        {
+            return Err(KernReturn::NoAccess);
+        }
+        let start = align_down(addr, PAGE_SIZE).max(VM_MIN_USER_ADDRESS);
+        let end = addr.wrapping_add(size).wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let end = end.min(VM_MAX_USER_ADDRESS);
+        let start = start.min(end);
+        self.regions.pageable(start, end, access, true)?;
+        self.commit_wired(start, end)
+    }
+
+    /// `vm_wire_all` once the host port is checked (GNU Mach `vm_map_pageable_all`):
+    /// `VM_WIRE_NONE` unwires everything and stops wiring new mappings; `VM_WIRE_FUTURE`
+    /// wires new mappings; `VM_WIRE_CURRENT` wires every accessible region now (for reading
+    /// and writing, unchecked against the regions' protections), its pages made present.
+    /// Other bits: `KERN_INVALID_ARGUMENT`.
+    pub fn wire_all(&mut self, flags: u32) -> Result<(), KernReturn> {
+        if flags & !VM_WIRE_ALL != 0 {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let bounds = self.regions.bounds();
+        if flags == VM_WIRE_NONE {
+            self.wiring_required = false;
+            if let Some((lo, hi)) = bounds {
+                self.regions.pageable(lo, hi, VM_PROT_NONE, false)?;
+            }
+            return Ok(());
+        }
+        let was = self.wiring_required;
+        if flags & VM_WIRE_FUTURE != 0 {
+            self.wiring_required = true;
+        }
+        if flags & VM_WIRE_CURRENT != 0
+            && let Some((lo, hi)) = bounds
+        {
+            let wired = self
+                .regions
+                .pageable(lo, hi, VM_PROT_READ | VM_PROT_WRITE, false)
+                .and_then(|()| self.commit_wired(lo, hi));
+            if let Err(e) = wired {
+                self.wiring_required = was;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `vm_get_size_limit`: (current, maximum).
+    pub fn size_limits(&self) -> (u64, u64) {
+        (self.size_cur_limit, self.size_max_limit)
+    }
+
+    /// `vm_set_size_limit` once its arguments are checked (GNU Mach `vm/vm_user.c`): a
+    /// maximum above the present one needs the host-privileged port (`KERN_NO_ACCESS`).
+    /// The limit applies to later allocations; what the map holds stays.
+    pub fn set_size_limits(
+        &mut self,
+        current: u64,
+        max: u64,
+        privileged: bool,
+    ) -> Result<(), KernReturn> {
+        if current > max {
+            return Err(KernReturn::InvalidArgument);
+        }
+        if max > self.size_max_limit && !privileged {
+            return Err(KernReturn::NoAccess);
+        }
+        self.size_cur_limit = current;
+        self.size_max_limit = max;
+        Ok(())
     }
 
     /// A new read-write region of `pages` pages anywhere, backed from the start by frames
@@ -174,7 +349,7 @@ impl VmMap {
         let size = (pages as u64)
             .checked_mul(PAGE_SIZE)
             .ok_or(KernReturn::NoSpace)?;
-        let start = self.allocate(0, size, true)?;
+        let start = self.allocate_unwired(0, size, true)?;
         for i in 0..pages {
             let va = start + i as u64 * PAGE_SIZE;
             match self.pt.find_or_map(va, perm(VM_PROT_DEFAULT), || take(i)) {
@@ -185,6 +360,7 @@ impl VmMap {
                 }
             }
         }
+        self.wire_new(start, start + size, VM_PROT_DEFAULT);
         Ok(start)
     }
 
@@ -210,10 +386,23 @@ impl VmMap {
         if writable_and_executable(prot) {
             return Err(KernReturn::ProtectionFailure);
         }
-        if let Backing::Borrowed(_) = backing
-            && self.borrowed.is_full()
-        {
-            return Err(KernReturn::NoSpace);
+        match &backing {
+            Backing::Borrowed(_) => {
+                if self.borrowed.is_full() {
+                    return Err(KernReturn::NoSpace);
+                }
+            }
+            Backing::Object(o) | Backing::Copy(o) => {
+                // The range must lie in the object, on whole pages of it.
+                let inside = o
+                    .offset
+                    .checked_add(size)
+                    .is_some_and(|e| e <= o.object.size());
+                if !inside || !o.offset.is_multiple_of(PAGE_SIZE) {
+                    return Err(KernReturn::InvalidArgument);
+                }
+            }
+            Backing::Anonymous => {}
         }
         let (start, end) = if anywhere {
             let room = size.checked_add(mask).ok_or(KernReturn::NoSpace)?;
@@ -233,30 +422,106 @@ impl VmMap {
                 VM_MAX_USER_ADDRESS,
             )?
         };
+        // Mappings that can never be accessed do not count (GNU Mach `vm_map_enter`).
+        if max_prot != VM_PROT_NONE {
+            regions::enforce_limit(self.regions.sizes(), size, self.size_cur_limit)?;
+        }
         self.regions.insert(start, end, prot, max_prot)?;
         if let Err(e) = self.regions.inherit(start, end, inheritance) {
-            let _ = self.regions.remove(start, end, &mut |_, _| {});
+            let _ = self.regions.remove(start, end, &mut |_, _, _| {});
             return Err(e);
         }
-        if let Backing::Borrowed(frame) = backing {
-            let mut va = start;
-            while va < end {
-                let pa = PhysAddr(frame.0 + (va - start));
-                if let Err(e) = self.pt.find_or_map(va, perm(prot), || Some(pa)) {
-                    // Unmapped again, never freed: the frames are the device's.
-                    self.pt.unmap_range(start, va, &mut |_| {});
-                    let _ = self.regions.remove(start, end, &mut |_, _| {});
+        match backing {
+            Backing::Borrowed(frame) => {
+                let mut va = start;
+                while va < end {
+                    let pa = PhysAddr(frame.0 + (va - start));
+                    if let Err(e) = self.pt.find_or_map(va, perm(prot), || Some(pa)) {
+                        // Unmapped again, never freed: the frames are the device's.
+                        self.pt.unmap_range(start, va, &mut |_| {});
+                        let _ = self.regions.remove(start, end, &mut |_, _, _| {});
+                        return Err(e);
+                    }
+                    va += PAGE_SIZE;
+                }
+                self.borrowed.push(BorrowedRange {
+                    va: start,
+                    frame,
+                    pages: (end - start) / PAGE_SIZE,
+                });
+            }
+            Backing::Object(o) => self.regions.set_object(start, o),
+            Backing::Copy(o) => {
+                if let Err(e) = self.copy_object(start, end, &o, prot) {
+                    let _ = self.deallocate(start, end - start);
                     return Err(e);
                 }
-                va += PAGE_SIZE;
             }
-            self.borrowed.push(BorrowedRange {
-                va: start,
-                frame,
-                pages: (end - start) / PAGE_SIZE,
-            });
+            Backing::Anonymous => {}
         }
+        self.wire_new(start, end, prot);
         Ok(start)
+    }
+
+    /// Fill the new private range `[start, end)` with a copy of the pages `o` has from its
+    /// offset on (the others stay zero-fill): each into a frame of the map's own.
+    fn copy_object(
+        &mut self,
+        start: u64,
+        end: u64,
+        o: &ObjectRef,
+        prot: VmProt,
+    ) -> Result<(), KernReturn> {
+        let first = o.offset / PAGE_SIZE;
+        let last = first + (end - start) / PAGE_SIZE;
+        let mut index = first;
+        // Only the pages the object has: a huge sparse object costs its pages.
+        while let Some((at, src)) = o.object.next_page(index, last) {
+            let page = start + (at - first) * PAGE_SIZE;
+            index = at + 1;
+            let fill = || {
+                let pa = frame::alloc(1)?;
+                // SAFETY: both frames are whole pages through the linear map: `src` is the
+                // object's (alive through `o`), `pa` is new and ours alone.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.to_linear().as_mut_ptr::<u8>(),
+                        pa.to_linear().as_mut_ptr::<u8>(),
+                        PAGE_SIZE as usize,
+                    )
+                };
+                if prot & VM_PROT_EXECUTE != 0 {
+                    crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+                }
+                Some(pa)
+            };
+            let (_, new) = self.pt.find_or_map(page, perm(prot), fill)?;
+            self.resident += u64::from(new);
+        }
+        Ok(())
+    }
+
+    /// The first page at or above `va` and below `end`, in the region that holds `va`,
+    /// that has a frame (in this map, or in the memory object the region maps), without
+    /// faulting anything in; the time taken follows the pages and tables that exist.
+    pub fn next_resident(&mut self, va: u64, end: u64) -> Option<u64> {
+        let page = align_down(va, PAGE_SIZE);
+        let (start, region) = self.regions.lookup(page)?;
+        let end = end.min(region.end);
+        let mut found = None;
+        self.pt.for_each_mapped(page, end, &mut |at, _| {
+            found = Some(at);
+            false
+        });
+        if let Some(o) = &region.object {
+            let first = (o.offset + (page - start)) / PAGE_SIZE;
+            let last = (o.offset + (end - start)) / PAGE_SIZE;
+            if let Some((index, _)) = o.object.next_page(first, last) {
+                let at = start + index * PAGE_SIZE - o.offset;
+                found = Some(found.map_or(at, |f: u64| f.min(at)));
+            }
+        }
+        found
     }
 
     /// Record `[start, end)` with protection `prot` (program loading).
@@ -273,16 +538,6 @@ impl VmMap {
     /// `vm_deallocate`: everything in the page-rounded range goes; nothing there is fine.
     /// A hole inside one region needs one more entry: `KERN_RESOURCE_SHORTAGE`, nothing
     /// freed, when the task is at its kernel-memory limit (`mm::kmem`).
-    /// `vm_wire`'s check of `[addr, addr + size)` for `access` (`Regions::check_wire`,
-    /// on whole pages, cut at the top of user space as GNU Mach's `VM_MAP_RANGE_CHECK`
-    /// does). Nothing more is done: no page of a task is ever paged out.
-    pub fn wire(&self, addr: u64, size: u64, access: VmProt) -> Result<(), KernReturn> {
-        let start = addr & !(PAGE_SIZE - 1);
-        let end = addr.saturating_add(size).saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        let end = end.min(VM_MAX_USER_ADDRESS);
-        self.regions.check_wire(start, end.max(start), access)
-    }
-
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), KernReturn> {
         if size == 0 {
             return Ok(());
@@ -294,16 +549,22 @@ impl VmMap {
             VM_MIN_USER_ADDRESS,
             VM_MAX_USER_ADDRESS,
         );
-        let mut freed = 0;
+        let mut unmapped = 0;
         let pt = &mut self.pt;
         let borrowed = &self.borrowed;
-        let r = self.regions.remove(start, end, &mut |s, e| {
+        let r = self.regions.remove(start, end, &mut |s, e, region| {
+            let shared = region.object.is_some();
             pt.unmap_range(s, e, &mut |pa| {
-                // A borrowed frame is the device's: unmapped, never freed.
-                if !borrowed.iter().any(|b| b.holds_frame(pa)) {
-                    frame::free(pa, 1);
-                    freed += 1;
+                // A borrowed frame is the device's: unmapped, never freed. A shared
+                // region's frames are its object's, freed with the object's last
+                // reference (which the region drops only after this).
+                if borrowed.iter().any(|b| b.holds_frame(pa)) {
+                    return;
                 }
+                if !shared {
+                    frame::free(pa, 1);
+                }
+                unmapped += 1;
             });
         });
         if r.is_ok() {
@@ -313,7 +574,7 @@ impl VmMap {
             self.borrowed
                 .retain(|b| b.va < start || b.va + b.pages * PAGE_SIZE > end);
         }
-        self.resident -= freed;
+        self.resident -= unmapped;
         r
     }
 
@@ -336,7 +597,12 @@ impl VmMap {
         self.regions
             .protect(start, end, prot, set_max, &mut |s, e, new| {
                 pt.protect_range(s, e, perm(new))
-            })
+            })?;
+        // Wiring follows the new protection (GNU Mach `vm_map_protect`); as there, a
+        // failure to make pages present is not the caller's error.
+        self.regions.rewire(start, end, self.wiring_required);
+        let _ = self.commit_wired(start, end);
+        Ok(())
     }
 
     /// Make page `va` present for `access`: the frame behind it, or why not
@@ -354,18 +620,20 @@ impl VmMap {
             return Ok(pa);
         }
         self.faults += 1;
-        let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
+        let (start, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
         if region.prot & access.needs() == 0 {
             return Err(KernReturn::ProtectionFailure);
         }
-        self.present(va, region.prot)
+        self.present(va, start, &region)
     }
 
-    /// The frame behind page `va` of a region with protection `prot`, a zeroed one mapped
-    /// now if there was none.
-    fn present(&mut self, va: u64, prot: VmProt) -> Result<PhysAddr, KernReturn> {
+    /// The frame behind page `va` of `region` (which starts at `start`), a zeroed one
+    /// mapped now if there was none: the map's own, or for shared memory the object's
+    /// (a new one made the object's).
+    fn present(&mut self, va: u64, start: u64, region: &Region) -> Result<PhysAddr, KernReturn> {
         let page = align_down(va, PAGE_SIZE);
-        let fill = || {
+        let prot = region.prot;
+        let zeroed = || {
             let pa = frame::alloc_zeroed(1)?;
             if prot & VM_PROT_EXECUTE != 0 {
                 // The frame may have held code before: its zeroes must reach the
@@ -374,9 +642,25 @@ impl VmMap {
             }
             Some(pa)
         };
-        // `fill` runs last in the walk, once the tables are there: on an error no frame
+        if let Some(o) = &region.object {
+            if let Some((pa, _)) = self.pt.lookup(page) {
+                return Ok(pa);
+            }
+            let index = (o.offset + (page - start)) / PAGE_SIZE;
+            let (pa, filled) = o.object.page_or_fill(index, zeroed)?;
+            if !filled && prot & VM_PROT_EXECUTE != 0 {
+                // Another map may have written code into the page: it must reach the
+                // instruction side before this map can run it.
+                crate::arch::cpu::sync_icache(pa.to_linear().as_u64(), PAGE_SIZE);
+            }
+            let (pa, new) = self.pt.find_or_map(page, perm(prot), || Some(pa))?;
+            self.resident += u64::from(new);
+            self.zero_fills += u64::from(filled);
+            return Ok(pa);
+        }
+        // `zeroed` runs last in the walk, once the tables are there: on an error no frame
         // was taken.
-        let (pa, new) = self.pt.find_or_map(page, perm(prot), fill)?;
+        let (pa, new) = self.pt.find_or_map(page, perm(prot), zeroed)?;
         self.resident += u64::from(new);
         self.zero_fills += u64::from(new);
         Ok(pa)
@@ -416,8 +700,8 @@ impl VmMap {
 
     /// Like `fault`, ignoring protection (the kernel filling a program's pages).
     fn fault_any(&mut self, va: u64) -> Result<PhysAddr, KernReturn> {
-        let (_, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
-        self.present(va, region.prot)
+        let (start, region) = self.regions.lookup(va).ok_or(KernReturn::InvalidAddress)?;
+        self.present(va, start, &region)
     }
 
     /// Check that `[addr, addr + size)` is covered by regions that allow `access`
@@ -430,7 +714,10 @@ impl VmMap {
         }
         let mut at = addr;
         while at < end {
-            let (_, region) = self.regions.lookup(at).ok_or(KernReturn::InvalidAddress)?;
+            let (_, region) = self
+                .regions
+                .lookup_ref(at)
+                .ok_or(KernReturn::InvalidAddress)?;
             if region.prot & access.needs() == 0 {
                 return Err(KernReturn::ProtectionFailure);
             }
@@ -470,29 +757,93 @@ impl VmMap {
     }
 
     /// A region inherited from a parent map (`task_create` with `inherit_memory`): the
-    /// range, its protections and its inheritance as the parent has them, no page yet.
-    pub fn insert_inherited(
-        &mut self,
-        start: u64,
-        region: &crate::mm::regions::Region,
-    ) -> Result<(), KernReturn> {
+    /// range, its protections and its inheritance as the parent has them, no page yet;
+    /// with the parent's memory object if it is shared (`VM_INHERIT_SHARE`).
+    pub fn insert_inherited(&mut self, start: u64, region: &Region) -> Result<(), KernReturn> {
         self.regions
             .insert(start, region.end, region.prot, region.max_prot)?;
+        if let Some(o) = &region.object {
+            self.regions.set_object(start, o.clone());
+        }
+        if region.shared {
+            self.regions.set_shared(start);
+        }
         self.regions.inherit(start, region.end, region.inheritance)
     }
 
-    /// Copy `buf.len()` bytes at `va` (within one page) into `buf` if that page has a frame;
-    /// `false` (nothing read, nothing faulted in) if it has none.
+    /// Make the region that starts at `start` shared memory, if it is not yet: a memory
+    /// object takes over the frames the map has for it (they stay mapped), and later
+    /// pages come from the object. The object, for another map to map.
+    /// `KERN_INVALID_ARGUMENT` for a region of device memory (a borrowed page), and
+    /// `KERN_RESOURCE_SHORTAGE` (nothing changed) if the task cannot pay for the object.
+    pub fn share_region(&mut self, start: u64) -> Result<ObjectRef, KernReturn> {
+        self.make_object(start)
+    }
+
+    /// As [`share_region`](Self::share_region), for another map that gets the region by
+    /// inheritance: both maps' regions are then marked shared (`vm_region`'s `is_shared`).
+    pub fn share_region_inherited(&mut self, start: u64) -> Result<ObjectRef, KernReturn> {
+        let object = self.make_object(start)?;
+        self.regions.set_shared(start);
+        Ok(object)
+    }
+
+    fn make_object(&mut self, start: u64) -> Result<ObjectRef, KernReturn> {
+        let (s, region) = self
+            .regions
+            .lookup(start)
+            .filter(|&(s, _)| s == start)
+            .ok_or(KernReturn::InvalidAddress)?;
+        if let Some(o) = region.object {
+            return Ok(o);
+        }
+        if self.borrowed.iter().any(|b| b.va >= s && b.va < region.end) {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let object = MemObject::new(region.end - s, &self.ledger, free_frame)?;
+        // Only the pages the map has: a huge sparse region costs its tables, not its size.
+        let mut adopted = Ok(());
+        self.pt.for_each_mapped(s, region.end, &mut |va, pa| {
+            adopted = object.adopt((va - s) / PAGE_SIZE, pa);
+            adopted.is_ok()
+        });
+        if let Err(e) = adopted {
+            // The frames stay the map's: the object lets them go unfreed.
+            object.disown();
+            return Err(e);
+        }
+        let shared = ObjectRef { object, offset: 0 };
+        self.regions.set_object(s, shared.clone());
+        Ok(shared)
+    }
+
+    /// Copy `buf.len()` bytes at `va` (within one page) into `buf` if that page has a frame
+    /// (in this map, or in the memory object the region maps); `false` (nothing read,
+    /// nothing faulted in) if it has none.
     pub fn read_resident(&mut self, va: u64, buf: &mut [u8]) -> bool {
-        let Some((pa, _)) = self.pt.lookup(align_down(va, PAGE_SIZE)) else {
-            return false;
+        let page = align_down(va, PAGE_SIZE);
+        let pa = match self.pt.lookup(page) {
+            Some((pa, _)) => pa,
+            None => {
+                let Some((start, region)) = self.regions.lookup_ref(page) else {
+                    return false;
+                };
+                let Some(o) = &region.object else {
+                    return false;
+                };
+                match o.object.page((o.offset + (page - start)) / PAGE_SIZE) {
+                    Some(pa) => pa,
+                    None => return false,
+                }
+            }
         };
         debug_assert!(va % PAGE_SIZE + buf.len() as u64 <= PAGE_SIZE);
         let src = PhysAddr(pa.as_u64() + va % PAGE_SIZE)
             .to_linear()
             .as_mut_ptr::<u8>();
-        // SAFETY: `src` maps `buf.len()` bytes of a frame of this map, within its page (the
-        // map is locked by our caller); `buf` is ours.
+        // SAFETY: `src` maps `buf.len()` bytes of a frame of this map or of an object it
+        // maps (kept alive by the region, the map locked by our caller), within its page;
+        // `buf` is ours.
         unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
         true
     }
@@ -504,10 +855,8 @@ impl VmMap {
     }
 
     /// The region that holds `addr` or, if none does, the first one above it (`vm_region`).
-    pub fn region_from(&self, addr: u64) -> Option<(u64, crate::mm::regions::Region)> {
-        self.regions
-            .lookup(addr)
-            .or_else(|| self.regions.iter().find(|&(start, _)| start >= addr))
+    pub fn region_from(&self, addr: u64) -> Option<(u64, Region)> {
+        self.regions.next_from(addr)
     }
 
     /// Copy from user memory into `buf`.
@@ -540,7 +889,7 @@ impl VmMap {
         let src = data.as_ptr();
         let executable = self
             .regions
-            .lookup(uaddr)
+            .lookup_ref(uaddr)
             .is_some_and(|(_, r)| r.prot & VM_PROT_EXECUTE != 0);
         self.for_each_piece(uaddr, data.len(), None, &mut |off, dst, n| {
             // SAFETY: as in `copyout`.

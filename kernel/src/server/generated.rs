@@ -33,6 +33,11 @@ pub mod gnumach {
     include!(concat!(env!("OUT_DIR"), "/gnumach_server.rs"));
 }
 
+/// `mach4` (4000): proxies of memory (`vm_region_create_proxy`).
+pub mod mach4 {
+    include!(concat!(env!("OUT_DIR"), "/mach4_server.rs"));
+}
+
 /// `device` (2800): devices opened on the device master port.
 pub mod device {
     include!(concat!(env!("OUT_DIR"), "/device_server.rs"));

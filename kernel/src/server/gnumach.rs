@@ -1,7 +1,9 @@
 //! `gnumach.defs` (4200), GNU Mach's own additions, as far as armach serves them: names
-//! for the kernel's reports (`task_set_name`, `thread_set_name`, `thread_get_name`) and
+//! for the kernel's reports (`task_set_name`, `thread_set_name`, `thread_get_name`),
 //! gsync, futex-like waits on words of user memory (`gsync_wait`, `gsync_wake`,
-//! `gsync_requeue`). The rules and the mechanism of gsync are `kern::gsync`'s, reached
+//! `gsync_requeue`), wiring a whole address space (`vm_wire_all`) and the limits on its
+//! size (`vm_set_size_limit`, `vm_get_size_limit`), with GNU Mach's checks in its order
+//! (`vm/vm_user.c`); the VM mechanism is `mm::vm`'s. The rules and the mechanism of gsync are `kern::gsync`'s, reached
 //! through [`TaskIpc`]; names are kept by the objects (`kern::name`). The other routines of
 //! the subsystem are `skip`s in the `.defs` file and answer `MIG_BAD_ID`.
 //!
@@ -21,6 +23,75 @@ use mach_abi::mig::{CStrBuf, PortSlot};
 impl<T: TaskIpc> GnumachServer for Kernel<'_, T> {
     type Task = Arc<T>;
     type Thread = Arc<T::Thread>;
+    /// `None` for a port that is no task: the routines check their host port or their
+    /// arguments first (GNU Mach's order), then answer `KERN_INVALID_TASK`.
+    type VmMap = Option<Arc<T>>;
+
+    fn convert_port_to_map(
+        &mut self,
+        port: PortSlot,
+        _: i32,
+    ) -> Result<Option<Arc<T>>, KernReturn> {
+        Ok(self.task(port).ok())
+    }
+
+    fn vm_map_deallocate(&mut self, map: Option<Arc<T>>) {
+        drop(map);
+    }
+
+    fn release_send(&mut self, port: PortSlot) {
+        drop(self.slots.take(port));
+    }
+
+    fn vm_wire_all(
+        &mut self,
+        host: PortSlot,
+        task: &Option<Arc<T>>,
+        flags: i32,
+    ) -> Result<(), KernReturn> {
+        // Only the host-privileged port (GNU Mach `vm_wire_all`), then the task, then
+        // the flags.
+        if self.host_priv(host, gnumach::VM_WIRE_ALL_ID).is_err() {
+            return Err(KernReturn::InvalidHost);
+        }
+        let task = task.as_ref().ok_or(KernReturn::InvalidTask)?;
+        let flags = u32::try_from(flags).map_err(|_| KernReturn::InvalidArgument)?;
+        task.wire_all(flags)
+    }
+
+    fn vm_set_size_limit(
+        &mut self,
+        host_port: PortSlot,
+        map: &Option<Arc<T>>,
+        current_limit: u64,
+        max_limit: u64,
+    ) -> Result<(), KernReturn> {
+        if current_limit > max_limit {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let map = map.as_ref().ok_or(KernReturn::InvalidTask)?;
+        let id = gnumach::VM_SET_SIZE_LIMIT_ID;
+        let privileged = if self.host_priv(host_port, id).is_ok() {
+            true
+        } else if self.host(host_port, id).is_ok() {
+            false
+        } else {
+            return Err(KernReturn::InvalidHost);
+        };
+        map.set_size_limits(current_limit, max_limit, privileged)
+    }
+
+    fn vm_get_size_limit(
+        &mut self,
+        map: &Option<Arc<T>>,
+    ) -> Result<gnumach::VmGetSizeLimitOut, KernReturn> {
+        let map = map.as_ref().ok_or(KernReturn::InvalidTask)?;
+        let (current_limit, max_limit) = map.size_limits()?;
+        Ok(gnumach::VmGetSizeLimitOut {
+            current_limit,
+            max_limit,
+        })
+    }
 
     fn convert_port_to_task(&mut self, port: PortSlot, _: i32) -> Result<Arc<T>, KernReturn> {
         self.task(port)

@@ -7,8 +7,10 @@
 //! Mach's `cpu_start` answer), `processor_exit` and `processor_control` answer
 //! `KERN_FAILURE`; `host_get_time` counts from the boot time the kernel knows (none: from
 //! boot); `host_reboot` ends the run with the status in `options` (see [`reboot_status`]);
-//! wiring changes nothing (no memory is ever paged out) once GNU Mach's checks pass (for
-//! `vm_wire`, its range check: `KERN_NO_SPACE` for a hole or a refused access).
+//! `vm_wire` makes the pages of the range present once GNU Mach's checks pass (8 MiB wired
+//! at most without the host-privileged port, `KERN_NO_ACCESS`; the range check,
+//! `KERN_NO_SPACE` for a hole or a refused access); as no memory is ever paged out,
+//! unwiring only changes the count; `thread_wire` changes nothing.
 //!
 //! Not served, each answering `MIG_BAD_ID` (listed with the generated macro below):
 //! scheduling policies (`thread_policy`, `processor_set_policy_enable`/`_disable`: one
@@ -41,9 +43,6 @@ pub const RB_DEBUGGER: i32 = 0x1000;
 
 /// `VM_PROT_ALL`.
 const VM_PROT_ALL: i32 = 7;
-/// What an unprivileged task may wire (GNU Mach's untunable 64 KiB).
-const UNPRIVILEGED_WIRE_MAX: u64 = 65536;
-
 fn invalid_pri(priority: i32) -> bool {
     !(0..NRQS).contains(&priority)
 }
@@ -609,12 +608,9 @@ impl<T: TaskIpc> MachHostServer for Kernel<'_, T> {
         if access & !VM_PROT_ALL != 0 {
             return Err(KernReturn::InvalidArgument);
         }
-        if !privileged && access != 0 && size > UNPRIVILEGED_WIRE_MAX {
-            return Err(KernReturn::NoAccess);
-        }
-        // Every page of a task is resident for its life: wired already once the range
-        // passes GNU Mach's check.
-        map.wire(address, size, access as u32)
+        // The unprivileged limit (over what the map has wired already), the range check
+        // and the wiring itself: `mm::vm::VmMap::wire`.
+        map.wire(address, size, access as u32, privileged)
     }
 
     fn thread_wire(

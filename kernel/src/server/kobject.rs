@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use super::generated::{
-    armach_sched, armach_trace, device, gnumach, mach, mach_debug, mach_host, mach_port,
+    armach_sched, armach_trace, device, gnumach, mach, mach_debug, mach_host, mach_port, mach4,
 };
 use super::objects::{After, Kernel, TaskIpc};
 use super::slots::{self, MAX_ARRAYS, MAX_PORTS, MAX_REGIONS, PortArray, Slots};
@@ -47,7 +47,10 @@ pub const REQUEST_MAX: usize = max(
     ),
     max(
         max(armach_sched::MAX_REQUEST_SIZE, gnumach::MAX_REQUEST_SIZE),
-        max(device::MAX_REQUEST_SIZE, armach_trace::MAX_REQUEST_SIZE),
+        max(
+            device::MAX_REQUEST_SIZE,
+            max(armach_trace::MAX_REQUEST_SIZE, mach4::MAX_REQUEST_SIZE),
+        ),
     ),
 );
 /// The largest reply any kernel server writes.
@@ -58,7 +61,10 @@ pub const REPLY_MAX: usize = max(
     ),
     max(
         max(armach_sched::MAX_REPLY_SIZE, gnumach::MAX_REPLY_SIZE),
-        max(device::MAX_REPLY_SIZE, armach_trace::MAX_REPLY_SIZE),
+        max(
+            device::MAX_REPLY_SIZE,
+            max(armach_trace::MAX_REPLY_SIZE, mach4::MAX_REPLY_SIZE),
+        ),
     ),
 );
 
@@ -97,7 +103,7 @@ type Demux<T> = fn(&mut Kernel<'_, T>, &[u8], &mut [u8]) -> Served;
 
 /// The demux functions to try, the likeliest for the destination's kind first (GNU Mach
 /// chains them all whatever the port; so do we, the order only saves time).
-fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 8] {
+fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 9] {
     let port: Demux<T> = |k, r, o| mach_port::mach_port_server(k, r, o);
     let task: Demux<T> = |k, r, o| mach::mach_server(k, r, o);
     let host: Demux<T> = |k, r, o| mach_host::mach_host_server(k, r, o);
@@ -106,11 +112,12 @@ fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 8] {
     let gnu: Demux<T> = |k, r, o| gnumach::gnumach_server(k, r, o);
     let dev: Demux<T> = |k, r, o| device::device_server(k, r, o);
     let trace: Demux<T> = |k, r, o| armach_trace::armach_trace_server(k, r, o);
+    let m4: Demux<T> = |k, r, o| mach4::mach4_server(k, r, o);
     match kind {
-        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched, dev, trace],
-        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port, dev, trace],
+        Some(KObjectKind::Task) => [port, task, gnu, debug, host, sched, dev, m4, trace],
+        Some(KObjectKind::Thread) => [task, host, gnu, sched, debug, port, dev, m4, trace],
         Some(KObjectKind::Device | KObjectKind::MasterDevice) => {
-            [dev, task, host, port, debug, sched, gnu, trace]
+            [dev, task, host, port, debug, sched, gnu, m4, trace]
         }
         Some(
             KObjectKind::Host
@@ -118,8 +125,8 @@ fn chain<T: TaskIpc>(kind: Option<KObjectKind>) -> [Demux<T>; 8] {
             | KObjectKind::Processor
             | KObjectKind::ProcessorSet
             | KObjectKind::ProcessorSetName,
-        ) => [host, sched, debug, task, gnu, port, dev, trace],
-        _ => [task, host, port, debug, sched, gnu, dev, trace],
+        ) => [host, sched, debug, task, gnu, port, dev, m4, trace],
+        _ => [task, host, port, debug, sched, gnu, dev, m4, trace],
     }
 }
 
@@ -153,6 +160,7 @@ fn max_reply_size(id: i32) -> Option<usize> {
         .or(gnumach::max_reply_size(id))
         .or(device::max_reply_size(id))
         .or(armach_trace::max_reply_size(id))
+        .or(mach4::max_reply_size(id))
 }
 
 /// Whether every reply to request `id` is a return code alone (48 bytes, no rights).

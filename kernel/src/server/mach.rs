@@ -3,8 +3,9 @@
 //! `vm/vm_user.c`): thread creation, control, state and info, the thread's and task's
 //! kernel special ports, task creation, control and info, and the VM calls (`vm_allocate`,
 //! `vm_deallocate`, `vm_protect`, `vm_inherit`, `vm_read`, `vm_write`, `vm_copy`,
-//! `vm_region`, `vm_statistics`, and `vm_map` of zero-fill memory or of a device's memory
-//! object: the "time" page or the RAM disk, `kern::device`).
+//! `vm_region`, `vm_statistics`, `vm_machine_attribute`, and `vm_map` of zero-fill memory,
+//! of a device's memory object (the "time" page or the RAM disk, `kern::device`), or of a
+//! proxy of shared memory (`server::mach4`).
 //! Every other routine answers `MIG_BAD_ID` (the `mach_unimplemented!` lists).
 //!
 //! Waiting is not done here (a server call never blocks, `kobject`): `thread_suspend`,
@@ -358,7 +359,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         anywhere: bool,
         memory_object: PortSlot,
         offset: u64,
-        _copy: bool,
+        copy: bool,
         cur_protection: i32,
         max_protection: i32,
         inheritance: i32,
@@ -376,6 +377,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
                 anywhere,
                 object,
                 offset,
+                copy,
                 cur_protection,
                 max_protection,
                 inheritance,
@@ -472,17 +474,38 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         task: &Arc<T>,
         address: &mut u64,
     ) -> Result<mach::VmRegionOut, KernReturn> {
-        let (start, end, protection, max_protection, inheritance) = task.vm_region(*address)?;
-        *address = start;
+        let r = task.vm_region(*address)?;
+        *address = r.start;
+        // No name port for the object (GNU Mach answers null too).
         Ok(mach::VmRegionOut {
-            size: end - start,
-            protection,
-            max_protection,
-            inheritance,
-            is_shared: false,
+            size: r.end - r.start,
+            protection: r.protection,
+            max_protection: r.max_protection,
+            inheritance: r.inheritance,
+            is_shared: r.shared,
             object_name: PortSlot::NULL,
-            offset: 0,
+            offset: r.offset,
         })
+    }
+
+    /// `vm_machine_attribute` (GNU Mach `vm_map_machine_attribute`, then the pmap's
+    /// answer): a range outside the user address space is `KERN_INVALID_ARGUMENT` (the end
+    /// computed with GNU Mach's wrapping arithmetic); inside it, every attribute gets
+    /// `KERN_INVALID_ADDRESS` and `value` is left as it came, as GNU Mach's x86 pmap (the
+    /// one GNU Mach has; its AArch64 port has no pmap yet) answers every attribute.
+    fn vm_machine_attribute(
+        &mut self,
+        _task: &Arc<T>,
+        address: u64,
+        size: u64,
+        _attribute: i32,
+        _value: &mut i32,
+    ) -> Result<(), KernReturn> {
+        use mach_abi::traps::{VM_MAX_USER_ADDRESS, VM_MIN_USER_ADDRESS};
+        if address < VM_MIN_USER_ADDRESS || address.wrapping_add(size) > VM_MAX_USER_ADDRESS {
+            return Err(KernReturn::InvalidArgument);
+        }
+        Err(KernReturn::InvalidAddress)
     }
 
     fn vm_statistics(&mut self, task: &Arc<T>) -> Result<mach::VmStatisticsOut, KernReturn> {
@@ -572,7 +595,7 @@ impl<T: TaskIpc> MachServer for Kernel<'_, T> {
         vm_set_default_memory_manager, memory_object_lock_request,
         task_set_emulation, task_ras_control,
         memory_object_data_error, memory_object_destroy, memory_object_data_supply,
-        memory_object_ready, memory_object_change_attributes, vm_machine_attribute);
+        memory_object_ready, memory_object_change_attributes);
 }
 
 impl<T: TaskIpc> MachDebugServer for Kernel<'_, T> {
@@ -667,18 +690,24 @@ pub struct VmMapArgs {
     pub anywhere: bool,
     pub object: MemoryObject,
     pub offset: u64,
+    /// A private copy of the object's pages rather than the object itself (proxies only;
+    /// ignored for device memory, which is never written).
+    pub copy: bool,
     pub cur_protection: i32,
     pub max_protection: i32,
     pub inheritance: i32,
 }
 
 /// `vm_map` on `task` (GNU Mach `vm/vm_user.c`), for the RPC and the trap alike: the
-/// argument checks, then the backing the memory object gives (zero-fill memory for none,
-/// a device's pages (from a page-aligned `offset`, all within the device) for its memory object, `KERN_INVALID_ARGUMENT` for any other port);
-/// `copy` is ignored (no memory object is ever written through). The new range's start.
+/// argument checks, then the backing the memory object gives: zero-fill memory for none; a
+/// proxy (`vm_region_create_proxy`) is shared memory, or a private copy with `copy`, the
+/// protections limited by the proxy's; a device's memory object is its pages (from a
+/// page-aligned `offset`, all within the device, read-only, `copy` ignored);
+/// `KERN_INVALID_ARGUMENT` for any other port. The new range's start.
 pub fn vm_map<T: TaskIpc + ?Sized>(task: &T, a: VmMapArgs) -> Result<u64, KernReturn> {
     use crate::mm::regions::Backing;
     const VM_PROT_ALL: i32 = 7;
+    const VM_PROT_READ: u32 = 1;
     if a.cur_protection & !VM_PROT_ALL != 0 || a.max_protection & !VM_PROT_ALL != 0 {
         return Err(KernReturn::InvalidArgument);
     }
@@ -689,21 +718,54 @@ pub fn vm_map<T: TaskIpc + ?Sized>(task: &T, a: VmMapArgs) -> Result<u64, KernRe
     if a.size == 0 {
         return Err(KernReturn::InvalidArgument);
     }
+    let (mut cur_protection, mut max_protection) = (a.cur_protection, a.max_protection);
     let backing = match a.object {
         MemoryObject::Null => Backing::Anonymous,
         MemoryObject::Port(kobject) => {
-            let device = kobject
-                .and_then(|k| k.get::<crate::kern::device::Device>(KObjectKind::Pager))
-                .ok_or(KernReturn::InvalidArgument)?;
-            let memory = device.ops.memory().ok_or(KernReturn::InvalidArgument)?;
-            let frame = memory
-                .frames_at(a.offset, a.size)
-                .ok_or(KernReturn::InvalidArgument)?;
-            // The device's page is read-only: no write access, now or later.
-            if (a.cur_protection | a.max_protection) & 2 != 0 {
-                return Err(KernReturn::ProtectionFailure);
+            let kobject = kobject.ok_or(KernReturn::InvalidArgument)?;
+            if let Some(proxy) = kobject.get::<crate::mm::object::Proxy>(KObjectKind::PagerProxy) {
+                // GNU Mach `vm_map` on a proxy: shared, the protections limited by the
+                // proxy's; a copy needs the proxy to allow reading (it is made at once
+                // here, where GNU Mach copies on write); the range inside the proxy's.
+                if a.copy {
+                    if proxy.max_protection & VM_PROT_READ == 0 {
+                        return Err(KernReturn::ProtectionFailure);
+                    }
+                } else {
+                    max_protection &= proxy.max_protection as i32;
+                    cur_protection &= proxy.max_protection as i32;
+                }
+                let end = a
+                    .size
+                    .checked_next_multiple_of(crate::mm::PAGE_SIZE)
+                    .and_then(|size| proxy.start.checked_add(a.offset)?.checked_add(size));
+                let limit = proxy.start.checked_add(proxy.len);
+                if end.is_none() || limit.is_none() || end > limit {
+                    return Err(KernReturn::InvalidArgument);
+                }
+                let at = crate::mm::regions::ObjectRef {
+                    object: proxy.object.clone(),
+                    offset: proxy.start + a.offset,
+                };
+                if a.copy {
+                    Backing::Copy(at)
+                } else {
+                    Backing::Object(at)
+                }
+            } else {
+                let device = kobject
+                    .get::<crate::kern::device::Device>(KObjectKind::Pager)
+                    .ok_or(KernReturn::InvalidArgument)?;
+                let memory = device.ops.memory().ok_or(KernReturn::InvalidArgument)?;
+                let frame = memory
+                    .frames_at(a.offset, a.size)
+                    .ok_or(KernReturn::InvalidArgument)?;
+                // The device's pages are read-only: no write access, now or later.
+                if (cur_protection | max_protection) & 2 != 0 {
+                    return Err(KernReturn::ProtectionFailure);
+                }
+                Backing::Borrowed(frame)
             }
-            Backing::Borrowed(frame)
         }
     };
     task.vm_map(
@@ -712,8 +774,8 @@ pub fn vm_map<T: TaskIpc + ?Sized>(task: &T, a: VmMapArgs) -> Result<u64, KernRe
         a.mask,
         a.anywhere,
         backing,
-        a.cur_protection as u32,
-        a.max_protection as u32,
+        cur_protection as u32,
+        max_protection as u32,
         inheritance,
     )
 }

@@ -12,7 +12,8 @@
 //! host         the host object, host_info; host_server: mach_host (2600)
 //! processor    processors and processor sets as objects with ports; HostSched
 //! mach         mach (2000): threads, their state and info, VM; mach_debug (3000): hooks
-//! gnumach      gnumach (4200): task and thread names, gsync (waits on user memory)
+//! gnumach      gnumach (4200): task and thread names, gsync, vm_wire_all, size limits
+//! mach4        mach4 (4000): vm_region_create_proxy (shared memory for vm_map)
 //! device       device (2800): console and mapped time on kern::device's devices
 //! sched_server armach_sched (5000): thread_migrate, thread_bind, balancing parameters
 //! trace_server armach_trace (5200): the scheduler trace's control and per-CPU rings
@@ -42,6 +43,7 @@ pub mod host;
 pub mod host_server;
 pub mod kobject;
 pub mod mach;
+pub mod mach4;
 pub mod objects;
 pub mod port;
 pub mod processor;

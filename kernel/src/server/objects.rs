@@ -114,9 +114,31 @@ pub trait TaskIpc: Any + Send + Sync {
     fn set_max_priority(&self, max_priority: u32);
     /// Call `f` on each of its threads.
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>));
-    /// `vm_wire`'s range check of its map (`KERN_NO_SPACE` for a hole or a protection
-    /// that refuses `access`).
-    fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn>;
+    /// `vm_wire` on its map once the host port is checked (`mm::vm::VmMap::wire`: the
+    /// unprivileged limit, the range check, the pages made present).
+    fn wire(
+        &self,
+        address: u64,
+        size: u64,
+        access: u32,
+        privileged: bool,
+    ) -> Result<(), KernReturn>;
+    /// `vm_wire_all` on its map once the host port is checked (`VmMap::wire_all`).
+    fn wire_all(&self, flags: u32) -> Result<(), KernReturn>;
+    /// `vm_get_size_limit`: (current, maximum); `KERN_INVALID_TASK` for the kernel's task.
+    fn size_limits(&self) -> Result<(u64, u64), KernReturn>;
+    /// `vm_set_size_limit` once the host port is checked (`VmMap::set_size_limits`).
+    fn set_size_limits(&self, current: u64, max: u64, privileged: bool) -> Result<(), KernReturn>;
+    /// `vm_region_create_proxy`: the memory of the region that holds `address` (or the
+    /// next one above it; none: `KERN_NO_SPACE`) made shared, for a proxy of `len` bytes
+    /// (more than the region: `KERN_INVALID_ARGUMENT`) from `address` on, its maximum
+    /// protection limited by the region's, charged to the task.
+    fn region_proxy(
+        &self,
+        address: u64,
+        max_protection: u32,
+        len: u64,
+    ) -> Result<crate::mm::object::Proxy, KernReturn>;
     /// `task_create`: a new task with no threads in the parent's processor set, its
     /// address space empty or (with `inherit_memory`) a copy of what the parent lets it
     /// inherit.
@@ -170,9 +192,9 @@ pub trait TaskIpc: Any + Send + Sync {
     fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn>;
     /// `vm_copy` within the task's map.
     fn vm_copy(&self, source: u64, size: u64, dest: u64) -> Result<(), KernReturn>;
-    /// `vm_region`: the region holding `address` or the next one: (start, end, protection,
-    /// maximum protection, inheritance); `KERN_NO_SPACE` if there is none.
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn>;
+    /// `vm_region`: the region holding `address` or the next one; `KERN_NO_SPACE` if there
+    /// is none.
+    fn vm_region(&self, address: u64) -> Result<RegionInfo, KernReturn>;
     /// `task_terminate`: every thread asked to end. `KERN_FAILURE` for the kernel's task.
     fn terminate(&self) -> Result<(), KernReturn>;
     /// `task_suspend`: one more suspension, every thread held on the first.
@@ -225,6 +247,20 @@ pub trait TaskIpc: Any + Send + Sync {
     ) -> Result<(), KernReturn>;
 }
 
+/// What `vm_region` reports of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionInfo {
+    pub start: u64,
+    pub end: u64,
+    pub protection: i32,
+    pub max_protection: i32,
+    pub inheritance: i32,
+    /// Shared with another task through `VM_INHERIT_SHARE` (GNU Mach's `is_shared`).
+    pub shared: bool,
+    /// The region's offset in the memory object it maps (0 for private memory).
+    pub offset: u64,
+}
+
 /// A copy of a stored send right (`ipc_port_copy_send`): null stays null, a dead port
 /// gives a dead name.
 pub fn copy_send(port: &MsgPort) -> MsgPort {
@@ -266,11 +302,60 @@ impl TaskIpc for crate::kern::task::Task {
         self.max_priority
             .store(max_priority as u8, Ordering::Relaxed);
     }
-    fn wire(&self, address: u64, size: u64, access: u32) -> Result<(), KernReturn> {
+    fn wire(
+        &self,
+        address: u64,
+        size: u64,
+        access: u32,
+        privileged: bool,
+    ) -> Result<(), KernReturn> {
         match &self.map {
-            Some(map) => map.lock().wire(address, size, access),
+            Some(map) => map.lock().wire(address, size, access, privileged),
             None => Err(KernReturn::InvalidTask),
         }
+    }
+    fn wire_all(&self, flags: u32) -> Result<(), KernReturn> {
+        match &self.map {
+            Some(map) => map.lock().wire_all(flags),
+            None => Err(KernReturn::InvalidTask),
+        }
+    }
+    fn size_limits(&self) -> Result<(u64, u64), KernReturn> {
+        match &self.map {
+            Some(map) => Ok(map.lock().size_limits()),
+            None => Err(KernReturn::InvalidTask),
+        }
+    }
+    fn set_size_limits(&self, current: u64, max: u64, privileged: bool) -> Result<(), KernReturn> {
+        match &self.map {
+            Some(map) => map.lock().set_size_limits(current, max, privileged),
+            None => Err(KernReturn::InvalidTask),
+        }
+    }
+    fn region_proxy(
+        &self,
+        address: u64,
+        max_protection: u32,
+        len: u64,
+    ) -> Result<crate::mm::object::Proxy, KernReturn> {
+        let charge = self.kmem.charge(1)?;
+        let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
+        let mut map = map.lock();
+        let (start, region) = map.region_from(address).ok_or(KernReturn::NoSpace)?;
+        if len > region.end - start {
+            return Err(KernReturn::InvalidArgument);
+        }
+        let object = map.share_region(start)?;
+        // GNU Mach's arithmetic: an address below the region (the next one was taken)
+        // wraps, and `vm_map` then finds the proxy's range outside the object.
+        let at = address.wrapping_sub(start).wrapping_add(object.offset);
+        Ok(crate::mm::object::Proxy {
+            object: object.object,
+            start: at,
+            len,
+            max_protection: max_protection & region.max_prot,
+            charge,
+        })
     }
     fn for_each_thread(&self, f: &mut dyn FnMut(&Arc<Self::Thread>)) {
         // In batches, so that no lock is held while `f` runs and nothing allocates.
@@ -298,7 +383,10 @@ impl TaskIpc for crate::kern::task::Task {
         let child = crate::kern::task::Task::new_child(self)?;
         if inherit_memory {
             // A child that cannot get all of it is not made (it is freed with its copy).
+            // Its size limits are the defaults (GNU Mach's `vm_map_fork` copies none).
             child.inherit_memory_from(self)?;
+        } else {
+            child.copy_limits_from(self);
         }
         // The registered ports are inherited (GNU Mach `ipc_task_init`).
         *child.registered.lock() = self.registered_ports();
@@ -417,16 +505,18 @@ impl TaskIpc for crate::kern::task::Task {
         map.lock().copy_within(source, size, dest)
     }
 
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), KernReturn> {
+    fn vm_region(&self, address: u64) -> Result<RegionInfo, KernReturn> {
         let map = self.map.as_ref().ok_or(KernReturn::InvalidArgument)?;
         let (start, r) = map.lock().region_from(address).ok_or(KernReturn::NoSpace)?;
-        Ok((
+        Ok(RegionInfo {
             start,
-            r.end,
-            r.prot as i32,
-            r.max_prot as i32,
-            r.inheritance as i32,
-        ))
+            end: r.end,
+            protection: r.prot as i32,
+            max_protection: r.max_prot as i32,
+            inheritance: r.inheritance as i32,
+            shared: r.shared,
+            offset: r.object.as_ref().map_or(0, |o| o.offset),
+        })
     }
 
     fn vm_inherit(&self, address: u64, size: u64, inheritance: i32) -> Result<(), KernReturn> {

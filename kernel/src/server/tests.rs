@@ -7,7 +7,7 @@
 
 extern crate std;
 
-use super::generated::{armach_sched, mach, mach_host, mach_port};
+use super::generated::{armach_sched, gnumach, mach, mach_host, mach_port};
 use super::host::{Host, HostFacts, HostPorts, flavor};
 use super::kobject::serve;
 use super::objects::{TaskIpc, ThreadIpc};
@@ -52,6 +52,8 @@ struct TestTask {
     word: AtomicU32,
     /// The vm_map calls that reached the task: (size, backing, protection, maximum).
     vm_maps: Mutex<Vec<(u64, crate::mm::regions::Backing, u32, u32)>>,
+    /// vm_set_size_limit's (current, maximum).
+    limits: Mutex<(u64, u64)>,
 }
 
 impl TestTask {
@@ -66,6 +68,7 @@ impl TestTask {
             name: Mutex::new(Vec::new()),
             gsync: Mutex::new(Vec::new()),
             word: AtomicU32::new(0),
+            limits: Mutex::new((1 << 30, 1 << 30)),
             vm_maps: Mutex::new(Vec::new()),
         })
     }
@@ -459,13 +462,40 @@ impl TaskIpc for TestTask {
             f(t);
         }
     }
-    fn wire(&self, address: u64, _: u64, _: u32) -> Result<(), K> {
-        // One fake region: [0x10000, 0x200000).
-        if (0x10000..0x200000).contains(&address) {
+    fn wire(&self, address: u64, size: u64, access: u32, privileged: bool) -> Result<(), K> {
+        // The unprivileged limit as the kernel's map checks it, one fake region:
+        // [0x10000, 0x200000).
+        if !privileged && access != 0 && size > 8 << 20 {
+            Err(K::NoAccess)
+        } else if (0x10000..0x200000).contains(&address) {
             Ok(())
         } else {
             Err(K::NoSpace)
         }
+    }
+    fn wire_all(&self, flags: u32) -> Result<(), K> {
+        if flags & !3 != 0 {
+            Err(K::InvalidArgument)
+        } else {
+            Ok(())
+        }
+    }
+    fn size_limits(&self) -> Result<(u64, u64), K> {
+        Ok(*self.limits.lock().unwrap())
+    }
+    fn set_size_limits(&self, current: u64, max: u64, privileged: bool) -> Result<(), K> {
+        let mut limits = self.limits.lock().unwrap();
+        if current > max {
+            return Err(K::InvalidArgument);
+        }
+        if max > limits.1 && !privileged {
+            return Err(K::NoAccess);
+        }
+        *limits = (current, max);
+        Ok(())
+    }
+    fn region_proxy(&self, _: u64, _: u32, _: u64) -> Result<crate::mm::object::Proxy, K> {
+        Err(K::NoSpace)
     }
 
     fn task_create(self: &Arc<Self>, _inherit_memory: bool) -> Result<Arc<TestTask>, K> {
@@ -539,11 +569,19 @@ impl TaskIpc for TestTask {
     fn vm_copy(&self, _: u64, _: u64, _: u64) -> Result<(), K> {
         Ok(())
     }
-    fn vm_region(&self, address: u64) -> Result<(u64, u64, i32, i32, i32), K> {
+    fn vm_region(&self, address: u64) -> Result<super::objects::RegionInfo, K> {
         if address > 0x10_0000 {
             return Err(K::NoSpace);
         }
-        Ok((0x10_0000, 0x10_4000, 3, 7, 1))
+        Ok(super::objects::RegionInfo {
+            start: 0x10_0000,
+            end: 0x10_4000,
+            protection: 3,
+            max_protection: 7,
+            inheritance: 1,
+            shared: false,
+            offset: 0,
+        })
     }
     fn vm_inherit(&self, _: u64, _: u64, _: i32) -> Result<(), K> {
         Ok(())
@@ -2076,8 +2114,10 @@ fn time_reboot_and_wiring_follow_gnu_mach() {
     assert_eq!(wire(w.task, w.task, 4096, 1), K::InvalidHost);
     assert_eq!(wire(w.host_name, w.host_name, 4096, 1), K::InvalidTask);
     assert_eq!(wire(w.host_name, w.task, 4096, 8), K::InvalidArgument);
-    assert_eq!(wire(w.host_name, w.task, 1 << 20, 1), K::NoAccess);
-    assert_eq!(wire(w.host_priv, w.task, 1 << 20, 1), K::Success);
+    // GNU Mach's unprivileged 8 MiB (the map counts what it has wired already).
+    assert_eq!(wire(w.host_name, w.task, 16 << 20, 1), K::NoAccess);
+    assert_eq!(wire(w.host_name, w.task, 16 << 20, 0), K::Success);
+    assert_eq!(wire(w.host_priv, w.task, 16 << 20, 1), K::Success);
     assert_eq!(wire(w.host_name, w.task, 4096, 3), K::Success);
     assert_eq!(
         w.call(
@@ -2696,13 +2736,65 @@ fn gnumach_routines_reach_the_objects_at_gnu_mach_s_ids() {
     // A task port is not a thread's, and the skipped ids are nobody's.
     let g = w.call(w.task, ids::THREAD_GET_NAME, &[]).unwrap();
     assert_eq!(g.code(), K::InvalidArgument);
-    for id in [4200, 4201, 4203, 4207, 4212, 4215] {
+    for id in [4200, 4201, 4203, 4208, 4212, 4217] {
         assert_eq!(
             w.call(w.task, id, &[]).unwrap().code(),
             K::MigBadId,
             "id {id}"
         );
     }
+    // vm_wire_all: only on the host-privileged port, then the task, then the flags.
+    let wire_all = |host, task, flags: u32| {
+        w.call(
+            host,
+            gnumach::VM_WIRE_ALL_ID,
+            &[Item::Right(task, Disposition::CopySend), Item::Int(flags)],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(wire_all(w.host_name, w.task, 3), K::InvalidHost);
+    assert_eq!(wire_all(w.task, w.task, 3), K::InvalidHost);
+    assert_eq!(wire_all(w.host_priv, w.host_name, 3), K::InvalidTask);
+    assert_eq!(wire_all(w.host_priv, w.task, 4), K::InvalidArgument);
+    assert_eq!(wire_all(w.host_priv, w.task, 3), K::Success);
+    // vm_set_size_limit: current above max first, then the task, then the host; raising
+    // the maximum needs the privileged port, lowering it does not.
+    let set_limit = |host, task, current: u64, max: u64| {
+        w.call(
+            host,
+            gnumach::VM_SET_SIZE_LIMIT_ID,
+            &[
+                Item::Right(task, Disposition::CopySend),
+                Item::U64(current),
+                Item::U64(max),
+            ],
+        )
+        .unwrap()
+        .code()
+    };
+    assert_eq!(set_limit(w.task, w.host_name, 2, 1), K::InvalidArgument);
+    assert_eq!(set_limit(w.task, w.host_name, 1, 2), K::InvalidTask);
+    assert_eq!(set_limit(w.task, w.task, 1, 2), K::InvalidHost);
+    assert_eq!(
+        set_limit(w.host_name, w.task, 1 << 20, 2 << 30),
+        K::NoAccess
+    );
+    assert_eq!(set_limit(w.host_name, w.task, 1 << 20, 1 << 29), K::Success);
+    assert_eq!(
+        set_limit(w.host_name, w.task, 1 << 20, 1 << 30),
+        K::NoAccess
+    );
+    assert_eq!(set_limit(w.host_priv, w.task, 1 << 21, 1 << 31), K::Success);
+    let g = w.call(w.task, gnumach::VM_GET_SIZE_LIMIT_ID, &[]).unwrap();
+    // RetCode @32, then each vm_size_t after its 8-byte descriptor: @56 and @72.
+    assert_eq!(g.code(), K::Success);
+    assert_eq!(&g.body[56 - 32..64 - 32], &(1u64 << 21).to_le_bytes());
+    assert_eq!(&g.body[72 - 32..80 - 32], &(1u64 << 31).to_le_bytes());
+    let g = w
+        .call(w.host_name, gnumach::VM_GET_SIZE_LIMIT_ID, &[])
+        .unwrap();
+    assert_eq!(g.code(), K::InvalidTask);
 }
 
 /// Fake devices for the device server: a console whose writes are recorded and whose

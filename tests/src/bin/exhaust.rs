@@ -1,5 +1,6 @@
 //! `exhaust`: a task that asks for more than the kernel has must get errors, never break
-//! the kernel. It reserves a terabyte of address space that is never touched, creates
+//! the kernel. It reserves a terabyte of address space that is never touched (past the
+//! default size limit, which it raises on the privileged host port), creates
 //! sleeping threads until the kernel refuses one (`KERN_RESOURCE_SHORTAGE`, at the task's
 //! kernel-memory limit, `mm::kmem`), then ends with all of it outstanding: `task_terminate`
 //! must wake the sleepers and free every thread, page, table and kernel heap block (the
@@ -23,11 +24,28 @@ libmach::main!(main);
 /// kernel-memory limit or when memory runs out).
 const ATTEMPTS: usize = 5000;
 
-fn main(_args: &Args) -> i32 {
+fn main(args: &Args) -> i32 {
     let mut c = Checks::new("exhaust");
     // First the terabyte: once the threads have used up the task's kernel-memory limit,
     // even the one address-space entry it needs would be refused.
     let task = libmach::traps::mach_task_self();
+    // A task's size limit is the machine's memory (GNU Mach): raised on the privileged
+    // host port first.
+    c.check_eq(
+        "vm_allocate(1 TiB) past the default size limit",
+        libmach::traps::vm_allocate(task, 0, 1 << 40, true),
+        Err(KernReturn::NoSpace),
+    );
+    let raised = armach_tests::host::host_priv(args).map(|hp| {
+        libmach::mig::gnumach::vm_set_size_limit(
+            &mut libmach::ipc::transport(),
+            &hp,
+            &libmach::ipc::task_self(),
+            2 << 40,
+            2 << 40,
+        )
+    });
+    c.check_eq("vm_set_size_limit to 2 TiB", raised, Some(Ok(())));
     // Counted right before and after, with nothing in between that could touch memory.
     let before_reserve = libmach::frame_counts();
     let huge = libmach::traps::vm_allocate(task, 0, 1 << 40, true);

@@ -156,6 +156,30 @@ impl Visitor for Lookup {
     }
 }
 
+/// Hands the mapped pages of a range to a function, passing over absent tables whole,
+/// until the function says it has had enough (`false`).
+struct EachMapped<'f> {
+    f: &'f mut dyn FnMut(u64, PhysAddr) -> bool,
+    done: bool,
+}
+
+impl Visitor for EachMapped<'_> {
+    type Error = Infallible;
+    fn step(&mut self, level: usize, _: u64, _: bool, entry: u64) -> Step {
+        if self.done {
+            return Step::Skip;
+        }
+        to_valid_pages(level, entry)
+    }
+    fn leaf(&mut self, _: usize, va: u64, entry: &mut Slot<'_>) -> Result<(), Infallible> {
+        self.done = !(self.f)(va, PhysAddr(entry.get() & desc::ADDR_MASK));
+        Ok(())
+    }
+    fn no_table(&mut self) -> Infallible {
+        unreachable!("a read-only walk makes no tables")
+    }
+}
+
 /// Frames unlinked from a map, held until the TLB invalidation that lets them go.
 const BATCH: usize = 32;
 
@@ -382,6 +406,20 @@ impl UserPageTable {
         visitor
             .0
             .map(|e| (PhysAddr(e & desc::ADDR_MASK), perm_of(e)))
+    }
+
+    /// Call `f` with the address and frame of each mapped page in `[start, end)`, in
+    /// address order, until it answers `false`; the time taken follows the tables that
+    /// exist, not the range's size.
+    pub fn for_each_mapped(
+        &mut self,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, PhysAddr) -> bool,
+    ) {
+        let len = end.saturating_sub(start);
+        let mut visitor = EachMapped { f, done: false };
+        let Ok(()) = pagetable::walk(&mut self.tables(), start, len, &mut visitor);
     }
 
     /// Unmap every page in `[start, end)` and free the tables left empty; each page's
