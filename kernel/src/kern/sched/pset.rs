@@ -648,7 +648,7 @@ pub fn check(report: &mut dyn FnMut(PsetProblem)) {
     for (slot, state) in table.iter().enumerate() {
         let live = LIVE[slot].load(Ordering::Acquire);
         if live == FREE {
-            if !state.in_use && state.processors != 0 {
+            if !state.slot.in_use() && state.processors != 0 {
                 report(PsetProblem::FreeSlotCount {
                     slot,
                     says: state.processors,
