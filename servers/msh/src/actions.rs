@@ -339,9 +339,10 @@ pub fn halt(shell: &mut Shell) -> Result<(), String> {
 pub fn spawn(shell: &mut Shell, program: &str, args: &[String]) -> Result<(), String> {
     use libmach::mig::armach_bootstrap as bs;
     let Some(bootstrap) = libmach::loader::bootstrap_port() else {
-        return Err(format!(
+        return Err(
             "spawn: no bootstrap port (msh was started by the kernel, not by servers/bootstrap)"
-        ));
+                .into(),
+        );
     };
     let name = alloc::ffi::CString::new(program)
         .map_err(|_| format!("spawn: `{program}` is no program name"))?;
