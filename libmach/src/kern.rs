@@ -159,6 +159,21 @@ pub fn cpu_count() -> u32 {
     }
 }
 
+/// The machine's memory in bytes: `host_info(HOST_BASIC_INFO).memory_size` (0 if the
+/// call fails).
+pub fn memory_size() -> u64 {
+    let mut w = [0i32; HOST_BASIC_INFO_COUNT];
+    match mach_host::host_info(
+        &mut ipc::transport(),
+        &ipc::host_self(),
+        HOST_BASIC_INFO,
+        &mut w,
+    ) {
+        Ok(_) => (w[2] as u32 as u64) | ((w[3] as u32 as u64) << 32),
+        Err(_) => 0,
+    }
+}
+
 /// `vm_protect` in the calling task.
 pub fn vm_protect(address: u64, size: u64, set_maximum: bool, prot: i32) -> Result<(), KernReturn> {
     mach::vm_protect(

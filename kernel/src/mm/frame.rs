@@ -17,6 +17,20 @@ const ORDER: usize = 32;
 static FRAMES: IrqSpinLock<Heap<ORDER>> = IrqSpinLock::new(LockLevel::Frames, Heap::empty());
 static TOTAL: AtomicU64 = AtomicU64::new(0);
 static FREE: AtomicU64 = AtomicU64::new(0);
+/// The machine's RAM in bytes, as the device tree gives it: the frames above plus what the
+/// kernel image, the device tree and the firmware hold.
+static RAM: AtomicU64 = AtomicU64::new(0);
+
+/// Record the machine's RAM (boot, once the device tree is read).
+pub fn set_ram_size(bytes: u64) {
+    RAM.store(bytes, Ordering::Relaxed);
+}
+
+/// The machine's RAM in bytes (GNU Mach's `vm_page_mem_size`, which counts every page of
+/// its physical segments, the kernel's own among them).
+pub fn ram_size() -> u64 {
+    RAM.load(Ordering::Relaxed)
+}
 
 fn layout(count: usize) -> Option<Layout> {
     Layout::from_size_align(count.checked_mul(PAGE_SIZE as usize)?, PAGE_SIZE as usize).ok()

@@ -24,6 +24,7 @@ pub fn init(
             );
         }
     }
+    frame::set_ram_size(config.memory.iter().map(|r| r.size).sum());
     let (_, image_size) = mmu::image_phys_range();
     let holes = [
         PhysRange {

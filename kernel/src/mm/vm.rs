@@ -98,9 +98,13 @@ pub const VM_WIRE_CURRENT: u32 = 1;
 pub const VM_WIRE_FUTURE: u32 = 2;
 pub const VM_WIRE_ALL: u32 = VM_WIRE_CURRENT | VM_WIRE_FUTURE;
 
-/// A new map's size limits (GNU Mach: the machine's memory size, `vm_page_mem_size`).
+/// A new map's size limits (GNU Mach: the machine's memory size, `vm_page_mem_size`,
+/// all of RAM; before the RAM is known, as in host tests, the frames the allocator has).
 fn default_size_limit() -> u64 {
-    frame::counts().1 * PAGE_SIZE
+    match frame::ram_size() {
+        0 => frame::counts().1 * PAGE_SIZE,
+        ram => ram,
+    }
 }
 
 /// Give a frame of a memory object back (its last reference gone).

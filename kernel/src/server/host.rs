@@ -213,7 +213,7 @@ mod kernel_facts {
                 && percpu::cpu(CpuId::new(slot as usize)).state() == CpuState::Online
         }
         fn memory_size(&self) -> u64 {
-            crate::mm::frame::counts().1 * crate::mm::PAGE_SIZE
+            crate::mm::frame::ram_size()
         }
         fn min_timeout_ms(&self) -> u32 {
             (1000 / hz()).max(1)

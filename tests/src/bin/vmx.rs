@@ -353,10 +353,15 @@ fn wiring(c: &mut Checks, priv_host: &SendRight) {
 
 fn limits(c: &mut Checks, priv_host: &SendRight) {
     let host = ipc::host_self();
-    let total = frame_counts().total * P;
+    let total = libmach::kern::memory_size();
     let me = ipc::task_self();
+    c.check(
+        total >= frame_counts().total * P,
+        "the machine's memory (host_info) holds at least the frames the kernel has",
+        format_args!("{total}"),
+    );
     c.check_eq(
-        "a task's default limits: the machine's memory",
+        "a task's default limits: the machine's memory (host_info's memory_size)",
         gnumach::vm_get_size_limit(&mut t(), &me).map(|o| (o.current_limit, o.max_limit)),
         Ok((total, total)),
     );
