@@ -1106,7 +1106,25 @@ fn run_one(
     pi4_dtb: &std::result::Result<PathBuf, String>,
     timeout: Duration,
 ) -> std::result::Result<f64, (String, Vec<String>)> {
-    let no_tail = |e: String| (e, Vec::new());
+    run_one_console(test, image, pi4_dtb, timeout)
+        .map(|(secs, _)| secs)
+        .map_err(|(reason, _, tail)| (reason, tail))
+}
+
+/// A boot run of a machine given by options, for other commands' runs to start from.
+pub fn boot_run(board: Board, options: MachineOptions) -> QemuTest {
+    QemuTest::boot_on(board, options)
+}
+
+/// One run, with its console: `Ok((seconds, console))` or `Err((reason, console, last
+/// console lines))`.
+pub fn run_one_console(
+    test: &QemuTest,
+    image: &Path,
+    pi4_dtb: &std::result::Result<PathBuf, String>,
+    timeout: Duration,
+) -> std::result::Result<(f64, String), (String, String, Vec<String>)> {
+    let no_tail = |e: String| (e, String::new(), Vec::new());
     let machine =
         Machine::resolve(test.board, test.options.clone()).map_err(|e| no_tail(e.to_string()))?;
     let dtb = match test.board {
@@ -1138,7 +1156,7 @@ fn run_one(
         },
     )
     .map_err(|e| no_tail(e.to_string()))?;
-    judge(test, &outcome, timeout).map_err(|reason| {
+    if let Err(reason) = judge(test, &outcome, timeout) {
         let lines: Vec<&str> = outcome.console.lines().collect();
         let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
             .iter()
@@ -1149,9 +1167,9 @@ fn run_one(
             log.display(),
             proc::shell_words(qemu::QEMU, &args)
         ));
-        (reason, tail)
-    })?;
-    Ok(outcome.elapsed.as_secs_f64())
+        return Err((reason, outcome.console, tail));
+    }
+    Ok((outcome.elapsed.as_secs_f64(), outcome.console))
 }
 
 #[cfg(test)]
