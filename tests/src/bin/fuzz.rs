@@ -94,6 +94,10 @@ static SHARED: Shared = Shared {
 /// Protected names (own task, own threads, report and exception ports), filled before the
 /// fuzzing threads start and read-only afterwards.
 static PROTECTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+/// Fuzzing threads that have finished, and whether the exception handler has.
+static FINISHED: AtomicU64 = AtomicU64::new(0);
+static HANDLER_DONE: AtomicBool = AtomicBool::new(false);
+
 /// What each fuzzing thread is doing: its op number, the kind (0 trap, 1 mach_msg, 2 MIG,
 /// 3 churn) and the trap number or routine; the harness reads it from a worker that hangs.
 static CURRENT: [[AtomicU64; 3]; 2] = [const { [const { AtomicU64::new(0) }; 3] }; 2];
@@ -217,7 +221,11 @@ fn worker(args: &Args) -> i32 {
     protect(exc);
     let _ =
         mach::task_set_special_port(&mut t(), &ipc::task_self(), TASK_EXCEPTION_PORT, &lend(exc));
-    let handler = thread::spawn(move || serve_exceptions(exc)).ok();
+    let handler = thread::spawn(move || {
+        serve_exceptions(exc);
+        HANDLER_DONE.store(true, Ordering::Release);
+    })
+    .ok();
     if let Some(h) = &handler {
         own_thread(h.port());
     }
@@ -230,20 +238,26 @@ fn worker(args: &Args) -> i32 {
             while !start.load(Ordering::Acquire) {
                 libmach::yield_now();
             }
-            fuzz_thread(s, ops, index, k)
+            fuzz_thread(s, ops, index, k);
+            FINISHED.fetch_add(1, Ordering::Release);
         }) {
             own_thread(h.port());
             threads.push(h);
         }
     }
     start.store(true, Ordering::Release);
-    for h in threads {
-        h.join();
+    // Not `join`: its dead-name notification port is a name of ours the fuzzing may destroy
+    // (a join would then see the thread as gone too early); the threads count themselves.
+    while FINISHED.load(Ordering::Acquire) < threads.len() as u64 {
+        armach_tests::sleep_ms(10);
     }
     SHARED.stop.store(true, Ordering::Relaxed);
-    if let Some(h) = handler {
-        h.join();
+    while handler.is_some() && !HANDLER_DONE.load(Ordering::Acquire) {
+        armach_tests::sleep_ms(10);
     }
+    // Detached: the task's end reclaims their stacks.
+    drop(threads);
+    drop(handler);
     send_report(report, index);
     0
 }
@@ -1272,7 +1286,8 @@ static BIND: AtomicBool = AtomicBool::new(false);
 fn harness(args: &Args) -> i32 {
     let mut c = Checks::new("fuzz");
     let seed = arg(args, "seed").unwrap_or(1);
-    let ops = arg(args, "ops").unwrap_or(1000);
+    let ops = arg(args, "ops").unwrap_or(200);
+    let deadline_s = arg(args, "deadline").unwrap_or(50);
     let cpus = libmach::kern::cpu_count().max(1);
     let workers = arg(args, "workers").unwrap_or(u64::from(cpus.max(2)));
     c.note(format_args!(
@@ -1356,7 +1371,7 @@ fn harness(args: &Args) -> i32 {
     };
     let mut reported = Vec::new();
     let mut ended = 0usize;
-    let deadline = armach_tests::counter() + 50 * armach_tests::counter_frequency();
+    let deadline = armach_tests::counter() + deadline_s * armach_tests::counter_frequency();
     while (reported.len() < kids.len() || ended < kids.len()) && armach_tests::counter() < deadline
     {
         let mut m = [0u64; 32];
@@ -1439,7 +1454,7 @@ fn harness(args: &Args) -> i32 {
     let left = end_other_tasks(host_priv);
     c.check_eq("tasks left after the harness terminated them", left, 0);
     println!(
-        "fuzz: seed {seed}: {} ops: {} traps, {} mach_msg, {} MIG ({} mutated), {} worker churn, {} harness churn, {} svc exceptions, {} unexpected",
+        "fuzz: total: seed {seed}: {} ops: {} traps, {} mach_msg, {} MIG ({} mutated), {} worker churn, {} harness churn, {} svc exceptions, {} unexpected",
         totals.ops,
         totals.traps,
         totals.msgs,

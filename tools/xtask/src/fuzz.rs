@@ -13,7 +13,10 @@ use crate::test::{self, QemuTest};
 use crate::{Result, kernel, prereq};
 
 /// Operations per fuzzing thread in a round, unless `--ops` says otherwise.
-pub const DEFAULT_OPS: u64 = 3000;
+pub const DEFAULT_OPS: u64 = 1000;
+/// How long the harness waits for its workers' reports (guest seconds) before it calls a
+/// worker hung and says what it was doing; well within the round's deadline.
+const HARNESS_DEADLINE_SECS: u64 = 180;
 /// A round's deadline.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -53,7 +56,7 @@ pub fn round(plan: &Plan, seed: u64, ops: u64, initrd: &std::path::Path) -> Qemu
 
 /// The kernel command line of a round.
 pub fn bootargs(seed: u64, ops: u64) -> String {
-    format!("init=fuzz -- seed={seed} ops={ops}")
+    format!("init=fuzz -- seed={seed} ops={ops} deadline={HARNESS_DEADLINE_SECS}")
 }
 
 /// The seed of round `n` after `first`: a splitmix step, so rounds do not overlap streams.
@@ -81,7 +84,7 @@ pub fn op_lines(console: &str) -> Vec<String> {
             last.retain(|(w, _)| w != who);
             last.push((who.to_owned(), line.trim().to_owned()));
         }
-        if line.contains("fuzz: UNEXPECTED") || line.contains("fuzz: seed ") {
+        if line.contains("fuzz: UNEXPECTED") || line.contains("fuzz: total: ") {
             out.push(line.trim().to_owned());
         }
     }
@@ -115,7 +118,7 @@ pub fn run(plan: &Plan) -> Result<u8> {
             Ok((secs, console)) => {
                 let summary = op_lines(&console)
                     .into_iter()
-                    .find(|l| l.contains("fuzz: seed "))
+                    .find(|l| l.contains("fuzz: total: "))
                     .unwrap_or_default();
                 println!("PASS round {rounds} seed {seed} ({secs:.1}s): {summary}");
             }
@@ -161,7 +164,7 @@ mod tests {
     fn seeds_and_words() {
         assert_eq!(next_seed(7, 0), 7);
         assert_ne!(next_seed(7, 1), next_seed(7, 2));
-        assert_eq!(bootargs(5, 10), "init=fuzz -- seed=5 ops=10");
+        assert_eq!(bootargs(5, 10), "init=fuzz -- seed=5 ops=10 deadline=180");
     }
 
     #[test]
