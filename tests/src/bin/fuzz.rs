@@ -94,6 +94,10 @@ static SHARED: Shared = Shared {
 /// Protected names (own task, own threads, report and exception ports), filled before the
 /// fuzzing threads start and read-only afterwards.
 static PROTECTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+/// How many processor ports the harness gives the worker, under names from [`PROC_NAME`].
+static NPROCS: AtomicU64 = AtomicU64::new(0);
+const PROC_NAME: u32 = 0x200;
+
 /// Fuzzing threads that have finished, and whether the exception handler has.
 static FINISHED: AtomicU64 = AtomicU64::new(0);
 static HANDLER_DONE: AtomicBool = AtomicBool::new(false);
@@ -209,6 +213,10 @@ fn worker(args: &Args) -> i32 {
     let seed = args.str(4).and_then(|s| s.parse().ok()).unwrap_or(1u64);
     let ops = args.str(5).and_then(|s| s.parse().ok()).unwrap_or(1000u64);
     let index = args.str(6).and_then(|s| s.parse().ok()).unwrap_or(0u64);
+    NPROCS.store(
+        args.str(7).and_then(|s| s.parse().ok()).unwrap_or(0u64),
+        Ordering::Relaxed,
+    );
     let report = args.device_port().unwrap_or(PortName::NULL);
     let me = traps::mach_task_self();
     protect(me);
@@ -234,7 +242,8 @@ fn worker(args: &Args) -> i32 {
     let start = &*alloc::boxed::Box::leak(alloc::boxed::Box::new(AtomicBool::new(false)));
     for k in 0..FUZZ_THREADS {
         let s = fz::stream_seed(seed, index, k);
-        if let Ok(h) = thread::spawn(move || {
+        // The stubs' message buffers of every routine share one frame: a big stack.
+        if let Ok(h) = thread::Builder::new().stack_size(1 << 20).spawn(move || {
             while !start.load(Ordering::Acquire) {
                 libmach::yield_now();
             }
@@ -462,8 +471,10 @@ impl Fuzzer {
     /// A name for anything: one we hold, a small number, a random one; never protected.
     fn name(&mut self) -> PortName {
         loop {
-            let n = match self.rng.below(6) {
+            let procs = NPROCS.load(Ordering::Relaxed);
+            let n = match self.rng.below(7) {
                 0..=2 if !self.names.is_empty() => self.rng.pick(&self.names).0,
+                6 if procs > 0 => PROC_NAME + self.rng.below(procs) as u32,
                 3 => self.rng.below(64) as u32,
                 4 => self.rng.int() as u32,
                 _ => self.rng.next_u64() as u32,
@@ -1280,7 +1291,7 @@ struct Totals {
 
 static HARNESS_STOP: AtomicBool = AtomicBool::new(false);
 static HARNESS_CHURN: AtomicU64 = AtomicU64::new(0);
-/// Whether the harness binds threads to processors too (`bind=1`).
+/// Whether the harness binds threads to processors too (`bind=0`: it does not).
 static BIND: AtomicBool = AtomicBool::new(false);
 
 fn harness(args: &Args) -> i32 {
@@ -1319,6 +1330,8 @@ fn harness(args: &Args) -> i32 {
     let _ =
         traps::mach_port_insert_right(me, report.name(), report.name(), MACH_MSG_TYPE_MAKE_SEND);
     let host = traps::mach_host_self();
+    let procs = armach_tests::host::processors(&mut t(), &lend(host_priv)).unwrap_or_default();
+    let nprocs = alloc::format!("{}", procs.len());
     let mut kids: Vec<(u64, SendRight)> = Vec::new();
     for i in 0..workers {
         let seed_s = alloc::format!("{seed}");
@@ -1332,7 +1345,7 @@ fn harness(args: &Args) -> i32 {
         match libmach::loader::spawn(
             "fuzz-worker",
             image,
-            &["worker", &seed_s, &ops_s, &idx],
+            &["worker", &seed_s, &ops_s, &idx, &nprocs],
             &ports,
         ) {
             Ok(child) => {
@@ -1344,6 +1357,16 @@ fn harness(args: &Args) -> i32 {
                     0,
                     PortArg::MakeSendOnce(&report),
                 );
+                // The processors' ports, under names the worker knows (it may use a name
+                // before it is there: an invalid name is fuzz too).
+                for (k, p) in procs.iter().enumerate() {
+                    let _ = mach_port::mach_port_insert_right(
+                        &mut t(),
+                        &child.task,
+                        PortName(PROC_NAME + k as u32),
+                        PortArg::CopySend(p),
+                    );
+                }
                 kids.push((i, child.task));
             }
             Err(e) => {
@@ -1352,7 +1375,7 @@ fn harness(args: &Args) -> i32 {
         }
     }
     let hp = host_priv;
-    BIND.store(arg(args, "bind") == Some(1), Ordering::Relaxed);
+    BIND.store(arg(args, "bind") != Some(0), Ordering::Relaxed);
     let churn = (arg(args, "churn") != Some(0))
         .then(|| thread::spawn(move || harness_churn(seed, hp)).ok())
         .flatten();
