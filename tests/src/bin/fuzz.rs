@@ -106,7 +106,14 @@ static HANDLER_DONE: AtomicBool = AtomicBool::new(false);
 /// 3 churn) and the trap number or routine; the harness reads it from a worker that hangs.
 static CURRENT: [[AtomicU64; 3]; 2] = [const { [const { AtomicU64::new(0) }; 3] }; 2];
 
+/// Print every op from this op number on (`trace=N`; 0: none).
+static TRACE_FROM: AtomicU64 = AtomicU64::new(0);
+
 fn doing(k: u64, op: u64, kind: u64, what: u64) {
+    let from = TRACE_FROM.load(Ordering::Relaxed);
+    if from != 0 && op >= from {
+        println!("fuzz: trace thread {k} op {op} kind {kind} what {what}");
+    }
     let c = &CURRENT[k as usize % 2];
     c[0].store(op, Ordering::Relaxed);
     c[1].store(kind, Ordering::Relaxed);
@@ -213,6 +220,10 @@ fn worker(args: &Args) -> i32 {
     let seed = args.str(4).and_then(|s| s.parse().ok()).unwrap_or(1u64);
     let ops = args.str(5).and_then(|s| s.parse().ok()).unwrap_or(1000u64);
     let index = args.str(6).and_then(|s| s.parse().ok()).unwrap_or(0u64);
+    TRACE_FROM.store(
+        args.str(8).and_then(|s| s.parse().ok()).unwrap_or(0u64),
+        Ordering::Relaxed,
+    );
     NPROCS.store(
         args.str(7).and_then(|s| s.parse().ok()).unwrap_or(0u64),
         Ordering::Relaxed,
@@ -855,6 +866,16 @@ impl Fuzzer {
         } else {
             (ptr, send_size)
         };
+        if TRACE_FROM.load(Ordering::Relaxed) != 0 && self.op >= TRACE_FROM.load(Ordering::Relaxed)
+        {
+            println!(
+                "fuzz: trace msg opt {opt:#x} send {send_size} rcv {rcv_size} rcv_name {:#x} notify {:#x} ptr ours {} words {:x?}",
+                rcv_name.0,
+                notify.0,
+                send_ptr == buf.as_ptr() as u64,
+                &buf[..at.min(12)]
+            );
+        }
         // SAFETY: the receive writes at most `rcv_size` bytes at `ptr`: our 512-byte buffer
         // (bounded above), scratch (bounded), or memory that is not ours. Out-of-line regions
         // named are read, never deallocated (the bit is never set).
@@ -1232,7 +1253,12 @@ impl Fuzzer {
 
     fn churn_op(&mut self) {
         SHARED.churn.fetch_add(1, Ordering::Relaxed);
-        match self.rng.below(5) {
+        let which = self.rng.below(5);
+        if TRACE_FROM.load(Ordering::Relaxed) != 0 && self.op >= TRACE_FROM.load(Ordering::Relaxed)
+        {
+            println!("fuzz: trace churn {which}");
+        }
+        match which {
             0 => self.new_victim(),
             1 => self.new_port(),
             2 => {
@@ -1333,7 +1359,9 @@ fn harness(args: &Args) -> i32 {
     let procs = armach_tests::host::processors(&mut t(), &lend(host_priv)).unwrap_or_default();
     let nprocs = alloc::format!("{}", procs.len());
     let mut kids: Vec<(u64, SendRight)> = Vec::new();
-    for i in 0..workers {
+    let only = arg(args, "only");
+    let trace = alloc::format!("{}", arg(args, "trace").unwrap_or(0));
+    for i in (0..workers).filter(|i| only.is_none_or(|o| o == *i)) {
         let seed_s = alloc::format!("{seed}");
         let ops_s = alloc::format!("{ops}");
         let idx = alloc::format!("{i}");
@@ -1345,7 +1373,7 @@ fn harness(args: &Args) -> i32 {
         match libmach::loader::spawn(
             "fuzz-worker",
             image,
-            &["worker", &seed_s, &ops_s, &idx, &nprocs],
+            &["worker", &seed_s, &ops_s, &idx, &nprocs, &trace],
             &ports,
         ) {
             Ok(child) => {
@@ -1470,9 +1498,13 @@ fn harness(args: &Args) -> i32 {
     );
     c.check_eq("unexpected answers", totals.unexpected, 0);
     c.check(
-        totals.ops == workers * FUZZ_THREADS * ops,
+        totals.ops == kids.len() as u64 * FUZZ_THREADS * ops,
         "every thread did its ops",
-        format_args!("{} of {}", totals.ops, workers * FUZZ_THREADS * ops),
+        format_args!(
+            "{} of {}",
+            totals.ops,
+            kids.len() as u64 * FUZZ_THREADS * ops
+        ),
     );
     let left = end_other_tasks(host_priv);
     c.check_eq("tasks left after the harness terminated them", left, 0);
