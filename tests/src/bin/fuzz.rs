@@ -902,6 +902,7 @@ impl Fuzzer {
         let protected = protected();
         let routine = self.rng.below(44);
         doing(self.id.1, self.op, 2, routine);
+        let trace = TRACE_FROM.load(Ordering::Relaxed);
         let (task, own_task) = self.task(true);
         let (thread, own_thread) = self.thread(true);
         let name = self.name();
@@ -918,6 +919,12 @@ impl Fuzzer {
             rate: 50,
             stats: MutStats::default(),
         };
+        if trace != 0 && self.op >= trace {
+            println!(
+                "fuzz: trace MIG {routine}: task {:#x} (own {own_task}), thread {:#x} (own {own_thread}), name {:#x}, other {:#x}, i1 {i1:#x}, i2 {i2:#x}",
+                task.0, thread.0, name.0, other.0
+            );
+        }
         let tk = lend(task);
         let th = lend(thread);
         let nm = lend(name);
