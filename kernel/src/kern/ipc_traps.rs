@@ -688,7 +688,16 @@ fn send(
     // A kernel object: served here, in the sender's context.
     if kmsg.remote().is_some_and(|r| r.port().is_kernel()) {
         if let Some(reply) = crate::server::kernel_server(&thread.task, kmsg) {
-            let _ = crate::ipc::mqueue::send(reply, true, |_| false);
+            if reply.remote().is_some_and(|r| r.port().is_kernel()) {
+                // The request named a kernel object's port as its reply port: the reply would
+                // wait on a queue nothing ever receives from, charged to the sender for good
+                // (found by the fuzzer). Destroyed instead, rights and charge with it, which
+                // is what GNU Mach's serving of it as a request comes to (no routine has a
+                // reply's id: `MIG_BAD_ID`, and a reply has no reply port to say so to).
+                drop(reply);
+            } else {
+                let _ = crate::ipc::mqueue::send(reply, true, |_| false);
+            }
         }
         return MsgReturn::SUCCESS;
     }

@@ -8,6 +8,7 @@
 //! - `lint`  clippy for every crate on its own target, then rustfmt ([`lint`])
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
 //! - `trace` the scheduler trace of a workload as Chrome JSON and SVG ([`trace`])
+//! - `fuzz`  rounds of the user-mode fuzzer, each a boot with a fresh seed ([`fuzz`])
 //! - `setup` check and install the prerequisites only ([`prereq`])
 //! - `hostfuzz` coverage-guided fuzzing of the host-side input readers ([`hostfuzz`])
 
@@ -15,6 +16,7 @@ mod bench;
 mod dtbpatch;
 mod error;
 mod foreign;
+mod fuzz;
 mod hostfuzz;
 mod image;
 mod kernel;
@@ -65,6 +67,9 @@ enum Command {
     Bench(BenchArgs),
     /// Write a Raspberry Pi 4 SD-card folder (kernel8.img, config.txt, cmdline.txt, README).
     Image(ImageArgs),
+    /// Boot the user-mode fuzzer round after round (a fresh seed each) for SECONDS, stopping
+    /// at the first failure with its seed and operation counts.
+    Fuzz(FuzzArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
     Setup,
     /// Fuzz the readers of hostile input on the host (mig-rs, the generated kernel demuxes,
@@ -107,6 +112,25 @@ struct HostfuzzArgs {
     /// How long to fuzz each target, one after the other.
     #[arg(long, default_value_t = 60, value_name = "N")]
     seconds: u64,
+}
+
+#[derive(Args)]
+struct FuzzArgs {
+    /// Go on with fresh seeds until this many seconds have passed (0: one round).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+    /// The first round's seed (default: from the clock); with --seconds 0, replays it.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Operations per fuzzing thread (each worker task runs two).
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Number of CPUs.
+    #[arg(long, default_value_t = 4)]
+    smp: u32,
+    /// Machine to boot (default virt).
+    #[arg(long, value_enum, default_value_t = Board::Virt)]
+    board: Board,
 }
 
 #[derive(Args)]
@@ -285,6 +309,13 @@ fn main() -> ExitCode {
             None => bench::run(args.json.as_deref(), args.clusters),
         },
         Command::Image(args) => cmd_image(args),
+        Command::Fuzz(args) => fuzz::run(&fuzz::Plan {
+            seconds: args.seconds,
+            seed: args.seed,
+            ops: args.ops,
+            smp: args.smp,
+            board: args.board,
+        }),
         Command::Setup => cmd_setup(),
         Command::Trace(args) => match &args.log {
             Some(log) => trace::convert_log(log, &args.out, args.svg.as_deref()),

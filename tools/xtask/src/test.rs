@@ -1265,7 +1265,25 @@ fn run_one(
     pi4_dtb: &std::result::Result<PathBuf, String>,
     timeout: Duration,
 ) -> std::result::Result<f64, (String, Vec<String>)> {
-    let no_tail = |e: String| (e, Vec::new());
+    run_one_console(test, image, pi4_dtb, timeout)
+        .map(|(secs, _)| secs)
+        .map_err(|(reason, _, tail)| (reason, tail))
+}
+
+/// A boot run of a machine given by options, for other commands' runs to start from.
+pub fn boot_run(board: Board, options: MachineOptions) -> QemuTest {
+    QemuTest::boot_on(board, options)
+}
+
+/// One run, with its console: `Ok((seconds, console))` or `Err((reason, console, last
+/// console lines))`.
+pub fn run_one_console(
+    test: &QemuTest,
+    image: &Path,
+    pi4_dtb: &std::result::Result<PathBuf, String>,
+    timeout: Duration,
+) -> std::result::Result<(f64, String), (String, String, Vec<String>)> {
+    let no_tail = |e: String| (e, String::new(), Vec::new());
     let machine =
         Machine::resolve(test.board, test.options.clone()).map_err(|e| no_tail(e.to_string()))?;
     let dtb = match test.board {
@@ -1298,29 +1316,28 @@ fn run_one(
         },
     )
     .map_err(|e| no_tail(e.to_string()))?;
-    judge(test, &outcome, timeout)
-        .and_then(|()| {
-            if test.trace_check {
-                crate::trace::check_console(&outcome.console)
-                    .map(|summary| println!("xtask: {}: trace checked: {summary}", test.name))
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|reason| {
-            let lines: Vec<&str> = outcome.console.lines().collect();
-            let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
-                .iter()
-                .map(|l| strip_escapes(l))
-                .collect();
-            tail.push(format!(
-                "(full log: {}; command: {})",
-                log.display(),
-                proc::shell_words(qemu::QEMU, &args)
-            ));
-            (reason, tail)
-        })?;
-    Ok(outcome.elapsed.as_secs_f64())
+    let judged = judge(test, &outcome, timeout).and_then(|()| {
+        if test.trace_check {
+            crate::trace::check_console(&outcome.console)
+                .map(|summary| println!("xtask: {}: trace checked: {summary}", test.name))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(reason) = judged {
+        let lines: Vec<&str> = outcome.console.lines().collect();
+        let mut tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
+            .iter()
+            .map(|l| strip_escapes(l))
+            .collect();
+        tail.push(format!(
+            "(full log: {}; command: {})",
+            log.display(),
+            proc::shell_words(qemu::QEMU, &args)
+        ));
+        return Err((reason, outcome.console, tail));
+    }
+    Ok((outcome.elapsed.as_secs_f64(), outcome.console))
 }
 
 #[cfg(test)]
