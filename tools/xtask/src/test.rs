@@ -314,6 +314,37 @@ pub fn init_args_matrix(initrd: &Path) -> Vec<QemuTest> {
     }]
 }
 
+/// Seeds of the user-mode fuzzer (`tests/src/bin/fuzz.rs`) that once failed, replayed on
+/// 4 CPUs with the operation count that showed it: (seed, operations per thread, what it
+/// was). Each must now pass as any user run does.
+const FUZZ_REPLAYS: &[(u64, u32, &str)] = &[
+    // `task_create(inherit_memory)` of a task holding a huge, mostly empty region walked
+    // every page of it with the CPU's interrupts masked: the machine hung (seen on the
+    // fuzz branch before the copy learned to visit only the pages that exist).
+    (52146427, 400, "inherit-huge"),
+    // A kernel reply addressed to another kernel object's port was queued where nothing
+    // receives (a leak; `kreply` is its own regression test).
+    (468706648, 400, "kreply"),
+];
+
+/// The [`FUZZ_REPLAYS`] runs.
+pub fn fuzz_replay_matrix(initrd: &Path) -> Vec<QemuTest> {
+    let boot = QemuTest::boot(Board::Virt, 4, Gic::V3, false);
+    FUZZ_REPLAYS
+        .iter()
+        .map(|&(seed, ops, what)| QemuTest {
+            name: format!("fuzz-replay-{what}-{}", boot.name),
+            bootargs: format!("init=fuzz -- seed={seed} ops={ops}"),
+            initrd: Some(initrd.to_path_buf()),
+            expect: Vec::new(),
+            expect_text: vec![format!("fuzz: total: seed {seed}:")],
+            expect_counts: vec![(USER_PASS_MARKER.to_owned(), 1)],
+            fail_on: vec![USER_FAIL_MARKER.to_owned()],
+            ..boot.clone()
+        })
+        .collect()
+}
+
 /// servers/bootstrap as the first task, starting other programs from user space: the
 /// programs named after `--` (each waited for), a configuration file of the RAM disk
 /// (`-f hello.conf`; the default `bootstrap.conf`, which starts the shell, is what the
@@ -1008,6 +1039,7 @@ pub fn qemu_selection(
             runs.extend(asid_matrix(initrd));
             runs.extend(cluster_matrix(initrd, programs));
             runs.extend(init_args_matrix(initrd));
+            runs.extend(fuzz_replay_matrix(initrd));
             runs.extend(bootstrap_matrix(initrd));
             runs.extend(shell_matrix(initrd));
             runs.extend(checks_matrix(initrd));
