@@ -724,14 +724,23 @@ pub fn check(
                     b.workload, c.thread, c.migrations
                 ));
             }
-            // Where it ran last by its own reading: its last stretch's CPU.
-            let ran = tl
+            // Where it ran last by its own reading: the CPU of its last stretch begun by t0,
+            // or of one begun while its `thread_info` call was on the way (t0..t1: the call
+            // itself can be moved, and the kernel answers from where it then runs).
+            let at_t0 = tl
                 .slices
                 .iter()
                 .filter(|s| s.thread == c.thread && s.start <= c.t0)
                 .max_by_key(|s| s.start)
                 .map(|s| s.cpu);
-            if ran.is_some_and(|cpu| cpu != c.last) {
+            let mut ran: Vec<u32> = at_t0.into_iter().collect();
+            ran.extend(
+                tl.slices
+                    .iter()
+                    .filter(|s| s.thread == c.thread && s.start > c.t0 && s.start <= c.t1)
+                    .map(|s| s.cpu),
+            );
+            if !ran.is_empty() && !ran.contains(&c.last) {
                 return Err(format!(
                     "{}: thread {} says it last ran on CPU {}, the trace on CPU {ran:?}",
                     b.workload, c.thread, c.last
