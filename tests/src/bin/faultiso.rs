@@ -10,12 +10,12 @@
 //!   address, and terminates the child itself.
 //! - A runaway loop of traps: three children at once trap in a tight loop,
 //!   `mach_thread_self` (100 000 times: its user references saturate at the limit),
-//!   `thread_switch` (`x0` stays KERN_SUCCESS), and an unknown trap number, each of which
+//!   `thread_switch` (each returns KERN_SUCCESS), and an unknown trap number, each of which
 //!   raises EXC_SOFTWARE to an exception port this task serves and answers, so the thread goes
 //!   on (every exception is seen, exactly as many as the loop makes), while one thread per
-//!   CPU of this task does a fixed amount of work. Each child ends in `b .`, spinning until
-//!   this task ends it with `task_terminate`; the kernel's frame count at the end of the run
-//!   shows that everything was freed.
+//!   CPU of this task does a fixed amount of work. Each child then sleeps in a loop of
+//!   `thread_switch(SWITCH_OPTION_WAIT)` until this task ends it with `task_terminate`;
+//!   the kernel's frame count at the end of the run shows that everything was freed.
 //! - FP exceptions: operations giving infinities, NaNs and underflow, on one thread per CPU,
 //!   set FPSR's cumulative flags and raise nothing, and the results stay correct across
 //!   switches. QEMU implements no trapped FP exceptions (FPCR's trap-enable bits read back 0,
@@ -65,6 +65,7 @@ const STACK_PAGES: u64 = 8;
 const STACK_FAULT: u64 = STACK_BASE - 16;
 /// Rounds of the trap loops.
 const TRAP_LOOPS: u64 = 100_000;
+const SWITCH_LOOPS: u64 = 20_000;
 const BAD_TRAP_LOOPS: u64 = 300;
 /// Messages the two threads exchange while children fault.
 const EXCHANGES: u32 = 3000;
@@ -91,6 +92,28 @@ mod code {
     pub const fn bne_back(n: u32) -> u32 {
         0x5400_0001 | (((0x8_0000 - n) & 0x7_ffff) << 5)
     }
+    /// `movz xd, #imm`.
+    pub const fn movz(rd: u32, imm: u16) -> u32 {
+        0xd280_0000 | ((imm as u32) << 5) | rd
+    }
+    /// `b` back `n` instructions.
+    pub const fn b_back(n: u32) -> u32 {
+        0x1400_0000 | ((0x400_0000 - n) & 0x3ff_ffff)
+    }
+    /// Where each trap loop ends: `thread_switch(MACH_PORT_NULL, SWITCH_OPTION_WAIT, 1000)`
+    /// over and over, asleep (spinning instead would take a CPU from the loops still running,
+    /// for a whole quantum at each of their switches).
+    pub const SLEEP_TAIL: [u32; 6] = [
+        movn_x8(60),
+        MOV_X0_0,
+        movz(1, libmach::abi::traps::SWITCH_OPTION_WAIT as u16),
+        movz(2, 1000),
+        super::insn::SVC_0,
+        b_back(5),
+    ];
+    /// `mov x20, x0`; `orr x21, x21, x0`.
+    pub const MOV_X20_X0: u32 = 0xaa00_03f4;
+    pub const ORR_X21_X0: u32 = 0xaa00_02b5;
     /// `ldar x0, [x1]`.
     pub const LDAR_X0_X1: u32 = 0xc8df_fc20;
 }
@@ -130,14 +153,23 @@ fn state_of(child: &Child) -> Result<Aarch64ThreadState, KernReturn> {
     Aarch64ThreadState::from_words(&words).ok_or(KernReturn::Failure)
 }
 
-/// Wait (sleeping) until the child's thread is at `pc`; its state then.
-fn wait_at(child: &Child, pc: u64) -> Option<Aarch64ThreadState> {
+/// Wait (sleeping) until the child's thread is in its code's `code::SLEEP_TAIL`, which
+/// starts at instruction `at`; its state then.
+fn wait_tail(child: &Child, at: usize) -> Option<Aarch64ThreadState> {
+    let tail = child.code + 4 * at as u64..child.code + 4 * (at + code::SLEEP_TAIL.len()) as u64;
     let mut last = None;
     armach_tests::poll_sleeping(u64::from(WAIT_MS), || {
         last = state_of(child).ok();
-        last.is_some_and(|s| s.pc == pc)
+        last.is_some_and(|s| tail.contains(&s.pc))
     });
-    last.filter(|s| s.pc == pc)
+    last.filter(|s| tail.contains(&s.pc))
+}
+
+/// A loop's code followed by `code::SLEEP_TAIL`.
+fn with_tail(body: &[u32]) -> Vec<u32> {
+    let mut all = Vec::from(body);
+    all.extend_from_slice(&code::SLEEP_TAIL);
+    all
 }
 
 /// An exception one handler saw.
@@ -308,13 +340,13 @@ fn expected_work(rounds: u64) -> u64 {
 /// Runaway loops of traps in three children while this task works on every CPU.
 fn trap_loops(c: &mut Checks) {
     let online = libmach::cpu_count().max(1);
-    // x19 counts the rounds; each loop ends at `b .` (its last instruction).
+    // x19 counts the rounds; each loop then sleeps in `code::SLEEP_TAIL`.
     let self_loop = [
-        code::movn_x8(26), // mach_thread_self
+        code::movn_x8(26), // mach_thread_self, its name kept in x20
         insn::SVC_0,
+        code::MOV_X20_X0,
         code::SUBS_X19,
-        code::bne_back(3),
-        insn::B_SELF,
+        code::bne_back(4),
     ];
     let switch_loop = [
         code::movn_x8(60), // thread_switch(MACH_PORT_NULL, SWITCH_OPTION_NONE, 0)
@@ -322,25 +354,24 @@ fn trap_loops(c: &mut Checks) {
         code::MOV_X1_0,
         code::MOV_X2_0,
         insn::SVC_0,
+        code::ORR_X21_X0, // every result or-ed into x21
         code::SUBS_X19,
-        code::bne_back(6),
-        insn::B_SELF,
+        code::bne_back(7),
     ];
     let bad_loop = [
         code::movn_x8(9998), // trap -9999: EXC_SOFTWARE
         insn::SVC_0,
         code::SUBS_X19,
         code::bne_back(3),
-        insn::B_SELF,
     ];
     let Some(port) = new_port() else {
         c.check(false, "exception port", format_args!("none"));
         return;
     };
     let made = (|| {
-        let a = Child::new(&self_loop)?;
-        let b = Child::new(&switch_loop)?;
-        let x = Child::new(&bad_loop)?;
+        let a = Child::new(&with_tail(&self_loop))?;
+        let b = Child::new(&with_tail(&switch_loop))?;
+        let x = Child::new(&with_tail(&bad_loop))?;
         x.set_exception_port(port)?;
         Ok::<_, KernReturn>((a, b, x))
     })();
@@ -360,7 +391,7 @@ fn trap_loops(c: &mut Checks) {
     );
     c.check_eq(
         "thread_switch loop started",
-        b.start(b.code, &[(19, TRAP_LOOPS)]),
+        b.start(b.code, &[(19, SWITCH_LOOPS)]),
         Ok(()),
     );
     c.check_eq(
@@ -391,9 +422,8 @@ fn trap_loops(c: &mut Checks) {
     ));
 
     // Each loop ran to its end.
-    let end = |ch: &Child, n: usize| ch.code + 4 * (n as u64 - 1);
-    let sa = wait_at(&a, end(&a, self_loop.len()));
-    let self_name = sa.map(|s| PortName(s.x[0] as u32));
+    let sa = wait_tail(&a, self_loop.len());
+    let self_name = sa.map(|s| PortName(s.x[20] as u32));
     c.check(
         sa.is_some_and(|s| s.x[19] == 0),
         "mach_thread_self loop ran to its end",
@@ -408,11 +438,11 @@ fn trap_loops(c: &mut Checks) {
             format_args!("{name:?}: {refs:?}"),
         );
     }
-    let sb = wait_at(&b, end(&b, switch_loop.len()));
+    let sb = wait_tail(&b, switch_loop.len());
     c.check(
-        sb.is_some_and(|s| s.x[19] == 0 && s.x[0] == 0),
+        sb.is_some_and(|s| s.x[19] == 0 && s.x[21] == 0),
         "thread_switch loop ran to its end, each switch KERN_SUCCESS",
-        format_args!("{:x?}", sb.map(|s| (s.pc, s.x[19], s.x[0]))),
+        format_args!("{:x?}", sb.map(|s| (s.pc, s.x[19], s.x[21]))),
     );
     let served = handler.map(|h| h.join());
     let all_software = served.as_ref().is_ok_and(|r| {
@@ -430,7 +460,7 @@ fn trap_loops(c: &mut Checks) {
                 .map(|r| r.as_ref().map(|v| (v.len(), v.first().copied())))
         ),
     );
-    let sx = wait_at(&x, end(&x, bad_loop.len()));
+    let sx = wait_tail(&x, bad_loop.len());
     c.check(
         sx.is_some_and(|s| s.x[19] == 0),
         "unknown-trap loop went on after each answer, to its end",
@@ -465,13 +495,6 @@ const FPSR_IXC: u64 = 1 << 4;
 /// FPCR's trap enables: IOE, DZE, OFE, UFE, IXE, IDE.
 const FPCR_TRAPS: u64 = 0x9f00;
 
-fn fpsr() -> u64 {
-    let v: u64;
-    // SAFETY: reads FPSR, no memory access.
-    unsafe { asm!("mrs {}, fpsr", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
 fn set_fpsr(v: u64) {
     // SAFETY: writes FPSR's flags, no memory access.
     unsafe { asm!("msr fpsr, {}", in(reg) v, options(nomem, nostack)) };
@@ -489,32 +512,50 @@ fn set_fpcr(v: u64) {
     unsafe { asm!("msr fpcr, {}", in(reg) v, options(nomem, nostack)) };
 }
 
-fn sqrt(x: f64) -> f64 {
-    let r: f64;
-    // SAFETY: one FP instruction on registers.
-    unsafe { asm!("fsqrt {r:d}, {x:d}", r = out(vreg) r, x = in(vreg) x, options(nomem, nostack)) };
-    r
+/// In one `asm!` block, so that the compiler can move none of the operations past the
+/// FPSR accesses: clear FPSR, compute 1/0, 0/0, sqrt(-1), MAX * 2 and MIN_POSITIVE / 1e300,
+/// read FPSR. The five results and the flags.
+fn exceptional_ops() -> ([f64; 5], u64) {
+    let bb = core::hint::black_box;
+    let (r0, r1, r2, r3, r4, flags): (f64, f64, f64, f64, f64, u64);
+    // SAFETY: FP instructions on registers and FPSR's flags (cleared again by the caller);
+    // no memory access.
+    unsafe {
+        asm!(
+            "msr fpsr, xzr",
+            "fdiv {r0:d}, {one:d}, {zero:d}",
+            "fdiv {r1:d}, {zero:d}, {zero:d}",
+            "fsqrt {r2:d}, {m1:d}",
+            "fmul {r3:d}, {max:d}, {two:d}",
+            "fdiv {r4:d}, {minp:d}, {big:d}",
+            "mrs {f}, fpsr",
+            one = in(vreg) bb(1.0f64),
+            zero = in(vreg) bb(0.0f64),
+            m1 = in(vreg) bb(-1.0f64),
+            max = in(vreg) bb(f64::MAX),
+            two = in(vreg) bb(2.0f64),
+            minp = in(vreg) bb(f64::MIN_POSITIVE),
+            big = in(vreg) bb(1e300f64),
+            r0 = out(vreg) r0,
+            r1 = out(vreg) r1,
+            r2 = out(vreg) r2,
+            r3 = out(vreg) r3,
+            r4 = out(vreg) r4,
+            f = out(reg) flags,
+            options(nomem, nostack),
+        );
+    }
+    ([r0, r1, r2, r3, r4], flags)
 }
 
-/// FP operations with exceptional results, `rounds` times with yields between: how many
-/// rounds gave wrong results or flags (the first such, described).
+/// The exceptional operations `rounds` times with yields between: how many rounds gave
+/// wrong results or flags (the first such: round, flags, results' bits).
 fn fp_exceptional(rounds: u32) -> (u32, Option<(u32, u64, [u64; 5])>) {
-    let bb = core::hint::black_box;
     let mut bad = 0;
     let mut first = None;
     for round in 0..rounds {
-        set_fpsr(0);
-        let r = [
-            bb(1.0f64) / bb(0.0),
-            bb(0.0f64) / bb(0.0),
-            sqrt(bb(-1.0)),
-            bb(f64::MAX) * bb(2.0),
-            bb(f64::MIN_POSITIVE) / bb(1e300),
-        ];
-        let flags = fpsr();
-        // Not UFC: QEMU leaves it clear for the flushed underflow here (seen; noted by
-        // `fp_traps`), so it is not required.
-        let want = FPSR_IOC | FPSR_DZC | FPSR_OFC | FPSR_IXC;
+        let (r, flags) = exceptional_ops();
+        let want = FPSR_IOC | FPSR_DZC | FPSR_OFC | FPSR_UFC | FPSR_IXC;
         let ok = r[0] == f64::INFINITY
             && r[1].is_nan()
             && r[2].is_nan()
@@ -538,14 +579,6 @@ fn fp_traps(c: &mut Checks) {
     set_fpcr(before);
     c.note(format_args!(
         "FPCR {before:#x}; its trap enables read back {enabled:#x} (0 on QEMU: FP traps cannot be tested here)"
-    ));
-    set_fpsr(0);
-    let tiny = core::hint::black_box(f64::MIN_POSITIVE) / core::hint::black_box(1e300);
-    let flags = fpsr();
-    set_fpsr(0);
-    c.note(format_args!(
-        "underflow to {tiny:?} sets FPSR {flags:#x} (UFC {})",
-        flags & FPSR_UFC != 0
     ));
     let online = libmach::cpu_count().max(1);
     const ROUNDS: u32 = 200;
