@@ -23,8 +23,9 @@
 //!   only that untrapped exceptional FP results affect nothing.
 //! - Many faulting tasks at once: two children per CPU each spin for a different while and
 //!   then fault (at least one of each: unmapped read, misaligned `ldar`, `udf`, unknown trap, stack overflow), with no
-//!   handler, so their reports come while two threads of this task exchange messages; every
-//!   exchange must complete, and every child must be gone.
+//!   handler, so their reports come while two threads of this task exchange messages (at
+//!   least 3000, and on until every child is gone); every exchange must complete, and every
+//!   child must be gone.
 
 #![no_std]
 #![no_main]
@@ -37,7 +38,7 @@ use armach_tests::child::{Child, insn};
 use armach_tests::host::lend;
 use armach_tests::msg::{Msg, int_desc, mach_msg};
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use libmach::abi::message::{MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND, option};
 use libmach::abi::thread_state::{
     AARCH64_THREAD_STATE, AARCH64_THREAD_STATE_COUNT, Aarch64ThreadState,
@@ -648,18 +649,32 @@ fn faulter(f: Fault, spin: u64) -> Result<Child, KernReturn> {
     Ok(child)
 }
 
+/// Set once every faulting child is gone: the exchange goes on until then.
+static ALL_GONE: AtomicBool = AtomicBool::new(false);
+const ASK_ID: i32 = 7000;
+const ANSWER_ID: i32 = 7001;
+const STOP_ID: i32 = 7002;
+
+/// One-integer message `id` carrying `v` to `dest`.
+fn send_int(dest: PortName, id: i32, v: u32) -> KernReturn {
+    let mut m = Msg::new();
+    m.header(MACH_MSG_TYPE_COPY_SEND as u32, dest, PortName::NULL, id);
+    m.desc(32, int_desc());
+    m.put32(40, v);
+    mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName::NULL, 0)
+}
+
 /// Client and server of the exchange: the client sends `i` to `server`, the server answers
-/// `i + 1` to `client`. Exchanges completed, or the first error.
+/// `i + 1` to `client`, at least `EXCHANGES` times and until every faulting child is gone,
+/// then the client sends the stop message. Exchanges completed, or the first error.
 fn exchange_client(server: PortName, client: PortName) -> Result<u32, (u32, KernReturn)> {
-    for i in 0..EXCHANGES {
-        let mut m = Msg::new();
-        m.header(MACH_MSG_TYPE_COPY_SEND as u32, server, PortName::NULL, 7000);
-        m.desc(32, int_desc());
-        m.put32(40, i);
-        let r = mach_msg(&mut m, option::SEND_MSG, 48, 0, PortName::NULL, 0);
+    let mut i = 0;
+    while i < EXCHANGES || !ALL_GONE.load(Ordering::SeqCst) {
+        let r = send_int(server, ASK_ID, i);
         if r != KernReturn::Success {
             return Err((i, r));
         }
+        let mut m = Msg::new();
         let r = mach_msg(
             &mut m,
             option::RCV_MSG | option::RCV_TIMEOUT,
@@ -671,15 +686,21 @@ fn exchange_client(server: PortName, client: PortName) -> Result<u32, (u32, Kern
         if r != KernReturn::Success {
             return Err((i, r));
         }
-        if m.id() != 7001 || m.get32(40) != i + 1 {
+        if m.id() != ANSWER_ID || m.get32(40) != i.wrapping_add(1) {
             return Err((i, KernReturn::Failure));
         }
+        i += 1;
+        EXCHANGED.store(i, Ordering::Relaxed);
     }
-    Ok(EXCHANGES)
+    match send_int(server, STOP_ID, i) {
+        KernReturn::Success => Ok(i),
+        r => Err((i, r)),
+    }
 }
 
 fn exchange_server(server: PortName, client: PortName) -> Result<u32, (u32, KernReturn)> {
-    for i in 0..EXCHANGES {
+    let mut i = 0;
+    loop {
         let mut m = Msg::new();
         let r = mach_msg(
             &mut m,
@@ -692,21 +713,22 @@ fn exchange_server(server: PortName, client: PortName) -> Result<u32, (u32, Kern
         if r != KernReturn::Success {
             return Err((i, r));
         }
-        let v = m.get32(40);
-        let mut a = Msg::new();
-        a.header(MACH_MSG_TYPE_COPY_SEND as u32, client, PortName::NULL, 7001);
-        a.desc(32, int_desc());
-        a.put32(40, v.wrapping_add(1));
-        let r = mach_msg(&mut a, option::SEND_MSG, 48, 0, PortName::NULL, 0);
+        match m.id() {
+            STOP_ID if m.get32(40) == i => return Ok(i),
+            ASK_ID if m.get32(40) == i => {}
+            _ => return Err((i, KernReturn::Failure)),
+        }
+        let r = send_int(client, ANSWER_ID, i.wrapping_add(1));
         if r != KernReturn::Success {
             return Err((i, r));
         }
+        i += 1;
     }
-    Ok(EXCHANGES)
 }
 
-/// Progress of the exchange, read by nobody but the note at the end.
+/// Children seen gone, and exchanges done, for the note at the end.
 static FAULTED: AtomicU64 = AtomicU64::new(0);
+static EXCHANGED: AtomicU32 = AtomicU32::new(0);
 
 fn many_at_once(c: &mut Checks) {
     let online = u64::from(libmach::cpu_count().max(1));
@@ -726,19 +748,23 @@ fn many_at_once(c: &mut Checks) {
     }
     let srv = thread::spawn(move || exchange_server(server, client));
     let cli = thread::spawn(move || exchange_client(server, client));
+    // The children start once the exchange is under way (it fails later if it never is).
+    armach_tests::poll_sleeping(u64::from(WAIT_MS), || EXCHANGED.load(Ordering::Relaxed) > 0);
     let mut children = Vec::new();
     // Two per CPU, and each kind at least once.
     for i in 0..(2 * online).max(FAULTS.len() as u64) {
         let f = FAULTS[i as usize % FAULTS.len()];
-        match faulter(f, 1_000_000 * (i + 1)) {
+        match faulter(f, 4_000_000 * (i + 1)) {
             Ok(ch) => children.push(ch),
             Err(e) => {
                 c.check(false, "faulting child started", format_args!("{i}: {e:?}"));
             }
         }
     }
+    let mut at_gone = Vec::new();
     for (i, ch) in children.iter().enumerate() {
         let gone = ch.wait_gone();
+        at_gone.push(EXCHANGED.load(Ordering::Relaxed));
         if gone.is_ok() {
             FAULTED.fetch_add(1, Ordering::Relaxed);
         }
@@ -748,19 +774,19 @@ fn many_at_once(c: &mut Checks) {
             Ok(()),
         );
     }
-    c.check_eq(
-        "exchanges served while children faulted",
-        srv.map(|h| h.join()),
-        Ok(Ok(EXCHANGES)),
-    );
-    c.check_eq(
-        "exchanges completed while children faulted",
-        cli.map(|h| h.join()),
-        Ok(Ok(EXCHANGES)),
+    ALL_GONE.store(true, Ordering::SeqCst);
+    let served = srv.map(|h| h.join());
+    let done = cli.map(|h| h.join());
+    c.check(
+        matches!((&served, &done), (Ok(Ok(a)), Ok(Ok(b))) if a == b && *a >= EXCHANGES),
+        "exchanges completed, at least EXCHANGES and until every faulting child was gone",
+        format_args!("server {served:?}, client {done:?}"),
     );
     c.note(format_args!(
-        "{} children faulted and were ended",
-        FAULTED.load(Ordering::Relaxed)
+        "{} children faulted and were ended during {:?} exchanges (done as each was seen gone: {:?})",
+        FAULTED.load(Ordering::Relaxed),
+        done,
+        at_gone
     ));
     destroy_port(server);
     destroy_port(client);
