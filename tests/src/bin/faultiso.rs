@@ -316,7 +316,7 @@ fn stack_overflow(c: &mut Checks) {
     destroy_port(port);
 }
 
-/// Fixed work on one thread per CPU, yielding often; the sum, and the CPUs it ran on.
+/// Fixed work for one thread, yielding often; the sum, and the CPUs it ran on.
 fn work(rounds: u64) -> (u64, u64) {
     let mut sum = 0u64;
     let mut cpus = 0u64;
@@ -602,8 +602,7 @@ fn fp_traps(c: &mut Checks) {
     }
 }
 
-/// The faults of the many-at-once round: the instruction after the spin, its registers
-/// (`data` stands for the child's data page, `top` for its stack's top), what is expected.
+/// The faults of the many-at-once round (`faulter` turns each into code and registers).
 #[derive(Clone, Copy)]
 enum Fault {
     Unmapped,
