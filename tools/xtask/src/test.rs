@@ -649,6 +649,19 @@ fn expected_reports(program: &str) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // Children of faultiso that fault with no handler: a stack overflow (below its stack at
+        // 0x40_0000_0000), a read of 0x8, a misaligned `ldar` (EXC_AARCH64_AL), `udf`, an
+        // unknown trap.
+        "faultiso" => [
+            "EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x3ffffffff0",
+            "EXC_BAD_ACCESS code 1 (KERN_INVALID_ADDRESS) subcode 0x8",
+            "EXC_BAD_ACCESS code 100 subcode 0x",
+            "EXC_BAD_INSTRUCTION code 1",
+            "EXC_SOFTWARE code 1 subcode 0x0; SVC from AArch64",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
         // bootstrap restarted the dying server as often as it may, and then no more.
         "names" => vec![
             "bootstrap: names serve restarter died; restart 1 of 3".to_owned(),
