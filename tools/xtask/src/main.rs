@@ -9,6 +9,7 @@
 //! - `image` a Raspberry Pi 4 SD-card folder ([`image`])
 //! - `trace` the scheduler trace of a workload as Chrome JSON and SVG ([`trace`])
 //! - `fuzz`  rounds of the user-mode fuzzer, each a boot with a fresh seed ([`fuzz`])
+//! - `soak`  the soak program for N minutes, lock order and self-checks on ([`soak`])
 //! - `setup` check and install the prerequisites only ([`prereq`])
 //! - `hostfuzz` coverage-guided fuzzing of the host-side input readers ([`hostfuzz`])
 
@@ -26,6 +27,7 @@ mod proc;
 mod profile;
 mod qemu;
 mod shell;
+mod soak;
 mod test;
 mod trace;
 mod userland;
@@ -70,6 +72,9 @@ enum Command {
     /// Boot the user-mode fuzzer round after round (a fresh seed each) for SECONDS, stopping
     /// at the first failure with its seed and operation counts.
     Fuzz(FuzzArgs),
+    /// Boot the soak program (IPC, churn, migrations, set changes, memory together) for
+    /// MINUTES with the lock-order check and the kernel's self-checks on; print its figures.
+    Soak(SoakArgs),
     /// Check the prerequisites (Rust targets, QEMU, Pi 4 device tree), installing what is missing.
     Setup,
     /// Fuzz the readers of hostile input on the host (mig-rs, the generated kernel demuxes,
@@ -131,6 +136,16 @@ struct FuzzArgs {
     /// Machine to boot (default virt).
     #[arg(long, value_enum, default_value_t = Board::Virt)]
     board: Board,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// How long the program runs.
+    #[arg(long, default_value_t = 5)]
+    minutes: u64,
+    /// Number of CPUs.
+    #[arg(long, default_value_t = 4)]
+    smp: u32,
 }
 
 #[derive(Args)]
@@ -316,6 +331,7 @@ fn main() -> ExitCode {
             smp: args.smp,
             board: args.board,
         }),
+        Command::Soak(args) => soak::run(args.minutes, args.smp),
         Command::Setup => cmd_setup(),
         Command::Trace(args) => match &args.log {
             Some(log) => trace::convert_log(log, &args.out, args.svg.as_deref()),

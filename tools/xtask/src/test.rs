@@ -293,6 +293,15 @@ pub fn checks_matrix(initrd: &Path) -> Vec<QemuTest> {
     runs
 }
 
+/// The short soak ([`crate::soak`]): 20 s of everything at once on 4 CPUs, self-checks on.
+pub fn soak_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
+    if programs.iter().any(|p| p == crate::soak::PROGRAM) {
+        vec![crate::soak::test_run(initrd)]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Words after a lone `--` on the command line reach the `init=` program as `argv[3..]`
 /// (what `--init-args` uses), and the kernel does not read them as its own (`hz=5` there
 /// would be out of range for the kernel).
@@ -705,11 +714,13 @@ fn expected_reports(program: &str) -> Vec<String> {
 /// with status 0.
 pub fn user_matrix(initrd: &Path, programs: &[String]) -> Vec<QemuTest> {
     let mut runs = Vec::new();
-    // The migration suite and the trace have their own machines (`migration_matrix`,
-    // `trace_matrix`).
+    // The migration suite, the trace and the soak have their own machines
+    // (`migration_matrix`, `trace_matrix`, `soak_matrix`).
     let programs: Vec<String> = programs
         .iter()
-        .filter(|p| *p != MIGRATION_PROGRAM && *p != crate::trace::PROGRAM)
+        .filter(|p| {
+            *p != MIGRATION_PROGRAM && *p != crate::trace::PROGRAM && *p != crate::soak::PROGRAM
+        })
         .cloned()
         .collect();
     let programs = &programs[..];
@@ -1056,6 +1067,7 @@ pub fn qemu_selection(
             runs.extend(bootstrap_matrix(initrd));
             runs.extend(shell_matrix(initrd));
             runs.extend(checks_matrix(initrd));
+            runs.extend(soak_matrix(initrd, programs));
             (runs, selected(FAILED_CPU_TEST, &plan.filters))
         }
     };
