@@ -448,15 +448,18 @@ fn harness(args: &Args) -> i32 {
         after.free_frames,
         before.free_frames,
     );
-    c.check_eq(
-        "kernel heap in use as before",
-        after.kernel_heap,
-        before.kernel_heap,
+    // Heap and charge may end below the baseline (something of the warm-up, a message or
+    // a churned thread not yet reaped, was still charged when it was read: seen once in a
+    // 10-minute run), never above it; the kernel's own check at the end of the run is exact.
+    c.check(
+        after.kernel_heap <= before.kernel_heap,
+        "kernel heap in use no more than before",
+        format_args!("{} after, {} before", after.kernel_heap, before.kernel_heap),
     );
-    c.check_eq(
-        "own kernel-memory account as before",
-        after.charged,
-        before.charged,
+    c.check(
+        after.charged <= before.charged,
+        "own kernel-memory account no more than before",
+        format_args!("{} after, {} before", after.charged, before.charged),
     );
     c.check_eq("port names as before", after.names, before.names);
     c.check_eq("threads as before", after.threads, before.threads);
