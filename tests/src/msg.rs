@@ -121,3 +121,28 @@ pub fn mach_msg(
     // memory a message names is the caller's business (see above).
     unsafe { traps::mach_msg(m.ptr(), option, send, rcv, name, timeout, PortName(0)) }
 }
+
+/// `mach_msg` on an 8-word buffer, with no timeout: the benchmarks' and the trace workloads'
+/// header-only and small messages.
+pub fn mach_msg_small(
+    buf: &mut [u64; 8],
+    option: u32,
+    send: u32,
+    rcv: u32,
+    name: PortName,
+) -> KernReturn {
+    assert!(send <= 64 && rcv <= 64, "sizes beyond the 64-byte buffer");
+    // SAFETY: the sizes are within the buffer's 64 bytes (checked); the messages these
+    // programs send are simple (no out-of-line memory).
+    unsafe {
+        traps::mach_msg(
+            buf.as_mut_ptr().cast(),
+            option,
+            send,
+            rcv,
+            name,
+            0,
+            PortName(0),
+        )
+    }
+}

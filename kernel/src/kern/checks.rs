@@ -34,6 +34,7 @@ static INJECT_RUNQUEUE: AtomicBool = AtomicBool::new(false);
 /// Passes made: periodic, at task exits (the one at the end is not counted here).
 static PERIODIC: AtomicU64 = AtomicU64::new(0);
 static AT_EXIT: AtomicU64 = AtomicU64::new(0);
+static AT_SET_DESTROY: AtomicU64 = AtomicU64::new(0);
 static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Read `checks` and `checks-inject=` from the command line (at boot, before any task).
@@ -104,6 +105,18 @@ pub fn at_task_exit() {
     AT_EXIT.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A processor set was just destroyed (its processors moved to the default set under the
+/// table's lock; the threads they concern not yet placed again): the periodic checks. This
+/// is the moment a destroy that let a processor name a dead set showed it (a fuzz run's
+/// `cpu2 is in no processor set`), every time, not only when a tick fell into it.
+pub fn at_set_destroy() {
+    if !enabled() {
+        return;
+    }
+    locked();
+    AT_SET_DESTROY.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Every user task has gone and its frees are done (the leak check's moment): everything,
 /// then the counts that only hold at rest. Prints the tally; returns whether all held.
 pub fn at_end() -> bool {
@@ -130,15 +143,16 @@ pub fn at_end() -> bool {
             "threads: no user thread is left but {stacks} kernel stacks are still handed out"
         ));
     }
-    let (periodic, at_exit) = (
+    let (periodic, at_exit, at_set) = (
         PERIODIC.load(Ordering::Relaxed),
         AT_EXIT.load(Ordering::Relaxed),
+        AT_SET_DESTROY.load(Ordering::Relaxed),
     );
     let failures = failures();
     crate::println!(
-        "checks: {} passes ({periodic} periodic, {at_exit} at task exits, 1 at the end), \
-         {failures} inconsistencies",
-        periodic + at_exit + 1
+        "checks: {} passes ({periodic} periodic, {at_exit} at task exits, {at_set} at set \
+         destroys, 1 at the end), {failures} inconsistencies",
+        periodic + at_exit + at_set + 1
     );
     failures == 0
 }

@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+use armach_tests::msg::mach_msg_small as mach_msg;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libmach::traps;
 use libmach::{Args, KernReturn, PortName, println, thread};
@@ -95,22 +96,6 @@ fn wakeup_round_trip() {
             }
         },
     );
-}
-
-/// `mach_msg` on an 8-word buffer.
-fn mach_msg(buf: &mut [u64; 8], option: u32, send: u32, rcv: u32, name: PortName) -> KernReturn {
-    // SAFETY: the buffer is 64 bytes and no size passed is larger; the messages are simple.
-    unsafe {
-        traps::mach_msg(
-            buf.as_mut_ptr() as *mut u8,
-            option,
-            send,
-            rcv,
-            name,
-            0,
-            PortName(0),
-        )
-    }
 }
 
 /// A null RPC between two threads of this task on one CPU (no cross-task rendezvous is

@@ -11,10 +11,11 @@
 #![no_main]
 
 use armach_tests::host::{lend, processors};
+use armach_tests::msg::mach_msg_small as mach_msg;
 use libmach::abi::message::{MACH_MSG_TYPE_MOVE_SEND_ONCE, msgh_bits, option};
 use libmach::ipc::{self, SendRight};
 use libmach::mig::mach_host;
-use libmach::{Args, KernReturn, PortName, println, traps};
+use libmach::{Args, KernReturn, println, traps};
 
 libmach::main!(main);
 
@@ -25,22 +26,6 @@ const STOP: u32 = 2;
 const SLOT: u32 = 1;
 /// The CPU the server takes.
 const SERVER_CPU: u32 = 1;
-
-/// `mach_msg` on an 8-word buffer.
-fn mach_msg(buf: &mut [u64; 8], option: u32, send: u32, rcv: u32, name: PortName) -> KernReturn {
-    // SAFETY: the buffer is 64 bytes and no size passed is larger; the messages are simple.
-    unsafe {
-        traps::mach_msg(
-            buf.as_mut_ptr() as *mut u8,
-            option,
-            send,
-            rcv,
-            name,
-            0,
-            PortName(0),
-        )
-    }
-}
 
 fn main(args: &Args) -> i32 {
     let task = traps::mach_task_self();

@@ -42,6 +42,9 @@ libmach::main!(main);
 const REPORT_ID: i32 = 0x4655_5a00;
 const FUZZ_THREADS: u64 = 2;
 const SCRATCH: u64 = 16 * 4096;
+/// Where the fuzzing threads' scratch regions are, one every [`SCRATCH_STRIDE`] bytes.
+const SCRATCH_BASE: u64 = 0x6000_0000_0000;
+const SCRATCH_STRIDE: u64 = 1 << 24;
 /// `TASK_EXCEPTION_PORT` (`mach/task_special_ports.h`).
 const TASK_EXCEPTION_PORT: i32 = 3;
 /// `EXC_SOFTWARE`, `EXC_AARCH64_SVC`.
@@ -160,8 +163,20 @@ impl ExcServer for ExcHandler {
         code: i32,
         subcode: i64,
     ) -> Result<(), KernReturn> {
+        let own = OWN_THREADS
+            .iter()
+            .any(|p| p.load(Ordering::Relaxed) == u64::from(thread.0));
+        if !own {
+            // A spare thread (made suspended, with no stack) that the fuzzing gave a random
+            // state and resumed: it faulted at once, as it should. It goes.
+            let _ = mach::thread_terminate(&mut t(), &lend(thread));
+        }
         let _ = traps::mach_port_deallocate(traps::mach_task_self(), thread);
         let _ = traps::mach_port_deallocate(traps::mach_task_self(), task);
+        if !own {
+            SHARED.exceptions.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         if exception == EXC_SOFTWARE && code == 1 {
             // An `svc` that is no trap: go on after it.
             SHARED.exceptions.fetch_add(1, Ordering::Relaxed);
@@ -368,9 +383,47 @@ const VALUE_TRAPS: &[u32] = &[
     tn::temporary::RENDEZVOUS_LOOKUP,
 ];
 
-fn fuzz_thread(seed: u64, ops: u64, index: u64, k: u64) {
+/// Scratch region number `n`: far above anything placed anywhere (the kernel fills the
+/// lowest free range first), so that a part of it the fuzzing unmaps stays a hole, never the
+/// heap, a stack or received out-of-line data that the next write into scratch would
+/// corrupt. (Placed anywhere, as it first was, it let long runs kill a worker with a data
+/// abort on its own memory; [`scratch_holes_stay_holes`] replays that.)
+fn scratch_region(n: u64) -> Result<u64, KernReturn> {
+    traps::vm_allocate(
+        traps::mach_task_self(),
+        SCRATCH_BASE + n * SCRATCH_STRIDE,
+        SCRATCH,
+        false,
+    )
+}
+
+/// A page unmapped inside a scratch region is not where the next allocation anywhere goes.
+fn scratch_holes_stay_holes(c: &mut Checks) {
     let me = traps::mach_task_self();
-    let Ok(base) = traps::vm_allocate(me, 0, SCRATCH, true) else {
+    let Ok(base) = scratch_region(63) else {
+        c.check(false, "a scratch region", format_args!("refused"));
+        return;
+    };
+    let hole = base + 4096;
+    // SAFETY: the region was just made here and nothing refers to it.
+    let _ = unsafe { traps::vm_deallocate(me, hole, 4096) };
+    let got = traps::vm_allocate(me, 0, 4096, true);
+    c.check(
+        got.is_ok_and(|a| !(base..base + SCRATCH).contains(&a)),
+        "an allocation anywhere stays out of a hole in scratch",
+        format_args!("{got:x?} (scratch {base:#x}, hole {hole:#x})"),
+    );
+    // SAFETY: both are this function's own fresh regions, referred to by nothing.
+    unsafe {
+        if let Ok(a) = got {
+            let _ = traps::vm_deallocate(me, a, 4096);
+        }
+        let _ = traps::vm_deallocate(me, base, SCRATCH);
+    }
+}
+
+fn fuzz_thread(seed: u64, ops: u64, index: u64, k: u64) {
+    let Ok(base) = scratch_region(index * FUZZ_THREADS + k) else {
         println!("fuzz: worker {index}.{k}: no scratch region");
         SHARED.unexpected.fetch_add(1, Ordering::Relaxed);
         return;
@@ -601,6 +654,7 @@ impl Fuzzer {
     /// not text or scratch).
     fn maybe_ours(&self, p: u64) -> bool {
         (0x1_0000..fz::FAR).contains(&p) && !(fz::TEXT..fz::TEXT + 0x4000).contains(&p)
+            || (SCRATCH_BASE..SCRATCH_BASE + (1 << 32)).contains(&p)
             || (0x7fff_0000_0000..0x8000_0000_0000).contains(&p)
     }
 
@@ -1337,6 +1391,7 @@ fn harness(args: &Args) -> i32 {
     c.note(format_args!(
         "seed {seed}, {ops} ops per thread, {workers} workers of {FUZZ_THREADS} threads on {cpus} CPUs"
     ));
+    scratch_holes_stay_holes(&mut c);
     let (Some(host_priv), Some(device)) = (args.host_priv_port(), args.device_port()) else {
         c.check(
             false,
@@ -1461,7 +1516,7 @@ fn harness(args: &Args) -> i32 {
             }
             reported.push(w[0]);
             c.note(format_args!(
-                "worker {}: {} ops ({} traps, {} mach_msg, {} MIG of which {} mutated, {} churn), {} svc exceptions, {} unexpected",
+                "worker {}: {} ops ({} traps, {} mach_msg, {} MIG of which {} mutated, {} churn), {} exceptions handled, {} unexpected",
                 w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
             ));
             totals.ops += w[1];
@@ -1516,7 +1571,7 @@ fn harness(args: &Args) -> i32 {
     let left = end_other_tasks(host_priv);
     c.check_eq("tasks left after the harness terminated them", left, 0);
     println!(
-        "fuzz: total: seed {seed}: {} ops: {} traps, {} mach_msg, {} MIG ({} mutated), {} worker churn, {} harness churn, {} svc exceptions, {} unexpected",
+        "fuzz: total: seed {seed}: {} ops: {} traps, {} mach_msg, {} MIG ({} mutated), {} worker churn, {} harness churn, {} exceptions handled, {} unexpected",
         totals.ops,
         totals.traps,
         totals.msgs,

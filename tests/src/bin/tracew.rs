@@ -36,6 +36,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use armach_tests::host::{host_priv, processors};
+use armach_tests::msg::mach_msg_small as mach_msg;
 use armach_tests::{Checks, counter, msleep};
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -67,22 +68,6 @@ const WORKER_PRIORITY: i32 = 30;
 /// Request ids to the peer.
 const PING: u32 = 1;
 const STOP: u32 = 2;
-
-/// `mach_msg` on an 8-word buffer (header only).
-fn mach_msg(buf: &mut [u64; 8], option: u32, send: u32, rcv: u32, name: PortName) -> KernReturn {
-    // SAFETY: the buffer is 64 bytes and no size passed is larger; the messages are simple.
-    unsafe {
-        traps::mach_msg(
-            buf.as_mut_ptr() as *mut u8,
-            option,
-            send,
-            rcv,
-            name,
-            0,
-            PortName(0),
-        )
-    }
-}
 
 fn main(args: &Args) -> i32 {
     let me = traps::mach_reply_port();

@@ -49,6 +49,10 @@ pub fn round(plan: &Plan, seed: u64, ops: u64, initrd: &std::path::Path) -> Qemu
         expect: Vec::new(),
         expect_text: Vec::new(),
         expect_counts: vec![(test::USER_PASS_MARKER.to_owned(), 1)],
+        fail_on: vec![
+            test::USER_FAIL_MARKER.to_owned(),
+            test::CHECKS_FAILED.to_owned(),
+        ],
         timeout: Some(ROUND_TIMEOUT),
         ..boot
     }
@@ -56,7 +60,22 @@ pub fn round(plan: &Plan, seed: u64, ops: u64, initrd: &std::path::Path) -> Qemu
 
 /// The kernel command line of a round.
 pub fn bootargs(seed: u64, ops: u64) -> String {
-    format!("init=fuzz -- seed={seed} ops={ops} deadline={HARNESS_DEADLINE_SECS}")
+    format!("checks=1 init=fuzz -- seed={seed} ops={ops} deadline={HARNESS_DEADLINE_SECS}")
+}
+
+/// The operation count of a round's `fuzz: total: seed S: N ops: ...` line.
+pub fn total_ops(summary: &str) -> Option<u64> {
+    let rest = summary.split("fuzz: total: seed ").nth(1)?;
+    let (_, rest) = rest.split_once(": ")?;
+    rest.split_once(" ops")?.0.trim().parse().ok()
+}
+
+/// The self-checks' tally of a round (`checks: N passes ..., M inconsistencies`), if printed.
+fn checks_line(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("checks: ") && l.contains("passes"))
 }
 
 /// The seed of round `n` after `first`: a splitmix step, so rounds do not overlap streams.
@@ -110,6 +129,8 @@ pub fn run(plan: &Plan) -> Result<u8> {
     let ops = plan.ops.unwrap_or(DEFAULT_OPS);
     let start = Instant::now();
     let mut rounds = 0u64;
+    let mut total = 0u64;
+    let mut seeds = Vec::new();
     loop {
         let seed = next_seed(first, rounds);
         let t = round(plan, seed, ops, &initrd);
@@ -120,10 +141,19 @@ pub fn run(plan: &Plan) -> Result<u8> {
                     .into_iter()
                     .find(|l| l.contains("fuzz: total: "))
                     .unwrap_or_default();
+                total += total_ops(&summary).unwrap_or(0);
+                seeds.push(seed);
                 println!("PASS round {rounds} seed {seed} ({secs:.1}s): {summary}");
+                if let Some(l) = checks_line(&console) {
+                    println!("    {l}");
+                }
             }
             Err((reason, console, tail)) => {
                 println!("FAIL round {rounds} seed {seed}: {reason}");
+                println!(
+                    "    before it: {} rounds passed, {total} operations",
+                    rounds - 1
+                );
                 for l in op_lines(&console) {
                     println!("    ops: {l}");
                 }
@@ -149,8 +179,10 @@ pub fn run(plan: &Plan) -> Result<u8> {
             break;
         }
     }
+    let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    println!("fuzz: seeds {}", list.join(" "));
     println!(
-        "fuzz: {rounds} rounds in {:.0} s, first seed {first}, all passed",
+        "fuzz: {rounds} rounds in {:.0} s, {total} operations, first seed {first}, all passed",
         start.elapsed().as_secs_f64()
     );
     Ok(0)
@@ -164,7 +196,18 @@ mod tests {
     fn seeds_and_words() {
         assert_eq!(next_seed(7, 0), 7);
         assert_ne!(next_seed(7, 1), next_seed(7, 2));
-        assert_eq!(bootargs(5, 10), "init=fuzz -- seed=5 ops=10 deadline=180");
+        assert_eq!(
+            bootargs(5, 10),
+            "checks=1 init=fuzz -- seed=5 ops=10 deadline=180"
+        );
+    }
+
+    #[test]
+    fn total_ops_reads_the_summary() {
+        let l = "fuzz: total: seed 42: 8000 ops: 2400 traps, 2000 mach_msg";
+        assert_eq!(total_ops(l), Some(8000));
+        assert_eq!(total_ops("fuzz: worker 0.1: 100 ops"), None);
+        assert_eq!(total_ops(""), None);
     }
 
     #[test]

@@ -177,6 +177,7 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
     if set == ProcessorSetId::DEFAULT {
         return Err(KernReturn::InvalidArgument);
     }
+    let mut moved = [false; crate::devtree::MAX_CPUS];
     {
         let mut table = TABLE.lock();
         if !is_live(set) {
@@ -185,10 +186,16 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
         // From here no thread joins its waiting queue (`wait_for_processor` checks).
         LIVE[set.slot()].store(FREE, Ordering::Release);
         table[set.slot()].slot.retire();
+        // Its processors are the default set's in the same step: no one who takes the
+        // table's lock sees a processor in a set that is gone.
+        for cpu in CpuId::first(crate::percpu::cpu_count()) {
+            moved[cpu.index()] = switch_set(&mut table, cpu, set, ProcessorSetId::DEFAULT);
+        }
     }
+    crate::kern::checks::at_set_destroy();
     for cpu in CpuId::first(crate::percpu::cpu_count()) {
-        if processor(cpu).pset.load(Ordering::Acquire) == set.0 {
-            move_processor(cpu, set, ProcessorSetId::DEFAULT);
+        if moved[cpu.index()] {
+            place_after_move(cpu, ProcessorSetId::DEFAULT);
         }
     }
     // Its waiting threads go to the default set.
@@ -238,16 +245,36 @@ pub fn processor_assign(cpu: CpuId, set: ProcessorSetId) -> Result<(), KernRetur
 /// Move `cpu` from `old` to `new` (if it is still in `old`), then place the threads that
 /// the move concerns.
 fn move_processor(cpu: CpuId, old: ProcessorSetId, new: ProcessorSetId) {
-    let p = processor(cpu);
-    {
+    let moved = {
         let mut table = TABLE.lock();
-        if !is_live(new) || p.pset.load(Ordering::Acquire) != old.0 {
-            return;
-        }
-        table[old.slot()].processors = table[old.slot()].processors.saturating_sub(1);
-        table[new.slot()].processors += 1;
-        p.pset.store(new.0, Ordering::Release);
+        is_live(new) && switch_set(&mut table, cpu, old, new)
+    };
+    if moved {
+        place_after_move(cpu, new);
     }
+}
+
+/// Under the table's lock: `cpu` leaves `old` for `new` if it is still in `old` (the
+/// processor counts follow); whether it moved.
+fn switch_set(
+    table: &mut [SetState; MAX_SETS],
+    cpu: CpuId,
+    old: ProcessorSetId,
+    new: ProcessorSetId,
+) -> bool {
+    let p = processor(cpu);
+    if p.pset.load(Ordering::Acquire) != old.0 {
+        return false;
+    }
+    table[old.slot()].processors = table[old.slot()].processors.saturating_sub(1);
+    table[new.slot()].processors += 1;
+    p.pset.store(new.0, Ordering::Release);
+    true
+}
+
+/// After `cpu` joined `new`: the threads the move concerns are placed again.
+fn place_after_move(cpu: CpuId, new: ProcessorSetId) {
+    let p = processor(cpu);
     // Threads of `new` waiting for a processor: this one has come.
     drain_waiting(new.slot(), |_| true);
     // Threads queued here for another set go through the placement again. A thread still
