@@ -272,3 +272,24 @@ fn is_dead_name(name: PortName) -> bool {
     )
     .is_ok_and(|o| o.ptype & MACH_PORT_TYPE_DEAD_NAME != 0)
 }
+
+/// The ELF image of program `name` in the RAM disk (through the device master `device`),
+/// for starting more tasks of it; `None`, with a failed check saying why, if the disk cannot
+/// be mapped or has no such program.
+pub fn program_image(c: &mut Checks, device: PortName, name: &str) -> Option<&'static [u8]> {
+    match libmach::loader::map_ramdisk(&host::lend(device)) {
+        Ok(disk) => {
+            let image = libmach::loader::cpio::find(disk, name).map(|e| e.data);
+            c.check(
+                image.is_some(),
+                "the program in the RAM disk",
+                format_args!("{name}"),
+            );
+            image
+        }
+        Err(e) => {
+            c.check(false, "map the RAM disk", format_args!("{e:?}"));
+            None
+        }
+    }
+}

@@ -141,7 +141,21 @@ fn protected() -> [PortName; 8] {
     core::array::from_fn(|i| PortName(PROTECTED[i].load(Ordering::Relaxed) as u32))
 }
 
+/// Never named by the fuzzing, but a request may still carry a protected name with its
+/// disposition mutated to `MOVE_SEND` (the name as the destination of a request to our own
+/// task or thread, or as a descriptor): each such message takes one user reference. A stock
+/// of them keeps the name ours, so that the exception handler still knows our threads by
+/// name (a fuzzing thread that lost its name was taken for a spare one and ended).
+const PROTECTED_REFS: i32 = 20_000;
+
 fn protect(name: PortName) {
+    let _ = mach_port::mach_port_mod_refs(
+        &mut t(),
+        &ipc::task_self(),
+        name,
+        PortRight::Send as u32,
+        PROTECTED_REFS,
+    );
     for p in &PROTECTED {
         if p.compare_exchange(0, u64::from(name.0), Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
@@ -1400,15 +1414,7 @@ fn harness(args: &Args) -> i32 {
         );
         return c.finish();
     };
-    let image = match libmach::loader::map_ramdisk(&lend(device)) {
-        Ok(disk) => libmach::loader::cpio::find(disk, "fuzz").map(|e| e.data),
-        Err(e) => {
-            c.check(false, "map the RAM disk", format_args!("{e:?}"));
-            return c.finish();
-        }
-    };
-    let Some(image) = image else {
-        c.check(false, "fuzz in the RAM disk", format_args!("missing"));
+    let Some(image) = armach_tests::program_image(&mut c, device, "fuzz") else {
         return c.finish();
     };
     let me = traps::mach_task_self();
@@ -1609,6 +1615,33 @@ fn print_current(index: u64, task: &SendRight) {
             word(3 * k + 1),
             word(3 * k + 2)
         );
+    }
+    // And what the kernel says of each of its threads.
+    if let Ok(o) = mach::task_threads(&mut t(), task) {
+        o.thread_list.take_all(|r| {
+            let ReceivedPort::Send(th) = r else { return };
+            let basic = libmach::kern::thread_basic_info(&th);
+            let place = libmach::kern::thread_migration_info(&th);
+            match (basic, place) {
+                (Ok(b), Ok(m)) => println!(
+                    "fuzz: worker {index} thread {:#x}: run state {}, flags {:#x}, suspend count {}, set {:#x}, last processor {:?}, bound {:?}, {} ns since it last ran",
+                    th.name().0,
+                    b.run_state,
+                    b.flags,
+                    b.suspend_count,
+                    m.processor_set,
+                    m.last_processor,
+                    m.bound_processor,
+                    m.since_last_run_ns
+                ),
+                (b, m) => println!(
+                    "fuzz: worker {index} thread {:#x}: {:?} {:?}",
+                    th.name().0,
+                    b.err(),
+                    m.err()
+                ),
+            }
+        });
     }
 }
 

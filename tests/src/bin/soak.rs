@@ -269,15 +269,7 @@ fn harness(args: &Args) -> i32 {
         );
         return c.finish();
     };
-    let image = match libmach::loader::map_ramdisk(&lend(device)) {
-        Ok(disk) => libmach::loader::cpio::find(disk, "soak").map(|e| e.data),
-        Err(e) => {
-            c.check(false, "map the RAM disk", format_args!("{e:?}"));
-            return c.finish();
-        }
-    };
-    let Some(image) = image else {
-        c.check(false, "soak in the RAM disk", format_args!("missing"));
+    let Some(image) = armach_tests::program_image(&mut c, device, "soak") else {
         return c.finish();
     };
     let hp = lend(host_priv);

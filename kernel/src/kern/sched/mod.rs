@@ -11,6 +11,7 @@ pub mod policy;
 #[cfg(target_os = "none")]
 pub mod pset;
 pub mod runqueue;
+pub mod setmembers;
 pub mod setslot;
 #[cfg(test)]
 mod sim;

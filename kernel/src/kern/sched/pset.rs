@@ -18,6 +18,7 @@ extern crate alloc;
 
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::scheduler::{kick, processor, setrun};
+use super::setmembers::{self, Members};
 use super::setslot::{SetSlot, free_slot};
 use crate::ids::{CpuId, ProcessorSetId};
 use crate::ipc::{Charge, Kind, Ledger};
@@ -96,6 +97,42 @@ static COUNTS: [Counts; MAX_SETS] = [const {
         threads: AtomicU32::new(0),
     }
 }; MAX_SETS];
+
+/// The membership bookkeeping's view of the kernel (`setmembers`): the table, held locked
+/// by whoever made the view, the `LIVE` ids (written only under that lock) and the
+/// processors' `pset` and `online` fields.
+struct Kernel<'a>(&'a mut [SetState; MAX_SETS]);
+
+impl Members for Kernel<'_> {
+    fn cpus(&self) -> usize {
+        crate::percpu::cpu_count()
+    }
+    fn online(&self, cpu: CpuId) -> bool {
+        processor(cpu).online.load(Ordering::Acquire)
+    }
+    fn set_online(&mut self, cpu: CpuId) {
+        processor(cpu).online.store(true, Ordering::Release);
+    }
+    fn set_of(&self, cpu: CpuId) -> ProcessorSetId {
+        ProcessorSetId(processor(cpu).pset.load(Ordering::Acquire))
+    }
+    fn put(&mut self, cpu: CpuId, set: ProcessorSetId) {
+        processor(cpu).pset.store(set.0, Ordering::Release);
+    }
+    fn live(&self, slot: usize) -> Option<ProcessorSetId> {
+        let id = LIVE[slot].load(Ordering::Acquire);
+        (id != FREE).then_some(ProcessorSetId(id))
+    }
+    fn count(&mut self, slot: usize) -> &mut u32 {
+        &mut self.0[slot].processors
+    }
+    fn count_of(&self, slot: usize) -> u32 {
+        self.0[slot].processors
+    }
+    fn slots(&self) -> usize {
+        MAX_SETS
+    }
+}
 
 /// Set once a set is first created (never cleared): until then there is nothing for the
 /// switch path to check (`scheduler::misplaced`).
@@ -177,8 +214,7 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
     if set == ProcessorSetId::DEFAULT {
         return Err(KernReturn::InvalidArgument);
     }
-    let mut moved = [false; crate::devtree::MAX_CPUS];
-    {
+    let moved = {
         let mut table = TABLE.lock();
         if !is_live(set) {
             return Err(KernReturn::InvalidArgument);
@@ -188,13 +224,11 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
         table[set.slot()].slot.retire();
         // Its processors are the default set's in the same step: no one who takes the
         // table's lock sees a processor in a set that is gone.
-        for cpu in CpuId::first(crate::percpu::cpu_count()) {
-            moved[cpu.index()] = switch_set(&mut table, cpu, set, ProcessorSetId::DEFAULT);
-        }
-    }
+        setmembers::evacuate(&mut Kernel(&mut table), set)
+    };
     crate::kern::checks::at_set_destroy();
     for cpu in CpuId::first(crate::percpu::cpu_count()) {
-        if moved[cpu.index()] {
+        if moved >> cpu.index() & 1 == 1 {
             place_after_move(cpu, ProcessorSetId::DEFAULT);
         }
     }
@@ -232,44 +266,20 @@ pub fn processor_assign(cpu: CpuId, set: ProcessorSetId) -> Result<(), KernRetur
     {
         return Err(KernReturn::InvalidArgument);
     }
-    let old = ProcessorSetId(processor(cpu).pset.load(Ordering::Acquire));
     if !is_live(set) {
         return Err(KernReturn::InvalidArgument);
     }
-    if old != set {
-        move_processor(cpu, old, set);
-    }
-    Ok(())
-}
-
-/// Move `cpu` from `old` to `new` (if it is still in `old`), then place the threads that
-/// the move concerns.
-fn move_processor(cpu: CpuId, old: ProcessorSetId, new: ProcessorSetId) {
+    // Under the lock the processor moves only if `set` is still live (a destroy may have
+    // come first: then it stays where it is, and the answer is still success, as if the
+    // destroy had come after).
     let moved = {
         let mut table = TABLE.lock();
-        is_live(new) && switch_set(&mut table, cpu, old, new)
+        setmembers::assign(&mut Kernel(&mut table), cpu, set)
     };
     if moved {
-        place_after_move(cpu, new);
+        place_after_move(cpu, set);
     }
-}
-
-/// Under the table's lock: `cpu` leaves `old` for `new` if it is still in `old` (the
-/// processor counts follow); whether it moved.
-fn switch_set(
-    table: &mut [SetState; MAX_SETS],
-    cpu: CpuId,
-    old: ProcessorSetId,
-    new: ProcessorSetId,
-) -> bool {
-    let p = processor(cpu);
-    if p.pset.load(Ordering::Acquire) != old.0 {
-        return false;
-    }
-    table[old.slot()].processors = table[old.slot()].processors.saturating_sub(1);
-    table[new.slot()].processors += 1;
-    p.pset.store(new.0, Ordering::Release);
-    true
+    Ok(())
 }
 
 /// After `cpu` joined `new`: the threads the move concerns are placed again.
@@ -560,13 +570,11 @@ pub fn processor_set_info(set: ProcessorSetId) -> Result<SetInfo, KernReturn> {
     })
 }
 
-/// A processor came online: it joins the default set.
+/// A processor comes online: it joins the default set, counted there, and says it is
+/// online, in one step under the table's lock.
 pub(super) fn processor_online(cpu: CpuId) {
     let mut table = TABLE.lock();
-    processor(cpu)
-        .pset
-        .store(ProcessorSetId::DEFAULT.0, Ordering::Release);
-    table[0].processors += 1;
+    setmembers::bring_up(&mut Kernel(&mut table), cpu);
 }
 
 /// A user thread was created in `task`: it joins the task's set.
@@ -659,19 +667,15 @@ impl core::fmt::Display for PsetProblem {
 /// processor count equal to the online processors naming it, free slots counting none,
 /// the waiting queues intact and their threads saying they wait there.
 pub fn check(report: &mut dyn FnMut(PsetProblem)) {
-    let table = TABLE.lock();
-    let n = crate::percpu::cpu_count();
-    let online = || {
-        CpuId::first(n)
-            .map(processor)
-            .filter(|p| p.online.load(Ordering::Acquire))
-    };
-    for p in online() {
-        let set = ProcessorSetId(p.pset.load(Ordering::Acquire));
-        if !is_live(set) {
-            report(PsetProblem::ProcessorInNoSet { cpu: p.id(), set });
-        }
-    }
+    let mut table = TABLE.lock();
+    setmembers::check(&Kernel(&mut table), &mut |w| {
+        report(match w {
+            setmembers::Wrong::InNoSet { cpu, set } => PsetProblem::ProcessorInNoSet { cpu, set },
+            setmembers::Wrong::Count { set, counted, says } => {
+                PsetProblem::ProcessorCount { set, counted, says }
+            }
+        })
+    });
     for (slot, state) in table.iter().enumerate() {
         let live = LIVE[slot].load(Ordering::Acquire);
         if live == FREE {
@@ -684,16 +688,6 @@ pub fn check(report: &mut dyn FnMut(PsetProblem)) {
             continue;
         }
         let set = ProcessorSetId(live);
-        let counted = online()
-            .filter(|p| p.pset.load(Ordering::Acquire) == live)
-            .count() as u32;
-        if counted != state.processors {
-            report(PsetProblem::ProcessorCount {
-                set,
-                counted,
-                says: state.processors,
-            });
-        }
         if let Err(broken) = state.waiting.check() {
             report(PsetProblem::WaitingQueue { set, broken });
             continue;

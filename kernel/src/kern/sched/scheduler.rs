@@ -214,11 +214,11 @@ pub fn init_this_cpu() {
     }
     me.index
         .store(percpu::current_cpu().index() as u32, Ordering::Relaxed);
-    pset::processor_online(percpu::current_cpu());
     percpu::current()
         .processor
         .store(me as *const Processor as usize, Ordering::Relaxed);
-    me.online.store(true, Ordering::Release);
+    // In the default set, counted there and online in one step.
+    pset::processor_online(percpu::current_cpu());
     cpu::irq_restore(saved);
 }
 
