@@ -1,7 +1,8 @@
 //! `cargo xtask fuzz`: longer runs of the user-mode fuzzer (`tests/src/bin/fuzz.rs`) than the
 //! short one `cargo xtask test` makes. Each round boots the kernel (with its lock-order check)
-//! with `init=fuzz -- seed=S ops=K`, under a deadline, and is judged as a test run is: the
-//! success line, no failure line, no panic, the leak check. Rounds go on with a fresh seed
+//! with its self-checks on and `init=fuzz -- seed=S ops=K`, under a deadline, and is judged as
+//! a test run is: the success line, no failure line (nor `checks: FAILED`), no panic, the leak
+//! check. The operations of the rounds that passed are summed for the last line. Rounds go on with a fresh seed
 //! until the given seconds have passed; a failed round prints its seed and the operation
 //! counts the console shows, with the command that replays it (`--seed S --ops K`), and the
 //! console's tail. Not a coverage-guided fuzzer: the program draws its own operations.
