@@ -1,5 +1,6 @@
-//! `cargo xtask lint`: clippy with `-D warnings` on the host crates and on every
-//! cross-compiled crate for its own target, then `cargo fmt --check`. The cross crates are a
+//! `cargo xtask lint`: clippy with `-D warnings` on the host crates, on every
+//! cross-compiled crate for its own target and on the host fuzz targets (`fuzz/`), then
+//! `cargo fmt --check` on both workspaces. The cross crates are a
 //! table so user-side crates join by adding a row.
 
 use crate::{Error, KERNEL_TARGET, Result, USER_TARGET, prereq, proc};
@@ -46,9 +47,34 @@ pub fn run() -> Result<u8> {
             "warnings",
         ]),
     ));
+    // The host fuzz targets: a workspace of their own (`fuzz/`), built here as plain
+    // binaries (clippy needs no honggfuzz tooling).
+    checks.push((
+        "clippy fuzz/ (host fuzz targets)".to_owned(),
+        words(&[
+            "clippy",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ));
     checks.push((
         "rustfmt".to_owned(),
         words(&["fmt", "--all", "--", "--check"]),
+    ));
+    checks.push((
+        "rustfmt fuzz/".to_owned(),
+        words(&[
+            "fmt",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--all",
+            "--",
+            "--check",
+        ]),
     ));
 
     let mut failed = Vec::new();
