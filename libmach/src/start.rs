@@ -139,6 +139,13 @@ impl Args {
         (0..self.argc).map(|i| self.str(i).unwrap_or("?"))
     }
 
+    /// The number of the first `key=N` word, if it has one (`seed=5` for `key` "seed").
+    pub fn number(&self, key: &str) -> Option<u64> {
+        self.iter()
+            .find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    }
+
     /// `argv[0]`, or `"?"`.
     pub fn program_name(&self) -> &'static str {
         self.str(0).unwrap_or("?")

@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod child;
+pub mod exc;
 pub mod fuzz;
 pub mod host;
 pub mod msg;

@@ -33,6 +33,7 @@ extern crate alloc;
 
 use armach_tests::Checks;
 use armach_tests::child::{Child, insn};
+use armach_tests::exc;
 use armach_tests::host::lend;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -45,7 +46,7 @@ use libmach::abi::thread_state::{
     AARCH64_THREAD_STATE, AARCH64_THREAD_STATE_COUNT, Aarch64ThreadState,
 };
 use libmach::ipc;
-use libmach::mig::exc_server::{ExcServer, exc_server};
+use libmach::mig::exc_server::ExcServer;
 use libmach::mig::{mach, mach_port};
 use libmach::{Args, KernReturn, PortName, thread, traps};
 
@@ -226,31 +227,16 @@ impl ExcServer for Handler {
     }
 }
 
-/// An 8-aligned message buffer.
-#[repr(C, align(8))]
-struct Buf([u8; 256]);
-
 fn word32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Serve requests on `port` for `seen` until the stop message.
 fn serve(seen: &'static Seen, port: PortName) {
-    let mut req = Buf([0; 256]);
-    let mut reply = Buf([0; 256]);
+    let mut req = exc::Buf::new();
+    let mut reply = exc::Buf::new();
     loop {
-        // SAFETY: a receive into our own 256-byte buffer.
-        let r = unsafe {
-            traps::mach_msg(
-                req.0.as_mut_ptr(),
-                option::RCV_MSG,
-                0,
-                256,
-                port,
-                0,
-                PortName::NULL,
-            )
-        };
+        let r = exc::receive(&mut req, port, None);
         if r != KernReturn::Success {
             seen.error.store(r.code() as u32, Ordering::SeqCst);
             return;
@@ -259,7 +245,6 @@ fn serve(seen: &'static Seen, port: PortName) {
         if id == STOP_ID {
             return;
         }
-        let size = (word32(&req.0, 4) as usize).min(256);
         let action = Action::from(seen.action.load(Ordering::SeqCst));
         if id == RAISE_ID
             && matches!(
@@ -327,24 +312,9 @@ fn serve(seen: &'static Seen, port: PortName) {
             let _ = traps::mach_port_deallocate(traps::mach_task_self(), task);
             continue;
         }
-        let mut h = Handler { seen };
-        let served = exc_server(&mut h, &req.0[..size], &mut reply.0);
-        if served.reply_size > 0 {
-            // SAFETY: sends our own buffer's first `reply_size` bytes (at most 48).
-            let r = unsafe {
-                traps::mach_msg(
-                    reply.0.as_mut_ptr(),
-                    option::SEND_MSG,
-                    served.reply_size as u32,
-                    0,
-                    PortName::NULL,
-                    0,
-                    PortName::NULL,
-                )
-            };
-            if r != KernReturn::Success {
-                seen.error.store(r.code() as u32, Ordering::SeqCst);
-            }
+        let sent = exc::answer(&mut Handler { seen }, &req, &mut reply, None);
+        if let Some(r) = sent.filter(|r| *r != KernReturn::Success) {
+            seen.error.store(r.code() as u32, Ordering::SeqCst);
         }
     }
 }
@@ -506,22 +476,11 @@ fn full_queue_and_abort(c: &mut Checks) {
         Ok(()),
     );
     // The five fillers, then the request: served here.
-    let mut req = Buf([0; 256]);
-    let mut reply = Buf([0; 256]);
+    let mut req = exc::Buf::new();
+    let mut reply = exc::Buf::new();
     let mut ids = alloc::vec::Vec::new();
     for _ in 0..6 {
-        // SAFETY: a receive into our own 256-byte buffer.
-        let r = unsafe {
-            traps::mach_msg(
-                req.0.as_mut_ptr(),
-                option::RCV_MSG | option::RCV_TIMEOUT,
-                0,
-                256,
-                pc,
-                10_000,
-                PortName::NULL,
-            )
-        };
+        let r = exc::receive(&mut req, pc, Some(10_000));
         if r != KernReturn::Success {
             c.check_eq("receive from the full port", r, KernReturn::Success);
             break;
@@ -536,21 +495,8 @@ fn full_queue_and_abort(c: &mut Checks) {
         ][..],
     );
     if ids.last() == Some(&RAISE_ID) {
-        let size = (word32(&req.0, 4) as usize).min(256);
-        let served = exc_server(&mut Handler { seen: &C }, &req.0[..size], &mut reply.0);
-        // SAFETY: sends our own buffer's first `reply_size` bytes (at most 48).
-        let r = unsafe {
-            traps::mach_msg(
-                reply.0.as_mut_ptr(),
-                option::SEND_MSG,
-                served.reply_size as u32,
-                0,
-                PortName::NULL,
-                0,
-                PortName::NULL,
-            )
-        };
-        c.check_eq("reply sent", r, KernReturn::Success);
+        let sent = exc::answer(&mut Handler { seen: &C }, &req, &mut reply, None);
+        c.check_eq("reply sent", sent, Some(KernReturn::Success));
         c.check_eq(
             "after the abort, the thread still took the answer and went on",
             h.join(),

@@ -22,6 +22,7 @@ use alloc::vec::Vec;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use armach_tests::exc;
 use armach_tests::fuzz::{self as fz, MutStats, Mutator, Rng, Scratch};
 use armach_tests::host::lend;
 use armach_tests::{Checks, println};
@@ -33,7 +34,7 @@ use libmach::abi::message::{
 use libmach::abi::mig::{PortArg, PortRight, ReceivedPort};
 use libmach::abi::traps as tn;
 use libmach::ipc::{self, ReceiveRight, SendRight};
-use libmach::mig::exc_server::{ExcServer, exc_server};
+use libmach::mig::exc_server::ExcServer;
 use libmach::mig::{armach_sched, gnumach, mach, mach_host, mach_port};
 use libmach::{Args, KernReturn, PortName, thread, traps};
 
@@ -52,12 +53,6 @@ const EXC_SOFTWARE: i32 = 5;
 
 fn t() -> ipc::Client<ipc::Trap> {
     ipc::transport()
-}
-
-fn arg(args: &Args, key: &str) -> Option<u64> {
-    args.iter()
-        .find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
 }
 
 fn main(args: &Args) -> i32 {
@@ -206,41 +201,11 @@ impl ExcServer for ExcHandler {
 }
 
 fn serve_exceptions(port: PortName) {
-    #[repr(C, align(8))]
-    struct Buf([u8; 256]);
-    let mut req = Buf([0; 256]);
-    let mut reply = Buf([0; 256]);
+    let mut req = exc::Buf::new();
+    let mut reply = exc::Buf::new();
     while !SHARED.stop.load(Ordering::Relaxed) {
-        // SAFETY: a receive into our own 256-byte buffer.
-        let r = unsafe {
-            traps::mach_msg(
-                req.0.as_mut_ptr(),
-                option::RCV_MSG | option::RCV_TIMEOUT,
-                0,
-                256,
-                port,
-                20,
-                PortName::NULL,
-            )
-        };
-        if r != KernReturn::Success {
-            continue;
-        }
-        let size = (u32::from_le_bytes([req.0[4], req.0[5], req.0[6], req.0[7]]) as usize).min(256);
-        let served = exc_server(&mut ExcHandler, &req.0[..size], &mut reply.0);
-        if served.reply_size > 0 {
-            // SAFETY: sends our own buffer's first `reply_size` bytes.
-            let _ = unsafe {
-                traps::mach_msg(
-                    reply.0.as_mut_ptr(),
-                    option::SEND_MSG | option::SEND_TIMEOUT,
-                    served.reply_size as u32,
-                    0,
-                    PortName::NULL,
-                    10,
-                    PortName::NULL,
-                )
-            };
+        if exc::receive(&mut req, port, Some(20)) == KernReturn::Success {
+            let _ = exc::answer(&mut ExcHandler, &req, &mut reply, Some(10));
         }
     }
 }
@@ -1397,11 +1362,11 @@ static BIND: AtomicBool = AtomicBool::new(false);
 
 fn harness(args: &Args) -> i32 {
     let mut c = Checks::new("fuzz");
-    let seed = arg(args, "seed").unwrap_or(1);
-    let ops = arg(args, "ops").unwrap_or(200);
-    let deadline_s = arg(args, "deadline").unwrap_or(50);
+    let seed = args.number("seed").unwrap_or(1);
+    let ops = args.number("ops").unwrap_or(200);
+    let deadline_s = args.number("deadline").unwrap_or(50);
     let cpus = libmach::kern::cpu_count().max(1);
-    let workers = arg(args, "workers").unwrap_or(u64::from(cpus.max(2)));
+    let workers = args.number("workers").unwrap_or(u64::from(cpus.max(2)));
     c.note(format_args!(
         "seed {seed}, {ops} ops per thread, {workers} workers of {FUZZ_THREADS} threads on {cpus} CPUs"
     ));
@@ -1427,8 +1392,8 @@ fn harness(args: &Args) -> i32 {
     let procs = armach_tests::host::processors(&mut t(), &lend(host_priv)).unwrap_or_default();
     let nprocs = alloc::format!("{}", procs.len());
     let mut kids: Vec<(u64, SendRight)> = Vec::new();
-    let only = arg(args, "only");
-    let trace = alloc::format!("{}", arg(args, "trace").unwrap_or(0));
+    let only = args.number("only");
+    let trace = alloc::format!("{}", args.number("trace").unwrap_or(0));
     for i in (0..workers).filter(|i| only.is_none_or(|o| o == *i)) {
         let seed_s = alloc::format!("{seed}");
         let ops_s = alloc::format!("{ops}");
@@ -1471,8 +1436,8 @@ fn harness(args: &Args) -> i32 {
         }
     }
     let hp = host_priv;
-    BIND.store(arg(args, "bind") != Some(0), Ordering::Relaxed);
-    let churn = (arg(args, "churn") != Some(0))
+    BIND.store(args.number("bind") != Some(0), Ordering::Relaxed);
+    let churn = (args.number("churn") != Some(0))
         .then(|| thread::spawn(move || harness_churn(seed, hp)).ok())
         .flatten();
 

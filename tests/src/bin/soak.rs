@@ -54,12 +54,6 @@ fn t() -> ipc::Client<ipc::Trap> {
     ipc::transport()
 }
 
-fn arg(args: &Args, key: &str) -> Option<u64> {
-    args.iter()
-        .find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-}
-
 /// The checksum of a message's words (seen by where each word is).
 fn checksum(words: &[u64]) -> u64 {
     words
@@ -255,7 +249,7 @@ impl Rng {
 
 fn harness(args: &Args) -> i32 {
     let mut c = Checks::new("soak");
-    let seconds = arg(args, "seconds").unwrap_or(10);
+    let seconds = args.number("seconds").unwrap_or(10);
     let cpus = libmach::kern::cpu_count().max(1);
     let partners = u64::from(cpus.max(2));
     c.note(format_args!(
