@@ -19,6 +19,73 @@ use core::fmt::Write;
 use libmach::{KernReturn, PortName};
 pub use libmach::{print, println};
 
+/// Assembly that loads v0-v31 from the address in register `$r` (a string such as "x9"),
+/// 512 bytes, leaving `$r` past them: for the tests of the FP/SIMD registers' state.
+#[macro_export]
+macro_rules! ld1_v0_v31 {
+    ($r:literal) => {
+        concat!(
+            "ld1 {{v0.16b-v3.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v4.16b-v7.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v8.16b-v11.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v12.16b-v15.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v16.16b-v19.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v20.16b-v23.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v24.16b-v27.16b}}, [",
+            $r,
+            "], #64\n",
+            "ld1 {{v28.16b-v31.16b}}, [",
+            $r,
+            "], #64",
+        )
+    };
+}
+
+/// Assembly that stores v0-v31 to the address in register `$r`, as [`ld1_v0_v31`] loads them.
+#[macro_export]
+macro_rules! st1_v0_v31 {
+    ($r:literal) => {
+        concat!(
+            "st1 {{v0.16b-v3.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v4.16b-v7.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v8.16b-v11.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v12.16b-v15.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v16.16b-v19.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v20.16b-v23.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v24.16b-v27.16b}}, [",
+            $r,
+            "], #64\n",
+            "st1 {{v28.16b-v31.16b}}, [",
+            $r,
+            "], #64",
+        )
+    };
+}
+
 /// The line a passing test prints last (GNU Mach's marker).
 pub const SUCCESS_MARKER: &str = "gnumach-test-success-and-reboot";
 /// The start of the line a failing test prints, followed by what failed.
