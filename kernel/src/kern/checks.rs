@@ -137,6 +137,12 @@ pub fn at_end() -> bool {
             "tasks: every task has gone but {tasks} are counted and {listed} listed"
         ));
     }
+    pset::nonzero_counts(&mut |set, tasks, threads| {
+        fail(format_args!(
+            "processor set {set}: every task has gone but it counts {tasks} tasks and {threads} \
+             threads"
+        ))
+    });
     let stacks = thread::stack_slots_in_use();
     if stacks != 0 {
         fail(format_args!(

@@ -462,13 +462,14 @@ impl Thread {
             false,
             Some(charge),
         ));
+        // Counted in its set before anything can fail: its `Drop` counts it out.
+        crate::kern::sched::pset::note_thread_created(&thread);
         let ledger: Arc<dyn crate::ipc::Ledger> = task.kmem.clone();
         let port = Port::alloc_kernel(
             &ledger,
             Some(KObject::new(KObjectKind::Thread, thread.clone())),
         )?;
         thread.self_port.call_once(|| port);
-        crate::kern::sched::pset::note_thread_created(&thread);
         // GNU Mach `thread_create`: the task's priority and maximum, the maximum no higher
         // (no lower a number) than the set's, the priority no higher than the maximum.
         let set_max = crate::kern::sched::pset::task_set_max_priority(task);

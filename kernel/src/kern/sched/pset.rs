@@ -18,7 +18,7 @@ extern crate alloc;
 
 use super::runqueue::{IDLE_PRI, RunQueue};
 use super::scheduler::{kick, processor, setrun};
-use super::setmembers::{self, Members};
+use super::setmembers::{self, Members, TaggedCount};
 use super::setslot::{SetSlot, free_slot};
 use crate::ids::{CpuId, ProcessorSetId};
 use crate::ipc::{Charge, Kind, Ledger};
@@ -85,18 +85,19 @@ static LIVE: [AtomicU32; MAX_SETS] = {
 };
 const FREE: u32 = u32::MAX;
 
-/// Tasks and threads assigned to each set (kept with atomics, so that a thread or task
-/// going away never takes a lock for them).
-struct Counts {
-    tasks: AtomicU32,
-    threads: AtomicU32,
-}
-static COUNTS: [Counts; MAX_SETS] = [const {
-    Counts {
-        tasks: AtomicU32::new(0),
-        threads: AtomicU32::new(0),
-    }
-}; MAX_SETS];
+/// Tasks and threads assigned to each set, by slot, each tagged with its set's id
+/// (`setmembers::TaggedCount`): kept with atomics, so that a thread or task going away (its
+/// `Drop`, wherever the last reference goes) never takes a lock for them.
+static TASKS: [TaggedCount; MAX_SETS] = {
+    let mut c = [const { TaggedCount::new(FREE) }; MAX_SETS];
+    c[0] = TaggedCount::new(ProcessorSetId::DEFAULT.0);
+    c
+};
+static THREADS: [TaggedCount; MAX_SETS] = {
+    let mut c = [const { TaggedCount::new(FREE) }; MAX_SETS];
+    c[0] = TaggedCount::new(ProcessorSetId::DEFAULT.0);
+    c
+};
 
 /// The membership bookkeeping's view of the kernel (`setmembers`): the table, held locked
 /// by whoever made the view, the `LIVE` ids (written only under that lock) and the
@@ -160,14 +161,6 @@ pub fn resolve(set: ProcessorSetId) -> ProcessorSetId {
     }
 }
 
-fn count_add(counter: &AtomicU32, n: u32) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
-fn count_sub(counter: &AtomicU32) {
-    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-}
-
 /// `processor_set_default`: the default set.
 pub fn processor_set_default() -> ProcessorSetId {
     ProcessorSetId::DEFAULT
@@ -197,8 +190,8 @@ pub fn processor_set_create(ledger: &Arc<dyn Ledger>) -> Result<ProcessorSetId, 
     let id = state.slot.claim(slot);
     state.processors = 0;
     state.max_priority = INITIAL_MAX_PRIORITY;
-    COUNTS[slot].tasks.store(0, Ordering::Relaxed);
-    COUNTS[slot].threads.store(0, Ordering::Relaxed);
+    TASKS[slot].reset(id.0);
+    THREADS[slot].reset(id.0);
     LIVE[slot].store(id.0, Ordering::Release);
     SETS_IN_USE.store(true, Ordering::Release);
     drop(table);
@@ -222,6 +215,10 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
         // From here no thread joins its waiting queue (`wait_for_processor` checks).
         LIVE[set.slot()].store(FREE, Ordering::Release);
         table[set.slot()].slot.retire();
+        // Its tasks and threads are the default set's, and so is any later change to their
+        // counts that still names this set.
+        setmembers::move_count_to_default(&TASKS, set, FREE);
+        setmembers::move_count_to_default(&THREADS, set, FREE);
         // Its processors are the default set's in the same step: no one who takes the
         // table's lock sees a processor in a set that is gone.
         setmembers::evacuate(&mut Kernel(&mut table), set)
@@ -238,10 +235,6 @@ pub fn processor_set_destroy(set: ProcessorSetId) -> Result<(), KernReturn> {
             .store(ProcessorSetId::DEFAULT.0, Ordering::Relaxed);
         true
     });
-    let slot = &COUNTS[set.slot()];
-    let default = &COUNTS[ProcessorSetId::DEFAULT.slot()];
-    count_add(&default.tasks, slot.tasks.swap(0, Ordering::Relaxed));
-    count_add(&default.threads, slot.threads.swap(0, Ordering::Relaxed));
     let leftovers = {
         let mut table = TABLE.lock();
         let state = &mut table[set.slot()];
@@ -413,8 +406,8 @@ pub fn thread_assign(thread: &Arc<Thread>, set: ProcessorSetId) -> Result<(), Ke
         let old = ProcessorSetId(thread.processor_set.swap(set.0, Ordering::AcqRel));
         let old = resolve(old);
         if old != set {
-            count_sub(&COUNTS[old.slot()].threads);
-            count_add(&COUNTS[set.slot()].threads, 1);
+            setmembers::count_sub(&THREADS, old);
+            setmembers::count_add(&THREADS, set, 1);
         }
         let max = table[set.slot()].max_priority;
         if thread.max_priority.load(Ordering::Relaxed) < max {
@@ -492,8 +485,8 @@ pub fn task_assign(
             task.processor_set.swap(set.0, Ordering::AcqRel),
         ));
         if old != set {
-            count_sub(&COUNTS[old.slot()].tasks);
-            count_add(&COUNTS[set.slot()].tasks, 1);
+            setmembers::count_sub(&TASKS, old);
+            setmembers::count_add(&TASKS, set, 1);
         }
     }
     if assign_threads {
@@ -563,8 +556,8 @@ pub fn processor_set_info(set: ProcessorSetId) -> Result<SetInfo, KernReturn> {
     let state = &table[set.slot()];
     Ok(SetInfo {
         processor_count: state.processors,
-        task_count: COUNTS[set.slot()].tasks.load(Ordering::Relaxed),
-        thread_count: COUNTS[set.slot()].threads.load(Ordering::Relaxed),
+        task_count: TASKS[set.slot()].get().1,
+        thread_count: THREADS[set.slot()].get().1,
         max_priority: state.max_priority,
         waiting: state.waiting.len() as u32,
     })
@@ -581,7 +574,7 @@ pub(super) fn processor_online(cpu: CpuId) {
 pub fn note_thread_created(thread: &Thread) {
     let set = task_get_assignment(&thread.task);
     thread.processor_set.store(set.0, Ordering::Relaxed);
-    count_add(&COUNTS[set.slot()].threads, 1);
+    setmembers::count_add(&THREADS, set, 1);
 }
 
 /// The maximum priority of `task`'s set: the ceiling of its new threads' maxima.
@@ -592,17 +585,29 @@ pub fn task_set_max_priority(task: &Task) -> u8 {
 
 /// A user thread is gone.
 pub fn note_thread_gone(thread: &Thread) {
-    count_sub(&COUNTS[thread_get_assignment(thread).slot()].threads);
+    setmembers::count_sub(&THREADS, thread_get_assignment(thread));
 }
 
 /// A user task was created (in the default set).
 pub fn note_task_created(_task: &Task) {
-    count_add(&COUNTS[ProcessorSetId::DEFAULT.slot()].tasks, 1);
+    setmembers::count_add(&TASKS, ProcessorSetId::DEFAULT, 1);
 }
 
 /// A user task is gone.
 pub fn note_task_gone(task: &Task) {
-    count_sub(&COUNTS[task_get_assignment(task).slot()].tasks);
+    setmembers::count_sub(&TASKS, task_get_assignment(task));
+}
+
+/// Each live set with tasks or threads still counted in it: (set, tasks, threads). When no
+/// user task is left, there must be none (`checks::at_end`).
+pub fn nonzero_counts(report: &mut dyn FnMut(ProcessorSetId, u32, u32)) {
+    for slot in 0..MAX_SETS {
+        let (set, tasks) = TASKS[slot].get();
+        let (_, threads) = THREADS[slot].get();
+        if set.0 != FREE && (tasks != 0 || threads != 0) {
+            report(set, tasks, threads);
+        }
+    }
 }
 
 /// What [`check`] found wrong with the processor sets.

@@ -7,6 +7,69 @@
 //! bookkeeping and stays in `pset`.
 
 use crate::ids::{CpuId, ProcessorSetId};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// A count of what is assigned to the set in one slot of the table (its tasks, or its
+/// threads), kept without a lock and tagged with the set's id in the same word:
+/// `id << 32 | count`. Each change names the set it means and applies only while the slot
+/// still holds that set; a destroyed set's count goes to the default set in one swap
+/// ([`Self::reset`]), and a change that comes later for the dead set (a thread that read its
+/// set just before the destroy, and goes away just after) is made on the default set's
+/// count instead, as the thing counted is now the default set's. Without the tag, such a
+/// late change hit the emptied (or reused) slot and left the default set's count too high
+/// for ever.
+pub struct TaggedCount(AtomicU64);
+
+impl TaggedCount {
+    /// The count of set `id`, 0.
+    pub const fn new(id: u32) -> Self {
+        TaggedCount(AtomicU64::new((id as u64) << 32))
+    }
+
+    /// The set this count now belongs to, and the count.
+    pub fn get(&self) -> (ProcessorSetId, u32) {
+        let w = self.0.load(Ordering::Acquire);
+        (ProcessorSetId((w >> 32) as u32), w as u32)
+    }
+
+    /// Apply `f` to the count if it is `set`'s (saturating at both ends): whether it was.
+    pub fn change(&self, set: ProcessorSetId, f: impl Fn(u32) -> u32) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                ((w >> 32) as u32 == set.0).then(|| (w & !0xffff_ffff) | u64::from(f(w as u32)))
+            })
+            .is_ok()
+    }
+
+    /// The slot now counts for set `id`, from 0: the previous count.
+    pub fn reset(&self, id: u32) -> u32 {
+        self.0.swap((id as u64) << 32, Ordering::AcqRel) as u32
+    }
+}
+
+/// Add `n` to `set`'s count in `counts` (indexed by slot), or to the default set's (slot 0,
+/// which always holds it) if `set` is no longer in its slot.
+pub fn count_add(counts: &[TaggedCount], set: ProcessorSetId, n: u32) {
+    let f = |c: u32| c.saturating_add(n);
+    if !counts.get(set.slot()).is_some_and(|c| c.change(set, f)) {
+        counts[0].change(ProcessorSetId::DEFAULT, f);
+    }
+}
+
+/// Take one from `set`'s count, as [`count_add`] adds.
+pub fn count_sub(counts: &[TaggedCount], set: ProcessorSetId) {
+    let f = |c: u32| c.saturating_sub(1);
+    if !counts.get(set.slot()).is_some_and(|c| c.change(set, f)) {
+        counts[0].change(ProcessorSetId::DEFAULT, f);
+    }
+}
+
+/// `set` is destroyed: its slot counts for nothing (`free`) and its count is the default
+/// set's.
+pub fn move_count_to_default(counts: &[TaggedCount], set: ProcessorSetId, free: u32) {
+    let n = counts[set.slot()].reset(free);
+    count_add(counts, ProcessorSetId::DEFAULT, n);
+}
 
 /// What the bookkeeping reads and writes: `pset`'s table, `LIVE` ids and the processors'
 /// `pset` fields in the kernel, plain arrays in the tests. The kernel calls every method
@@ -332,6 +395,93 @@ mod tests {
         wrong.clear();
         check(&t, &mut |w| wrong.push(w));
         assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    /// The race a plain count lost: a thread that read its set before the set was destroyed
+    /// goes away after; its decrement must come off the default set's count, where the
+    /// destroy moved it, and not off the emptied slot (nor a set that reused it).
+    #[test]
+    fn a_late_change_for_a_destroyed_set_goes_to_the_default_set() {
+        const FREE: u32 = u32::MAX;
+        let counts = [TaggedCount::new(0), TaggedCount::new(FREE)];
+        let set = ProcessorSetId::new(1, 0);
+        counts[1].reset(set.0);
+        count_add(&counts, ProcessorSetId::DEFAULT, 2);
+        count_add(&counts, set, 3);
+        move_count_to_default(&counts, set, FREE);
+        assert_eq!(counts[0].get(), (ProcessorSetId::DEFAULT, 5));
+        // The slot is reused by a later set.
+        let next = ProcessorSetId::new(1, 1);
+        counts[1].reset(next.0);
+        count_add(&counts, next, 1);
+        count_sub(&counts, set);
+        assert_eq!(counts[0].get(), (ProcessorSetId::DEFAULT, 4));
+        assert_eq!(counts[1].get(), (next, 1));
+        // A set id past the table is no slot: the default set's too.
+        count_sub(&counts, ProcessorSetId::new(7, 0));
+        assert_eq!(counts[0].get().1, 3);
+    }
+
+    /// Threads adding and taking away on a set while another destroys and recreates it in
+    /// the same slot: the grand total always comes back to what was added and not taken.
+    #[test]
+    fn counts_survive_destroys_racing_with_changes() {
+        use std::sync::atomic::{AtomicBool, AtomicU32};
+        use std::thread;
+        const FREE: u32 = u32::MAX;
+        let counts: &'static [TaggedCount; 2] = std::boxed::Box::leak(std::boxed::Box::new([
+            TaggedCount::new(0),
+            TaggedCount::new(FREE),
+        ]));
+        let live: &'static AtomicU32 =
+            std::boxed::Box::leak(std::boxed::Box::new(AtomicU32::new(FREE)));
+        let stop: &'static AtomicBool =
+            std::boxed::Box::leak(std::boxed::Box::new(AtomicBool::new(false)));
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                thread::spawn(move || {
+                    // What this worker counted, each under the set it was counted in:
+                    // a decrement names the set its thing was counted in, as a thread's
+                    // does.
+                    let mut held: Vec<ProcessorSetId> = Vec::new();
+                    for i in 0..20_000u32 {
+                        if i % 3 == 2
+                            && let Some(set) = held.pop()
+                        {
+                            count_sub(counts, set);
+                        } else {
+                            let id = live.load(Ordering::Acquire);
+                            let set = if id == FREE {
+                                ProcessorSetId::DEFAULT
+                            } else {
+                                ProcessorSetId(id)
+                            };
+                            count_add(counts, set, 1);
+                            held.push(set);
+                        }
+                    }
+                    held.len() as i64
+                })
+            })
+            .collect();
+        let destroyer = thread::spawn(move || {
+            let mut generation = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let set = ProcessorSetId::new(1, generation);
+                counts[1].reset(set.0);
+                live.store(set.0, Ordering::Release);
+                thread::yield_now();
+                live.store(FREE, Ordering::Release);
+                move_count_to_default(counts, set, FREE);
+                generation += 1;
+            }
+        });
+        let net: i64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        stop.store(true, Ordering::Relaxed);
+        destroyer.join().unwrap();
+        let total = i64::from(counts[0].get().1)
+            + i64::from(counts[1].get().1 * u32::from(counts[1].get().0.0 != FREE));
+        assert_eq!(total, net);
     }
 
     #[test]
