@@ -20,7 +20,7 @@ use crate::sync::{IrqSpinLock, IrqSpinLockGuard, LockLevel};
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use core::any::Any;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use mach_abi::KernReturn;
 
 /// Ids for ports, port sets and spaces: unique for the life of the kernel.
@@ -142,6 +142,31 @@ pub struct Port {
     pub(crate) seqno: AtomicU32,
     pub(crate) state: IrqSpinLock<PortState>,
     _charge: Charge,
+    _counted: Counted,
+}
+
+/// Ports that exist (made and not yet freed), for the self-checks (`checks::at_end`).
+static LIVE_PORTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many ports exist now.
+pub fn live_ports() -> usize {
+    LIVE_PORTS.load(Ordering::Relaxed)
+}
+
+/// A port's place in [`LIVE_PORTS`]: counted when made, uncounted when freed.
+struct Counted;
+
+impl Counted {
+    fn new() -> Self {
+        LIVE_PORTS.fetch_add(1, Ordering::Relaxed);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE_PORTS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // A port is one heap block, charged one granule.
@@ -215,6 +240,7 @@ impl Port {
                 },
             ),
             _charge: charge,
+            _counted: Counted::new(),
         }))
     }
 

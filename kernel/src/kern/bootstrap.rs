@@ -80,6 +80,7 @@ pub fn start_init(initrd: PhysRange, args: &BootArgs<'_>) -> ! {
     crate::kern::ipc_traps::init();
     FRAMES_BEFORE.store(frame::counts().0, Ordering::Relaxed);
     HEAP_BEFORE.store(heap::usage().0 as u64, Ordering::Relaxed);
+    super::checks::note_start();
     let mut loaded = ArrayVec::<_, MAX_INIT_PROGRAMS>::new();
     for entry in &programs {
         // argv[1] and argv[2]: send rights to the host-privileged and device ports, named

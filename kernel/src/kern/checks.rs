@@ -35,6 +35,13 @@ static INJECT_RUNQUEUE: AtomicBool = AtomicBool::new(false);
 static PERIODIC: AtomicU64 = AtomicU64::new(0);
 static AT_EXIT: AtomicU64 = AtomicU64::new(0);
 static AT_SET_DESTROY: AtomicU64 = AtomicU64::new(0);
+/// Ports that existed before the first task (the host's, the devices', the processors').
+static PORTS_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+/// Before the first task (with the leak check's references): what must be back at the end.
+pub fn note_start() {
+    PORTS_BEFORE.store(crate::ipc::port::live_ports() as u64, Ordering::Relaxed);
+}
 static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Read `checks` and `checks-inject=` from the command line (at boot, before any task).
@@ -143,6 +150,16 @@ pub fn at_end() -> bool {
              threads"
         ))
     });
+    let (ports, ports_before) = (
+        crate::ipc::port::live_ports() as u64,
+        PORTS_BEFORE.load(Ordering::Relaxed),
+    );
+    if ports != ports_before {
+        fail(format_args!(
+            "ports: every task has gone but {ports} ports exist, {ports_before} before the \
+             first task"
+        ));
+    }
     let stacks = thread::stack_slots_in_use();
     if stacks != 0 {
         fail(format_args!(
