@@ -340,3 +340,69 @@ unsafe impl Transport for Mutator<'_> {
         .result()
     }
 }
+
+/// A transport for the fuzzer's own calls on names the fuzzing may have changed meanwhile (a
+/// victim's thread name, destroyed and made again for a port the program receives on, say):
+/// the stub's request as it is, with send and receive timeouts, so that a request that reaches
+/// no server fails instead of waiting for ever for its reply.
+pub struct Patient {
+    pub timeout_ms: u32,
+}
+
+// SAFETY: as for `Mutator`: replies come from `mach_msg` on the calling thread's reply port.
+unsafe impl Transport for Patient {
+    type Space = TaskSpace;
+
+    fn reply_port(&mut self) -> PortName {
+        Trap.reply_port()
+    }
+
+    unsafe fn rpc(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        reply_port: PortName,
+        _options: CallOptions,
+    ) -> Result<(), KernReturn> {
+        let bits = option::SEND_MSG | option::RCV_MSG | option::SEND_TIMEOUT | option::RCV_TIMEOUT;
+        // SAFETY: the stub's own request, unchanged.
+        let r = unsafe {
+            Trap.mach_msg(
+                msg,
+                bits,
+                send_size,
+                reply_port,
+                self.timeout_ms,
+                PortName::NULL,
+            )
+        };
+        if r.is_success() {
+            Ok(())
+        } else {
+            if reply_port == Trap.reply_port() {
+                Trap.discard_reply_port();
+            }
+            Err(r)
+        }
+    }
+
+    unsafe fn send(
+        &mut self,
+        msg: &mut [u8],
+        send_size: usize,
+        _options: CallOptions,
+    ) -> Result<(), KernReturn> {
+        // SAFETY: as for `rpc`.
+        unsafe {
+            Trap.mach_msg(
+                msg,
+                option::SEND_MSG | option::SEND_TIMEOUT,
+                send_size,
+                PortName::NULL,
+                self.timeout_ms,
+                PortName::NULL,
+            )
+        }
+        .result()
+    }
+}

@@ -55,6 +55,11 @@ fn t() -> ipc::Client<ipc::Trap> {
     ipc::transport()
 }
 
+/// For calls on names the fuzzing may have changed (`fz::Patient`).
+fn patient() -> fz::Patient {
+    fz::Patient { timeout_ms: 2000 }
+}
+
 fn main(args: &Args) -> i32 {
     if args.str(3) == Some("worker") {
         return worker(args);
@@ -178,7 +183,7 @@ impl ExcServer for ExcHandler {
         if !own {
             // A spare thread (made suspended, with no stack) that the fuzzing gave a random
             // state and resumed: it faulted at once, as it should. It goes.
-            let _ = mach::thread_terminate(&mut t(), &lend(thread));
+            let _ = mach::thread_terminate(&mut patient(), &lend(thread));
         }
         let _ = traps::mach_port_deallocate(traps::mach_task_self(), thread);
         let _ = traps::mach_port_deallocate(traps::mach_task_self(), task);
@@ -478,10 +483,10 @@ fn fuzz_thread(seed: u64, ops: u64, index: u64, k: u64) {
         spent[3] / us.max(1)
     );
     for (task, _) in f.victims.drain(..) {
-        let _ = mach::task_terminate(&mut t(), &task);
+        let _ = mach::task_terminate(&mut patient(), &task);
     }
     for th in f.spare.drain(..) {
-        let _ = mach::thread_terminate(&mut t(), &th);
+        let _ = mach::thread_terminate(&mut patient(), &th);
     }
 }
 
@@ -1041,14 +1046,14 @@ impl Fuzzer {
             17 => call!("task_create", {
                 let r = mach::task_create(&mut m, &tk, i1 & 1 == 0);
                 if let Ok(out) = &r {
-                    let _ = mach::task_terminate(&mut t(), &out.child_task);
+                    let _ = mach::task_terminate(&mut patient(), &out.child_task);
                 }
                 r
             }),
             18 if !own_task => call!("thread_create", {
                 let r = mach::thread_create(&mut m, &tk);
                 if let Ok(out) = &r {
-                    let _ = mach::thread_terminate(&mut t(), &out.child_thread);
+                    let _ = mach::thread_terminate(&mut patient(), &out.child_thread);
                 }
                 r
             }),
@@ -1307,13 +1312,13 @@ impl Fuzzer {
                 }
                 if self.spare.len() > 3 {
                     let th = self.spare.remove(0);
-                    let _ = mach::thread_terminate(&mut t(), &th);
+                    let _ = mach::thread_terminate(&mut patient(), &th);
                 }
             }
             3 => {
                 // A victim's thread run from nowhere: it faults and its task ends.
                 if let Some(th) = self.victim_thread() {
-                    let _ = mach::thread_resume(&mut t(), &lend(th));
+                    let _ = mach::thread_resume(&mut patient(), &lend(th));
                 }
             }
             _ => {

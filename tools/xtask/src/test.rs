@@ -340,6 +340,11 @@ const FUZZ_REPLAYS: &[(u64, u32, &str)] = &[
     // and the worker never reported (worker 1.0 at op 744). Protected names now hold a stock
     // of references.
     (418595236, 800, "lost-thread-name"),
+    // A victim thread's name, destroyed by the fuzzing and made again for a port the worker
+    // receives on: the worker's own `thread_resume` on it (no timeout) queued the request on
+    // its own port and waited for ever (worker 0.0 at op 2428). The worker's calls on such
+    // names now have timeouts (`fuzz::Patient`).
+    (665335487, 2500, "own-port-as-victim"),
 ];
 
 /// The [`FUZZ_REPLAYS`] runs.
