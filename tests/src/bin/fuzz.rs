@@ -548,7 +548,9 @@ impl Fuzzer {
     }
 
     fn new_victim(&mut self) {
-        let mut tr = t();
+        // Every name here may be changed by the other fuzzing thread meanwhile, the oldest
+        // victim's above all: calls with timeouts (`fz::Patient`).
+        let mut tr = patient();
         let Some(out) = self.check(
             "task_create",
             mach::task_create(&mut tr, &ipc::task_self(), false),

@@ -345,6 +345,9 @@ const FUZZ_REPLAYS: &[(u64, u32, &str)] = &[
     // its own port and waited for ever (worker 0.0 at op 2428). The worker's calls on such
     // names now have timeouts (`fuzz::Patient`).
     (665335487, 2500, "own-port-as-victim"),
+    // The same with the `task_terminate` of the oldest victim when a new one is made (worker
+    // 1.1 at op 805): every call of `new_victim` now has timeouts too.
+    (110396834, 1000, "own-port-as-old-victim"),
 ];
 
 /// The [`FUZZ_REPLAYS`] runs.
