@@ -299,21 +299,11 @@ unsafe impl Transport for Mutator<'_> {
             self.stats.mutated += 1;
             self.mutate(msg, &mut send);
         }
-        let bits = option::SEND_MSG | option::RCV_MSG | option::SEND_TIMEOUT | option::RCV_TIMEOUT;
         let timeout = self.rng.below(3) as u32;
         // SAFETY: `msg` is ours; the mutation only marks regions `deallocate` that the stub
         // did (see `mutate`); every other region is only read by the kernel, and a bad
         // address is an error, not a fault.
-        let r = unsafe { Trap.mach_msg(msg, bits, send, reply_port, timeout, PortName::NULL) };
-        if r.is_success() {
-            Ok(())
-        } else {
-            // A late reply must not be taken for the next call's.
-            if reply_port == Trap.reply_port() {
-                Trap.discard_reply_port();
-            }
-            Err(r)
-        }
+        unsafe { timed_rpc(msg, send, reply_port, timeout) }
     }
 
     unsafe fn send(
@@ -327,18 +317,45 @@ unsafe impl Transport for Mutator<'_> {
             self.mutate(msg, &mut send);
         }
         // SAFETY: as for `rpc`.
-        unsafe {
-            Trap.mach_msg(
-                msg,
-                option::SEND_MSG | option::SEND_TIMEOUT,
-                send,
-                PortName::NULL,
-                1,
-                PortName::NULL,
-            )
-        }
-        .result()
+        unsafe { timed_send(msg, send, 1) }
     }
+}
+
+/// `mach_msg` sending `msg[..send]` and receiving the reply on `reply_port`, both within
+/// `timeout_ms`. A failed call gives up the thread's reply port, so that a late reply is not
+/// taken for the next call's.
+///
+/// # Safety
+///
+/// As `MachMsg::mach_msg`: the regions the message names are the caller's to send.
+unsafe fn timed_rpc(
+    msg: &mut [u8],
+    send: usize,
+    reply_port: PortName,
+    timeout_ms: u32,
+) -> Result<(), KernReturn> {
+    let bits = option::SEND_MSG | option::RCV_MSG | option::SEND_TIMEOUT | option::RCV_TIMEOUT;
+    // SAFETY: the caller's.
+    let r = unsafe { Trap.mach_msg(msg, bits, send, reply_port, timeout_ms, PortName::NULL) };
+    if r.is_success() {
+        Ok(())
+    } else {
+        if reply_port == Trap.reply_port() {
+            Trap.discard_reply_port();
+        }
+        Err(r)
+    }
+}
+
+/// `mach_msg` sending `msg[..send]` within `timeout_ms`.
+///
+/// # Safety
+///
+/// As for [`timed_rpc`].
+unsafe fn timed_send(msg: &mut [u8], send: usize, timeout_ms: u32) -> Result<(), KernReturn> {
+    let bits = option::SEND_MSG | option::SEND_TIMEOUT;
+    // SAFETY: the caller's.
+    unsafe { Trap.mach_msg(msg, bits, send, PortName::NULL, timeout_ms, PortName::NULL) }.result()
 }
 
 /// A transport for the fuzzer's own calls on names the fuzzing may have changed meanwhile (a
@@ -364,26 +381,8 @@ unsafe impl Transport for Patient {
         reply_port: PortName,
         _options: CallOptions,
     ) -> Result<(), KernReturn> {
-        let bits = option::SEND_MSG | option::RCV_MSG | option::SEND_TIMEOUT | option::RCV_TIMEOUT;
         // SAFETY: the stub's own request, unchanged.
-        let r = unsafe {
-            Trap.mach_msg(
-                msg,
-                bits,
-                send_size,
-                reply_port,
-                self.timeout_ms,
-                PortName::NULL,
-            )
-        };
-        if r.is_success() {
-            Ok(())
-        } else {
-            if reply_port == Trap.reply_port() {
-                Trap.discard_reply_port();
-            }
-            Err(r)
-        }
+        unsafe { timed_rpc(msg, send_size, reply_port, self.timeout_ms) }
     }
 
     unsafe fn send(
@@ -393,16 +392,6 @@ unsafe impl Transport for Patient {
         _options: CallOptions,
     ) -> Result<(), KernReturn> {
         // SAFETY: as for `rpc`.
-        unsafe {
-            Trap.mach_msg(
-                msg,
-                option::SEND_MSG | option::SEND_TIMEOUT,
-                send_size,
-                PortName::NULL,
-                self.timeout_ms,
-                PortName::NULL,
-            )
-        }
-        .result()
+        unsafe { timed_send(msg, send_size, self.timeout_ms) }
     }
 }

@@ -88,16 +88,15 @@ const FREE: u32 = u32::MAX;
 /// Tasks and threads assigned to each set, by slot, each tagged with its set's id
 /// (`setmembers::TaggedCount`): kept with atomics, so that a thread or task going away (its
 /// `Drop`, wherever the last reference goes) never takes a lock for them.
-static TASKS: [TaggedCount; MAX_SETS] = {
+static TASKS: [TaggedCount; MAX_SETS] = empty_counts();
+static THREADS: [TaggedCount; MAX_SETS] = empty_counts();
+
+/// Counts at boot: the default set's in slot 0, every other slot free.
+const fn empty_counts() -> [TaggedCount; MAX_SETS] {
     let mut c = [const { TaggedCount::new(FREE) }; MAX_SETS];
     c[0] = TaggedCount::new(ProcessorSetId::DEFAULT.0);
     c
-};
-static THREADS: [TaggedCount; MAX_SETS] = {
-    let mut c = [const { TaggedCount::new(FREE) }; MAX_SETS];
-    c[0] = TaggedCount::new(ProcessorSetId::DEFAULT.0);
-    c
-};
+}
 
 /// The membership bookkeeping's view of the kernel (`setmembers`): the table, held locked
 /// by whoever made the view, the `LIVE` ids (written only under that lock) and the
